@@ -1,0 +1,87 @@
+"""The app factory helper: what every Chorus HTTP service has, wired the same way.
+
+``create_service_app`` builds a FastAPI app with logging configured, the lifecycle and
+health registry on ``app.state``, ``/healthz`` ``/readyz`` ``/metrics``, the JSON error
+handlers and the pure-ASGI middleware. A service passes its own lifespan (which creates
+pools and clients and registers readiness checks) and its routers, so each service's
+``create_app(settings)`` stays a few lines long.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from chorus_common.errors import install_error_handlers
+from chorus_common.health import Health, health_router
+from chorus_common.http_metrics import HttpMetricsMiddleware
+from chorus_common.lifecycle import Lifecycle
+from chorus_common.logs import configure_logging
+from chorus_common.request_context import RequestContextMiddleware
+from chorus_common.settings import ServiceSettings
+
+__all__ = ["ServiceLifespan", "create_service_app"]
+
+logger = logging.getLogger("chorus.app")
+
+#: A service's own lifespan: open clients on enter (on ``app.state``), close them on exit.
+ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    version: str,
+    description: str = "",
+    lifespan: ServiceLifespan | None = None,
+    routers: Sequence[APIRouter] = (),
+    docs_prefix: str | None = None,
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    """A FastAPI app with the Chorus plumbing installed.
+
+    ``docs_prefix="/api"`` serves ``/api/docs`` and ``/api/openapi.json``; None hides docs.
+    """
+    configure_logging(
+        service=settings.service_name,
+        level=settings.log_level,
+        fmt=settings.effective_log_format,
+    )
+
+    @asynccontextmanager
+    async def chorus_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info("starting %s", settings.service_name, extra={"env": settings.env.value})
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                yield
+        logger.info("stopped %s", settings.service_name)
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=chorus_lifespan,
+        docs_url=f"{docs_prefix}/docs" if docs_prefix is not None else None,
+        redoc_url=None,
+        openapi_url=f"{docs_prefix}/openapi.json" if docs_prefix is not None else None,
+        openapi_tags=openapi_tags,
+    )
+    lifecycle = Lifecycle()
+    app.state.settings = settings
+    app.state.lifecycle = lifecycle
+    app.state.health = Health(lifecycle, timeout=settings.ready_check_timeout)
+    install_error_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    # Added last = outermost: the request id exists before metrics and errors see it.
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
+    return app

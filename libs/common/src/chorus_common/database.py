@@ -1,0 +1,56 @@
+"""The Postgres engine and session factory (async SQLAlchemy 2 on asyncpg).
+
+Pool size, overflow, timeouts and pre-ping come from :class:`DatabaseSettings`; a
+statement timeout is set per connection so one runaway query cannot hold a pool slot
+forever. Sessions do not expire objects on commit: responses are built after commits.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from chorus_common.settings import DatabaseSettings
+
+__all__ = ["DatabaseCheck", "create_engine", "create_sessionmaker"]
+
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An engine with the pool configured from settings."""
+    server_settings = {"application_name": settings.service_name}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            "server_settings": server_settings,
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions bound to ``engine``; one per request or task, never shared across tasks."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+class DatabaseCheck:
+    """Readiness check: a pooled connection answers ``SELECT 1``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def __call__(self) -> None:
+        """Raise unless Postgres answers."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))

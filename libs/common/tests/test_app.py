@@ -1,0 +1,19 @@
+"""The app factory: every service gets the same plumbing."""
+
+from __future__ import annotations
+
+import httpx
+
+
+async def test_docs_live_under_the_prefix(probe_client: httpx.AsyncClient) -> None:
+    spec = (await probe_client.get("/p/openapi.json")).json()
+    assert "/items/{item_id}" in spec["paths"]
+    # Operational endpoints are not part of the public API description.
+    assert "/healthz" not in spec["paths"]
+    assert (await probe_client.get("/p/docs")).status_code == 200
+
+
+async def test_operational_endpoints_exist(probe_client: httpx.AsyncClient) -> None:
+    assert (await probe_client.get("/healthz")).json() == {"status": "ok"}
+    assert (await probe_client.get("/readyz")).json()["status"] == "ready"
+    assert "chorus_http_requests_total" in (await probe_client.get("/metrics")).text

@@ -1,0 +1,230 @@
+"""The events module: envelope, channels, atomic publish, history and resume offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from chorus_common.events import (
+    Envelope,
+    EventBus,
+    InvalidChannelError,
+    InvalidStreamIdError,
+    parse_stream_id,
+    pubsub_channel,
+    room_channel,
+    stream_key,
+    user_channel,
+)
+from chorus_common.redis_client import create_redis
+from chorus_devstack.servers import RunningRedis
+
+
+@pytest.fixture
+async def redis(redis_server: RunningRedis) -> AsyncIterator[Redis]:
+    client = create_redis(redis_server.url, client_name="test-events", socket_timeout=None)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def channel() -> str:
+    return room_channel(f"test-{os.urandom(6).hex()}")
+
+
+async def _next_message(pubsub: PubSub) -> bytes:
+    while True:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+        if message is not None:
+            data: bytes = message["data"]
+            return data
+
+
+async def _subscribed(redis: Redis, channel: str) -> PubSub:
+    """A pub/sub connection whose SUBSCRIBE Redis has confirmed (so nothing is missed)."""
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(pubsub_channel(channel))
+    while True:
+        message = await pubsub.get_message(timeout=5)
+        if message is not None and message["type"] == "subscribe":
+            return pubsub
+
+
+async def _collect(redis: Redis, channel: str, count: int, ready: asyncio.Event) -> list[bytes]:
+    pubsub = await _subscribed(redis, channel)
+    ready.set()
+    received: list[bytes] = []
+    try:
+        while len(received) < count:
+            # None also means "a subscribe confirmation was skipped": keep reading.
+            message = await asyncio.wait_for(_next_message(pubsub), timeout=5)
+            received.append(message)
+    finally:
+        await pubsub.aclose()
+    return received
+
+
+def test_channel_names() -> None:
+    assert room_channel("lobby") == "room:lobby"
+    assert user_channel(42) == "user:42"
+    assert stream_key("room:lobby") == "chorus:stream:room:lobby"
+    assert pubsub_channel("room:lobby") == "chorus:pub:room:lobby"
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "../etc", "room:lobby", "-lead", "é"])
+def test_bad_room_names_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidChannelError):
+        room_channel(bad)
+
+
+@pytest.mark.parametrize("bad", ["1-", "abc", "1-2-3", "", "$", "+", "(1-0"])
+def test_bad_stream_ids_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidStreamIdError):
+        parse_stream_id(bad)
+
+
+async def test_publish_is_delivered_with_its_stream_id(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis)
+    ready = asyncio.Event()
+    collector = asyncio.create_task(_collect(redis, channel, 1, ready))
+    await ready.wait()
+    published = await bus.publish(channel, "message", {"message": "hi"}, sender="7")
+    [live] = await collector
+    assert live == published.payload
+    envelope = Envelope.from_json(live)
+    assert envelope.id == published.id
+    assert envelope.channel == channel
+    assert envelope.type == "message"
+    assert envelope.data == {"message": "hi"}
+    assert envelope.from_ == "7"
+    assert envelope.ts.endswith("Z")
+    assert orjson.loads(live)["from"] == "7"
+
+
+async def test_concurrent_publishes_get_increasing_ids_in_delivery_order(
+    redis: Redis, channel: str
+) -> None:
+    bus = EventBus(redis)
+    ready = asyncio.Event()
+    collector = asyncio.create_task(_collect(redis, channel, 200, ready))
+    await ready.wait()
+    published = await asyncio.gather(
+        *(bus.publish(channel, "message", {"n": n}, sender="t") for n in range(200))
+    )
+    live = await collector
+    live_ids = [Envelope.from_json(raw).id for raw in live]
+    assert len(live_ids) == 200
+    # Delivery order is stream order, and stream ids strictly increase.
+    parsed = [parse_stream_id(i) for i in live_ids if i]
+    assert parsed == sorted(parsed)
+    assert len(set(parsed)) == 200
+    assert sorted(live_ids) == sorted(p.id for p in published)  # type: ignore[type-var]
+    # What was delivered live is byte for byte what history holds.
+    stored = await bus.latest(channel, count=200)
+    assert stored == live
+
+
+async def test_publish_is_atomic_history_never_lags_delivery(
+    redis: Redis, redis_server: RunningRedis, channel: str
+) -> None:
+    # A subscriber that receives an event and immediately reads history must find it there:
+    # XADD and PUBLISH run in one script, so no client sees one without the other.
+    bus = EventBus(redis)
+    reader = create_redis(redis_server.url, client_name="test-reader")
+    try:
+        first = await bus.publish(channel, "message", {"n": -1}, sender="t")
+        pubsub = await _subscribed(redis, channel)
+
+        async def publish_all() -> None:
+            for n in range(50):
+                await bus.publish(channel, "message", {"n": n}, sender="t")
+
+        publisher = asyncio.create_task(publish_all())
+        seen = 0
+        while seen < 50:
+            message = await asyncio.wait_for(_next_message(pubsub), timeout=5)
+            event_id = Envelope.from_json(message).id
+            assert event_id is not None
+            history = await EventBus(reader).history(channel, first.id)
+            assert event_id in {Envelope.from_json(e).id for e in history.events}
+            seen += 1
+        await publisher
+        await pubsub.aclose()
+    finally:
+        await reader.aclose()
+
+
+async def test_history_since_an_offset(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis)
+    ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(10)]
+    history = await bus.history(channel, ids[3])
+    assert history.recovered is True
+    assert [orjson.loads(e)["data"]["n"] for e in history.events] == list(range(4, 10))
+    assert history.last_id == ids[-1]
+    assert history.epoch == ids[0]
+    assert history.more is False
+    caught_up = await bus.history(channel, ids[-1])
+    assert caught_up.recovered is True
+    assert caught_up.events == []
+
+
+async def test_history_pages(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis)
+    ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(7)]
+    page = await bus.history(channel, ids[0], limit=3)
+    assert page.more is True
+    assert page.last_id == ids[3]
+    rest = await bus.history(channel, page.last_id, limit=10)
+    assert [orjson.loads(e)["data"]["n"] for e in rest.events] == [4, 5, 6]
+
+
+async def test_trimmed_offset_is_not_recovered(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis, history_size=5)
+    ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(300)]
+    # MAXLEN ~ trims whole radix-tree nodes, so the length is approximate but bounded.
+    assert await redis.xlen(stream_key(channel)) < 300
+    history = await bus.history(channel, ids[0])
+    assert history.recovered is False
+    # What is still there is returned, oldest first, so the client can show something.
+    numbers = [orjson.loads(e)["data"]["n"] for e in history.events]
+    assert numbers == sorted(numbers)
+    assert numbers[-1] == 299
+
+
+async def test_reset_stream_is_detected(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis)
+    old = await bus.publish(channel, "message", {"n": 1}, sender="t")
+    await redis.delete(stream_key(channel), f"chorus:epoch:{channel}")
+    # A reset stream (Redis restarted without its data) starts over at the current time; a
+    # restart takes far longer than the millisecond in which ids could repeat.
+    old_ms = parse_stream_id(old.id)[0]
+    while (await redis.time())[0] * 1000 + (await redis.time())[1] // 1000 <= old_ms:
+        await asyncio.sleep(0.001)
+    new = await bus.publish(channel, "message", {"n": 2}, sender="t")
+    history = await bus.history(channel, old.id)
+    assert history.recovered is False
+    assert history.epoch == new.id
+
+
+async def test_ephemeral_events_skip_history(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis)
+    ready = asyncio.Event()
+    collector = asyncio.create_task(_collect(redis, channel, 1, ready))
+    await ready.wait()
+    await bus.publish_ephemeral(channel, "typing", {}, sender="3")
+    [live] = await collector
+    assert Envelope.from_json(live).id is None
+    assert await redis.exists(stream_key(channel)) == 0
+
+
+async def test_history_expires_with_the_channel(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis, history_ttl=60)
+    await bus.publish(channel, "message", {}, sender="t")
+    assert 0 < await redis.ttl(stream_key(channel)) <= 60
+    assert 0 < await redis.ttl(f"chorus:epoch:{channel}") <= 60
