@@ -1,0 +1,1 @@
+"""Domain logic of the api (no FastAPI imports)."""

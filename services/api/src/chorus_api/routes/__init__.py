@@ -1,0 +1,1 @@
+"""HTTP routes of the api (thin: validate, call domain, map errors)."""

@@ -1,0 +1,1 @@
+"""Domain logic (no FastAPI imports)."""

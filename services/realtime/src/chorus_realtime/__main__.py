@@ -1,0 +1,17 @@
+"""``python -m chorus_realtime`` serves WebSockets and SSE."""
+
+from __future__ import annotations
+
+from chorus_common.server import run
+from chorus_realtime.main import create_app
+from chorus_realtime.settings import RealtimeSettings
+
+
+def main() -> None:
+    """Serve until SIGTERM."""
+    settings = RealtimeSettings()
+    run(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

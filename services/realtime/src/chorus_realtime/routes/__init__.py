@@ -1,0 +1,1 @@
+"""HTTP and WebSocket routes (thin: validate, call domain, map errors)."""

@@ -1,0 +1,1 @@
+"""The worker's jobs: plain ``async def job(ctx, ...)`` functions, one module per concern."""
