@@ -63,7 +63,7 @@ fmt: venv ## Format and auto-fix the code (ruff)
 lint: venv ## Lint (ruff) and type-check (mypy --strict on libs, services, tools)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/common/src services/api/src services/realtime/src services/llm-gateway/src services/worker/src tools/devstack/src tools/mock-openai/src
+	$(VENV)/bin/mypy libs/common/src libs/schema/src services/api/src services/realtime/src services/llm-gateway/src services/worker/src tools/devstack/src tools/mock-openai/src
 
 .PHONY: system-deps-up system-deps-test
 system-deps-up:

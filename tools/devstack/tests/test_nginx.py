@@ -8,15 +8,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
 from chorus_devstack.nginx import nginx_binary, nginx_spec, render_nginx_conf
 from chorus_devstack.ports import free_port, port_accepts
 from chorus_devstack.process import ManagedProcess
 from chorus_devstack.routes import load_routes
 from chorus_devstack.testing import serve_app
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is installed by make test")
 

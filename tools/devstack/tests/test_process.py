@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessDiedError, ProcessSpec
 
@@ -62,7 +63,7 @@ def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
         from pathlib import Path
         from chorus_devstack.process import ManagedProcess, ProcessSpec
         child = ManagedProcess(
-            ProcessSpec(name="sleeper", argv=[sys.executable, "-c", "import time; time.sleep(600)"]),
+            ProcessSpec(name="sleeper", argv=[sys.executable, "-c", "import time; time.sleep(99)"]),
             Path({str(tmp_path)!r}),
         )
         child.start()

@@ -6,6 +6,7 @@ import smtplib
 from email.message import EmailMessage
 
 import pytest
+
 from chorus_devstack.servers import RunningSmtpSink
 
 

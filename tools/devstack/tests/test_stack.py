@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import httpx
+
 from chorus_devstack.nginx import nginx_binary
 from chorus_devstack.stack import Ports, Stack, StackOptions
 

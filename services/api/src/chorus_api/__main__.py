@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from chorus_api.main import create_app
-from chorus_api.migrate import upgrade
 from chorus_api.settings import ApiSettings
 from chorus_common.server import run
+from chorus_schema.migrate import upgrade
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = ApiSettings()
     if args.command == "migrate":
-        upgrade(settings, revision=args.revision)
+        upgrade(settings.database_url, revision=args.revision)
     else:
         run(create_app(settings), settings)
 

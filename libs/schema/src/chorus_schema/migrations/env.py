@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chorus_api.models import Base
+from chorus_schema.models import Base
 
 #: Arbitrary constant: the advisory lock key every migrating process takes.
 MIGRATION_LOCK = 7_240_114_201

@@ -1,0 +1,248 @@
+"""The SQLAlchemy models of every Chorus table (typed, SQLAlchemy 2 style).
+
+Who writes what:
+
+- ``users``, ``orders``, ``notifications``: the api (the worker sets ``welcome_sent_at`` and
+  adds notifications such as "welcome mail sent");
+- ``room_messages``: the worker's ``persist_messages`` copies room events from the Redis
+  streams, exactly once thanks to the unique stream position;
+- ``analytics_events`` / ``analytics_daily``: ``record_analytics`` (the raw event keyed by
+  its job id makes a redelivered job a no-op; the rollup moves in the same transaction);
+- ``failed_jobs``: the worker's dead letters;
+- ``llm_usage_events`` / ``llm_usage_daily``: the gateway's usage, flushed by a worker job.
+
+Every query the services run has an index here; the migrations are generated from these.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "ORDER_STATUSES",
+    "AnalyticsDaily",
+    "AnalyticsEvent",
+    "Base",
+    "FailedJob",
+    "LlmUsageDaily",
+    "LlmUsageEvent",
+    "Notification",
+    "Order",
+    "RoomMessage",
+    "User",
+]
+
+# Deterministic constraint names, so migrations can refer to (and drop) them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ORDER_STATUSES = ("pending", "paid", "shipped", "cancelled")
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Base(DeclarativeBase):
+    """Base of every model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONB}
+
+
+class User(Base):
+    """A person who can log in. ``email`` is stored lower-cased."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    #: Set by the worker in the transaction that records the welcome mail as sent.
+    welcome_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    orders: Mapped[list[Order]] = relationship(
+        back_populates="user",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Order.id.desc()",
+    )
+
+
+class Order(Base):
+    """An order placed by a user."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+        CheckConstraint(
+            "status IN ('pending', 'paid', 'shipped', 'cancelled')", name="status_known"
+        ),
+        # Listing a user's orders newest first, optionally by status (cursor = id).
+        Index("ix_orders_user_id_id", "user_id", "id"),
+        Index("ix_orders_user_id_status_id", "user_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    item: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    user: Mapped[User] = relationship(back_populates="orders")
+
+
+class Notification(Base):
+    """Something a user was told on their ``user:<id>`` channel, kept for the dashboard."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    created_at: Mapped[datetime] = _now()
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RoomMessage(Base):
+    """A room event kept beyond the Redis history window (chat messages, AI answers).
+
+    The stream id ``<ms>-<seq>`` is stored as two integers so history sorts numerically;
+    the unique position makes persisting a redelivered event a no-op.
+    """
+
+    __tablename__ = "room_messages"
+    __table_args__ = (
+        UniqueConstraint("room", "stream_ms", "stream_seq", name="uq_room_messages_position"),
+        Index("ix_room_messages_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    room: Mapped[str] = mapped_column(String(64))
+    stream_ms: Mapped[int] = mapped_column(BigInteger)
+    stream_seq: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(32))
+    #: The envelope's ``from``: a user id or a service name (``assistant``).
+    sender: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    data: Mapped[dict[str, Any]] = mapped_column()
+    #: The envelope's ``ts``.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    persisted_at: Mapped[datetime] = _now()
+
+
+class AnalyticsEvent(Base):
+    """One recorded analytics event, keyed by the job that recorded it (idempotency)."""
+
+    __tablename__ = "analytics_events"
+    __table_args__ = (Index("ix_analytics_events_event_occurred_at", "event", "occurred_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event: Mapped[str] = mapped_column(String(64))
+    properties: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    occurred_at: Mapped[datetime] = _now()
+
+
+class AnalyticsDaily(Base):
+    """Daily count per analytics event."""
+
+    __tablename__ = "analytics_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    event: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class FailedJob(Base):
+    """A dead letter: a job that failed permanently or ran out of tries."""
+
+    __tablename__ = "failed_jobs"
+    __table_args__ = (
+        Index("ix_failed_jobs_job_id", "job_id"),
+        Index("ix_failed_jobs_function_failed_at", "function", "failed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(128))
+    function: Mapped[str] = mapped_column(String(128))
+    args: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    error: Mapped[str] = mapped_column(Text)
+    tries: Mapped[int] = mapped_column(Integer)
+    failed_at: Mapped[datetime] = _now()
+    replayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replay_job_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class LlmUsageEvent(Base):
+    """Tokens used by one gateway request (completed or cut off), keyed by its request id."""
+
+    __tablename__ = "llm_usage_events"
+    __table_args__ = (Index("ix_llm_usage_events_subject_created_at", "subject", "created_at"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Who is billed: ``user:<id>`` or ``key:<name>``.
+    subject: Mapped[str] = mapped_column(String(80))
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    model: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    #: True when the provider sent no usage and the gateway counted tokens itself.
+    estimated: Mapped[bool] = mapped_column(server_default="false")
+    #: completed | cut_off | error
+    outcome: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now()
+
+
+class LlmUsageDaily(Base):
+    """Daily token totals per subject and model."""
+
+    __tablename__ = "llm_usage_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(80), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
