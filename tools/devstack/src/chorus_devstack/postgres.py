@@ -172,7 +172,9 @@ class EmbeddedPostgres:
             finally:
                 await conn.close()
 
-        asyncio.run(create())
+        # A thread of its own, so callers inside a running event loop (async tests) can use it.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, create()).result()
         return f"postgresql+asyncpg://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def remove(self) -> None:
