@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from pathlib import Path
 

@@ -28,9 +28,13 @@ class LocalServer:
         self.process = ManagedProcess(spec, log_dir)
 
     def start(self) -> None:
-        """Start (again) and wait until ready."""
+        """Start (again) and wait until ready; a server that fails to start is stopped."""
         self.process.start()
-        self.process.wait_ready()
+        try:
+            self.process.wait_ready()
+        except BaseException:
+            self.process.stop()
+            raise
 
     def stop(self) -> None:
         """Stop gracefully."""
@@ -67,7 +71,11 @@ class RunningPostgres(LocalServer):
     def start(self) -> None:
         """Start and make sure the default database exists."""
         super().start()
-        self.server.create_database()
+        try:
+            self.server.create_database()
+        except BaseException:
+            self.process.stop()
+            raise
 
     def create_database(self, name: str) -> str:
         """A new empty database on this server; returns its asyncpg URL."""
