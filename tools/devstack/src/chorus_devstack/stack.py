@@ -23,6 +23,7 @@ from chorus_devstack.nginx import nginx_binary, nginx_spec, render_nginx_conf
 from chorus_devstack.ports import free_port
 from chorus_devstack.postgres import EmbeddedPostgres
 from chorus_devstack.process import ManagedProcess, ProcessDiedError, ProcessSpec
+from chorus_devstack.prometheus import prometheus_spec, render_prometheus_config
 from chorus_devstack.redis_server import RedisServer
 from chorus_devstack.routes import load_routes, repo_root
 
@@ -90,6 +91,8 @@ class StackOptions:
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: Trade crash safety for speed (tests): Postgres without fsync.
     fast_storage: bool = True
+    #: Alert rule files Prometheus loads (when ``prometheus`` is on).
+    rule_files: tuple[Path, ...] = ()
 
 
 class Stack:
@@ -298,6 +301,21 @@ class Stack:
             self.state_dir / "nginx", conf, ready_url=f"{self.url('ingress')}/api/openapi.json"
         )
 
+    def _prometheus_spec(self) -> ProcessSpec:
+        def address(name: str) -> str:
+            return self.url(name).removeprefix("http://")
+
+        targets = {
+            "api": [address("api")],
+            "realtime": [address(n) for n in self.replicas("realtime")],
+            "llm-gateway": [address(n) for n in self.replicas("llm-gateway")],
+            "worker": [address("worker")],
+        }
+        config = render_prometheus_config(targets=targets, rule_files=self.options.rule_files)
+        return prometheus_spec(
+            self.state_dir / "prometheus", config, port=self.options.ports.prometheus
+        )
+
     # -- running ---------------------------------------------------------------------------
 
     def _launch(self, specs: list[ProcessSpec]) -> None:
@@ -337,6 +355,8 @@ class Stack:
             self._launch(self.service_specs())
             if self.with_nginx:
                 self._launch([self._nginx_spec()])
+            if self.options.prometheus:
+                self._launch([self._prometheus_spec()])
         except BaseException:
             self.stop()
             raise
