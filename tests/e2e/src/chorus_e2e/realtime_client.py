@@ -241,7 +241,10 @@ class RoomClient(_Reconnecting):
         return Close(1006, "connection dropped", url)
 
     async def send(self, frame: Frame) -> None:
-        """Send a raw frame (waits for a connection)."""
+        """Send a raw frame (waits for a connection; ConnectionError once stopped)."""
+        if self.stopped and self._ws is None:
+            msg = "the client has stopped"
+            raise ConnectionError(msg)
         await self.connected.wait()
         assert self._ws is not None
         await self._ws.send(orjson.dumps(frame).decode())
