@@ -44,5 +44,11 @@ async def websocket_endpoint(websocket: WebSocket, client_id: int) -> None:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", loop="uvloop",
-                http="httptools")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )

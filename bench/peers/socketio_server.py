@@ -13,5 +13,12 @@ sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager, cors_allow
 app = socketio.ASGIApp(sio)
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", loop="uvloop",
-                http="httptools", ws="websockets-sansio" if len(sys.argv) < 3 else sys.argv[2])
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio" if len(sys.argv) < 3 else sys.argv[2],
+    )

@@ -196,7 +196,7 @@ def _request(host: str, port: int, path: str, headers: list[str]) -> bytes:
 async def main() -> None:
     with open(sys.argv[1]) as fh:
         job = json.load(fh)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     loop = asyncio.get_running_loop()
     clients: list[Client] = []
@@ -207,7 +207,9 @@ async def main() -> None:
     async def open_one(target: dict[str, Any], stalled: bool) -> None:
         async with concurrency:
             ready = loop.create_future()
-            request = _request(target["host"], target["port"], target["path"], target.get("headers", []))
+            request = _request(
+                target["host"], target["port"], target["path"], target.get("headers", [])
+            )
 
             def factory() -> Client:
                 return Client(job["dialect"], request, ready, stalled)
