@@ -228,3 +228,19 @@ async def test_history_expires_with_the_channel(redis: Redis, channel: str) -> N
     await bus.publish(channel, "message", {}, sender="t")
     assert 0 < await redis.ttl(stream_key(channel)) <= 60
     assert 0 < await redis.ttl(f"chorus:epoch:{channel}") <= 60
+
+
+async def test_position_is_the_newest_id_and_the_epoch(redis: Redis, channel: str) -> None:
+    bus = EventBus(redis)
+    empty = await bus.position(channel)
+    assert (empty.last_id, empty.epoch) == (None, None)
+    first = await bus.publish(channel, "message", {"n": 1}, sender="t")
+    second = await bus.publish(channel, "message", {"n": 2}, sender="t")
+    await bus.publish_ephemeral(channel, "typing", {}, sender="t")
+    position = await bus.position(channel)
+    assert position.last_id == second.id
+    assert position.epoch == first.id
+    # Resuming from the position replays nothing and loses nothing.
+    history = await bus.history(channel, position.last_id)
+    assert history.recovered is True
+    assert history.events == []

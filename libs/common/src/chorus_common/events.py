@@ -34,6 +34,8 @@ __all__ = [
     "History",
     "InvalidChannelError",
     "InvalidStreamIdError",
+    "Position",
+    "Published",
     "parse_stream_id",
     "pubsub_channel",
     "room_channel",
@@ -161,6 +163,17 @@ class History:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a channel's history stands: its newest stream id and its epoch (None if empty).
+
+    A new subscriber that receives no event can still resume later from ``last_id``.
+    """
+
+    last_id: str | None
+    epoch: str | None
+
+
 def _entry_envelope(entry_id: bytes, body: bytes) -> bytes:
     return b'{"id":"' + entry_id + b'",' + body[1:]
 
@@ -208,6 +221,17 @@ class EventBus:
         """The first stream id of the channel's current history, or None if it has none."""
         raw = await self.redis.get(EPOCH_PREFIX + channel)
         return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def position(self, channel: str) -> Position:
+        """The channel's newest stream id and epoch, read together."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xrevrange(stream_key(channel), count=1)
+            pipe.get(EPOCH_PREFIX + channel)
+            newest, epoch = await pipe.execute()
+        return Position(
+            last_id=newest[0][0].decode() if newest else None,
+            epoch=epoch.decode() if isinstance(epoch, bytes) else epoch,
+        )
 
     async def history(self, channel: str, since: str, *, limit: int = 1000) -> History:
         """Events published after ``since``, and whether nothing in between was lost.

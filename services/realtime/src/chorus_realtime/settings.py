@@ -1,6 +1,10 @@
-"""Settings of the realtime service."""
+"""Settings of the realtime service: one field per environment variable (README lists them)."""
 
 from __future__ import annotations
+
+import socket
+
+from pydantic import Field
 
 from chorus_common.settings import ServiceSettings
 
@@ -8,6 +12,62 @@ __all__ = ["RealtimeSettings"]
 
 
 class RealtimeSettings(ServiceSettings):
-    """The realtime service's settings."""
+    """The realtime service's settings, with defaults that work on a plain cluster."""
 
     service_name: str = "realtime"
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="replica name (the chart sets the pod name); presence and the canary use it",
+    )
+
+    # -- WebSocket transport -----------------------------------------------------------------
+    ws_ping_interval: float = Field(default=20.0, ge=0, description="protocol pings; 0 = none")
+    ws_ping_timeout: float = Field(default=20.0, gt=0, description="close if no pong by then")
+
+    # -- limits ------------------------------------------------------------------------------
+    max_message_bytes: int = Field(
+        default=16_384, ge=256, description="largest client frame; larger → close 1009"
+    )
+    messages_per_second: float = Field(
+        default=20.0, gt=0, description="sustained client frames per second per connection"
+    )
+    message_burst: int = Field(
+        default=40, ge=1, description="client frames allowed in a burst above the rate"
+    )
+    max_connections_per_user: int = Field(
+        default=20, ge=1, description="WebSocket + SSE connections of one user, all replicas"
+    )
+    max_channels_per_connection: int = Field(
+        default=16, ge=1, description="channels one WebSocket may subscribe to"
+    )
+
+    # -- delivery ----------------------------------------------------------------------------
+    send_queue_max_messages: int = Field(
+        default=1000, ge=1, description="events queued for one slow client before disconnect"
+    )
+    send_queue_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="bytes queued for one client, ditto"
+    )
+    history_size: int = Field(default=1000, ge=1, description="events kept per channel")
+    history_ttl: int = Field(default=86_400, ge=0, description="seconds a quiet channel lives")
+    replay_max: int = Field(
+        default=1000, ge=1, description="events replayed on resume; more → recovered false"
+    )
+    sse_ping_seconds: float = Field(default=15.0, gt=0, description="SSE comment pings")
+
+    # -- presence ----------------------------------------------------------------------------
+    presence_ttl: float = Field(
+        default=30.0, gt=0, description="seconds a dead replica's members stay listed"
+    )
+
+    # -- self-check --------------------------------------------------------------------------
+    canary_interval: float = Field(default=5.0, gt=0, description="seconds between canaries")
+    canary_timeout: float = Field(
+        default=3.0, gt=0, description="a canary not back by then rebuilds pub/sub"
+    )
+
+    # -- assistant ---------------------------------------------------------------------------
+    assistant_mention: str = Field(
+        default="@assistant", min_length=1, description="prefix that asks the assistant"
+    )
+    arq_queue_name: str = Field(default="arq:queue", description="the worker's arq queue")

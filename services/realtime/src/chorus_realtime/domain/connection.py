@@ -1,0 +1,267 @@
+"""One client connection, whatever its transport: channels, resume, and its send queue.
+
+Subscribing follows the only order that can neither lose nor repeat an event:
+
+1. register with the hub and wait until Redis confirmed the SUBSCRIBE — from then on,
+   every new event reaches this connection live, and is *held* for the moment;
+2. read the stream after the client's offset (``since``) — everything older than the
+   confirmation is there;
+3. queue ``subscribed`` (saying ``recovered``), the replayed events, then the held live
+   events; the writer drops any event whose stream id is not above the last one it wrote
+   for that channel, so the overlap between 2 and 3 is sent once.
+
+The writer side is :meth:`Connection.frames`: the transport iterates it and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from itertools import count
+from typing import Final, Literal
+
+from chorus_common.events import EventBus, InvalidStreamIdError, parse_stream_id
+from chorus_realtime.domain.frames import OutFrame
+from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.outbox import Outbox
+from chorus_realtime.metrics import (
+    FANOUT_LATENCY,
+    MESSAGES_OUT,
+    RECOVERIES,
+    SLOW_CLIENT_DISCONNECTS,
+)
+
+__all__ = ["CloseCode", "Connection", "Resume", "Transport"]
+
+logger = logging.getLogger("chorus.realtime.connection")
+
+Transport = Literal["ws", "sse"]
+_ids = count(1)
+
+
+class CloseCode:
+    """WebSocket close codes the service uses (SSE streams simply end)."""
+
+    NORMAL: Final = 1000
+    POLICY: Final = 1008
+    TOO_BIG: Final = 1009
+    INTERNAL: Final = 1011
+    RESTART: Final = 1012
+    TRY_AGAIN: Final = 1013
+    #: The client read too slowly: its send queue overflowed (application range).
+    SLOW_CONSUMER: Final = 4008
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """How a subscription started."""
+
+    channel: str
+    recovering: bool
+    recovered: bool
+    replayed: int
+    position: str | None
+    epoch: str | None
+
+
+class Connection:
+    """A client's subscriptions and send queue; a :class:`Sink` of the hub."""
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        transport: Transport,
+        hub: Hub,
+        bus: EventBus,
+        max_queue_frames: int,
+        max_queue_bytes: int,
+        replay_max: int,
+        abort: Callable[[], None] | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.user = user
+        self.transport: Transport = transport
+        self.hub = hub
+        self.bus = bus
+        self.replay_max = replay_max
+        self.outbox = Outbox(max_frames=max_queue_frames, max_bytes=max_queue_bytes)
+        self._abort = abort
+        self.channels: dict[str, None] = {}
+        #: Live frames of channels still replaying (step 1 → 3 above).
+        self._held: dict[str, list[OutFrame]] = {}
+        #: Last stream id written per channel: what the client knows.
+        self._last_keys: dict[str, tuple[int, int]] = {}
+        self.last_ids: dict[str, str] = {}
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.sent = 0
+
+    def __hash__(self) -> int:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.transport} user={self.user}>"
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self.close_code is not None
+
+    # -- receiving from the hub --------------------------------------------------------------
+
+    def deliver(self, frame: OutFrame) -> None:
+        """Queue a live event (from the hub; never blocks)."""
+        if self._held:
+            held = self._held.get(frame.channel)  # type: ignore[arg-type]
+            if held is not None:
+                held.append(frame)
+                if len(held) > self.outbox.max_frames:
+                    self._overflow()
+                return
+        if not self.outbox.put(frame):
+            self._overflow()
+
+    def send(self, frame: OutFrame) -> None:
+        """Queue a reply to this client (control frames, errors), outside the bounds."""
+        self.outbox.put_unbounded(frame)
+
+    def _overflow(self) -> None:
+        if self.closing:
+            return
+        SLOW_CLIENT_DISCONNECTS.inc()
+        logger.info("slow client %s: send queue full, disconnecting", self)
+        self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: read faster", flush=False)
+        if self._abort is not None:
+            # Its socket is not draining, so a close frame would never get out either.
+            self._abort()
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    async def subscribe(self, channel: str, since: str | None) -> Resume:
+        """Subscribe (live first, then the replay); queues ``subscribed`` and the replay."""
+        self.channels[channel] = None
+        self._held[channel] = []
+        try:
+            await self.hub.subscribe(channel, self)
+            resume, replay = await self._read_history(channel, since)
+        except BaseException:
+            self._held.pop(channel, None)
+            self.unsubscribe(channel)
+            raise
+        self.send(
+            OutFrame.control(
+                {
+                    "type": "subscribed",
+                    "channel": channel,
+                    "recovering": resume.recovering,
+                    "recovered": resume.recovered,
+                    "replayed": resume.replayed,
+                    "position": resume.position,
+                    "epoch": resume.epoch,
+                },
+                channel=channel,
+            )
+        )
+        for frame in replay:
+            self.send(frame)
+        for frame in self._held.pop(channel, []):
+            if not self.outbox.put(frame):
+                self._overflow()
+                break
+        self.hub.note_position(channel, resume.position)
+        return resume
+
+    async def _read_history(self, channel: str, since: str | None) -> tuple[Resume, list[OutFrame]]:
+        if since is not None:
+            try:
+                parse_stream_id(since)
+            except InvalidStreamIdError:
+                since = None
+        if since is None:
+            position = await self.bus.position(channel)
+            resume = Resume(channel, False, False, 0, position.last_id, position.epoch)
+            return resume, []
+        history = await self.bus.history(channel, since, limit=self.replay_max)
+        if not history.recovered or history.more:
+            # Part of what the client missed is gone (or too much to replay): say so and
+            # send nothing old; the client refetches state and continues live from here.
+            RECOVERIES.labels("miss").inc()
+            position = await self.bus.position(channel)
+            return Resume(channel, True, False, 0, position.last_id, position.epoch), []
+        RECOVERIES.labels("hit").inc()
+        self._last_keys[channel] = parse_stream_id(since)
+        self.last_ids[channel] = since
+        replay = [OutFrame.event(event, live=False) for event in history.events]
+        resume = Resume(channel, True, True, len(replay), history.last_id or since, history.epoch)
+        return resume, replay
+
+    def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel``."""
+        self.channels.pop(channel, None)
+        self._held.pop(channel, None)
+        self.hub.unsubscribe(channel, self)
+
+    def unsubscribe_all(self) -> None:
+        """Leave every channel (the connection is going away)."""
+        for channel in list(self.channels):
+            self.unsubscribe(channel)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def frames(self) -> AsyncIterator[OutFrame]:
+        """Frames to write, in order, each event once; ends when the connection closes.
+
+        A draining connection ends with a ``reconnect`` frame carrying, per channel, the
+        last stream id written — the offset to resume from on another replica.
+        """
+        outbox = self.outbox
+        last = self._last_keys
+        ids = self.last_ids
+        observe = FANOUT_LATENCY.observe
+        count_out = MESSAGES_OUT.inc
+        now = time.time
+        while await outbox.wait():
+            frame = outbox.pop()
+            key = frame.key
+            if key is not None:
+                channel: str = frame.channel  # type: ignore[assignment]
+                previous = last.get(channel)
+                if previous is not None and key <= previous:
+                    continue
+                last[channel] = key
+                ids[channel] = frame.id  # type: ignore[assignment]
+            yield frame
+            self.sent += 1
+            count_out()
+            if frame.published_at is not None:
+                observe(now() - frame.published_at)
+        if self.close_code == CloseCode.RESTART:
+            yield OutFrame.control(
+                {"type": "reconnect", "reason": self.close_reason, "positions": dict(ids)}
+            )
+
+    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
+        """Stop the connection: the writer sends what is queued (if ``flush``), then ends."""
+        if self.closing:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        if not flush:
+            self.outbox.clear()
+        self.outbox.close()
+
+    def abort(self) -> None:
+        """Drop the transport now (a stalled client that would never take a close frame)."""
+        if self._abort is not None:
+            self._abort()
+
+    def close_reason_with_position(self) -> str:
+        """The close reason, plus the last id of the first channel (fits 123 bytes)."""
+        if self.close_code != CloseCode.RESTART or not self.channels:
+            return self.close_reason[:120]
+        first = next(iter(self.channels))
+        last = self.last_ids.get(first)
+        return f"{self.close_reason};last_id={last}"[:120] if last else self.close_reason[:120]

@@ -1,0 +1,241 @@
+"""Presence across replicas: who is in a room, and how many connections each user holds.
+
+Model (all in Redis, so any replica answers the same):
+
+- ``chorus:presence:<channel>`` is a hash whose fields are ``<replica>|<user id>`` and
+  whose values are that user's connection count on that replica.
+- ``chorus:conns:<user id>`` is a hash ``<replica>`` → connections (the per-user limit).
+- ``chorus:replica:<replica>`` exists while the replica lives: every replica refreshes its
+  key (``SET … EX presence_ttl``) and the TTL of the hashes it has members in, every
+  third of ``presence_ttl``. ``<replica>`` is ``INSTANCE_ID`` plus a per-boot suffix, so a
+  restarted pod with the same name is a different replica.
+
+Fields of a replica whose key has expired are ignored and deleted by whichever script
+meets them next: a replica that dies without cleaning up drops out of presence within
+``presence_ttl`` seconds. Each change is one Lua script that updates the counter and
+returns the aggregate over live replicas, so "first connection of this user in the room"
+(→ a ``join`` event) is decided atomically across replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Final
+
+from redis.asyncio import Redis
+
+__all__ = ["Change", "Presence"]
+
+logger = logging.getLogger("chorus.realtime.presence")
+
+PRESENCE_PREFIX: Final = "chorus:presence:"
+CONNS_PREFIX: Final = "chorus:conns:"
+REPLICA_PREFIX: Final = "chorus:replica:"
+
+# Shared by the scripts: walk a hash of "<replica>|<user>" (or "<replica>") fields, drop
+# those of dead replicas, and aggregate per user over the live ones.
+_AGGREGATE = """
+local function aggregate(key, self_replica, prefix, with_user)
+  local all = redis.call('HGETALL', key)
+  local alive = {}
+  local per_user = {}
+  local users = {}
+  for i = 1, #all, 2 do
+    local field = all[i]
+    local replica, user = field, ''
+    if with_user then
+      local sep = string.find(field, '|', 1, true)
+      replica = string.sub(field, 1, sep - 1)
+      user = string.sub(field, sep + 1)
+    end
+    local ok = alive[replica]
+    if ok == nil then
+      ok = replica == self_replica or redis.call('EXISTS', prefix .. replica) == 1
+      alive[replica] = ok
+    end
+    if ok then
+      local n = tonumber(all[i + 1])
+      if per_user[user] == nil then
+        per_user[user] = 0
+        table.insert(users, user)
+      end
+      per_user[user] = per_user[user] + n
+    else
+      redis.call('HDEL', key, field)
+    end
+  end
+  return per_user, users
+end
+"""
+
+# KEYS: presence hash. ARGV: replica, user, delta, ttl, replica key prefix.
+# Returns {this user's connections in the room, distinct members}.
+_CHANGE_LUA = (
+    _AGGREGATE
+    + """
+local field = ARGV[1] .. '|' .. ARGV[2]
+local n = redis.call('HINCRBY', KEYS[1], field, tonumber(ARGV[3]))
+if n <= 0 then redis.call('HDEL', KEYS[1], field) end
+local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[5], true)
+if #users > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4])) end
+return {per_user[ARGV[2]] or 0, #users}
+"""
+)
+
+# KEYS: presence hash. ARGV: replica, replica key prefix. Returns {user, count, ...}.
+_MEMBERS_LUA = (
+    _AGGREGATE
+    + """
+local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[2], true)
+local out = {}
+for _, user in ipairs(users) do
+  table.insert(out, user)
+  table.insert(out, per_user[user])
+end
+return out
+"""
+)
+
+# KEYS: the user's connections hash. ARGV: replica, limit, ttl, replica key prefix.
+# Returns 1 (acquired) or 0 (over the limit, nothing changed).
+_ACQUIRE_LUA = (
+    _AGGREGATE
+    + """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local per_user = aggregate(KEYS[1], ARGV[1], ARGV[4], false)
+if (per_user[''] or 0) > tonumber(ARGV[2]) then
+  if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+  return 0
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+)
+
+# KEYS: the user's connections hash. ARGV: replica.
+_RELEASE_LUA = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The outcome of a join or leave: the user's connections left, distinct members."""
+
+    user_connections: int
+    members: int
+
+
+class Presence:
+    """This replica's view of, and contribution to, presence and connection counts."""
+
+    def __init__(self, redis: Redis, *, replica: str, ttl: float) -> None:
+        if "|" in replica:
+            msg = "replica names cannot contain '|'"
+            raise ValueError(msg)
+        self.redis = redis
+        self.replica = replica
+        self.ttl = max(1, math.ceil(ttl))
+        self._change = redis.register_script(_CHANGE_LUA)
+        self._members = redis.register_script(_MEMBERS_LUA)
+        self._acquire = redis.register_script(_ACQUIRE_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
+        #: Local connections per channel and user, and per user: what the heartbeat keeps.
+        self._rooms: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._users: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- membership --------------------------------------------------------------------------
+
+    async def join(self, channel: str, user: str) -> Change:
+        """Count one more connection of ``user`` in ``channel``."""
+        self._rooms[channel][user] += 1
+        return await self._apply(channel, user, 1)
+
+    async def leave(self, channel: str, user: str) -> Change:
+        """Count one connection fewer."""
+        room = self._rooms.get(channel)
+        if room is not None:
+            room[user] -= 1
+            if room[user] <= 0:
+                del room[user]
+            if not room:
+                del self._rooms[channel]
+        return await self._apply(channel, user, -1)
+
+    async def _apply(self, channel: str, user: str, delta: int) -> Change:
+        raw = await self._change(
+            keys=[PRESENCE_PREFIX + channel],
+            args=[self.replica, user, delta, self.ttl, REPLICA_PREFIX],
+        )
+        return Change(int(raw[0]), int(raw[1]))
+
+    async def members(self, channel: str) -> dict[str, int]:
+        """Users present in ``channel`` on any live replica, with their connection counts."""
+        raw = await self._members(
+            keys=[PRESENCE_PREFIX + channel], args=[self.replica, REPLICA_PREFIX]
+        )
+        return {
+            (raw[i].decode() if isinstance(raw[i], bytes) else str(raw[i])): int(raw[i + 1])
+            for i in range(0, len(raw), 2)
+        }
+
+    # -- connection quota --------------------------------------------------------------------
+
+    async def acquire_connection(self, user: str, *, limit: int) -> bool:
+        """Count a new connection of ``user``; False when it would exceed ``limit``."""
+        ok = await self._acquire(
+            keys=[CONNS_PREFIX + user], args=[self.replica, limit, self.ttl, REPLICA_PREFIX]
+        )
+        if int(ok) == 1:
+            self._users[user] += 1
+            return True
+        return False
+
+    async def release_connection(self, user: str) -> None:
+        """Forget one connection of ``user``."""
+        self._users[user] -= 1
+        if self._users[user] <= 0:
+            del self._users[user]
+        await self._release(keys=[CONNS_PREFIX + user], args=[self.replica])
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Say this replica lives, and keep its rooms' and users' hashes from expiring."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(REPLICA_PREFIX + self.replica, "1", ex=self.ttl)
+            for channel in list(self._rooms):
+                pipe.expire(PRESENCE_PREFIX + channel, self.ttl)
+            for user in list(self._users):
+                pipe.expire(CONNS_PREFIX + user, self.ttl)
+            await pipe.execute()
+
+    async def start(self) -> None:
+        """Announce the replica and keep announcing it."""
+        with contextlib.suppress(Exception):
+            await self.heartbeat()
+        self._task = asyncio.create_task(self._beat(), name="presence-heartbeat")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self.heartbeat()
+            except Exception as exc:
+                logger.warning("presence heartbeat failed: %s", exc)
+
+    async def stop(self) -> None:
+        """Stop announcing and withdraw the replica (its fields then count as dead)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.redis.delete(REPLICA_PREFIX + self.replica)

@@ -1,0 +1,198 @@
+"""One Redis pub/sub connection as an asyncio protocol, and nothing that hides its failures.
+
+redis-py's ``PubSub`` reconnects and resubscribes on its own, silently: events published
+during the gap are lost without anyone knowing, which is how "deaf listeners" happen.
+This connection does the opposite. It is a bare RESP protocol (hiredis parses) whose
+loss is reported at once, so :mod:`hub` can rebuild it, resubscribe every channel and
+replay what the gap swallowed from the streams. Pushes are handed to callbacks from
+``data_received`` — no task switch between the socket and the send queues — and
+``SUBSCRIBE``/``UNSUBSCRIBE`` are written synchronously, so their order on the wire is
+the order in which the hub decided them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import unquote, urlparse
+
+import hiredis
+
+__all__ = ["PubSubConnection", "RedisAddress", "open_pubsub"]
+
+#: ``(channel, payload)`` of a published message.
+MessageHandler = Callable[[bytes, bytes], None]
+#: ``(channel, subscribed)``: the server confirmed a SUBSCRIBE (True) or UNSUBSCRIBE.
+AckHandler = Callable[[bytes, bool], None]
+#: The connection is gone (with the error, if any).
+LostHandler = Callable[[Exception | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAddress:
+    """Where and how to connect, from ``REDIS_URL`` (``redis://``, ``rediss://``, ``unix://``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisAddress:
+        """Parse a Redis URL (the database number is irrelevant to pub/sub)."""
+        parsed = urlparse(url)
+        username = unquote(parsed.username) if parsed.username else None
+        password = unquote(parsed.password) if parsed.password else None
+        if parsed.scheme == "unix":
+            return cls(path=unquote(parsed.path), username=username, password=password)
+        if parsed.scheme not in {"redis", "rediss"}:
+            msg = "REDIS_URL must be redis://, rediss:// or unix://"
+            raise ValueError(msg)
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 6379,
+            username=username,
+            password=password,
+            tls=parsed.scheme == "rediss",
+        )
+
+
+def _command(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class PubSubConnection(asyncio.Protocol):
+    """A RESP2 connection in subscriber mode."""
+
+    def __init__(
+        self, *, on_message: MessageHandler, on_ack: AckHandler, on_lost: LostHandler
+    ) -> None:
+        self._on_message = on_message
+        self._on_ack = on_ack
+        self._on_lost = on_lost
+        self._reader = hiredis.Reader()
+        self._transport: asyncio.Transport | None = None
+        #: Replies to the handshake commands (AUTH, CLIENT SETNAME) still expected.
+        self._handshake_left = 0
+        self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lost = False
+
+    @property
+    def open(self) -> bool:
+        """True from the handshake until the connection is lost or closed."""
+        return self._transport is not None and not self._lost and self._handshake.done()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport (the handshake is written by :func:`open_pubsub`)."""
+        self._transport = cast(asyncio.Transport, transport)
+
+    def start(self, *commands: tuple[bytes, ...]) -> asyncio.Future[None]:
+        """Write handshake commands; the future resolves when all answered OK."""
+        self._handshake_left = len(commands)
+        if not commands:
+            self._handshake.set_result(None)
+        for parts in commands:
+            self._write(_command(*parts))
+        return self._handshake
+
+    def data_received(self, data: bytes) -> None:
+        """Parse every complete reply and hand it on."""
+        reader = self._reader
+        reader.feed(data)
+        while True:
+            reply = reader.gets()
+            if reply is False:
+                return
+            if self._handshake_left:
+                self._handshake_left -= 1
+                if isinstance(reply, hiredis.ReplyError):
+                    if not self._handshake.done():
+                        self._handshake.set_exception(ConnectionError(str(reply)))
+                    self.abort()
+                    return
+                if self._handshake_left == 0 and not self._handshake.done():
+                    self._handshake.set_result(None)
+                continue
+            if not isinstance(reply, list) or len(reply) < 3:
+                continue
+            kind = reply[0]
+            if kind == b"message":
+                self._on_message(reply[1], reply[2])
+            elif kind == b"subscribe":
+                self._on_ack(reply[1], True)
+            elif kind == b"unsubscribe":
+                self._on_ack(reply[1], False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Report the loss once."""
+        if self._lost:
+            return
+        self._lost = True
+        if not self._handshake.done():
+            self._handshake.set_exception(exc or ConnectionError("connection closed"))
+        self._on_lost(exc)
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None and not self._lost:
+            self._transport.write(data)
+
+    def subscribe(self, *channels: bytes) -> None:
+        """Write ``SUBSCRIBE`` (confirmations arrive through ``on_ack``)."""
+        if channels:
+            self._write(_command(b"SUBSCRIBE", *channels))
+
+    def unsubscribe(self, *channels: bytes) -> None:
+        """Write ``UNSUBSCRIBE``."""
+        if channels:
+            self._write(_command(b"UNSUBSCRIBE", *channels))
+
+    def abort(self) -> None:
+        """Drop the connection now (``connection_lost`` follows)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def open_pubsub(
+    address: RedisAddress,
+    *,
+    client_name: str,
+    connect_timeout: float,
+    on_message: MessageHandler,
+    on_ack: AckHandler,
+    on_lost: LostHandler,
+) -> PubSubConnection:
+    """Connect, authenticate and name the connection; raises on any failure."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> PubSubConnection:
+        return PubSubConnection(on_message=on_message, on_ack=on_ack, on_lost=on_lost)
+
+    async def connect() -> PubSubConnection:
+        if address.path is not None:
+            _, proto = await loop.create_unix_connection(factory, address.path)
+        else:
+            context = ssl.create_default_context() if address.tls else None
+            _, proto = await loop.create_connection(
+                factory, address.host, address.port, ssl=context
+            )
+        commands: list[tuple[bytes, ...]] = []
+        if address.password is not None:
+            user = (address.username.encode(),) if address.username is not None else ()
+            commands.append((b"AUTH", *user, address.password.encode()))
+        commands.append((b"CLIENT", b"SETNAME", client_name.encode()))
+        try:
+            await proto.start(*commands)
+        except BaseException:
+            proto.abort()
+            raise
+        return proto
+
+    return await asyncio.wait_for(connect(), connect_timeout)

@@ -1,0 +1,97 @@
+"""``/events``: a user's stream over SSE, with ``Last-Event-ID`` resume across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from chorus_common.events import EventBus, user_channel
+from chorus_common.tokens import TokenService
+from chorus_e2e.realtime_client import EventStreamClient
+
+from ..conftest import Replica, ReplicaFactory
+
+
+async def test_another_users_stream_is_403_and_no_token_is_401(
+    pair: tuple[Replica, Replica], tokens: TokenService, http: httpx.AsyncClient
+) -> None:
+    one, _ = pair
+    mine = {"Authorization": f"Bearer {tokens.issue(21)}"}
+    response = await http.get(f"{one.url}/events/22", headers=mine)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+    response = await http.get(f"{one.url}/events")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    response = await http.get(f"{one.url}/events?token=forged")
+    assert response.status_code == 401
+
+
+async def test_stream_headers_ids_and_resume_with_last_event_id(
+    pair: tuple[Replica, Replica], tokens: TokenService, redis: Redis, http: httpx.AsyncClient
+) -> None:
+    one, two = pair
+    bus = EventBus(redis)
+    channel = user_channel(23)
+    token = tokens.issue(23)
+    async with EventStreamClient([one.url], token, path="/events/23") as client:
+        await client.wait_for(lambda: bool(client.of_type("subscribed")))
+        first = await bus.publish(channel, "order.created", {"order_id": 1}, sender="api")
+        await client.wait_for(lambda: len(client.events) == 1)
+        assert client.events[0]["id"] == first.id
+        assert client.last_id == first.id
+    for n in range(2, 5):
+        await bus.publish(channel, "order.updated", {"order_id": n}, sender="api")
+    # Resume on the other replica, by header; then by query parameter.
+    async with EventStreamClient([two.url], token, last_event_id=first.id) as resumed:
+        await resumed.wait_for(lambda: len(resumed.events) == 3)
+        assert [e["data"]["order_id"] for e in resumed.events] == [2, 3, 4]
+        assert resumed.of_type("subscribed")[0]["recovered"] is True
+    async with http.stream(
+        "GET", f"{two.url}/events?token={token}&last_event_id={first.id}"
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines: list[str] = []
+        async for line in response.aiter_lines():
+            lines.append(line)
+            if sum(1 for item in lines if item.startswith("id: ")) == 3:
+                break
+    ids = [line.removeprefix("id: ") for line in lines if line.startswith("id: ")]
+    assert len(ids) == 3
+    assert ids == sorted(ids)
+
+
+@pytest.mark.slow
+async def test_sigkill_a_replica_the_sse_client_resumes_losing_nothing(
+    make_replica: ReplicaFactory, redis_url: str, tokens: TokenService, redis: Redis
+) -> None:
+    one = make_replica(redis_url)
+    two = make_replica(redis_url)
+    bus = EventBus(redis)
+    channel = user_channel(24)
+
+    async def publish() -> list[str]:
+        ids = []
+        for n in range(1000):
+            published = await bus.publish(channel, "order.updated", {"n": n}, sender="api")
+            ids.append(published.id)
+            await asyncio.sleep(0.002)
+        return ids
+
+    async with EventStreamClient([one.url, two.url], tokens.issue(24)) as client:
+        await client.wait_for(lambda: bool(client.of_type("subscribed")))
+        publisher = asyncio.create_task(publish())
+        await client.wait_for(lambda: len(client.events) >= 250)
+        await asyncio.to_thread(one.kill)
+        ids = await publisher
+        await client.wait_for(lambda: len(client.events) >= 1000, timeout=20)
+        assert [e["id"] for e in client.events] == ids
+        assert [e["data"]["n"] for e in client.events] == list(range(1000))
+        assert client.connects == 2
+        assert client.of_type("subscribed")[1]["recovered"] is True

@@ -1,0 +1,387 @@
+"""``/ws/{room}`` with two replicas on real Redis: rooms, auth, limits, resume, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+
+import httpx
+import orjson
+import pytest
+from arq.connections import ArqRedis
+from arq.jobs import Job
+from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from chorus_common.events import EventBus, room_channel
+from chorus_common.tokens import TokenService
+from chorus_e2e.realtime_client import RoomClient
+
+from ..conftest import Replica, ReplicaFactory
+
+
+async def _presence(http: httpx.AsyncClient, replica: Replica, room: str, token: str) -> dict:
+    response = await http.get(
+        f"{replica.url}/rooms/{room}/presence", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.text
+    body: dict = response.json()
+    return body
+
+
+async def _eventually(check: Callable[[], object], *, timeout: float = 10.0) -> None:
+    """Await until ``check()`` (sync or async) is truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_clients_on_two_replicas_share_a_room(
+    pair: tuple[Replica, Replica],
+    tokens: TokenService,
+    room: str,
+    user_id: Callable[[], str],
+    http: httpx.AsyncClient,
+) -> None:
+    one, two = pair
+    ua, ub = user_id(), user_id()
+    token_a = tokens.issue(ua)
+    async with RoomClient([one.url], room, token_a) as a:
+        await a.wait_subscribed()
+        async with RoomClient([two.url], room, tokens.issue(ub), token_in="query") as b:
+            await b.wait_subscribed()
+            joined = lambda: [f for f in a.of_type("join") if f["data"]["user_id"] == ub]  # noqa: E731
+            await a.wait_for(lambda: bool(joined()))
+            assert joined()[0]["data"]["count"] == 2
+            for replica in (one, two):
+                seen = await _presence(http, replica, room, token_a)
+                assert seen["count"] == 2
+                assert {m["user_id"]: m["connections"] for m in seen["members"]} == {ua: 1, ub: 1}
+            for n in range(20):
+                await a.say(f"a{n}")
+                await b.say(f"b{n}")
+            await a.wait_for(lambda: len(a.messages()) == 40)
+            await b.wait_for(lambda: len(b.messages()) == 40)
+            # Each sender's messages in its order, and both clients see one same order.
+            assert [m for m in a.messages() if m[0] == "a"] == [f"a{n}" for n in range(20)]
+            assert [m for m in b.messages() if m[0] == "b"] == [f"b{n}" for n in range(20)]
+            assert a.messages() == b.messages()
+            assert {f["from"] for f in a.events if f["type"] == "message"} == {ua, ub}
+        left = lambda: [f for f in a.of_type("leave") if f["data"]["user_id"] == ub]  # noqa: E731
+        await a.wait_for(lambda: bool(left()))
+        assert left()[0]["data"]["count"] == 1
+        seen = await _presence(http, two, room, token_a)
+        assert [m["user_id"] for m in seen["members"]] == [ua]
+
+
+@pytest.mark.parametrize("token", ["", "not-a-jwt", "forged"])
+async def test_missing_or_forged_token_is_closed_1008_before_joining(
+    pair: tuple[Replica, Replica],
+    tokens: TokenService,
+    room: str,
+    http: httpx.AsyncClient,
+    token: str,
+) -> None:
+    one, _ = pair
+    if token == "forged":
+        forger = TokenService(
+            secret="another-secret-that-is-long-enough-for-hs256", issuer="chorus"
+        )
+        token = forger.issue(1)
+    url = one.url.replace("http", "ws") + f"/ws/{room}" + (f"?token={token}" if token else "")
+    async with connect(url, subprotocols=["chorus.v1"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "chorus.v1"
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+    # Nobody joined.
+    seen = await _presence(http, one, room, tokens.issue(1))
+    assert seen["count"] == 0
+
+
+async def test_oversize_frame_is_closed_1009(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str
+) -> None:
+    one, _ = pair
+    async with RoomClient([one.url], room, tokens.issue(7), reconnect=False) as client:
+        await client.wait_subscribed()
+        await client.say("x" * 20_000)
+        await client.wait_for(lambda: bool(client.closes))
+    assert client.closes[0].code == 1009
+
+
+async def test_flooding_gets_an_error_then_1008(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str
+) -> None:
+    one, _ = pair
+    async with RoomClient([one.url], room, tokens.issue(8), reconnect=False) as client:
+        await client.wait_subscribed()
+        with contextlib.suppress(ConnectionError, ConnectionClosed):
+            for _ in range(200):
+                await client.send({"type": "ping"})
+        await client.wait_for(lambda: bool(client.closes))
+    errors = client.of_type("error")
+    assert errors
+    assert errors[0]["data"]["code"] == "rate_limited"
+    assert client.closes[0].code == 1008
+
+
+async def test_bad_frames_get_error_frames_and_the_connection_stays(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str
+) -> None:
+    one, _ = pair
+    async with RoomClient([one.url], room, tokens.issue(9)) as client:
+        await client.wait_subscribed()
+        for frame in ({"type": "dance"}, {"type": "message", "message": ""}, [1, 2]):
+            await client.send(frame)  # type: ignore[arg-type]
+        await client._ws.send("{not json")  # type: ignore[union-attr]
+        await client.send({"type": "subscribe", "channel": "user:someone-else"})
+        await client.wait_for(lambda: len(client.of_type("error")) == 5)
+        codes = [f["data"]["code"] for f in client.of_type("error")]
+        assert codes == [
+            "unknown_type",
+            "invalid_message",
+            "invalid_frame",
+            "invalid_json",
+            "forbidden_channel",
+        ]
+        await client.send({"type": "ping"})
+        await client.wait_for(lambda: bool(client.of_type("pong")))
+        assert not client.closes
+
+
+async def test_resume_with_since_replays_then_goes_live(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
+) -> None:
+    one, two = pair
+    bus = EventBus(redis)
+    channel = room_channel(room)
+    first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
+    for n in range(1, 5):
+        await bus.publish(channel, "message", {"message": f"m{n}"}, sender="t")
+    async with RoomClient([two.url], room, tokens.issue(10), since=first.id) as client:
+        subscribed = await client.wait_subscribed()
+        assert subscribed["recovering"] is True
+        assert subscribed["recovered"] is True
+        assert subscribed["replayed"] == 4
+        await bus.publish(channel, "message", {"message": "m5"}, sender="t")
+        await client.wait_for(lambda: "m5" in client.messages())
+        assert client.messages() == [f"m{n}" for n in range(1, 6)]
+    # An offset that left history is not recovered, and nothing stale is replayed.
+    async with RoomClient([one.url], room, tokens.issue(10), since="1-0") as client:
+        subscribed = await client.wait_subscribed()
+        assert subscribed["recovered"] is False
+        assert client.messages() == []
+
+
+async def test_subscribe_frame_multiplexes_rooms_with_resume(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
+) -> None:
+    one, _ = pair
+    other = f"{room}-b"
+    bus = EventBus(redis)
+    anchor = await bus.publish(room_channel(other), "message", {"message": "old"}, sender="t")
+    await bus.publish(room_channel(other), "message", {"message": "missed"}, sender="t")
+    async with RoomClient([one.url], room, tokens.issue(11)) as client:
+        await client.wait_subscribed()
+        await client.send({"type": "subscribe", "channel": f"room:{other}", "since": anchor.id})
+        second = await client.wait_subscribed(count=2)
+        assert second["channel"] == f"room:{other}"
+        assert second["recovered"] is True
+        await client.say("to b", channel=f"room:{other}")
+        await client.wait_for(lambda: "to b" in client.messages())
+        assert client.messages() == ["missed", "to b"]
+        assert {f["channel"] for f in client.events if f["type"] == "message"} == {f"room:{other}"}
+
+
+async def test_assistant_mention_enqueues_exactly_one_job(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
+) -> None:
+    one, _ = pair
+    async with RoomClient([one.url], room, tokens.issue(12)) as client:
+        await client.wait_subscribed()
+        await client.say("@assistant hi", ref="q1")
+        await client.say("just chatting about @assistant", ref="q2")
+        await client.wait_for(lambda: len(client.of_type("ack")) == 2)
+        acks = {f["ref"]: f["id"] for f in client.of_type("ack")}
+        assert client.messages() == ["@assistant hi", "just chatting about @assistant"]
+    job_id = f"assistant:{room}:{acks['q1']}"
+    keys = [k async for k in redis.scan_iter(match=f"arq:job:assistant:{room}:*")]
+    assert keys == [f"arq:job:{job_id}".encode()]
+    info = await Job(job_id, ArqRedis(redis.connection_pool)).info()
+    assert info is not None
+    assert info.function == "answer_in_room"
+    assert info.kwargs == {
+        "room": room,
+        "message_id": acks["q1"],
+        "prompt": "hi",
+        "user_id": "12",
+    }
+    assert await redis.get(f"chorus:job-owner:{job_id}") == b"12"
+
+
+async def test_connections_per_user_are_limited_across_replicas(
+    make_replica: ReplicaFactory, redis_url: str, tokens: TokenService, room: str
+) -> None:
+    one = make_replica(redis_url, MAX_CONNECTIONS_PER_USER="2")
+    two = make_replica(redis_url, MAX_CONNECTIONS_PER_USER="2")
+    token = tokens.issue(13)
+    async with (
+        RoomClient([one.url], room, token) as a,
+        RoomClient([two.url], room, token) as b,
+    ):
+        await a.wait_subscribed()
+        await b.wait_subscribed()
+        async with RoomClient([one.url], room, token, reconnect=False) as c:
+            await c.wait_for(lambda: bool(c.closes))
+        assert c.closes[0].code == 1008
+        assert "too many" in c.closes[0].reason
+        assert not a.closes
+        assert not b.closes
+
+
+async def _publish_steadily(bus: EventBus, channel: str, count: int, kind: str) -> list[str]:
+    ids = []
+    for n in range(count):
+        ids.append((await bus.publish(channel, kind, {"message": f"n{n}", "n": n}, sender="t")).id)
+        await asyncio.sleep(0.002)
+    return ids
+
+
+@pytest.mark.slow
+async def test_sigkill_a_replica_mid_stream_the_client_resumes_elsewhere_losing_nothing(
+    make_replica: ReplicaFactory,
+    redis_url: str,
+    tokens: TokenService,
+    room: str,
+    redis: Redis,
+    http: httpx.AsyncClient,
+) -> None:
+    one = make_replica(redis_url)
+    two = make_replica(redis_url)
+    bus = EventBus(redis)
+    token = tokens.issue(14)
+    async with RoomClient([one.url, two.url], room, token) as client:
+        await client.wait_subscribed()
+        assert (await _presence(http, two, room, token))["count"] == 1
+        publisher = asyncio.create_task(_publish_steadily(bus, room_channel(room), 1000, "message"))
+        await client.wait_for(lambda: len(client.messages()) >= 250)
+        await asyncio.to_thread(one.kill)
+        ids = await publisher
+        await client.wait_for(lambda: len(client.messages()) >= 1000, timeout=20)
+        assert client.messages() == [f"n{n}" for n in range(1000)]
+        received = [f["id"] for f in client.events if f["type"] == "message"]
+        assert received == ids
+        assert client.connects == 2
+        assert f":{one.port}/" in client.closes[0].url
+        resumed = client.of_type("subscribed")[1]
+        assert resumed["recovered"] is True
+        assert resumed["replayed"] >= 0
+
+    # The dead replica's member drops out of presence once its heartbeat expires.
+    async def gone() -> bool:
+        return (await _presence(http, two, room, token))["count"] == 0
+
+    await _eventually(gone, timeout=15)
+
+
+@pytest.mark.slow
+async def test_a_stalled_client_is_disconnected_and_others_get_everything(
+    make_replica: ReplicaFactory,
+    redis_url: str,
+    tokens: TokenService,
+    room: str,
+    redis: Redis,
+    http: httpx.AsyncClient,
+) -> None:
+    replica = make_replica(redis_url, SEND_QUEUE_MAX_MESSAGES="50")
+    bus = EventBus(redis)
+    # A client that stops reading: tiny receive buffer, and nothing ever consumes frames.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", replica.port))
+    url = replica.url.replace("http", "ws") + f"/ws/{room}?token={tokens.issue(15)}"
+    async with (
+        connect(url, sock=sock, max_queue=1, ping_interval=None) as stalled,
+        RoomClient([replica.url], room, tokens.issue(16)) as a,
+        RoomClient([replica.url], room, tokens.issue(17)) as b,
+    ):
+        await a.wait_subscribed()
+        await b.wait_subscribed()
+        payload = "x" * 8000
+        for n in range(1500):
+            await bus.publish(
+                room_channel(room), "message", {"message": f"{n}:{payload}"}, sender="t"
+            )
+        for client in (a, b):
+            await client.wait_for(lambda c=client: len(c.messages()) == 1500, timeout=30)  # type: ignore[misc]
+            assert [int(m.split(":")[0]) for m in client.messages()] == list(range(1500))
+            assert not client.closes
+        metrics = (await http.get(f"{replica.url}/metrics")).text
+        assert "chorus_realtime_slow_client_disconnects_total 1.0" in metrics
+
+        # The stalled socket was dropped by the server (it sees the end once it reads).
+        async def read_to_the_end() -> None:
+            while True:
+                await asyncio.wait_for(stalled.recv(), timeout=10)
+
+        with pytest.raises(ConnectionClosed):
+            await read_to_the_end()
+
+
+@pytest.mark.slow
+async def test_drain_closes_1012_with_the_last_id(
+    make_replica: ReplicaFactory,
+    redis_url: str,
+    tokens: TokenService,
+    room: str,
+    redis: Redis,
+    http: httpx.AsyncClient,
+) -> None:
+    replica = make_replica(redis_url, DRAIN_SECONDS="2")
+    bus = EventBus(redis)
+    async with RoomClient([replica.url], room, tokens.issue(18), reconnect=False) as client:
+        await client.wait_subscribed()
+        last = None
+        for n in range(5):
+            last = (
+                await bus.publish(room_channel(room), "message", {"message": f"{n}"}, sender="t")
+            ).id
+        await client.wait_for(lambda: len(client.messages()) == 5)
+        replica.terminate()
+        ready = await http.get(f"{replica.url}/readyz")
+        await client.wait_for(lambda: bool(client.closes), timeout=10)
+    assert ready.status_code == 503
+    [reconnect] = client.of_type("reconnect")
+    assert reconnect["positions"] == {room_channel(room): last}
+    assert client.closes[0].code == 1012
+    assert client.closes[0].reason.endswith(f"last_id={last}")
+    await asyncio.to_thread(replica.process.popen.wait, 15)  # type: ignore[union-attr]
+    assert replica.process.returncode() == 0
+
+
+async def test_typing_is_ephemeral(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str
+) -> None:
+    one, two = pair
+    async with (
+        RoomClient([one.url], room, tokens.issue(19)) as a,
+        RoomClient([two.url], room, tokens.issue(20)) as b,
+    ):
+        await a.wait_subscribed()
+        await b.wait_subscribed()
+        await a.send({"type": "typing"})
+        await b.wait_for(lambda: bool(b.of_type("typing")))
+        [typing] = b.of_type("typing")
+        assert typing["id"] is None
+        assert typing["data"] == {"user_id": "19"}
+        assert orjson.dumps(typing)
