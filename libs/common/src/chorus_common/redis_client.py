@@ -7,7 +7,7 @@ connections are health-checked before reuse so a restarted server is noticed at 
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,16 +23,20 @@ def create_redis(
     max_connections: int = 64,
     socket_timeout: float | None = 5.0,
     retries: int = 3,
+    pool_timeout: float = 5.0,
 ) -> Redis:
     """A client for ``url`` that retries transient connection failures.
 
     ``socket_timeout`` bounds every command; pass ``None`` for a client that issues
-    blocking reads (``XREAD BLOCK``, pub/sub ``listen``) longer than that.
+    blocking reads (``XREAD BLOCK``, pub/sub ``listen``) longer than that. When all
+    ``max_connections`` are busy, a command waits up to ``pool_timeout`` seconds for one
+    (a blocking pool) instead of failing at once with "Too many connections".
     """
-    client: Redis = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
-        client_name=client_name,
         max_connections=max_connections,
+        timeout=pool_timeout,
+        client_name=client_name,
         socket_timeout=socket_timeout,
         socket_connect_timeout=2.0,
         socket_keepalive=True,
@@ -41,6 +45,8 @@ def create_redis(
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
         decode_responses=False,
     )
+    # from_pool: the client owns the pool, so aclose() closes its connections too.
+    client: Redis = Redis.from_pool(pool)
     return client
 
 
