@@ -1,20 +1,27 @@
 """Fan-out benchmark: Chorus realtime against python-socketio and the seed's ConnectionManager.
 
 One run, same machine, same load generator (``peers/wsload.py``, a lean uvloop client in
-its own process):
+its own process), every figure repeated ``--runs`` times and reported as the median with
+the spread (min-max):
 
 1. 1 room x SUBSCRIBERS subscribers — over 2 Chorus replicas, over 2 python-socketio
-   processes (AsyncRedisManager), and on the seed's single process — then a burst of
+   processes (AsyncRedisManager), and on the seed's single process — then bursts of
    BURST messages published as fast as the publisher can: deliveries/s (wall clock) and
    deliveries per server CPU-second ("per core").
-2. Publish→deliver p50/p99 at half of each system's measured max rate.
-3. Chorus: the same half-rate p99 with one stalled client (stops reading) in the room.
-4. Memory per idle WebSocket: RSS delta / connections at IDLE connections on one Chorus
-   replica (rooms of 100 users) and one python-socketio process.
+2. Publish→deliver p50/p99 at half of each system's median max rate.
+3. Chorus: half-rate p99 with one stalled client (stops reading) in the room, alternating
+   runs with and without it so drift in the machine's load hits both sides alike.
+4. Memory per idle WebSocket: RSS delta / connections at IDLE connections on one fresh
+   Chorus replica (rooms of 100 users) and one fresh python-socketio process, per run.
 
-The peers live in their own venv (``bench/.venvs/realtime-peers``, made with uv). Numbers
-on a shared 2-core machine are noisy: the CPU split is printed. Run:
-``.venv/bin/python bench/realtime_fanout.py [--subscribers 1000] [--idle 10000]``.
+CPU split (when the machine has 2+ CPUs): the systems under test (their server processes
+and Redis) are pinned to ``--server-cpus``; the load generator, the publishers and this
+script to ``--load-cpus``. The load generator's CPU share is reported per burst: near 100%
+means it, not the server, set the pace. Other users of the machine are not pinned, so
+numbers stay noisy; the load average before and after is recorded.
+
+The peers live in their own venv (``bench/.venvs/realtime-peers``, made with uv). Run:
+``.venv/bin/python bench/realtime_fanout.py [--runs 5] [--subscribers 1000] [--idle 10000]``.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +57,48 @@ PEERS = ROOT / "peers"
 VENV = ROOT / ".venvs" / "realtime-peers"
 SECRET = "bench-secret-that-is-long-enough-for-hs256-keys"
 PEER_PACKAGES = ["python-socketio>=5.11", "redis>=5", "uvicorn[standard]>=0.30", "orjson"]
+
+Procs = list[subprocess.Popen[bytes]]
+
+
+# -- CPU pinning -----------------------------------------------------------------------------
+
+
+class Split:
+    """Which CPUs the systems under test get, and which the load side gets."""
+
+    def __init__(self, server: set[int], load: set[int]) -> None:
+        self.server, self.load = server, load
+
+    @classmethod
+    def parse(cls, server: str | None, load: str | None) -> Split:
+        available = sorted(os.sched_getaffinity(0))
+        if server is None and load is None and len(available) < 2:
+            return cls(set(available), set(available))
+        cpus = lambda s: {int(c) for c in s.split(",")}  # noqa: E731
+        return cls(
+            cpus(server) if server else {available[0]},
+            cpus(load) if load else set(available[1:]),
+        )
+
+    def pin_server(self, pid: int) -> None:
+        os.sched_setaffinity(pid, self.server)
+
+    def pin_load(self, pid: int) -> None:
+        os.sched_setaffinity(pid, self.load)
+
+    def describe(self) -> str:
+        fmt = lambda s: ",".join(map(str, sorted(s)))  # noqa: E731
+        if self.server == self.load:
+            return f"no pinning possible: everything shares CPU(s) {fmt(self.server)}"
+        return (
+            f"servers + Redis on CPU {fmt(self.server)}; load generator, publishers and the "
+            f"harness on CPU {fmt(self.load)} (sched_setaffinity); other users of the machine "
+            "are not pinned"
+        )
+
+
+# -- processes -------------------------------------------------------------------------------
 
 
 def peer_python() -> str:
@@ -86,8 +136,8 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 @contextmanager
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def processes() -> Iterator[Procs]:
+    started: Procs = []
     try:
         yield started
     finally:
@@ -101,7 +151,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def start_chorus(
-    started: list[subprocess.Popen[bytes]], redis_url: str, name: str, log: Path, **env: str
+    started: Procs, split: Split, redis_url: str, name: str, log: Path, **env: str
 ) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
     proc = subprocess.Popen(
@@ -122,12 +172,14 @@ def start_chorus(
         stderr=subprocess.STDOUT,
     )
     started.append(proc)
+    split.pin_server(proc.pid)
     wait_http(f"http://127.0.0.1:{port}/readyz")
     return port, proc
 
 
 def start_peer(
-    started: list[subprocess.Popen[bytes]],
+    started: Procs,
+    split: Split,
     script: str,
     log: Path,
     *args: str,
@@ -142,23 +194,24 @@ def start_peer(
         stderr=subprocess.STDOUT,
     )
     started.append(proc)
+    split.pin_server(proc.pid)
     wait_port(port)
     return port, proc
 
 
 class Load:
-    """A wsload process."""
+    """A wsload process (pinned to the load CPUs)."""
 
-    def __init__(self, job: dict[str, Any], started: list[subprocess.Popen[bytes]]) -> None:
-        self.file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
-        json.dump(job, self.file)
-        self.file.close()
+    def __init__(self, job: dict[str, Any], started: Procs, split: Split) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(job, fh)
         self.proc = subprocess.Popen(
-            [sys.executable, str(PEERS / "wsload.py"), self.file.name],
+            [sys.executable, str(PEERS / "wsload.py"), fh.name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         started.append(self.proc)
+        split.pin_load(self.proc.pid)
 
     def ask(self, command: str) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -177,10 +230,10 @@ class Load:
         return int(self.ask("")["ready"])
 
 
-def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+def cpu_seconds(pids: Sequence[int]) -> float:
     total = 0.0
-    for proc in procs:
-        times = psutil.Process(proc.pid).cpu_times()
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
         total += times.user + times.system
     return total
 
@@ -192,7 +245,7 @@ def rss(proc: subprocess.Popen[bytes]) -> int:
 async def wait_delivered(load: Load, expected: int, *, quiet: float = 3.0) -> None:
     last_count, last_change = -1, time.monotonic()
     while True:
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.1)
         count = (await asyncio.to_thread(load.ask, "peek"))["messages"]
         if count >= expected:
             return
@@ -200,6 +253,9 @@ async def wait_delivered(load: Load, expected: int, *, quiet: float = 3.0) -> No
             last_count, last_change = count, time.monotonic()
         elif time.monotonic() - last_change > quiet:
             return
+
+
+# -- publishers ------------------------------------------------------------------------------
 
 
 class Publisher:
@@ -210,6 +266,16 @@ class Publisher:
 
     async def rate(self, per_second: float, seconds: float) -> None:
         raise NotImplementedError
+
+
+async def paced(one: Any, per_second: float, seconds: float) -> None:
+    """Call ``one()`` ``per_second`` times a second for ``seconds``, on a fixed schedule."""
+    start = time.time()
+    for i in range(int(per_second * seconds)):
+        delay = start + i / per_second - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await one()
 
 
 class ChorusPublisher(Publisher):
@@ -226,12 +292,7 @@ class ChorusPublisher(Publisher):
             await asyncio.gather(*(self._one() for _ in range(min(16, count - start))))
 
     async def rate(self, per_second: float, seconds: float) -> None:
-        start = time.time()
-        for i in range(int(per_second * seconds)):
-            delay = start + i / per_second - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self._one()
+        await paced(self._one, per_second, seconds)
 
 
 class PipePublisher(Publisher):
@@ -264,7 +325,7 @@ class SeedPublisher(Publisher):
         self.url, self.n, self.ws = url, 0, None
 
     async def open(self) -> None:
-        self.ws = await connect(self.url, max_queue=None)  # type: ignore[assignment]
+        self.ws = await connect(self.url, max_queue=None, ping_interval=None)  # type: ignore[assignment]
 
     async def _one(self) -> None:
         self.n += 1
@@ -275,52 +336,96 @@ class SeedPublisher(Publisher):
             await self._one()
 
     async def rate(self, per_second: float, seconds: float) -> None:
-        start = time.time()
-        for i in range(int(per_second * seconds)):
-            delay = start + i / per_second - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self._one()
+        await paced(self._one, per_second, seconds)
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Median, min and max of repeated runs (and the runs themselves)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"median": None, "min": None, "max": None, "runs": list(values)}
+    return {
+        "median": statistics.median(present),
+        "min": min(present),
+        "max": max(present),
+        "runs": list(values),
+    }
+
+
+async def one_burst(
+    load: Load, publisher: Publisher, servers: Sequence[int], burst: int, subscribers: int
+) -> dict[str, Any]:
+    await asyncio.sleep(1.0)  # let the previous run's tail (and GC) settle
+    load.ask("report")
+    cpu0, load0, t0 = cpu_seconds(servers), cpu_seconds([load.proc.pid]), time.monotonic()
+    await publisher.burst(burst)
+    await wait_delivered(load, burst * subscribers)
+    cpu1, load1, t1 = cpu_seconds(servers), cpu_seconds([load.proc.pid]), time.monotonic()
+    full = load.ask("report")
+    span = max(1e-6, full["last"] - full["first"])
+    return {
+        "delivered": full["messages"],
+        "expected": burst * subscribers,
+        "deliveries_per_s": full["messages"] / span,
+        "deliveries_per_cpu_s": full["messages"] / max(1e-6, cpu1 - cpu0),
+        "server_cpu_s": cpu1 - cpu0,
+        "loadgen_cpu_share": (load1 - load0) / max(1e-6, t1 - t0),
+        "p50_ms": full["p50_ms"],
+        "p99_ms": full["p99_ms"],
+    }
+
+
+async def one_rate(
+    load: Load, publisher: Publisher, per_second: float, seconds: float, subscribers: int
+) -> dict[str, Any]:
+    await asyncio.sleep(1.0)
+    load.ask("report")
+    await publisher.rate(per_second, seconds)
+    await wait_delivered(load, int(per_second * seconds) * subscribers)
+    report = load.ask("report")
+    return {
+        "delivered": report["messages"],
+        "expected": int(per_second * seconds) * subscribers,
+        "p50_ms": report["p50_ms"],
+        "p99_ms": report["p99_ms"],
+        "max_ms": report["max_ms"],
+    }
 
 
 async def fanout(
     name: str,
     load: Load,
     publisher: Publisher,
-    servers: list[subprocess.Popen[bytes]],
-    subscribers: int,
-    burst: int,
-    half_seconds: float,
+    servers: Sequence[int],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
+    """Bursts (max rate), then paced runs at half the median max rate."""
+    n = args.subscribers
+    started = time.monotonic()
     await asyncio.sleep(1.0)  # let join/connect chatter settle
-    load.ask("report")
-    cpu0 = cpu_seconds(servers)
-    await publisher.burst(burst)
-    await wait_delivered(load, burst * subscribers)
-    cpu1 = cpu_seconds(servers)
-    full = load.ask("report")
-    span = max(1e-6, full["last"] - full["first"])
-    rate = full["messages"] / span
-    per_core = full["messages"] / max(1e-6, cpu1 - cpu0)
-    half = rate / subscribers / 2
-    await publisher.rate(half, half_seconds)
-    await wait_delivered(load, int(half * half_seconds) * subscribers)
-    slow = load.ask("report")
+    bursts = [await one_burst(load, publisher, servers, args.burst, n) for _ in range(args.runs)]
+    rate = spread([b["deliveries_per_s"] for b in bursts])
+    half = rate["median"] / n / 2
+    halves = [await one_rate(load, publisher, half, args.half_seconds, n) for _ in range(args.runs)]
     result = {
         "system": name,
-        "delivered": full["messages"],
-        "expected": burst * subscribers,
         "deliveries_per_s": rate,
-        "deliveries_per_cpu_s": per_core,
-        "server_cpu_s": cpu1 - cpu0,
-        "burst_p50_ms": full["p50_ms"],
-        "burst_p99_ms": full["p99_ms"],
+        "deliveries_per_cpu_s": spread([b["deliveries_per_cpu_s"] for b in bursts]),
+        "loadgen_cpu_share": spread([b["loadgen_cpu_share"] for b in bursts]),
+        "burst_p99_ms": spread([b["p99_ms"] for b in bursts]),
         "half_rate_msgs_per_s": half,
-        "half_p50_ms": slow["p50_ms"],
-        "half_p99_ms": slow["p99_ms"],
-        "half_delivered": slow["messages"],
+        "half_p50_ms": spread([h["p50_ms"] for h in halves]),
+        "half_p99_ms": spread([h["p99_ms"] for h in halves]),
+        "lost": sum(b["expected"] - b["delivered"] for b in bursts)
+        + sum(max(0, h["expected"] - h["delivered"]) for h in halves),
+        "bursts": bursts,
+        "halves": halves,
+        "seconds": time.monotonic() - started,
     }
-    print(json.dumps(result), flush=True)
+    print(json.dumps({k: v for k, v in result.items() if k not in {"bursts", "halves"}}))
     return result
 
 
@@ -338,48 +443,39 @@ def chorus_targets(
     ]
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    python = peer_python()
+BIG_QUEUE = {
+    "SEND_QUEUE_MAX_MESSAGES": "100000",
+    "SEND_QUEUE_MAX_BYTES": "100000000",
+    "MAX_CONNECTIONS_PER_USER": "100000",
+}
+
+
+async def bench_chorus(
+    args: argparse.Namespace, split: Split, redis_url: str, bus: EventBus, work: Path
+) -> dict[str, Any]:
     tokens = TokenService(secret=SECRET, issuer="chorus")
-    work = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
-    results: dict[str, Any] = {"subscribers": args.subscribers, "burst": args.burst}
-    redis_server = RunningRedis(work / "redis")
-    redis_server.start()
-    redis = create_redis(redis_server.url, client_name="bench")
-    bus = EventBus(redis)
     n = args.subscribers
-    try:
-        # -- Chorus: 2 replicas --------------------------------------------------------------
-        with processes() as started:
-            big_queue = {
-                "SEND_QUEUE_MAX_MESSAGES": "100000",
-                "SEND_QUEUE_MAX_BYTES": "100000000",
-                "MAX_CONNECTIONS_PER_USER": "100000",
-            }
-            p1, s1 = start_chorus(
-                started, redis_server.url, "bench-1", work / "chorus-1.log", **big_queue
-            )
-            p2, s2 = start_chorus(
-                started, redis_server.url, "bench-2", work / "chorus-2.log", **big_queue
-            )
-            users = [str(10_000 + i) for i in range(n)]
-            load = Load(
-                {"dialect": "chorus", "targets": chorus_targets([p1, p2], "fan", users, tokens)},
-                started,
-            )
-            load.ready()
-            results["chorus"] = await fanout(
-                "chorus",
-                load,
-                ChorusPublisher(bus, "fan"),
-                [s1, s2],
-                n,
-                args.burst,
-                args.half_seconds,
-            )
-            # One stalled client in the same room, at the same half rate.
+    results: dict[str, Any] = {}
+    with processes() as started:
+        p1, s1 = start_chorus(started, split, redis_url, "bench-1", work / "c1.log", **BIG_QUEUE)
+        p2, s2 = start_chorus(started, split, redis_url, "bench-2", work / "c2.log", **BIG_QUEUE)
+        users = [str(10_000 + i) for i in range(n)]
+        load = Load(
+            {"dialect": "chorus", "targets": chorus_targets([p1, p2], "fan", users, tokens)},
+            started,
+            split,
+        )
+        load.ready()
+        publisher = ChorusPublisher(bus, "fan")
+        results["chorus"] = await fanout("chorus", load, publisher, [s1.pid, s2.pid], args)
+
+        # One stalled client in the same room at the same half rate, alternating with runs
+        # without it: "others' p99 with a stalled client" vs "without", each a median.
+        half = results["chorus"]["half_rate_msgs_per_s"]
+        started_at = time.monotonic()
+        with_stall, without = [], []
+        for _ in range(args.runs):
+            without.append(await one_rate(load, publisher, half, args.half_seconds, n))
             stalled = Load(
                 {
                     "dialect": "chorus",
@@ -387,149 +483,224 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "targets": chorus_targets([p1], "fan", ["99999"], tokens),
                 },
                 started,
+                split,
             )
             stalled.ready()
-            await asyncio.sleep(1.0)
-            load.ask("report")
-            half = results["chorus"]["half_rate_msgs_per_s"]
-            await ChorusPublisher(bus, "fan").rate(half, args.half_seconds)
-            await wait_delivered(load, int(half * args.half_seconds) * n)
-            with_stall = load.ask("report")
-            # And again without it, so noise shows: the baseline is the mean of both runs.
+            with_stall.append(await one_rate(load, publisher, half, args.half_seconds, n))
             stalled.proc.kill()
-            await asyncio.sleep(1.0)
-            load.ask("report")
-            await ChorusPublisher(bus, "fan").rate(half, args.half_seconds)
-            await wait_delivered(load, int(half * args.half_seconds) * n)
-            again = load.ask("report")
-            baseline = (results["chorus"]["half_p99_ms"] + again["p99_ms"]) / 2
-            results["chorus_stalled"] = {
-                "half_p50_ms": with_stall["p50_ms"],
-                "half_p99_ms": with_stall["p99_ms"],
-                "delivered": with_stall["messages"],
-                "baseline_p99_ms": baseline,
-                "baseline_runs_p99_ms": [results["chorus"]["half_p99_ms"], again["p99_ms"]],
+            stalled.proc.wait()
+        results["chorus_stalled"] = {
+            "half_p99_ms": spread([r["p99_ms"] for r in with_stall]),
+            "baseline_p99_ms": spread([r["p99_ms"] for r in without]),
+            "half_p50_ms": spread([r["p50_ms"] for r in with_stall]),
+            "baseline_p50_ms": spread([r["p50_ms"] for r in without]),
+            "seconds": time.monotonic() - started_at,
+        }
+        print(json.dumps({"chorus_with_stalled_client": results["chorus_stalled"]}), flush=True)
+    return results
+
+
+async def bench_socketio(
+    args: argparse.Namespace, split: Split, redis_url: str, python: str, work: Path
+) -> dict[str, Any]:
+    n = args.subscribers
+    with processes() as started:
+        env = {"REDIS_URL": redis_url}
+        q1, t1 = start_peer(
+            started, split, "socketio_server.py", work / "sio-1.log", python=python, **env
+        )
+        q2, t2 = start_peer(
+            started, split, "socketio_server.py", work / "sio-2.log", python=python, **env
+        )
+        targets = [
+            {
+                "host": "127.0.0.1",
+                "port": (q1, q2)[i % 2],
+                "path": "/socket.io/?EIO=4&transport=websocket",
             }
-            print(json.dumps({"chorus_with_stalled_client": results["chorus_stalled"]}), flush=True)
+            for i in range(n)
+        ]
+        load = Load({"dialect": "socketio", "targets": targets}, started, split)
+        load.ready()
+        pub = subprocess.Popen(
+            [python, str(PEERS / "socketio_publisher.py")],
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        started.append(pub)
+        split.pin_load(pub.pid)
+        return await fanout("python-socketio", load, PipePublisher(pub), [t1.pid, t2.pid], args)
 
-        # -- python-socketio: 2 processes with AsyncRedisManager --------------------------------
-        with processes() as started:
-            env = {"REDIS_URL": redis_server.url}
-            q1, t1 = start_peer(
-                started, "socketio_server.py", work / "sio-1.log", python=python, **env
-            )
-            q2, t2 = start_peer(
-                started, "socketio_server.py", work / "sio-2.log", python=python, **env
-            )
-            targets = [
-                {
-                    "host": "127.0.0.1",
-                    "port": (q1, q2)[i % 2],
-                    "path": "/socket.io/?EIO=4&transport=websocket",
-                }
-                for i in range(n)
-            ]
-            load = Load({"dialect": "socketio", "targets": targets}, started)
-            load.ready()
-            pub = subprocess.Popen(
-                [python, str(PEERS / "socketio_publisher.py")],
-                env={**os.environ, **env},
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            started.append(pub)
-            results["socketio"] = await fanout(
-                "python-socketio",
-                load,
-                PipePublisher(pub),
-                [t1, t2],
-                n,
-                args.burst,
-                args.half_seconds,
-            )
 
-        # -- the seed's ConnectionManager: one process ----------------------------------------
-        with processes() as started:
-            port, seed = start_peer(started, "seed_server.py", work / "seed.log")
-            targets = [{"host": "127.0.0.1", "port": port, "path": f"/ws/{i}"} for i in range(n)]
-            load = Load({"dialect": "seed", "targets": targets}, started)
-            load.ready()
-            publisher = SeedPublisher(f"ws://127.0.0.1:{port}/ws/0")
-            await publisher.open()
-            results["seed"] = await fanout(
-                "seed ConnectionManager", load, publisher, [seed], n, args.burst, args.half_seconds
-            )
+async def bench_seed(args: argparse.Namespace, split: Split, work: Path) -> dict[str, Any]:
+    n = args.subscribers
+    with processes() as started:
+        port, seed = start_peer(started, split, "seed_server.py", work / "seed.log")
+        targets = [{"host": "127.0.0.1", "port": port, "path": f"/ws/{i}"} for i in range(n)]
+        load = Load({"dialect": "seed", "targets": targets}, started, split)
+        load.ready()
+        publisher = SeedPublisher(f"ws://127.0.0.1:{port}/ws/0")
+        await publisher.open()
+        return await fanout("seed ConnectionManager", load, publisher, [seed.pid], args)
 
-        # -- memory per idle connection --------------------------------------------------------
-        idle = args.idle
+
+async def idle_memory(
+    args: argparse.Namespace, split: Split, redis_url: str, python: str, work: Path
+) -> dict[str, Any]:
+    """RSS delta per idle connection, one fresh server per run."""
+    tokens = TokenService(secret=SECRET, issuer="chorus")
+    idle = args.idle
+    chorus: list[float] = []
+    socketio: list[float] = []
+    started_at = time.monotonic()
+    for run in range(args.memory_runs):
         with processes() as started:
             port, server = start_chorus(
                 started,
-                redis_server.url,
-                "bench-mem",
+                split,
+                redis_url,
+                f"bench-mem-{run}",
                 work / "chorus-mem.log",
                 MAX_CONNECTIONS_PER_USER="100000",
             )
             before = rss(server)
-            users = [str(50_000 + i) for i in range(idle)]
             targets = []
-            for i, user in enumerate(users):
-                targets += chorus_targets([port], f"idle-{i // 100}", [user], tokens)
-            load = Load({"dialect": "chorus", "targets": targets}, started)
+            for i in range(idle):
+                targets += chorus_targets([port], f"idle-{i // 100}", [str(50_000 + i)], tokens)
+            load = Load({"dialect": "chorus", "targets": targets}, started, split)
             load.ready()
             await asyncio.sleep(3.0)
-            results["chorus_memory_bytes_per_conn"] = (rss(server) - before) / idle
+            chorus.append((rss(server) - before) / idle)
         with processes() as started:
             port, server = start_peer(
                 started,
+                split,
                 "socketio_server.py",
                 work / "sio-mem.log",
                 python=python,
-                REDIS_URL=redis_server.url,
+                REDIS_URL=redis_url,
             )
             before = rss(server)
             targets = [
                 {"host": "127.0.0.1", "port": port, "path": "/socket.io/?EIO=4&transport=websocket"}
                 for _ in range(idle)
             ]
-            load = Load({"dialect": "socketio", "targets": targets}, started)
+            load = Load({"dialect": "socketio", "targets": targets}, started, split)
             load.ready()
             await asyncio.sleep(3.0)
-            results["socketio_memory_bytes_per_conn"] = (rss(server) - before) / idle
-        results["idle_connections"] = idle
+            socketio.append((rss(server) - before) / idle)
+    result = {
+        "idle_connections": idle,
+        "chorus_bytes_per_conn": spread(chorus),
+        "socketio_bytes_per_conn": spread(socketio),
+        "seconds": time.monotonic() - started_at,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    split.pin_load(os.getpid())
+    python = peer_python()
+    work = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "subscribers": args.subscribers,
+        "burst": args.burst,
+        "half_seconds": args.half_seconds,
+        "runs": args.runs,
+        "cpu_split": split.describe(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+    }
+    print(f"CPU split: {split.describe()}", flush=True)
+    redis_server = RunningRedis(work / "redis")
+    redis_server.start()
+    assert redis_server.process.pid is not None
+    split.pin_server(redis_server.process.pid)
+    redis = create_redis(redis_server.url, client_name="bench")
+    bus = EventBus(redis)
+    try:
+        if "fanout" in args.only:
+            results |= await bench_chorus(args, split, redis_server.url, bus, work)
+            results["socketio"] = await bench_socketio(args, split, redis_server.url, python, work)
+            results["seed"] = await bench_seed(args, split, work)
+        if "memory" in args.only:
+            results["memory"] = await idle_memory(args, split, redis_server.url, python, work)
     finally:
         await redis.aclose()
         redis_server.stop()
+    results["loadavg_after"] = os.getloadavg()
     return results
 
 
+# -- the table -------------------------------------------------------------------------------
+
+
+def fmt(stat: dict[str, Any] | None, unit: str = "", scale: float = 1.0, digits: int = 0) -> str:
+    if not stat or stat.get("median") is None:
+        return ""
+    m, lo, hi = (stat[k] / scale for k in ("median", "min", "max"))
+    return f"{m:,.{digits}f}{unit} ({lo:,.{digits}f}-{hi:,.{digits}f})"
+
+
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    if not a or not b or not a.get("median") or not b.get("median"):
+        return None
+    return float(a["median"]) / float(b["median"])
+
+
 def summary(r: dict[str, Any]) -> str:
-    c, s, seed = r["chorus"], r["socketio"], r["seed"]
-    stalled = r["chorus_stalled"]
-    kib = 1024
-    mem_c, mem_s = r["chorus_memory_bytes_per_conn"], r["socketio_memory_bytes_per_conn"]
-    per_core = c["deliveries_per_cpu_s"] / s["deliveries_per_cpu_s"]
     lines = [
-        f"Fan-out: 1 room x {r['subscribers']} subscribers, burst of {r['burst']} messages "
-        f"(2 CPU cores shared by servers, Redis, load generator and publisher: noisy)",
+        f"Fan-out: 1 room x {r['subscribers']} subscribers, bursts of {r['burst']} messages; "
+        f"median (min-max) of {r['runs']} runs per figure",
+        f"CPU split: {r['cpu_split']}. Load average before/after: "
+        f"{r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f}.",
         "",
-        "| figure | python-socketio | seed ConnectionManager | Chorus | Chorus/socketio | target |",
-        "|---|---|---|---|---|---|",
-        f"| deliveries/s (wall) | {s['deliveries_per_s']:,.0f} | {seed['deliveries_per_s']:,.0f} | "
-        f"{c['deliveries_per_s']:,.0f} | "
-        f"{c['deliveries_per_s'] / s['deliveries_per_s']:.2f}x | >= 2x |",
-        f"| deliveries per server CPU-second | {s['deliveries_per_cpu_s']:,.0f} | "
-        f"{seed['deliveries_per_cpu_s']:,.0f} | {c['deliveries_per_cpu_s']:,.0f} | "
-        f"{per_core:.2f}x | >= 10,000 |",
-        f"| p50 / p99 at half max rate (ms) | {s['half_p50_ms']:.1f} / {s['half_p99_ms']:.1f} | "
-        f"{seed['half_p50_ms']:.1f} / {seed['half_p99_ms']:.1f} | "
-        f"{c['half_p50_ms']:.1f} / {c['half_p99_ms']:.1f} | | p99 <= 50 |",
-        f"| p99 with one stalled client (ms) | | | {stalled['half_p99_ms']:.1f} vs "
-        f"{stalled['baseline_p99_ms']:.1f} without "
-        f"({stalled['half_p99_ms'] / stalled['baseline_p99_ms'] - 1:+.0%}) | | <= +10% |",
-        f"| memory per idle WebSocket at {r['idle_connections']:,} (KiB) | "
-        f"{mem_s / kib:.1f} | | {mem_c / kib:.1f} | {mem_c / mem_s:.2f}x | <= 20 KiB |",
+        "| figure | python-socketio | seed ConnectionManager | Chorus | Chorus/socketio "
+        "| target | met? |",
+        "|---|---|---|---|---|---|---|",
     ]
+    c, s, seed = r.get("chorus"), r.get("socketio"), r.get("seed")
+    if c and s and seed:
+        wall = ratio(c["deliveries_per_s"], s["deliveries_per_s"]) or 0.0
+        per_cpu = c["deliveries_per_cpu_s"]["median"]
+        p99 = c["half_p99_ms"]["median"]
+        stalled = r["chorus_stalled"]
+        stall_ratio = ratio(stalled["half_p99_ms"], stalled["baseline_p99_ms"]) or 0.0
+        lines += [
+            f"| deliveries/s (wall) | {fmt(s['deliveries_per_s'])} | "
+            f"{fmt(seed['deliveries_per_s'])} | {fmt(c['deliveries_per_s'])} | {wall:.2f}x | "
+            f">= 2x | {'yes' if wall >= 2 else 'no'} |",
+            f"| deliveries per server CPU-second | {fmt(s['deliveries_per_cpu_s'])} | "
+            f"{fmt(seed['deliveries_per_cpu_s'])} | {fmt(c['deliveries_per_cpu_s'])} | "
+            f"{ratio(c['deliveries_per_cpu_s'], s['deliveries_per_cpu_s']) or 0:.2f}x | "
+            f">= 10,000 | {'yes' if per_cpu >= 10_000 else 'no'} |",
+            f"| load generator CPU share during bursts | {fmt(s['loadgen_cpu_share'], '', 0.01)}% "
+            f"| {fmt(seed['loadgen_cpu_share'], '', 0.01)}% | "
+            f"{fmt(c['loadgen_cpu_share'], '', 0.01)}% | | < 90% | |",
+            f"| p50 at half max rate (ms) | {fmt(s['half_p50_ms'], digits=1)} | "
+            f"{fmt(seed['half_p50_ms'], digits=1)} | {fmt(c['half_p50_ms'], digits=1)} | | | |",
+            f"| p99 at half max rate (ms) | {fmt(s['half_p99_ms'], digits=1)} | "
+            f"{fmt(seed['half_p99_ms'], digits=1)} | {fmt(c['half_p99_ms'], digits=1)} | | "
+            f"<= 50 | {'yes' if p99 <= 50 else 'no'} |",
+            f"| p99 with one stalled client vs without (ms) | | | "
+            f"{fmt(stalled['half_p99_ms'], digits=1)} vs "
+            f"{fmt(stalled['baseline_p99_ms'], digits=1)} ({stall_ratio - 1:+.0%}) | | "
+            f"<= +10% | {'yes' if stall_ratio <= 1.10 else 'no'} |",
+        ]
+    mem = r.get("memory")
+    if mem:
+        cm, sm = mem["chorus_bytes_per_conn"], mem["socketio_bytes_per_conn"]
+        kib = cm["median"] / 1024
+        lines.append(
+            f"| memory per idle WebSocket at {mem['idle_connections']:,} (KiB) | "
+            f"{fmt(sm, '', 1024, 1)} | | {fmt(cm, '', 1024, 1)} | {ratio(cm, sm) or 0:.2f}x | "
+            f"<= 20 KiB | {'yes' if kib <= 20 else 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -538,13 +709,22 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--half-seconds", type=float, default=4.0)
+    parser.add_argument("--runs", type=int, default=5, help="repetitions per fan-out figure")
     parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--memory-runs", type=int, default=3)
+    parser.add_argument("--server-cpus", help="e.g. 0 (default: the first CPU)")
+    parser.add_argument("--load-cpus", help="e.g. 1 (default: the other CPUs)")
+    parser.add_argument(
+        "--only", nargs="+", choices=["fanout", "memory"], default=["fanout", "memory"]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "realtime_fanout.json")
     args = parser.parse_args()
-    results = asyncio.run(run(args))
+    split = Split.parse(args.server_cpus, args.load_cpus)
+    results = asyncio.run(run(args, split))
+    results["summary"] = summary(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
-    print(summary(results))
+    print(results["summary"])
 
 
 if __name__ == "__main__":

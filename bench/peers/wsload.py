@@ -65,10 +65,10 @@ class Stats:
 STATS = Stats()
 
 
-def _mask(payload: bytes) -> bytes:
+def _mask(payload: bytes, opcode: int = 0x1) -> bytes:
     key = os.urandom(4)
     n = len(payload)
-    header = bytearray([0x81])
+    header = bytearray([0x80 | opcode])
     if n < 126:
         header.append(0x80 | n)
     elif n < 65536:
@@ -143,6 +143,9 @@ class Client(asyncio.Protocol):
             if opcode == 0x8:
                 self.transport.close()  # type: ignore[union-attr]
                 return
+            if opcode == 0x9:  # answer protocol pings, or the server drops us after a while
+                self.transport.write(_mask(payload, 0xA))  # type: ignore[union-attr]
+                continue
             if opcode == 0x1:
                 self.on_text(payload, now)
 
