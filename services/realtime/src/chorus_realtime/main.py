@@ -95,11 +95,14 @@ def create_app(settings: RealtimeSettings) -> FastAPI:
             await realtime.stop()
             await redis.aclose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Chorus realtime",
         version=__version__,
         description="WebSocket rooms and SSE streams, fanned out across replicas via Redis.",
         lifespan=lifespan,
-        routers=[ws.router, sse.router, presence.router],
+        routers=[sse.router, presence.router],
     )
+    # Outermost: room sockets skip the HTTP stack (see routes/ws.py for why).
+    app.add_middleware(ws.RoomSockets)
+    return app

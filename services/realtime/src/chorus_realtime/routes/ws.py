@@ -3,6 +3,13 @@
 Authentication happens after the upgrade so that a refusal is a close code the client can
 read (1008 with a reason) rather than an opaque failed handshake; nothing is joined or
 subscribed before the token is verified.
+
+The endpoint is plain ASGI, reached through :class:`RoomSockets` ahead of the HTTP
+middleware stack. An idle WebSocket keeps its ASGI call open for as long as it lives, and
+every layer it passed through stays parked with it: FastAPI's router, dependency solver
+and exit stacks, Starlette's exception wrappers, the metrics middleware — about 14 KiB of
+coroutine frames, closures and exit stacks per connection, for layers that do nothing for a
+WebSocket. Only the request-id context is kept, so log lines still correlate.
 """
 
 from __future__ import annotations
@@ -11,26 +18,28 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus_common.events import InvalidChannelError, room_channel
+from chorus_common.request_context import RequestContextMiddleware
 from chorus_common.tokens import InvalidTokenError
-from chorus_realtime.deps import RealtimeDep, SettingsDep
 from chorus_realtime.domain.connection import CloseCode, Connection
 from chorus_realtime.domain.hub import HubUnavailableError
+from chorus_realtime.domain.realtime import Realtime
 from chorus_realtime.domain.session import CloseConnection, Session, SessionLimits
 from chorus_realtime.metrics import REJECTED
+from chorus_realtime.settings import RealtimeSettings
 from chorus_realtime.wsprotocol import TRANSPORT_EXTENSION
 
-__all__ = ["SUBPROTOCOL", "router", "token_from_subprotocols"]
+__all__ = ["SUBPROTOCOL", "RoomSockets", "room_socket", "token_from_subprotocols"]
 
 logger = logging.getLogger("chorus.realtime.ws")
 
-router = APIRouter(tags=["realtime"])
-
+#: The path of a room's socket: ``/ws/<room>`` (the room is validated after the upgrade).
+PATH_PREFIX: Final = "/ws/"
 #: The subprotocol a client offers (and the server echoes) to speak this protocol.
 SUBPROTOCOL: Final = "chorus.v1"
 #: A second offered subprotocol ``bearer.<jwt>`` carries the token (browsers cannot set
@@ -46,42 +55,82 @@ def token_from_subprotocols(offered: list[str]) -> str | None:
     return None
 
 
-def _abort_hook(websocket: WebSocket) -> Callable[[], None] | None:
-    transport = websocket.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+def room_of(scope: Scope) -> str | None:
+    """The room of a ``/ws/{room}`` path (one non-empty segment), else None."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if not path.startswith(PATH_PREFIX):
+        return None
+    room = path[len(PATH_PREFIX) :]
+    return room if room and "/" not in room else None
+
+
+class RoomSockets:
+    """ASGI middleware: ``/ws/{room}`` WebSockets go straight to :func:`room_socket`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.rooms = RequestContextMiddleware(room_socket, access_log=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve room sockets; pass everything else on."""
+        if scope["type"] == "websocket" and room_of(scope) is not None:
+            await self.rooms(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _abort_hook(scope: Scope) -> Callable[[], None] | None:
+    transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
     return transport.get("abort") if isinstance(transport, dict) else None
 
 
-async def _refuse(websocket: WebSocket, code: int, reason: str, metric: str) -> None:
+async def _close(send: Send, code: int, reason: str) -> None:
+    await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _refuse(send: Send, code: int, reason: str, metric: str) -> None:
     REJECTED.labels(metric).inc()
-    await websocket.close(code, reason)
+    await _close(send, code, reason)
 
 
-@router.websocket("/ws/{room}")
-async def room_socket(
-    websocket: WebSocket, room: str, rt: RealtimeDep, settings: SettingsDep
-) -> None:
-    """Join ``room``: live events, history replay from ``?since=``, and sending."""
-    offered = list(websocket.scope.get("subprotocols", []))
-    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    if not rt.registry.accepting:
-        await _refuse(websocket, CloseCode.RESTART, "server restarting", "draining")
+async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """Join the path's room: live events, history replay from ``?since=``, and sending."""
+    room = room_of(scope)
+    assert room is not None
+    state = scope["app"].state
+    rt: Realtime = state.realtime
+    settings: RealtimeSettings = state.settings
+    if (await receive())["type"] != "websocket.connect":
         return
-    token = websocket.query_params.get("token") or token_from_subprotocols(offered)
+    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    offered: list[str] = list(scope.get("subprotocols", []))
+    accept: dict[str, Any] = {
+        "type": "websocket.accept",
+        "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None,
+    }
+    await send(accept)
+    if not rt.registry.accepting:
+        await _refuse(send, CloseCode.RESTART, "server restarting", "draining")
+        return
+    token = query.get("token") or token_from_subprotocols(offered)
     if not token:
-        await _refuse(websocket, CloseCode.POLICY, "missing token", "auth")
+        await _refuse(send, CloseCode.POLICY, "missing token", "auth")
         return
     try:
         user = rt.tokens.verify(token).subject
     except InvalidTokenError:
-        await _refuse(websocket, CloseCode.POLICY, "invalid token", "auth")
+        await _refuse(send, CloseCode.POLICY, "invalid token", "auth")
         return
     try:
         room_channel(room)
     except InvalidChannelError:
-        await _refuse(websocket, CloseCode.POLICY, "invalid room name", "invalid_room")
+        await _refuse(send, CloseCode.POLICY, "invalid room name", "invalid_room")
         return
     if not await rt.presence.acquire_connection(user, limit=settings.max_connections_per_user):
-        await _refuse(websocket, CloseCode.POLICY, "too many connections", "user_connections")
+        await _refuse(send, CloseCode.POLICY, "too many connections", "user_connections")
         return
     connection = Connection(
         user=user,
@@ -91,7 +140,7 @@ async def room_socket(
         max_queue_frames=settings.send_queue_max_messages,
         max_queue_bytes=settings.send_queue_max_bytes,
         replay_max=settings.replay_max,
-        abort=_abort_hook(websocket),
+        abort=_abort_hook(scope),
     )
     session = Session(
         connection=connection,
@@ -107,9 +156,9 @@ async def room_socket(
         ),
     )
     rt.registry.add(connection)
-    writer = asyncio.create_task(_write(websocket, connection), name=f"ws-writer:{connection.id}")
+    writer = asyncio.create_task(_write(send, connection), name=f"ws-writer:{connection.id}")
     try:
-        await _serve(websocket, session, websocket.query_params.get("since"))
+        await _serve(receive, session, query.get("since"))
     finally:
         connection.close(CloseCode.NORMAL, "")
         rt.registry.remove(connection)
@@ -121,13 +170,13 @@ async def room_socket(
             connection.abort()
 
 
-async def _serve(websocket: WebSocket, session: Session, since: str | None) -> None:
+async def _serve(receive: Receive, session: Session, since: str | None) -> None:
     connection = session.connection
     try:
         await session.open(since)
         while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
+            message = await receive()
+            if message["type"] != "websocket.receive":
                 return
             raw = message.get("text")
             if raw is None:
@@ -148,15 +197,13 @@ async def _serve(websocket: WebSocket, session: Session, since: str | None) -> N
         connection.close(CloseCode.INTERNAL, "internal error")
 
 
-async def _write(websocket: WebSocket, connection: Connection) -> None:
+async def _write(send: Send, connection: Connection) -> None:
     """The connection's writer: its frames, in order, then the close frame."""
-    send = websocket.send
     try:
         async for frame in connection.frames():
             await send(frame.message)
-        if websocket.application_state is WebSocketState.CONNECTED:
-            reason = connection.close_reason_with_position()
-            await websocket.close(connection.close_code or CloseCode.NORMAL, reason)
+        reason = connection.close_reason_with_position()
+        await _close(send, connection.close_code or CloseCode.NORMAL, reason)
     except Exception as exc:  # the client went away mid-write
         logger.debug("writer of %s ended: %s", connection, exc)
         connection.close(CloseCode.NORMAL, "")
