@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import socket
 import statistics
 import subprocess
@@ -379,12 +380,19 @@ async def one_burst(
 
 
 async def one_rate(
-    load: Load, publisher: Publisher, per_second: float, seconds: float, subscribers: int
+    load: Load,
+    publisher: Publisher,
+    per_second: float,
+    seconds: float,
+    subscribers: int,
+    servers: Sequence[int] = (),
 ) -> dict[str, Any]:
     await asyncio.sleep(1.0)
     load.ask("report")
+    cpu0, load0, t0 = cpu_seconds(servers), cpu_seconds([load.proc.pid]), time.monotonic()
     await publisher.rate(per_second, seconds)
     await wait_delivered(load, int(per_second * seconds) * subscribers)
+    cpu1, load1, t1 = cpu_seconds(servers), cpu_seconds([load.proc.pid]), time.monotonic()
     report = load.ask("report")
     return {
         "delivered": report["messages"],
@@ -392,7 +400,39 @@ async def one_rate(
         "p50_ms": report["p50_ms"],
         "p99_ms": report["p99_ms"],
         "max_ms": report["max_ms"],
+        "server_cpu_share": (cpu1 - cpu0) / max(1e-6, t1 - t0),
+        "loadgen_cpu_share": (load1 - load0) / max(1e-6, t1 - t0),
     }
+
+
+class Profiler:
+    """``py-spy record`` of some processes for a while (``--py-spy``), as collapsed stacks."""
+
+    def __init__(self, py_spy: str | None, directory: Path) -> None:
+        self.py_spy, self.directory = py_spy, directory
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, pids: Sequence[int]) -> None:
+        if self.py_spy is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for pid in pids:
+            out = self.directory / f"{name}-{pid}.txt"
+            argv = [self.py_spy, "record", "--pid", str(pid), "--format", "raw", "-o", str(out)]
+            self.running.append(
+                subprocess.Popen(
+                    [*argv, "--rate", "250", "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def stop(self) -> None:
+        for proc in self.running:
+            proc.send_signal(signal.SIGINT)
+        for proc in self.running:
+            proc.wait(30)
+        self.running.clear()
 
 
 async def fanout(
@@ -409,7 +449,17 @@ async def fanout(
     bursts = [await one_burst(load, publisher, servers, args.burst, n) for _ in range(args.runs)]
     rate = spread([b["deliveries_per_s"] for b in bursts])
     half = rate["median"] / n / 2
-    halves = [await one_rate(load, publisher, half, args.half_seconds, n) for _ in range(args.runs)]
+    profiler = Profiler(args.py_spy, args.profile_dir)
+    profiler.start(name.split(maxsplit=1)[0], [*servers, load.proc.pid])
+    halves = [
+        await one_rate(load, publisher, half, args.half_seconds, n, servers)
+        for _ in range(args.runs)
+    ]
+    profiler.stop()
+    curve = [
+        {"msgs_per_s": rate, **await one_rate(load, publisher, rate, args.half_seconds, n, servers)}
+        for rate in args.curve
+    ]
     result = {
         "system": name,
         "deliveries_per_s": rate,
@@ -419,13 +469,18 @@ async def fanout(
         "half_rate_msgs_per_s": half,
         "half_p50_ms": spread([h["p50_ms"] for h in halves]),
         "half_p99_ms": spread([h["p99_ms"] for h in halves]),
+        "half_server_cpu_share": spread([h["server_cpu_share"] for h in halves]),
+        "half_loadgen_cpu_share": spread([h["loadgen_cpu_share"] for h in halves]),
         "lost": sum(b["expected"] - b["delivered"] for b in bursts)
         + sum(max(0, h["expected"] - h["delivered"]) for h in halves),
         "bursts": bursts,
         "halves": halves,
+        "curve": curve,
         "seconds": time.monotonic() - started,
     }
-    print(json.dumps({k: v for k, v in result.items() if k not in {"bursts", "halves"}}))
+    print(json.dumps({k: v for k, v in result.items() if k not in {"bursts", "halves", "curve"}}))
+    for point in curve:
+        print(json.dumps(point), flush=True)
     return result
 
 
@@ -624,8 +679,9 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     redis = create_redis(redis_server.url, client_name="bench")
     bus = EventBus(redis)
     try:
-        if "fanout" in args.only:
+        if "fanout" in args.only or "chorus" in args.only:
             results |= await bench_chorus(args, split, redis_server.url, bus, work)
+        if "fanout" in args.only:
             results["socketio"] = await bench_socketio(args, split, redis_server.url, python, work)
             results["seed"] = await bench_seed(args, split, work)
         if "memory" in args.only:
@@ -665,6 +721,11 @@ def summary(r: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     c, s, seed = r.get("chorus"), r.get("socketio"), r.get("seed")
+    if c and not s:
+        lines.append(
+            f"| Chorus alone | | | {fmt(c['deliveries_per_s'])} deliveries/s; "
+            f"p99 at half rate {fmt(c['half_p99_ms'], digits=1)} ms | | | |"
+        )
     if c and s and seed:
         wall = ratio(c["deliveries_per_s"], s["deliveries_per_s"]) or 0.0
         per_cpu = c["deliveries_per_cpu_s"]["median"]
@@ -715,7 +776,21 @@ def main() -> None:
     parser.add_argument("--server-cpus", help="e.g. 0 (default: the first CPU)")
     parser.add_argument("--load-cpus", help="e.g. 1 (default: the other CPUs)")
     parser.add_argument(
-        "--only", nargs="+", choices=["fanout", "memory"], default=["fanout", "memory"]
+        "--only",
+        nargs="+",
+        choices=["fanout", "chorus", "memory"],
+        default=["fanout", "memory"],
+        help="chorus: Chorus's fan-out figures alone (no peers)",
+    )
+    parser.add_argument(
+        "--curve",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[],
+        help="also measure latency at these publish rates (messages/s), one run each",
+    )
+    parser.add_argument("--py-spy", help="py-spy binary: profile servers at half rate")
+    parser.add_argument(
+        "--profile-dir", type=Path, default=ROOT / "results" / "raw" / "realtime-profiles"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "realtime_fanout.json")
     args = parser.parse_args()

@@ -31,3 +31,33 @@ async def test_close_lets_the_writer_finish_what_is_queued() -> None:
     assert await outbox.wait() is True
     assert outbox.pop().text == "last"
     assert await outbox.wait() is False
+
+
+def test_on_ready_fires_when_frames_arrive_in_an_empty_outbox_and_on_close() -> None:
+    calls: list[int] = []
+    outbox = Outbox(max_frames=500, max_bytes=10_000, on_ready=lambda: calls.append(len(outbox)))
+    outbox.put(OutFrame("a"))
+    outbox.put(OutFrame("b"))  # not empty any more: no second wake-up
+    assert calls == [1]
+    assert outbox.pop() is not None
+    assert outbox.pop() is not None
+    assert outbox.pop() is None
+    outbox.put(OutFrame("c"))
+    assert calls == [1, 1]
+    outbox.close()
+    assert calls == [1, 1, 1]
+
+
+def test_a_queue_that_never_empties_keeps_its_order() -> None:
+    outbox = Outbox(max_frames=1000, max_bytes=1_000_000)
+    taken: list[str] = []
+    for n in range(1000):  # the reader stays a few frames behind the writer throughout
+        assert outbox.put(OutFrame(str(n)))
+        if n % 3:
+            frame = outbox.pop()
+            assert frame is not None
+            taken.append(frame.text)
+    while (frame := outbox.pop()) is not None:
+        taken.append(frame.text)
+    assert taken == [str(n) for n in range(1000)]
+    assert len(outbox) == 0

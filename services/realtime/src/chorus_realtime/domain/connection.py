@@ -16,7 +16,6 @@ The writer side is :meth:`Connection.frames`: the transport iterates it and writ
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from itertools import count
@@ -26,12 +25,7 @@ from chorus_common.events import EventBus, InvalidStreamIdError, parse_stream_id
 from chorus_realtime.domain.frames import OutFrame
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.outbox import Outbox
-from chorus_realtime.metrics import (
-    FANOUT_LATENCY,
-    MESSAGES_OUT,
-    RECOVERIES,
-    SLOW_CLIENT_DISCONNECTS,
-)
+from chorus_realtime.metrics import DELIVERIES, RECOVERIES, SLOW_CLIENT_DISCONNECTS
 
 __all__ = ["CloseCode", "Connection", "Resume", "Transport"]
 
@@ -211,20 +205,16 @@ class Connection:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def frames(self) -> AsyncIterator[OutFrame]:
-        """Frames to write, in order, each event once; ends when the connection closes.
+    def take(self) -> OutFrame | None:
+        """The next frame to write, or None when nothing is queued.
 
-        A draining connection ends with a ``reconnect`` frame carrying, per channel, the
-        last stream id written — the offset to resume from on another replica.
+        Each event is written once: a frame whose stream id is not above the last one
+        written for its channel (the overlap of a replay and live events) is skipped.
+        Taking a frame counts it as delivered.
         """
         outbox = self.outbox
         last = self._last_keys
-        ids = self.last_ids
-        observe = FANOUT_LATENCY.observe
-        count_out = MESSAGES_OUT.inc
-        now = time.time
-        while await outbox.wait():
-            frame = outbox.pop()
+        while (frame := outbox.pop()) is not None:
             key = frame.key
             if key is not None:
                 channel: str = frame.channel  # type: ignore[assignment]
@@ -232,16 +222,33 @@ class Connection:
                 if previous is not None and key <= previous:
                     continue
                 last[channel] = key
-                ids[channel] = frame.id  # type: ignore[assignment]
-            yield frame
+                self.last_ids[channel] = frame.id  # type: ignore[assignment]
             self.sent += 1
-            count_out()
-            if frame.published_at is not None:
-                observe(now() - frame.published_at)
-        if self.close_code == CloseCode.RESTART:
-            yield OutFrame.control(
-                {"type": "reconnect", "reason": self.close_reason, "positions": dict(ids)}
-            )
+            DELIVERIES.delivered(frame.published_at)
+            return frame
+        return None
+
+    def farewell(self) -> OutFrame | None:
+        """The last frame before closing: ``reconnect`` with the positions, when draining."""
+        if self.close_code != CloseCode.RESTART:
+            return None
+        return OutFrame.control(
+            {"type": "reconnect", "reason": self.close_reason, "positions": dict(self.last_ids)}
+        )
+
+    async def frames(self) -> AsyncIterator[OutFrame]:
+        """Frames to write, in order, each event once; ends when the connection closes.
+
+        A draining connection ends with a ``reconnect`` frame carrying, per channel, the
+        last stream id written — the offset to resume from on another replica.
+        """
+        while await self.outbox.wait():
+            frame = self.take()
+            if frame is not None:
+                yield frame
+        farewell = self.farewell()
+        if farewell is not None:
+            yield farewell
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
         """Stop the connection: the writer sends what is queued (if ``flush``), then ends."""

@@ -42,6 +42,14 @@ def _epoch_seconds(ts: object) -> float | None:
         return None
 
 
+def _websocket_text_header(length: int) -> bytes:
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big")
+    return bytes((0x81, 127)) + length.to_bytes(8, "big")
+
+
 @dataclass(slots=True, eq=False)
 class OutFrame:
     """One frame for clients, shared between all the connections that receive it."""
@@ -55,17 +63,20 @@ class OutFrame:
     key: tuple[int, int] | None = None
     #: Publish time (epoch seconds) of an event, for the fan-out latency histogram.
     published_at: float | None = None
-    #: The ASGI ``websocket.send`` message, built once.
-    message: dict[str, Any] = field(init=False)
+    #: The UTF-8 text as received from Redis, when the frame came from there.
+    data: bytes | None = None
     _sse: bytes | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        self.message = {"type": "websocket.send", "text": self.text}
+    _websocket: bytes | None = field(default=None, init=False)
 
     @property
     def size(self) -> int:
         """Characters of the frame (its weight in a send queue)."""
         return len(self.text)
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The frame as an ASGI ``websocket.send`` message."""
+        return {"type": "websocket.send", "text": self.text}
 
     @classmethod
     def event(cls, payload: bytes, *, live: bool = True) -> OutFrame:
@@ -92,6 +103,7 @@ class OutFrame:
             id=stream_id,
             key=key,
             published_at=_epoch_seconds(envelope.get("ts")) if live else None,
+            data=payload,
         )
 
     @classmethod
@@ -105,6 +117,16 @@ class OutFrame:
             head = f"id: {self.id}\n" if self.id is not None else ""
             self._sse = f"{head}data: {self.text}\n\n".encode()
         return self._sse
+
+    def websocket(self) -> bytes:
+        """The frame as one unmasked, uncompressed WebSocket text frame (RFC 6455 5.2).
+
+        Built once and written as is to every socket that receives the frame.
+        """
+        if self._websocket is None:
+            data = self.data if self.data is not None else self.text.encode()
+            self._websocket = _websocket_text_header(len(data)) + data
+        return self._websocket
 
 
 def error_frame(code: str, message: str, *, channel: str | None = None) -> OutFrame:

@@ -1,40 +1,61 @@
 """The bounded send queue of one connection.
 
 Fan-out only ever *appends* to an outbox — it never waits on a client — so one stalled
-socket cannot slow a room. The connection's own writer task takes frames out and writes
-them; when a client stops reading, the transport applies back-pressure to that writer
-alone, its outbox fills, and :meth:`Outbox.put` reports the overflow so the connection
-is closed as a slow consumer.
+socket cannot slow a room. The connection's writer takes frames out and writes them;
+when a client stops reading, the transport applies back-pressure to that writer alone,
+its outbox fills, and :meth:`Outbox.put` reports the overflow so the connection is
+closed as a slow consumer.
 
-A deque and one waiter future, rather than ``asyncio.Queue``: an idle outbox costs a few
-hundred bytes, and a put is an append and (only when the writer sleeps) one wake-up.
+The writer learns that frames arrived either through the ``on_ready`` callback (the
+WebSocket writer, which then writes them without a task of its own) or by awaiting
+:meth:`Outbox.wait` (the SSE stream's generator). An idle outbox is an empty list and a
+few slots: no deque block, no future, no task.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections.abc import Callable
 
 from chorus_realtime.domain.frames import OutFrame
 
 __all__ = ["Outbox"]
 
+#: Taken frames at the head of the list are dropped in one go past this many.
+_COMPACT = 64
+
 
 class Outbox:
     """Frames waiting to be written to one client, bounded in count and in size."""
 
-    __slots__ = ("_bytes", "_closed", "_frames", "_waiter", "max_bytes", "max_frames")
+    __slots__ = (
+        "_bytes",
+        "_closed",
+        "_frames",
+        "_head",
+        "_waiter",
+        "max_bytes",
+        "max_frames",
+        "on_ready",
+    )
 
-    def __init__(self, *, max_frames: int, max_bytes: int) -> None:
+    def __init__(
+        self, *, max_frames: int, max_bytes: int, on_ready: Callable[[], None] | None = None
+    ) -> None:
         self.max_frames = max_frames
         self.max_bytes = max_bytes
-        self._frames: deque[OutFrame] = deque()
+        #: Called when the outbox stops being empty, and when it is closed.
+        self.on_ready = on_ready
+        #: Queued frames are ``_frames[_head:]`` (a list with a moving head is cheaper
+        #: than a deque for the usual zero or one frame).
+        self._frames: list[OutFrame] = []
+        self._head = 0
         self._bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) - self._head
 
     @property
     def closed(self) -> bool:
@@ -46,28 +67,34 @@ class Outbox:
         if self._closed:
             return True
         size = frame.size
-        if len(self._frames) >= self.max_frames or self._bytes + size > self.max_bytes:
+        if len(self) >= self.max_frames or self._bytes + size > self.max_bytes:
             return False
-        self._frames.append(frame)
-        self._bytes += size
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._append(frame, size)
         return True
 
     def put_unbounded(self, frame: OutFrame) -> None:
         """Queue a control frame regardless of the bounds (a reply the client asked for)."""
-        if self._closed:
-            return
-        self._frames.append(frame)
-        self._bytes += frame.size
+        if not self._closed:
+            self._append(frame, frame.size)
+
+    def _append(self, frame: OutFrame, size: int) -> None:
+        frames = self._frames
+        was_empty = len(frames) == self._head
+        frames.append(frame)
+        self._bytes += size
+        if was_empty:
+            self._ready()
+
+    def _ready(self) -> None:
+        if self.on_ready is not None:
+            self.on_ready()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def wait(self) -> bool:
         """Wait until a frame is queued; False once closed with nothing left to write."""
-        while not self._frames:
+        while len(self._frames) == self._head:
             if self._closed:
                 return False
             self._waiter = asyncio.get_running_loop().create_future()
@@ -77,20 +104,31 @@ class Outbox:
                 self._waiter = None
         return True
 
-    def pop(self) -> OutFrame:
-        """The oldest queued frame (call after :meth:`wait` returned True)."""
-        frame = self._frames.popleft()
+    def pop(self) -> OutFrame | None:
+        """The oldest queued frame, or None when the outbox is empty."""
+        frames = self._frames
+        head = self._head
+        if head == len(frames):
+            return None
+        frame = frames[head]
+        head += 1
+        if head == len(frames):
+            frames.clear()
+            head = 0
+        elif head >= _COMPACT and head * 2 >= len(frames):
+            del frames[:head]
+            head = 0
+        self._head = head
         self._bytes -= frame.size
         return frame
 
     def clear(self) -> None:
         """Drop everything queued (the connection is going away)."""
         self._frames.clear()
+        self._head = 0
         self._bytes = 0
 
     def close(self) -> None:
         """Stop accepting frames and wake the writer so it can finish."""
         self._closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._ready()

@@ -1,0 +1,25 @@
+"""Delivery metrics: counted cheaply, exported as a Prometheus counter and histogram."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from chorus_realtime.metrics import Deliveries
+
+
+def test_deliveries_export_a_counter_and_a_cumulative_histogram() -> None:
+    deliveries = Deliveries((0.01, 0.1))
+    registry = CollectorRegistry()
+    registry.register(deliveries)
+    now = time.time()
+    deliveries.delivered(now - 0.05)
+    deliveries.delivered(now - 5.0)
+    deliveries.delivered(None)  # a replayed event: counted, not timed
+    text = generate_latest(registry).decode()
+    assert "chorus_realtime_messages_out_total 3.0" in text
+    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.01"} 0.0' in text
+    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.1"} 1.0' in text
+    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="+Inf"} 2.0' in text
+    assert "chorus_realtime_fanout_latency_seconds_count 2.0" in text
