@@ -103,24 +103,10 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
     state = scope["app"].state
     rt: Realtime = state.realtime
     settings: RealtimeSettings = state.settings
-    if (await receive())["type"] != "websocket.connect":
+    opened = await _open(scope, receive, send, rt=rt, settings=settings, room=room)
+    if opened is None:
         return
-    transport: FrameTransport | None = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
-    if transport is None:
-        logger.error("no %s extension: serve with server_options(settings)", TRANSPORT_EXTENSION)
-        await send({"type": "websocket.close", "code": CloseCode.INTERNAL})
-        return
-    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-    offered: list[str] = list(scope.get("subprotocols", []))
-    accept: dict[str, Any] = {
-        "type": "websocket.accept",
-        "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None,
-    }
-    await send(accept)
-    token = query.get("token") or token_from_subprotocols(offered)
-    user = await _admit(rt, settings, send, room, token)
-    if user is None:
-        return
+    user, since, transport = opened
     connection = Connection(
         user=user,
         transport="ws",
@@ -147,7 +133,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
     writer = SocketWriter(connection, transport, send, flusher)
     rt.registry.add(connection)
     try:
-        await _serve(receive, session, query.get("since"))
+        await _serve(receive, session, since)
     finally:
         connection.close(CloseCode.NORMAL, "")
         rt.registry.remove(connection)
@@ -157,6 +143,42 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
             await asyncio.wait_for(writer.finish(), timeout=settings.drain_seconds + 5.0)
         except TimeoutError:
             connection.abort()
+
+
+async def _open(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    rt: Realtime,
+    settings: RealtimeSettings,
+    room: str,
+) -> tuple[str, str | None, FrameTransport] | None:
+    """Accept and admit the socket: its user, resume offset and transport, or None (closed).
+
+    What only the handshake needed (headers, the offered subprotocols with the token) is
+    dropped from the scope, which lives as long as the socket.
+    """
+    if (await receive())["type"] != "websocket.connect":
+        return None
+    transport: FrameTransport | None = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+    if transport is None:
+        logger.error("no %s extension: serve with server_options(settings)", TRANSPORT_EXTENSION)
+        await send({"type": "websocket.close", "code": CloseCode.INTERNAL})
+        return None
+    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    offered: list[str] = list(scope.get("subprotocols", []))
+    accept: dict[str, Any] = {
+        "type": "websocket.accept",
+        "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None,
+    }
+    await send(accept)
+    scope["headers"] = ()
+    scope["subprotocols"] = ()
+    user = await _admit(
+        rt, settings, send, room, query.get("token") or token_from_subprotocols(offered)
+    )
+    return None if user is None else (user, query.get("since"), transport)
 
 
 async def _admit(
