@@ -16,7 +16,7 @@ The writer side is :meth:`Connection.frames`: the transport iterates it and writ
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, KeysView
 from dataclasses import dataclass
 from itertools import count
 from typing import Final, Literal
@@ -60,8 +60,38 @@ class Resume:
     epoch: str | None
 
 
+class _Cursor:
+    """What a connection knows of one of its channels."""
+
+    __slots__ = ("held", "last_id", "last_key")
+
+    def __init__(self) -> None:
+        #: Live frames held while the subscription replays (step 1 → 3 above).
+        self.held: list[OutFrame] | None = []
+        #: The last stream id written (what the client knows), and its parsed key.
+        self.last_key: tuple[int, int] | None = None
+        self.last_id: str | None = None
+
+
 class Connection:
     """A client's subscriptions and send queue; a :class:`Sink` of the hub."""
+
+    __slots__ = (
+        "_abort",
+        "_channels",
+        "_holding",
+        "_left",
+        "bus",
+        "close_code",
+        "close_reason",
+        "hub",
+        "id",
+        "outbox",
+        "replay_max",
+        "sent",
+        "transport",
+        "user",
+    )
 
     def __init__(
         self,
@@ -83,12 +113,11 @@ class Connection:
         self.replay_max = replay_max
         self.outbox = Outbox(max_frames=max_queue_frames, max_bytes=max_queue_bytes)
         self._abort = abort
-        self.channels: dict[str, None] = {}
-        #: Live frames of channels still replaying (step 1 → 3 above).
-        self._held: dict[str, list[OutFrame]] = {}
-        #: Last stream id written per channel: what the client knows.
-        self._last_keys: dict[str, tuple[int, int]] = {}
-        self.last_ids: dict[str, str] = {}
+        self._channels: dict[str, _Cursor] = {}
+        #: Channels still replaying (their live frames are held).
+        self._holding = 0
+        #: Last ids of channels left since (for the ``reconnect`` frame).
+        self._left: dict[str, str] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.sent = 0
@@ -104,12 +133,27 @@ class Connection:
         """True once :meth:`close` was called."""
         return self.close_code is not None
 
+    @property
+    def channels(self) -> KeysView[str]:
+        """The channels subscribed, in subscription order."""
+        return self._channels.keys()
+
+    @property
+    def last_ids(self) -> dict[str, str]:
+        """Per channel, the last stream id written: where the client would resume."""
+        ids = dict(self._left) if self._left else {}
+        for channel, cursor in self._channels.items():
+            if cursor.last_id is not None:
+                ids[channel] = cursor.last_id
+        return ids
+
     # -- receiving from the hub --------------------------------------------------------------
 
     def deliver(self, frame: OutFrame) -> None:
         """Queue a live event (from the hub; never blocks)."""
-        if self._held:
-            held = self._held.get(frame.channel)  # type: ignore[arg-type]
+        if self._holding:
+            cursor = self._channels.get(frame.channel)  # type: ignore[arg-type]
+            held = None if cursor is None else cursor.held
             if held is not None:
                 held.append(frame)
                 if len(held) > self.outbox.max_frames:
@@ -136,13 +180,12 @@ class Connection:
 
     async def subscribe(self, channel: str, since: str | None) -> Resume:
         """Subscribe (live first, then the replay); queues ``subscribed`` and the replay."""
-        self.channels[channel] = None
-        self._held[channel] = []
+        cursor = self._channels[channel] = _Cursor()
+        self._holding += 1
         try:
             await self.hub.subscribe(channel, self)
-            resume, replay = await self._read_history(channel, since)
+            resume, replay = await self._read_history(cursor, channel, since)
         except BaseException:
-            self._held.pop(channel, None)
             self.unsubscribe(channel)
             raise
         self.send(
@@ -161,14 +204,18 @@ class Connection:
         )
         for frame in replay:
             self.send(frame)
-        for frame in self._held.pop(channel, []):
+        held, cursor.held = cursor.held or [], None
+        self._holding -= 1
+        for frame in held:
             if not self.outbox.put(frame):
                 self._overflow()
                 break
         self.hub.note_position(channel, resume.position)
         return resume
 
-    async def _read_history(self, channel: str, since: str | None) -> tuple[Resume, list[OutFrame]]:
+    async def _read_history(
+        self, cursor: _Cursor, channel: str, since: str | None
+    ) -> tuple[Resume, list[OutFrame]]:
         if since is not None:
             try:
                 parse_stream_id(since)
@@ -186,16 +233,22 @@ class Connection:
             position = await self.bus.position(channel)
             return Resume(channel, True, False, 0, position.last_id, position.epoch), []
         RECOVERIES.labels("hit").inc()
-        self._last_keys[channel] = parse_stream_id(since)
-        self.last_ids[channel] = since
+        cursor.last_key = parse_stream_id(since)
+        cursor.last_id = since
         replay = [OutFrame.event(event, live=False) for event in history.events]
         resume = Resume(channel, True, True, len(replay), history.last_id or since, history.epoch)
         return resume, replay
 
     def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel``."""
-        self.channels.pop(channel, None)
-        self._held.pop(channel, None)
+        cursor = self._channels.pop(channel, None)
+        if cursor is not None:
+            if cursor.held is not None:
+                self._holding -= 1
+            if cursor.last_id is not None:
+                if self._left is None:
+                    self._left = {}
+                self._left[channel] = cursor.last_id
         self.hub.unsubscribe(channel, self)
 
     def unsubscribe_all(self) -> None:
@@ -213,16 +266,17 @@ class Connection:
         Taking a frame counts it as delivered.
         """
         outbox = self.outbox
-        last = self._last_keys
+        channels = self._channels
         while (frame := outbox.pop()) is not None:
             key = frame.key
             if key is not None:
-                channel: str = frame.channel  # type: ignore[assignment]
-                previous = last.get(channel)
-                if previous is not None and key <= previous:
-                    continue
-                last[channel] = key
-                self.last_ids[channel] = frame.id  # type: ignore[assignment]
+                cursor = channels.get(frame.channel)  # type: ignore[arg-type]
+                if cursor is not None:
+                    previous = cursor.last_key
+                    if previous is not None and key <= previous:
+                        continue
+                    cursor.last_key = key
+                    cursor.last_id = frame.id
             self.sent += 1
             DELIVERIES.delivered(frame.published_at)
             return frame
@@ -233,7 +287,7 @@ class Connection:
         if self.close_code != CloseCode.RESTART:
             return None
         return OutFrame.control(
-            {"type": "reconnect", "reason": self.close_reason, "positions": dict(self.last_ids)}
+            {"type": "reconnect", "reason": self.close_reason, "positions": self.last_ids}
         )
 
     async def frames(self) -> AsyncIterator[OutFrame]:
@@ -269,6 +323,5 @@ class Connection:
         """The close reason, plus the last id of the first channel (fits 123 bytes)."""
         if self.close_code != CloseCode.RESTART or not self.channels:
             return self.close_reason[:120]
-        first = next(iter(self.channels))
-        last = self.last_ids.get(first)
+        last = next(iter(self._channels.values())).last_id
         return f"{self.close_reason};last_id={last}"[:120] if last else self.close_reason[:120]

@@ -64,6 +64,18 @@ class SessionLimits:
 class Session:
     """One WebSocket client in its rooms."""
 
+    __slots__ = (
+        "_bucket",
+        "_rooms",
+        "assistant",
+        "bus",
+        "connection",
+        "limits",
+        "presence",
+        "room_channel",
+        "user",
+    )
+
     def __init__(
         self,
         *,
@@ -82,8 +94,8 @@ class Session:
         self.assistant = assistant
         self.limits = limits
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
-        #: Rooms this session counts in presence.
-        self._rooms: dict[str, None] = {}
+        #: Rooms this session counts in presence (a tuple: it rarely changes).
+        self._rooms: tuple[str, ...] = ()
 
     async def open(self, since: str | None) -> Resume:
         """Subscribe to the path's room (resuming from ``since``) and join it."""
@@ -172,7 +184,7 @@ class Session:
             raise FrameError("too_many_channels", "unsubscribe from a channel first")
         resume = await self.connection.subscribe(channel, since)
         if channel.startswith(ROOM_PREFIX):
-            self._rooms[channel] = None
+            self._rooms = (*self._rooms, channel)
             change = await self.presence.join(channel, self.user)
             if change.user_connections == 1:
                 await self.bus.publish(
@@ -192,7 +204,7 @@ class Session:
             await self._leave(channel)
 
     async def _leave(self, channel: str) -> None:
-        self._rooms.pop(channel, None)
+        self._rooms = tuple(room for room in self._rooms if room != channel)
         change = await self.presence.leave(channel, self.user)
         if change.user_connections == 0:
             await self.bus.publish(
@@ -205,7 +217,7 @@ class Session:
     async def close(self) -> None:
         """Leave every room (the connection is gone); Redis errors are logged, not raised."""
         self.connection.unsubscribe_all()
-        for channel in list(self._rooms):
+        for channel in self._rooms:
             try:
                 await self._leave(channel)
             except Exception as exc:
