@@ -64,6 +64,17 @@ class Deliveries(Collector):
             self._counts[bisect_left(self._bounds, latency)] += 1
             self._sum += latency
 
+    def delivered_all(self, published: Iterable[float | None], count: int) -> None:
+        """``count`` events written to one client at once (their ``ts``, None for replays)."""
+        self.count += count
+        now = time.time()
+        bounds, counts = self._bounds, self._counts
+        for published_at in published:
+            if published_at is not None:
+                latency = now - published_at
+                counts[bisect_left(bounds, latency)] += 1
+                self._sum += latency
+
     def collect(self) -> Iterator[Metric]:
         """The counter and the histogram, as Prometheus families."""
         yield CounterMetricFamily(
@@ -85,7 +96,9 @@ class Deliveries(Collector):
         )
 
 
-DELIVERIES = Deliveries((0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+#: Fan-out latency buckets (seconds): fine around the 50 ms objective.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1)
+DELIVERIES = Deliveries((*LATENCY_BUCKETS, 0.25, 0.5, 1.0, 2.5, 5.0))
 REGISTRY.register(DELIVERIES)
 SLOW_CLIENT_DISCONNECTS = Counter(
     "chorus_realtime_slow_client_disconnects_total",

@@ -27,9 +27,6 @@ __all__ = ["Flusher", "SocketWriter"]
 
 logger = logging.getLogger("chorus.realtime.ws")
 
-#: Bytes joined into one write (bounded so a long backlog is not copied all at once).
-CHUNK_BYTES = 64 * 1024
-
 
 class Flusher:
     """Flushes, once per event-loop iteration, every writer that got frames since the last."""
@@ -91,25 +88,18 @@ class SocketWriter:
         return self._task
 
     def _write(self) -> bool:
-        """Write queued frames while the socket takes them; True once all are written."""
+        """Write every queued frame if the socket takes data; True once all are written."""
         transport = self._transport
-        take = self._connection.take
-        while transport.can_write:
-            frame = take()
-            if frame is None:
-                return True
-            data = frame.websocket()
-            if len(self._connection.outbox):
-                chunk = [data]
-                size = len(data)
-                while size < CHUNK_BYTES and (frame := take()) is not None:
-                    data = frame.websocket()
-                    chunk.append(data)
-                    size += len(data)
-                data = b"".join(chunk)
-            if not transport.write_frames(data):
-                return False
-        return False
+        if not transport.can_write:
+            return False
+        frames = self._connection.take_all()
+        if frames:
+            if len(frames) == 1:
+                data = frames[0].websocket()
+            else:
+                data = b"".join([frame.websocket() for frame in frames])
+            return transport.write_frames(data)
+        return True
 
     async def _run(self) -> None:
         connection = self._connection

@@ -282,6 +282,28 @@ class Connection:
             return frame
         return None
 
+    def take_all(self) -> list[OutFrame]:
+        """Every frame to write now, in order (as :meth:`take`, for a whole queue at once)."""
+        frames = self.outbox.take_all()
+        if not frames:
+            return frames
+        channels = self._channels
+        kept: list[OutFrame] = []
+        for frame in frames:
+            key = frame.key
+            if key is not None:
+                cursor = channels.get(frame.channel)  # type: ignore[arg-type]
+                if cursor is not None:
+                    previous = cursor.last_key
+                    if previous is not None and key <= previous:
+                        continue
+                    cursor.last_key = key
+                    cursor.last_id = frame.id
+            kept.append(frame)
+        self.sent += len(kept)
+        DELIVERIES.delivered_all([frame.published_at for frame in kept], len(kept))
+        return kept
+
     def farewell(self) -> OutFrame | None:
         """The last frame before closing: ``reconnect`` with the positions, when draining."""
         if self.close_code != CloseCode.RESTART:

@@ -65,13 +65,13 @@ class OutFrame:
     published_at: float | None = None
     #: The UTF-8 text as received from Redis, when the frame came from there.
     data: bytes | None = None
+    #: Characters of the frame (its weight in a send queue).
+    size: int = field(default=0, init=False)
     _sse: bytes | None = field(default=None, init=False)
     _websocket: bytes | None = field(default=None, init=False)
 
-    @property
-    def size(self) -> int:
-        """Characters of the frame (its weight in a send queue)."""
-        return len(self.text)
+    def __post_init__(self) -> None:
+        self.size = len(self.text)
 
     @property
     def message(self) -> dict[str, Any]:

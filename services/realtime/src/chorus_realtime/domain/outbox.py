@@ -66,10 +66,16 @@ class Outbox:
         """Queue ``frame``; False (frame dropped) when the bounds would be exceeded."""
         if self._closed:
             return True
+        frames = self._frames
+        queued = len(frames) - self._head
         size = frame.size
-        if len(self) >= self.max_frames or self._bytes + size > self.max_bytes:
+        if queued >= self.max_frames or self._bytes + size > self.max_bytes:
             return False
-        self._append(frame, size)
+        # _append, inlined: this runs once per event per subscriber.
+        frames.append(frame)
+        self._bytes += size
+        if not queued:
+            self._ready()
         return True
 
     def put_unbounded(self, frame: OutFrame) -> None:
@@ -121,6 +127,16 @@ class Outbox:
         self._head = head
         self._bytes -= frame.size
         return frame
+
+    def take_all(self) -> list[OutFrame]:
+        """Every queued frame, oldest first (the outbox is empty afterwards)."""
+        frames = self._frames
+        if self._head:
+            frames = frames[self._head :]
+        self._frames = []
+        self._head = 0
+        self._bytes = 0
+        return frames
 
     def clear(self) -> None:
         """Drop everything queued (the connection is going away)."""
