@@ -379,6 +379,38 @@ async def one_burst(
     }
 
 
+class ServerLatency:
+    """Chorus's own fan-out histogram (publish ts -> write), summed over its replicas.
+
+    A cross-check of the client-side figures that excludes the load generator: the
+    quantiles are bucket upper bounds (1, 2.5, 5, 10, 25, 50, 100 ms...).
+    """
+
+    NAME = "chorus_realtime_fanout_latency_seconds_bucket"
+
+    def __init__(self, ports: Sequence[int]) -> None:
+        self.urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+
+    def snapshot(self) -> dict[float, float]:
+        buckets: dict[float, float] = {}
+        for url in self.urls:
+            for line in httpx.get(url, timeout=5).text.splitlines():
+                if line.startswith(self.NAME):
+                    le = line.split('le="', 1)[1].split('"', 1)[0]
+                    bound = float("inf") if le == "+Inf" else float(le)
+                    buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+        return buckets
+
+    @staticmethod
+    def quantile_ms(before: dict[float, float], after: dict[float, float], q: float) -> float:
+        bounds = sorted(after)
+        total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
+        for bound in bounds:
+            if after[bound] - before.get(bound, 0.0) >= q * total:
+                return bound * 1000
+        return float("inf")
+
+
 async def one_rate(
     load: Load,
     publisher: Publisher,
@@ -386,15 +418,27 @@ async def one_rate(
     seconds: float,
     subscribers: int,
     servers: Sequence[int] = (),
+    histogram: ServerLatency | None = None,
 ) -> dict[str, Any]:
     await asyncio.sleep(1.0)
     load.ask("report")
+    before = histogram.snapshot() if histogram else {}
     cpu0, load0, t0 = cpu_seconds(servers), cpu_seconds([load.proc.pid]), time.monotonic()
     await publisher.rate(per_second, seconds)
     await wait_delivered(load, int(per_second * seconds) * subscribers)
     cpu1, load1, t1 = cpu_seconds(servers), cpu_seconds([load.proc.pid]), time.monotonic()
     report = load.ask("report")
+    server_side = {}
+    if histogram:
+        after = histogram.snapshot()
+        server_side = {
+            "server_p50_ms_le": histogram.quantile_ms(before, after, 0.50),
+            "server_p99_ms_le": histogram.quantile_ms(before, after, 0.99),
+        }
     return {
+        "started_at": t0 - time.monotonic() + time.time(),
+        "ended_at": time.time(),
+        **server_side,
         "delivered": report["messages"],
         "expected": int(per_second * seconds) * subscribers,
         "p50_ms": report["p50_ms"],
@@ -441,6 +485,7 @@ async def fanout(
     publisher: Publisher,
     servers: Sequence[int],
     args: argparse.Namespace,
+    histogram: ServerLatency | None = None,
 ) -> dict[str, Any]:
     """Bursts (max rate), then paced runs at half the median max rate."""
     n = args.subscribers
@@ -452,12 +497,15 @@ async def fanout(
     profiler = Profiler(args.py_spy, args.profile_dir)
     profiler.start(name.split(maxsplit=1)[0], [*servers, load.proc.pid])
     halves = [
-        await one_rate(load, publisher, half, args.half_seconds, n, servers)
+        await one_rate(load, publisher, half, args.half_seconds, n, servers, histogram)
         for _ in range(args.runs)
     ]
     profiler.stop()
     curve = [
-        {"msgs_per_s": rate, **await one_rate(load, publisher, rate, args.half_seconds, n, servers)}
+        {
+            "msgs_per_s": rate,
+            **await one_rate(load, publisher, rate, args.half_seconds, n, servers, histogram),
+        }
         for rate in args.curve
     ]
     result = {
@@ -469,6 +517,7 @@ async def fanout(
         "half_rate_msgs_per_s": half,
         "half_p50_ms": spread([h["p50_ms"] for h in halves]),
         "half_p99_ms": spread([h["p99_ms"] for h in halves]),
+        "half_server_p99_ms_le": spread([h.get("server_p99_ms_le") for h in halves]),
         "half_server_cpu_share": spread([h["server_cpu_share"] for h in halves]),
         "half_loadgen_cpu_share": spread([h["loadgen_cpu_share"] for h in halves]),
         "lost": sum(b["expected"] - b["delivered"] for b in bursts)
@@ -516,13 +565,21 @@ async def bench_chorus(
         p2, s2 = start_chorus(started, split, redis_url, "bench-2", work / "c2.log", **BIG_QUEUE)
         users = [str(10_000 + i) for i in range(n)]
         load = Load(
-            {"dialect": "chorus", "targets": chorus_targets([p1, p2], "fan", users, tokens)},
+            {
+                "dialect": "chorus",
+                "targets": chorus_targets([p1, p2], "fan", users, tokens),
+                "sample_every": args.sample_every,
+            },
             started,
             split,
         )
         load.ready()
         publisher = ChorusPublisher(bus, "fan")
-        results["chorus"] = await fanout("chorus", load, publisher, [s1.pid, s2.pid], args)
+        histogram = ServerLatency([p1, p2])
+        servers = [s1.pid, s2.pid]
+        results["chorus"] = await fanout(
+            "chorus", load, publisher, [s1.pid, s2.pid], args, histogram
+        )
 
         # One stalled client in the same room at the same half rate, alternating with runs
         # without it: "others' p99 with a stalled client" vs "without", each a median.
@@ -530,7 +587,9 @@ async def bench_chorus(
         started_at = time.monotonic()
         with_stall, without = [], []
         for _ in range(args.runs):
-            without.append(await one_rate(load, publisher, half, args.half_seconds, n))
+            without.append(
+                await one_rate(load, publisher, half, args.half_seconds, n, servers, histogram)
+            )
             stalled = Load(
                 {
                     "dialect": "chorus",
@@ -541,7 +600,9 @@ async def bench_chorus(
                 split,
             )
             stalled.ready()
-            with_stall.append(await one_rate(load, publisher, half, args.half_seconds, n))
+            with_stall.append(
+                await one_rate(load, publisher, half, args.half_seconds, n, servers, histogram)
+            )
             stalled.proc.kill()
             stalled.proc.wait()
         results["chorus_stalled"] = {
@@ -575,7 +636,11 @@ async def bench_socketio(
             }
             for i in range(n)
         ]
-        load = Load({"dialect": "socketio", "targets": targets}, started, split)
+        load = Load(
+            {"dialect": "socketio", "targets": targets, "sample_every": args.sample_every},
+            started,
+            split,
+        )
         load.ready()
         pub = subprocess.Popen(
             [python, str(PEERS / "socketio_publisher.py")],
@@ -593,7 +658,11 @@ async def bench_seed(args: argparse.Namespace, split: Split, work: Path) -> dict
     with processes() as started:
         port, seed = start_peer(started, split, "seed_server.py", work / "seed.log")
         targets = [{"host": "127.0.0.1", "port": port, "path": f"/ws/{i}"} for i in range(n)]
-        load = Load({"dialect": "seed", "targets": targets}, started, split)
+        load = Load(
+            {"dialect": "seed", "targets": targets, "sample_every": args.sample_every},
+            started,
+            split,
+        )
         load.ready()
         publisher = SeedPublisher(f"ws://127.0.0.1:{port}/ws/0")
         await publisher.open()
@@ -667,6 +736,7 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
         "burst": args.burst,
         "half_seconds": args.half_seconds,
         "runs": args.runs,
+        "latency_sampled_every": args.sample_every,
         "cpu_split": split.describe(),
         "cpus": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
@@ -771,6 +841,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--half-seconds", type=float, default=4.0)
     parser.add_argument("--runs", type=int, default=5, help="repetitions per fan-out figure")
+    parser.add_argument(
+        "--sample-every",
+        type=int,
+        default=4,
+        help="latency measured on every k-th subscriber (all are counted), same for every system",
+    )
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--memory-runs", type=int, default=3)
     parser.add_argument("--server-cpus", help="e.g. 0 (default: the first CPU)")

@@ -9,7 +9,8 @@ Printed per connection:
 - net Python heap delta by tracemalloc (``--trace``: slower, so use fewer connections),
   diffed between two snapshots and grouped by source line and by file,
 - objects per connection by type (``gc.get_objects()`` counts, before vs after),
-- asyncio tasks per connection, and ``sys.getsizeof`` of the per-connection objects.
+- asyncio tasks per connection, and ``sys.getsizeof`` of the per-connection objects,
+- objects left to the cyclic collector per closed connection (reference cycles).
 
 Run: ``.venv/bin/python bench/realtime_memory.py [--connections 2000] [--trace]``.
 """
@@ -201,7 +202,15 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
                     (s.traceback.format()[-2 * args.frames :], round(s.size_diff / n, 1))
                     for s in tb[:15]
                 ]
+        # What closing leaves to the cyclic collector (the rest is freed by refcounting).
+        gc.collect()
+        gc.disable()
         await load.stop()
+        while server.server_state.connections:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        result["cyclic_garbage_per_closed_conn"] = gc.collect() / n
+        gc.enable()
     finally:
         server.should_exit = True
         await serving
