@@ -506,7 +506,7 @@ async def fanout(
             "msgs_per_s": rate,
             **await one_rate(load, publisher, rate, args.half_seconds, n, servers, histogram),
         }
-        for rate in args.curve
+        for rate in (args.curve if histogram else ())
     ]
     result = {
         "system": name,
@@ -677,6 +677,7 @@ async def idle_memory(
     idle = args.idle
     chorus: list[float] = []
     socketio: list[float] = []
+    seconds = {"chorus": 0.0, "socketio": 0.0}
     started_at = time.monotonic()
     for run in range(args.memory_runs):
         with processes() as started:
@@ -696,6 +697,7 @@ async def idle_memory(
             load.ready()
             await asyncio.sleep(3.0)
             chorus.append((rss(server) - before) / idle)
+        seconds["chorus"] += time.monotonic() - started_at - sum(seconds.values())
         with processes() as started:
             port, server = start_peer(
                 started,
@@ -714,11 +716,12 @@ async def idle_memory(
             load.ready()
             await asyncio.sleep(3.0)
             socketio.append((rss(server) - before) / idle)
+        seconds["socketio"] += time.monotonic() - started_at - sum(seconds.values())
     result = {
         "idle_connections": idle,
         "chorus_bytes_per_conn": spread(chorus),
         "socketio_bytes_per_conn": spread(socketio),
-        "seconds": time.monotonic() - started_at,
+        "seconds": seconds,
     }
     print(json.dumps(result), flush=True)
     return result
@@ -745,7 +748,10 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     redis_server = RunningRedis(work / "redis")
     redis_server.start()
     assert redis_server.process.pid is not None
-    split.pin_server(redis_server.process.pid)
+    if args.redis_on_load_cpus:  # a diagnostic: how much does Redis's share of CPU 0 cost?
+        split.pin_load(redis_server.process.pid)
+    else:
+        split.pin_server(redis_server.process.pid)
     redis = create_redis(redis_server.url, client_name="bench")
     bus = EventBus(redis)
     try:
@@ -848,7 +854,7 @@ def main() -> None:
         help="latency measured on every k-th subscriber (all are counted), same for every system",
     )
     parser.add_argument("--idle", type=int, default=10_000)
-    parser.add_argument("--memory-runs", type=int, default=3)
+    parser.add_argument("--memory-runs", type=int, default=2)
     parser.add_argument("--server-cpus", help="e.g. 0 (default: the first CPU)")
     parser.add_argument("--load-cpus", help="e.g. 1 (default: the other CPUs)")
     parser.add_argument(
@@ -862,7 +868,10 @@ def main() -> None:
         "--curve",
         type=lambda v: [float(x) for x in v.split(",")],
         default=[],
-        help="also measure latency at these publish rates (messages/s), one run each",
+        help="Chorus: also measure latency at these publish rates (messages/s), one run each",
+    )
+    parser.add_argument(
+        "--redis-on-load-cpus", action="store_true", help="diagnostic: Redis off the server CPUs"
     )
     parser.add_argument("--py-spy", help="py-spy binary: profile servers at half rate")
     parser.add_argument(

@@ -150,8 +150,8 @@ class FrameTransport(Protocol):
     def can_write(self) -> bool:
         """Open, and the socket is taking data (not paused by back-pressure)."""
 
-    def write_frames(self, data: bytes) -> bool:
-        """Write encoded text frames now; False (nothing written) once closing or closed."""
+    def write_frames(self, data: bytes) -> None:
+        """Write encoded text frames now (only right after :attr:`can_write` said True)."""
 
     async def wait_writable(self) -> None:
         """Until the socket takes data again (or the connection is lost)."""
@@ -176,7 +176,8 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(config, server_state, app_state, _loop)
         # Duck-typed stand-ins for the asyncio.Queue and asyncio.Event (see the module doc).
         self.queue = _Inbox()  # type: ignore[assignment]
-        self.writable = _Gate()  # type: ignore[assignment]
+        self._gate = _Gate()
+        self.writable = self._gate  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         """Expose the protocol to the app through the scope before the app starts."""
@@ -217,21 +218,24 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_complete
             and not self.close_sent
             and not self.disconnected
-            and self.initial_response is None
             and self.conn.state is State.OPEN
         )
 
     @property
     def can_write(self) -> bool:
         """Open, and the socket is taking data (not paused by back-pressure)."""
-        return self.writable.is_set() and self.open
+        # ``open`` spelled out: this is asked once per socket per flush.
+        return (
+            self._gate._open
+            and self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.conn.state is State.OPEN
+        )
 
-    def write_frames(self, data: bytes) -> bool:
-        """Write encoded text frames now; False (nothing written) once closing or closed."""
-        if not self.open:
-            return False
+    def write_frames(self, data: bytes) -> None:
+        """Write encoded text frames now (only right after :attr:`can_write` said True)."""
         self.transport.write(data)
-        return True
 
     async def wait_writable(self) -> None:
         """Until the socket takes data again (or the connection is lost)."""

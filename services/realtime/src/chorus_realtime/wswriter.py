@@ -95,10 +95,9 @@ class SocketWriter:
         frames = self._connection.take_all()
         if frames:
             if len(frames) == 1:
-                data = frames[0].websocket()
+                transport.write_frames(frames[0].websocket())
             else:
-                data = b"".join([frame.websocket() for frame in frames])
-            return transport.write_frames(data)
+                transport.write_frames(b"".join([frame.websocket() for frame in frames]))
         return True
 
     async def _run(self) -> None:
@@ -113,7 +112,7 @@ class SocketWriter:
             if not connection.outbox.closed:
                 return  # caught up: back to writing without a task
             farewell = connection.farewell()
-            if farewell is not None:
+            if farewell is not None and transport.can_write:
                 transport.write_frames(farewell.websocket())
             reason = connection.close_reason_with_position()
             code = connection.close_code or CloseCode.NORMAL

@@ -71,11 +71,14 @@ class Outbox:
         size = frame.size
         if queued >= self.max_frames or self._bytes + size > self.max_bytes:
             return False
-        # _append, inlined: this runs once per event per subscriber.
+        # _append and _ready, inlined: this runs once per event per subscriber.
         frames.append(frame)
         self._bytes += size
         if not queued:
-            self._ready()
+            if self.on_ready is not None:
+                self.on_ready()
+            if self._waiter is not None:
+                self._wake_waiter()
         return True
 
     def put_unbounded(self, frame: OutFrame) -> None:
@@ -94,6 +97,10 @@ class Outbox:
     def _ready(self) -> None:
         if self.on_ready is not None:
             self.on_ready()
+        if self._waiter is not None:
+            self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
