@@ -6,6 +6,8 @@ import asyncio
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from chorus_common.events import EventBus, room_channel
 from chorus_common.redis_client import create_redis
@@ -86,3 +88,17 @@ async def test_metrics_are_exported(
         "chorus_realtime_rejected_total",
     ):
         assert name in text, name
+
+
+async def test_a_socket_opened_while_redis_is_down_is_told_to_retry(
+    private_redis: RunningRedis, make_replica: ReplicaFactory, tokens: TokenService, room: str
+) -> None:
+    replica = make_replica(private_redis.url)
+    await asyncio.to_thread(private_redis.stop)
+    url = replica.url.replace("http", "ws") + f"/ws/{room}"
+    token = tokens.issue(41)
+    async with connect(url, subprotocols=["chorus.v1", f"bearer.{token}"]) as ws:  # type: ignore[list-item]
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013

@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus_common.events import InvalidChannelError, room_channel
@@ -185,6 +186,25 @@ async def _admit(
     rt: Realtime, settings: RealtimeSettings, send: Send, room: str, token: str | None
 ) -> str | None:
     """The user of an accepted socket, or None after closing it with the reason."""
+    user = await _authenticate(rt, send, room, token)
+    if user is None:
+        return None
+    try:
+        admitted = await rt.presence.acquire_connection(
+            user, limit=settings.max_connections_per_user
+        )
+    except (RedisError, OSError) as exc:
+        logger.warning("refusing a socket, Redis unavailable: %s", exc)
+        await _close(send, CloseCode.TRY_AGAIN, "backend unavailable; retry")
+        return None
+    if not admitted:
+        await _refuse(send, CloseCode.POLICY, "too many connections", "user_connections")
+        return None
+    return user
+
+
+async def _authenticate(rt: Realtime, send: Send, room: str, token: str | None) -> str | None:
+    """The token's user if this replica takes the socket, else None (closed with why)."""
     if not rt.registry.accepting:
         await _refuse(send, CloseCode.RESTART, "server restarting", "draining")
         return None
@@ -200,9 +220,6 @@ async def _admit(
         room_channel(room)
     except InvalidChannelError:
         await _refuse(send, CloseCode.POLICY, "invalid room name", "invalid_room")
-        return None
-    if not await rt.presence.acquire_connection(user, limit=settings.max_connections_per_user):
-        await _refuse(send, CloseCode.POLICY, "too many connections", "user_connections")
         return None
     return user
 
@@ -224,7 +241,7 @@ async def _serve(receive: Receive, session: Session, since: str | None) -> None:
         connection.close(exc.code, exc.reason)
     except HubUnavailableError:
         connection.close(CloseCode.TRY_AGAIN, "subscriptions unavailable; retry")
-    except (ConnectionError, OSError, TimeoutError) as exc:
+    except (RedisError, OSError, TimeoutError) as exc:
         logger.warning("closing %s: %s", connection, exc)
         connection.close(CloseCode.TRY_AGAIN, "backend unavailable; retry")
     except Exception:
