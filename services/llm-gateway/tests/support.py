@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -105,3 +105,11 @@ class UsageJobs:
                 assert len(jobs) >= count, jobs
                 return jobs
             await asyncio.sleep(0.02)
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll a blocking ``condition`` (run in a thread) until it holds, or fail."""
+    deadline = time.monotonic() + within
+    while not await asyncio.to_thread(condition):
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)

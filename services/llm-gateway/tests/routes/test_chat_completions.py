@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from openai import APIError, AsyncOpenAI, InternalServerError
+from openai import APIError, AsyncOpenAI, BadRequestError, InternalServerError
 
 from chorus_gateway.settings import GatewaySettings
 from chorus_mock_openai import completion_text
 from chorus_mock_openai.testing import MockServer
 
-from ..support import WORKER_KEY, UsageJobs, running_gateway, settled, settings_for
+from ..support import WORKER_KEY, UsageJobs, running_gateway, settings_for, settled, until
 
 
 def chat(text: str = "hello", **extra: Any) -> dict[str, Any]:
@@ -210,10 +210,14 @@ async def test_sdk_raises_on_an_error_mid_stream(client: AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(
         stream=True, **chat("[mock fault=error_mid_stream fault_after=2]")
     )
-    received = []
-    with pytest.raises(APIError):
+    received: list[Any] = []
+
+    async def consume() -> None:
         async for chunk in stream:
             received.append(chunk)
+
+    with pytest.raises(APIError):
+        await consume()
     assert len(received) >= 2
 
 
@@ -299,9 +303,9 @@ async def test_idle_stream_is_ended_with_a_timeout_event(
 async def test_provider_refusing_the_request_is_relayed_without_fallback(
     client: AsyncOpenAI, backup: MockServer
 ) -> None:
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(BadRequestError) as raised:
         await client.chat.completions.create(n=2, **chat("[mock tag=n2]"))
-    assert getattr(raised.value, "status_code", None) == 400
+    assert raised.value.status_code == 400
     assert await asyncio.to_thread(backup.requests, tag="n2") == []
 
 
@@ -312,16 +316,18 @@ async def test_client_disconnect_mid_stream_closes_upstream_and_bills_what_was_s
     gateway_url: str, upstream: MockServer, usage_jobs: UsageJobs, auth: dict[str, str]
 ) -> None:
     body = chat("[mock tokens=200 inter_token_ms=20 tag=cut]", stream=True)
-    async with httpx.AsyncClient(timeout=10) as http:
-        async with http.stream(
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream(
             "POST", f"{gateway_url}/v1/chat/completions", json=body, headers=auth
-        ) as response:
-            received = b""
-            async for piece in response.aiter_bytes():
-                received += piece
-                if received.count(b'"content"') >= 5:
-                    break
-            closed_at = time.monotonic()
+        ) as response,
+    ):
+        received = b""
+        async for piece in response.aiter_bytes():
+            received += piece
+            if received.count(b'"content"') >= 5:
+                break
+        closed_at = time.monotonic()
         # leaving the block closes the connection mid-stream
 
     [record] = await settled(upstream, tag="cut")
@@ -342,7 +348,7 @@ async def test_client_disconnect_before_the_first_token_cancels_upstream(
         request = asyncio.create_task(
             http.post(f"{gateway_url}/v1/chat/completions", json=body, headers=auth)
         )
-        await _until(lambda: upstream.requests(tag="early") != [])
+        await until(lambda: upstream.requests(tag="early") != [])
         request.cancel()
         closed_at = time.monotonic()
         with pytest.raises(asyncio.CancelledError):
@@ -362,7 +368,7 @@ async def test_client_disconnect_during_a_non_streamed_call_cancels_upstream(
         request = asyncio.create_task(
             http.post(f"{gateway_url}/v1/chat/completions", json=body, headers=auth)
         )
-        await _until(lambda: upstream.requests(tag="whole") != [])
+        await until(lambda: upstream.requests(tag="whole") != [])
         request.cancel()
         closed_at = time.monotonic()
         with pytest.raises(asyncio.CancelledError):
@@ -370,14 +376,6 @@ async def test_client_disconnect_during_a_non_streamed_call_cancels_upstream(
     [record] = await settled(upstream, tag="whole")
     assert record["outcome"] == "client_disconnected"
     assert record["disconnected_monotonic"] - closed_at < 0.1
-
-
-async def _until(condition: Any, within: float = 5.0) -> None:
-    """Poll a blocking ``condition`` from a thread until it holds."""
-    deadline = time.monotonic() + within
-    while not await asyncio.to_thread(condition):
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 # -- keep-alive --------------------------------------------------------------------------------
