@@ -65,6 +65,7 @@ class Completion(Interruptible):
         try:
             answer, ending = await self._run()
         finally:
+            await self.close_interrupts()
             await self._accounting.finish(self.call, ending)
         return answer
 

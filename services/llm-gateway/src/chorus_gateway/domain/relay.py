@@ -166,6 +166,7 @@ class StreamRelay(Interruptible):
             ending = await self._run()
         finally:
             STREAMS_IN_FLIGHT.dec()
+            await self.close_interrupts()
             await self._accounting.finish(self.call, ending)
 
     async def _run(self) -> Ending:
@@ -249,7 +250,7 @@ class StreamRelay(Interruptible):
                 out = scanner.feed(data)
                 if not scanner.data_seen:
                     continue
-                if scanner.error is not None:
+                if scanner.error is not None and not scanner.data_before_error:
                     message = scanner.error.get("message") or "error event"
                     raise UpstreamFailure("stream_error", f"error before any token: {message}")
                 opened = True
@@ -367,6 +368,8 @@ class StreamRelay(Interruptible):
     # -- endings without a stream -----------------------------------------------------------
 
     async def _refuse(self, error: GatewayError, provider: str) -> Ending:
+        # A client reading the whole answer would otherwise "disconnect" into our bookkeeping.
+        await self.close_interrupts()
         if self._headers_sent:
             await self.client.end(self._scanner.error_event(error) + DONE)
         else:

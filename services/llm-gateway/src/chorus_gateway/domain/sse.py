@@ -68,6 +68,8 @@ class StreamScanner:
         self.done = False
         self.usage: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
+        #: Data arrived before any error event: the stream had started when it failed.
+        self.data_before_error = False
 
     def feed(self, data: bytes) -> bytes | None:
         """Take one network read; return the client's bytes for its complete events.
@@ -161,6 +163,8 @@ class OpenAIPassThrough(StreamScanner):
             or _DONE_MARK in block
         )
         if not special:
+            if self.error is None:
+                self.data_before_error = True
             if not self._wants_usage and usages:
                 return block.replace(_NULL_USAGE_FIELD, b"")
             return block
@@ -168,6 +172,8 @@ class OpenAIPassThrough(StreamScanner):
         for event in block.split(b"\n\n")[:-1]:
             payload = _payload(event)
             chunk = self._note(payload) if payload is not None else None
+            if payload is not None and self.error is None:
+                self.data_before_error = True
             if not self._wants_usage and chunk is not None and _is_usage_chunk(chunk):
                 continue
             kept.append(event)
@@ -197,6 +203,8 @@ class TextDeltas(StreamScanner):
             if payload is None:
                 continue
             chunk = self._note(payload)
+            if self.error is None:
+                self.data_before_error = True
             if payload == _DONE_MARK:
                 out.append(DONE)
                 continue
