@@ -173,14 +173,18 @@ class Stack:
         if self.options.llm_providers:
             return self.options.llm_providers
         return json.dumps(
-            [
-                {
-                    "name": "mock",
-                    "base_url": f"{self.url('mock-openai')}/v1",
-                    "api_key": "mock-key",
-                    "models": ["mock-gpt", "mock-gpt-mini"],
-                }
-            ]
+            {
+                "providers": [
+                    {
+                        "name": "mock",
+                        "base_url": f"{self.url('mock-openai')}/v1",
+                        "api_key": "mock-key",
+                        "models": ["mock-gpt", "mock-gpt-mini"],
+                    }
+                ],
+                # The worker asks for ``assistant`` (ASSISTANT_MODEL); this says who answers.
+                "aliases": {"assistant": "mock-gpt"},
+            }
         )
 
     def env_for(self, name: str) -> dict[str, str]:
@@ -204,7 +208,7 @@ class Stack:
             "realtime": {"INSTANCE_ID": name},
             "llm-gateway": {
                 "LLM_PROVIDERS": self._llm_providers(),
-                "GATEWAY_API_KEYS": GATEWAY_API_KEY,
+                "GATEWAY_API_KEYS": f"worker:{GATEWAY_API_KEY}",
             },
             "worker": {
                 "DATABASE_URL": self.database_url,
