@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from chorus_api.main import create_app
 from chorus_api.settings import ApiSettings
@@ -40,6 +41,14 @@ def database_url(postgres_server: RunningPostgres) -> str:
     url = postgres_server.create_database(f"api_{os.urandom(4).hex()}")
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Direct database access, to write rows as the worker would and to check state."""
+    engine = create_async_engine(database_url)
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -72,3 +72,24 @@ async def new_account(client: httpx.AsyncClient, prefix: str = "user") -> Accoun
     response = await login(client, email)
     assert response.status_code == 200, response.text
     return Account(user_id, email, PASSWORD, response.json()["access_token"])
+
+
+def room_message(
+    room: str, ms: int, seq: int = 0, *, sender: str, text: str, type_: str = "message"
+) -> dict[str, Any]:
+    """Column values of a ``room_messages`` row as the worker's persist job writes it."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    data: dict[str, Any] = (
+        {"message": text} if type_ == "message" else {"message": text, "reply_to": "1-0"}
+    )
+    return {
+        "room": room,
+        "stream_ms": ms,
+        "stream_seq": seq,
+        "type": type_,
+        "sender": sender,
+        "user_id": int(sender) if sender.isdigit() else None,
+        "data": data,
+        "created_at": datetime.fromtimestamp(ms / 1000, UTC),
+    }

@@ -67,7 +67,7 @@ def order_payload(order: Order) -> dict[str, Any]:
         "quantity": order.quantity,
         "amount_cents": order.amount_cents,
         "status": order.status,
-        "created_at": order.created_at.isoformat(),
+        "created_at": order.created_at.isoformat().replace("+00:00", "Z"),
     }
 
 
@@ -167,17 +167,22 @@ async def update_order(
         for field in ("item", "quantity", "amount_cents")
         if (value := getattr(changes, field)) is not None and value != getattr(order, field)
     }
+    error: Exception | None = None
     if edits and order.status != "pending":
-        await session.rollback()
-        msg = f"only pending orders can be edited; this one is {order.status}"
-        raise OrderNotEditableError(msg)
-    if changes.status is not None and changes.status != order.status:
-        if changes.status not in TRANSITIONS[order.status]:
-            await session.rollback()
-            raise InvalidTransitionError(order.status, changes.status)
-        edits["status"] = changes.status
-    if not edits:
-        await session.rollback()
+        error = OrderNotEditableError(
+            f"only pending orders can be edited; this one is {order.status}"
+        )
+    elif changes.status is not None and changes.status != order.status:
+        if changes.status in TRANSITIONS[order.status]:
+            edits["status"] = changes.status
+        else:
+            error = InvalidTransitionError(order.status, changes.status)
+    if error is not None or not edits:
+        # Commit (not roll back) to release the row lock: a rollback would expire the
+        # loaded order, and nothing was changed anyway.
+        await session.commit()
+        if error is not None:
+            raise error
         return order
     previous_status = order.status
     for field, value in edits.items():
