@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 
 from chorus_api import __version__
 from chorus_api.body_limit import BodyLimitMiddleware
+from chorus_api.method_not_allowed import install_method_not_allowed_handler
 from chorus_api.resources import open_resources
 from chorus_api.routes import auth, dashboard, jobs, orders, rooms, users
 from chorus_api.settings import ApiSettings
@@ -68,6 +69,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_tags=TAGS,
     )
     install_unavailable_handlers(app)
+    install_method_not_allowed_handler(app)
     # Innermost of the user middleware (create_service_app's are outside it), so a 413
     # still carries X-Request-ID and is counted by the HTTP metrics.
     app.user_middleware.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))

@@ -16,7 +16,11 @@ __all__ = ["error_responses"]
 
 _DESCRIPTIONS: dict[int, tuple[str, str, str]] = {
     # status: (description, example code, example message)
-    400: ("The request cannot be served as sent.", "bad_request", "The request is malformed."),
+    400: (
+        "The body cannot be parsed (not UTF-8, truncated).",
+        "bad_request",
+        "There was an error parsing the body",
+    ),
     401: (
         "Missing, malformed, forged or expired bearer token (or wrong credentials).",
         "invalid_token",

@@ -26,7 +26,7 @@ from chorus_api.domain.passwords import MAX_PASSWORD_LENGTH
 from chorus_api.domain.users import authenticate, existing_account, register_user
 from chorus_api.openapi import error_responses
 from chorus_api.schemas.auth import TokenOut
-from chorus_api.schemas.text import Text
+from chorus_api.schemas.fields import Text
 from chorus_api.schemas.users import RegisterIn, UserOut
 
 __all__ = ["router"]
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 @router.post(
     "/register",
     status_code=201,
-    responses=error_responses(409, 413, 422, 503, s409="email_taken", s422="weak_password"),
+    responses=error_responses(400, 409, 413, 422, 503, s409="email_taken", s422="weak_password"),
 )
 async def register(
     body: RegisterIn,
@@ -84,7 +84,7 @@ async def register(
     return UserOut.model_validate(user)
 
 
-@router.post("/token", responses=error_responses(401, 413, 422, 429, 503))
+@router.post("/token", responses=error_responses(400, 401, 413, 422, 429, 503))
 async def token(
     *,
     username: Annotated[

@@ -24,9 +24,9 @@ from chorus_api.domain.orders import (
 )
 from chorus_api.domain.pages import DEFAULT_PAGE_SIZE
 from chorus_api.openapi import error_responses
+from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.orders import OrderCreateIn, OrderOut, OrderStatus, OrderUpdateIn
 from chorus_api.schemas.pages import CursorQuery, LimitQuery, PageOut
-from chorus_api.schemas.text import BIGINT_MAX
 
 __all__ = ["router"]
 
@@ -47,7 +47,7 @@ def _user_gone() -> HTTPException:
     )
 
 
-@router.post("", status_code=201, responses=error_responses(401, 413, 422, 503))
+@router.post("", status_code=201, responses=error_responses(400, 401, 413, 422, 503))
 async def create(
     body: OrderCreateIn, user_id: CurrentUserId, session: SessionDep, bus: BusDep
 ) -> OrderOut:
@@ -98,7 +98,7 @@ async def read(order_id: OrderId, user_id: CurrentUserId, session: SessionDep) -
 
 @router.patch(
     "/{order_id}",
-    responses=error_responses(401, 404, 409, 413, 422, 503, s409="invalid_transition"),
+    responses=error_responses(400, 401, 404, 409, 413, 422, 503, s409="invalid_transition"),
 )
 async def update(
     order_id: OrderId,

@@ -15,7 +15,7 @@ from chorus_api.domain.errors import (
 )
 from chorus_api.domain.users import delete_user, get_user_with_orders, update_user
 from chorus_api.openapi import error_responses
-from chorus_api.schemas.text import BIGINT_MAX
+from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.users import UserOut, UserUpdateIn, UserWithOrdersOut
 
 __all__ = ["router"]
@@ -32,7 +32,7 @@ async def read_me(user: CurrentUser) -> UserOut:
 @router.patch(
     "/me",
     responses=error_responses(
-        401, 403, 409, 413, 422, 503, s409="email_taken", s403="invalid_credentials"
+        400, 401, 403, 409, 413, 422, 503, s409="email_taken", s403="invalid_credentials"
     ),
 )
 async def update_me(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chorus_api.schemas.text import Text
+from chorus_api.schemas.fields import JSON_INTEGER, Text
 
 __all__ = [
     "MAX_AMOUNT_CENTS",
@@ -24,9 +24,9 @@ MAX_QUANTITY = 1_000_000
 MAX_AMOUNT_CENTS = 10**12
 
 Item = Annotated[Text, Field(min_length=1, max_length=200, description="What is ordered.")]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY), JSON_INTEGER]
 AmountCents = Annotated[
-    int, Field(ge=0, le=MAX_AMOUNT_CENTS, description="The order's total, in cents.")
+    int, Field(ge=0, le=MAX_AMOUNT_CENTS, description="The order's total, in cents."), JSON_INTEGER
 ]
 
 

@@ -8,8 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from chorus_api.domain.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from chorus_api.schemas.fields import Text
 from chorus_api.schemas.orders import OrderOut
-from chorus_api.schemas.text import Text
 
 __all__ = ["RegisterIn", "UserOut", "UserUpdateIn", "UserWithOrdersOut"]
 
