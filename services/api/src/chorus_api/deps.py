@@ -1,8 +1,11 @@
 """``Annotated`` dependencies, so route signatures read like prose.
 
-``SessionDep`` is one ``AsyncSession`` per request (never shared across tasks);
-``CurrentUserId`` is the verified token's subject without touching the database, and
-``CurrentUser`` loads the account too (401 once it has been deleted).
+``SessionDep`` is one transactional ``AsyncSession`` per request (never shared across
+tasks) for routes that write; ``ReadSessionDep`` is an autocommit session for routes that
+only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.pool`). ``CurrentUserId``
+is the verified token's subject without touching the database; ``CurrentUser`` loads the
+account too (401 once it has been deleted). Every dependency is ``async def``: FastAPI
+runs plain ``def`` dependencies in a thread pool, a thread hop per dependency per request.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "CurrentUserId",
     "HasherDep",
     "LimiterDep",
+    "ReadSessionDep",
     "SessionDep",
     "SessionsDep",
     "SettingsDep",
@@ -46,7 +50,7 @@ TOKEN_URL = "/api/auth/token"  # noqa: S105 - a path, not a password
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-def _resources(request: Request) -> Resources:
+async def _resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -59,35 +63,42 @@ async def _session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _sessions(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
-    return resources.sessions
+async def _read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    async with resources.read_sessions() as session:
+        yield session
+
+
+async def _sessions(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
+    return resources.read_sessions
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
+#: The read session factory, for work that needs several sessions at once.
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 
 
-def _arq(resources: ResourcesDep) -> ArqRedis:
+async def _arq(resources: ResourcesDep) -> ArqRedis:
     return resources.arq
 
 
-def _bus(resources: ResourcesDep) -> EventBus:
+async def _bus(resources: ResourcesDep) -> EventBus:
     return resources.bus
 
 
-def _tokens(resources: ResourcesDep) -> TokenService:
+async def _tokens(resources: ResourcesDep) -> TokenService:
     return resources.tokens
 
 
-def _hasher(resources: ResourcesDep) -> PasswordHasher:
+async def _hasher(resources: ResourcesDep) -> PasswordHasher:
     return resources.hasher
 
 
-def _limiter(resources: ResourcesDep) -> LoginLimiter:
+async def _limiter(resources: ResourcesDep) -> LoginLimiter:
     return resources.login_limiter
 
 
-def _settings(resources: ResourcesDep) -> ApiSettings:
+async def _settings(resources: ResourcesDep) -> ApiSettings:
     return resources.settings
 
 
@@ -129,10 +140,11 @@ async def _current_user(session: SessionDep, user_id: CurrentUserId) -> User:
         raise _unauthorized("invalid_token", "The token's account no longer exists.") from None
 
 
+#: The account, loaded in the request's transactional session (for routes that change it).
 CurrentUser = Annotated[User, Depends(_current_user)]
 
 
-def _client_address(request: Request) -> str:
+async def _client_address(request: Request) -> str:
     # uvicorn already replaced the peer with the X-Forwarded-For client when the peer is
     # one of FORWARDED_ALLOW_IPS; an untrusted peer cannot choose its own address here.
     return request.client.host if request.client is not None else "unknown"

@@ -1,8 +1,9 @@
 """Everything the api holds open while it runs, created and closed by the lifespan.
 
-One engine (and its pool), one Redis client whose connection pool the arq client and the
-event bus share, the token service, the password hasher and the login limiter. Routes
-reach them through the ``Annotated`` dependencies of :mod:`chorus_api.deps`.
+One engine and its pool, shared by transactional sessions (writes) and autocommit
+sessions (reads); one Redis client whose connection pool the arq client and the event bus
+share; the token service, the password hasher and the login limiter. Routes reach them
+through the ``Annotated`` dependencies of :mod:`chorus_api.deps`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.metrics import track_pool, untrack_pool
+from chorus_api.pool import discard_closed_connections, read_sessionmaker
 from chorus_api.settings import ApiSettings
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
@@ -35,6 +37,7 @@ class Resources:
     settings: ApiSettings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
     redis: Redis
     arq: ArqRedis
     bus: EventBus
@@ -51,6 +54,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     coming up and ``/readyz`` reports them until they answer.
     """
     engine = create_engine(settings)
+    discard_closed_connections(engine)
     redis = create_redis(
         settings.redis_url,
         client_name="chorus-api",
@@ -65,6 +69,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
+            read_sessions=read_sessionmaker(engine),
             redis=redis,
             arq=arq,
             bus=EventBus(redis),

@@ -18,6 +18,9 @@ class ApiSettings(DatabaseSettings):
     """The api's settings: the common ones, Postgres, and the api's own limits."""
 
     service_name: str = "api"
+    #: Off by default: the api discards server-closed connections at checkout for free
+    #: (chorus_api.pool); true adds SQLAlchemy's ping, three round trips per checkout.
+    db_pool_pre_ping: bool = False
 
     access_token_ttl_seconds: int = Field(
         default=3600, ge=60, le=86_400, description="lifetime of issued access tokens"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from chorus_api.deps import CurrentUserId, SessionDep
+from chorus_api.deps import CurrentUserId, ReadSessionDep
 from chorus_api.domain.dashboard import load_dashboard
 from chorus_api.domain.errors import UserGoneError
 from chorus_api.openapi import error_responses
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/dashboard", tags=["dashboard"])
 
 
 @router.get("", responses=error_responses(401, 503))
-async def dashboard(user_id: CurrentUserId, session: SessionDep) -> DashboardOut:
+async def dashboard(user_id: CurrentUserId, session: ReadSessionDep) -> DashboardOut:
     """Everything the home screen shows, in one database round trip.
 
     ``stats.orders`` counts all your orders, ``stats.total_spent_cents`` sums the orders

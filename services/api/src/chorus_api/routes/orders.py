@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from chorus_api.deps import BusDep, CurrentUserId, SessionDep
+from chorus_api.deps import BusDep, CurrentUserId, ReadSessionDep, SessionDep
 from chorus_api.domain.errors import (
     InvalidCursorError,
     InvalidTransitionError,
@@ -69,7 +69,7 @@ async def create(
 @router.get("", responses=error_responses(401, 422, 503, s422="invalid_cursor"))
 async def list_(
     user_id: CurrentUserId,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: LimitQuery = DEFAULT_PAGE_SIZE,
     cursor: CursorQuery = None,
     status: Annotated[OrderStatus | None, Query(description="Only orders in this status.")] = None,
@@ -87,7 +87,7 @@ async def list_(
 
 
 @router.get("/{order_id}", responses=error_responses(401, 404, 422, 503))
-async def read(order_id: OrderId, user_id: CurrentUserId, session: SessionDep) -> OrderOut:
+async def read(order_id: OrderId, user_id: CurrentUserId, session: ReadSessionDep) -> OrderOut:
     """One of your orders (anyone else's is 404)."""
     try:
         order = await get_order(session, user_id=user_id, order_id=order_id)

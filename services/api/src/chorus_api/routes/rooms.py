@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from chorus_api.deps import CurrentUserId, SessionDep
+from chorus_api.deps import CurrentUserId, ReadSessionDep
 from chorus_api.domain.errors import InvalidCursorError
 from chorus_api.domain.pages import DEFAULT_PAGE_SIZE
 from chorus_api.domain.rooms import message_envelope, room_history
@@ -27,7 +27,7 @@ STREAM_ID_PATTERN = r"^\d{1,19}-\d{1,19}$"
 async def messages(
     room: Annotated[str, Path(pattern=ROOM_PATTERN, description="Room name, as in /ws/{room}.")],
     _user_id: CurrentUserId,
-    session: SessionDep,
+    session: ReadSessionDep,
     before: Annotated[
         str | None,
         Query(

@@ -6,14 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response
 
-from chorus_api.deps import CurrentUser, CurrentUserId, HasherDep, SessionDep
+from chorus_api.deps import CurrentUser, CurrentUserId, HasherDep, ReadSessionDep, SessionDep
 from chorus_api.domain.errors import (
     DuplicateEmailError,
     InvalidCredentialsError,
     NotFoundError,
+    UserGoneError,
     WeakPasswordError,
 )
-from chorus_api.domain.users import delete_user, get_user_with_orders, update_user
+from chorus_api.domain.users import delete_user, get_user, get_user_with_orders, update_user
 from chorus_api.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.users import UserOut, UserUpdateIn, UserWithOrdersOut
@@ -24,8 +25,16 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 
 
 @router.get("/me", responses=error_responses(401, 503))
-async def read_me(user: CurrentUser) -> UserOut:
+async def read_me(user_id: CurrentUserId, session: ReadSessionDep) -> UserOut:
     """The account the token belongs to."""
+    try:
+        user = await get_user(session, user_id=user_id)
+    except UserGoneError:
+        raise HTTPException(
+            401,
+            {"code": "invalid_token", "message": "The token's account no longer exists."},
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from None
     return UserOut.model_validate(user)
 
 
@@ -78,7 +87,7 @@ async def delete_me(user: CurrentUser, session: SessionDep) -> Response:
 async def read_user(
     user_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)],
     current_user_id: CurrentUserId,
-    session: SessionDep,
+    session: ReadSessionDep,
 ) -> UserWithOrdersOut:
     """An account with all its orders (newest first); only your own — others are 404.
 
