@@ -40,6 +40,9 @@ SELECT u, 'item ' || o, 1 + o % 5, 100 * o,
 ANALYZE;
 """
 USER_ID = 500
+#: Both contenders get this many Postgres connections, more than wrk's connections, so
+#: neither waits on its pool (queue fairness under overload is another benchmark).
+POOL = 20
 
 
 def serve_peer(port: int, dsn: str) -> None:
@@ -59,7 +62,7 @@ def serve_peer(port: int, dsn: str) -> None:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
-        state["pool"] = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
+        state["pool"] = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL)
         yield
         await state["pool"].close()
 
@@ -108,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--serve-peer", nargs=2, metavar=("PORT", "DSN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_peer:
@@ -124,7 +127,11 @@ def main() -> None:
         logs = infra.workdir
         with (
             process(
-                "api", python("-m", "chorus_api"), api_env(infra, api_port), api_port, logs
+                "api",
+                python("-m", "chorus_api"),
+                {**api_env(infra, api_port), "DB_POOL_SIZE": str(POOL), "DB_MAX_OVERFLOW": "0"},
+                api_port,
+                logs,
             ) as api,
             process(
                 "peer",
