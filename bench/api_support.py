@@ -118,10 +118,20 @@ def free() -> int:
 
 _RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
 _ERRORS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_LATENCY = re.compile(r"Latency\s+([0-9.]+)(us|ms|s)")
 
 
-def wrk(url: str, *, token: str, seconds: int, connections: int, threads: int = 1) -> float:
-    """Requests per second ``wrk`` sustained against ``url``; raises on any error response."""
+@dataclass(frozen=True)
+class Load:
+    """What one wrk run measured."""
+
+    rps: float
+    errors: int
+    mean_latency_ms: float
+
+
+def wrk(url: str, *, token: str, seconds: int, connections: int, threads: int = 1) -> Load:
+    """Drive ``url`` with ``wrk`` for ``seconds`` over ``connections`` connections."""
     result = subprocess.run(
         [
             WRK,
@@ -136,15 +146,13 @@ def wrk(url: str, *, token: str, seconds: int, connections: int, threads: int = 
         text=True,
         check=True,
     )
-    errors = _ERRORS.search(result.stdout)
-    if errors:
-        msg = f"{errors[1]} error responses from {url}:\n{result.stdout}"
-        raise RuntimeError(msg)
-    match = _RPS.search(result.stdout)
-    if match is None:
+    rps, latency = _RPS.search(result.stdout), _LATENCY.search(result.stdout)
+    if rps is None or latency is None:
         msg = f"unexpected wrk output:\n{result.stdout}{result.stderr}"
         raise RuntimeError(msg)
-    return float(match[1])
+    errors = _ERRORS.search(result.stdout)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[latency[2]]
+    return Load(float(rps[1]), int(errors[1]) if errors else 0, float(latency[1]) * scale)
 
 
 def python(*args: str) -> list[str]:

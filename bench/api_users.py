@@ -142,12 +142,16 @@ def main() -> None:
             ) as peer,
         ):
             targets = {"api": f"{api}/api/users/{USER_ID}", "peer": f"{peer}/api/users/{USER_ID}"}
-            for url in targets.values():  # warm-up: pools, caches, JIT-less but still
+            for url in targets.values():  # warm-up: pools, prepared statements, caches
                 wrk(url, token=token, seconds=2, connections=args.connections)
             results: dict[str, list[float]] = {name: [] for name in targets}
             for round_ in range(args.rounds):
                 for name, url in targets.items():
-                    rps = wrk(url, token=token, seconds=args.seconds, connections=args.connections)
+                    load = wrk(url, token=token, seconds=args.seconds, connections=args.connections)
+                    if load.errors:
+                        msg = f"{name}: {load.errors} error responses"
+                        raise RuntimeError(msg)
+                    rps = load.rps
                     results[name].append(rps)
                     print(f"round {round_ + 1}: {name:<4} {rps:9.1f} req/s", flush=True)
     api_rps, peer_rps = (statistics.median(results[n]) for n in ("api", "peer"))
