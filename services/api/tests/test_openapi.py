@@ -51,3 +51,10 @@ async def test_every_operation_documents_its_errors(client: httpx.AsyncClient) -
     body = register["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert schema["components"]["schemas"][body.rsplit("/", 1)[1]]["examples"]
     assert operations[("post", "/api/auth/token")]["responses"]["429"]["headers"]["Retry-After"]
+
+
+async def test_wrong_method_lists_every_allowed_one(client: httpx.AsyncClient) -> None:
+    response = await client.put("/api/users/me")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+    assert response.json()["error"]["code"] == "method_not_allowed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import httpx
@@ -129,7 +130,7 @@ async def test_registration_records_an_analytics_event(
             assert info is not None
             if info.args == ("user.registered", {"user_id": user_id}):
                 return
-        await __import__("asyncio").sleep(0.01)
+        await asyncio.sleep(0.01)
     raise AssertionError("no record_analytics job for the registration")
 
 
@@ -218,3 +219,20 @@ async def test_success_clears_the_account_counter(client: httpx.AsyncClient) -> 
             address = {"X-Forwarded-For": f"198.51.100.{100 + round_ * 10 + i}"}
             assert (await login(client, email, "Wrong-Horse-42", **address)).status_code == 401
         assert (await login(client, email)).status_code == 200
+
+
+async def test_concurrent_duplicate_registrations_make_one_account_and_one_job(
+    client: httpx.AsyncClient, arq: ArqRedis
+) -> None:
+    email = unique_email("race")
+    body = {"email": email, "password": PASSWORD, "full_name": "Racer"}
+    responses = await asyncio.gather(
+        *(client.post("/api/auth/register", json=body) for _ in range(4))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201, 409, 409, 409]
+    user_id = next(r.json()["id"] for r in responses if r.status_code == 201)
+    welcome = [
+        j for j in await _jobs_by_function(arq, "send_welcome_email") if j.endswith(f":{user_id}")
+    ]
+    assert welcome == [f"welcome:{user_id}"]
