@@ -17,9 +17,10 @@ The api serves :func:`load_dashboard`: in the bench (16 connections, default poo
 10 + 10) it answered 2.6x to 4.1x the requests of the concurrent variant across runs
 (e.g. 596 vs 230 req/s, 31 vs 70 ms mean latency). The reason is structural: one round
 trip and one pooled connection per request instead of three of each, and one session's
-overhead instead of three. Concurrency inside a request only pays when the queries are slow and the pool is
-idle; under load the pool and the per-session CPU are the bottleneck, and tripling each
-request's claim on them lowers throughput (and makes pool timeouts likelier).
+overhead instead of three. Concurrency inside a request only pays when the queries are
+slow and the pool is idle; under load the pool and the per-session CPU are the
+bottleneck, and tripling each request's claim on them lowers throughput (and makes pool
+timeouts likelier).
 """
 
 from __future__ import annotations
