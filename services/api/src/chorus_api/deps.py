@@ -1,8 +1,10 @@
 """``Annotated`` dependencies, so route signatures read like prose.
 
 ``SessionDep`` is one transactional ``AsyncSession`` per request (never shared across
-tasks) for routes that write; ``ReadSessionDep`` is an autocommit session for routes that
-only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.pool`). ``CurrentUserId``
+tasks), admitted to the pool in arrival order (:class:`chorus_api.pool.PoolGate`), for
+routes that write; ``ReadSessionDep`` is an autocommit session for routes that
+only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.pool`). A route takes one
+of the two, never both. ``CurrentUserId``
 is the verified token's subject without touching the database; ``CurrentUser`` loads the
 account too (401 once it has been deleted). Every dependency is ``async def``: FastAPI
 runs plain ``def`` dependencies in a thread pool, a thread hop per dependency per request.
@@ -59,12 +61,12 @@ ResourcesDep = Annotated[Resources, Depends(_resources)]
 
 
 async def _session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    async with resources.sessions() as session:
+    async with resources.pool_gate.slot(), resources.sessions() as session:
         yield session
 
 
 async def _read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    async with resources.read_sessions() as session:
+    async with resources.pool_gate.slot(), resources.read_sessions() as session:
         yield session
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.metrics import track_pool, untrack_pool
-from chorus_api.pool import discard_closed_connections, read_sessionmaker
+from chorus_api.pool import PoolGate, discard_closed_connections, read_sessionmaker
 from chorus_api.settings import ApiSettings
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
@@ -38,6 +38,7 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]
+    pool_gate: PoolGate
     redis: Redis
     arq: ArqRedis
     bus: EventBus
@@ -70,6 +71,10 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             engine=engine,
             sessions=create_sessionmaker(engine),
             read_sessions=read_sessionmaker(engine),
+            pool_gate=PoolGate(
+                slots=settings.db_pool_size + settings.db_max_overflow,
+                timeout=settings.db_pool_timeout,
+            ),
             redis=redis,
             arq=arq,
             bus=EventBus(redis),
