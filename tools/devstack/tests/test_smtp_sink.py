@@ -71,9 +71,7 @@ def _wait_held(sink: RunningSmtpSink, count: int) -> None:
 
 
 @pytest.mark.parametrize("stage", ["rcpt", "data"])
-def test_hold_stops_a_conversation_until_released(
-    smtp_sink: RunningSmtpSink, stage: str
-) -> None:
+def test_hold_stops_a_conversation_until_released(smtp_sink: RunningSmtpSink, stage: str) -> None:
     smtp_sink.clear()
     smtp_sink.hold(stage, count=1)
     sender = threading.Thread(target=_send, args=(smtp_sink, "held@example.com", "held"))
