@@ -144,9 +144,13 @@ class _Attempt:
             raise
         except PermanentJobError as exc:
             await self._give_up(exc)
-        except Retry:
+        except Retry as exc:
             if self.job_try >= self.spec.max_tries:
-                await self._give_up(RuntimeError(f"gave up after {self.job_try} tries"))
+                gave_up = RuntimeError(
+                    f"gave up after {self.job_try} tries (the last one asked for a retry)"
+                )
+                gave_up.__cause__ = exc
+                await self._give_up(gave_up)
             JOBS_RETRIED.labels(self.spec.name).inc()
             raise
         except Exception as exc:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from arq.connections import ArqRedis
 from arq.cron import cron
-from arq.worker import Worker, func
+from arq.worker import Function, Worker, func
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChorusWorker",
+    "arq_function",
     "build_worker",
     "create_queue_redis",
     "cron_specs",
@@ -67,6 +68,8 @@ _ARQ_TIMEOUT_MARGIN: Final = 2.0
 _IN_PROGRESS_MARGIN: Final = 5.0
 _DEPTH_REFRESH_SECONDS: Final = 1.0
 _REDIS_ERROR_PAUSE: Final = 1.0
+#: Time arq gets to put cancelled jobs back in the queue.
+_REQUEUE_SECONDS: Final = 5.0
 
 
 def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
@@ -111,17 +114,19 @@ def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
     return redis
 
 
+def arq_function(spec: JobSpec, settings: WorkerServiceSettings) -> Function:
+    """A job, wrapped in the policy, as arq registers it."""
+    return func(
+        cast("WorkerCoroutine", instrument(spec, settings)),
+        name=spec.name,
+        timeout=spec.timeout + _ARQ_TIMEOUT_MARGIN,
+        max_tries=spec.max_tries + DEAD_LETTER_WRITE_TRIES,
+    )
+
+
 def worker_settings(settings: WorkerServiceSettings) -> dict[str, Any]:
     """arq's ``WorkerSettings`` for our jobs, as keyword arguments of ``arq.worker.Worker``."""
-    functions = [
-        func(
-            cast("WorkerCoroutine", instrument(spec, settings)),
-            name=spec.name,
-            timeout=spec.timeout + _ARQ_TIMEOUT_MARGIN,
-            max_tries=spec.max_tries + DEAD_LETTER_WRITE_TRIES,
-        )
-        for spec in job_specs(settings)
-    ]
+    functions = [arq_function(spec, settings) for spec in job_specs(settings)]
     cron_jobs = [
         cron(
             cast("WorkerCoroutine", instrument(spec, settings)),
@@ -166,7 +171,8 @@ class ChorusWorker(Worker):
         self._wake = asyncio.Event()
         self._saturated = False
         self._next_depth_refresh = 0.0
-        self._redis_failing = False
+        #: True while the loop's last turn could not reach Redis.
+        self.redis_failing = False
         self.last_beat = self.loop.time()
         self.wakeup: QueueWakeup | None = None
 
@@ -194,6 +200,9 @@ class ChorusWorker(Worker):
                     await listener
 
     async def _poll_iteration(self) -> None:
+        if _cancel_requested():
+            # A library swallowed the cancellation meant for this loop (see _cancel_all).
+            raise asyncio.CancelledError
         self.last_beat = self.loop.time()
         self._wake.clear()  # a wake-up from now on means: poll again
         try:
@@ -201,14 +210,15 @@ class ChorusWorker(Worker):
             await self._refresh_queue_depth()
             delay = await self._next_delay()
         except (RedisError, OSError) as exc:
-            if not self._redis_failing:
+            if not self.redis_failing:
                 logger.warning("job loop cannot reach Redis (%s); retrying", exc)
-            self._redis_failing = True
+            self.redis_failing = True
             delay = _REDIS_ERROR_PAUSE
         else:
-            if self._redis_failing:
+            if self.redis_failing:
                 logger.info("job loop reaches Redis again")
-            self._redis_failing = False
+            #: True while the loop's last turn could not reach Redis.
+        self.redis_failing = False
         self.last_beat = self.loop.time()
         if delay > 0:
             with contextlib.suppress(TimeoutError):
@@ -277,14 +287,12 @@ class ChorusWorker(Worker):
         arq's own ``close`` logs a fake SIGUSR1, calls Redis' deprecated ``close`` and stops
         at the first Redis error before ``on_shutdown``; this one always releases clients.
         """
-        for task in self.tasks.values():
-            if not task.done():
-                task.cancel()
+        await _cancel_all(list(self.job_tasks.values()), grace=_REQUEUE_SECONDS)
+        await _cancel_all(list(self.tasks.values()), grace=_REQUEUE_SECONDS)
         if self.main_task is not None:
-            self.main_task.cancel()
+            await _cancel_all([self.main_task], grace=_REQUEUE_SECONDS)
         if self._pool is None:
             return
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
             await self.pool.delete(self.health_check_key)
         try:
@@ -295,22 +303,53 @@ class ChorusWorker(Worker):
             self._pool = None
 
     async def drain(self, wait: float) -> None:
-        """Take no new job; let running ones finish within ``wait`` s, then cancel them."""
+        """Take no new job; let running ones finish within ``wait`` s, then cancel them.
+
+        Only the jobs themselves are cancelled, not arq's tasks around them: those then
+        record the cancellation (the job goes back to the queue, unclaimed) and end.
+        """
         self.allow_pick_jobs = False
         running = [t for t in self.tasks.values() if not t.done()]
         if not running:
             return
         logger.info("draining: waiting up to %ss for %d running jobs", wait, len(running))
-        _, pending = await asyncio.wait(running, timeout=wait)
+        pending = set(running)
+        if wait > 0:
+            _, pending = await asyncio.wait(running, timeout=wait)
         if pending:
             logger.warning(
                 "draining: %d jobs still running after %ss are cancelled (they will run again)",
                 len(pending),
                 wait,
             )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await _cancel_all(list(self.job_tasks.values()), grace=_REQUEUE_SECONDS)
+            await asyncio.wait(pending, timeout=_REQUEUE_SECONDS)
+
+
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]], *, grace: float) -> None:
+    """Cancel ``tasks`` and wait up to ``grace`` s for them to end, cancelling again meanwhile.
+
+    Again, because a cancellation can be lost: redis-py 5.x with hiredis checks a pooled
+    connection under ``asyncio.timeout(0)``, and a cancel landing there is swallowed
+    (redis/redis-py#4063 removes that check). One lost cancel must not leave a task
+    running against clients we are about to close.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            logger.error("%d tasks ignored cancellation for %ss", len(pending), grace)
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(0.1, remaining))
 
 
 def build_worker(settings: WorkerServiceSettings) -> ChorusWorker:
