@@ -217,8 +217,7 @@ class ChorusWorker(Worker):
         else:
             if self.redis_failing:
                 logger.info("job loop reaches Redis again")
-            #: True while the loop's last turn could not reach Redis.
-        self.redis_failing = False
+            self.redis_failing = False
         self.last_beat = self.loop.time()
         if delay > 0:
             with contextlib.suppress(TimeoutError):
