@@ -103,6 +103,14 @@ class Harness:
         info = await eventually(job.result_info, timeout=timeout, what=f"job {job.job_id}")
         return info.result
 
+    async def gone(self, job: Job, timeout: float = 15.0) -> None:
+        """Wait until arq has finished ``job`` and kept nothing of it (``KEEP_RESULT=0``)."""
+
+        async def finished() -> bool:
+            return await job.status() is JobStatus.not_found
+
+        await eventually(finished, timeout=timeout, what=f"job {job.job_id} to finish")
+
     async def status(self, job_id: str) -> JobStatus:
         """arq's view of a job."""
         return await Job(job_id, self.queue).status()

@@ -34,7 +34,7 @@ from typing import Any, Final
 import orjson
 from redis.asyncio import Redis
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_common.events import ENTRY_FIELD, STREAM_PREFIX, parse_stream_id
@@ -90,7 +90,7 @@ async def _persisted_positions(session: AsyncSession, rooms: list[str]) -> dict[
     result = await session.execute(
         select(RoomMessage.room, RoomMessage.stream_ms, RoomMessage.stream_seq)
         .where(RoomMessage.room.in_(rooms))
-        .distinct(RoomMessage.room)
+        .ext(distinct_on(RoomMessage.room))
         .order_by(RoomMessage.room, RoomMessage.stream_ms.desc(), RoomMessage.stream_seq.desc())
     )
     return {room: f"{ms}-{seq}" for room, ms, seq in result.all()}
@@ -203,6 +203,15 @@ async def _store(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
     return len(result.all())
 
 
+async def _save_progress(redis: Redis, positions: dict[str, str]) -> None:
+    if not positions:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for room, last_id in positions.items():
+            pipe.set(progress_key(room), last_id, ex=_PROGRESS_TTL_SECONDS)
+        await pipe.execute()
+
+
 async def persist_messages(ctx: JobContext) -> dict[str, Any]:
     """Copy new ``message`` and ``ai.done`` room events into ``room_messages``."""
     found = resources(ctx)
@@ -226,7 +235,9 @@ async def _persist(ctx: JobContext) -> dict[str, Any]:
     missing = [room for room, since in progress.items() if since is None]
     if missing:
         async with found.sessions() as session:
-            progress.update(await _persisted_positions(session, missing))
+            recovered = await _persisted_positions(session, missing)
+        progress.update(recovered)
+        await _save_progress(redis, recovered)  # already stored, so safe to remember
     persisted = 0
     pending = rooms
     for _ in range(_MAX_PAGES):
@@ -236,12 +247,8 @@ async def _persist(ctx: JobContext) -> dict[str, Any]:
             persisted += await _store(session, rows)
         # Committed: now, and only now, the progress may move past these entries.
         moved = {page.room: page.last_id for page in pages if page.last_id is not None}
-        if moved:
-            async with redis.pipeline(transaction=False) as pipe:
-                for room, last_id in moved.items():
-                    pipe.set(progress_key(room), last_id, ex=_PROGRESS_TTL_SECONDS)
-                await pipe.execute()
-            progress.update(moved)
+        await _save_progress(redis, moved)
+        progress.update(moved)
         pending = [page.room for page in pages if page.full]
         if not pending:
             break
