@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import orjson
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
@@ -23,6 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chorus_common.events import EventBus, room_channel, stream_key
+from chorus_devstack.ports import free_port
+from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_schema.models import User
 from chorus_worker.context import RESOURCES_KEY, SETTINGS_KEY, JobContext, Resources
 from chorus_worker.settings import WorkerServiceSettings
@@ -161,3 +166,67 @@ async def running_worker(settings: WorkerServiceSettings) -> AsyncIterator[Choru
         await worker.drain(0)
         await worker.close()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class WorkerProcess:
+    """``python -m chorus_worker`` as a real child process, on its own HTTP port."""
+
+    def __init__(self, harness: Harness, log_dir: Path, **env: str) -> None:
+        settings = harness.settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        variables = {
+            "ENV": "test",
+            "JWT_SECRET": TEST_SECRET,
+            "LOG_FORMAT": "console",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "SMTP_HOST": settings.smtp_host,
+            "SMTP_PORT": str(settings.smtp_port),
+            "LLM_GATEWAY_URL": settings.llm_gateway_url,
+            "LLM_GATEWAY_API_KEY": "sk-test",
+            "ASSISTANT_MODEL": "mock-gpt",
+            "RETRY_BACKOFF_BASE": "0.05",
+            # Short timeouts: a job claimed by a killed worker is free again after the
+            # longest job timeout plus 5 s.
+            "JOB_TIMEOUT": "3",
+            "ASSISTANT_TIMEOUT": "1",
+            "JOB_COMPLETION_WAIT": "20",
+            **env,
+        }
+        spec = ProcessSpec(
+            name=f"worker-{self.port}",
+            argv=[sys.executable, "-m", "chorus_worker"],
+            env=variables,
+            ready_url=f"{self.url}/readyz",
+            stop_timeout=30,
+        )
+        self.process = ManagedProcess(spec, log_dir)
+
+    def start(self) -> WorkerProcess:
+        """Start and wait until ready."""
+        self.process.start()
+        self.process.wait_ready(30)
+        return self
+
+    async def exit_status(self, timeout: float = 30.0) -> int:
+        """Wait for the process to exit on its own; its exit status."""
+
+        async def exited() -> bool:
+            return not self.process.running()
+
+        await eventually(exited, timeout=timeout, what="the worker process to exit")
+        status = self.process.returncode()
+        assert status is not None
+        return status
+
+    async def ready_status(self) -> int:
+        """``GET /readyz``'s status code."""
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{self.url}/readyz")).status_code
+
+    def log(self) -> str:
+        """The process's output so far."""
+        return self.process.tail(200)

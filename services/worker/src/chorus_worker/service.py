@@ -74,6 +74,7 @@ async def serve(settings: WorkerServiceSettings) -> int:
             "shutting down: no new jobs; running ones get %ss", settings.job_completion_wait
         )
 
+    worker.allow_pick_jobs = False  # before anyone can see the 503 below
     await app.state.lifecycle.drain(0)  # /readyz answers 503 from here on
     await _stop(worker, settings.job_completion_wait, force)
     await worker.close()  # cancels the loop, runs on_shutdown, closes the pool

@@ -145,4 +145,4 @@ class WorkerServiceSettings(DatabaseSettings):
     @property
     def assistant_job_timeout(self) -> float:
         """``answer_in_room`` may run its answer's timeout plus time to publish the end."""
-        return self.assistant_timeout + 5.0
+        return self.assistant_timeout + 2.0

@@ -11,10 +11,11 @@
   next ``n`` messages (all, if ``count`` is absent) with 451 or 550, to test retries and
   dead letters against a real SMTP conversation.
 - ``POST /hold`` ``{"stage": "rcpt" | "data", "count": n, "seconds": s}``: hold the next
-  ``n`` conversations (default 1) at that stage — before answering ``RCPT TO``, or after
-  the message data arrived but before answering it (the message is then stored when
-  released, even if the client has gone: the "lost 250" case) — until ``POST /release``
-  or ``s`` seconds (default 30). Lets a test stop a client mid-conversation.
+  ``n`` conversations (default 1) at that stage until ``POST /release`` or ``s`` seconds
+  (default 30). ``rcpt``: before answering ``RCPT TO`` (nothing is stored yet). ``data``:
+  the message is stored, then its 250 reply held — a server that committed a message
+  while its client has not heard so (the "lost 250" case of a client that dies then).
+  Lets a test stop a client mid-conversation.
 """
 
 from __future__ import annotations
@@ -133,12 +134,17 @@ class Mailbox:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Store the message, or refuse it as the current mode says."""
-        await self._maybe_hold("data")
         kind = self._current_mode()
         if kind in RESPONSES:
             self.refused += 1
             self.refusals.append({"code": int(RESPONSES[kind][:3]), "at": time.time()})
             return RESPONSES[kind]
+        self._store(envelope)
+        # Stored (committed) first, answered after: a held reply is the "lost 250" window.
+        await self._maybe_hold("data")
+        return "250 Message accepted for delivery"
+
+    def _store(self, envelope: Envelope) -> None:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode()
@@ -162,7 +168,6 @@ class Mailbox:
                 "html": html.get_content() if html is not None else None,
             }
         )
-        return "250 Message accepted for delivery"
 
 
 def build_http_app(mailbox: Mailbox) -> Starlette:
