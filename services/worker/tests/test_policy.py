@@ -25,8 +25,9 @@ from chorus_worker.policy import (
     describe,
     pending_dead_letter_key,
 )
+from chorus_worker.queue import create_queue_redis
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, arq_function, create_queue_redis, worker_settings
+from chorus_worker.worker import ChorusWorker, arq_function, worker_settings
 
 from .harness import Harness, eventually, metric
 

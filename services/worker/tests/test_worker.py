@@ -12,14 +12,9 @@ from arq.jobs import JobStatus
 
 from chorus_devstack.servers import RunningRedis
 from chorus_worker.policy import JobSpec
+from chorus_worker.queue import create_queue_redis
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import (
-    ChorusWorker,
-    arq_function,
-    create_queue_redis,
-    job_specs,
-    worker_settings,
-)
+from chorus_worker.worker import ChorusWorker, arq_function, job_specs, worker_settings
 
 from .harness import Harness, eventually, running_worker
 

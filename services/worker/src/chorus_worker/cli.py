@@ -29,9 +29,8 @@ from chorus_worker.dead_letters import (
     list_dead_letters,
     replay,
 )
-from chorus_worker.service import serve
+from chorus_worker.queue import create_queue_redis
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import create_queue_redis
 
 __all__ = ["main", "parser"]
 
@@ -127,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = WorkerServiceSettings()
     if args.command in (None, "run"):
+        # Imported here: the admin commands need neither the job code nor the HTTP stack.
+        from chorus_worker.service import serve  # noqa: PLC0415
+
         return uvloop.run(serve(settings))
     configure_logging(service=settings.service_name, level="WARNING", fmt="console")
     if args.command == "replay":

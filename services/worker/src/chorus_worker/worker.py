@@ -24,14 +24,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Function, Worker, func
-from redis.asyncio.retry import Retry as RedisRetry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chorus_worker.context import SETTINGS_KEY, on_shutdown, on_startup
 from chorus_worker.jobs.analytics import record_analytics
@@ -42,6 +37,7 @@ from chorus_worker.jobs.usage import record_llm_usage
 from chorus_worker.jobs.welcome import send_welcome_email
 from chorus_worker.metrics import QUEUE_DEPTH
 from chorus_worker.policy import DEAD_LETTER_WRITE_TRIES, JobSpec, instrument
+from chorus_worker.queue import create_queue_redis
 from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.wakeup import QueueWakeup
 
@@ -52,7 +48,6 @@ __all__ = [
     "ChorusWorker",
     "arq_function",
     "build_worker",
-    "create_queue_redis",
     "cron_specs",
     "job_specs",
     "worker_settings",
@@ -91,27 +86,6 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
 def cron_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
     """Jobs the worker schedules itself; a failed run is retried by the next one."""
     return [JobSpec(persist_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False)]
-
-
-def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
-    """arq's Redis client, with the same retry policy as every Chorus client.
-
-    Jobs use it too (events, markers): one pool per process.
-    """
-    redis: ArqRedis = ArqRedis.from_url(
-        settings.redis_url,
-        client_name="chorus-worker",
-        max_connections=settings.redis_max_connections,
-        socket_timeout=5.0,
-        socket_connect_timeout=2.0,
-        socket_keepalive=True,
-        health_check_interval=10,
-        retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
-        decode_responses=False,
-    )
-    redis.default_queue_name = settings.queue_name
-    return redis
 
 
 def arq_function(spec: JobSpec, settings: WorkerServiceSettings) -> Function:
