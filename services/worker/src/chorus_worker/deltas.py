@@ -77,6 +77,8 @@ class DeltaPublisher:
             self._ready.clear()
             await self._flush()
             if self._closing.is_set():
+                while self._pending:  # added while the last event was being published
+                    await self._flush()
                 return
             if self.interval > 0:
                 with contextlib.suppress(TimeoutError):

@@ -17,12 +17,18 @@ def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
     """arq's Redis client (enqueue, the job loop), retrying transient connection errors.
 
     The worker's jobs use it too (events, markers, locks): one pool per process.
+
+    Unlike ``chorus_common.redis_client`` it sets no per-command socket timeout: redis-py
+    arms an ``asyncio.timeout`` for every reply, which cost a quarter of the worker's
+    no-op throughput (arq spends ~6 round trips per job). Hangs are bounded elsewhere: the
+    job loop times out each turn (``worker.py``), every job runs under its timeout, and
+    ``/readyz`` checks Redis with a client of its own.
     """
     redis: ArqRedis = ArqRedis.from_url(
         settings.redis_url,
         client_name="chorus-worker",
         max_connections=settings.redis_max_connections,
-        socket_timeout=5.0,
+        socket_timeout=None,
         socket_connect_timeout=2.0,
         socket_keepalive=True,
         health_check_interval=10,

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Final
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, ResponseError
 
 from chorus_common.redis_client import create_redis
@@ -36,6 +37,7 @@ logger = logging.getLogger("chorus.worker.wakeup")
 #: The queue events that can make a job due sooner: a new job, a retry rescheduled.
 _WAKING_EVENTS: Final = frozenset({b"zadd", b"zincr"})
 _RECHECK_SECONDS: Final = 60.0
+_CHECK_TIMEOUT: Final = 5.0
 _MAX_BACKOFF: Final = 5.0
 #: A subscription that lasted this long was healthy: the next failure starts a new backoff.
 _STABLE_SECONDS: Final = 10.0
@@ -102,22 +104,30 @@ class QueueWakeup:
                 "Redis keyspace events are %s: polling the queue every POLL_DELAY",
                 "off" if state is False else "not visible (CONFIG refused)",
             )
-        loop = asyncio.get_running_loop()
         async with client.pubsub() as pubsub:
             await pubsub.subscribe(self.channel)
             self.wake()  # anything enqueued while we were not listening
-            next_check = loop.time() + _RECHECK_SECONDS
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("data") in _WAKING_EVENTS:
-                    if not self.active:
-                        self._set_active(True)
-                    self.wake()
-                if loop.time() >= next_check:
-                    next_check = loop.time() + _RECHECK_SECONDS
-                    state = await self._events_on(client)
-                    if state is not None:
-                        self._set_active(state)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._pump(pubsub))
+                tasks.create_task(self._watch(client))
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        # listen() blocks on the socket with no per-message timer: two events per job
+        # (its ZADD and, when it ends, its ZREM) must cost next to nothing.
+        async for message in pubsub.listen():
+            if message.get("type") == "message" and message.get("data") in _WAKING_EVENTS:
+                if not self.active:
+                    self._set_active(True)
+                self.wake()
+
+    async def _watch(self, client: Redis) -> None:
+        """Re-check the flags now and then; a silent connection fails this and reconnects."""
+        while True:
+            await asyncio.sleep(_RECHECK_SECONDS)
+            async with asyncio.timeout(_CHECK_TIMEOUT):
+                state = await self._events_on(client)
+            if state is not None:
+                self._set_active(state)
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff (polling covers the gaps)."""
@@ -133,7 +143,8 @@ class QueueWakeup:
             )
             try:
                 await self._listen(client)
-            except (RedisError, OSError) as exc:
+            except* (RedisError, OSError, TimeoutError) as group:
+                exc = group.exceptions[0]
                 self._set_active(False)
                 if loop.time() - started > _STABLE_SECONDS:
                     backoff = 0.1

@@ -63,6 +63,8 @@ _ARQ_TIMEOUT_MARGIN: Final = 2.0
 _IN_PROGRESS_MARGIN: Final = 5.0
 _DEPTH_REFRESH_SECONDS: Final = 1.0
 _REDIS_ERROR_PAUSE: Final = 1.0
+#: Longest a turn of the loop may take (starting a page of jobs is ~4 round trips each).
+_TURN_TIMEOUT: Final = 10.0
 #: Time arq gets to put cancelled jobs back in the queue.
 _REQUEUE_SECONDS: Final = 5.0
 
@@ -144,6 +146,7 @@ class ChorusWorker(Worker):
         self.in_progress_timeout_s = longest + _IN_PROGRESS_MARGIN
         self._wake = asyncio.Event()
         self._saturated = False
+        self._more_due = False
         self._next_depth_refresh = 0.0
         #: True while the loop's last turn could not reach Redis.
         self.redis_failing = False
@@ -180,10 +183,11 @@ class ChorusWorker(Worker):
         self.last_beat = self.loop.time()
         self._wake.clear()  # a wake-up from now on means: poll again
         try:
-            await super()._poll_iteration()
-            await self._refresh_queue_depth()
-            delay = await self._next_delay()
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(_TURN_TIMEOUT):  # a hung Redis must not stop the loop
+                await super()._poll_iteration()
+                await self._refresh_queue_depth()
+                delay = await self._next_delay()
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
             if not self.redis_failing:
                 logger.warning("job loop cannot reach Redis (%s); retrying", exc)
             self.redis_failing = True
@@ -199,12 +203,20 @@ class ChorusWorker(Worker):
                     await self._wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Start due jobs one by one, stopping as soon as a drain begins or slots run out."""
+        """Start due jobs one by one, stopping as soon as a drain begins or slots run out.
+
+        Jobs this worker is running are still in the queue (arq removes them when they
+        end); they are skipped here rather than re-checked in Redis on every turn.
+        """
         for job_id in job_ids:
             if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
                 break
+            if job_id.decode() in self.tasks:
+                continue
             await super().start_jobs([job_id])
         self._saturated = self.job_counter >= self.max_jobs
+        # A full page of due jobs: more are probably waiting behind it.
+        self._more_due = len(job_ids) >= self.queue_read_limit
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -214,6 +226,10 @@ class ChorusWorker(Worker):
             self._wake.set()
 
     async def _next_delay(self) -> float:
+        if self._saturated or not self.allow_pick_jobs:
+            return self.idle_poll_delay  # a job ending wakes us (see above)
+        if self._more_due:
+            return 0.0
         if self.wakeup is None or not self.wakeup.active:
             return self.idle_poll_delay
         # Nothing announces a deferred job (a retry, a cron run) falling due: look it up.

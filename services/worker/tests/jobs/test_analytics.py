@@ -57,15 +57,17 @@ async def test_a_redelivered_job_counts_once(harness: Harness) -> None:
 
 async def test_bad_events_become_dead_letters(harness: Harness) -> None:
     async with running_worker(harness.settings):
-        bad_name = await harness.enqueue("record_analytics", "has spaces", {})
-        bad_props = await harness.enqueue("record_analytics", "ok", ["not", "an", "object"])
-        too_big = await harness.enqueue("record_analytics", "ok", {"blob": "x" * 20_000})
-        for job in (bad_name, bad_props, too_big):
+        jobs = [
+            await harness.enqueue("record_analytics", "has spaces", {}, _job_id="bad-name"),
+            await harness.enqueue("record_analytics", "ok", ["a", "list"], _job_id="bad-props"),
+            await harness.enqueue("record_analytics", "ok", {"blob": "x" * 20_000}, _job_id="big"),
+        ]
+        for job in jobs:
             assert isinstance(await harness.outcome(job), DeadLetteredError)
     async with harness.sessions() as session:
-        dead = (await session.scalars(select(FailedJob).order_by(FailedJob.id))).all()
-    assert [d.tries for d in dead] == [1, 1, 1]
-    assert "event must be" in dead[0].error
-    assert "properties must be an object" in dead[1].error
-    assert "the limit is" in dead[2].error
+        dead = {d.job_id: d for d in (await session.scalars(select(FailedJob))).all()}
+    assert {d.tries for d in dead.values()} == {1}
+    assert "event must be" in dead["bad-name"].error
+    assert "properties must be an object" in dead["bad-props"].error
+    assert "the limit is" in dead["big"].error
     assert await _daily(harness) == {}
