@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -40,9 +41,17 @@ def database_url(postgres_server: RunningPostgres) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: RunningRedis) -> str:
-    """Database 9 of the session's Redis: ours to flush."""
-    return redis_server.url.rsplit("/", 1)[0] + "/9"
+def redis_url(redis_server: RunningRedis) -> Iterator[str]:
+    """Database 9 of the session's Redis: ours to flush.
+
+    Workers turn on keyspace events server-wide; the flags are put back afterwards so
+    other packages' tests see the server as they left it.
+    """
+    client = redis.Redis.from_url(redis_server.url)
+    flags = client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    yield redis_server.url.rsplit("/", 1)[0] + "/9"
+    client.config_set("notify-keyspace-events", flags)
+    client.close()
 
 
 @pytest.fixture
