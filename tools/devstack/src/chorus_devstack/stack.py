@@ -217,6 +217,9 @@ class Stack:
                 "SMTP_FROM": "Chorus <no-reply@chorus.localhost>",
                 "LLM_GATEWAY_URL": gateway,
                 "LLM_GATEWAY_API_KEY": GATEWAY_API_KEY,
+                "APP_URL": self.url("ingress"),
+                # Below the devstack's 15 s stop timeout: `make down` lets running jobs end.
+                "JOB_COMPLETION_WAIT": "10",
             },
         }
         env.update(per_service.get(service, {}))
