@@ -232,7 +232,7 @@ checkov skips shared by every workload. Reasons are part of the annotation; see 
 */}}
 {{- define "chorus.checkovSkips" -}}
 checkov.io/skip1: CKV_K8S_43=Images are pinned by immutable version tag; set <service>.image.digest to pin by digest at release time
-checkov.io/skip2: CKV_K8S_15=Tags are immutable versions; IfNotPresent avoids a registry round-trip on every restart (set image.pullPolicy=Always if your registry allows retagging)
+checkov.io/skip2: CKV_K8S_15=Tags are immutable versions; IfNotPresent avoids a registry round-trip on every restart (set image.pullPolicy to Always if your registry allows retagging)
 {{- if not .Values.networkPolicy.enabled }}
 checkov.io/skip3: CKV2_K8S_6=NetworkPolicy is opt-in (networkPolicy.enabled) because it needs the cluster's ingress controller and Prometheus selectors; production values enable it
 {{- end }}
