@@ -10,7 +10,7 @@ import pytest
 # The checks live in deploycheck/ next to the tests (pytest runs in importlib mode).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploycheck.chart import SCENARIOS, Rendered, load_scenario, render  # noqa: E402
+from deploycheck.chart import SCENARIOS, Rendered, load_scenario, render
 
 
 @pytest.fixture(scope="session")

@@ -42,8 +42,13 @@ def test_default_install_has_every_object(default: Rendered) -> None:
     assert expected <= names
     assert len(default.of_kind("Job")) == 1
     # Opt-in objects are off by default.
-    assert not default.kinds() & {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor",
-                                  "PrometheusRule", "HTTPRoute"}
+    assert not default.kinds() & {
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "HTTPRoute",
+    }
     assert "helm test chorus" in default.notes
 
 
@@ -70,7 +75,10 @@ def test_realtime_hpa_scales_on_connections(production: Rendered) -> None:
     hpa = production.get("HorizontalPodAutoscaler", "chorus-realtime")
     pods = [m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
     assert pods[0]["pods"]["metric"]["name"] == "chorus_realtime_connections"
-    assert {m["type"] for m in production.get("HorizontalPodAutoscaler", "chorus-api")["spec"]["metrics"]} == {"Resource"}
+    assert {
+        m["type"]
+        for m in production.get("HorizontalPodAutoscaler", "chorus-api")["spec"]["metrics"]
+    } == {"Resource"}
 
 
 def test_gateway_api_scenario_has_httproute_and_no_ingress(scenarios: dict[str, Rendered]) -> None:
@@ -94,15 +102,28 @@ def test_ingress_and_httproute_follow_the_route_table(scenarios: dict[str, Rende
         for p in rule["http"]["paths"]
     }
     expected = {
-        (r["prefix"], f"chorus-{r['service']}", "chorus" if r["kind"] == "http" else "chorus-streaming")
+        (
+            r["prefix"],
+            f"chorus-{r['service']}",
+            "chorus" if r["kind"] == "http" else "chorus-streaming",
+        )
         for r in _routes()
     }
     assert ingress_paths == expected
     for obj in scenarios["default"].of_kind("Ingress"):
-        assert all(p["pathType"] == "Prefix" for rule in obj["spec"]["rules"] for p in rule["http"]["paths"])
+        assert all(
+            p["pathType"] == "Prefix"
+            for rule in obj["spec"]["rules"]
+            for p in rule["http"]["paths"]
+        )
     route = scenarios["gateway-api"].get("HTTPRoute", "chorus")
     rules = {
-        (r["matches"][0]["path"]["value"], r["backendRefs"][0]["name"], r["backendRefs"][0]["port"], "timeouts" in r)
+        (
+            r["matches"][0]["path"]["value"],
+            r["backendRefs"][0]["name"],
+            r["backendRefs"][0]["port"],
+            "timeouts" in r,
+        )
         for r in route["spec"]["rules"]
     }
     assert rules == {
@@ -124,7 +145,7 @@ def test_no_sticky_sessions(scenarios: dict[str, Rendered]) -> None:
     for rendered in scenarios.values():
         text = rendered.manifest.lower()
         assert "affinity: clientip" not in text
-        assert "session-cookie" not in text and "affinity\": \"cookie" not in text
+        assert "session-cookie" not in text and 'affinity": "cookie' not in text
         assert "sessionpersistence" not in text
         for service in rendered.of_kind("Service"):
             assert service["spec"].get("sessionAffinity", "None") == "None"
@@ -144,9 +165,13 @@ def test_every_container_is_locked_down(scenarios: dict[str, Rendered]) -> None:
                 assert sc["allowPrivilegeEscalation"] is False, where
                 assert sc["capabilities"]["drop"] == ["ALL"], where
                 assert sc["runAsNonRoot"] is True, where
-                assert container["resources"]["limits"] and container["resources"]["requests"], where
+                assert container["resources"]["limits"] and container["resources"]["requests"], (
+                    where
+                )
                 if obj["kind"] != "Pod":
-                    assert mounts_tmp and any(m["mountPath"] == "/tmp" for m in container["volumeMounts"]), where
+                    assert mounts_tmp and any(
+                        m["mountPath"] == "/tmp" for m in container["volumeMounts"]
+                    ), where
 
 
 def test_service_pods_probe_roll_and_spread(default: Rendered) -> None:
@@ -168,7 +193,9 @@ def test_service_pods_probe_roll_and_spread(default: Rendered) -> None:
 
 
 def test_realtime_replicas_name_themselves_after_their_pod(default: Rendered) -> None:
-    (container,) = default.get("Deployment", "chorus-realtime")["spec"]["template"]["spec"]["containers"]
+    (container,) = default.get("Deployment", "chorus-realtime")["spec"]["template"]["spec"][
+        "containers"
+    ]
     env = {e["name"]: e for e in container["env"]}
     assert env["INSTANCE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
@@ -177,7 +204,13 @@ def _budget(rendered: Rendered, service: str) -> tuple[int, int]:
     deployment = rendered.get("Deployment", f"chorus-{service}")
     pod = deployment["spec"]["template"]["spec"]
     config = rendered.get("ConfigMap", f"chorus-{service}")["data"]
-    pre_stop = pod["containers"][0].get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    pre_stop = (
+        pod["containers"][0]
+        .get("lifecycle", {})
+        .get("preStop", {})
+        .get("sleep", {})
+        .get("seconds", 0)
+    )
     spent = pre_stop + float(config["DRAIN_SECONDS"]) + float(config["GRACEFUL_TIMEOUT"])
     if service == "worker":
         spent += float(config["JOB_COMPLETION_WAIT"])
@@ -185,7 +218,9 @@ def _budget(rendered: Rendered, service: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_shutdown_budget_fits_the_grace_period(scenarios: dict[str, Rendered], service: str) -> None:
+def test_shutdown_budget_fits_the_grace_period(
+    scenarios: dict[str, Rendered], service: str
+) -> None:
     for rendered in scenarios.values():
         spent, grace = _budget(rendered, service)
         assert spent <= grace
@@ -201,8 +236,14 @@ def test_a_shutdown_budget_over_the_grace_period_refuses_to_render() -> None:
 def test_secrets_are_generated_for_every_key_and_kept_out_of_configmaps(default: Rendered) -> None:
     secret = default.get("Secret", "chorus-secrets")
     assert set(secret["data"]) == {
-        "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "GATEWAY_API_KEYS", "LLM_GATEWAY_API_KEY",
-        "SMTP_USERNAME", "SMTP_PASSWORD", "llm-providers.yaml",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "JWT_SECRET",
+        "GATEWAY_API_KEYS",
+        "LLM_GATEWAY_API_KEY",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
+        "llm-providers.yaml",
     }
     for configmap in default.of_kind("ConfigMap"):
         for key in configmap.get("data", {}):
@@ -216,7 +257,10 @@ def test_external_databases_are_required_without_bundled_ones() -> None:
         {
             "postgres": {"enabled": False},
             "redis": {"enabled": False},
-            "secrets": {"databaseUrl": "postgres://u:p@db:5432/chorus", "redisUrl": "redis://r:6379/0"},
+            "secrets": {
+                "databaseUrl": "postgres://u:p@db:5432/chorus",
+                "redisUrl": "redis://r:6379/0",
+            },
         }
     )
     assert not rendered.of_kind("StatefulSet")
@@ -227,7 +271,10 @@ def test_migrations_job_is_plain_on_install_and_a_pre_upgrade_hook_on_upgrade() 
     annotations = install["metadata"]["annotations"]
     assert "helm.sh/hook" not in annotations
     assert install["spec"]["template"]["spec"]["containers"][0]["command"] == [
-        "python", "-m", "chorus_api", "migrate"
+        "python",
+        "-m",
+        "chorus_api",
+        "migrate",
     ]
     (upgrade,) = render(is_upgrade=True).of_kind("Job")
     assert upgrade["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
@@ -238,7 +285,9 @@ def test_migrations_job_is_plain_on_install_and_a_pre_upgrade_hook_on_upgrade() 
     (gitops,) = render({"migrations": {"useHelmHooks": False}}, is_upgrade=True).of_kind("Job")
     assert "helm.sh/hook" not in gitops["metadata"]["annotations"]
     (again,) = render({"migrations": {"useHelmHooks": False}}, is_upgrade=True).of_kind("Job")
-    (newer,) = render({"migrations": {"useHelmHooks": False}, "image": {"tag": "0.2.0"}}).of_kind("Job")
+    (newer,) = render({"migrations": {"useHelmHooks": False}, "image": {"tag": "0.2.0"}}).of_kind(
+        "Job"
+    )
     assert gitops["metadata"]["name"] == again["metadata"]["name"] != newer["metadata"]["name"]
 
 
@@ -250,13 +299,18 @@ def test_api_and_worker_wait_for_the_schema(default: Rendered) -> None:
     script = default.get("ConfigMap", "chorus-scripts")["data"]["wait-for-schema.py"]
     assert script == (CHART / "files" / "wait-for-schema.py").read_text()
     for service in ("realtime", "llm-gateway"):
-        assert "initContainers" not in default.get("Deployment", f"chorus-{service}")["spec"]["template"]["spec"]
+        assert (
+            "initContainers"
+            not in default.get("Deployment", f"chorus-{service}")["spec"]["template"]["spec"]
+        )
 
 
 def test_helm_test_pod_checks_every_service_through_its_service(default: Rendered) -> None:
     pod = default.get("Pod", "chorus-test-readiness")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert pod["spec"]["containers"][0]["args"] == [f"http://chorus-{s}:8000/readyz" for s in SERVICES]
+    assert pod["spec"]["containers"][0]["args"] == [
+        f"http://chorus-{s}:8000/readyz" for s in SERVICES
+    ]
 
 
 def test_monitoring_objects_carry_extra_labels(production: Rendered) -> None:
@@ -268,11 +322,20 @@ def test_monitoring_objects_carry_extra_labels(production: Rendered) -> None:
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     source = yaml.safe_load((CHART.parents[1] / "prometheus" / "chorus.rules.yaml").read_text())
     assert rule["spec"] == source
-    selected = [s for s in production.of_kind("Service") if s["metadata"]["labels"].get("chorus.io/metrics") == "true"]
-    assert sorted(s["metadata"]["labels"]["chorus.io/job"] for s in selected) == sorted(f"chorus-{s}" for s in SERVICES)
+    selected = [
+        s
+        for s in production.of_kind("Service")
+        if s["metadata"]["labels"].get("chorus.io/metrics") == "true"
+    ]
+    assert sorted(s["metadata"]["labels"]["chorus.io/job"] for s in selected) == sorted(
+        f"chorus-{s}" for s in SERVICES
+    )
 
 
 def test_dashboard_configmap_is_labelled_for_grafana(default: Rendered) -> None:
     configmap = default.get("ConfigMap", "chorus-dashboard")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert configmap["data"]["chorus.json"] == (CHART.parents[1] / "grafana" / "chorus.json").read_text()
+    assert (
+        configmap["data"]["chorus.json"]
+        == (CHART.parents[1] / "grafana" / "chorus.json").read_text()
+    )

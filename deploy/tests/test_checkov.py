@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,9 @@ DOCKERFILES = sorted(REPO.glob("services/*/Dockerfile"))
 
 
 @pytest.fixture(scope="session")
-def checkov(scenarios: dict[str, Rendered], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def checkov(
+    scenarios: dict[str, Rendered], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """One checkov run over every scenario and Dockerfile (it takes seconds to start)."""
     assert CHECKOV.exists(), "checkov is missing: run `make helm-check` (it creates .venv-deploy)"
     root = tmp_path_factory.mktemp("checkov")
@@ -27,9 +28,20 @@ def checkov(scenarios: dict[str, Rendered], tmp_path_factory: pytest.TempPathFac
         target.parent.mkdir(parents=True)
         target.write_text(dockerfile.read_text())
     result = subprocess.run(
-        [str(CHECKOV), "-d", str(root), "--framework", "kubernetes", "dockerfile",
-         "--skip-download", "--output", "json"],
-        capture_output=True, text=True, check=False,
+        [
+            str(CHECKOV),
+            "-d",
+            str(root),
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     reports = json.loads(result.stdout)
     return {r["check_type"]: r for r in (reports if isinstance(reports, list) else [reports])}
@@ -47,7 +59,10 @@ def _failed(report: dict[str, Any], folder: str) -> list[str]:
 def test_no_failed_check_on_rendered_manifests(checkov: dict[str, Any], scenario: str) -> None:
     report = checkov["kubernetes"]
     assert _failed(report, f"manifests/{scenario}/") == []
-    assert any(c["file_path"].startswith(f"/manifests/{scenario}/") for c in report["results"]["passed_checks"])
+    assert any(
+        c["file_path"].startswith(f"/manifests/{scenario}/")
+        for c in report["results"]["passed_checks"]
+    )
 
 
 def test_no_failed_check_on_dockerfiles(checkov: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from chorus_devstack.stack import Ports, Stack, StackOptions
 from deploycheck.chart import REPO, SCENARIOS, Rendered
 from deploycheck.contracts import (
     create_apps,
@@ -37,6 +36,8 @@ from fastapi import FastAPI
 from pydantic import create_model
 from pydantic_settings import BaseSettings
 from starlette.routing import compile_path
+
+from chorus_devstack.stack import Ports, Stack, StackOptions
 
 RULES = REPO / "deploy" / "prometheus" / "chorus.rules.yaml"
 DASHBOARD = REPO / "deploy" / "grafana" / "chorus.json"
@@ -75,7 +76,10 @@ def test_a_required_setting_the_chart_omits_fails_the_check(default: Rendered) -
     classes = settings_classes()
     stricter = create_model("WorkerSettings", __base__=classes["worker"], webhook_url=(str, ...))
     problems = env_violations(default, {**classes, "worker": stricter})
-    assert "Deployment/chorus-worker: required WEBHOOK_URL of WorkerSettings is not provided" in problems
+    assert (
+        "Deployment/chorus-worker: required WEBHOOK_URL of WorkerSettings is not provided"
+        in problems
+    )
 
 
 def test_a_probe_path_renamed_in_a_service_fails_the_check(default: Rendered) -> None:
@@ -85,7 +89,10 @@ def test_a_probe_path_renamed_in_a_service_fails_the_check(default: Rendered) ->
     route.path_regex, route.path_format, route.param_convertors = compile_path("/ready")
     assert serves(apps["realtime"], "/ready")
     problems = probe_violations(default, apps)
-    assert "Deployment/chorus-realtime: readinessProbe path /readyz is not a route of realtime" in problems
+    assert (
+        "Deployment/chorus-realtime: readinessProbe path /readyz is not a route of realtime"
+        in problems
+    )
 
 
 def _walk(routes: list[Any]) -> Iterator[Any]:
@@ -100,8 +107,14 @@ def _walk(routes: list[Any]) -> Iterator[Any]:
 def test_compose_env_vars_are_settings_fields() -> None:
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     classes = settings_classes()
-    service_of = {"migrate": "api", "api": "api", "realtime-1": "realtime", "realtime-2": "realtime",
-                  "llm-gateway": "llm-gateway", "worker": "worker"}
+    service_of = {
+        "migrate": "api",
+        "api": "api",
+        "realtime-1": "realtime",
+        "realtime-2": "realtime",
+        "llm-gateway": "llm-gateway",
+        "worker": "worker",
+    }
     for name, service in service_of.items():
         fields = settings_env_names(classes[service])
         unknown = set(compose["services"][name]["environment"]) - set(fields)
@@ -115,7 +128,9 @@ def test_compose_env_vars_are_settings_fields() -> None:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
     """Metric names the running services export, after a little traffic to each."""
     stack = Stack(
-        StackOptions(state_dir=Path(tmp_path_factory.mktemp("stack")), ports=Ports.free(), nginx=False)
+        StackOptions(
+            state_dir=Path(tmp_path_factory.mktemp("stack")), ports=Ports.free(), nginx=False
+        )
     )
     with stack, httpx.Client(trust_env=False, timeout=10) as client:
         names = ["api", *stack.replicas("realtime"), *stack.replicas("llm-gateway"), "worker"]
@@ -149,6 +164,12 @@ def test_an_alert_on_an_unknown_metric_fails_the_check(exported: set[str], tmp_p
     )
     mutated = tmp_path / "rules.yaml"
     mutated.write_text(yaml.safe_dump(rules))
-    assert "chorus_api_bogus_total" in missing_metrics(referenced_metrics(rule_exprs(mutated)), exported)
+    assert "chorus_api_bogus_total" in missing_metrics(
+        referenced_metrics(rule_exprs(mutated)), exported
+    )
     # And the names the services do export are found (the check is not vacuous).
-    assert {"chorus_http_requests_total", "chorus_http_request_duration_seconds_bucket", "chorus_ready"} <= exported
+    assert {
+        "chorus_http_requests_total",
+        "chorus_http_request_duration_seconds_bucket",
+        "chorus_ready",
+    } <= exported

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deploycheck.chart import CHART
+
 from chorus_devstack.servers import RunningPostgres
 from chorus_schema.migrate import upgrade
-from deploycheck.chart import CHART
 
 SCRIPT = CHART / "files" / "wait-for-schema.py"
 
@@ -17,7 +18,11 @@ SCRIPT = CHART / "files" / "wait-for-schema.py"
 def _wait(url: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(SCRIPT), "--timeout", str(timeout), "--interval", "0.2"],
-        env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
 
 

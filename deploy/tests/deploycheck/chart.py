@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "deploy" / "helm" / "chorus"
 #: The Kubernetes versions every scenario is validated against.
 KUBE_VERSIONS = ("1.30", "1.34", "1.37")
-SCENARIOS = tuple(sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml")))
+SCENARIOS = tuple(
+    sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
+)
 RELEASE = "chorus"
 NAMESPACE = "chorus"
 

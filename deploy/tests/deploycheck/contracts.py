@@ -136,7 +136,9 @@ def probe_violations(rendered: Rendered, apps: Mapping[str, FastAPI]) -> list[st
             if not serves(apps[service], probe["path"]):
                 problems.append(f"{where}: {kind} path {probe['path']} is not a route of {service}")
             if ports.get(probe["port"]) != int(config["PORT"]):
-                problems.append(f"{where}: {kind} port {probe['port']} is not the PORT the service listens on")
+                problems.append(
+                    f"{where}: {kind} port {probe['port']} is not the PORT the service listens on"
+                )
         problems += [
             f"{where}: scrape path {path} is not a route of {service}"
             for path in sorted(scrape_paths)

@@ -10,13 +10,51 @@ from typing import Any
 
 import yaml
 
-__all__ = ["dashboard_exprs", "exported_names", "missing_metrics", "referenced_metrics", "rule_exprs"]
+__all__ = [
+    "dashboard_exprs",
+    "exported_names",
+    "missing_metrics",
+    "referenced_metrics",
+    "rule_exprs",
+]
 
 #: Words of PromQL that are not metric names.
 _PROMQL_WORDS = frozenset(
-    "sum rate irate increase max min avg count by without on ignoring group_left group_right "
-    "histogram_quantile bool and or unless offset abs clamp_min clamp_max delta deriv "
-    "label_replace topk bottomk quantile stddev time vector scalar".split()
+    [
+        "sum",
+        "rate",
+        "irate",
+        "increase",
+        "max",
+        "min",
+        "avg",
+        "count",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "histogram_quantile",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "abs",
+        "clamp_min",
+        "clamp_max",
+        "delta",
+        "deriv",
+        "label_replace",
+        "topk",
+        "bottomk",
+        "quantile",
+        "stddev",
+        "time",
+        "vector",
+        "scalar",
+    ]
 )
 _NAME = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?=\{|\[|\)|\s|$)")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -30,6 +68,7 @@ def rule_exprs(path: Path) -> list[str]:
 
 def dashboard_exprs(path: Path) -> list[str]:
     """Every target expr of a Grafana dashboard (rows' nested panels included)."""
+
     def panels(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         for panel in items:
             yield panel

@@ -22,6 +22,10 @@ DEPLOY_PYTHON = DEPLOY_VENV / "bin" / "python"
 
 def promtool() -> Path:
     """promtool from PATH or Debian's /usr/bin, else AssertionError saying how to get it."""
-    found = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
-    assert found, "promtool is missing: run `make helm-check`, which installs Debian's prometheus package"
+    found = shutil.which("promtool") or (
+        "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
+    )
+    assert found, (
+        "promtool is missing: run `make helm-check`, which installs Debian's prometheus package"
+    )
     return Path(found)
