@@ -312,11 +312,13 @@ class Stack:
         def address(name: str) -> str:
             return self.url(name).removeprefix("http://")
 
+        # Job names as the chart's ServiceMonitor sets them, so the same rules and
+        # dashboard queries work here and in a cluster.
         targets = {
-            "api": [address("api")],
-            "realtime": [address(n) for n in self.replicas("realtime")],
-            "llm-gateway": [address(n) for n in self.replicas("llm-gateway")],
-            "worker": [address("worker")],
+            "chorus-api": [address("api")],
+            "chorus-realtime": [address(n) for n in self.replicas("realtime")],
+            "chorus-llm-gateway": [address(n) for n in self.replicas("llm-gateway")],
+            "chorus-worker": [address("worker")],
         }
         config = render_prometheus_config(targets=targets, rule_files=self.options.rule_files)
         return prometheus_spec(
