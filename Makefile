@@ -88,8 +88,27 @@ e2e: venv system-deps-test ## The whole system through the ingress, as clients s
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 .PHONY: helm-check
-helm-check: venv ## Render, lint and validate the Helm chart (arrives with the chart)
-	@echo "helm-check: the chart arrives with the deploy issue; nothing to check yet"
+helm-check: venv deploy-tools ## Chart, images, alerts, dashboard: render, lint, validate, checkov, promtool, contracts
+	$(PYTEST) deploy/tests $(PYTEST_ARGS)
+
+# checkov pins old versions of common libraries (packaging 23, boto3, networkx...) that would
+# downgrade the workspace lock, and cloudcoil (the prometheus-operator CRD models) installs a
+# pytest plugin with undeclared dependencies: both live in their own venv, from a pinned list.
+DEPLOY_VENV ?= .venv-deploy
+.PHONY: deploy-tools
+deploy-tools: $(DEPLOY_VENV)/.synced
+	@$(SYSTEM_DEPS) promtool
+
+$(DEPLOY_VENV)/.synced: deploy/tests/deploy-tools.txt
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(DEPLOY_VENV)
+	$(UV) pip install --quiet --python $(DEPLOY_VENV)/bin/python -r deploy/tests/deploy-tools.txt
+	@touch $@
+
+.PHONY: deploy-sync
+deploy-sync: venv ## Copy the dashboard and rules into the chart; regenerate the compose nginx.conf
+	cp deploy/grafana/chorus.json deploy/helm/chorus/files/dashboards/chorus.json
+	cp deploy/prometheus/chorus.rules.yaml deploy/helm/chorus/files/prometheus/chorus.rules.yaml
+	$(PY) deploy/compose/render_nginx.py
 
 ##@ Benchmarks
 

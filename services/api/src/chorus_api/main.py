@@ -6,43 +6,71 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from chorus_api import __version__
+from chorus_api.body_limit import BodyLimitMiddleware
+from chorus_api.method_not_allowed import install_method_not_allowed_handler
+from chorus_api.resources import open_resources
+from chorus_api.routes import auth, dashboard, jobs, orders, rooms, users
 from chorus_api.settings import ApiSettings
+from chorus_api.unavailable import install_unavailable_handlers
 from chorus_common.app import create_service_app
-from chorus_common.database import DatabaseCheck, create_engine, create_sessionmaker
-from chorus_common.redis_client import create_redis, redis_check
+from chorus_common.database import DatabaseCheck
+from chorus_common.redis_client import redis_check
 
 __all__ = ["create_app"]
 
+TAGS = [
+    {"name": "auth", "description": "Registration and OAuth2 password-flow tokens."},
+    {"name": "users", "description": "Your account."},
+    {"name": "orders", "description": "Your orders: CRUD, keyset pagination, lifecycle."},
+    {"name": "dashboard", "description": "Home screen data in one call."},
+    {"name": "rooms", "description": "Stored chat history of rooms."},
+    {"name": "jobs", "description": "Background jobs enqueued on your behalf."},
+]
+
+DESCRIPTION = """\
+Users, auth, orders, dashboard, room history and job status for Chorus.
+
+Authenticate with `POST /api/auth/token` (OAuth2 password form) and send
+`Authorization: Bearer <access_token>`. Errors are always
+`{"error": {"code", "message", "details"?}}`. Lists are
+`{"items": [...], "next_cursor": <opaque>|null}`; pass `next_cursor` back as `?cursor=`.
+"""
+
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    """Build the api; the lifespan owns the database engine and the Redis client."""
+    """Build the api; the lifespan owns the engine, the session factory, Redis and arq."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        redis = create_redis(
-            settings.redis_url,
-            client_name="chorus-api",
-            max_connections=settings.redis_max_connections,
-        )
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.redis = redis
-        app.state.health.add_check("postgres", DatabaseCheck(engine))
-        app.state.health.add_check("redis", redis_check(redis))
-        try:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            app.state.health.add_check("postgres", DatabaseCheck(resources.engine))
+            app.state.health.add_check("redis", redis_check(resources.redis))
             yield
-        finally:
-            await redis.aclose()
-            await engine.dispose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Chorus API",
         version=__version__,
-        description="Users, auth, orders, dashboard and room history.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        routers=[
+            auth.router,
+            users.router,
+            orders.router,
+            dashboard.router,
+            rooms.router,
+            jobs.router,
+        ],
         docs_prefix="/api",
+        openapi_tags=TAGS,
     )
+    install_unavailable_handlers(app)
+    install_method_not_allowed_handler(app)
+    # Innermost of the user middleware (create_service_app's are outside it), so a 413
+    # still carries X-Request-ID and is counted by the HTTP metrics.
+    app.user_middleware.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    return app

@@ -1,24 +1,348 @@
-"""Building the arq ``Worker`` from settings (arq stays at this edge)."""
+"""The arq worker: its settings, the registered jobs, and the loop's three additions.
+
+:func:`worker_settings` is arq's ``WorkerSettings`` built from our settings (a dict: arq
+accepts one wherever it takes the class, e.g. ``arq.worker.create_worker``), and
+:func:`build_worker` makes the :class:`ChorusWorker` that ``python -m chorus_worker`` runs.
+arq stays at this edge; jobs are plain functions in ``chorus_worker.jobs``.
+
+:class:`ChorusWorker` is arq's ``Worker`` with:
+
+- **wake-ups instead of a fixed poll** — the loop sleeps until a keyspace event says a job
+  arrived (``wakeup.py``), a running job frees a slot the loop wanted, or the next deferred
+  job falls due; without keyspace events it polls every ``POLL_DELAY``;
+- **a heartbeat** the loop updates each turn, for ``/readyz``; Redis errors in the loop are
+  logged and retried rather than ending the process;
+- **a drain**: stop taking jobs at once, give running ones ``JOB_COMPLETION_WAIT`` seconds,
+  cancel what is left (arq puts cancelled jobs back in the queue for another worker).
+"""
 
 from __future__ import annotations
 
-from arq.connections import RedisSettings
-from arq.worker import Worker
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final, cast
 
+from arq.cron import cron
+from arq.worker import Function, Worker, func
+from redis.exceptions import RedisError
+
+from chorus_worker.context import SETTINGS_KEY, on_shutdown, on_startup
+from chorus_worker.jobs.analytics import record_analytics
+from chorus_worker.jobs.assistant import answer_in_room
 from chorus_worker.jobs.noop import noop
+from chorus_worker.jobs.persistence import persist_messages
+from chorus_worker.jobs.usage import record_llm_usage
+from chorus_worker.jobs.welcome import send_welcome_email
+from chorus_worker.metrics import QUEUE_DEPTH
+from chorus_worker.policy import DEAD_LETTER_WRITE_TRIES, JobSpec, instrument
+from chorus_worker.queue import create_queue_redis
 from chorus_worker.settings import WorkerServiceSettings
+from chorus_worker.wakeup import QueueWakeup
 
-__all__ = ["FUNCTIONS", "build_worker"]
+if TYPE_CHECKING:
+    from arq.typing import WorkerCoroutine
 
-FUNCTIONS = [noop]
+__all__ = [
+    "ChorusWorker",
+    "arq_function",
+    "build_worker",
+    "cron_specs",
+    "job_specs",
+    "worker_settings",
+]
+
+logger = logging.getLogger("chorus.worker")
+
+#: Seconds between polls while keyspace events flow: only a safety net for a lost event.
+SAFETY_POLL_SECONDS: Final = 0.5
+#: arq's own timeout sits this far behind ours, so ours fires first and is handled.
+_ARQ_TIMEOUT_MARGIN: Final = 2.0
+#: After a crash a job stays claimed until its in-progress key expires: longest timeout + this.
+_IN_PROGRESS_MARGIN: Final = 5.0
+_DEPTH_REFRESH_SECONDS: Final = 1.0
+_REDIS_ERROR_PAUSE: Final = 1.0
+#: Longest a turn of the loop may take (starting a page of jobs is ~4 round trips each).
+_TURN_TIMEOUT: Final = 10.0
+#: Time arq gets to put cancelled jobs back in the queue.
+_REQUEUE_SECONDS: Final = 5.0
 
 
-def build_worker(settings: WorkerServiceSettings) -> Worker:
-    """An arq worker for the default queue; signals are handled by ``__main__``."""
-    return Worker(
-        functions=FUNCTIONS,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
-        max_jobs=settings.max_jobs,
-        job_completion_wait=settings.job_completion_wait,
-        handle_signals=False,
+def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
+    """The jobs enqueuers may call (DESIGN.md's contract; README lists their arguments)."""
+    return [
+        JobSpec(send_welcome_email, max_tries=settings.max_tries, timeout=settings.job_timeout),
+        JobSpec(record_analytics, max_tries=settings.max_tries, timeout=settings.job_timeout),
+        JobSpec(record_llm_usage, max_tries=settings.max_tries, timeout=settings.job_timeout),
+        # A retried answer starts over in front of the room: a few tries, not ten.
+        JobSpec(
+            answer_in_room,
+            max_tries=min(3, settings.max_tries),
+            timeout=settings.assistant_job_timeout,
+        ),
+        JobSpec(noop, max_tries=settings.max_tries, timeout=settings.job_timeout),
+    ]
+
+
+def cron_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
+    """Jobs the worker schedules itself; a failed run is retried by the next one."""
+    return [JobSpec(persist_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False)]
+
+
+def arq_function(spec: JobSpec, settings: WorkerServiceSettings) -> Function:
+    """A job, wrapped in the policy, as arq registers it."""
+    return func(
+        cast("WorkerCoroutine", instrument(spec, settings)),
+        name=spec.name,
+        timeout=spec.timeout + _ARQ_TIMEOUT_MARGIN,
+        max_tries=spec.max_tries + DEAD_LETTER_WRITE_TRIES,
+    )
+
+
+def worker_settings(settings: WorkerServiceSettings) -> dict[str, Any]:
+    """arq's ``WorkerSettings`` for our jobs, as keyword arguments of ``arq.worker.Worker``."""
+    functions = [arq_function(spec, settings) for spec in job_specs(settings)]
+    cron_jobs = [
+        cron(
+            cast("WorkerCoroutine", instrument(spec, settings)),
+            name=spec.name,
+            second=set(range(0, 60, settings.persist_interval)),
+            microsecond=0,
+            run_at_startup=True,
+            timeout=spec.timeout + _ARQ_TIMEOUT_MARGIN,
+            max_tries=spec.max_tries,
+            keep_result=0,
+        )
+        for spec in cron_specs(settings)
+    ]
+    return {
+        "functions": functions,
+        "cron_jobs": cron_jobs,
+        "queue_name": settings.queue_name,
+        "max_jobs": settings.max_jobs,
+        "job_timeout": settings.job_timeout + _ARQ_TIMEOUT_MARGIN,
+        "keep_result": settings.keep_result,
+        "max_tries": settings.max_tries,
+        "poll_delay": settings.poll_delay,
+        "job_completion_wait": settings.job_completion_wait,
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "ctx": {SETTINGS_KEY: settings},
+        # The process (``service.py``) owns SIGTERM: it drains the HTTP side too.
+        "handle_signals": False,
+    }
+
+
+class ChorusWorker(Worker):
+    """arq's worker, woken by keyspace events, with a heartbeat and a drain."""
+
+    def __init__(self, settings: WorkerServiceSettings, **kwargs: Any) -> None:
+        self.settings = settings
+        self.idle_poll_delay = float(kwargs.pop("poll_delay", settings.poll_delay))
+        # arq's loop must not sleep on its own: each turn of ours waits for a reason to poll.
+        super().__init__(poll_delay=0, **kwargs)
+        longest = max(s.timeout for s in [*job_specs(settings), *cron_specs(settings)])
+        self.in_progress_timeout_s = longest + _IN_PROGRESS_MARGIN
+        self._wake = asyncio.Event()
+        self._saturated = False
+        self._more_due = False
+        self._next_depth_refresh = 0.0
+        #: True while the loop's last turn could not reach Redis.
+        self.redis_failing = False
+        self.last_beat = self.loop.time()
+        self.wakeup: QueueWakeup | None = None
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def main(self) -> None:
+        """Run arq's loop, with the wake-up listener beside it."""
+        listener: asyncio.Task[None] | None = None
+        if self.settings.queue_wakeup == "keyspace":
+            db = int(self.pool.connection_pool.connection_kwargs.get("db", 0))
+            self.wakeup = QueueWakeup(
+                self.settings.redis_url,
+                queue=self.queue_name,
+                db=db,
+                wake=self._wake.set,
+                enable_events=self.settings.redis_enable_keyspace_events,
+            )
+            listener = asyncio.create_task(self.wakeup.run(), name="queue-wakeup")
+        try:
+            await super().main()
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _poll_iteration(self) -> None:
+        if _cancel_requested():
+            # A library swallowed the cancellation meant for this loop (see _cancel_all).
+            raise asyncio.CancelledError
+        self.last_beat = self.loop.time()
+        self._wake.clear()  # a wake-up from now on means: poll again
+        try:
+            async with asyncio.timeout(_TURN_TIMEOUT):  # a hung Redis must not stop the loop
+                await super()._poll_iteration()
+                await self._refresh_queue_depth()
+                delay = await self._next_delay()
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+            if not self.redis_failing:
+                logger.warning("job loop cannot reach Redis (%s); retrying", exc)
+            self.redis_failing = True
+            delay = _REDIS_ERROR_PAUSE
+        else:
+            if self.redis_failing:
+                logger.info("job loop reaches Redis again")
+            self.redis_failing = False
+        self.last_beat = self.loop.time()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Start due jobs one by one, stopping as soon as a drain begins or slots run out.
+
+        Jobs this worker is running are still in the queue (arq removes them when they
+        end); they are skipped here rather than re-checked in Redis on every turn.
+        """
+        for job_id in job_ids:
+            if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+                break
+            if job_id.decode() in self.tasks:
+                continue
+            await super().start_jobs([job_id])
+        self._saturated = self.job_counter >= self.max_jobs
+        # A full page of due jobs: more are probably waiting behind it.
+        self._more_due = len(job_ids) >= self.queue_read_limit
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        if self._saturated:
+            # Due jobs may be waiting for exactly this slot.
+            self._saturated = False
+            self._wake.set()
+
+    async def _next_delay(self) -> float:
+        if self._saturated or not self.allow_pick_jobs:
+            return self.idle_poll_delay  # a job ending wakes us (see above)
+        if self._more_due:
+            return 0.0
+        if self.wakeup is None or not self.wakeup.active:
+            return self.idle_poll_delay
+        # Nothing announces a deferred job (a retry, a cron run) falling due: look it up.
+        now = time.time()
+        upcoming = await self.pool.zrangebyscore(
+            self.queue_name, min=f"({int(now * 1000)}", max="+inf", start=0, num=1, withscores=True
+        )
+        if not upcoming:
+            return SAFETY_POLL_SECONDS
+        due = float(upcoming[0][1]) / 1000
+        return min(SAFETY_POLL_SECONDS, max(0.0, due - now))
+
+    async def _refresh_queue_depth(self) -> None:
+        if self.loop.time() < self._next_depth_refresh:
+            return
+        self._next_depth_refresh = self.loop.time() + _DEPTH_REFRESH_SECONDS
+        QUEUE_DEPTH.set(await self.pool.zcard(self.queue_name))
+
+    # -- health and shutdown -----------------------------------------------------------------
+
+    def loop_alive(self) -> bool:
+        """True while the job loop runs and has turned within ``HEARTBEAT_TIMEOUT``."""
+        if self.main_task is None or self.main_task.done():
+            return False
+        return self.loop.time() - self.last_beat < self.settings.heartbeat_timeout
+
+    async def check_loop(self) -> None:
+        """Readiness check: raise unless :meth:`loop_alive`."""
+        if self.main_task is None or self.main_task.done():
+            msg = "the job loop is not running"
+            raise RuntimeError(msg)
+        silent = self.loop.time() - self.last_beat
+        if silent >= self.settings.heartbeat_timeout:
+            msg = f"the job loop has been silent for {silent:.1f}s"
+            raise RuntimeError(msg)
+
+    def running_jobs(self) -> int:
+        """Jobs started and not finished."""
+        return sum(not t.done() for t in self.tasks.values())
+
+    async def close(self) -> None:
+        """Stop the loop, run ``on_shutdown`` and close the pool (arq's, minus its quirks).
+
+        arq's own ``close`` logs a fake SIGUSR1, calls Redis' deprecated ``close`` and stops
+        at the first Redis error before ``on_shutdown``; this one always releases clients.
+        """
+        await _cancel_all(list(self.job_tasks.values()), grace=_REQUEUE_SECONDS)
+        await _cancel_all(list(self.tasks.values()), grace=_REQUEUE_SECONDS)
+        if self.main_task is not None:
+            await _cancel_all([self.main_task], grace=_REQUEUE_SECONDS)
+        if self._pool is None:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.delete(self.health_check_key)
+        try:
+            if self.on_shutdown is not None:
+                await self.on_shutdown(self.ctx)
+        finally:
+            await self.pool.aclose(close_connection_pool=True)
+            self._pool = None
+
+    async def drain(self, wait: float) -> None:
+        """Take no new job; let running ones finish within ``wait`` s, then cancel them.
+
+        Only the jobs themselves are cancelled, not arq's tasks around them: those then
+        record the cancellation (the job goes back to the queue, unclaimed) and end.
+        """
+        self.allow_pick_jobs = False
+        running = [t for t in self.tasks.values() if not t.done()]
+        if not running:
+            return
+        logger.info("draining: waiting up to %ss for %d running jobs", wait, len(running))
+        pending = set(running)
+        if wait > 0:
+            _, pending = await asyncio.wait(running, timeout=wait)
+        if pending:
+            logger.warning(
+                "draining: %d jobs still running after %ss are cancelled (they will run again)",
+                len(pending),
+                wait,
+            )
+            await _cancel_all(list(self.job_tasks.values()), grace=_REQUEUE_SECONDS)
+            await asyncio.wait(pending, timeout=_REQUEUE_SECONDS)
+
+
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]], *, grace: float) -> None:
+    """Cancel ``tasks`` and wait up to ``grace`` s for them to end, cancelling again meanwhile.
+
+    Again, because a cancellation can be lost: redis-py 5.x with hiredis checks a pooled
+    connection under ``asyncio.timeout(0)``, and a cancel landing there is swallowed
+    (redis/redis-py#4063 removes that check). One lost cancel must not leave a task
+    running against clients we are about to close.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            logger.error("%d tasks ignored cancellation for %ss", len(pending), grace)
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(0.1, remaining))
+
+
+def build_worker(settings: WorkerServiceSettings) -> ChorusWorker:
+    """The worker ``python -m chorus_worker`` runs; call inside the running event loop."""
+    return ChorusWorker(
+        settings, redis_pool=create_queue_redis(settings), **worker_settings(settings)
     )

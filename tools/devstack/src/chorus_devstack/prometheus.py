@@ -30,8 +30,8 @@ def render_prometheus_config(
 ) -> str:
     """A config scraping ``/metrics`` of each job's ``host:port`` targets.
 
-    Job names are the service names (``api``, ``realtime``…), as the chart's ServiceMonitor
-    labels them, so the same alert rules and dashboard queries work in both places.
+    Callers name jobs as the chart's ServiceMonitor does (``chorus-api``…), so the same
+    alert rules and dashboard queries work in both places.
     """
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},

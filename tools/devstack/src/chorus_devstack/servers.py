@@ -121,6 +121,25 @@ class RunningSmtpSink(LocalServer):
             body["count"] = count
         httpx.post(f"{self.http_url}/mode", json=body).raise_for_status()
 
+    def refusals(self) -> list[dict[str, Any]]:
+        """Refused messages so far: ``{"code", "at"}`` (``at`` in ``time.time()`` seconds)."""
+        items: list[dict[str, Any]] = httpx.get(f"{self.http_url}/messages").json()["refusals"]
+        return items
+
+    def hold(self, stage: str = "rcpt", count: int = 1, seconds: float = 30.0) -> None:
+        """Hold the next ``count`` conversations at ``rcpt`` or ``data`` until :meth:`release`."""
+        body = {"stage": stage, "count": count, "seconds": seconds}
+        httpx.post(f"{self.http_url}/hold", json=body).raise_for_status()
+
+    def release(self) -> None:
+        """Let held conversations go on; hold no more."""
+        httpx.post(f"{self.http_url}/release").raise_for_status()
+
+    def held(self) -> int:
+        """How many conversations are being held right now."""
+        held: int = httpx.get(f"{self.http_url}/messages").json()["held"]
+        return held
+
 
 class RunningMockOpenAI(LocalServer):
     """The mock OpenAI upstream on a free port."""

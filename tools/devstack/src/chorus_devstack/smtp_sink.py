@@ -3,21 +3,31 @@
 ``python -m chorus_devstack.smtp_sink --smtp-port 8025 --http-port 8026 --maildir DIR``
 
 - SMTP (aiosmtpd): accepts every message and stores it as ``DIR/<n>.eml`` and in memory.
-- ``GET /messages``: every message received, parsed (from, to, subject, text, html).
-- ``DELETE /messages``: forget them. ``GET /healthz``.
+- ``GET /messages``: every message received, parsed (from, to, subject, text, html), plus
+  ``refused`` (a count), ``refusals`` (``{"code", "at"}`` per refused message, ``at`` in
+  ``time.time()`` seconds) and ``held`` (conversations being held right now).
+- ``DELETE /messages``: forget them (and the refusals). ``GET /healthz``.
 - ``POST /mode`` ``{"mode": "accept" | "tempfail" | "permfail", "count": n}``: answer the
   next ``n`` messages (all, if ``count`` is absent) with 451 or 550, to test retries and
   dead letters against a real SMTP conversation.
+- ``POST /hold`` ``{"stage": "rcpt" | "data", "count": n, "seconds": s}``: hold the next
+  ``n`` conversations (default 1) at that stage until ``POST /release`` or ``s`` seconds
+  (default 30). ``rcpt``: before answering ``RCPT TO`` (nothing is stored yet). ``data``:
+  the message is stored, then its 250 reply held — a server that committed a message
+  while its client has not heard so (the "lost 250" case of a client that dies then).
+  Lets a test stop a client mid-conversation.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import email
 import email.policy
 import itertools
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -37,12 +47,25 @@ RESPONSES = {
 }
 
 
+HOLD_STAGES = ("rcpt", "data")
+
+
 @dataclass
 class Mode:
     """How the sink answers the next messages."""
 
     kind: str = "accept"
     remaining: int | None = None  # None: until changed
+
+
+@dataclass
+class Hold:
+    """Conversations to hold at a stage until released (or ``seconds`` pass)."""
+
+    stage: str
+    remaining: int
+    seconds: float
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Mailbox:
@@ -54,6 +77,10 @@ class Mailbox:
         self.messages: list[dict[str, Any]] = []
         self.mode = Mode()
         self.refused = 0
+        self.refusals: list[dict[str, Any]] = []
+        self.hold: Hold | None = None
+        self.held = 0
+        self._holds: list[Hold] = []
         self._seq = itertools.count(len(list(maildir.glob("*.eml"))) + 1)
 
     def _current_mode(self) -> str:
@@ -65,12 +92,59 @@ class Mailbox:
                 return "accept"
         return mode.kind
 
+    def set_hold(self, stage: str, count: int, seconds: float) -> None:
+        """Hold the next ``count`` conversations at ``stage``."""
+        self.hold = Hold(stage, count, seconds)
+        self._holds.append(self.hold)
+
+    def release(self) -> None:
+        """Let every held conversation go on, and hold no more."""
+        for hold in self._holds:
+            hold.released.set()
+        self._holds.clear()
+        self.hold = None
+
+    async def _maybe_hold(self, stage: str) -> None:
+        hold = self.hold
+        if hold is None or hold.stage != stage:
+            return
+        hold.remaining -= 1
+        if hold.remaining <= 0:
+            self.hold = None
+        self.held += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hold.released.wait(), hold.seconds)
+        finally:
+            self.held -= 1
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        """Accept the recipient, after a hold if one is set for this stage."""
+        await self._maybe_hold("rcpt")
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Store the message, or refuse it as the current mode says."""
         kind = self._current_mode()
         if kind in RESPONSES:
             self.refused += 1
+            self.refusals.append({"code": int(RESPONSES[kind][:3]), "at": time.time()})
             return RESPONSES[kind]
+        self._store(envelope)
+        # Stored (committed) first, answered after: a held reply is the "lost 250" window.
+        await self._maybe_hold("data")
+        return "250 Message accepted for delivery"
+
+    def _store(self, envelope: Envelope) -> None:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode()
@@ -94,18 +168,25 @@ class Mailbox:
                 "html": html.get_content() if html is not None else None,
             }
         )
-        return "250 Message accepted for delivery"
 
 
 def build_http_app(mailbox: Mailbox) -> Starlette:
     """The inspection and control API."""
 
     async def list_messages(request: Request) -> JSONResponse:
-        return JSONResponse({"items": mailbox.messages, "refused": mailbox.refused})
+        return JSONResponse(
+            {
+                "items": mailbox.messages,
+                "refused": mailbox.refused,
+                "refusals": mailbox.refusals,
+                "held": mailbox.held,
+            }
+        )
 
     async def clear_messages(request: Request) -> JSONResponse:
         mailbox.messages.clear()
         mailbox.refused = 0
+        mailbox.refusals.clear()
         return JSONResponse({"cleared": True})
 
     async def set_mode(request: Request) -> JSONResponse:
@@ -128,6 +209,31 @@ def build_http_app(mailbox: Mailbox) -> Starlette:
         mailbox.mode = Mode(kind, None if count is None else int(count))
         return JSONResponse({"mode": kind, "count": count})
 
+    async def set_hold(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+            stage = body["stage"]
+            count = int(body.get("count", 1))
+            seconds = float(body.get("seconds", 30.0))
+            if stage not in HOLD_STAGES or count < 1 or not 0 < seconds <= 3600:
+                raise ValueError(stage)
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "validation_error",
+                        "message": "stage: rcpt|data, count >= 1, 0 < seconds <= 3600",
+                    }
+                },
+                status_code=422,
+            )
+        mailbox.set_hold(stage, count, seconds)
+        return JSONResponse({"stage": stage, "count": count, "seconds": seconds})
+
+    async def release(request: Request) -> JSONResponse:
+        mailbox.release()
+        return JSONResponse({"released": True})
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -136,6 +242,8 @@ def build_http_app(mailbox: Mailbox) -> Starlette:
             Route("/messages", list_messages, methods=["GET"]),
             Route("/messages", clear_messages, methods=["DELETE"]),
             Route("/mode", set_mode, methods=["POST"]),
+            Route("/hold", set_hold, methods=["POST"]),
+            Route("/release", release, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", healthz),
         ]

@@ -173,14 +173,18 @@ class Stack:
         if self.options.llm_providers:
             return self.options.llm_providers
         return json.dumps(
-            [
-                {
-                    "name": "mock",
-                    "base_url": f"{self.url('mock-openai')}/v1",
-                    "api_key": "mock-key",
-                    "models": ["mock-gpt", "mock-gpt-mini"],
-                }
-            ]
+            {
+                "providers": [
+                    {
+                        "name": "mock",
+                        "base_url": f"{self.url('mock-openai')}/v1",
+                        "api_key": "mock-key",
+                        "models": ["mock-gpt", "mock-gpt-mini"],
+                    }
+                ],
+                # The worker asks for ``assistant`` (ASSISTANT_MODEL); this says who answers.
+                "aliases": {"assistant": "mock-gpt"},
+            }
         )
 
     def env_for(self, name: str) -> dict[str, str]:
@@ -204,7 +208,7 @@ class Stack:
             "realtime": {"INSTANCE_ID": name},
             "llm-gateway": {
                 "LLM_PROVIDERS": self._llm_providers(),
-                "GATEWAY_API_KEYS": GATEWAY_API_KEY,
+                "GATEWAY_API_KEYS": f"worker:{GATEWAY_API_KEY}",
             },
             "worker": {
                 "DATABASE_URL": self.database_url,
@@ -213,6 +217,9 @@ class Stack:
                 "SMTP_FROM": "Chorus <no-reply@chorus.localhost>",
                 "LLM_GATEWAY_URL": gateway,
                 "LLM_GATEWAY_API_KEY": GATEWAY_API_KEY,
+                "APP_URL": self.url("ingress"),
+                # Below the devstack's 15 s stop timeout: `make down` lets running jobs end.
+                "JOB_COMPLETION_WAIT": "10",
             },
         }
         env.update(per_service.get(service, {}))
@@ -305,11 +312,13 @@ class Stack:
         def address(name: str) -> str:
             return self.url(name).removeprefix("http://")
 
+        # Job names as the chart's ServiceMonitor sets them, so the same rules and
+        # dashboard queries work here and in a cluster.
         targets = {
-            "api": [address("api")],
-            "realtime": [address(n) for n in self.replicas("realtime")],
-            "llm-gateway": [address(n) for n in self.replicas("llm-gateway")],
-            "worker": [address("worker")],
+            "chorus-api": [address("api")],
+            "chorus-realtime": [address(n) for n in self.replicas("realtime")],
+            "chorus-llm-gateway": [address(n) for n in self.replicas("llm-gateway")],
+            "chorus-worker": [address("worker")],
         }
         config = render_prometheus_config(targets=targets, rule_files=self.options.rule_files)
         return prometheus_spec(

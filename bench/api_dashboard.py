@@ -1,0 +1,125 @@
+"""``GET /api/dashboard``: one SQL statement vs three concurrent queries (a session each).
+
+One api process (real uvicorn, uvloop + httptools) serves both variants side by side: the
+production route ``/api/dashboard`` (:func:`chorus_api.domain.dashboard.load_dashboard`,
+one round trip) and, added by this script only, ``/bench/dashboard-concurrent``
+(:func:`load_dashboard_concurrently`, three sessions gathered). ``wrk`` loads them in turn
+over several rounds at a fixed connection count, with the api's default pool (10 + 10
+overflow), on a database with 1,000 users, 20,000 orders, 100,000 room messages and
+30,000 notifications. Errors (pool timeouts) are counted, not hidden.
+
+Run: ``.venv/bin/python bench/api_dashboard.py [--seconds 8] [--rounds 3] [--connections 16]``.
+The machine's cores are shared: absolute numbers are noisy, the ratio less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from api_support import JWT_SECRET, api_env, free, infrastructure, process, python, run_sql, wrk
+from fastapi import APIRouter
+
+from chorus_api.deps import CurrentUserId, SessionsDep
+from chorus_api.domain.dashboard import load_dashboard_concurrently
+from chorus_api.main import create_app
+from chorus_api.schemas.dashboard import DashboardOut
+from chorus_api.settings import ApiSettings
+from chorus_common.server import run
+from chorus_common.tokens import TokenService
+
+SEED = """
+INSERT INTO users (email, full_name, password_hash)
+SELECT 'user' || g || '@example.com', 'User ' || g, 'x' FROM generate_series(1, 1000) g;
+INSERT INTO orders (user_id, item, quantity, amount_cents, status)
+SELECT u, 'item ' || o, 1 + o % 5, 100 * o,
+       (ARRAY['pending', 'paid', 'shipped', 'cancelled'])[1 + o % 4]
+  FROM generate_series(1, 1000) u, generate_series(1, 20) o;
+INSERT INTO room_messages (room, stream_ms, stream_seq, type, sender, user_id, data, created_at)
+SELECT 'room' || (m % 50), 1764300000000 + m, 0,
+       CASE WHEN m % 10 = 0 THEN 'ai.done' ELSE 'message' END,
+       (1 + m % 1000)::text, 1 + m % 1000, '{"message": "hello"}', now()
+  FROM generate_series(1, 100000) m;
+INSERT INTO notifications (user_id, type, data)
+SELECT u, 'order.created', jsonb_build_object('order', jsonb_build_object('id', n))
+  FROM generate_series(1, 1000) u, generate_series(1, 30) n;
+ANALYZE;
+"""
+USER_ID = 500
+
+
+#: The variant the api does not serve, mounted only in this benchmark's process.
+router = APIRouter()
+
+
+@router.get("/bench/dashboard-concurrent")
+async def concurrent(user_id: CurrentUserId, sessions: SessionsDep) -> DashboardOut:
+    """Three queries at once, a session each."""
+    board = await load_dashboard_concurrently(sessions, user_id=user_id)
+    return DashboardOut.model_validate(board, from_attributes=True)
+
+
+def serve(port: int) -> None:
+    """The api with the concurrent variant mounted next to the real route."""
+    settings = ApiSettings(port=port)
+    app = create_app(settings)
+    app.include_router(router)
+    run(app, settings)
+
+
+def main() -> None:
+    """Run the benchmark and print both variants and the ratio."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+
+    token = TokenService(secret=JWT_SECRET, issuer="chorus").issue(USER_ID)
+    with infrastructure("api-dashboard-bench") as infra:
+        run_sql(infra.dsn, SEED)
+        port = free()
+        argv = python(__file__, "--serve", str(port))
+        with process("api", argv, api_env(infra, port), port, infra.workdir) as api:
+            targets = {
+                "one statement": f"{api}/api/dashboard",
+                "concurrent": f"{api}/bench/dashboard-concurrent",
+            }
+            for url in targets.values():
+                wrk(url, token=token, seconds=2, connections=args.connections)
+            rps: dict[str, list[float]] = {name: [] for name in targets}
+            latency: dict[str, list[float]] = {name: [] for name in targets}
+            errors = dict.fromkeys(targets, 0)
+            for round_ in range(args.rounds):
+                for name, url in targets.items():
+                    load = wrk(url, token=token, seconds=args.seconds, connections=args.connections)
+                    rps[name].append(load.rps)
+                    latency[name].append(load.mean_latency_ms)
+                    errors[name] += load.errors
+                    print(
+                        f"round {round_ + 1}: {name:<13} {load.rps:8.1f} req/s  "
+                        f"mean {load.mean_latency_ms:6.1f} ms  errors {load.errors}",
+                        flush=True,
+                    )
+    one, many = (statistics.median(rps[n]) for n in targets)
+    print(
+        f"\nGET /api/dashboard ({args.connections} connections, "
+        f"{args.seconds}s x {args.rounds} rounds, median)"
+    )
+    for name in targets:
+        print(
+            f"  {name:<13} {statistics.median(rps[name]):8.1f} req/s  "
+            f"mean latency {statistics.median(latency[name]):6.1f} ms  errors {errors[name]}"
+        )
+    print(
+        f"  one statement / concurrent: {one / many:.2f}x\n"
+        "  note: 2 shared cores, other work on the machine; numbers are noisy."
+    )
+
+
+if __name__ == "__main__":
+    main()

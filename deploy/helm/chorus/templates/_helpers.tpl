@@ -1,0 +1,239 @@
+{{/*
+Names, labels and the per-service settings shared by every template.
+*/}}
+
+{{- define "chorus.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chorus.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The four services: values key → object name, Python module, whether it uses Postgres,
+whether the ingress routes to it. The route table names services by object name.
+*/}}
+{{- define "chorus.services" -}}
+api:
+  name: api
+  module: chorus_api
+  database: true
+realtime:
+  name: realtime
+  module: chorus_realtime
+  database: false
+llmGateway:
+  name: llm-gateway
+  module: chorus_gateway
+  database: false
+worker:
+  name: worker
+  module: chorus_worker
+  database: true
+{{- end }}
+
+{{- define "chorus.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "chorus.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: chorus
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "chorus.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "chorus.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Labels of a component: {root, component}. */}}
+{{- define "chorus.componentLabels" -}}
+{{ include "chorus.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Image reference of a service: {root, key}. Digest wins over tag. */}}
+{{- define "chorus.image" -}}
+{{- $svc := get (include "chorus.services" .root | fromYaml) .key }}
+{{- $own := (get .root.Values .key).image }}
+{{- $repository := default (printf "%s/chorus-%s" .root.Values.image.registry $svc.name) $own.repository }}
+{{- if $own.digest }}
+{{- printf "%s@%s" $repository $own.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default (default .root.Chart.AppVersion .root.Values.image.tag) $own.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Image of a bundled dependency: {repository, tag, digest}. */}}
+{{- define "chorus.dependencyImage" -}}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+{{- end }}
+
+{{- define "chorus.secretName" -}}
+{{- default (printf "%s-secrets" (include "chorus.fullname" .)) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/*
+A generated secret value that survives upgrades: the value already in the cluster (lookup),
+else the one given, else a random one. Args: {root, secret, key, given, length}.
+*/}}
+{{- define "chorus.persistentSecret" -}}
+{{- if .given }}
+{{- .given }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret }}
+{{- if and $existing (hasKey $existing.data .key) }}
+{{- index $existing.data .key | b64dec }}
+{{- else }}
+{{- randAlphaNum (int .length) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "chorus.postgresPassword" -}}
+{{- include "chorus.persistentSecret" (dict "root" . "secret" (printf "%s-postgres" (include "chorus.fullname" .)) "key" "POSTGRES_PASSWORD" "given" .Values.postgres.password "length" 32) }}
+{{- end }}
+
+{{- define "chorus.redisPassword" -}}
+{{- include "chorus.persistentSecret" (dict "root" . "secret" (printf "%s-redis" (include "chorus.fullname" .)) "key" "REDIS_PASSWORD" "given" .Values.redis.password "length" 32) }}
+{{- end }}
+
+{{/*
+The environment variables of a service that are not secret, as a YAML map (its ConfigMap).
+Args: {root, key}.
+*/}}
+{{- define "chorus.config" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $svc := get (include "chorus.services" $root | fromYaml) .key }}
+{{- $own := get $v .key -}}
+ENV: {{ $v.config.env | quote }}
+LOG_LEVEL: {{ $v.config.logLevel | quote }}
+LOG_FORMAT: {{ $v.config.logFormat | quote }}
+ACCESS_LOG: {{ $v.config.accessLog | quote }}
+HOST: "0.0.0.0"
+PORT: "8000"
+FORWARDED_ALLOW_IPS: {{ $v.config.forwardedAllowIps | quote }}
+JWT_ISSUER: {{ $v.config.jwtIssuer | quote }}
+REDIS_MAX_CONNECTIONS: {{ $v.config.redisMaxConnections | quote }}
+READY_CHECK_TIMEOUT: {{ $v.config.readyCheckTimeout | quote }}
+{{- if eq .key "worker" }}
+DRAIN_SECONDS: "0"
+{{- else }}
+DRAIN_SECONDS: {{ $own.shutdown.drainSeconds | quote }}
+{{- end }}
+GRACEFUL_TIMEOUT: {{ $own.shutdown.gracefulTimeoutSeconds | quote }}
+{{- if $svc.database }}
+DB_POOL_SIZE: {{ $v.database.poolSize | quote }}
+DB_MAX_OVERFLOW: {{ $v.database.maxOverflow | quote }}
+DB_POOL_TIMEOUT: {{ $v.database.poolTimeout | quote }}
+DB_POOL_RECYCLE: {{ $v.database.poolRecycle | quote }}
+DB_POOL_PRE_PING: {{ $v.database.poolPrePing | quote }}
+DB_CONNECT_TIMEOUT: {{ $v.database.connectTimeout | quote }}
+DB_STATEMENT_TIMEOUT_MS: {{ $v.database.statementTimeoutMs | quote }}
+{{- end }}
+{{- if eq .key "llmGateway" }}
+LLM_PROVIDERS: "/etc/chorus/llm-providers/llm-providers.yaml"
+{{- end }}
+{{- if eq .key "worker" }}
+SMTP_HOST: {{ $own.smtp.host | quote }}
+SMTP_PORT: {{ $own.smtp.port | quote }}
+SMTP_FROM: {{ $own.smtp.from | quote }}
+SMTP_STARTTLS: {{ $own.smtp.starttls | quote }}
+LLM_GATEWAY_URL: {{ default (printf "http://%s-llm-gateway:8000" (include "chorus.fullname" $root)) $own.llmGatewayUrl | quote }}
+ASSISTANT_MODEL: {{ $own.assistantModel | quote }}
+MAX_JOBS: {{ $own.maxJobs | quote }}
+JOB_COMPLETION_WAIT: {{ $own.jobCompletionWaitSeconds | quote }}
+{{- end }}
+{{- range $name, $value := $own.extraEnv }}
+{{ $name }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Secret environment variables of a service (secretKeyRef). Args: {root, key}. */}}
+{{- define "chorus.secretEnv" -}}
+{{- $secret := include "chorus.secretName" .root }}
+{{- $svc := get (include "chorus.services" .root | fromYaml) .key }}
+{{- $names := list "REDIS_URL" "JWT_SECRET" }}
+{{- if $svc.database }}
+{{- $names = prepend $names "DATABASE_URL" }}
+{{- end }}
+{{- if eq .key "llmGateway" }}
+{{- $names = append $names "GATEWAY_API_KEYS" }}
+{{- end }}
+{{- if eq .key "worker" }}
+{{- $names = append $names "LLM_GATEWAY_API_KEY" }}
+{{- end }}
+{{- range $names }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+{{- end }}
+{{- if eq .key "worker" }}
+{{- range list "SMTP_USERNAME" "SMTP_PASSWORD" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level security context shared by the chart's pods. */}}
+{{- define "chorus.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Container-level security context shared by the chart's containers. */}}
+{{- define "chorus.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+checkov skips shared by every workload. Reasons are part of the annotation; see the README's
+"Security checks" section. Args: root.
+*/}}
+{{- define "chorus.checkovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=Images are pinned by immutable version tag; set <service>.image.digest to pin by digest at release time
+checkov.io/skip2: CKV_K8S_15=Tags are immutable versions; IfNotPresent avoids a registry round-trip on every restart (set image.pullPolicy to Always if your registry allows retagging)
+{{- if not .Values.networkPolicy.enabled }}
+checkov.io/skip3: CKV2_K8S_6=NetworkPolicy is opt-in (networkPolicy.enabled) because it needs the cluster's ingress controller and Prometheus selectors; production values enable it
+{{- end }}
+{{- end }}

@@ -1,0 +1,157 @@
+"""The chart against the services: settings fields, routes, ports.
+
+Checks take the service classes and apps as arguments, so a test can hand them a mutated
+copy (a renamed setting, a renamed probe path) and see the very same check fail.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic_settings import BaseSettings
+
+from deploycheck.chart import Rendered
+
+__all__ = [
+    "SERVICES",
+    "container_env",
+    "create_apps",
+    "env_violations",
+    "probe_violations",
+    "serves",
+    "settings_classes",
+    "settings_env_names",
+]
+
+#: Service → (settings class, app factory), as the entry points build them.
+SERVICES = {
+    "api": ("chorus_api.settings:ApiSettings", "chorus_api.main:create_app"),
+    "realtime": ("chorus_realtime.settings:RealtimeSettings", "chorus_realtime.main:create_app"),
+    "llm-gateway": ("chorus_gateway.settings:GatewaySettings", "chorus_gateway.main:create_app"),
+    "worker": ("chorus_worker.settings:WorkerServiceSettings", "chorus_worker.main:create_app"),
+}
+
+
+def _load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def settings_classes() -> dict[str, type[BaseSettings]]:
+    """Each service's settings class."""
+    return {service: _load(settings) for service, (settings, _) in SERVICES.items()}
+
+
+#: What a service refuses to start without (the chart always provides these).
+MINIMAL_SETTINGS: dict[str, dict[str, Any]] = {
+    "llm-gateway": {
+        "llm_providers": (
+            '[{"name": "p", "base_url": "http://127.0.0.1:9/v1", "api_key": "k", "models": ["m"]}]'
+        )
+    },
+}
+
+
+def create_apps() -> dict[str, FastAPI]:
+    """Each service's app, built as its entry point builds it (lifespan not started)."""
+    classes = settings_classes()
+    return {
+        service: _load(factory)(classes[service](env="dev", **MINIMAL_SETTINGS.get(service, {})))
+        for service, (_, factory) in SERVICES.items()
+    }
+
+
+def settings_env_names(settings: type[BaseSettings]) -> dict[str, bool]:
+    """Environment variable name → required, for every field of a settings class."""
+    prefix = str(settings.model_config.get("env_prefix", "") or "")
+    names: dict[str, bool] = {}
+    for name, field in settings.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else None
+        names[(alias or prefix + name).upper()] = field.is_required()
+    return names
+
+
+def container_env(rendered: Rendered, container: dict[str, Any]) -> set[str]:
+    """Names of the environment variables a container receives (envFrom ConfigMaps resolved)."""
+    names = {e["name"] for e in container.get("env", [])}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        assert ref, f"only ConfigMap envFrom is resolvable, got {source}"
+        names |= set(rendered.get("ConfigMap", ref["name"])["data"])
+    return names
+
+
+def _service_containers(rendered: Rendered) -> list[tuple[str, str, dict[str, Any]]]:
+    """(service, where, container) of every container that runs a service's settings."""
+    found = []
+    for service in SERVICES:
+        deployment = rendered.get("Deployment", f"chorus-{service}")
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            found.append((service, f"Deployment/chorus-{service}", container))
+    for job in rendered.of_kind("Job"):  # migrations run the api's settings
+        for container in job["spec"]["template"]["spec"]["containers"]:
+            found.append(("api", f"Job/{job['metadata']['name']}", container))
+    return found
+
+
+def env_violations(rendered: Rendered, classes: Mapping[str, type[BaseSettings]]) -> list[str]:
+    """Variables a container gets that its settings class lacks, and required ones it misses."""
+    problems = []
+    for service, where, container in _service_containers(rendered):
+        fields = settings_env_names(classes[service])
+        given = container_env(rendered, container)
+        problems += [
+            f"{where}: {name} is not a field of {classes[service].__name__}"
+            for name in sorted(given - set(fields))
+        ]
+        problems += [
+            f"{where}: required {name} of {classes[service].__name__} is not provided"
+            for name, required in sorted(fields.items())
+            if required and name not in given
+        ]
+        # Outside ENV=dev the services refuse the default JWT secret: it must be provided.
+        if "JWT_SECRET" not in given:
+            problems.append(f"{where}: JWT_SECRET is not provided")
+    return problems
+
+
+def serves(app: FastAPI, path: str) -> bool:
+    """True when ``GET path`` reaches a route of ``app`` (asked over ASGI; lifespan not run)."""
+    client = TestClient(app, raise_server_exceptions=False)  # no `with`: no lifespan
+    return client.get(path).status_code not in (404, 405)
+
+
+def probe_violations(rendered: Rendered, apps: Mapping[str, FastAPI]) -> list[str]:
+    """Probe and scrape paths the service does not serve, and ports it does not listen on."""
+    problems = []
+    scrape_paths = {
+        endpoint["path"]
+        for monitor in rendered.of_kind("ServiceMonitor")
+        for endpoint in monitor["spec"]["endpoints"]
+    } or {"/metrics"}
+    for service, where, container in _service_containers(rendered):
+        if where.startswith("Job/"):
+            continue
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        config = rendered.get("ConfigMap", f"chorus-{service}")["data"]
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            probe = container.get(kind, {}).get("httpGet")
+            if probe is None:
+                problems.append(f"{where}: no HTTP {kind}")
+                continue
+            if not serves(apps[service], probe["path"]):
+                problems.append(f"{where}: {kind} path {probe['path']} is not a route of {service}")
+            if ports.get(probe["port"]) != int(config["PORT"]):
+                problems.append(
+                    f"{where}: {kind} port {probe['port']} is not the PORT the service listens on"
+                )
+        problems += [
+            f"{where}: scrape path {path} is not a route of {service}"
+            for path in sorted(scrape_paths)
+            if not serves(apps[service], path)
+        ]
+    return problems

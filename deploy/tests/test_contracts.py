@@ -1,0 +1,175 @@
+"""The chart against the services it deploys (DESIGN.md/brief contracts).
+
+Every environment variable a container gets is a field of its service's settings class and
+every required field is provided; every probe/scrape path is a route of the service and the
+probed port is the one it listens on; every metric an alert or a dashboard panel names is
+exported by a running service (the devstack, scraped live). Each check is also shown to fail
+on a mutated copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from deploycheck.chart import REPO, SCENARIOS, Rendered
+from deploycheck.contracts import (
+    create_apps,
+    env_violations,
+    probe_violations,
+    serves,
+    settings_classes,
+    settings_env_names,
+)
+from deploycheck.metrics import (
+    dashboard_exprs,
+    exported_names,
+    missing_metrics,
+    referenced_metrics,
+    rule_exprs,
+)
+from fastapi import FastAPI
+from pydantic import create_model
+from pydantic_settings import BaseSettings
+from starlette.routing import compile_path
+
+from chorus_devstack.stack import Ports, Stack, StackOptions
+
+RULES = REPO / "deploy" / "prometheus" / "chorus.rules.yaml"
+DASHBOARD = REPO / "deploy" / "grafana" / "chorus.json"
+
+
+@pytest.fixture(scope="module")
+def apps() -> dict[str, FastAPI]:
+    return create_apps()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_env_vars_are_settings_fields(scenarios: dict[str, Rendered], scenario: str) -> None:
+    assert env_violations(scenarios[scenario], settings_classes()) == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_probe_paths_and_ports_are_served(
+    scenarios: dict[str, Rendered], scenario: str, apps: dict[str, FastAPI]
+) -> None:
+    assert probe_violations(scenarios[scenario], apps) == []
+
+
+def test_a_setting_renamed_in_a_service_fails_the_check(default: Rendered) -> None:
+    classes = settings_classes()
+    original = classes["api"]
+    fields = {
+        ("drain_window" if name == "drain_seconds" else name): (f.annotation, f)
+        for name, f in original.model_fields.items()
+    }
+    renamed = create_model("ApiSettings", __base__=BaseSettings, **fields)  # type: ignore[call-overload]
+    problems = env_violations(default, {**classes, "api": renamed})
+    assert "Deployment/chorus-api: DRAIN_SECONDS is not a field of ApiSettings" in problems
+
+
+def test_a_required_setting_the_chart_omits_fails_the_check(default: Rendered) -> None:
+    classes = settings_classes()
+    stricter = create_model("WorkerSettings", __base__=classes["worker"], webhook_url=(str, ...))
+    problems = env_violations(default, {**classes, "worker": stricter})
+    assert (
+        "Deployment/chorus-worker: required WEBHOOK_URL of WorkerSettings is not provided"
+        in problems
+    )
+
+
+def test_a_probe_path_renamed_in_a_service_fails_the_check(default: Rendered) -> None:
+    apps = create_apps()
+    (route,) = [r for r in _walk(apps["realtime"].routes) if getattr(r, "path", None) == "/readyz"]
+    route.path = "/ready"
+    route.path_regex, route.path_format, route.param_convertors = compile_path("/ready")
+    assert serves(apps["realtime"], "/ready")
+    problems = probe_violations(default, apps)
+    assert (
+        "Deployment/chorus-realtime: readinessProbe path /readyz is not a route of realtime"
+        in problems
+    )
+
+
+def _walk(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        yield route
+        if hasattr(route, "original_router"):  # FastAPI >= 0.16x nests included routers
+            yield from _walk(route.original_router.routes)
+        elif hasattr(route, "routes"):
+            yield from _walk(route.routes)
+
+
+def test_compose_env_vars_are_settings_fields() -> None:
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    classes = settings_classes()
+    service_of = {
+        "migrate": "api",
+        "api": "api",
+        "realtime-1": "realtime",
+        "realtime-2": "realtime",
+        "llm-gateway": "llm-gateway",
+        "worker": "worker",
+    }
+    for name, service in service_of.items():
+        fields = settings_env_names(classes[service])
+        unknown = set(compose["services"][name]["environment"]) - set(fields)
+        assert not unknown, f"compose service {name}: {sorted(unknown)} are not settings fields"
+
+
+# -- metrics, against the live devstack ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
+    """Metric names the running services export, after a little traffic to each."""
+    stack = Stack(
+        StackOptions(
+            state_dir=Path(tmp_path_factory.mktemp("stack")), ports=Ports.free(), nginx=False
+        )
+    )
+    with stack, httpx.Client(trust_env=False, timeout=10) as client:
+        names = ["api", *stack.replicas("realtime"), *stack.replicas("llm-gateway"), "worker"]
+        for name in names:
+            base = stack.url(name)
+            for path in ("/healthz", "/readyz", "/no-such-route"):
+                client.get(base + path)
+        client.get(stack.url("api") + "/api/openapi.json")
+        client.get(stack.url("llm-gateway-1") + "/v1/models")
+        client.get(stack.url("realtime-1") + "/rooms/lobby/presence")
+        found: set[str] = set()
+        for name in names:
+            response = client.get(stack.url(name) + "/metrics")
+            assert response.status_code == 200, name
+            found |= exported_names(response.text)
+        yield found
+
+
+def test_alert_metrics_are_exported(exported: set[str]) -> None:
+    assert sorted(missing_metrics(referenced_metrics(rule_exprs(RULES)), exported)) == []
+
+
+def test_dashboard_metrics_are_exported(exported: set[str]) -> None:
+    assert sorted(missing_metrics(referenced_metrics(dashboard_exprs(DASHBOARD)), exported)) == []
+
+
+def test_an_alert_on_an_unknown_metric_fails_the_check(exported: set[str], tmp_path: Path) -> None:
+    rules = yaml.safe_load(RULES.read_text())
+    rules["groups"][0]["rules"].append(
+        {"alert": "Bogus", "expr": 'rate(chorus_api_bogus_total{job="chorus-api"}[5m]) > 0'}
+    )
+    mutated = tmp_path / "rules.yaml"
+    mutated.write_text(yaml.safe_dump(rules))
+    assert "chorus_api_bogus_total" in missing_metrics(
+        referenced_metrics(rule_exprs(mutated)), exported
+    )
+    # And the names the services do export are found (the check is not vacuous).
+    assert {
+        "chorus_http_requests_total",
+        "chorus_http_request_duration_seconds_bucket",
+        "chorus_ready",
+    } <= exported

@@ -1,0 +1,70 @@
+"""What can go wrong in the api's domain, as exceptions the routes map to HTTP statuses."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DomainError",
+    "DuplicateEmailError",
+    "InvalidCredentialsError",
+    "InvalidCursorError",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "OrderNotEditableError",
+    "RateLimitedError",
+    "UserGoneError",
+    "WeakPasswordError",
+]
+
+
+class DomainError(Exception):
+    """Base of every expected failure of a domain function."""
+
+
+class NotFoundError(DomainError):
+    """The thing does not exist, or belongs to someone else (we do not say which)."""
+
+
+class DuplicateEmailError(DomainError):
+    """Another account already uses this e-mail address."""
+
+
+class WeakPasswordError(DomainError):
+    """The password breaks the policy; ``reasons`` says how."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+class InvalidCredentialsError(DomainError):
+    """Unknown e-mail or wrong password (deliberately indistinguishable)."""
+
+
+class UserGoneError(DomainError):
+    """The token's user was deleted while the token is still valid."""
+
+
+class RateLimitedError(DomainError):
+    """Too many attempts; retry after ``retry_after`` seconds."""
+
+    def __init__(self, scope: str, retry_after: int) -> None:
+        super().__init__(f"too many failed logins for this {scope}")
+        self.scope = scope
+        self.retry_after = retry_after
+
+
+class InvalidTransitionError(DomainError):
+    """An order status change the lifecycle does not allow."""
+
+    def __init__(self, current: str, requested: str) -> None:
+        super().__init__(f"an order cannot go from {current!r} to {requested!r}")
+        self.current = current
+        self.requested = requested
+
+
+class OrderNotEditableError(DomainError):
+    """Item, quantity and amount may only change while the order is pending."""
+
+
+class InvalidCursorError(DomainError):
+    """A pagination cursor we did not issue (or from another list)."""

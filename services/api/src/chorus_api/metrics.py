@@ -1,0 +1,70 @@
+"""The api's own Prometheus metrics (the HTTP ones come from chorus_common).
+
+- ``chorus_api_db_pool_in_use`` / ``chorus_api_db_pool_overflow``: read from the
+  SQLAlchemy pool at scrape time, so they are exact whenever Prometheus looks;
+- ``chorus_api_login_failures_total{reason}``: ``unknown_email``, ``wrong_password``,
+  ``locked_account``, ``locked_address``;
+- ``chorus_api_jobs_enqueued_total{function}`` and ``chorus_api_jobs_deduplicated_total
+  {function}`` (an enqueue arq refused because a job with that id already exists).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
+
+__all__ = [
+    "DB_POOL_IN_USE",
+    "DB_POOL_OVERFLOW",
+    "JOBS_DEDUPLICATED",
+    "JOBS_ENQUEUED",
+    "LOGIN_FAILURES",
+    "LOGIN_FAILURE_REASONS",
+    "track_pool",
+    "untrack_pool",
+]
+
+DB_POOL_IN_USE = Gauge(
+    "chorus_api_db_pool_in_use", "Database connections checked out of the pool right now."
+)
+DB_POOL_OVERFLOW = Gauge(
+    "chorus_api_db_pool_overflow",
+    "Connections open beyond DB_POOL_SIZE right now (at most DB_MAX_OVERFLOW).",
+)
+LOGIN_FAILURES = Counter(
+    "chorus_api_login_failures_total", "Refused logins, by reason.", ["reason"]
+)
+LOGIN_FAILURE_REASONS = ("unknown_email", "wrong_password", "locked_account", "locked_address")
+for _reason in LOGIN_FAILURE_REASONS:
+    LOGIN_FAILURES.labels(_reason)
+
+JOBS_ENQUEUED = Counter(
+    "chorus_api_jobs_enqueued_total",
+    "Jobs the api put on the arq queue, by function.",
+    ["function"],
+)
+JOBS_DEDUPLICATED = Counter(
+    "chorus_api_jobs_deduplicated_total",
+    "Enqueues arq refused because a job with the same id was queued, running or kept.",
+    ["function"],
+)
+for _function in ("send_welcome_email", "record_analytics"):
+    JOBS_ENQUEUED.labels(_function)
+    JOBS_DEDUPLICATED.labels(_function)
+
+
+def track_pool(engine: AsyncEngine) -> None:
+    """Point the pool gauges at ``engine``'s pool (one engine per process)."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):  # pragma: no cover - we always configure a QueuePool
+        return
+    DB_POOL_IN_USE.set_function(pool.checkedout)
+    # QueuePool counts overflow from -pool_size upwards; only the part above zero is overflow.
+    DB_POOL_OVERFLOW.set_function(lambda: max(0, pool.overflow()))
+
+
+def untrack_pool() -> None:
+    """Stop reading a disposed pool."""
+    DB_POOL_IN_USE.set_function(lambda: 0)
+    DB_POOL_OVERFLOW.set_function(lambda: 0)

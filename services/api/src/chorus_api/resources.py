@@ -1,0 +1,98 @@
+"""Everything the api holds open while it runs, created and closed by the lifespan.
+
+One engine and its pool, shared by transactional sessions (writes) and autocommit
+sessions (reads); one Redis client whose connection pool the arq client and the event bus
+share; the token service, the password hasher and the login limiter. Routes reach them
+through the ``Annotated`` dependencies of :mod:`chorus_api.deps`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from chorus_api.domain.login_limits import LoginLimiter
+from chorus_api.domain.passwords import PasswordHasher
+from chorus_api.metrics import track_pool, untrack_pool
+from chorus_api.pool import PoolGate, discard_closed_connections, read_sessionmaker
+from chorus_api.settings import ApiSettings
+from chorus_common.database import create_engine, create_sessionmaker
+from chorus_common.events import EventBus
+from chorus_common.redis_client import create_redis
+from chorus_common.tokens import TokenService
+
+__all__ = ["Resources", "open_resources"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """The api's pools and clients."""
+
+    settings: ApiSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
+    pool_gate: PoolGate
+    redis: Redis
+    arq: ArqRedis
+    bus: EventBus
+    tokens: TokenService
+    hasher: PasswordHasher
+    login_limiter: LoginLimiter
+
+
+@asynccontextmanager
+async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
+    """Open every pool and client (no connection is made yet); close them on exit.
+
+    Nothing here connects eagerly, so the api starts while Postgres or Redis are still
+    coming up and ``/readyz`` reports them until they answer.
+    """
+    engine = create_engine(settings)
+    discard_closed_connections(engine)
+    redis = create_redis(
+        settings.redis_url,
+        client_name="chorus-api",
+        max_connections=settings.redis_max_connections,
+    )
+    # arq's create_pool() would open a second pool and insist on connecting at startup;
+    # its client is a redis.asyncio.Redis subclass, so it can share ours instead.
+    arq = ArqRedis(pool_or_conn=redis.connection_pool)
+    track_pool(engine)
+    try:
+        yield Resources(
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            read_sessions=read_sessionmaker(engine),
+            pool_gate=PoolGate(
+                slots=settings.db_pool_size + settings.db_max_overflow,
+                timeout=settings.db_pool_timeout,
+            ),
+            redis=redis,
+            arq=arq,
+            bus=EventBus(redis),
+            tokens=TokenService(
+                secret=settings.jwt_secret.get_secret_value(),
+                issuer=settings.jwt_issuer,
+                ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+            ),
+            hasher=PasswordHasher(concurrency=settings.password_hash_concurrency),
+            login_limiter=LoginLimiter(
+                redis,
+                window_seconds=settings.login_window_seconds,
+                max_per_account=settings.login_max_failures_per_account,
+                max_per_address=settings.login_max_failures_per_address,
+            ),
+        )
+    finally:
+        untrack_pool()
+        await arq.aclose()
+        await redis.aclose()
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""Request and response bodies of the api (pydantic), one module per resource."""

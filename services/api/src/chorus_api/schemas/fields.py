@@ -1,0 +1,47 @@
+"""Constrained scalar types shared by the request schemas.
+
+``JSON_INTEGER`` makes an integer as JSON Schema means it: ``5`` and ``5.0`` are, ``true`` and
+``"5"`` are not (pydantic's lax mode would coerce the last two; its strict mode would
+refuse ``5.0``, which the published schema allows).
+
+``Text`` refuses what Postgres cannot store and what no client means to send: the NUL
+character (text and JSONB reject it) and lone UTF-16 surrogates (not encodable as UTF-8).
+Without this, such input would reach the database and fail there as a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+__all__ = ["BIGINT_MAX", "JSON_INTEGER", "Id", "Text"]
+
+#: Primary keys are Postgres bigints; a larger id cannot exist.
+BIGINT_MAX = 2**63 - 1
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        msg = "must not contain NUL characters"
+        raise ValueError(msg)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = "must be valid Unicode (no lone surrogates)"
+        raise ValueError(msg) from None
+    return value
+
+
+def _not_bool_or_string(value: object) -> object:
+    if isinstance(value, bool | str):
+        msg = "must be an integer"
+        raise ValueError(msg)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+#: Add after the constraints: ``Annotated[int, Field(ge=1), JSON_INTEGER]`` (placed before
+#: them, pydantic would publish ``ge``/``le`` instead of ``minimum``/``maximum``).
+JSON_INTEGER = BeforeValidator(_not_bool_or_string)
+Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]

@@ -1,0 +1,155 @@
+"""The current account, token checks, and an account with its orders."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+
+from chorus_common.tokens import TokenService
+
+from ..support import PASSWORD, TEST_SECRET, Account, login, new_account, unique_email
+
+
+async def test_me(client: httpx.AsyncClient, account: Account) -> None:
+    response = await client.get("/api/users/me", headers=account.headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == account.id
+    assert body["email"] == account.email
+    assert "password_hash" not in body
+
+
+async def test_missing_forged_expired_and_garbage_tokens_are_401(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    forged = TokenService(secret="another-secret-of-sufficient-length!!", issuer="chorus")
+    expired = TokenService(secret=TEST_SECRET, issuer="chorus").issue(
+        account.id, ttl=timedelta(minutes=-5)
+    )
+    other_issuer = TokenService(secret=TEST_SECRET, issuer="elsewhere").issue(account.id)
+    cases = {
+        "missing": {},
+        "forged": {"Authorization": f"Bearer {forged.issue(account.id)}"},
+        "expired": {"Authorization": f"Bearer {expired}"},
+        "other issuer": {"Authorization": f"Bearer {other_issuer}"},
+        "garbage": {"Authorization": "Bearer not.a.jwt"},
+        "basic": {"Authorization": "Basic dXNlcjpwYXNz"},
+    }
+    for name, headers in cases.items():
+        response = await client.get("/api/users/me", headers=headers)
+        assert response.status_code == 401, name
+        assert response.headers["www-authenticate"] == "Bearer", name
+        expected = "not_authenticated" if name in ("missing", "basic") else "invalid_token"
+        assert response.json()["error"]["code"] == expected, name
+
+
+async def test_update_name(client: httpx.AsyncClient, account: Account) -> None:
+    response = await client.patch(
+        "/api/users/me", json={"full_name": "Renamed"}, headers=account.headers
+    )
+    assert response.status_code == 200
+    assert response.json()["full_name"] == "Renamed"
+    me = await client.get("/api/users/me", headers=account.headers)
+    assert me.json()["full_name"] == "Renamed"
+
+
+async def test_changing_credentials_needs_the_current_password(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    new_email = unique_email("moved")
+    no_proof = await client.patch(
+        "/api/users/me", json={"email": new_email}, headers=account.headers
+    )
+    assert no_proof.status_code == 403
+    wrong = await client.patch(
+        "/api/users/me",
+        json={"password": "Brand-New-Pass-1", "current_password": "Wrong-Horse-42"},
+        headers=account.headers,
+    )
+    assert wrong.status_code == 403
+    weak = await client.patch(
+        "/api/users/me",
+        json={"password": "aaaaaaaaaaaa", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert weak.status_code == 422
+    assert weak.json()["error"]["code"] == "weak_password"
+    moved = await client.patch(
+        "/api/users/me",
+        json={
+            "email": new_email.upper(),
+            "password": "Brand-New-Pass-1",
+            "current_password": PASSWORD,
+        },
+        headers=account.headers,
+    )
+    assert moved.status_code == 200
+    assert moved.json()["email"] == new_email
+    assert (await login(client, new_email, "Brand-New-Pass-1")).status_code == 200
+    assert (await login(client, account.email, PASSWORD)).status_code == 401
+
+
+async def test_email_of_another_account_is_409(client: httpx.AsyncClient, account: Account) -> None:
+    other = await new_account(client)
+    response = await client.patch(
+        "/api/users/me",
+        json={"email": other.email, "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "email_taken"
+
+
+async def test_delete_me_removes_the_account_and_its_orders(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    order = await client.post(
+        "/api/orders",
+        json={"item": "gone", "quantity": 1, "amount_cents": 1},
+        headers=account.headers,
+    )
+    assert order.status_code == 201
+    assert (await client.delete("/api/users/me", headers=account.headers)).status_code == 204
+    # The token is still signed and unexpired, but its account is gone.
+    assert (await client.get("/api/users/me", headers=account.headers)).status_code == 401
+    assert (await client.get("/api/dashboard", headers=account.headers)).status_code == 401
+    created = await client.post(
+        "/api/orders", json={"item": "x", "quantity": 1, "amount_cents": 1}, headers=account.headers
+    )
+    assert created.status_code == 401
+    assert (await login(client, account.email)).status_code == 401
+
+
+async def test_user_with_orders(client: httpx.AsyncClient, account: Account) -> None:
+    for item in ("first", "second"):
+        created = await client.post(
+            "/api/orders",
+            json={"item": item, "quantity": 1, "amount_cents": 100},
+            headers=account.headers,
+        )
+        assert created.status_code == 201
+    response = await client.get(f"/api/users/{account.id}", headers=account.headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == account.id
+    assert [o["item"] for o in body["orders"]] == ["second", "first"]  # newest first
+    assert set(body["orders"][0]) == {
+        "id",
+        "item",
+        "quantity",
+        "amount_cents",
+        "status",
+        "created_at",
+    }
+
+
+async def test_other_and_missing_users_are_404(client: httpx.AsyncClient, account: Account) -> None:
+    other = await new_account(client)
+    for user_id in (other.id, 2**62):
+        response = await client.get(f"/api/users/{user_id}", headers=account.headers)
+        assert response.status_code == 404
+        assert response.json() == {"error": {"code": "not_found", "message": "No such user."}}
+    assert (await client.get(f"/api/users/{account.id}")).status_code == 401
+    assert (await client.get("/api/users/0", headers=account.headers)).status_code == 422
+    assert (await client.get("/api/users/abc", headers=account.headers)).status_code == 422

@@ -1,0 +1,89 @@
+"""Who is calling: a user (Bearer access token) or a service (Bearer gateway API key).
+
+Both arrive as ``Authorization: Bearer <credential>`` (the ``openai`` SDK's ``api_key``).
+A credential shaped like a JWT (three dot-separated parts) is verified as an access
+token; anything else is looked up among the API keys. The principal's ``subject`` —
+``user:<id>`` or ``key:<name>`` — is what limits and usage are counted against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chorus_common.tokens import InvalidTokenError, TokenService, bearer_token
+from chorus_gateway.domain.api_keys import ApiKeys
+from chorus_gateway.domain.errors import (
+    GatewayError,
+    invalid_api_key,
+    missing_api_key,
+    model_not_allowed,
+)
+
+__all__ = ["Authenticator", "Limits", "Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-subject limits; 0 means unlimited."""
+
+    requests_per_minute: int
+    tokens_per_minute: int
+    concurrent_streams: int
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    subject: str
+    user_id: int | None
+    limits: Limits
+    models: frozenset[str] | None = None
+
+    def check_model(self, requested: str) -> None:
+        """Raise 403 when this caller may not use ``requested``."""
+        if self.models is not None and requested not in self.models:
+            raise model_not_allowed(requested)
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into a :class:`Principal` or an OpenAI 401."""
+
+    def __init__(self, *, tokens: TokenService, api_keys: ApiKeys, defaults: Limits) -> None:
+        self._tokens = tokens
+        self._keys = api_keys
+        self._defaults = defaults
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The caller behind ``authorization``; :class:`GatewayError` (401) otherwise."""
+        credential = bearer_token(authorization)
+        if credential is None:
+            raise missing_api_key()
+        if credential.count(".") == 2:
+            return self._user(credential)
+        key = self._keys.find(credential)
+        if key is None:
+            raise invalid_api_key(credential)
+        d = self._defaults
+        limits = Limits(
+            requests_per_minute=_pick(key.requests_per_minute, d.requests_per_minute),
+            tokens_per_minute=_pick(key.tokens_per_minute, d.tokens_per_minute),
+            concurrent_streams=_pick(key.concurrent_streams, d.concurrent_streams),
+        )
+        return Principal(f"key:{key.name}", None, limits, key.models)
+
+    def _user(self, token: str) -> Principal:
+        try:
+            claims = self._tokens.verify(token)
+        except InvalidTokenError as exc:
+            raise _token_error(token, str(exc)) from None
+        user_id = int(claims.subject) if claims.subject.isdigit() else None
+        return Principal(f"user:{claims.subject}", user_id, self._defaults)
+
+
+def _pick(override: int | None, default: int) -> int:
+    return default if override is None else override
+
+
+def _token_error(token: str, reason: str) -> GatewayError:
+    return invalid_api_key(token, f"access token rejected: {reason}")

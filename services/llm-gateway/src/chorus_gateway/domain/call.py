@@ -1,0 +1,114 @@
+"""An admitted call, how it ended, and the bookkeeping every ending gets.
+
+Whatever happens to a call — completed, cut off by the client, failed before or after
+its first byte — :meth:`Accounting.finish` runs exactly once: the limiter's reservation
+is replaced by the tokens used (and the concurrency slot freed), a usage record is
+handed to the recorder when a provider was engaged, and the metrics are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from chorus_gateway.domain.auth import Principal
+from chorus_gateway.domain.chat_request import ChatRequest
+from chorus_gateway.domain.limits import Admission, Limiter
+from chorus_gateway.domain.metrics import NO_PROVIDER, REQUESTS, TIME_PER_OUTPUT_TOKEN, TOKENS
+from chorus_gateway.domain.providers import ModelRoute
+from chorus_gateway.domain.usage import UsageRecord, UsageRecorder
+
+__all__ = ["Accounting", "Call", "Ending"]
+
+logger = logging.getLogger("chorus.gateway.call")
+
+COMPLETED = "completed"
+CUT_OFF = "cut_off"
+ERROR = "error"
+#: nginx's code for "the client closed the connection", used in request metrics.
+CLIENT_CLOSED = 499
+
+
+@dataclass(slots=True)
+class Call:
+    """A request that passed authentication, validation and admission."""
+
+    request_id: str
+    principal: Principal
+    request: ChatRequest
+    route: ModelRoute
+    admission: Admission
+    #: The bounded metrics label of the requested model.
+    label: str
+    #: ``time.perf_counter()`` when the request arrived.
+    started: float
+    #: Completion cap sent upstream when the client set none.
+    default_max_tokens: int
+
+
+@dataclass(slots=True)
+class Ending:
+    """How a call ended."""
+
+    status: int
+    outcome: str
+    provider: str = NO_PROVIDER
+    #: A provider received the request (so tokens may have been spent).
+    engaged: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    #: Seconds from the first chunk to the end, for time-per-output-token.
+    streaming_seconds: float | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class Accounting:
+    """Settles limits, records usage and counts metrics when a call ends."""
+
+    def __init__(self, limiter: Limiter, recorder: UsageRecorder) -> None:
+        self._limiter = limiter
+        self._recorder = recorder
+
+    async def finish(self, call: Call, ending: Ending) -> None:
+        """Book ``ending`` of ``call`` (never raises: the client's answer is already out)."""
+        used = ending.prompt_tokens + ending.completion_tokens
+        REQUESTS.labels(call.label, ending.provider, str(ending.status)).inc()
+        if ending.engaged:
+            TOKENS.labels("prompt", call.label).inc(ending.prompt_tokens)
+            TOKENS.labels("completion", call.label).inc(ending.completion_tokens)
+            if ending.streaming_seconds is not None and ending.completion_tokens > 1:
+                TIME_PER_OUTPUT_TOKEN.labels(call.label, ending.provider).observe(
+                    ending.streaming_seconds / (ending.completion_tokens - 1)
+                )
+            self._recorder.record(
+                UsageRecord(
+                    request_id=call.request_id,
+                    subject=call.principal.subject,
+                    user_id=call.principal.user_id,
+                    model=call.route.model,
+                    provider=ending.provider,
+                    prompt_tokens=ending.prompt_tokens,
+                    completion_tokens=ending.completion_tokens,
+                    estimated=ending.estimated,
+                    outcome=ending.outcome,
+                )
+            )
+        try:
+            await self._limiter.settle(call.admission, used_tokens=used)
+        except Exception:
+            logger.exception("settling the rate-limit reservation of %s failed", call.request_id)
+        logger.debug(
+            "call ended",
+            extra={
+                "usage_request_id": call.request_id,
+                "model": call.route.model,
+                "provider": ending.provider,
+                "status": ending.status,
+                "outcome": ending.outcome,
+                "prompt_tokens": ending.prompt_tokens,
+                "completion_tokens": ending.completion_tokens,
+                "estimated": ending.estimated,
+                **ending.details,
+            },
+        )

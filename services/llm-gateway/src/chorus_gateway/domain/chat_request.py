@@ -1,0 +1,188 @@
+"""A chat completion request: checked enough to route, limit and bill it, otherwise opaque.
+
+The gateway validates what it relies on — ``model``, ``messages``, ``stream``,
+``stream_options``, ``max_tokens``/``max_completion_tokens``, ``n`` — with OpenAI's
+messages, and forwards every other field untouched, so parameters a provider adds
+(``tools``, ``response_format``, vLLM's ``guided_json``…) pass through.
+
+Upstream, the body differs from the client's in three ways: ``model`` is the provider's
+id for it; a stream always asks for ``stream_options.include_usage`` (the gateway needs
+the count, and strips the chunk again if the client did not ask); and a request without
+a completion cap gets ``GATEWAY_DEFAULT_MAX_TOKENS``, the amount its admission reserved,
+so no completion can outrun the tokens/min limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from chorus_gateway.domain.errors import invalid_request
+from chorus_gateway.domain.token_estimate import estimate_prompt_tokens
+
+__all__ = ["ChatRequest", "parse_chat_request", "parse_playground_request"]
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_MAX_N = 16
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A parsed ``POST /v1/chat/completions`` body."""
+
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    #: Whether the client asked for the usage chunk (``stream_options.include_usage``).
+    wants_usage: bool
+    #: The client's completion cap (the smaller of the two fields), if any.
+    max_tokens: int | None
+    n: int
+    prompt_estimate: int
+    _encoded: dict[tuple[str, str, int], bytes] = field(default_factory=dict, repr=False)
+
+    def completion_cap(self, default: int) -> int:
+        """Completion tokens reserved per choice."""
+        return self.max_tokens if self.max_tokens is not None else default
+
+    def reservation(self, default_max_tokens: int) -> int:
+        """Tokens reserved at admission: prompt estimate + every choice's cap."""
+        return self.prompt_estimate + self.n * self.completion_cap(default_max_tokens)
+
+    def upstream_body(self, upstream_model: str, max_tokens_field: str, default: int) -> bytes:
+        """The JSON body for one provider (cached: retries to it reuse the bytes)."""
+        key = (upstream_model, max_tokens_field, default)
+        cached = self._encoded.get(key)
+        if cached is not None:
+            return cached
+        body = dict(self.body)
+        body["model"] = upstream_model
+        if self.stream:
+            options = body.get("stream_options") or {}
+            body["stream_options"] = {**options, "include_usage": True}
+        if self.max_tokens is None:
+            body[max_tokens_field] = default
+        encoded = orjson.dumps(body)
+        self._encoded[key] = encoded
+        return encoded
+
+
+def _positive_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid_request(f"Invalid '{name}': expected an integer >= 1.", param=name)
+    return value
+
+
+def _check_messages(messages: Any) -> list[Any]:
+    if not isinstance(messages, list):
+        raise invalid_request("Missing required parameter: 'messages'.", param="messages")
+    if not messages:
+        raise invalid_request(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            param="messages",
+        )
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise invalid_request(f"Invalid type for '{where}': expected an object.", param=where)
+        role = message.get("role")
+        if role not in _ROLES:
+            raise invalid_request(
+                f"Invalid value for '{where}.role': expected one of {sorted(_ROLES)}.",
+                param=f"{where}.role",
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise invalid_request(
+                f"Invalid type for '{where}.content': expected a string or an array.",
+                param=f"{where}.content",
+            )
+    return messages
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Parse and check a body; :class:`GatewayError` (400) with OpenAI's wording if invalid."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise invalid_request(
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
+            "but what was sent was not valid JSON.)"
+        ) from None
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid_request("You must provide a model parameter.", param="model")
+    messages = _check_messages(body.get("messages"))
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise invalid_request("Invalid type for 'stream': expected a boolean.", param="stream")
+    options = body.get("stream_options")
+    wants_usage = False
+    if options is not None:
+        if not stream:
+            raise invalid_request(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
+        if not isinstance(options, dict):
+            raise invalid_request(
+                "Invalid type for 'stream_options': expected an object.", param="stream_options"
+            )
+        wants_usage = options.get("include_usage") is True
+    caps = [
+        cap
+        for cap in (_positive_int(body, "max_tokens"), _positive_int(body, "max_completion_tokens"))
+        if cap is not None
+    ]
+    n = _positive_int(body, "n") or 1
+    if n > _MAX_N:
+        raise invalid_request(f"Invalid 'n': at most {_MAX_N}.", param="n")
+    return ChatRequest(
+        body=body,
+        model=model,
+        stream=stream,
+        wants_usage=wants_usage,
+        max_tokens=min(caps) if caps else None,
+        n=n,
+        prompt_estimate=estimate_prompt_tokens(messages),
+    )
+
+
+def parse_playground_request(raw: bytes, *, default_model: str) -> ChatRequest:
+    """``POST /chat/stream``'s ``{"content", "model"?, "max_tokens"?}`` as a streamed chat."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise invalid_request('The body must be JSON: {"content": "…"}.') from None
+    if not isinstance(body, dict):
+        raise invalid_request('The body must be a JSON object: {"content": "…"}.')
+    content = body.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise invalid_request("'content' must be a non-empty string.", param="content")
+    model = body.get("model", default_model)
+    if not isinstance(model, str) or not model:
+        raise invalid_request("'model' must be a non-empty string.", param="model")
+    max_tokens = _positive_int(body, "max_tokens")
+    messages = [{"role": "user", "content": content}]
+    upstream: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+    if max_tokens is not None:
+        upstream["max_tokens"] = max_tokens
+    return ChatRequest(
+        body=upstream,
+        model=model,
+        stream=True,
+        wants_usage=False,
+        max_tokens=max_tokens,
+        n=1,
+        prompt_estimate=estimate_prompt_tokens(messages),
+    )

@@ -1,0 +1,174 @@
+"""A non-streamed completion: attempts with fallback, then the provider's body as is.
+
+The whole call is bounded by the provider's ``total`` timeout (there is no first token
+to time). The body is relayed byte for byte; it is parsed only to read ``usage`` (an
+estimate from the returned text stands in when the provider sent none). A client that
+disconnects while waiting interrupts the call, which closes the upstream connection.
+
+``x-chorus-overhead-ms`` is the whole request's time minus the time spent waiting on
+providers: what the gateway itself added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import orjson
+
+from chorus_gateway.domain.call import (
+    CLIENT_CLOSED,
+    COMPLETED,
+    CUT_OFF,
+    ERROR,
+    Accounting,
+    Call,
+    Ending,
+)
+from chorus_gateway.domain.errors import GatewayError
+from chorus_gateway.domain.interrupt import Interruptible
+from chorus_gateway.domain.metrics import FALLBACKS, NO_PROVIDER, OVERHEAD, UPSTREAM_ERRORS
+from chorus_gateway.domain.relay import client_error, failure_error, response_headers
+from chorus_gateway.domain.routing import Attempt, ProviderPool
+from chorus_gateway.domain.token_estimate import estimate_completion_tokens
+from chorus_gateway.domain.upstream import UpstreamFailure
+
+__all__ = ["Answer", "Completion"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The JSON response to send: status, headers (content type aside), body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class Completion(Interruptible):
+    """One non-streamed completion."""
+
+    def __init__(self, call: Call, *, pool: ProviderPool, accounting: Accounting) -> None:
+        super().__init__()
+        self.call = call
+        self._pool = pool
+        self._accounting = accounting
+        self._upstream_wait = 0.0
+
+    async def run(self) -> Answer | None:
+        """The answer for the client; None when the client went away first."""
+        self.bind()
+        ending = Ending(status=500, outcome=ERROR)
+        try:
+            answer, ending = await self._run()
+        finally:
+            await self.close_interrupts()
+            await self._accounting.finish(self.call, ending)
+        return answer
+
+    async def _run(self) -> tuple[Answer | None, Ending]:
+        failure: UpstreamFailure | None = None
+        previous: str | None = None
+        attempt: Attempt | None = None
+        try:
+            for attempt in self._pool.attempts(self.call.route):
+                if previous is not None:
+                    FALLBACKS.labels(previous, attempt.provider).inc()
+                previous = attempt.provider
+                try:
+                    body = await self._send(attempt)
+                except UpstreamFailure as exc:
+                    UPSTREAM_ERRORS.labels(attempt.provider, exc.kind).inc()
+                    if exc.client_error:
+                        attempt.breaker.success()
+                        return self._refuse(client_error(exc), attempt.provider)
+                    attempt.breaker.failure()
+                    failure = exc
+                    continue
+                attempt.breaker.success()
+                await self.close_interrupts()
+                return self._answer(attempt, body)
+        except GatewayError as exc:
+            return self._refuse(exc, NO_PROVIDER)
+        except asyncio.CancelledError:
+            if attempt is not None:
+                attempt.breaker.release()
+            if not self.absorb():
+                raise
+            await self.close_interrupts()
+            ending = Ending(status=CLIENT_CLOSED, outcome=CUT_OFF)
+            if attempt is not None:
+                ending.provider, ending.engaged, ending.estimated = attempt.provider, True, True
+                ending.prompt_tokens = self.call.request.prompt_estimate
+            return None, ending
+        await self.close_interrupts()
+        return self._refuse(
+            failure_error(failure, self.call.route.requested), previous or NO_PROVIDER
+        )
+
+    async def _send(self, attempt: Attempt) -> bytes:
+        config = attempt.upstream.config
+        body = self.call.request.upstream_body(
+            attempt.target.upstream_model, config.max_tokens_field, self.call.default_max_tokens
+        )
+        sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(config.timeouts.total):
+                response = await attempt.upstream.send(body, stream=False)
+        except TimeoutError:
+            raise UpstreamFailure(
+                "timeout_total",
+                f"{attempt.provider} did not answer within {config.timeouts.total:g}s",
+            ) from None
+        except (httpx2.HTTPError, OSError) as exc:
+            raise UpstreamFailure("dropped", f"response broken: {type(exc).__name__}") from None
+        finally:
+            self._upstream_wait += time.perf_counter() - sent
+        return response.content
+
+    def _answer(self, attempt: Attempt, body: bytes) -> tuple[Answer, Ending]:
+        ending = Ending(status=200, outcome=COMPLETED, provider=attempt.provider, engaged=True)
+        usage, text_length = _read(body)
+        if usage is not None:
+            ending.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            ending.completion_tokens = int(usage.get("completion_tokens") or 0)
+        else:
+            ending.prompt_tokens = self.call.request.prompt_estimate
+            ending.completion_tokens = estimate_completion_tokens(text_length, 0)
+            ending.estimated = True
+        overhead = max(0.0, time.perf_counter() - self.call.started - self._upstream_wait)
+        OVERHEAD.observe(overhead)
+        extra = {
+            "x-chorus-provider": attempt.provider,
+            "x-chorus-overhead-ms": f"{overhead * 1000:.3f}",
+        }
+        headers = response_headers(self.call, extra)
+        return Answer(200, headers, body), ending
+
+    def _refuse(self, error: GatewayError, provider: str) -> tuple[Answer, Ending]:
+        headers = response_headers(self.call, error.headers)
+        return (
+            Answer(error.status, headers, error.body()),
+            Ending(status=error.status, outcome=ERROR, provider=provider),
+        )
+
+
+def _read(body: bytes) -> tuple[dict[str, Any] | None, int]:
+    """The ``usage`` of a ``chat.completion`` body and the length of its text."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, 0
+    if not isinstance(parsed, dict):
+        return None, 0
+    usage = parsed.get("usage")
+    length = 0
+    for choice in parsed.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            length += len(content)
+    return (usage if isinstance(usage, dict) else None), length

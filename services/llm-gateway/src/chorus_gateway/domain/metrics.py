@@ -1,0 +1,86 @@
+"""The gateway's Prometheus metrics (names are a contract with the dashboards and alerts).
+
+Labels are bounded: ``model`` is a configured model or alias, else ``other``;
+``provider`` a configured provider name, or ``none`` when no provider was reached;
+``status`` the HTTP status the client got — for a stream that failed after its headers
+went out, the status it would have had (502 upstream error, 504 timeout), and 499 when
+the client went away.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "FALLBACKS",
+    "NO_PROVIDER",
+    "OVERHEAD",
+    "PROVIDER_CIRCUIT_OPEN",
+    "RATELIMIT_REJECTIONS",
+    "REQUESTS",
+    "STREAMS_IN_FLIGHT",
+    "TIME_PER_OUTPUT_TOKEN",
+    "TOKENS",
+    "TTFT",
+    "UPSTREAM_ERRORS",
+    "USAGE_DROPPED",
+]
+
+NO_PROVIDER = "none"
+
+REQUESTS = Counter(
+    "chorus_gateway_requests_total",
+    "Chat completion requests by model label, serving provider and status (499: client left).",
+    ["model", "provider", "status"],
+)
+TTFT = Histogram(
+    "chorus_gateway_ttft_seconds",
+    "Time from the request's arrival to the first streamed chunk sent to the client.",
+    ["model", "provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+TIME_PER_OUTPUT_TOKEN = Histogram(
+    "chorus_gateway_time_per_output_token_seconds",
+    "Streaming time after the first chunk divided by the completion tokens after the first.",
+    ["model", "provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2),
+)
+TOKENS = Counter(
+    "chorus_gateway_tokens_total",
+    "Tokens billed, by direction (prompt|completion) and model label.",
+    ["direction", "model"],
+)
+STREAMS_IN_FLIGHT = Gauge(
+    "chorus_gateway_streams_in_flight",
+    "Streamed completions being relayed right now.",
+)
+UPSTREAM_ERRORS = Counter(
+    "chorus_gateway_upstream_errors_total",
+    "Failed upstream attempts by provider and kind (connect, timeout_ttft, timeout_idle, "
+    "timeout_total, status_429, status_4xx, status_5xx, stream_error, dropped).",
+    ["provider", "kind"],
+)
+RATELIMIT_REJECTIONS = Counter(
+    "chorus_gateway_ratelimit_rejections_total",
+    "Requests refused with 429 by the gateway's own limits (requests|tokens|concurrency).",
+    ["limit"],
+)
+FALLBACKS = Counter(
+    "chorus_gateway_fallbacks_total",
+    "Requests moved to another provider (or retried on the same one) before the first byte.",
+    ["from_provider", "to_provider"],
+)
+PROVIDER_CIRCUIT_OPEN = Gauge(
+    "chorus_gateway_provider_circuit_open",
+    "1 while the provider's circuit breaker is open (or half-open), else 0.",
+    ["provider"],
+)
+OVERHEAD = Histogram(
+    "chorus_gateway_overhead_seconds",
+    "Gateway time excluding the upstream wait: to the first byte for streams, whole for others.",
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+USAGE_DROPPED = Counter(
+    "chorus_gateway_usage_records_dropped_total",
+    "Usage records that could not be enqueued (logged in full for manual replay).",
+)

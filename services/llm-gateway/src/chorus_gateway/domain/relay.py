@@ -1,0 +1,392 @@
+"""Relaying a streamed completion: first byte with fallback, then pure pass-through.
+
+Phase 1, until the first chunk: the provider is asked (``include_usage`` always on) and
+its first data event awaited under the time-to-first-token timeout. Nothing has reached
+the client yet, so a failure — connection error, 5xx/429, an error event, a dropped or
+timed-out stream — moves to the next attempt (``routing``). If the wait outlasts
+``GATEWAY_KEEPALIVE_SECONDS`` the response headers go out and ``: keep-alive`` comments
+keep proxies and clients from timing out; a later failure is then told in-stream. A
+client error (400 from the provider) is relayed as is, never retried.
+
+Phase 2, after the first chunk: every network read from the provider is cut at its last
+complete event and written to the client at once (``sse``); the idle and total timeouts
+are watched by a lazy timer; a client disconnect interrupts the read and closes the
+upstream connection in the same loop turn. A failure now can no longer be hidden: the
+client gets ``data: {"error": …}`` then ``data: [DONE]``.
+
+``x-chorus-overhead-ms`` on a stream is the gateway's share of the time to first byte:
+time from the request's arrival to the headers, minus the time spent waiting on
+providers (every attempt's request-to-first-chunk). Headers forced out early by a
+keep-alive carry the admission overhead only (arrival to the first upstream request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx2
+import orjson
+
+from chorus_gateway.domain.call import (
+    CLIENT_CLOSED,
+    COMPLETED,
+    CUT_OFF,
+    ERROR,
+    Accounting,
+    Call,
+    Ending,
+)
+from chorus_gateway.domain.errors import GatewayError, bad_gateway, gateway_timeout
+from chorus_gateway.domain.interrupt import (
+    CLIENT_DISCONNECTED,
+    TIMEOUT_IDLE,
+    Interruptible,
+    Watchdog,
+)
+from chorus_gateway.domain.metrics import (
+    FALLBACKS,
+    NO_PROVIDER,
+    OVERHEAD,
+    STREAMS_IN_FLIGHT,
+    TTFT,
+    UPSTREAM_ERRORS,
+)
+from chorus_gateway.domain.routing import Attempt, ProviderPool
+from chorus_gateway.domain.sse import DONE, KEEPALIVE, StreamScanner
+from chorus_gateway.domain.token_estimate import estimate_completion_tokens
+from chorus_gateway.domain.upstream import UpstreamFailure
+
+__all__ = ["ClientStream", "StreamRelay", "failure_error", "response_headers"]
+
+Headers = list[tuple[bytes, bytes]]
+_JSON = (b"content-type", b"application/json")
+
+
+class ClientStream(Protocol):
+    """Where the relay writes the response (the route adapts ASGI ``send``)."""
+
+    async def start(self, status: int, headers: Headers) -> None:
+        """Send the status and headers."""
+
+    async def write(self, data: bytes) -> None:
+        """Send body bytes now."""
+
+    async def end(self, data: bytes = b"") -> None:
+        """Send the last body bytes and finish the response."""
+
+
+def response_headers(call: Call, extra: dict[str, str]) -> Headers:
+    """The rate-limit headers of ``call`` plus ``extra``, encoded."""
+    merged = {**call.admission.headers, **extra}
+    return [(k.encode(), v.encode()) for k, v in merged.items()]
+
+
+def failure_error(failure: UpstreamFailure | None, model: str) -> GatewayError:
+    """What the client is told when no attempt succeeded."""
+    if failure is None:
+        return bad_gateway(f"No provider could serve `{model}`.")
+    if failure.timeout:
+        return gateway_timeout(f"The provider did not answer in time: {failure.message}.")
+    if failure.status == 429:
+        seconds = failure.retry_after or "1"
+        return GatewayError(
+            429,
+            f"The providers of `{model}` are rate limiting; retry in {seconds}s.",
+            error_type="requests",
+            code="rate_limit_exceeded",
+            headers={"retry-after": seconds},
+        )
+    return bad_gateway(f"The provider failed: {failure.message}.")
+
+
+def client_error(failure: UpstreamFailure) -> GatewayError:
+    """The provider's refusal of the request itself, relayed in OpenAI's shape."""
+    try:
+        body = orjson.loads(failure.body or b"")
+        inner = body["error"]
+        return GatewayError(
+            failure.status or 400,
+            str(inner.get("message") or failure.message),
+            error_type=str(inner.get("type") or "invalid_request_error"),
+            code=inner.get("code"),
+            param=inner.get("param"),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return GatewayError(
+            failure.status or 400, failure.message, error_type="invalid_request_error"
+        )
+
+
+@dataclass(slots=True)
+class _Opened:
+    response: httpx2.Response
+    chunks: AsyncIterator[bytes]
+    first: bytes | None
+    waited: float
+
+
+class StreamRelay(Interruptible):
+    """One streamed completion, from the first attempt to the last byte."""
+
+    def __init__(
+        self,
+        call: Call,
+        client: ClientStream,
+        *,
+        pool: ProviderPool,
+        accounting: Accounting,
+        scanner: Callable[[], StreamScanner],
+        keepalive: float,
+    ) -> None:
+        super().__init__()
+        self.call = call
+        self.client = client
+        self._pool = pool
+        self._accounting = accounting
+        self._new_scanner = scanner
+        self._scanner = scanner()
+        self._keepalive = keepalive
+        self._loop = asyncio.get_running_loop()
+        self._next_keepalive = self._loop.time() + keepalive
+        self._headers_sent = False
+        self._upstream_wait = 0.0
+        self._first_request_at: float | None = None
+
+    async def run(self) -> None:
+        """Serve the stream; returns once the client has its last byte (or left)."""
+        self.bind()
+        STREAMS_IN_FLIGHT.inc()
+        ending = Ending(status=500, outcome=ERROR)
+        try:
+            ending = await self._run()
+        finally:
+            STREAMS_IN_FLIGHT.dec()
+            await self.close_interrupts()
+            await self._accounting.finish(self.call, ending)
+
+    async def _run(self) -> Ending:
+        failure: UpstreamFailure | None = None
+        previous: str | None = None
+        attempt: Attempt | None = None
+        try:
+            for attempt in self._pool.attempts(self.call.route):
+                if previous is not None:
+                    FALLBACKS.labels(previous, attempt.provider).inc()
+                previous = attempt.provider
+                self._scanner = self._new_scanner()
+                try:
+                    opened = await self._open(attempt)
+                except UpstreamFailure as exc:
+                    UPSTREAM_ERRORS.labels(attempt.provider, exc.kind).inc()
+                    if exc.client_error:
+                        attempt.breaker.success()
+                        return await self._refuse(client_error(exc), attempt.provider)
+                    attempt.breaker.failure()
+                    failure = exc
+                    continue
+                attempt.breaker.success()
+                return await self._stream(attempt, opened)
+        except GatewayError as exc:
+            return await self._refuse(exc, NO_PROVIDER)
+        except asyncio.CancelledError:
+            if attempt is not None:
+                attempt.breaker.release()
+            if not self.absorb():
+                raise
+            await self.close_interrupts()
+            return self._cut_off_before_start(attempt)
+        return await self._refuse(
+            failure_error(failure, self.call.route.requested),
+            previous or NO_PROVIDER,
+        )
+
+    # -- phase 1: the first chunk -----------------------------------------------------------
+
+    async def _open(self, attempt: Attempt) -> _Opened:
+        upstream = attempt.upstream
+        config = upstream.config
+        body = self.call.request.upstream_body(
+            attempt.target.upstream_model, config.max_tokens_field, self.call.default_max_tokens
+        )
+        timeouts = config.timeouts
+        sent = self._loop.time()
+        if self._first_request_at is None:
+            self._first_request_at = time.perf_counter()
+        deadline = sent + min(timeouts.ttft, timeouts.total)
+        first = asyncio.ensure_future(self._first_chunk(attempt, body))
+        try:
+            while True:
+                wait = min(deadline, self._next_keepalive) - self._loop.time()
+                if wait > 0:
+                    done, _ = await asyncio.wait((first,), timeout=wait)
+                    if done:
+                        return first.result()
+                if self._loop.time() >= deadline:
+                    raise UpstreamFailure(
+                        "timeout_ttft",
+                        f"no first token from {attempt.provider} within {timeouts.ttft:g}s",
+                    )
+                await self._send_keepalive()
+        finally:
+            self._upstream_wait += self._loop.time() - sent
+            if not first.done():
+                first.cancel()
+                with contextlib.suppress(asyncio.CancelledError, UpstreamFailure):
+                    await first
+
+    async def _first_chunk(self, attempt: Attempt, body: bytes) -> _Opened:
+        sent = self._loop.time()
+        response = await attempt.upstream.send(body, stream=True)
+        chunks = response.aiter_raw()
+        scanner = self._scanner
+        opened = False
+        try:
+            async for data in chunks:
+                out = scanner.feed(data)
+                if not scanner.data_seen:
+                    continue
+                if scanner.error is not None and not scanner.data_before_error:
+                    message = scanner.error.get("message") or "error event"
+                    raise UpstreamFailure("stream_error", f"error before any token: {message}")
+                opened = True
+                return _Opened(response, chunks, out, self._loop.time() - sent)
+            raise UpstreamFailure("dropped", "the provider ended the stream before a chunk")
+        except (httpx2.HTTPError, OSError) as exc:
+            raise UpstreamFailure("dropped", f"stream broken: {type(exc).__name__}") from None
+        finally:
+            if not opened:
+                await response.aclose()
+
+    async def _send_keepalive(self) -> None:
+        if not self._headers_sent:
+            assert self._first_request_at is not None
+            await self._start(200, "", self._first_request_at - self.call.started)
+        await self.client.write(KEEPALIVE)
+        self._next_keepalive = self._loop.time() + self._keepalive
+
+    async def _start(self, status: int, provider: str, overhead: float) -> None:
+        extra = {"x-chorus-overhead-ms": f"{overhead * 1000:.3f}"}
+        if provider:
+            extra["x-chorus-provider"] = provider
+        headers = [
+            (b"content-type", self._scanner.content_type),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            *response_headers(self.call, extra),
+        ]
+        self._headers_sent = True
+        OVERHEAD.observe(overhead)
+        await self.client.start(status, headers)
+
+    # -- phase 2: pass-through --------------------------------------------------------------
+
+    async def _stream(self, attempt: Attempt, opened: _Opened) -> Ending:
+        call, client, scanner = self.call, self.client, self._scanner
+        provider = attempt.provider
+        if not self._headers_sent:
+            elapsed = time.perf_counter() - call.started
+            await self._start(200, provider, max(0.0, elapsed - self._upstream_wait))
+        first_at = time.perf_counter()
+        TTFT.labels(call.label, provider).observe(first_at - call.started)
+        timeouts = attempt.upstream.config.timeouts
+        watchdog = Watchdog(self, idle=timeouts.idle, deadline=self._loop.time() + timeouts.total)
+        broken: str | None = None
+        finished = False
+        feed, write, touch = scanner.feed, client.write, watchdog.touch
+        try:
+            if opened.first is not None:
+                await write(opened.first)
+            async for data in opened.chunks:
+                touch()
+                out = feed(data)
+                if out is not None:
+                    watchdog.writing = True
+                    await write(out)
+                    watchdog.writing = False
+            finished = True
+        except asyncio.CancelledError:
+            if not self.absorb():
+                raise
+        except (httpx2.HTTPError, OSError) as exc:
+            broken = f"stream broken: {type(exc).__name__}"
+        finally:
+            watchdog.cancel()
+            await self.close_interrupts()
+            await opened.response.aclose()
+        streaming = time.perf_counter() - first_at
+        return await self._end_stream(attempt, finished, broken, streaming)
+
+    async def _end_stream(
+        self, attempt: Attempt, finished: bool, broken: str | None, streaming: float
+    ) -> Ending:
+        provider, scanner = attempt.provider, self._scanner
+        if finished and scanner.error is None:
+            await self.client.end(b"" if scanner.done else DONE)
+            return self._ending(200, COMPLETED, provider, streaming)
+        if finished:  # the provider sent an error event (already forwarded) and stopped
+            kind, status = "stream_error", 502
+            tail = DONE
+        elif broken is not None:
+            kind, status = "dropped", 502
+            tail = scanner.error_event(bad_gateway(f"The provider {broken}.")) + DONE
+        elif self.reason == CLIENT_DISCONNECTED:
+            return self._ending(CLIENT_CLOSED, CUT_OFF, provider, streaming)
+        else:
+            reason = self.reason or TIMEOUT_IDLE
+            limit = attempt.upstream.config.timeouts
+            seconds = limit.idle if reason == TIMEOUT_IDLE else limit.total
+            what = "sent nothing" if reason == TIMEOUT_IDLE else "did not finish"
+            kind, status = reason, 504
+            error = gateway_timeout(f"The provider {what} within {seconds:g}s.")
+            tail = scanner.error_event(error) + DONE
+        UPSTREAM_ERRORS.labels(provider, kind).inc()
+        attempt.breaker.failure()
+        await self.client.end(tail)
+        return self._ending(status, ERROR, provider, streaming)
+
+    def _ending(self, status: int, outcome: str, provider: str, streaming: float) -> Ending:
+        scanner = self._scanner
+        usage = scanner.usage
+        ending = Ending(status=status, outcome=outcome, provider=provider, engaged=True)
+        if usage is not None:
+            ending.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            ending.completion_tokens = int(usage.get("completion_tokens") or 0)
+        else:
+            chars, chunks = scanner.delivered()
+            ending.prompt_tokens = self.call.request.prompt_estimate
+            ending.completion_tokens = estimate_completion_tokens(chars, chunks)
+            ending.estimated = True
+        if outcome == COMPLETED:
+            ending.streaming_seconds = streaming
+        return ending
+
+    # -- endings without a stream -----------------------------------------------------------
+
+    async def _refuse(self, error: GatewayError, provider: str) -> Ending:
+        # A client reading the whole answer would otherwise "disconnect" into our bookkeeping.
+        await self.close_interrupts()
+        if self._headers_sent:
+            await self.client.end(self._scanner.error_event(error) + DONE)
+        else:
+            headers = [_JSON, *response_headers(self.call, error.headers)]
+            await self.client.start(error.status, headers)
+            await self.client.end(self._scanner.error_body(error))
+        return Ending(status=error.status, outcome=ERROR, provider=provider)
+
+    def _cut_off_before_start(self, attempt: Attempt | None) -> Ending:
+        if attempt is None:
+            return Ending(status=CLIENT_CLOSED, outcome=CUT_OFF)
+        # The provider had the prompt; nothing was generated for the client.
+        return Ending(
+            status=CLIENT_CLOSED,
+            outcome=CUT_OFF,
+            provider=attempt.provider,
+            engaged=True,
+            prompt_tokens=self.call.request.prompt_estimate,
+            estimated=True,
+        )

@@ -1,0 +1,119 @@
+"""Usage accounting: one ``record_llm_usage`` job per request, enqueued off the hot path.
+
+After a request ends (completed, cut off by the client, or failed mid-stream) the relay
+hands a :class:`UsageRecord` to the :class:`UsageRecorder`, which only appends it to an
+in-process buffer: the client's response never waits for Redis, and a Redis hiccup
+never fails it. Background tasks drain the buffer into arq jobs
+``record_llm_usage(usage)`` with job id ``usage:<request_id>`` (so a retried enqueue
+cannot double-bill); the worker writes ``llm_usage_events`` and the per-user daily
+totals. A record that cannot be enqueued after retries — or that finds the buffer full
+— is logged in full (``usage record dropped``) and counted in
+``chorus_gateway_usage_records_dropped_total``, so it can be replayed by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from chorus_gateway.domain.metrics import USAGE_DROPPED
+
+__all__ = ["JOB_NAME", "UsageRecord", "UsageRecorder"]
+
+logger = logging.getLogger("chorus.gateway.usage")
+
+JOB_NAME = "record_llm_usage"
+_ATTEMPTS = 3
+_WORKERS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One request's usage; the fields are the columns of ``llm_usage_events``."""
+
+    request_id: str
+    subject: str
+    user_id: int | None
+    model: str
+    provider: str
+    prompt_tokens: int
+    completion_tokens: int
+    #: True when the provider sent no usage and the gateway estimated it.
+    estimated: bool
+    #: completed | cut_off | error
+    outcome: str
+
+    def as_job_argument(self) -> dict[str, Any]:
+        """The ``usage`` dict the job receives."""
+        return dataclasses.asdict(self)
+
+
+class UsageRecorder:
+    """Buffers usage records and enqueues them as arq jobs in the background."""
+
+    def __init__(self, arq: ArqRedis, *, queue_name: str, buffer: int) -> None:
+        self._arq = arq
+        self._queue_name = queue_name
+        self._buffer: asyncio.Queue[UsageRecord] = asyncio.Queue(maxsize=buffer)
+        self._workers: list[asyncio.Task[None]] = []
+
+    def record(self, usage: UsageRecord) -> None:
+        """Hand a record over; never blocks, never raises."""
+        try:
+            self._buffer.put_nowait(usage)
+        except asyncio.QueueFull:
+            self._dropped(usage, "buffer full")
+
+    def start(self) -> None:
+        """Start the enqueuing tasks."""
+        self._workers = [
+            asyncio.create_task(self._drain(), name=f"usage-enqueue-{i}") for i in range(_WORKERS)
+        ]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Enqueue what is buffered (for up to ``grace`` seconds), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._buffer.join(), grace)
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while not self._buffer.empty():
+            self._dropped(self._buffer.get_nowait(), "shutdown")
+
+    async def _drain(self) -> None:
+        while True:
+            usage = await self._buffer.get()
+            try:
+                await self._enqueue(usage)
+            finally:
+                self._buffer.task_done()
+
+    async def _enqueue(self, usage: UsageRecord) -> None:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                await self._arq.enqueue_job(
+                    JOB_NAME,
+                    usage.as_job_argument(),
+                    _job_id=f"usage:{usage.request_id}",
+                    _queue_name=self._queue_name,
+                )
+            except Exception as exc:
+                if attempt == _ATTEMPTS:
+                    self._dropped(usage, f"{type(exc).__name__}: {exc}")
+                    return
+                await asyncio.sleep(0.2 * attempt)
+            else:
+                return
+
+    @staticmethod
+    def _dropped(usage: UsageRecord, reason: str) -> None:
+        USAGE_DROPPED.inc()
+        logger.error("usage record dropped (%s)", reason, extra={"usage": usage.as_job_argument()})

@@ -1,0 +1,100 @@
+"""The Lua limiter against a real Redis: exact admission, refunds, leases that lapse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from chorus_devstack.servers import RunningRedis
+from chorus_gateway.domain.auth import Limits, Principal
+from chorus_gateway.domain.limits import Limiter, RateLimited, format_duration
+
+
+@pytest.fixture
+async def redis_client(gateway_redis: RunningRedis) -> AsyncIterator[Redis]:
+    client = Redis.from_url(gateway_redis.url)
+    yield client
+    await client.aclose()
+
+
+def principal(subject: str, rpm: int = 0, tpm: int = 0, slots: int = 0) -> Principal:
+    return Principal(subject, None, Limits(rpm, tpm, slots))
+
+
+async def test_concurrent_admissions_never_exceed_the_tokens(redis_client: Redis) -> None:
+    limiter = Limiter(redis_client, lease_seconds=30)
+    who = principal("user:t1", tpm=1000)
+
+    async def one(i: int) -> bool:
+        try:
+            await limiter.admit(who, cost=70, member=f"r{i}")
+        except RateLimited:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(one(i) for i in range(50)))
+    assert sum(admitted) == 1000 // 70
+
+
+async def test_settle_refunds_the_unused_reservation(redis_client: Redis) -> None:
+    limiter = Limiter(redis_client, lease_seconds=30)
+    who = principal("user:t2", tpm=1000)
+    first = await limiter.admit(who, cost=900, member="a")
+    with pytest.raises(RateLimited) as raised:
+        await limiter.admit(who, cost=900, member="b")
+    assert raised.value.limit == "tokens"
+    await limiter.settle(first, used_tokens=100)
+    second = await limiter.admit(who, cost=800, member="c")
+    assert int(second.headers["x-ratelimit-remaining-tokens"]) in range(100, 102)
+
+
+async def test_a_lease_of_a_dead_process_lapses(redis_client: Redis) -> None:
+    who = principal("user:t3", slots=1)
+    dead = Limiter(redis_client, lease_seconds=0.3)  # never settles, never renews
+    await dead.admit(who, cost=1, member="lost")
+    alive = Limiter(redis_client, lease_seconds=30)
+    with pytest.raises(RateLimited) as raised:
+        await alive.admit(who, cost=1, member="next")
+    assert raised.value.limit == "concurrency"
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            await alive.admit(who, cost=1, member="next")
+            break
+        except RateLimited:
+            assert time.monotonic() < deadline, "the lease never lapsed"
+            await asyncio.sleep(0.05)
+
+
+async def test_running_requests_keep_their_lease(redis_client: Redis) -> None:
+    who = principal("user:t4", slots=1)
+    limiter = Limiter(redis_client, lease_seconds=0.3)
+    limiter.start()
+    try:
+        admission = await limiter.admit(who, cost=1, member="long")
+        await asyncio.sleep(0.9)  # three lease lengths: only renewal keeps the slot
+        with pytest.raises(RateLimited):
+            await limiter.admit(who, cost=1, member="other")
+        await limiter.settle(admission, used_tokens=1)
+        await limiter.admit(who, cost=1, member="other")
+    finally:
+        await limiter.stop()
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0ms"),
+        (120, "120ms"),
+        (1000, "1s"),
+        (1001, "2s"),
+        (360_000, "6m0s"),
+        (3_723_000, "1h2m3s"),
+    ],
+)
+def test_reset_durations_in_openais_format(ms: int, text: str) -> None:
+    assert format_duration(ms) == text

@@ -1,0 +1,159 @@
+"""Per-subject limits enforced across two gateway replicas sharing one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from chorus_devstack.servers import RunningRedis
+from chorus_gateway.domain.token_estimate import estimate_prompt_tokens
+from chorus_mock_openai.testing import MockServer
+
+from ..support import running_gateway, settings_for, until
+
+
+@pytest.fixture
+async def limited(
+    gateway_redis: RunningRedis, providers: dict[str, Any], request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[str, str]]:
+    """Two replicas with the limit settings the test passes as its parameter."""
+    settings = settings_for(gateway_redis.url, providers, **request.param)
+    async with running_gateway(settings) as one, running_gateway(settings) as two:
+        yield one, two
+
+
+def body(text: str, max_tokens: int, **extra: Any) -> dict[str, Any]:
+    """A request with a known reservation (prompt estimate + max_tokens)."""
+    return {
+        "model": "mock-gpt",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
+
+
+TPM = 1000
+PROMPT = "count me [mock ttft_ms=1500]"
+#: Each request reserves exactly 100 tokens: TPM fits exactly ten.
+MAX_TOKENS = 100 - estimate_prompt_tokens([{"role": "user", "content": PROMPT}])
+
+
+@pytest.mark.parametrize(
+    "limited",
+    [
+        {
+            "gateway_tokens_per_minute": TPM,
+            "gateway_requests_per_minute": 0,
+            "gateway_concurrent_streams": 0,
+        }
+    ],
+    indirect=True,
+)
+async def test_tokens_per_minute_shared_by_two_replicas_admits_exactly_what_fits(
+    limited: tuple[str, str], auth: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def one(url: str) -> httpx.Response:
+            return await http.post(
+                f"{url}/v1/chat/completions", json=body(PROMPT, MAX_TOKENS), headers=auth
+            )
+
+        responses = await asyncio.gather(*(one(limited[i % 2]) for i in range(30)))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == TPM // 100
+    assert statuses.count(429) == 30 - TPM // 100
+    rejected = next(r for r in responses if r.status_code == 429)
+    error = rejected.json()["error"]
+    assert (error["type"], error["code"]) == ("tokens", "rate_limit_exceeded")
+    assert int(rejected.headers["retry-after"]) >= 1
+    assert rejected.headers["x-ratelimit-limit-tokens"] == str(TPM)
+    assert int(rejected.headers["x-ratelimit-remaining-tokens"]) < 100
+    assert rejected.headers["x-ratelimit-reset-tokens"].endswith("s")
+
+
+@pytest.mark.parametrize(
+    "limited",
+    [{"gateway_tokens_per_minute": TPM, "gateway_requests_per_minute": 0}],
+    indirect=True,
+)
+async def test_unused_reservation_is_refunded(
+    limited: tuple[str, str], auth: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = f"{limited[0]}/v1/chat/completions"
+        first = await http.post(url, json=body("a [mock tokens=4]", 500), headers=auth)
+        second = await http.post(url, json=body("b [mock tokens=4]", 500), headers=auth)
+    prompt = estimate_prompt_tokens([{"role": "user", "content": "a [mock tokens=4]"}])
+    # Without the refund of the first call's unused tokens, two reservations of 500 + prompt
+    # would not fit in 1000; with it, the first call costs what it used.
+    assert (first.status_code, second.status_code) == (200, 200)
+    remaining = int(second.headers["x-ratelimit-remaining-tokens"])
+    assert TPM - (prompt + 4) - (prompt + 500) <= remaining <= TPM - (prompt + 500)
+
+
+@pytest.mark.parametrize(
+    "limited", [{"gateway_requests_per_minute": 3, "gateway_tokens_per_minute": 0}], indirect=True
+)
+async def test_requests_per_minute_counts_both_replicas(
+    limited: tuple[str, str], auth: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        statuses = []
+        for url in (limited[0], limited[1], limited[0], limited[1]):
+            response = await http.post(
+                f"{url}/v1/chat/completions", json=body("hi", 5), headers=auth
+            )
+            statuses.append(response.status_code)
+    assert statuses == [200, 200, 200, 429]
+    assert response.json()["error"]["type"] == "requests"
+    assert response.headers["x-ratelimit-limit-requests"] == "3"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 15 <= int(response.headers["retry-after"]) <= 21
+
+
+@pytest.mark.parametrize("limited", [{"gateway_concurrent_streams": 2}], indirect=True)
+async def test_concurrent_streams_are_capped_and_slots_come_back(
+    limited: tuple[str, str], auth: dict[str, str], upstream: MockServer
+) -> None:
+    slow = body("slow [mock ttft_ms=800 tag=slot]", 5, stream=True)
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def stream(url: str) -> int:
+            async with http.stream(
+                "POST", f"{url}/v1/chat/completions", json=slow, headers=auth
+            ) as response:
+                await response.aread()
+                return response.status_code
+
+        running = [asyncio.create_task(stream(u)) for u in limited]
+        await until(lambda: len(upstream.requests(tag="slot")) == 2)  # both admitted
+        third = await http.post(
+            f"{limited[1]}/v1/chat/completions", json=body("third", 5), headers=auth
+        )
+        assert third.status_code == 429
+        assert "concurrent" in third.json()["error"]["message"]
+        assert await asyncio.gather(*running) == [200, 200]
+        again = await http.post(
+            f"{limited[0]}/v1/chat/completions", json=body("again", 5), headers=auth
+        )
+        assert again.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "limited", [{"gateway_tokens_per_minute": 50, "gateway_requests_per_minute": 0}], indirect=True
+)
+async def test_a_request_larger_than_the_limit_is_refused_outright(
+    limited: tuple[str, str], auth: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"{limited[0]}/v1/chat/completions", json=body("big", 100), headers=auth
+        )
+    assert response.status_code == 429
+    assert "Request too large" in response.json()["error"]["message"]

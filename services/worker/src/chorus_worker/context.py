@@ -1,0 +1,98 @@
+"""The clients jobs use, opened once per process in ``on_startup`` and closed in ``on_shutdown``.
+
+arq hands every job the worker's ``ctx`` dict; ours carries the settings (put there when
+the worker is built) and, after startup, one :class:`Resources` holding the Postgres
+engine and sessions, the Redis client arq itself uses (with the event bus on top), the
+SMTP mailer and the ``openai`` client for the gateway. Jobs reach them with
+:func:`resources`, which keeps the dict's ``Any`` at this edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from openai import AsyncOpenAI, Timeout
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from chorus_common.database import create_engine, create_sessionmaker
+from chorus_common.events import EventBus
+from chorus_worker.mail import Mailer
+from chorus_worker.settings import WorkerServiceSettings
+
+__all__ = ["JobContext", "Resources", "on_shutdown", "on_startup", "resources", "settings_of"]
+
+#: What arq passes to every job and hook.
+JobContext = dict[str, Any]
+
+SETTINGS_KEY: Final = "chorus_settings"
+RESOURCES_KEY: Final = "chorus_resources"
+#: Seconds to open a connection to the gateway (reads use ASSISTANT_IDLE_TIMEOUT).
+_GATEWAY_CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Everything a job talks to."""
+
+    settings: WorkerServiceSettings
+    redis: Redis
+    bus: EventBus
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    mailer: Mailer
+    llm: AsyncOpenAI
+
+    @classmethod
+    def open(cls, settings: WorkerServiceSettings, redis: Redis) -> Resources:
+        """Create the clients (none connects before its first use)."""
+        engine = create_engine(settings)
+        llm = AsyncOpenAI(
+            base_url=f"{settings.llm_gateway_url}/v1",
+            api_key=settings.llm_gateway_api_key.get_secret_value() or "unset",
+            # The gateway retries and falls back before the first byte; a second layer of
+            # retries here would only multiply the wait of the people in the room.
+            max_retries=0,
+            timeout=Timeout(settings.assistant_idle_timeout, connect=_GATEWAY_CONNECT_TIMEOUT),
+        )
+        return cls(
+            settings=settings,
+            redis=redis,
+            bus=EventBus(redis),
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            mailer=Mailer.from_settings(settings),
+            llm=llm,
+        )
+
+    async def close(self) -> None:
+        """Close what :meth:`open` created (the Redis client belongs to arq)."""
+        await self.llm.close()
+        await self.engine.dispose()
+
+
+def settings_of(ctx: JobContext) -> WorkerServiceSettings:
+    """The settings the worker was built with."""
+    settings = ctx[SETTINGS_KEY]
+    assert isinstance(settings, WorkerServiceSettings)
+    return settings
+
+
+def resources(ctx: JobContext) -> Resources:
+    """The clients opened at startup."""
+    found = ctx[RESOURCES_KEY]
+    assert isinstance(found, Resources)
+    return found
+
+
+async def on_startup(ctx: JobContext) -> None:
+    """arq hook: open the clients, next to the Redis pool arq put in ``ctx['redis']``."""
+    ctx[RESOURCES_KEY] = Resources.open(settings_of(ctx), ctx["redis"])
+
+
+async def on_shutdown(ctx: JobContext) -> None:
+    """arq hook: close the clients."""
+    found = ctx.pop(RESOURCES_KEY, None)
+    if isinstance(found, Resources):
+        await found.close()

@@ -1,0 +1,163 @@
+"""``answer_in_room(room, message_id, prompt, user_id)``: the assistant's streamed answer.
+
+Realtime enqueues it (job ``assistant:<room>:<message_id>``) for a message starting with
+``@assistant``. The job asks the LLM gateway (the ``openai`` SDK on ``<LLM_GATEWAY_URL>/v1``,
+service API key, model ``ASSISTANT_MODEL``, streamed with ``include_usage``) and publishes
+into ``room:<room>``, from ``assistant``:
+
+- ``ai.delta`` ``{"reply_to": message_id, "delta", "index"}`` as tokens arrive (coalesced,
+  see ``deltas.py``);
+- then exactly one ``ai.done`` ``{"reply_to", "message": <full text>, "usage"}`` — also when
+  the gateway fails (before or during the stream, or stays silent past
+  ``ASSISTANT_IDLE_TIMEOUT`` / ``ASSISTANT_TIMEOUT``): the ``ai.done`` then carries the text
+  so far and ``"error": {"code", "message"}``, so the room is never left waiting.
+
+Gateway errors are answered, not retried: the gateway already retries and falls back
+before the first token, and people are watching. **Idempotency**: after ``ai.done`` the
+job sets ``chorus:assistant:done:<room>:<message_id>`` (7 days); a redelivery that finds
+it does nothing. A job interrupted mid-answer (worker killed or shut down) starts over on
+redelivery — its deltas restart at ``index`` 0. The one window left is between publishing
+``ai.done`` and setting the marker (one Redis round trip): a crash exactly there repeats
+the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Final
+
+import openai
+
+from chorus_common.events import (
+    InvalidChannelError,
+    InvalidStreamIdError,
+    parse_stream_id,
+    room_channel,
+)
+from chorus_worker.context import JobContext, resources
+from chorus_worker.deltas import ASSISTANT_SENDER, DeltaPublisher
+from chorus_worker.errors import PermanentJobError
+from chorus_worker.metrics import ASSISTANT_REPLIES
+
+__all__ = ["answer_in_room", "done_key"]
+
+logger = logging.getLogger("chorus.worker.assistant")
+
+_MENTION: Final = re.compile(r"^\s*@assistant\b[\s,:]*", re.IGNORECASE)
+_DONE_TTL_SECONDS: Final = 7 * 86_400
+_MAX_ERROR_CHARS: Final = 300
+
+
+def done_key(room: str, message_id: str) -> str:
+    """Set once a message has its ``ai.done``."""
+    return f"chorus:assistant:done:{room}:{message_id}"
+
+
+def _question(prompt: str, limit: int) -> str:
+    return _MENTION.sub("", prompt, count=1).strip()[:limit]
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message[:_MAX_ERROR_CHARS]}
+
+
+def _gateway_error(exc: openai.APIError) -> dict[str, str]:
+    if isinstance(exc, openai.APITimeoutError):
+        return _error("gateway_timeout", "The assistant stopped answering.")
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 429:
+            return _error("rate_limited", "The assistant is busy; try again in a moment.")
+        return _error("gateway_error", f"The assistant failed ({exc.status_code}): {exc.message}")
+    if isinstance(exc, openai.APIConnectionError):
+        return _error("gateway_unreachable", "The assistant cannot be reached right now.")
+    return _error("gateway_error", f"The assistant failed: {exc}")
+
+
+async def answer_in_room(
+    ctx: JobContext, room: str, message_id: str, prompt: str, user_id: str
+) -> dict[str, Any]:
+    """Stream the assistant's answer to ``prompt`` into ``room``, replying to ``message_id``."""
+    try:
+        channel = room_channel(room)
+        parse_stream_id(message_id)
+    except (InvalidChannelError, InvalidStreamIdError, TypeError) as exc:
+        raise PermanentJobError(str(exc)) from exc
+    found = resources(ctx)
+    settings = found.settings
+    marker = done_key(room, message_id)
+    answered = await found.redis.get(marker)
+    if answered is not None:
+        return {"status": "already_answered", "event_id": answered.decode()}
+
+    question = _question(str(prompt), settings.assistant_max_prompt_chars)
+    publisher = DeltaPublisher(
+        found.bus, channel, reply_to=message_id, interval=settings.assistant_delta_interval
+    )
+    usage: dict[str, int] | None = None
+    error: dict[str, str] | None = None
+    publisher.start()
+    try:
+        if not question:
+            error = _error("empty_prompt", "Ask me something after @assistant.")
+        else:
+            try:
+                async with asyncio.timeout(settings.assistant_timeout):
+                    usage = await _stream(ctx, question, str(user_id), publisher)
+            except TimeoutError:
+                error = _error(
+                    "timeout", f"No complete answer within {settings.assistant_timeout:g}s."
+                )
+            except openai.APIError as exc:
+                logger.warning("assistant call failed: %s", exc, extra={"room": room})
+                error = _gateway_error(exc)
+        await publisher.close()
+    finally:
+        await publisher.cancel()
+
+    data: dict[str, Any] = {"reply_to": message_id, "message": publisher.text, "usage": usage}
+    if error is not None:
+        data["error"] = error
+    done = await found.bus.publish(channel, "ai.done", data, sender=ASSISTANT_SENDER)
+    await found.redis.set(marker, done.id, ex=_DONE_TTL_SECONDS)
+    ASSISTANT_REPLIES.labels("error" if error else "completed").inc()
+    result: dict[str, Any] = {
+        "status": "failed" if error else "answered",
+        "event_id": done.id,
+        "deltas": publisher.events,
+    }
+    if error is not None:
+        result["error"] = error
+    return result
+
+
+async def _stream(
+    ctx: JobContext, question: str, user_id: str, publisher: DeltaPublisher
+) -> dict[str, int] | None:
+    """Ask the gateway and feed the publisher; returns the usage the stream reported."""
+    settings = resources(ctx).settings
+    usage: dict[str, int] | None = None
+    stream = await resources(ctx).llm.chat.completions.create(
+        model=settings.assistant_model,
+        messages=[
+            {"role": "system", "content": settings.assistant_system_prompt},
+            {"role": "user", "content": question},
+        ],
+        max_tokens=settings.assistant_max_tokens,
+        stream=True,
+        stream_options={"include_usage": True},
+        user=user_id,
+    )
+    async with stream:
+        async for chunk in stream:
+            if chunk.usage is not None:
+                usage = {
+                    "prompt_tokens": chunk.usage.prompt_tokens,
+                    "completion_tokens": chunk.usage.completion_tokens,
+                    "total_tokens": chunk.usage.total_tokens,
+                }
+            for choice in chunk.choices:
+                if choice.delta is not None and choice.delta.content:
+                    publisher.add(choice.delta.content)
+    return usage

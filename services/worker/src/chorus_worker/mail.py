@@ -1,0 +1,112 @@
+"""Sending mail over SMTP (aiosmtplib), and telling temporary failures from permanent ones.
+
+SMTP says itself whether to try again: 4xx replies are transient, 5xx permanent
+(RFC 5321 §4.2.1). A refused or timed-out connection is transient too — the server may be
+restarting. Everything that cannot work until someone changes configuration (a 5xx,
+STARTTLS unsupported, credentials refused) is permanent, so the job is dead-lettered at
+once instead of hammering the server.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import aiosmtplib
+from aiosmtplib import (
+    SMTPException,
+    SMTPNotSupported,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+)
+
+from chorus_worker.settings import WorkerServiceSettings
+
+__all__ = ["DeliveryError", "Mailer", "classify"]
+
+
+class DeliveryError(Exception):
+    """A message was not accepted; ``temporary`` says whether trying later may help."""
+
+    def __init__(self, message: str, *, temporary: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+        self.code = code
+
+
+def _is_temporary(code: int) -> bool:
+    return 400 <= code < 500
+
+
+def classify(exc: BaseException) -> DeliveryError:
+    """Map an aiosmtplib (or socket) error to a :class:`DeliveryError`."""
+    if isinstance(exc, SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        temporary = bool(codes) and all(_is_temporary(c) for c in codes)
+        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        return DeliveryError(
+            f"recipients refused: {detail}", temporary=temporary, code=codes[0] if codes else None
+        )
+    if isinstance(exc, SMTPResponseException):
+        return DeliveryError(
+            f"SMTP {exc.code} {exc.message}", temporary=_is_temporary(exc.code), code=exc.code
+        )
+    if isinstance(exc, SMTPNotSupported):
+        return DeliveryError(f"SMTP server lacks a feature we need: {exc}", temporary=False)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(f"SMTP server certificate refused: {exc}", temporary=False)
+    # Disconnects, connect errors and timeouts (all SMTPException subclasses that are also
+    # ConnectionError/TimeoutError), refused connections and resolver failures (OSError).
+    return DeliveryError(f"{type(exc).__name__}: {exc}", temporary=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Mailer:
+    """Delivers messages to one SMTP server (a relay: it queues and retries onwards)."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    starttls: bool
+    tls: bool
+    timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: WorkerServiceSettings) -> Mailer:
+        """The mailer ``SMTP_*`` describes."""
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value()
+                if settings.smtp_password is not None
+                else None
+            ),
+            starttls=settings.smtp_starttls,
+            tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout,
+        )
+
+    async def send(self, message: EmailMessage) -> None:
+        """Send ``message`` (sender and recipients from its headers) or raise DeliveryError.
+
+        One connection per message: welcome mails are rare enough that a pooled SMTP session
+        would mostly be a stale one.
+        """
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                use_tls=self.tls,
+                # False, not None: never upgrade opportunistically with unchecked settings.
+                start_tls=self.starttls,
+                timeout=self.timeout,
+            )
+        except (SMTPException, OSError) as exc:
+            raise classify(exc) from exc

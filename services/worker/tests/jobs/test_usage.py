@@ -1,0 +1,68 @@
+"""record_llm_usage: one row per gateway request, daily totals, idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from chorus_schema.models import FailedJob, LlmUsageDaily, LlmUsageEvent, User
+from chorus_worker.errors import DeadLetteredError
+
+from ..harness import Harness, running_worker
+
+
+def _usage(request_id: str, **values: Any) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "request_id": request_id,
+        "subject": "user:1",
+        "user_id": None,
+        "model": "mock-gpt",
+        "provider": "mock",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "estimated": False,
+        "outcome": "completed",
+    }
+    usage.update(values)
+    return usage
+
+
+async def test_usage_is_recorded_once_and_summed_per_day(harness: Harness) -> None:
+    async with harness.sessions.begin() as session:
+        user = User(email="u@example.com", full_name="U", password_hash="x")
+        session.add(user)
+    settings = harness.settings.model_copy(update={"keep_result": 0})
+    async with running_worker(settings):
+        first = _usage("req-1", user_id=str(user.id), subject=f"user:{user.id}")
+        for usage in (first, first, _usage("req-2", subject=f"user:{user.id}", outcome="cut_off")):
+            job = await harness.enqueue(
+                "record_llm_usage", usage, _job_id=f"usage:{usage['request_id']}"
+            )
+            await harness.gone(job)
+        # A user deleted since (or never known) is not a reason to lose the tokens.
+        orphan = await harness.enqueue(
+            "record_llm_usage", _usage("req-3", user_id=987654, subject="user:987654")
+        )
+        await harness.gone(orphan)
+    async with harness.sessions() as session:
+        events = {e.request_id: e for e in (await session.scalars(select(LlmUsageEvent))).all()}
+        daily = (await session.scalars(select(LlmUsageDaily).order_by(LlmUsageDaily.subject))).all()
+    assert set(events) == {"req-1", "req-2", "req-3"}
+    assert events["req-1"].user_id == user.id
+    assert events["req-2"].outcome == "cut_off"
+    assert events["req-3"].user_id is None
+    assert [(d.subject, d.requests, d.prompt_tokens, d.completion_tokens) for d in daily] == [
+        (f"user:{user.id}", 2, 20, 10),
+        ("user:987654", 1, 10, 5),
+    ]
+
+
+async def test_malformed_usage_is_a_dead_letter(harness: Harness) -> None:
+    async with running_worker(harness.settings):
+        job = await harness.enqueue("record_llm_usage", _usage("req-x", prompt_tokens=-1))
+        assert isinstance(await harness.outcome(job), DeadLetteredError)
+    async with harness.sessions() as session:
+        [dead] = (await session.scalars(select(FailedJob))).all()
+    assert dead.function == "record_llm_usage"
+    assert "prompt_tokens" in dead.error

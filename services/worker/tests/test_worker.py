@@ -1,0 +1,165 @@
+"""ChorusWorker: woken by keyspace events (or polling without them), heartbeat, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq.jobs import JobStatus
+
+from chorus_devstack.servers import RunningRedis
+from chorus_worker.policy import JobSpec
+from chorus_worker.queue import create_queue_redis
+from chorus_worker.settings import WorkerServiceSettings
+from chorus_worker.worker import ChorusWorker, arq_function, job_specs, worker_settings
+
+from .harness import Harness, eventually, running_worker
+
+GATES: dict[str, asyncio.Event] = {}
+STARTED: list[str] = []
+
+
+async def gated(ctx: dict[str, Any], name: str) -> str:
+    """Runs until the test opens its gate."""
+    STARTED.append(name)
+    gate = GATES.setdefault(name, asyncio.Event())
+    await gate.wait()
+    return name
+
+
+@contextlib.asynccontextmanager
+async def gated_worker(settings: WorkerServiceSettings) -> AsyncIterator[ChorusWorker]:
+    """A worker with the real jobs plus ``gated``."""
+    options = worker_settings(settings)
+    options["functions"] = [
+        *(arq_function(spec, settings) for spec in job_specs(settings)),
+        arq_function(JobSpec(gated, max_tries=3, timeout=30), settings),
+    ]
+    worker = ChorusWorker(settings, redis_pool=create_queue_redis(settings), **options)
+    task = asyncio.create_task(worker.async_run())
+
+    async def alive() -> bool:
+        if task.done():
+            task.result()
+        return worker.loop_alive()
+
+    await eventually(alive, what="the worker")
+    try:
+        yield worker
+    finally:
+        for gate in GATES.values():
+            gate.set()
+        await worker.drain(5)
+        await worker.close()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_keyspace_events_are_enabled_and_wake_the_loop(harness: Harness) -> None:
+    await harness.queue.config_set("notify-keyspace-events", "")
+    async with running_worker(harness.settings) as worker:
+        assert worker.wakeup is not None
+        await eventually(lambda: _true(worker.wakeup is not None and worker.wakeup.active))
+        flags = (await harness.queue.config_get("notify-keyspace-events"))["notify-keyspace-events"]
+        assert "K" in flags
+        assert "z" in flags
+        job = await harness.enqueue("noop")
+        assert await harness.outcome(job) is None
+
+
+async def test_without_keyspace_events_the_worker_polls(harness: Harness) -> None:
+    await harness.queue.config_set("notify-keyspace-events", "")
+    settings = harness.settings.model_copy(update={"redis_enable_keyspace_events": False})
+    async with running_worker(settings) as worker:
+        job = await harness.enqueue("noop")
+        assert await harness.outcome(job) is None
+        assert worker.wakeup is not None
+        assert not worker.wakeup.active
+        assert (await harness.queue.config_get("notify-keyspace-events"))[
+            "notify-keyspace-events"
+        ] == ""
+    await harness.queue.config_set("notify-keyspace-events", "Kz")
+
+
+async def test_poll_mode_runs_jobs(harness: Harness) -> None:
+    settings = harness.settings.model_copy(update={"queue_wakeup": "poll"})
+    async with running_worker(settings) as worker:
+        assert worker.wakeup is None
+        job = await harness.enqueue("noop")
+        assert await harness.outcome(job) is None
+
+
+async def test_a_deferred_job_runs_when_due(harness: Harness) -> None:
+    async with running_worker(harness.settings):
+        job = await harness.enqueue("noop", _defer_by=0.3)
+        assert await harness.status(job.job_id) is JobStatus.deferred
+        assert await harness.outcome(job) is None
+
+
+async def test_drain_finishes_running_jobs_and_starts_no_new_one(harness: Harness) -> None:
+    STARTED.clear()
+    async with gated_worker(harness.settings) as worker:
+        first = await harness.enqueue("gated", "first")
+        await eventually(lambda: _true("first" in STARTED), what="the first job to start")
+        draining = asyncio.create_task(worker.drain(10))
+        await eventually(lambda: _true(not worker.allow_pick_jobs), what="the drain to begin")
+        second = await harness.enqueue("gated", "second")
+        assert not draining.done()
+        GATES["first"].set()
+        await draining
+        assert await harness.outcome(first) == "first"
+        assert "second" not in STARTED
+        assert await harness.status(second.job_id) is JobStatus.queued
+
+
+async def test_drain_cancels_what_outlives_the_wait_and_arq_requeues_it(harness: Harness) -> None:
+    STARTED.clear()
+    GATES.pop("stuck", None)
+    async with gated_worker(harness.settings) as worker:
+        job = await harness.enqueue("gated", "stuck")
+        await eventually(lambda: _true("stuck" in STARTED), what="the job to start")
+        await worker.drain(0.1)
+        assert worker.running_jobs() == 0
+        # Back in the queue, unclaimed: the next worker runs it.
+        assert await harness.status(job.job_id) is JobStatus.queued
+        assert not await harness.queue.exists(f"arq:in-progress:{job.job_id}")
+
+
+async def test_the_heartbeat_goes_stale_when_the_loop_stops(harness: Harness) -> None:
+    async with running_worker(harness.settings) as worker:
+        await worker.check_loop()
+        assert worker.loop_alive()
+        worker.last_beat -= harness.settings.heartbeat_timeout + 1  # as if stuck that long
+        assert not worker.loop_alive()
+        with pytest.raises(RuntimeError, match="silent"):
+            await worker.check_loop()
+    assert not worker.loop_alive()
+    with pytest.raises(RuntimeError, match="not running"):
+        await worker.check_loop()
+
+
+@pytest.mark.slow
+async def test_the_loop_survives_a_redis_restart(
+    harness: Harness, private_redis: RunningRedis
+) -> None:
+    settings = harness.settings.model_copy(update={"redis_url": private_redis.url})
+    queue = create_queue_redis(settings)
+    try:
+        async with running_worker(settings) as worker:
+            private_redis.stop()
+            await eventually(lambda: _true(worker.redis_failing), what="the loop to hit the outage")
+            await eventually(lambda: _true(worker.last_beat > worker.loop.time() - 0.1))
+            assert worker.loop_alive()  # still turning, waiting for Redis
+            private_redis.start()
+            job = await queue.enqueue_job("noop")
+            assert job is not None
+            info = await eventually(job.result_info, timeout=15, what="a job after the restart")
+            assert info.success
+    finally:
+        await queue.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
