@@ -47,7 +47,9 @@ class Stats:
         self.first = 0.0
         self.last = 0.0
 
-    def report(self) -> dict[str, Any]:
+    def report(self, samples: int = 0) -> dict[str, Any]:
+        """Counts and percentiles; with ``samples``, that many latencies (ms) spread evenly
+        over the sorted distribution (its shape, for plots)."""
         lat = sorted(self.latencies)
 
         def pct(p: float) -> float | None:
@@ -61,6 +63,10 @@ class Stats:
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
             "max_ms": lat[-1] * 1000 if lat else None,
+            "samples_ms": [
+                round(lat[i * len(lat) // min(samples, len(lat))] * 1000, 3)
+                for i in range(min(samples, len(lat)))
+            ],
         }
 
 
@@ -247,8 +253,9 @@ async def main() -> None:
             break
         if line == "peek":
             print(json.dumps({"messages": STATS.messages, "last": STATS.last}), flush=True)
-        elif line == "report":
-            print(json.dumps(STATS.report()), flush=True)
+        elif line.startswith("report"):  # "report [<samples>]"
+            samples = int(line[6:] or 0)
+            print(json.dumps(STATS.report(samples)), flush=True)
             STATS.reset()
         elif line.startswith("send "):
             # "send <text>": the first client sends a frame (the seed's publisher path).
