@@ -745,55 +745,74 @@ async def bench_seed(args: argparse.Namespace, split: Split, work: Path) -> dict
 async def idle_memory(
     args: argparse.Namespace, split: Split, redis_url: str, python: str, work: Path
 ) -> dict[str, Any]:
-    """RSS delta per idle connection, one fresh server per run."""
+    """RSS delta per idle connection, one fresh server per system and run.
+
+    Memory is not a speed figure: Chorus and python-socketio are measured at the same
+    time, each server and load generator free to use every CPU, so the 10,000-connection
+    figure fits in the default run's time.
+    """
     tokens = TokenService(secret=SECRET, issuer="chorus")
     idle = args.idle
+    anywhere = Split(split.server | split.load, split.server | split.load)
+
+    async def measure(
+        start: Callable[[Procs], tuple[int, subprocess.Popen[bytes]]],
+        targets: Callable[[int], list[dict[str, Any]]],
+        dialect: str,
+    ) -> float:
+        with processes() as started:
+            port, server = await asyncio.to_thread(start, started)
+            before = rss(server)
+            load = Load({"dialect": dialect, "targets": targets(port)}, started, anywhere)
+            await asyncio.to_thread(load.ready)
+            return (await settled_rss(server) - before) / idle
+
+    def chorus_server(run: int) -> Callable[[Procs], tuple[int, subprocess.Popen[bytes]]]:
+        return lambda started: start_chorus(
+            started,
+            anywhere,
+            redis_url,
+            f"bench-mem-{run}",
+            work / "chorus-mem.log",
+            MAX_CONNECTIONS_PER_USER="100000",
+        )
+
+    def chorus_clients(port: int) -> list[dict[str, Any]]:
+        targets = []
+        for i in range(idle):
+            targets += chorus_targets([port], f"idle-{i // 100}", [str(50_000 + i)], tokens)
+        return targets
+
+    def socketio_server(started: Procs) -> tuple[int, subprocess.Popen[bytes]]:
+        return start_peer(
+            started,
+            anywhere,
+            "socketio_server.py",
+            work / "sio-mem.log",
+            python=python,
+            REDIS_URL=redis_url,
+        )
+
+    def socketio_clients(port: int) -> list[dict[str, Any]]:
+        path = "/socket.io/?EIO=4&transport=websocket"
+        return [{"host": "127.0.0.1", "port": port, "path": path} for _ in range(idle)]
+
     chorus: list[float] = []
     socketio: list[float] = []
-    seconds = {"chorus": 0.0, "socketio": 0.0}
     started_at = time.monotonic()
     for run in range(args.memory_runs):
-        with processes() as started:
-            port, server = start_chorus(
-                started,
-                split,
-                redis_url,
-                f"bench-mem-{run}",
-                work / "chorus-mem.log",
-                MAX_CONNECTIONS_PER_USER="100000",
-            )
-            before = rss(server)
-            targets = []
-            for i in range(idle):
-                targets += chorus_targets([port], f"idle-{i // 100}", [str(50_000 + i)], tokens)
-            load = Load({"dialect": "chorus", "targets": targets}, started, split)
-            load.ready()
-            chorus.append((await settled_rss(server) - before) / idle)
-        seconds["chorus"] += time.monotonic() - started_at - sum(seconds.values())
-        with processes() as started:
-            port, server = start_peer(
-                started,
-                split,
-                "socketio_server.py",
-                work / "sio-mem.log",
-                python=python,
-                REDIS_URL=redis_url,
-            )
-            before = rss(server)
-            targets = [
-                {"host": "127.0.0.1", "port": port, "path": "/socket.io/?EIO=4&transport=websocket"}
-                for _ in range(idle)
-            ]
-            load = Load({"dialect": "socketio", "targets": targets}, started, split)
-            load.ready()
-            socketio.append((await settled_rss(server) - before) / idle)
-        seconds["socketio"] += time.monotonic() - started_at - sum(seconds.values())
+        c, s = await asyncio.gather(
+            measure(chorus_server(run), chorus_clients, "chorus"),
+            measure(socketio_server, socketio_clients, "socketio"),
+        )
+        chorus.append(c)
+        socketio.append(s)
     result = {
         "idle_connections": idle,
         "runs": args.memory_runs,
         "chorus_bytes_per_conn": spread(chorus),
         "socketio_bytes_per_conn": spread(socketio),
-        "seconds": seconds,
+        "seconds": time.monotonic() - started_at,
     }
     print(json.dumps(result), flush=True)
     return result
