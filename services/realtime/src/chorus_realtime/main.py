@@ -106,5 +106,5 @@ def create_app(settings: RealtimeSettings) -> FastAPI:
         routers=[sse.router, presence.router],
     )
     # Outermost: room sockets skip the HTTP stack (see routes/ws.py for why).
-    app.add_middleware(ws.RoomSockets, flush_interval=settings.ws_flush_interval)
+    app.add_middleware(ws.RoomSockets)
     return app

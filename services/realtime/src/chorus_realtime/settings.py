@@ -48,13 +48,6 @@ class RealtimeSettings(ServiceSettings):
     send_queue_max_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="bytes queued for one client, ditto"
     )
-    ws_flush_interval: float = Field(
-        default=0.005,
-        ge=0,
-        le=0.1,
-        description="seconds between two WebSocket flushes of a busy replica; 0 = every "
-        "loop iteration",
-    )
     history_size: int = Field(default=1000, ge=1, description="events kept per channel")
     history_ttl: int = Field(default=86_400, ge=0, description="seconds a quiet channel lives")
     replay_max: int = Field(

@@ -29,39 +29,23 @@ logger = logging.getLogger("chorus.realtime.ws")
 
 
 class Flusher:
-    """Flushes every writer that got frames since the last flush, at most every ``interval``.
+    """Flushes, once per event-loop iteration, every writer that got frames since the last."""
 
-    A flush runs at the end of the event-loop iteration in which the first frame arrived,
-    unless the previous flush started less than ``interval`` seconds ago: then it waits for
-    that much time to have passed. A quiet replica thus writes at once; a busy one writes
-    every ``interval``, each socket taking every event of that span in one ``send`` — the
-    ``send`` per socket is most of the cost of a delivery, so under load a replica spends
-    its CPU on fewer, fuller writes instead of queueing events behind one another.
-    """
+    __slots__ = ("_loop", "_pending")
 
-    __slots__ = ("_interval", "_loop", "_next", "_pending")
-
-    def __init__(self, interval: float = 0.0) -> None:
-        self._interval = interval
+    def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._next = 0.0  # loop time before which no flush starts
         self._pending: list[SocketWriter] = []
 
     def add(self, writer: SocketWriter) -> None:
         """Give ``writer`` a turn at the next flush."""
         if not self._pending:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            if self._interval and loop.time() < self._next:
-                loop.call_at(self._next, self._flush)
-            else:
-                loop.call_soon(self._flush)
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)
         self._pending.append(writer)
 
     def _flush(self) -> None:
-        if self._interval and self._loop is not None:
-            self._next = self._loop.time() + self._interval
         pending, self._pending = self._pending, []
         for writer in pending:
             writer.flush()

@@ -71,9 +71,9 @@ def room_of(scope: Scope) -> str | None:
 class RoomSockets:
     """ASGI middleware: ``/ws/{room}`` WebSockets go straight to :func:`room_socket`."""
 
-    def __init__(self, app: ASGIApp, flush_interval: float = 0.0) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.flusher = Flusher(flush_interval)
+        self.flusher = Flusher()
         self.rooms = RequestContextMiddleware(self._room_socket, access_log=False)
 
     def _room_socket(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
