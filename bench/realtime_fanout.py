@@ -490,6 +490,7 @@ async def one_rate(
         "delivered": report["messages"],
         "expected": int(per_second * seconds) * subscribers,
         "p50_ms": report["p50_ms"],
+        "frames_per_read": report["frames"] / max(1, report["reads"]),
         "p99_ms": report["p99_ms"],
         "max_ms": report["max_ms"],
         "samples_ms": report["samples_ms"],

@@ -42,6 +42,7 @@ class Stats:
 
     def reset(self) -> None:
         self.frames = 0
+        self.reads = 0  # data_received calls: frames / reads ~ frames per server write
         self.messages = 0
         self.latencies: list[float] = []
         self.first = 0.0
@@ -57,6 +58,7 @@ class Stats:
 
         return {
             "frames": self.frames,
+            "reads": self.reads,
             "messages": self.messages,
             "first": self.first,
             "last": self.last,
@@ -119,6 +121,7 @@ class Client(asyncio.Protocol):
             self.transport.write(_mask(text.encode()))
 
     def data_received(self, data: bytes) -> None:
+        STATS.reads += 1
         buf = self.buf
         buf += data
         if not self.upgraded:
