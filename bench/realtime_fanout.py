@@ -11,9 +11,9 @@ the spread (min-max):
    its bursts are shorter (``--socketio-burst``) to take about as long.
 2. Publish->deliver p50/p99 at half of each system's median max rate (latency measured on
    every ``--sample-every``-th subscriber, all of them counted).
-3. Chorus: the same paced runs alternate with runs where one client of the room has
-   stopped reading: others' p99 with a stalled client vs without (drift in the machine's
-   load hits both sides alike).
+3. Chorus: each paced run is followed by two with one extra client in the room, one
+   where it has stopped reading and one where it reads (the control), in alternating
+   order: others' p99 with a stalled client vs none stalled.
 4. Memory per idle WebSocket: RSS delta / connections at IDLE connections on one fresh
    Chorus replica (rooms of 100 users) and one fresh python-socketio process.
 
@@ -529,7 +529,8 @@ class Profiler:
         self.running.clear()
 
 
-Stall = Callable[[], AbstractAsyncContextManager[None]]
+#: ``extra(stalled)``: one more client in the room for one paced run, reading or not.
+Extra = Callable[[bool], AbstractAsyncContextManager[None]]
 
 
 async def fanout(
@@ -541,13 +542,14 @@ async def fanout(
     histogram: ServerLatency | None = None,
     *,
     burst: int,
-    stall: Stall | None = None,
+    extra: Extra | None = None,
 ) -> dict[str, Any]:
     """Bursts (max rate), then paced runs at half the median max rate.
 
-    With ``stall``, each paced run is followed by one with a stalled client in the room
-    (alternating, so drift in the machine's load hits both sides alike); the runs without
-    it are the baseline.
+    With ``extra``, each paced run is followed by two more with one extra client in the
+    room: one where it has stopped reading (stalled), one where it reads (the control: same
+    clients, same join and leave), in alternating order so drift in the machine's load
+    hits both alike.
     """
     n = args.subscribers
     started = time.monotonic()
@@ -557,16 +559,20 @@ async def fanout(
     half = rate["median"] / n / 2
     profiler = Profiler(args.py_spy, args.profile_dir)
     profiler.start(name.split(maxsplit=1)[0], [*servers, load.proc.pid])
-    halves, stalled = [], []
-    for _ in range(args.runs):
+    halves: list[dict[str, Any]] = []
+    with_extra: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for i in range(args.runs):
         halves.append(
             await one_rate(load, publisher, half, args.half_seconds, n, servers, histogram)
         )
-        if stall is not None:
-            async with stall():
-                stalled.append(
-                    await one_rate(load, publisher, half, args.half_seconds, n, servers, histogram)
-                )
+        if extra is not None:
+            for stalled in (True, False) if i % 2 == 0 else (False, True):
+                async with extra(stalled):
+                    with_extra[stalled].append(
+                        await one_rate(
+                            load, publisher, half, args.half_seconds, n, servers, histogram
+                        )
+                    )
     profiler.stop()
     curve = [
         {
@@ -596,15 +602,16 @@ async def fanout(
         "curve": curve,
         "seconds": time.monotonic() - started,
     }
-    if stall is not None:
-        result["stalled"] = {
-            "half_p99_ms": spread([r["p99_ms"] for r in stalled]),
-            "half_p50_ms": spread([r["p50_ms"] for r in stalled]),
-            "half_server_p99_ms_le": spread([r.get("server_p99_ms_le") for r in stalled]),
-            "half_samples_ms": pooled([r["samples_ms"] for r in stalled]),
-            "runs": stalled,
-        }
-    hidden = {"bursts", "halves", "curve", "stalled", "half_samples_ms"}
+    if extra is not None:
+        for key, runs in (("stalled", with_extra[True]), ("reading", with_extra[False])):
+            result[key] = {
+                "half_p99_ms": spread([r["p99_ms"] for r in runs]),
+                "half_p50_ms": spread([r["p50_ms"] for r in runs]),
+                "half_server_p99_ms_le": spread([r.get("server_p99_ms_le") for r in runs]),
+                "half_samples_ms": pooled([r["samples_ms"] for r in runs]),
+                "runs": runs,
+            }
+    hidden = {"bursts", "halves", "curve", "stalled", "reading", "half_samples_ms"}
     print(json.dumps({k: v for k, v in result.items() if k not in hidden}), flush=True)
     for point in curve:
         print(json.dumps(point), flush=True)
@@ -657,26 +664,26 @@ async def bench_chorus(
         servers = [s1.pid, s2.pid]
 
         @asynccontextmanager
-        async def stall() -> AsyncIterator[None]:
-            """One client in the same room that stops reading (for one paced run)."""
-            stalled = Load(
+        async def extra(stalled: bool) -> AsyncIterator[None]:
+            """One more client in the same room, stalled or reading (for one paced run)."""
+            client = Load(
                 {
                     "dialect": "chorus",
-                    "stall": 1,
+                    "stall": int(stalled),
                     "targets": chorus_targets([p1], "fan", ["99999"], tokens),
                 },
                 started,
                 split,
             )
-            stalled.ready()
+            client.ready()
             try:
                 yield
             finally:
-                stalled.proc.kill()
-                stalled.proc.wait()
+                client.proc.kill()
+                client.proc.wait()
 
         results["chorus"] = await fanout(
-            "chorus", load, publisher, servers, args, histogram, burst=args.burst, stall=stall
+            "chorus", load, publisher, servers, args, histogram, burst=args.burst, extra=extra
         )
     return results
 
@@ -967,20 +974,22 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                     f"(its histogram's bucket); {runs}",
                 )
             )
-        stalled = c.get("stalled")
-        if stalled:
-            delta = (median(stalled["half_p99_ms"]) or 0) / (median(c["half_p99_ms"]) or 1)
+        stalled, reading = c.get("stalled"), c.get("reading")
+        if stalled and reading:
+            delta = (median(stalled["half_p99_ms"]) or 0) / (median(reading["half_p99_ms"]) or 1)
             rows.append(
                 row(
                     "p99 of the other clients with one stalled client in the room",
-                    "Chorus, no client stalled (alternating runs)",
-                    c["half_p99_ms"],
+                    "Chorus, the same extra client reading (alternating runs)",
+                    reading["half_p99_ms"],
                     stalled["half_p99_ms"],
                     "ms",
                     "<= +10%",
                     delta <= 1.10,
-                    note=f"{delta - 1:+.0%}; the stalled client stops reading; half max "
-                    f"rate; {runs} each, alternating",
+                    note=f"{delta - 1:+.0%}; one extra client in the room (a process of its "
+                    "own) that stopped reading vs one that reads; half max rate; "
+                    f"{runs} each, alternating; without any extra client: "
+                    f"{median(c['half_p99_ms']) or 0:.1f} ms",
                 )
             )
     if mem:
@@ -1014,15 +1023,15 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                 "series": series,
             }
         )
-    if c is not None and c.get("stalled"):
+    if c is not None and c.get("stalled") and c.get("reading"):
         distributions.append(
             {
                 "title": "Chorus publish->deliver latency at half max rate, "
-                "with and without one stalled client",
+                "one extra client reading vs stalled",
                 "unit": "ms",
                 "series": {
-                    "no stalled client": c["half_samples_ms"],
-                    "one stalled client": c["stalled"]["half_samples_ms"],
+                    "extra client reading": c["reading"]["half_samples_ms"],
+                    "extra client stalled": c["stalled"]["half_samples_ms"],
                 },
             }
         )
