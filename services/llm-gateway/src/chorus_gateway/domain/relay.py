@@ -49,6 +49,7 @@ from chorus_gateway.domain.errors import (
     gateway_timeout,
     service_unavailable,
 )
+from chorus_gateway.domain.http1 import StreamResponse
 from chorus_gateway.domain.interrupt import (
     CLIENT_DISCONNECTED,
     TIMEOUT_IDLE,
@@ -151,7 +152,7 @@ class _Refused(Exception):
 
 @dataclass(slots=True)
 class _Opened:
-    response: httpx2.Response
+    response: StreamResponse
     chunks: AsyncIterator[bytes]
     first: bytes | None
     waited: float
@@ -294,7 +295,7 @@ class StreamRelay(Interruptible):
 
     async def _first_chunk(self, attempt: Attempt, body: bytes) -> _Opened:
         sent = self._loop.time()
-        response = await attempt.upstream.send(body, stream=True)
+        response = await attempt.upstream.send_stream(body)
         chunks = response.aiter_raw()
         scanner = self._scanner
         opened = False
