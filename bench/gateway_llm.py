@@ -11,7 +11,7 @@ workspace lock), all pointed at the same mock, and measures through each:
   sequential, one keep-alive connection, p50 and p90 over ``--requests`` requests
   (mock TTFT 0, 16 tokens). Overhead = p50(target) - p50(direct).
 - **Throughput**: ``--streams`` concurrent keep-alive connections streaming back to back
-  for ``--seconds`` (mock 200 tokens per stream, no delays): SSE events/s delivered, and
+  for ``--seconds`` (mock ``--stream-tokens`` 50 per stream, no delays): SSE events/s delivered, and
   events/s per core of the target's own process (its CPU time from psutil).
 
 Each of ``--runs`` runs (default 3) measures the three targets in turn; the summary is the
@@ -144,6 +144,16 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def wait_idle(process: psutil.Process, within: float = 90.0) -> None:
+    """Until ``process`` uses under a tenth of a core over half a second."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        before = cpu_seconds(process)
+        time.sleep(0.5)
+        if cpu_seconds(process) - before < 0.05:
+            return
+
+
 # -- load generator (runs in its own process) ----------------------------------------------------
 
 
@@ -237,9 +247,11 @@ class Connection:
             self.writer.close()
 
 
-async def throughput_run(port: int, key: str, streams: int, seconds: float) -> dict[str, Any]:
+async def throughput_run(
+    port: int, key: str, streams: int, seconds: float, tokens: int
+) -> dict[str, Any]:
     """Streams back to back on every connection; events counted for exactly ``seconds``."""
-    request = request_bytes(port, key, 200)
+    request = request_bytes(port, key, tokens)
     connections = [Connection(port) for _ in range(streams)]
     warmup = request_bytes(port, key, 1)
     await asyncio.gather(*(c.stream(warmup) for c in connections))  # connect and warm up
@@ -273,7 +285,9 @@ def loadgen_main(args: argparse.Namespace) -> None:
     if args.mode == "ttft":
         result: Any = uvloop.run(ttft_run(args.port, args.key, args.requests, args.warmup))
     else:
-        result = uvloop.run(throughput_run(args.port, args.key, args.streams, args.seconds))
+        result = uvloop.run(
+            throughput_run(args.port, args.key, args.streams, args.seconds, args.stream_tokens)
+        )
     print(json.dumps(result), flush=True)
 
 
@@ -298,6 +312,8 @@ def run_loadgen(
         str(args.streams),
         "--seconds",
         str(args.seconds),
+        "--stream-tokens",
+        str(args.stream_tokens),
     ]
     child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None
@@ -336,7 +352,7 @@ def measure(
         "ttft_p90_ms": statistics.quantiles(samples, n=10)[-1] * 1000,
         "events_per_s": rate,
         "cpu_s": cpu,
-        "events_per_cpu_s": result["events"] / cpu if cpu > 0 else float("nan"),
+        "events_per_cpu_s": result["events"] / cpu if cpu > 0 else 0.0,
         "streams_done": result["streams"],
         "loadgen_cpu_s": gen_cpu,
         "seconds": result["seconds"],
@@ -452,7 +468,10 @@ def main(args: argparse.Namespace) -> None:
             for name, port, key, proc in plan:
                 row = measure(name, port, key, psutil.Process(proc.pid), args)
                 rows.setdefault(name, {"runs": []})["runs"].append(row)
-                time.sleep(1.0)  # let the target settle the streams the load generator cut
+                # The load generator cut its streams at the deadline; LiteLLM keeps reading
+                # them from the mock. Start nothing until every target is idle again.
+                for process in (mock, proc):
+                    wait_idle(psutil.Process(process.pid))
     load = (load_before[0], os.getloadavg()[0])
     report(rows, load, args)
 
@@ -486,11 +505,12 @@ def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     direct = _values(rows, "direct", "ttft_p50_ms")
     gw_over_med, lite_over_med = _median(gw_over), _median(lite_over)
     over_ratio = _ratio(gw_over_med, lite_over_med)
-    gw_tput = _values(rows, "gateway", "events_per_cpu_s")
-    lite_tput = _values(rows, "litellm", "events_per_cpu_s")
+    # A run whose window saw no chunk at all has no figure (not a zero).
+    gw_tput = [v for v in _values(rows, "gateway", "events_per_cpu_s") if v > 0]
+    lite_tput = [v for v in _values(rows, "litellm", "events_per_cpu_s") if v > 0]
     tput_ratio = _ratio(_median(gw_tput), _median(lite_tput))
-    gw_wall = _values(rows, "gateway", "events_per_s")
-    lite_wall = _values(rows, "litellm", "events_per_s")
+    gw_wall = [v for v in _values(rows, "gateway", "events_per_s") if v > 0]
+    lite_wall = [v for v in _values(rows, "litellm", "events_per_s") if v > 0]
     return [
         {
             "figure": "Gateway TTFT overhead p50, sequential streams (vs direct to the mock)",
@@ -619,6 +639,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
     parser.add_argument("--seconds", type=float, default=4.0, help="throughput phase length")
+    parser.add_argument("--stream-tokens", type=int, default=50, help="tokens per stream")
     parser.add_argument("--runs", type=int, default=3, help="repeats; medians are reported")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--json-out", type=Path, help="write the bench result contract here")
