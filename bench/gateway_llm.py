@@ -145,12 +145,12 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def wait_idle(process: psutil.Process, within: float = 90.0) -> None:
-    """Until ``process`` uses under a tenth of a core over half a second."""
+    """Until ``process`` uses under a tenth of a core over a quarter of a second."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         before = cpu_seconds(process)
-        time.sleep(0.5)
-        if cpu_seconds(process) - before < 0.05:
+        time.sleep(0.25)
+        if cpu_seconds(process) - before < 0.025:
             return
 
 
@@ -635,7 +635,7 @@ def _strip(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=250, help="sequential TTFT streams")
+    parser.add_argument("--requests", type=int, default=200, help="sequential TTFT streams")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
     parser.add_argument("--seconds", type=float, default=4.0, help="throughput phase length")
