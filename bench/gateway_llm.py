@@ -18,7 +18,7 @@ Each of ``--runs`` runs (default 3) measures the three targets in turn; the summ
 median over runs with its [min, max] spread, and ``--json-out`` writes it in the bench
 result contract (rows for the TTFT overhead vs direct and vs LiteLLM, and throughput per
 core vs LiteLLM; every TTFT sample as distributions for the plots). The default run
-takes about 1.5 minutes on 2 cores once the LiteLLM venv exists.
+takes under 2 minutes on 2 cores once the LiteLLM venv exists (its start included).
 
 The load generator is a raw asyncio HTTP/1.1 client on uvloop in its own process (a
 few bytes of parsing per read), so it costs the system under test as little as it can.
@@ -638,7 +638,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=200, help="sequential TTFT streams")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
-    parser.add_argument("--seconds", type=float, default=4.0, help="throughput phase length")
+    parser.add_argument("--seconds", type=float, default=3.0, help="throughput phase length")
     parser.add_argument("--stream-tokens", type=int, default=50, help="tokens per stream")
     parser.add_argument("--runs", type=int, default=3, help="repeats; medians are reported")
     parser.add_argument("--skip-litellm", action="store_true")
