@@ -1,6 +1,6 @@
 """LLM gateway benchmark: direct-to-mock vs the Chorus gateway vs the LiteLLM proxy.
 
-    .venv/bin/python bench/gateway_llm.py [--requests 300] [--streams 200] [--seconds 8]
+    .venv/bin/python bench/gateway_llm.py [--runs 3] [--json-out PATH] [--skip-litellm]
 
 One run starts the mock OpenAI upstream, Redis, the Chorus gateway (``python -m
 chorus_gateway``, limits on) and the LiteLLM proxy (``litellm[proxy]`` from PyPI,
@@ -11,8 +11,14 @@ workspace lock), all pointed at the same mock, and measures through each:
   sequential, one keep-alive connection, p50 and p90 over ``--requests`` requests
   (mock TTFT 0, 16 tokens). Overhead = p50(target) - p50(direct).
 - **Throughput**: ``--streams`` concurrent keep-alive connections streaming back to back
-  for ``--seconds`` (mock 200 tokens per stream, no delays): SSE events/s delivered, and
+  for ``--seconds`` (mock ``--stream-tokens`` 50 per stream, no delays): SSE events/s delivered, and
   events/s per core of the target's own process (its CPU time from psutil).
+
+Each of ``--runs`` runs (default 3) measures the three targets in turn; the summary is the
+median over runs with its [min, max] spread, and ``--json-out`` writes it in the bench
+result contract (rows for the TTFT overhead vs direct and vs LiteLLM, and throughput per
+core vs LiteLLM; every TTFT sample as distributions for the plots). The default run
+takes under 2 minutes on 2 cores once the LiteLLM venv exists (its start included).
 
 The load generator is a raw asyncio HTTP/1.1 client on uvloop in its own process (a
 few bytes of parsing per read), so it costs the system under test as little as it can.
@@ -36,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,7 @@ LITELLM_KEY = "sk-bench-master-key"
 TARGETS = ("direct", "gateway", "litellm")
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET_RATIO = 3.0
+MAX_SAMPLES = 5000
 
 
 def free_port() -> int:
@@ -136,6 +144,16 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def wait_idle(process: psutil.Process, within: float = 90.0) -> None:
+    """Until ``process`` uses under a tenth of a core over a quarter of a second."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        before = cpu_seconds(process)
+        time.sleep(0.25)
+        if cpu_seconds(process) - before < 0.025:
+            return
+
+
 # -- load generator (runs in its own process) ----------------------------------------------------
 
 
@@ -155,9 +173,15 @@ def request_bytes(port: int, key: str, tokens: int) -> bytes:
 
 
 async def one_stream(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    request: bytes,
+    counter: dict[str, int] | None = None,
 ) -> tuple[float, int]:
-    """Send one request on a kept-alive connection; (seconds to first event, events)."""
+    """Send one request on a kept-alive connection; (seconds to first event, events).
+
+    ``counter["events"]`` (if given) counts events as they arrive.
+    """
     start = time.perf_counter()
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
@@ -176,6 +200,8 @@ async def one_stream(
         if found and not first:
             first = time.perf_counter() - start
         events += found
+        if counter is not None:
+            counter["events"] += found
         carry = data[-6:]
     return first, events
 
@@ -200,13 +226,15 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def stream(self, request: bytes) -> tuple[float, int]:
+    async def stream(
+        self, request: bytes, counter: dict[str, int] | None = None
+    ) -> tuple[float, int]:
         for attempt in (1, 2):
             if self.writer is None or self.writer.is_closing():
                 self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
             assert self.reader is not None
             try:
-                return await one_stream(self.reader, self.writer, request)
+                return await one_stream(self.reader, self.writer, request, counter)
             except (asyncio.IncompleteReadError, ConnectionError):
                 self.writer.close()
                 self.writer = None
@@ -219,27 +247,36 @@ class Connection:
             self.writer.close()
 
 
-async def throughput_run(port: int, key: str, streams: int, seconds: float) -> dict[str, Any]:
-    request = request_bytes(port, key, 200)
+async def throughput_run(
+    port: int, key: str, streams: int, seconds: float, tokens: int
+) -> dict[str, Any]:
+    """Streams back to back on every connection; events counted for exactly ``seconds``."""
+    request = request_bytes(port, key, tokens)
     connections = [Connection(port) for _ in range(streams)]
-    await asyncio.gather(*(c.stream(request) for c in connections))  # connect and warm up
+    warmup = request_bytes(port, key, 1)
+    await asyncio.gather(*(c.stream(warmup) for c in connections))  # connect and warm up
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    deadline = time.perf_counter() + seconds
     totals = {"events": 0, "streams": 0}
 
     async def worker(connection: Connection) -> None:
-        while time.perf_counter() < deadline:
-            _, events = await connection.stream(request)
-            totals["events"] += events
+        while True:
+            await connection.stream(request, totals)
             totals["streams"] += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in connections))
+    tasks = [asyncio.create_task(worker(c)) for c in connections]
+    done, _ = await asyncio.wait(tasks, timeout=seconds)
     elapsed = time.perf_counter() - started
+    result = {**totals, "seconds": elapsed}
+    for task in done:
+        task.result()  # a failed stream fails the run loudly
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     for connection in connections:
         connection.close()
-    return {**totals, "seconds": elapsed}
+    return result
 
 
 def loadgen_main(args: argparse.Namespace) -> None:
@@ -248,7 +285,9 @@ def loadgen_main(args: argparse.Namespace) -> None:
     if args.mode == "ttft":
         result: Any = uvloop.run(ttft_run(args.port, args.key, args.requests, args.warmup))
     else:
-        result = uvloop.run(throughput_run(args.port, args.key, args.streams, args.seconds))
+        result = uvloop.run(
+            throughput_run(args.port, args.key, args.streams, args.seconds, args.stream_tokens)
+        )
     print(json.dumps(result), flush=True)
 
 
@@ -273,6 +312,8 @@ def run_loadgen(
         str(args.streams),
         "--seconds",
         str(args.seconds),
+        "--stream-tokens",
+        str(args.stream_tokens),
     ]
     child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None
@@ -307,10 +348,11 @@ def measure(
     row = {
         "target": name,
         "ttft_p50_ms": statistics.median(samples) * 1000,
+        "ttft_samples_ms": [s * 1000 for s in samples],
         "ttft_p90_ms": statistics.quantiles(samples, n=10)[-1] * 1000,
         "events_per_s": rate,
         "cpu_s": cpu,
-        "events_per_cpu_s": result["events"] / cpu if cpu > 0 else float("nan"),
+        "events_per_cpu_s": result["events"] / cpu if cpu > 0 else 0.0,
         "streams_done": result["streams"],
         "loadgen_cpu_s": gen_cpu,
         "seconds": result["seconds"],
@@ -366,13 +408,15 @@ def main(args: argparse.Namespace) -> None:
         "GATEWAY_API_KEYS": keys,
     }
     rows: dict[str, dict[str, Any]] = {}
+    load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         redis = subprocess.Popen(
             [redis_bin, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        stack.callback(lambda: (redis.terminate(), redis.wait()))
+        stack.callback(redis.wait)
+        stack.callback(redis.terminate)
         mock = stack.enter_context(
             spawn(
                 [sys.executable, "-m", "chorus_mock_openai", "--port", str(mock_port)],
@@ -412,67 +456,193 @@ def main(args: argparse.Namespace) -> None:
             )
         print(
             f"TTFT: {args.requests} sequential streams; throughput: {args.streams} "
-            f"concurrent streams for {args.seconds:g}s (2 shared cores: noisy)"
+            f"concurrent streams for {args.seconds:g}s; {args.runs} runs, targets interleaved "
+            f"(2 shared cores: noisy; load average {load_before[0]:.1f})",
+            flush=True,
         )
         for run in range(args.runs):
-            print(f"run {run + 1}/{args.runs}")
+            print(f"run {run + 1}/{args.runs}", flush=True)
             plan = [("direct", mock_port, "sk", mock), ("gateway", gw_port, BENCH_KEY, gateway)]
             if litellm is not None:
                 plan.append(("litellm", lite_port, LITELLM_KEY, litellm))
             for name, port, key, proc in plan:
                 row = measure(name, port, key, psutil.Process(proc.pid), args)
                 rows.setdefault(name, {"runs": []})["runs"].append(row)
-    report(rows)
+                # The load generator cut its streams at the deadline; LiteLLM keeps reading
+                # them from the mock. Start nothing until every target is idle again.
+                for process in (mock, proc):
+                    wait_idle(psutil.Process(process.pid))
+    load = (load_before[0], os.getloadavg()[0])
+    report(rows, load, args)
 
 
-def report(rows: dict[str, dict[str, Any]]) -> None:
-    def med(name: str, field: str) -> float:
-        return statistics.median(r[field] for r in rows[name]["runs"])
+def _values(rows: dict[str, dict[str, Any]], name: str, field: str) -> list[float]:
+    return [float(r[field]) for r in rows[name]["runs"]] if name in rows else []
 
-    print("\nmedian over runs")
-    direct = med("direct", "ttft_p50_ms")
-    gw_over = med("gateway", "ttft_p50_ms") - direct
-    print(
-        f"  TTFT p50: direct {direct:.3f} ms, gateway {med('gateway', 'ttft_p50_ms'):.3f} ms "
-        f"(overhead {gw_over:.3f} ms; target <= {TTFT_TARGET_MS} ms)"
-    )
-    summary: dict[str, Any] = {
-        "ttft_overhead_ms": {"gateway": gw_over},
-        "events_per_cpu_s": {n: med(n, "events_per_cpu_s") for n in rows},
-        "events_per_s": {n: med(n, "events_per_s") for n in rows},
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _spread(values: list[float]) -> list[float] | None:
+    return [min(values), max(values)] if values else None
+
+
+def _overheads(rows: dict[str, dict[str, Any]], name: str) -> list[float]:
+    """Per run: p50 TTFT of ``name`` minus p50 TTFT direct to the mock in the same run."""
+    direct = _values(rows, "direct", "ttft_p50_ms")
+    return [t - d for t, d in zip(_values(rows, name, "ttft_p50_ms"), direct, strict=True)]
+
+
+def _ratio(chorus: float | None, peer: float | None) -> float | None:
+    return chorus / peer if chorus is not None and peer else None
+
+
+def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the bench result contract (median over runs, [min, max] spread)."""
+    gw_over = _overheads(rows, "gateway")
+    lite_over = _overheads(rows, "litellm") if "litellm" in rows else []
+    direct = _values(rows, "direct", "ttft_p50_ms")
+    gw_over_med, lite_over_med = _median(gw_over), _median(lite_over)
+    over_ratio = _ratio(gw_over_med, lite_over_med)
+    # A run whose window saw no chunk at all has no figure (not a zero).
+    gw_tput = [v for v in _values(rows, "gateway", "events_per_cpu_s") if v > 0]
+    lite_tput = [v for v in _values(rows, "litellm", "events_per_cpu_s") if v > 0]
+    tput_ratio = _ratio(_median(gw_tput), _median(lite_tput))
+    gw_wall = [v for v in _values(rows, "gateway", "events_per_s") if v > 0]
+    lite_wall = [v for v in _values(rows, "litellm", "events_per_s") if v > 0]
+    return [
+        {
+            "figure": "Gateway TTFT overhead p50, sequential streams (vs direct to the mock)",
+            "peer": "direct to mock (its TTFT p50)",
+            "peer_value": _median(direct),
+            "peer_spread": _spread(direct),
+            "chorus": gw_over_med,
+            "chorus_spread": _spread(gw_over),
+            "unit": "ms",
+            "ratio": None,
+            "target": f"<= {TTFT_TARGET_MS:g} ms",
+            "met": gw_over_med <= TTFT_TARGET_MS if gw_over_med is not None else None,
+            "note": "overhead = p50 TTFT through the gateway - p50 TTFT direct, same run; "
+            "gateway with limits on (Redis) and usage jobs",
+        },
+        {
+            "figure": "Gateway TTFT overhead p50, sequential streams (vs LiteLLM's overhead)",
+            "peer": "LiteLLM proxy",
+            "peer_value": lite_over_med,
+            "peer_spread": _spread(lite_over),
+            "chorus": gw_over_med,
+            "chorus_spread": _spread(gw_over),
+            "unit": "ms",
+            "ratio": over_ratio,
+            "target": "<= 0.333x",
+            "met": over_ratio <= 1 / 3 if over_ratio is not None else None,
+            "note": "ratio = gateway overhead / LiteLLM overhead (lower is better)",
+        },
+        {
+            "figure": "Gateway streaming throughput, chunks/s per core (200 concurrent streams)",
+            "peer": "LiteLLM proxy",
+            "peer_value": _median(lite_tput),
+            "peer_spread": _spread(lite_tput),
+            "chorus": _median(gw_tput),
+            "chorus_spread": _spread(gw_tput),
+            "unit": "chunks/s per core",
+            "ratio": tput_ratio,
+            "target": f">= {THROUGHPUT_TARGET_RATIO:g}x",
+            "met": tput_ratio >= THROUGHPUT_TARGET_RATIO if tput_ratio is not None else None,
+            "note": "SSE events delivered / CPU seconds of the proxy process (psutil)",
+        },
+        {
+            "figure": "Gateway streaming throughput, chunks/s wall (200 concurrent streams)",
+            "peer": "LiteLLM proxy",
+            "peer_value": _median(lite_wall),
+            "peer_spread": _spread(lite_wall),
+            "chorus": _median(gw_wall),
+            "chorus_spread": _spread(gw_wall),
+            "unit": "chunks/s",
+            "ratio": _ratio(_median(gw_wall), _median(lite_wall)),
+            "target": "info",
+            "met": None,
+            "note": "bounded by the shared 2 cores (load generator and mock on them too)",
+        },
+    ]
+
+
+def distributions(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """TTFT samples of every system (all runs; at most 5,000 each)."""
+    labels = {"direct": "direct to mock", "gateway": "chorus gateway", "litellm": "LiteLLM proxy"}
+    series: dict[str, list[float]] = {}
+    for name, label in labels.items():
+        if name in rows:
+            samples = [s for r in rows[name]["runs"] for s in r["ttft_samples_ms"]]
+            step = max(1, -(-len(samples) // MAX_SAMPLES))
+            series[label] = [round(s, 4) for s in samples[::step]]
+    return [{"title": "Time to first token, sequential streams", "unit": "ms", "series": series}]
+
+
+def report(
+    rows: dict[str, dict[str, Any]], load: tuple[float, float], args: argparse.Namespace
+) -> None:
+    table = contract_rows(rows)
+    print(f"\nmedian over {args.runs} runs [min, max] (load average {load[0]:.1f} → {load[1]:.1f})")
+    for row in table:
+        if row["chorus"] is None:
+            continue
+        ratio = f", ratio {row['ratio']:.3f}" if row["ratio"] is not None else ""
+        peer = f"{row['peer_value']:,.3f}" if row["peer_value"] is not None else "—"
+        print(
+            f"  {row['figure']}: chorus {row['chorus']:,.3f} {_fmt(row['chorus_spread'])} "
+            f"{row['unit']}; {row['peer']} {peer} {_fmt(row['peer_spread'])}{ratio} "
+            f"(target {row['target']}, met {row['met']})"
+        )
+    for name in rows:
+        print(
+            f"  {name}: TTFT p50 {_median(_values(rows, name, 'ttft_p50_ms')):.3f} ms "
+            f"{_fmt(_spread(_values(rows, name, 'ttft_p50_ms')))}"
+        )
+    result = {
+        "bench": "gateway_llm",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_split": (
+            "not pinned: the proxy under test (gateway or LiteLLM, 1 process), its Redis, "
+            "the mock upstream and the uvloop load generator (own process) share the "
+            f"machine's {os.cpu_count()} CPUs with other work (load average "
+            f"{load[0]:.1f} before, {load[1]:.1f} after); per-core figures use the proxy's "
+            "own CPU time"
+        ),
+        "rows": table,
+        "distributions": distributions(rows),
     }
-    if "litellm" in rows:
-        lite_over = med("litellm", "ttft_p50_ms") - direct
-        summary["ttft_overhead_ms"]["litellm"] = lite_over
-        ratio = gw_over / lite_over if lite_over > 0 else float("nan")
-        print(
-            f"  LiteLLM TTFT p50 {med('litellm', 'ttft_p50_ms'):.3f} ms (overhead "
-            f"{lite_over:.3f} ms); gateway/LiteLLM overhead = {ratio:.3f} (target <= 0.333)"
-        )
-        tput = med("gateway", "events_per_cpu_s") / med("litellm", "events_per_cpu_s")
-        summary["throughput_ratio_per_core"] = tput
-        print(
-            f"  events/s per core: gateway {med('gateway', 'events_per_cpu_s'):,.0f}, LiteLLM "
-            f"{med('litellm', 'events_per_cpu_s'):,.0f} → {tput:.1f}x (target >= "
-            f"{THROUGHPUT_TARGET_RATIO:g}x); direct mock {med('direct', 'events_per_cpu_s'):,.0f}"
-        )
-        print(
-            f"  events/s wall: direct {med('direct', 'events_per_s'):,.0f}, gateway "
-            f"{med('gateway', 'events_per_s'):,.0f}, LiteLLM {med('litellm', 'events_per_s'):,.0f}"
-        )
-    out = RESULTS / "gateway_llm.json"
-    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
-    print(f"raw results: {out.relative_to(ROOT)}")
+    raw = RESULTS / "gateway_llm.json"
+    raw.write_text(json.dumps({"result": result, "runs": _strip(rows)}, indent=2))
+    print(f"raw results: {raw.relative_to(ROOT)}")
+    if args.json_out is not None:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=2))
+        print(f"result: {args.json_out}")
+
+
+def _fmt(spread: list[float] | None) -> str:
+    return f"[{spread[0]:,.3f}, {spread[1]:,.3f}]" if spread else ""
+
+
+def _strip(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        name: [{k: v for k, v in r.items() if k != "ttft_samples_ms"} for r in data["runs"]]
+        for name, data in rows.items()
+    }
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=200, help="sequential TTFT streams")
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--streams", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
+    parser.add_argument("--seconds", type=float, default=3.0, help="throughput phase length")
+    parser.add_argument("--stream-tokens", type=int, default=50, help="tokens per stream")
+    parser.add_argument("--runs", type=int, default=3, help="repeats; medians are reported")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--json-out", type=Path, help="write the bench result contract here")
     parser.add_argument("--loadgen", choices=["ttft", "throughput"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)

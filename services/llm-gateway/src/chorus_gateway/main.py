@@ -4,7 +4,8 @@
 ``LLM_PROVIDERS`` stops the process before it serves); the lifespan opens what needs a
 running loop — Redis (limits and the arq queue share one pool), one ``AsyncOpenAI``
 client per provider, the lease renewer and the usage recorder — and closes them in
-reverse order. The completion endpoints are raw ASGI routes; ``/v1/models`` is FastAPI.
+reverse order. The completion endpoints are raw ASGI routes, reached through
+``routes.fast_path`` past FastAPI's layers; ``/v1/models`` is FastAPI.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import timedelta
 from arq.connections import ArqRedis
 from fastapi import FastAPI
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from chorus_common.app import create_service_app
 from chorus_common.redis_client import create_redis, redis_check
@@ -34,6 +36,7 @@ from chorus_gateway.domain.usage import UsageRecorder
 from chorus_gateway.routes import models
 from chorus_gateway.routes.chat_completions import ChatCompletions
 from chorus_gateway.routes.chat_stream import ChatStream
+from chorus_gateway.routes.fast_path import FastPath
 from chorus_gateway.routes.openai_errors import install_openai_errors
 from chorus_gateway.settings import GatewaySettings
 
@@ -113,20 +116,25 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     )
     install_openai_errors(app)
     body_limit = settings.gateway_max_body_bytes
-    app.router.routes.append(
+    completions = [
         Route(
             "/v1/chat/completions",
             ChatCompletions(max_body_bytes=body_limit),
             methods=["POST"],
             name="chat_completions",
-        )
-    )
-    app.router.routes.append(
+        ),
         Route(
             "/chat/stream",
             ChatStream(max_body_bytes=body_limit, model=settings.gateway_playground_model),
             methods=["POST"],
             name="chat_stream",
-        )
-    )
+        ),
+    ]
+    app.router.routes.extend(completions)
+    build_stack = app.build_middleware_stack
+
+    def build_with_fast_path() -> ASGIApp:
+        return FastPath(build_stack(), completions, access_log=settings.access_log)
+
+    app.build_middleware_stack = build_with_fast_path  # type: ignore[method-assign]
     return app

@@ -98,3 +98,26 @@ async def test_running_requests_keep_their_lease(redis_client: Redis) -> None:
 )
 def test_reset_durations_in_openais_format(ms: int, text: str) -> None:
     assert format_duration(ms) == text
+
+
+async def test_headroom_is_what_the_last_answer_left_minus_what_was_taken(
+    redis_client: Redis,
+) -> None:
+    limiter = Limiter(redis_client, lease_seconds=30)
+    who = principal("user:t5", rpm=3, tpm=1000, slots=10)
+    assert not limiter.headroom(who, cost=100)  # never admitted here: no hint
+    await limiter.admit(who, cost=100, member="a")  # leaves 2 requests, 900 tokens
+    assert not limiter.headroom(who, cost=901)
+    assert limiter.headroom(who, cost=100)
+    assert limiter.headroom(who, cost=100)
+    assert not limiter.headroom(who, cost=100)  # both requests left are taken
+
+
+async def test_no_headroom_after_a_refusal(redis_client: Redis) -> None:
+    limiter = Limiter(redis_client, lease_seconds=30)
+    who = principal("user:t6", rpm=10, slots=1)
+    await limiter.admit(who, cost=1, member="a")
+    assert not limiter.headroom(who, cost=1)  # the only slot is in use
+    with pytest.raises(RateLimited):
+        await limiter.admit(who, cost=1, member="b")
+    assert not limiter.headroom(who, cost=1)

@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from chorus_devstack.servers import RunningRedis
 from chorus_gateway.domain.token_estimate import estimate_prompt_tokens
 from chorus_mock_openai.testing import MockServer
 
-from ..support import running_gateway, settings_for, until
+from ..support import UsageJobs, running_gateway, settings_for, settled, until
 
 
 @pytest.fixture
@@ -157,3 +158,38 @@ async def test_a_request_larger_than_the_limit_is_refused_outright(
         )
     assert response.status_code == 429
     assert "Request too large" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "limited", [{"gateway_requests_per_minute": 2, "gateway_tokens_per_minute": 0}], indirect=True
+)
+async def test_a_stream_admitted_alongside_its_upstream_call_is_still_refused_exactly(
+    limited: tuple[str, str],
+    auth: dict[str, str],
+    user_id: int,
+    upstream: MockServer,
+    redis_sync: redis.Redis,
+) -> None:
+    one, two = limited
+    stream = body("spec [mock ttft_ms=300 tag=spec]", 5, stream=True)
+    async with httpx.AsyncClient(timeout=30) as http:
+        first = await http.post(f"{one}/v1/chat/completions", json=stream, headers=auth)
+        # The other replica takes the last request of the minute; replica one's last answer
+        # still says one is left, so it sends the next stream upstream while admitting it.
+        other = await http.post(f"{two}/v1/chat/completions", json=body("hi", 5), headers=auth)
+        refused = await http.post(f"{one}/v1/chat/completions", json=stream, headers=auth)
+        again = await http.post(f"{one}/v1/chat/completions", json=stream, headers=auth)
+    assert (first.status_code, other.status_code) == (200, 200)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "requests"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "data:" not in refused.text
+    # The refused stream's upstream request was abandoned before its first token, and
+    # the next one (no headroom left here) was refused without reaching the provider.
+    records = await settled(upstream, tag="spec")
+    assert [r["outcome"] for r in records] == ["completed", "client_disconnected"]
+    assert again.status_code == 429
+    jobs = await UsageJobs(redis_sync, subject=f"user:{user_id}").wait(3)
+    assert sorted(j["outcome"] for j in jobs) == ["completed", "completed", "error"]
+    billed = next(j for j in jobs if j["outcome"] == "error")
+    assert (billed["estimated"], billed["completion_tokens"]) == (True, 0)

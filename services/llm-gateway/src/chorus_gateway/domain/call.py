@@ -8,6 +8,7 @@ handed to the recorder when a provider was engaged, and the metrics are counted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -31,19 +32,32 @@ CLIENT_CLOSED = 499
 
 @dataclass(slots=True)
 class Call:
-    """A request that passed authentication, validation and admission."""
+    """A request that passed authentication and validation, and admission or is passing it.
+
+    ``admission`` is None while ``admitting`` — the admission run concurrently with the
+    first upstream call — has not answered (see ``Gateway.prepare``).
+    """
 
     request_id: str
     principal: Principal
     request: ChatRequest
     route: ModelRoute
-    admission: Admission
+    admission: Admission | None
     #: The bounded metrics label of the requested model.
     label: str
     #: ``time.perf_counter()`` when the request arrived.
     started: float
     #: Completion cap sent upstream when the client set none.
     default_max_tokens: int
+    #: The admission still running (raises the 429, or the Redis error, when it fails).
+    admitting: asyncio.Task[Admission] | None = None
+
+    async def admitted(self) -> Admission:
+        """The admission, waiting for it if it is still running."""
+        if self.admission is None:
+            assert self.admitting is not None
+            self.admission = await self.admitting
+        return self.admission
 
 
 @dataclass(slots=True)
@@ -95,7 +109,14 @@ class Accounting:
                 )
             )
         try:
-            await self._limiter.settle(call.admission, used_tokens=used)
+            # An admission still running when the call ended (the client left first) is
+            # awaited, so what it reserved is given back all the same.
+            admission = await call.admitted()
+        except Exception:
+            admission = None  # refused or failed: nothing was reserved
+        try:
+            if admission is not None:
+                await self._limiter.settle(admission, used_tokens=used)
         except Exception:
             logger.exception("settling the rate-limit reservation of %s failed", call.request_id)
         logger.debug(

@@ -117,7 +117,7 @@ class Completion(Interruptible):
         sent = time.perf_counter()
         try:
             async with asyncio.timeout(config.timeouts.total):
-                response = await attempt.upstream.send(body, stream=False)
+                response = await attempt.upstream.send(body)
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout_total",

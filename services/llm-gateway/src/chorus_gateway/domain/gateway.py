@@ -9,6 +9,7 @@ lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from chorus_gateway.domain.call import Accounting, Call
 from chorus_gateway.domain.chat_request import ChatRequest
 from chorus_gateway.domain.completion import Completion
 from chorus_gateway.domain.errors import model_not_found
-from chorus_gateway.domain.limits import Limiter, RateLimited
+from chorus_gateway.domain.limits import Admission, Limiter, RateLimited
 from chorus_gateway.domain.metrics import RATELIMIT_REJECTIONS
 from chorus_gateway.domain.providers import Catalog
 from chorus_gateway.domain.relay import ClientStream, StreamRelay
@@ -64,18 +65,26 @@ class Gateway:
     async def prepare(
         self, principal: Principal, request: ChatRequest, *, started: float | None = None
     ) -> Call:
-        """Resolve the model and admit the request; 403/404/429 as :class:`GatewayError`."""
+        """Resolve the model and admit the request; 403/404/429 as :class:`GatewayError`.
+
+        A stream whose subject has headroom by this replica's last admission answer
+        (``Limiter.headroom``) is admitted *while* its first upstream request is sent —
+        one Redis round trip off the time to first token. The relay waits for the
+        admission before the client sees a byte; a refusal then cancels the upstream
+        request and answers the same 429 (or 503) as before.
+        """
         route = self.catalog.resolve(request.model)
         if route is None:
             raise model_not_found(request.model)
         principal.check_model(request.model)
         request_id = os.urandom(16).hex()
         cost = request.reservation(self.options.default_max_tokens)
-        try:
-            admission = await self.limiter.admit(principal, cost=cost, member=request_id)
-        except RateLimited as exc:
-            RATELIMIT_REJECTIONS.labels(exc.limit).inc()
-            raise
+        admission: Admission | None = None
+        admitting: asyncio.Task[Admission] | None = None
+        if request.stream and self.limiter.headroom(principal, cost):
+            admitting = asyncio.create_task(self._admit(principal, cost, request_id))
+        else:
+            admission = await self._admit(principal, cost, request_id)
         return Call(
             request_id=request_id,
             principal=principal,
@@ -85,7 +94,15 @@ class Gateway:
             label=self.catalog.label(request.model),
             started=started if started is not None else time.perf_counter(),
             default_max_tokens=self.options.default_max_tokens,
+            admitting=admitting,
         )
+
+    async def _admit(self, principal: Principal, cost: int, member: str) -> Admission:
+        try:
+            return await self.limiter.admit(principal, cost=cost, member=member)
+        except RateLimited as exc:
+            RATELIMIT_REJECTIONS.labels(exc.limit).inc()
+            raise
 
     def relay(
         self, call: Call, client: ClientStream, scanner: Callable[[], StreamScanner]

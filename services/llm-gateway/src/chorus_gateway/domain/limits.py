@@ -16,6 +16,13 @@ the last tokens.
 
 A rejection is OpenAI's 429 (``rate_limit_exceeded``) with ``retry-after`` and the
 ``x-ratelimit-*`` headers, which every response also carries.
+
+**Headroom** (:meth:`Limiter.headroom`): every admission answer also tells this replica
+how much of each limit a subject had left. While the last answer (at most
+``HEADROOM_SECONDS`` old, minus what this replica has admitted on it since) still covers
+a request, the caller may run the admission concurrently with the upstream call instead
+of before it (``gateway``): the admission itself stays the same atomic script, so the
+limits stay exact; only a subject close to a limit, or unknown here, waits for it first.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -36,6 +44,9 @@ __all__ = ["Admission", "Limiter", "RateLimited", "format_duration"]
 logger = logging.getLogger("chorus.gateway.limits")
 
 WINDOW_MS = 60_000
+#: How long an admission answer is trusted as a hint of a subject's headroom.
+HEADROOM_SECONDS = 5.0
+_HEADROOM_SUBJECTS = 10_000
 
 _LEVEL_LUA = """
 local function level(key, cap, now)
@@ -60,7 +71,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 # KEYS: requests bucket, tokens bucket, leases. ARGV: rpm, tpm, concurrency, cost, lease
 # member, lease ms. Returns {admitted, limit, retry ms, requests left, tokens left,
-# requests reset ms, tokens reset ms}.
+# requests reset ms, tokens reset ms, slots left}.
 _ADMIT_LUA = (
     _LEVEL_LUA
     + """
@@ -75,7 +86,7 @@ if slots > 0 then
 end
 local function answer(ok, which, retry)
   return {ok, which, retry, math.floor(req), math.floor(tok), reset_ms(req, rpm),
-          reset_ms(tok, tpm)}
+          reset_ms(tok, tpm), slots - active}
 end
 if rpm > 0 and req < 1 then
   return answer(0, 'requests', math.ceil((1 - req) * 60000 / rpm))
@@ -100,6 +111,7 @@ end
 if slots > 0 then
   redis.call('ZADD', KEYS[3], now + lease, ARGV[5])
   redis.call('PEXPIRE', KEYS[3], lease + 1000)
+  active = active + 1
 end
 return answer(1, 'ok', 0)
 """
@@ -234,6 +246,37 @@ class Limiter:
         self._renew = redis.register_script(_RENEW_LUA)
         self._live: dict[str, str] = {}
         self._renewer: asyncio.Task[None] | None = None
+        #: subject -> [monotonic time, requests, tokens, slots left] after its last answer.
+        self._headroom: dict[str, list[float]] = {}
+
+    def headroom(self, principal: Principal, cost: int) -> bool:
+        """True if the subject's last answer here still covers one more request of ``cost``.
+
+        A hint, never a decision: :meth:`admit` still decides. Taking the hint books the
+        request against it, so a burst cannot outrun what the last answer left.
+        """
+        entry = self._headroom.get(principal.subject)
+        if entry is None or time.monotonic() - entry[0] > HEADROOM_SECONDS:
+            return False
+        limits = principal.limits
+        if (
+            (limits.requests_per_minute and entry[1] < 1)
+            or (limits.tokens_per_minute and entry[2] < cost)
+            or (limits.concurrent_streams and entry[3] < 1)
+        ):
+            return False
+        entry[1] -= 1
+        entry[2] -= cost
+        entry[3] -= 1
+        return True
+
+    def _note_headroom(self, subject: str, answer: list[object]) -> None:
+        if len(self._headroom) >= _HEADROOM_SUBJECTS and subject not in self._headroom:
+            self._headroom.clear()
+        left = [float(_int(answer[3])), float(_int(answer[4])), float(_int(answer[7]))]
+        if answer[0] != 1:
+            left = [0.0, 0.0, 0.0]
+        self._headroom[subject] = [time.monotonic(), *left]
 
     async def admit(self, principal: Principal, *, cost: int, member: str) -> Admission:
         """Reserve a request, ``cost`` tokens and a slot, or raise the 429 to answer."""
@@ -251,6 +294,7 @@ class Limiter:
             ],
         )
         headers = _headers(limits, answer)
+        self._note_headroom(principal.subject, answer)
         if answer[0] != 1:
             which = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
             raise _rejection(principal, which, _int(answer[2]), cost, headers)

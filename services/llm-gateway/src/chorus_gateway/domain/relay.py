@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Protocol
 
 import httpx2
 import orjson
+from redis.exceptions import RedisError
 
 from chorus_gateway.domain.call import (
     CLIENT_CLOSED,
@@ -41,7 +43,13 @@ from chorus_gateway.domain.call import (
     Call,
     Ending,
 )
-from chorus_gateway.domain.errors import GatewayError, bad_gateway, gateway_timeout
+from chorus_gateway.domain.errors import (
+    GatewayError,
+    bad_gateway,
+    gateway_timeout,
+    service_unavailable,
+)
+from chorus_gateway.domain.http1 import StreamResponse
 from chorus_gateway.domain.interrupt import (
     CLIENT_DISCONNECTED,
     TIMEOUT_IDLE,
@@ -65,6 +73,16 @@ __all__ = ["ClientStream", "StreamRelay", "failure_error", "response_headers"]
 
 Headers = list[tuple[bytes, bytes]]
 _JSON = (b"content-type", b"application/json")
+logger = logging.getLogger("chorus.gateway.relay")
+
+
+async def _discard(first: asyncio.Future[_Opened]) -> None:
+    """Stop an upstream attempt: cancel it, or close the stream it already opened."""
+    if not first.done():
+        first.cancel()
+    with contextlib.suppress(asyncio.CancelledError, UpstreamFailure):
+        opened = await first
+        await opened.response.aclose()
 
 
 class ClientStream(Protocol):
@@ -82,7 +100,8 @@ class ClientStream(Protocol):
 
 def response_headers(call: Call, extra: dict[str, str]) -> Headers:
     """The rate-limit headers of ``call`` plus ``extra``, encoded."""
-    merged = {**call.admission.headers, **extra}
+    limits = call.admission.headers if call.admission is not None else {}
+    merged = {**limits, **extra}
     return [(k.encode(), v.encode()) for k, v in merged.items()]
 
 
@@ -122,9 +141,18 @@ def client_error(failure: UpstreamFailure) -> GatewayError:
         )
 
 
+class _Refused(Exception):
+    """The admission run alongside the first attempt refused the request (or failed)."""
+
+    def __init__(self, error: GatewayError, provider: str) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.provider = provider
+
+
 @dataclass(slots=True)
 class _Opened:
-    response: httpx2.Response
+    response: StreamResponse
     chunks: AsyncIterator[bytes]
     first: bytes | None
     waited: float
@@ -193,6 +221,13 @@ class StreamRelay(Interruptible):
                 return await self._stream(attempt, opened)
         except GatewayError as exc:
             return await self._refuse(exc, NO_PROVIDER)
+        except _Refused as exc:
+            # The provider already had the request (cancelled at once): bill the prompt.
+            ending = await self._refuse(exc.error, exc.provider)
+            ending.engaged = True
+            ending.prompt_tokens = self.call.request.prompt_estimate
+            ending.estimated = True
+            return ending
         except asyncio.CancelledError:
             if attempt is not None:
                 attempt.breaker.release()
@@ -220,6 +255,8 @@ class StreamRelay(Interruptible):
         deadline = sent + min(timeouts.ttft, timeouts.total)
         first = asyncio.ensure_future(self._first_chunk(attempt, body))
         try:
+            if self.call.admission is None:
+                await self._admission_alongside(attempt, first)
             while True:
                 wait = min(deadline, self._next_keepalive) - self._loop.time()
                 if wait > 0:
@@ -239,9 +276,26 @@ class StreamRelay(Interruptible):
                 with contextlib.suppress(asyncio.CancelledError, UpstreamFailure):
                     await first
 
+    async def _admission_alongside(self, attempt: Attempt, first: asyncio.Future[_Opened]) -> None:
+        """Wait for the admission running while ``first`` goes upstream; undo on refusal."""
+        try:
+            await self.call.admitted()
+            return
+        except GatewayError as exc:
+            error = exc
+        except RedisError as exc:
+            logger.warning("rate limiter unavailable: %s", exc)
+            error = service_unavailable()
+        except BaseException:
+            await _discard(first)
+            raise
+        await _discard(first)
+        attempt.breaker.release()
+        raise _Refused(error, attempt.provider)
+
     async def _first_chunk(self, attempt: Attempt, body: bytes) -> _Opened:
         sent = self._loop.time()
-        response = await attempt.upstream.send(body, stream=True)
+        response = await attempt.upstream.send_stream(body)
         chunks = response.aiter_raw()
         scanner = self._scanner
         opened = False

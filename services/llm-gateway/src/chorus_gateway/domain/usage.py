@@ -9,6 +9,12 @@ cannot double-bill); the worker writes ``llm_usage_events`` and the per-user dai
 totals. A record that cannot be enqueued after retries — or that finds the buffer full
 — is logged in full (``usage record dropped``) and counted in
 ``chorus_gateway_usage_records_dropped_total``, so it can be replayed by hand.
+
+A job is enqueued by one Lua script doing what ``ArqRedis.enqueue_job`` does (skip if the
+job or its result exists, else store the job and add it to the queue) in one round trip
+instead of arq's three (WATCH, EXISTS, MULTI/EXEC): on a busy machine every write to
+Redis wakes another process, and these ran while the next request was being served.
+The job bytes are arq's own (``serialize_job``), so the worker reads them as any job.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 
 from chorus_gateway.domain.metrics import USAGE_DROPPED
 
@@ -31,6 +40,15 @@ logger = logging.getLogger("chorus.gateway.usage")
 JOB_NAME = "record_llm_usage"
 _ATTEMPTS = 3
 _WORKERS = 4
+
+# KEYS: job key, result key, queue. ARGV: serialized job, expiry ms, job id, score.
+# ArqRedis.enqueue_job's transaction, atomically: an existing job or result wins.
+_ENQUEUE_LUA = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+return 1
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +80,7 @@ class UsageRecorder:
         self._queue_name = queue_name
         self._buffer: asyncio.Queue[UsageRecord] = asyncio.Queue(maxsize=buffer)
         self._workers: list[asyncio.Task[None]] = []
+        self._enqueue_script = arq.register_script(_ENQUEUE_LUA)
 
     def record(self, usage: UsageRecord) -> None:
         """Hand a record over; never blocks, never raises."""
@@ -99,12 +118,7 @@ class UsageRecorder:
     async def _enqueue(self, usage: UsageRecord) -> None:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                await self._arq.enqueue_job(
-                    JOB_NAME,
-                    usage.as_job_argument(),
-                    _job_id=f"usage:{usage.request_id}",
-                    _queue_name=self._queue_name,
-                )
+                await self._enqueue_job(usage)
             except Exception as exc:
                 if attempt == _ATTEMPTS:
                     self._dropped(usage, f"{type(exc).__name__}: {exc}")
@@ -112,6 +126,17 @@ class UsageRecorder:
                 await asyncio.sleep(0.2 * attempt)
             else:
                 return
+
+    async def _enqueue_job(self, usage: UsageRecord) -> None:
+        job_id = f"usage:{usage.request_id}"
+        now = timestamp_ms()
+        job = serialize_job(
+            JOB_NAME, (usage.as_job_argument(),), {}, None, now, serializer=self._arq.job_serializer
+        )
+        await self._enqueue_script(
+            keys=[job_key_prefix + job_id, result_key_prefix + job_id, self._queue_name],
+            args=[job, self._arq.expires_extra_ms, job_id, now],
+        )
 
     @staticmethod
     def _dropped(usage: UsageRecord, reason: str) -> None:
