@@ -6,7 +6,9 @@ one round trip) and, added by this script only, ``/bench/dashboard-concurrent``
 (:func:`load_dashboard_concurrently`, three sessions gathered). ``wrk`` loads them in turn
 over several rounds at a fixed connection count, with the api's default pool (10 + 10
 overflow), on a database with 1,000 users, 20,000 orders, 100,000 room messages and
-30,000 notifications. Errors (pool timeouts) are counted, not hidden.
+30,000 notifications. Errors (pool timeouts) are counted, not hidden. The api runs on one
+core, Postgres, Redis and ``wrk`` on the other (``api_support``); the api's CPU time per
+request is printed next to its throughput.
 
 Run: ``.venv/bin/python bench/api_dashboard.py [--seconds 8] [--rounds 3] [--connections 16]``.
 The machine's cores are shared: absolute numbers are noisy, the ratio less so.
@@ -15,9 +17,21 @@ The machine's cores are shared: absolute numbers are noisy, the ratio less so.
 from __future__ import annotations
 
 import argparse
-import statistics
 
-from api_support import JWT_SECRET, api_env, free, infrastructure, process, python, run_sql, wrk
+from api_support import (
+    JWT_SECRET,
+    LOAD_CPUS,
+    SERVER_CPU,
+    Measured,
+    api_env,
+    free,
+    infrastructure,
+    measure,
+    process,
+    python,
+    run_sql,
+    spread,
+)
 from fastapi import APIRouter
 
 from chorus_api.deps import CurrentUserId, SessionsDep
@@ -80,44 +94,49 @@ def main() -> None:
         return
 
     token = TokenService(secret=JWT_SECRET, issuer="chorus").issue(USER_ID)
+    paths = {"one statement": "/api/dashboard", "concurrent": "/bench/dashboard-concurrent"}
+    runs: dict[str, list[Measured]] = {name: [] for name in paths}
     with infrastructure("api-dashboard-bench") as infra:
         run_sql(infra.dsn, SEED)
         port = free()
         argv = python(__file__, "--serve", str(port))
         with process("api", argv, api_env(infra, port), port, infra.workdir) as api:
-            targets = {
-                "one statement": f"{api}/api/dashboard",
-                "concurrent": f"{api}/bench/dashboard-concurrent",
-            }
-            for url in targets.values():
-                wrk(url, token=token, seconds=2, connections=args.connections)
-            rps: dict[str, list[float]] = {name: [] for name in targets}
-            latency: dict[str, list[float]] = {name: [] for name in targets}
-            errors = dict.fromkeys(targets, 0)
+            for path in paths.values():
+                measure(api, path, token=token, seconds=2, connections=args.connections)
             for round_ in range(args.rounds):
-                for name, url in targets.items():
-                    load = wrk(url, token=token, seconds=args.seconds, connections=args.connections)
-                    rps[name].append(load.rps)
-                    latency[name].append(load.mean_latency_ms)
-                    errors[name] += load.errors
+                order = list(paths) if round_ % 2 == 0 else list(reversed(paths))
+                for name in order:
+                    run = measure(
+                        api,
+                        paths[name],
+                        token=token,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                    )
+                    runs[name].append(run)
                     print(
-                        f"round {round_ + 1}: {name:<13} {load.rps:8.1f} req/s  "
-                        f"mean {load.mean_latency_ms:6.1f} ms  errors {load.errors}",
+                        f"round {round_ + 1}: {name:<13} {run.load.rps:8.1f} req/s  "
+                        f"{run.cpu_us_per_request:6.0f} us CPU/request  "
+                        f"mean {run.load.mean_latency_ms:6.1f} ms  errors {run.load.errors}",
                         flush=True,
                     )
-    one, many = (statistics.median(rps[n]) for n in targets)
+    rps = {name: [r.load.rps for r in rs] for name, rs in runs.items()}
+    ratios = [a / b for a, b in zip(rps["one statement"], rps["concurrent"], strict=True)]
     print(
-        f"\nGET /api/dashboard ({args.connections} connections, "
-        f"{args.seconds}s x {args.rounds} rounds, median)"
+        f"\nGET /api/dashboard ({args.connections} connections, {args.seconds}s x "
+        f"{args.rounds} rounds; api on CPU {SERVER_CPU}, Postgres + Redis + wrk on CPU "
+        f"{','.join(map(str, sorted(LOAD_CPUS)))}; median [min-max])"
     )
-    for name in targets:
+    for name, rs in runs.items():
         print(
-            f"  {name:<13} {statistics.median(rps[name]):8.1f} req/s  "
-            f"mean latency {statistics.median(latency[name]):6.1f} ms  errors {errors[name]}"
+            f"  {name:<13} {spread(rps[name]):>20} req/s  "
+            f"{spread([r.cpu_us_per_request for r in rs]):>18} us CPU/request  "
+            f"mean latency {spread([r.load.mean_latency_ms for r in rs], '{:.1f}')} ms  "
+            f"errors {sum(r.load.errors for r in rs)}"
         )
     print(
-        f"  one statement / concurrent: {one / many:.2f}x\n"
-        "  note: 2 shared cores, other work on the machine; numbers are noisy."
+        f"  one statement / concurrent: {spread(ratios, '{:.2f}')}x\n"
+        "  note: 2 cores shared with other work; numbers are noisy, the ratios less so."
     )
 
 

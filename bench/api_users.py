@@ -1,33 +1,48 @@
 """``GET /api/users/{id}``: the api vs a minimal raw asyncpg + Starlette endpoint.
 
 Both contenders serve the same user (with 10 orders) from the same database, as separate
-uvicorn processes (uvloop + httptools, one process each), loaded in turn by ``wrk`` with a
-fixed connection count over several alternating rounds. The peer does the same work the
-api must do — verify the bearer token (same JWT library, same secret), read the user row
-and its orders with two queries, answer JSON — and nothing else: no ORM, no validation
-layer, no middleware. The api is the real thing: FastAPI, SQLAlchemy ORM with
-``selectinload``, pydantic, and the request-id, metrics and body-limit middleware.
+uvicorn processes (uvloop + httptools, one process each, pinned to the same core; Postgres,
+Redis and ``wrk`` on the other — see ``api_support``), loaded in turn by ``wrk`` with a
+fixed connection count over several rounds whose order alternates (peer first, then api
+first...). The peer does the same work the api must do — verify the bearer token (same
+JWT library, same secret, same claims required), read the user row and its orders in two
+round trips, answer the same JSON document (checked before loading: both bodies must be
+equal) — and nothing else: no ORM, no validation layer, no middleware, no logging, and no
+connection reset on release (the api's read connections are not reset either). The api is
+the real thing in its production configuration: FastAPI, SQLAlchemy, pydantic, the
+request-id, metrics and body-limit middleware, and JSON logs with the access log line on.
 
-Run: ``.venv/bin/python bench/api_users.py [--seconds 10] [--rounds 3] [--connections 32]``.
-The machine's cores are shared: absolute numbers are noisy, the ratio less so.
+Printed per contender: requests per second and the server's CPU time per request
+(``psutil``, over each run), as the median of the rounds with [min-max]; the ratio is the
+median of the per-round ratios (each round loads both contenders back to back).
+
+Run: ``.venv/bin/python bench/api_users.py [--seconds 8] [--rounds 5] [--connections 16]``.
+The machine's cores are shared with other work: absolute numbers are noisy, the ratios
+and the CPU time per request much less so.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
+import httpx
 from api_support import (
     JWT_SECRET,
+    LOAD_CPUS,
+    SERVER_CPU,
+    Measured,
     api_env,
     free,
     infrastructure,
+    measure,
     process,
     python,
     run_sql,
-    wrk,
+    spread,
 )
 
 SEED = """
@@ -60,9 +75,18 @@ def serve_peer(port: int, dsn: str) -> None:
     tokens = TokenService(secret=JWT_SECRET, issuer="chorus")
     state: dict[str, Any] = {}
 
+    async def keep_session(connection: asyncpg.Connection) -> None:
+        """No reset on release: the peer leaves no session state behind, like the api."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
-        state["pool"] = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL)
+        # asyncpg's default reset runs one more statement per request (``RESET ALL``,
+        # ``UNLISTEN *``...) that the api's pool does not (its read connections are in
+        # autocommit and returned as they are): without this the peer would do three
+        # round trips to the api's two.
+        state["pool"] = await asyncpg.create_pool(
+            dsn, min_size=POOL, max_size=POOL, reset=keep_session
+        )
         yield
         await state["pool"].close()
 
@@ -106,12 +130,42 @@ def serve_peer(port: int, dsn: str) -> None:
     )
 
 
+def _normalised(body: Any) -> Any:
+    """A response body with timestamps parsed (``Z`` and ``+00:00`` are the same instant)."""
+    if isinstance(body, Mapping):
+        return {k: _normalised(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_normalised(v) for v in body]
+    if isinstance(body, str) and len(body) >= 19 and body[10:11] == "T":
+        return datetime.fromisoformat(body)
+    return body
+
+
+def check_same_body(urls: Mapping[str, str], token: str) -> None:
+    """Both contenders must answer the same JSON document, or the comparison means nothing."""
+    bodies = {}
+    for name, url in urls.items():
+        response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+        response.raise_for_status()
+        bodies[name] = _normalised(response.json())
+    first, *others = bodies.values()
+    if any(other != first for other in others):
+        msg = f"the contenders answer different bodies: {bodies}"
+        raise RuntimeError(msg)
+    if not first["orders"]:
+        msg = "the benchmark user has no orders"
+        raise RuntimeError(msg)
+
+
 def main() -> None:
-    """Run the benchmark and print req/s and the ratio."""
+    """Run the benchmark and print req/s, CPU per request and the ratios."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="run the api with ACCESS_LOG=false"
+    )
     parser.add_argument("--serve-peer", nargs=2, metavar=("PORT", "DSN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_peer:
@@ -121,18 +175,19 @@ def main() -> None:
     from chorus_common.tokens import TokenService  # noqa: PLC0415
 
     token = TokenService(secret=JWT_SECRET, issuer="chorus").issue(USER_ID)
+    path = f"/api/users/{USER_ID}"
+    results: dict[str, list[Measured]] = {"peer": [], "api": []}
     with infrastructure("api-users-bench") as infra:
         run_sql(infra.dsn, SEED)
         api_port, peer_port = free(), free()
         logs = infra.workdir
+        api_environment = {
+            **api_env(infra, api_port, access_log=not args.no_access_log),
+            "DB_POOL_SIZE": str(POOL),
+            "DB_MAX_OVERFLOW": "0",
+        }
         with (
-            process(
-                "api",
-                python("-m", "chorus_api"),
-                {**api_env(infra, api_port), "DB_POOL_SIZE": str(POOL), "DB_MAX_OVERFLOW": "0"},
-                api_port,
-                logs,
-            ) as api,
+            process("api", python("-m", "chorus_api"), api_environment, api_port, logs) as api,
             process(
                 "peer",
                 python(__file__, "--serve-peer", str(peer_port), infra.dsn),
@@ -141,27 +196,46 @@ def main() -> None:
                 logs,
             ) as peer,
         ):
-            targets = {"api": f"{api}/api/users/{USER_ID}", "peer": f"{peer}/api/users/{USER_ID}"}
-            for url in targets.values():  # warm-up: pools, prepared statements, caches
-                wrk(url, token=token, seconds=2, connections=args.connections)
-            results: dict[str, list[float]] = {name: [] for name in targets}
+            servers = {"peer": peer, "api": api}
+            check_same_body({n: f"{s.url}{path}" for n, s in servers.items()}, token)
+            for server in servers.values():  # warm-up: pools, prepared statements, caches
+                measure(server, path, token=token, seconds=2, connections=args.connections)
             for round_ in range(args.rounds):
-                for name, url in targets.items():
-                    load = wrk(url, token=token, seconds=args.seconds, connections=args.connections)
-                    if load.errors:
-                        msg = f"{name}: {load.errors} error responses"
+                order = ["peer", "api"] if round_ % 2 == 0 else ["api", "peer"]
+                for name in order:
+                    run = measure(
+                        servers[name],
+                        path,
+                        token=token,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                    )
+                    if run.load.errors:
+                        msg = f"{name}: {run.load.errors} error responses"
                         raise RuntimeError(msg)
-                    rps = load.rps
-                    results[name].append(rps)
-                    print(f"round {round_ + 1}: {name:<4} {rps:9.1f} req/s", flush=True)
-    api_rps, peer_rps = (statistics.median(results[n]) for n in ("api", "peer"))
+                    results[name].append(run)
+                    print(
+                        f"round {round_ + 1}: {name:<4} {run.load.rps:8.1f} req/s  "
+                        f"{run.cpu_us_per_request:6.0f} us CPU/request  "
+                        f"mean latency {run.load.mean_latency_ms:5.1f} ms",
+                        flush=True,
+                    )
+    rps = {n: [r.load.rps for r in runs] for n, runs in results.items()}
+    cpu = {n: [r.cpu_us_per_request for r in runs] for n, runs in results.items()}
+    ratios = [a / p for a, p in zip(rps["api"], rps["peer"], strict=True)]
+    cpu_ratios = [p / a for a, p in zip(cpu["api"], cpu["peer"], strict=True)]
+    access = "off" if args.no_access_log else "on"
     print(
         f"\nGET /api/users/{{id}} ({args.connections} connections, {args.seconds}s x "
-        f"{args.rounds} rounds, median)\n"
-        f"  api  (FastAPI + SQLAlchemy ORM): {api_rps:9.1f} req/s\n"
-        f"  peer (Starlette + raw asyncpg):  {peer_rps:9.1f} req/s\n"
-        f"  ratio api/peer: {api_rps / peer_rps:.2f}x  (target >= 0.60x)\n"
-        "  note: 2 shared cores, other work on the machine; numbers are noisy."
+        f"{args.rounds} rounds; servers on CPU {SERVER_CPU}, Postgres + Redis + wrk on CPU "
+        f"{','.join(map(str, sorted(LOAD_CPUS)))}; median [min-max])\n"
+        f"  peer (Starlette + raw asyncpg):   {spread(rps['peer']):>20} req/s  "
+        f"{spread(cpu['peer']):>16} us CPU/request\n"
+        f"  api  (access log {access:<3}):          {spread(rps['api']):>20} req/s  "
+        f"{spread(cpu['api']):>16} us CPU/request\n"
+        f"  ratio api/peer, req/s:            {spread(ratios, '{:.2f}')}x  (target >= 0.60x)\n"
+        f"  ratio peer/api, CPU per request:  {spread(cpu_ratios, '{:.2f}')}x\n"
+        "  note: 2 cores shared with other work; numbers are noisy, the ratios less so."
     )
 
 
