@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import httpx
 
+from chorus_api.schemas.users import UserWithOrdersOut
 from chorus_common.tokens import TokenService
 
 from ..support import PASSWORD, TEST_SECRET, Account, login, new_account, unique_email
@@ -142,6 +143,18 @@ async def test_user_with_orders(client: httpx.AsyncClient, account: Account) -> 
         "status",
         "created_at",
     }
+    # Written by orjson, byte for byte what the published model would serialise.
+    assert response.headers["content-type"] == "application/json"
+    model = UserWithOrdersOut.model_validate(body)
+    assert response.content == model.model_dump_json().encode()
+    assert body["created_at"].endswith("Z")
+
+
+async def test_user_without_orders(client: httpx.AsyncClient, account: Account) -> None:
+    response = await client.get(f"/api/users/{account.id}", headers=account.headers)
+    assert response.status_code == 200
+    assert response.json()["orders"] == []
+    assert response.json()["email"] == account.email
 
 
 async def test_other_and_missing_users_are_404(client: httpx.AsyncClient, account: Account) -> None:
