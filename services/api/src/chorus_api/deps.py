@@ -45,6 +45,7 @@ __all__ = [
     "SessionsDep",
     "SettingsDep",
     "TokensDep",
+    "authenticated_user_id",
     "oauth2_scheme",
 ]
 
@@ -129,11 +130,12 @@ def _unauthorized(code: str, message: str) -> HTTPException:
     )
 
 
-async def _current_user_id(
-    token: Annotated[str | None, Depends(oauth2_scheme)], request: Request
-) -> int:
-    # Every authenticated request goes through here: the remembered verification and no
-    # ResourcesDep/TokensDep chain (two dependency resolutions fewer per request).
+def authenticated_user_id(request: Request, token: str | None) -> int:
+    """The user id of a verified bearer ``token``; the JSON 401 otherwise.
+
+    Verification is remembered per token (:class:`~chorus_common.tokens.VerifiedTokens`):
+    every authenticated request comes through here.
+    """
     if token is None:
         raise _unauthorized("not_authenticated", "A bearer token is required.")
     resources: Resources = request.app.state.resources
@@ -142,6 +144,14 @@ async def _current_user_id(
         return int(claims.subject)
     except (InvalidTokenError, ValueError):
         raise _unauthorized("invalid_token", "The access token is invalid or expired.") from None
+
+
+async def _current_user_id(
+    token: Annotated[str | None, Depends(oauth2_scheme)], request: Request
+) -> int:
+    # Resources straight from the request, not through ResourcesDep -> TokensDep: two
+    # dependency resolutions fewer on every authenticated route.
+    return authenticated_user_id(request, token)
 
 
 CurrentUserId = Annotated[int, Depends(_current_user_id)]
