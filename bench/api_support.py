@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -25,8 +26,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psutil
@@ -187,6 +190,19 @@ _RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
 _REQUESTS = re.compile(r"(\d+) requests in")
 _ERRORS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _LATENCY = re.compile(r"Latency\s+([0-9.]+)(us|ms|s)")
+_QUANTILE = re.compile(r"^quantile ([0-9.]+) ([0-9]+)$", re.MULTILINE)
+#: How many latency quantiles each wrk run reports (evenly spaced, 0.05% ... 99.95%).
+QUANTILES = 1000
+#: wrk keeps every latency in an HdrHistogram; at the end of a run this prints it as
+#: ``QUANTILES`` evenly spaced quantiles, an even sample of the run's distribution.
+_WRK_SCRIPT = f"""
+done = function(summary, latency, requests)
+  for i = 1, {QUANTILES} do
+    local p = (i - 0.5) * 100 / {QUANTILES}
+    io.write(string.format("quantile %.3f %d\\n", p, latency:percentile(p)))
+  end
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -197,20 +213,29 @@ class Load:
     requests: int
     errors: int
     mean_latency_ms: float
+    #: :data:`QUANTILES` evenly spaced latency quantiles of the run, in ms.
+    latency_ms: list[float] = field(default_factory=list)
 
 
 def wrk(url: str, *, token: str, seconds: int, connections: int, threads: int = 1) -> Load:
     """Drive ``url`` with ``wrk`` (pinned to :data:`LOAD_CPUS`) for ``seconds``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT)
     argv = [
         WRK,
         f"-t{threads}",
         f"-c{connections}",
         f"-d{seconds}s",
+        "-s",
+        script.name,
         "-H",
         f"Authorization: Bearer {token}",
         url,
     ]
-    result = subprocess.run(pinned(argv, LOAD_CPUS), capture_output=True, text=True, check=True)
+    try:
+        result = subprocess.run(pinned(argv, LOAD_CPUS), capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(script.name)
     rps, latency = _RPS.search(result.stdout), _LATENCY.search(result.stdout)
     requests = _REQUESTS.search(result.stdout)
     if rps is None or latency is None or requests is None:
@@ -223,6 +248,7 @@ def wrk(url: str, *, token: str, seconds: int, connections: int, threads: int = 
         int(requests[1]),
         int(errors[1]) if errors else 0,
         float(latency[1]) * scale,
+        [int(us) / 1000 for _, us in _QUANTILE.findall(result.stdout)],
     )
 
 
@@ -252,3 +278,72 @@ def spread(values: Sequence[float], fmt: str = "{:.0f}") -> str:
 def python(*args: str) -> list[str]:
     """argv running this interpreter."""
     return [sys.executable, *args]
+
+
+def load_average() -> str:
+    """The 1-minute load average, for the record (the cores are shared)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def cpu_split(extra: str = "") -> str:
+    """The CPU split sentence of the bench result contract."""
+    load_cpus = ",".join(map(str, sorted(LOAD_CPUS)))
+    return (
+        f"server under test alone on CPU {SERVER_CPU} (taskset); Postgres, Redis, wrk and "
+        f"the driver on CPU {load_cpus}; other work on the machine is not pinned{extra}"
+    )
+
+
+def row(
+    figure: str,
+    *,
+    peer: str,
+    peer_values: Sequence[float] | None,
+    chorus_values: Sequence[float] | None,
+    unit: str,
+    ratios: Sequence[float] | None,
+    target: str,
+    met: bool | None,
+    note: str = "",
+) -> dict[str, Any]:
+    """One row of the bench result contract: medians, [min, max] spreads, the ratio."""
+
+    def median(values: Sequence[float] | None) -> float | None:
+        return round(statistics.median(values), 3) if values else None
+
+    def span(values: Sequence[float] | None) -> list[float] | None:
+        return [round(min(values), 3), round(max(values), 3)] if values else None
+
+    return {
+        "figure": figure,
+        "peer": peer,
+        "peer_value": median(peer_values),
+        "peer_spread": span(peer_values),
+        "chorus": median(chorus_values),
+        "chorus_spread": span(chorus_values),
+        "unit": unit,
+        "ratio": median(ratios),
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+def write_result(
+    path: Path,
+    *,
+    bench: str,
+    cpu_split: str,
+    rows: Sequence[dict[str, Any]],
+    distributions: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Write the bench result contract's JSON object to ``path``."""
+    document = {
+        "bench": bench,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_split": cpu_split,
+        "rows": list(rows),
+        "distributions": list(distributions),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
