@@ -169,7 +169,8 @@ async def test_other_and_missing_users_are_404(client: httpx.AsyncClient, accoun
 
 
 def _requests_total(metrics: str, status: int) -> float:
-    name = f'chorus_http_requests_total{{method="GET",route="/api/users/{{user_id}}",status="{status}"}}'
+    labels = f'method="GET",route="/api/users/{{user_id}}",status="{status}"'
+    name = f"chorus_http_requests_total{{{labels}}}"
     for line in metrics.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])
