@@ -282,7 +282,7 @@ def main() -> None:
     peer_name = PEER_NO_MEMORY if args.peer_verifies_every_token else PEER
     rps = {n: [r.load.rps for r in runs] for n, runs in results.items()}
     cpu = {n: [r.cpu_us_per_request for r in runs] for n, runs in results.items()}
-    # How much of its core each server used: near 100% means it was the bottleneck.
+    # How much of its core each server used: near 100% means it was its own bottleneck.
     busy = {
         n: [r.load.rps * r.cpu_us_per_request / 1e4 for r in runs] for n, runs in results.items()
     }
@@ -328,8 +328,9 @@ def main() -> None:
                     note=(
                         f"median of {args.rounds} alternating {args.seconds} s rounds; server "
                         f"core busy: peer {statistics.median(busy['peer']):.0f}%, api "
-                        f"{statistics.median(busy['api']):.0f}% (a peer below ~90% was held "
-                        "back by Postgres/wrk on the other core, which flatters the ratio)"
+                        f"{statistics.median(busy['api']):.0f}% (a server well below 100% was "
+                        "held back by something else: Postgres/wrk on the other core, or "
+                        "other work on the machine; then trust the CPU-per-request row)"
                     ),
                 ),
                 row(
