@@ -6,18 +6,42 @@ one round trip) and, added by this script only, ``/bench/dashboard-concurrent``
 (:func:`load_dashboard_concurrently`, three sessions gathered). ``wrk`` loads them in turn
 over several rounds at a fixed connection count, with the api's default pool (10 + 10
 overflow), on a database with 1,000 users, 20,000 orders, 100,000 room messages and
-30,000 notifications. Errors (pool timeouts) are counted, not hidden.
+30,000 notifications. Errors (pool timeouts) are counted, not hidden. The api runs on one
+core, Postgres, Redis and ``wrk`` on the other (``api_support``); the api's CPU time per
+request is printed next to its throughput.
 
-Run: ``.venv/bin/python bench/api_dashboard.py [--seconds 8] [--rounds 3] [--connections 16]``.
-The machine's cores are shared: absolute numbers are noisy, the ratio less so.
+Run: ``.venv/bin/python bench/api_dashboard.py [--seconds 6] [--rounds 3] [--connections 16]
+[--json-out PATH]`` (about 70 s; more on a busy machine). ``--json-out`` writes the bench
+result contract: the single statement is "chorus", the three-session variant the "peer",
+the ratio one / three (req/s; target >= 1x, the variant the api serves must not lose),
+plus both latency distributions. The machine's cores are shared: absolute numbers are
+noisy, the ratio less so.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 
-from api_support import JWT_SECRET, api_env, free, infrastructure, process, python, run_sql, wrk
+from api_support import (
+    JWT_SECRET,
+    LOAD_CPUS,
+    SERVER_CPU,
+    Measured,
+    api_env,
+    cpu_split,
+    free,
+    infrastructure,
+    load_average,
+    measure,
+    process,
+    python,
+    row,
+    run_sql,
+    spread,
+    write_result,
+)
 from fastapi import APIRouter
 
 from chorus_api.deps import CurrentUserId, SessionsDep
@@ -46,6 +70,7 @@ SELECT u, 'order.created', jsonb_build_object('order', jsonb_build_object('id', 
 ANALYZE;
 """
 USER_ID = 500
+PEER = "three concurrent queries, one session each"
 
 
 #: The variant the api does not serve, mounted only in this benchmark's process.
@@ -70,9 +95,10 @@ def serve(port: int) -> None:
 def main() -> None:
     """Run the benchmark and print both variants and the ratio."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--json-out", type=Path, help="write the bench result contract here")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -80,45 +106,125 @@ def main() -> None:
         return
 
     token = TokenService(secret=JWT_SECRET, issuer="chorus").issue(USER_ID)
+    paths = {"one statement": "/api/dashboard", "concurrent": "/bench/dashboard-concurrent"}
+    runs: dict[str, list[Measured]] = {name: [] for name in paths}
+    load_before = load_average()
     with infrastructure("api-dashboard-bench") as infra:
         run_sql(infra.dsn, SEED)
         port = free()
         argv = python(__file__, "--serve", str(port))
         with process("api", argv, api_env(infra, port), port, infra.workdir) as api:
-            targets = {
-                "one statement": f"{api}/api/dashboard",
-                "concurrent": f"{api}/bench/dashboard-concurrent",
-            }
-            for url in targets.values():
-                wrk(url, token=token, seconds=2, connections=args.connections)
-            rps: dict[str, list[float]] = {name: [] for name in targets}
-            latency: dict[str, list[float]] = {name: [] for name in targets}
-            errors = dict.fromkeys(targets, 0)
+            for path in paths.values():
+                measure(api, path, token=token, seconds=2, connections=args.connections)
             for round_ in range(args.rounds):
-                for name, url in targets.items():
-                    load = wrk(url, token=token, seconds=args.seconds, connections=args.connections)
-                    rps[name].append(load.rps)
-                    latency[name].append(load.mean_latency_ms)
-                    errors[name] += load.errors
+                order = list(paths) if round_ % 2 == 0 else list(reversed(paths))
+                for name in order:
+                    run = measure(
+                        api,
+                        paths[name],
+                        token=token,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                    )
+                    runs[name].append(run)
                     print(
-                        f"round {round_ + 1}: {name:<13} {load.rps:8.1f} req/s  "
-                        f"mean {load.mean_latency_ms:6.1f} ms  errors {load.errors}",
+                        f"round {round_ + 1}: {name:<13} {run.load.rps:8.1f} req/s  "
+                        f"{run.cpu_us_per_request:6.0f} us CPU/request  "
+                        f"mean {run.load.mean_latency_ms:6.1f} ms  errors {run.load.errors}",
                         flush=True,
                     )
-    one, many = (statistics.median(rps[n]) for n in targets)
+    load_after = load_average()
+    rps = {name: [r.load.rps for r in rs] for name, rs in runs.items()}
+    cpu = {name: [r.cpu_us_per_request for r in rs] for name, rs in runs.items()}
+    ratios = [a / b for a, b in zip(rps["one statement"], rps["concurrent"], strict=True)]
     print(
-        f"\nGET /api/dashboard ({args.connections} connections, "
-        f"{args.seconds}s x {args.rounds} rounds, median)"
+        f"\nGET /api/dashboard ({args.connections} connections, {args.seconds}s x "
+        f"{args.rounds} rounds, load avg {load_before} before / {load_after} after; api on "
+        f"CPU {SERVER_CPU}, Postgres + Redis + wrk on CPU "
+        f"{','.join(map(str, sorted(LOAD_CPUS)))}; median [min-max])"
     )
-    for name in targets:
+    for name, rs in runs.items():
         print(
-            f"  {name:<13} {statistics.median(rps[name]):8.1f} req/s  "
-            f"mean latency {statistics.median(latency[name]):6.1f} ms  errors {errors[name]}"
+            f"  {name:<13} {spread(rps[name]):>20} req/s  "
+            f"{spread([r.cpu_us_per_request for r in rs]):>18} us CPU/request  "
+            f"mean latency {spread([r.load.mean_latency_ms for r in rs], '{:.1f}')} ms  "
+            f"errors {sum(r.load.errors for r in rs)}"
         )
     print(
-        f"  one statement / concurrent: {one / many:.2f}x\n"
-        "  note: 2 shared cores, other work on the machine; numbers are noisy."
+        f"  one statement / concurrent: {spread(ratios, '{:.2f}')}x\n"
+        "  note: 2 cores shared with other work; numbers are noisy, the ratios less so."
     )
+    if args.json_out:
+        _write_json(args, runs, rps, cpu, ratios, load_before, load_after)
+
+
+def _write_json(
+    args: argparse.Namespace,
+    runs: dict[str, list[Measured]],
+    rps: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    ratios: list[float],
+    load_before: str,
+    load_after: str,
+) -> None:
+    """The bench result contract: one statement (chorus) vs three sessions (peer)."""
+    one, three = runs["one statement"], runs["concurrent"]
+    errors = {name: sum(r.load.errors for r in rs) for name, rs in runs.items()}
+    write_result(
+        args.json_out,
+        bench="api_dashboard",
+        cpu_split=cpu_split(
+            f"; both variants served by the same api process, loaded in turn (load avg "
+            f"{load_before} before, {load_after} after)"
+        ),
+        rows=[
+            row(
+                f"GET /api/dashboard req/s ({args.connections} connections, default pool)",
+                peer=PEER,
+                peer_values=rps["concurrent"],
+                chorus_values=rps["one statement"],
+                unit="req/s",
+                ratios=ratios,
+                target=">= 1x",
+                met=statistics.median(ratios) >= 1,
+                note=(
+                    f"median of {args.rounds} alternating {args.seconds} s rounds; error "
+                    f"responses (pool timeouts): one statement {errors['one statement']}, "
+                    f"three sessions {errors['concurrent']}"
+                ),
+            ),
+            row(
+                "GET /api/dashboard api CPU per request",
+                peer=PEER,
+                peer_values=cpu["concurrent"],
+                chorus_values=cpu["one statement"],
+                unit="us",
+                ratios=[
+                    a / b for a, b in zip(cpu["one statement"], cpu["concurrent"], strict=True)
+                ],
+                target="<= 1x",
+                met=statistics.median(cpu["one statement"]) <= statistics.median(cpu["concurrent"]),
+            ),
+        ],
+        distributions=[
+            {
+                "title": f"GET /api/dashboard latency, {args.connections} connections",
+                "unit": "ms",
+                "series": {
+                    PEER: _samples(three),
+                    "chorus api: one statement": _samples(one),
+                },
+            }
+        ],
+    )
+    print(f"  wrote {args.json_out}")
+
+
+def _samples(runs: list[Measured], limit: int = 5000) -> list[float]:
+    """Every run's latency quantiles, thinned evenly to at most ``limit`` samples."""
+    samples = [ms for run in runs for ms in run.load.latency_ms]
+    step = max(1, -(-len(samples) // limit))
+    return [round(ms, 3) for ms in samples[::step]]
 
 
 if __name__ == "__main__":

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 
-from chorus_common.tokens import InvalidTokenError, TokenService, bearer_token
+from chorus_common.tokens import (
+    LEEWAY_SECONDS,
+    InvalidTokenError,
+    TokenService,
+    VerifiedTokens,
+    bearer_token,
+)
 
 
 @pytest.fixture
@@ -78,3 +85,46 @@ def test_garbage_is_rejected(tokens: TokenService, garbage: str) -> None:
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_verified_tokens_answer_like_the_service(tokens: TokenService) -> None:
+    verified = VerifiedTokens(tokens)
+    token = tokens.issue(42)
+    first = verified.verify(token)
+    assert first == tokens.verify(token)
+    assert verified.verify(token) is first  # remembered, not decoded again
+    assert len(verified) == 1
+
+
+def test_verified_tokens_never_remember_invalid_ones(tokens: TokenService) -> None:
+    verified = VerifiedTokens(tokens)
+    forged = TokenService(secret="x" * 48, issuer="chorus").issue(1)
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError):
+            verified.verify(forged)
+    with pytest.raises(InvalidTokenError, match="expired"):
+        verified.verify(tokens.issue(1, ttl=timedelta(seconds=-60)))
+    assert len(verified) == 0
+
+
+def test_a_remembered_token_is_checked_for_expiry(tokens: TokenService) -> None:
+    now = [time.time()]
+    verified = VerifiedTokens(tokens, clock=lambda: now[0])
+    token = tokens.issue(7, ttl=timedelta(seconds=30))
+    first = verified.verify(token)
+    expires_at = first.expires_at.timestamp()
+    now[0] = expires_at + LEEWAY_SECONDS - 0.5  # within PyJWT's leeway: still valid
+    assert verified.verify(token) is first
+    now[0] = expires_at + LEEWAY_SECONDS  # expired by the cache's clock: forgotten, and
+    again = verified.verify(token)  # PyJWT decides again (its clock says 30 s to go)
+    assert again is not first
+    assert again == first
+
+
+def test_verified_tokens_forget_the_oldest_when_full(tokens: TokenService) -> None:
+    verified = VerifiedTokens(tokens, max_entries=2)
+    first, second, third = (tokens.issue(n) for n in (1, 2, 3))
+    claims = [verified.verify(token) for token in (first, second, third)]
+    assert len(verified) == 2
+    assert verified.verify(third) is claims[2]
+    assert verified.verify(first) is not claims[0]  # forgotten: decoded again

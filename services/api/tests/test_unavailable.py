@@ -38,6 +38,7 @@ async def test_postgres_outage_is_503_then_recovers(
         assert ready.json()["checks"]["redis"]["ok"] is True
         requests = [
             client.get("/api/users/me", headers=account.headers),
+            client.get(f"/api/users/{account.id}", headers=account.headers),  # the Reader
             client.get("/api/dashboard", headers=account.headers),
             client.post(
                 "/api/orders",
@@ -57,6 +58,8 @@ async def test_postgres_outage_is_503_then_recovers(
         me = await client.get("/api/users/me", headers=account.headers)
         assert me.status_code == 200
         assert me.json()["id"] == account.id
+        with_orders = await client.get(f"/api/users/{account.id}", headers=account.headers)
+        assert with_orders.status_code == 200
         assert (await client.get("/readyz")).status_code == 200
         created = await client.post(
             "/api/orders",

@@ -3,17 +3,29 @@
 HS256 with the shared ``JWT_SECRET``; ``sub`` is the user id, ``iss`` the issuer, ``exp``
 mandatory. Verification pins the algorithm list, so a token cannot pick its own
 (``alg: none`` and RSA/HMAC confusion are rejected), and requires every claim we rely on.
+
+A client sends the same token on every request for its lifetime, and checking it (base64,
+JSON, HMAC, claims) costs more CPU than the rest of a simple authenticated read.
+:class:`VerifiedTokens` remembers the tokens that passed, until they expire.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
 
-__all__ = ["AccessClaims", "InvalidTokenError", "TokenService", "bearer_token"]
+__all__ = [
+    "AccessClaims",
+    "InvalidTokenError",
+    "TokenService",
+    "VerifiedTokens",
+    "bearer_token",
+]
 
 ALGORITHM = "HS256"
 #: Clock skew tolerated between the pod that issued a token and the one verifying it.
@@ -77,6 +89,46 @@ class TokenService:
             issued_at=datetime.fromtimestamp(claims["iat"], UTC),
             token_id=str(claims.get("jti", "")),
         )
+
+
+class VerifiedTokens:
+    """:meth:`TokenService.verify` with a memory of the tokens that passed it.
+
+    Keyed by the whole token (signature included), so only the exact bytes that were
+    verified ever hit; a hit is re-checked for expiry exactly as PyJWT checks ``exp``
+    (with the same leeway), and the other time claims (``iat``, ``nbf``) can only have
+    become more valid since. Invalid tokens are never remembered, so garbage cannot fill
+    the memory; at ``max_entries`` the oldest entry is forgotten. One instance per
+    :class:`TokenService` (a new secret means a new service, hence an empty memory).
+    """
+
+    def __init__(
+        self,
+        tokens: TokenService,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tokens = tokens
+        self.max_entries = max_entries
+        self._clock = clock
+        self._verified: dict[str, tuple[float, AccessClaims]] = {}
+
+    def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid token; :class:`InvalidTokenError` for anything else."""
+        entry = self._verified.get(token)
+        if entry is not None:
+            if entry[0] > self._clock() - LEEWAY_SECONDS:
+                return entry[1]
+            del self._verified[token]
+        claims = self.tokens.verify(token)
+        if len(self._verified) >= self.max_entries:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (claims.expires_at.timestamp(), claims)
+        return claims
+
+    def __len__(self) -> int:
+        return len(self._verified)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -52,12 +52,15 @@ class PoolGate:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one connection's worth of the pool; SQLAlchemy's TimeoutError when full."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            msg = f"no database connection free within {self.timeout}s"
-            raise PoolTimeoutError(msg) from None
+        if self._semaphore.locked():  # full, or others waiting (FIFO): wait, bounded
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._semaphore.acquire()
+            except TimeoutError:
+                msg = f"no database connection free within {self.timeout}s"
+                raise PoolTimeoutError(msg) from None
+        else:  # a free slot and nobody ahead: taken at once, no timer to arm and cancel
+            await self._semaphore.acquire()
         try:
             yield
         finally:

@@ -1,9 +1,10 @@
 """Everything the api holds open while it runs, created and closed by the lifespan.
 
-One engine and its pool, shared by transactional sessions (writes) and autocommit
-sessions (reads); one Redis client whose connection pool the arq client and the event bus
-share; the token service, the password hasher and the login limiter. Routes reach them
-through the ``Annotated`` dependencies of :mod:`chorus_api.deps`.
+One engine and its pool, shared by transactional sessions (writes), autocommit sessions
+(reads) and the session-less :class:`~chorus_api.reader.Reader` (hot reads); one Redis
+client whose connection pool the arq client and the event bus share; the token service,
+the password hasher and the login limiter. Routes reach them through the ``Annotated``
+dependencies of :mod:`chorus_api.deps`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.metrics import track_pool, untrack_pool
 from chorus_api.pool import PoolGate, discard_closed_connections, read_sessionmaker
+from chorus_api.reader import Reader
 from chorus_api.settings import ApiSettings
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
 from chorus_common.redis_client import create_redis
-from chorus_common.tokens import TokenService
+from chorus_common.tokens import TokenService, VerifiedTokens
 
 __all__ = ["Resources", "open_resources"]
 
@@ -39,10 +41,13 @@ class Resources:
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]
     pool_gate: PoolGate
+    reader: Reader
     redis: Redis
     arq: ArqRedis
     bus: EventBus
     tokens: TokenService
+    #: ``tokens.verify`` remembering the tokens that passed (bearer auth on every request).
+    verified_tokens: VerifiedTokens
     hasher: PasswordHasher
     login_limiter: LoginLimiter
 
@@ -64,6 +69,15 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     # arq's create_pool() would open a second pool and insist on connecting at startup;
     # its client is a redis.asyncio.Redis subclass, so it can share ours instead.
     arq = ArqRedis(pool_or_conn=redis.connection_pool)
+    pool_gate = PoolGate(
+        slots=settings.db_pool_size + settings.db_max_overflow,
+        timeout=settings.db_pool_timeout,
+    )
+    tokens = TokenService(
+        secret=settings.jwt_secret.get_secret_value(),
+        issuer=settings.jwt_issuer,
+        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+    )
     track_pool(engine)
     try:
         yield Resources(
@@ -71,18 +85,13 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             engine=engine,
             sessions=create_sessionmaker(engine),
             read_sessions=read_sessionmaker(engine),
-            pool_gate=PoolGate(
-                slots=settings.db_pool_size + settings.db_max_overflow,
-                timeout=settings.db_pool_timeout,
-            ),
+            pool_gate=pool_gate,
+            reader=Reader(engine, pool_gate),
             redis=redis,
             arq=arq,
             bus=EventBus(redis),
-            tokens=TokenService(
-                secret=settings.jwt_secret.get_secret_value(),
-                issuer=settings.jwt_issuer,
-                ttl=timedelta(seconds=settings.access_token_ttl_seconds),
-            ),
+            tokens=tokens,
+            verified_tokens=VerifiedTokens(tokens),
             hasher=PasswordHasher(concurrency=settings.password_hash_concurrency),
             login_limiter=LoginLimiter(
                 redis,

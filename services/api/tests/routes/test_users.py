@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import httpx
 
+from chorus_api.schemas.users import UserWithOrdersOut
 from chorus_common.tokens import TokenService
 
 from ..support import PASSWORD, TEST_SECRET, Account, login, new_account, unique_email
@@ -142,6 +143,18 @@ async def test_user_with_orders(client: httpx.AsyncClient, account: Account) -> 
         "status",
         "created_at",
     }
+    # Written by orjson, byte for byte what the published model would serialise.
+    assert response.headers["content-type"] == "application/json"
+    model = UserWithOrdersOut.model_validate(body)
+    assert response.content == model.model_dump_json().encode()
+    assert body["created_at"].endswith("Z")
+
+
+async def test_user_without_orders(client: httpx.AsyncClient, account: Account) -> None:
+    response = await client.get(f"/api/users/{account.id}", headers=account.headers)
+    assert response.status_code == 200
+    assert response.json()["orders"] == []
+    assert response.json()["email"] == account.email
 
 
 async def test_other_and_missing_users_are_404(client: httpx.AsyncClient, account: Account) -> None:
@@ -153,3 +166,43 @@ async def test_other_and_missing_users_are_404(client: httpx.AsyncClient, accoun
     assert (await client.get(f"/api/users/{account.id}")).status_code == 401
     assert (await client.get("/api/users/0", headers=account.headers)).status_code == 422
     assert (await client.get("/api/users/abc", headers=account.headers)).status_code == 422
+
+
+def _requests_total(metrics: str, status: int) -> float:
+    labels = f'method="GET",route="/api/users/{{user_id}}",status="{status}"'
+    name = f"chorus_http_requests_total{{{labels}}}"
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_user_with_orders_fast_path_behaves_like_the_route(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    before = (await client.get("/metrics")).text
+    plain = await client.get(f"/api/users/{account.id}", headers=account.headers)
+    padded = await client.get(f"/api/users/{account.id:08d}", headers=account.headers)
+    assert plain.status_code == padded.status_code == 200
+    assert plain.content == padded.content
+    assert plain.headers["x-request-id"] != padded.headers["x-request-id"]
+    # Ids the fast path leaves to FastAPI's route: its validation answers, as before.
+    for raw in ("0", str(2**63), "-1", "1e3"):
+        response = await client.get(f"/api/users/{raw}", headers=account.headers)
+        assert response.status_code == 422, raw
+        assert response.json()["error"]["code"] == "validation_error"
+    missing = await client.get(f"/api/users/{account.id}")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["error"]["code"] == "not_authenticated"
+    forged = TokenService(secret="x" * 48, issuer="chorus").issue(account.id)
+    bad = await client.get(
+        f"/api/users/{account.id}", headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert bad.status_code == 401
+    assert bad.json()["error"]["code"] == "invalid_token"
+    after = (await client.get("/metrics")).text
+    # Counted under the route template, like every other route.
+    assert _requests_total(after, 200) == _requests_total(before, 200) + 2
+    assert _requests_total(after, 422) == _requests_total(before, 422) + 4
+    assert _requests_total(after, 401) == _requests_total(before, 401) + 2
