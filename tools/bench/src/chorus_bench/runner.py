@@ -115,6 +115,8 @@ def run_script(
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
             pump.join(timeout=GRACE_SECONDS)
+            if not pump.is_alive():
+                process.stdout.close()
     seconds = time.monotonic() - start
 
     def not_measured(reason: str) -> Outcome:
