@@ -68,7 +68,7 @@ def plot_distribution(distribution: Distribution, path: Path) -> Path:
         left.set_ylim(0, 1.01)
         left.grid(visible=True, which="both", alpha=0.3)
         if series:
-            left.legend(fontsize="small", loc="lower right")
+            left.legend(fontsize="small", loc="best")
             right.boxplot(list(series.values()), orientation="horizontal", whis=(1, 99))
             right.set_yticks(range(1, len(series) + 1), list(series))
             right.set_xscale(scale, **options)
