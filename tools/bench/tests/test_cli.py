@@ -64,6 +64,18 @@ def test_render_only_reuses_the_json_already_there(tmp_path: Path) -> None:
     assert main(["--only", "worker_jobs", "--render-only"], root=root) == 0
     latest = (root / "bench" / "results" / "latest.md").read_text()
     assert "| worker_jobs | No-op jobs/s, one worker process |" in latest
+    assert "**Re-rendered**" in latest
+    assert (root / "bench" / "results" / "worker_jobs-1.png").exists()
+
+
+def test_plots_of_an_earlier_run_do_not_survive(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    results = root / "bench" / "results"
+    results.mkdir()
+    for stale in ("worker_jobs-2.png", "api_users-1.png"):
+        (results / stale).write_bytes(b"old")
+    main(["--only", "worker_jobs,api_users"], root=root)
+    assert sorted(p.name for p in results.glob("*.png")) == ["worker_jobs-1.png"]
 
 
 def test_bench_names_are_checked() -> None:

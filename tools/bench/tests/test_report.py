@@ -156,6 +156,7 @@ def test_the_report_states_machine_cpu_split_notes_plots_and_raw_files() -> None
     assert "- **Python**: CPython 3.11.7" in text
     gateway = text[text.index("### gateway_llm") : text.index("### worker_jobs")]
     assert f"CPU split: {result('gateway_llm').cpu_split}" in gateway
+    assert "Ran for 95 s. Measured at 2026-11-28T10:00:00+00:00." in gateway
     assert "- *Streaming chunks/s per core, 200 streams*: LiteLLM | failed to start" in gateway
     assert "- [Time to first token](gateway_llm-1.png)" in gateway
     assert "Raw result: [gateway_llm.json](gateway_llm.json)" in gateway
@@ -163,3 +164,11 @@ def test_the_report_states_machine_cpu_split_notes_plots_and_raw_files() -> None
     assert "Not measured: exit code 2" in failed
     assert "Output: `bench/results/raw/realtime_fanout.log`" in failed
     assert text.index("## Figures") < text.index("### realtime_fanout")
+
+
+def test_a_rerendered_report_says_so_and_claims_no_run_time() -> None:
+    again = Outcome(name="worker_jobs", seconds=None, result=result("worker_jobs"))
+    text = render(MACHINE, [again], rerendered=True)
+    assert "**Re-rendered** (`--render-only`) from the JSON of an earlier run" in text
+    assert f"Not run now. Measured at {result('worker_jobs').date}." in text
+    assert "Re-rendered" not in render(MACHINE, [again])

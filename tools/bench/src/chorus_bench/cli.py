@@ -63,12 +63,13 @@ def load_average() -> tuple[float, float, float]:
 
 def plot_all(outcome: Outcome, results: Path) -> Outcome:
     """Plot every distribution of a measured bench; a failed plot is named, not fatal."""
+    for stale in results.glob(f"{outcome.name}-*.png"):  # an earlier run's plots
+        stale.unlink()
     if outcome.result is None:
         return outcome
     plots: list[str] = []
     for n, distribution in enumerate(outcome.result.distributions, start=1):
         path = results / f"{outcome.name}-{n}.png"
-        path.unlink(missing_ok=True)
         try:
             plot_distribution(distribution, path)
         except Exception as exc:
@@ -88,9 +89,9 @@ def plot_all(outcome: Outcome, results: Path) -> Outcome:
 def reuse(name: str, results: Path) -> Outcome:
     """The JSON a previous run left (``--render-only``)."""
     try:
-        return Outcome(name=name, seconds=0.0, result=load_result(results / f"{name}.json"))
+        return Outcome(name=name, seconds=None, result=load_result(results / f"{name}.json"))
     except ContractError as exc:
-        return Outcome(name=name, seconds=0.0, reason=str(exc))
+        return Outcome(name=name, seconds=None, reason=str(exc))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
                 cwd=root,
             )
             status = "measured" if outcome.result else f"not measured: {outcome.reason}"
-            print(f"bench: {name} {status} ({outcome.seconds:.0f} s)", flush=True)
+            print(f"bench: {name} {status} ({outcome.seconds or 0:.0f} s)", flush=True)
         outcomes.append(plot_all(outcome, results))
 
     machine = Machine(
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         load_after=load_average(),
         python=f"{platform.python_implementation()} {platform.python_version()}",
     )
-    report = render(machine, outcomes)
+    report = render(machine, outcomes, rerendered=args.render_only)
     latest = results / "latest.md"
     latest.write_text(report, encoding="utf-8")
     print()

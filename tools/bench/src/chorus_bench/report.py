@@ -38,7 +38,7 @@ class Outcome:
     """One bench script's run: its result, or why there is none."""
 
     name: str
-    seconds: float
+    seconds: float | None  # None: not run now (the report is re-rendered from its JSON)
     result: BenchResult | None = None
     reason: str = ""
     plots: list[str] = field(default_factory=list)
@@ -141,8 +141,8 @@ def fmt_load(load: tuple[float, float, float]) -> str:
     return " / ".join(f"{x:.2f}" for x in load)
 
 
-def header(machine: Machine) -> list[str]:
-    return [
+def header(machine: Machine, *, rerendered: bool = False) -> list[str]:
+    lines = [
         "# Chorus benchmarks: latest run",
         "",
         "Written by `make bench` (`bench/run.py`). Each bench script runs Chorus and its peer",
@@ -160,18 +160,25 @@ def header(machine: Machine) -> list[str]:
         "A shared machine makes these numbers noisy: compare ratios measured in one run, not",
         "absolute figures across runs, and read the load average before trusting either.",
     ]
+    if rerendered:
+        lines += [
+            "",
+            "**Re-rendered** (`--render-only`) from the JSON of an earlier run: the date, commit",
+            "and load average above are the re-rendering's; each bench says when it measured.",
+        ]
+    return lines
 
 
 def section(outcome: Outcome) -> list[str]:
     """One bench's CPU split, notes, plots and raw files."""
     lines = [f"### {outcome.name}", ""]
-    ran = f"Ran for {outcome.seconds:.0f} s."
+    ran = "Not run now." if outcome.seconds is None else f"Ran for {outcome.seconds:.0f} s."
     if outcome.result is None:
         lines.append(f"{ran} Not measured: {outcome.reason}.")
     else:
         result = outcome.result
         cpu = result.cpu_split.strip() or "(the script did not say)"
-        lines.append(f"{ran} CPU split: {cpu}")
+        lines.append(f"{ran} Measured at {result.date}. CPU split: {cpu}")
         notes = [(r.figure, r.note) for r in result.rows if r.note.strip()]
         if notes:
             lines.append("")
@@ -188,9 +195,9 @@ def section(outcome: Outcome) -> list[str]:
     return lines
 
 
-def render(machine: Machine, outcomes: Sequence[Outcome]) -> str:
+def render(machine: Machine, outcomes: Sequence[Outcome], *, rerendered: bool = False) -> str:
     """The whole ``latest.md``."""
-    lines = header(machine)
+    lines = header(machine, rerendered=rerendered)
     lines += ["", "## Figures", "", *table(outcomes), "", tally(outcomes), "", "## Per bench"]
     for outcome in outcomes:
         lines += ["", *section(outcome)]
