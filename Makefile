@@ -63,7 +63,7 @@ fmt: venv ## Format and auto-fix the code (ruff)
 lint: venv ## Lint (ruff) and type-check (mypy --strict on libs, services, tools)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/common/src libs/schema/src services/api/src services/realtime/src services/llm-gateway/src services/worker/src tools/devstack/src tools/mock-openai/src
+	$(VENV)/bin/mypy libs/common/src libs/schema/src services/api/src services/realtime/src services/llm-gateway/src services/worker/src tools/devstack/src tools/mock-openai/src tools/bench/src bench/run.py bench/worker_jobs.py
 
 .PHONY: system-deps-up system-deps-test
 system-deps-up:
@@ -112,6 +112,10 @@ deploy-sync: venv ## Copy the dashboard and rules into the chart; regenerate the
 
 ##@ Benchmarks
 
+# `make bench ONLY=worker_jobs` (or ONLY=api_users,api_dashboard) runs a subset;
+# BENCH_ARGS passes more options to bench/run.py (--timeout SECONDS, --render-only).
+ONLY ?=
+BENCH_ARGS ?=
 .PHONY: bench
-bench: venv ## Benchmarks against peers, side by side; writes bench/results/latest.md
-	@echo "bench: the harness arrives with the benchmark issue"
+bench: venv ## Benchmarks against peers, side by side (ONLY=name): bench/results/latest.md + plots
+	$(PY) bench/run.py $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)

@@ -1,0 +1,176 @@
+"""``make bench``: run every bench script, then write ``bench/results/latest.md`` and the plots.
+
+The harness records; it never fails the build. A script that crashes, times out, does not
+know ``--json-out`` yet or writes JSON outside the contract becomes a "not measured" row,
+and the exit status is 0 whatever the figures say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chorus_bench.contract import ContractError, load_result
+from chorus_bench.plots import plot_distribution
+from chorus_bench.report import Machine, Outcome, render
+from chorus_bench.runner import Script, run_script
+
+BENCHES = ("realtime_fanout", "gateway_llm", "api_users", "api_dashboard", "worker_jobs")
+DEFAULT_TIMEOUT = 360.0
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in {"model name", "Model", "Hardware"}:
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def git_commit(root: Path) -> str:
+    """Short commit id, with ``+ local changes`` when the tree differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} + local changes" if changes else commit
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def plot_all(outcome: Outcome, results: Path) -> Outcome:
+    """Plot every distribution of a measured bench; a failed plot is named, not fatal."""
+    for stale in results.glob(f"{outcome.name}-*.png"):  # an earlier run's plots
+        stale.unlink()
+    if outcome.result is None:
+        return outcome
+    plots: list[str] = []
+    for n, distribution in enumerate(outcome.result.distributions, start=1):
+        path = results / f"{outcome.name}-{n}.png"
+        try:
+            plot_distribution(distribution, path)
+        except Exception as exc:
+            print(f"bench: plot {path.name} failed: {exc!r}", file=sys.stderr)
+            continue
+        plots.append(path.name)
+    return Outcome(
+        name=outcome.name,
+        seconds=outcome.seconds,
+        result=outcome.result,
+        reason=outcome.reason,
+        plots=plots,
+        log=outcome.log,
+    )
+
+
+def reuse(name: str, results: Path) -> Outcome:
+    """The JSON a previous run left (``--render-only``)."""
+    try:
+        return Outcome(name=name, seconds=None, result=load_result(results / f"{name}.json"))
+    except ContractError as exc:
+        return Outcome(name=name, seconds=None, reason=str(exc))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only this bench (repeat, or comma-separate); one of {', '.join(BENCHES)}",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds each script may run before it is stopped (default %(default)g)",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: render latest.md and the plots from the JSON files already there",
+    )
+    return parser.parse_args(argv)
+
+
+def selected(only: Sequence[str] | None) -> list[str]:
+    if not only:
+        return list(BENCHES)
+    names = [n.strip().removesuffix(".py") for arg in only for n in arg.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(BENCHES))
+    if unknown:
+        raise SystemExit(f"bench: unknown bench {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+    return [name for name in BENCHES if name in names]
+
+
+def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
+    args = parse_args(argv)
+    names = selected(args.only)
+    root = root or Path.cwd()
+    bench_dir = root / "bench"
+    results = bench_dir / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    commit = git_commit(root)
+    load_before = load_average()
+
+    outcomes: list[Outcome] = []
+    for name in names:
+        if args.render_only:
+            outcome = reuse(name, results)
+        else:
+            print(f"bench: running {name} (timeout {args.timeout:g} s) ...", flush=True)
+            outcome = run_script(
+                Script(
+                    name=name,
+                    path=bench_dir / f"{name}.py",
+                    json_out=results / f"{name}.json",
+                    log=results / "raw" / f"{name}.log",
+                ),
+                python=sys.executable,
+                timeout=args.timeout,
+                cwd=root,
+            )
+            status = "measured" if outcome.result else f"not measured: {outcome.reason}"
+            print(f"bench: {name} {status} ({outcome.seconds or 0:.0f} s)", flush=True)
+        outcomes.append(plot_all(outcome, results))
+
+    machine = Machine(
+        date=date,
+        commit=commit,
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count() or 0,
+        load_before=load_before,
+        load_after=load_average(),
+        python=f"{platform.python_implementation()} {platform.python_version()}",
+    )
+    report = render(machine, outcomes, rerendered=args.render_only)
+    latest = results / "latest.md"
+    latest.write_text(report, encoding="utf-8")
+    print()
+    print(report, end="")
+    print(f"\nbench: wrote {latest.relative_to(root) if latest.is_relative_to(root) else latest}")
+    return 0
