@@ -25,11 +25,8 @@ import pytest
 
 from chorus_devstack.nginx import nginx_binary
 from chorus_devstack.prometheus import prometheus_binary
-from chorus_devstack.routes import repo_root
 from chorus_devstack.stack import Ports, Stack, StackOptions
-
-RULES = repo_root() / "deploy/prometheus/chorus.rules.yaml"
-DASHBOARD = repo_root() / "deploy/grafana/chorus.json"
+from chorus_e2e.prometheus import RULES
 
 #: Modules in the order they run; tests within a module keep their file order.
 ORDER = (

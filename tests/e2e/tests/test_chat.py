@@ -35,10 +35,9 @@ async def test_three_users_chat_across_replicas_in_one_order_with_full_history(
         for replica in stack.replicas("realtime"):
             await eventually(
                 lambda r=replica: ops.get(f"{stack.url(r)}/metrics"),
-                until=lambda m: metric_value(
-                    m.text, "chorus_realtime_connections", '{transport="ws"}'
-                )
-                >= 1,
+                until=lambda m: (
+                    metric_value(m.text, "chorus_realtime_connections", '{transport="ws"}') >= 1
+                ),
                 what=f"a WebSocket on {replica}",
             )
 
@@ -52,8 +51,9 @@ async def test_three_users_chat_across_replicas_in_one_order_with_full_history(
             str(u.id) for u in (alice, bob, carol)
         }
         await clients[0].wait_for(
-            lambda: [e["data"]["count"] for e in clients[0].events if e["type"] == "join"][-1:]
-            == [3]
+            lambda: (
+                [e["data"]["count"] for e in clients[0].events if e["type"] == "join"][-1:] == [3]
+            )
         )
 
         texts = {
@@ -75,7 +75,9 @@ async def test_three_users_chat_across_replicas_in_one_order_with_full_history(
         seen = clients[1].messages()
         for user in (alice, bob, carol):
             assert [t for t in seen if t in set(texts[user.id])] == texts[user.id]
-        senders = {e["data"]["message"]: e["from"] for e in clients[2].events if e["type"] == "message"}
+        senders = {
+            e["data"]["message"]: e["from"] for e in clients[2].events if e["type"] == "message"
+        }
         assert all(senders[t] == str(u.id) for u in (alice, bob, carol) for t in texts[u.id])
 
         # History: every message, persisted by the worker, served by the api in stream order.
@@ -105,7 +107,10 @@ async def test_three_users_chat_across_replicas_in_one_order_with_full_history(
         # Carol leaves: the others see it, presence follows.
         await clients[2].stop()
         await clients[0].wait_for(
-            lambda: any(e["type"] == "leave" and e["data"]["user_id"] == str(carol.id) for e in clients[0].events)
+            lambda: any(
+                e["type"] == "leave" and e["data"]["user_id"] == str(carol.id)
+                for e in clients[0].events
+            )
         )
         leave = [e for e in clients[0].events if e["type"] == "leave"][-1]
         assert leave["data"]["count"] == 2

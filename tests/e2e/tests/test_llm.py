@@ -32,7 +32,11 @@ async def upstream_record(ops: httpx.AsyncClient, stack: Stack, tag: str) -> dic
 
 
 async def test_the_openai_sdk_streams_through_the_ingress_with_the_users_token(
-    stack: Stack, ingress: str, http: httpx.AsyncClient, ops: httpx.AsyncClient, db: asyncpg.Connection
+    stack: Stack,
+    ingress: str,
+    http: httpx.AsyncClient,
+    ops: httpx.AsyncClient,
+    db: asyncpg.Connection,
 ) -> None:
     user = await sign_up(http, "developer")
     client = AsyncOpenAI(base_url=f"{ingress}/v1", api_key=user.token, max_retries=0)

@@ -20,7 +20,11 @@ async def test_orders_notify_live_and_add_up_on_the_dashboard(
     async with EventStreamClient([ingress], buyer.token) as stream:
         await stream.wait_for(lambda: bool(stream.of_type("subscribed")))
         created = []
-        for item, quantity, amount in [("keyboard", 1, 4999), ("mouse", 2, 2598), ("cable", 3, 897)]:
+        for item, quantity, amount in [
+            ("keyboard", 1, 4999),
+            ("mouse", 2, 2598),
+            ("cable", 3, 897),
+        ]:
             response = await http.post(
                 "/api/orders",
                 json={"item": item, "quantity": quantity, "amount_cents": amount},
@@ -65,6 +69,8 @@ async def test_orders_notify_live_and_add_up_on_the_dashboard(
 
     # Another user sees none of it.
     other = await sign_up(http, "bystander")
-    assert (await http.get(f"/api/orders/{created[0]['id']}", headers=other.auth)).status_code == 404
+    assert (
+        await http.get(f"/api/orders/{created[0]['id']}", headers=other.auth)
+    ).status_code == 404
     other_dashboard = (await http.get("/api/dashboard", headers=other.auth)).json()
     assert other_dashboard["stats"]["orders"] == 0

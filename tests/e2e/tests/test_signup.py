@@ -20,7 +20,11 @@ async def mails_to(ops: httpx.AsyncClient, stack: Stack, address: str) -> list[d
 
 
 async def test_sign_up_sends_one_welcome_mail_counts_it_and_notifies_the_stream(
-    stack: Stack, ingress: str, http: httpx.AsyncClient, ops: httpx.AsyncClient, db: asyncpg.Connection
+    stack: Stack,
+    ingress: str,
+    http: httpx.AsyncClient,
+    ops: httpx.AsyncClient,
+    db: asyncpg.Connection,
 ) -> None:
     sink = stack.url("smtp-sink")
     # The mail waits at RCPT until the new user's app has opened its event stream, as a

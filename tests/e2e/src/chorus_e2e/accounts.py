@@ -38,9 +38,7 @@ class Account:
 
 async def log_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
     """``POST /api/auth/token``: an access token."""
-    response = await http.post(
-        "/api/auth/token", data={"username": email, "password": password}
-    )
+    response = await http.post("/api/auth/token", data={"username": email, "password": password})
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
