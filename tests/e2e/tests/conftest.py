@@ -15,6 +15,8 @@ that every dashboard query has data over the whole run.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,14 +93,20 @@ WORKER_ENV = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The running system (nginx and Prometheus are required: `make e2e` installs them)."""
+def stack() -> Iterator[Stack]:
+    """The running system (nginx and Prometheus are required: `make e2e` installs them).
+
+    Its state lives in a directory of its own, not under pytest's shared basetemp: another
+    pytest run on the machine prunes old basetemps, which would pull the data directories
+    from under Postgres and Redis.
+    """
     if nginx_binary() is None or prometheus_binary() is None:
         pytest.fail("nginx and prometheus must be installed: run `make e2e`, which installs them")
+    state_dir = Path(tempfile.mkdtemp(prefix="chorus-e2e-"))
     ports = Ports.free()
     system = Stack(
         StackOptions(
-            state_dir=Path(tmp_path_factory.mktemp("stack")),
+            state_dir=state_dir,
             ports=ports,
             realtime_replicas=2,
             gateway_replicas=2,
@@ -114,11 +122,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
         )
     )
-    system.start()
     try:
+        system.start()
         yield system
     finally:
         system.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,19 @@ import re
 from typing import Any
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 
 from chorus_e2e.realtime_client import RoomClient
 
-__all__ = ["history", "metric_value", "send_paced", "stream_key"]
+__all__ = [
+    "acknowledged",
+    "assert_exactly_once",
+    "chatter",
+    "history",
+    "metric_value",
+    "send_paced",
+    "stream_key",
+]
 
 #: Below realtime's per-connection rate (20/s, burst 40): a steady, legitimate sender.
 PACE_PER_SECOND = 12.0
@@ -59,3 +68,49 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
     pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", re.MULTILINE)
     match = pattern.search(text)
     return float(match.group(1)) if match else 0.0
+
+
+async def chatter(
+    client: RoomClient,
+    prefix: str,
+    stop: asyncio.Event,
+    *,
+    per_second: float = 8.0,
+) -> list[str]:
+    """Send ``<prefix>-<n>`` steadily until ``stop``; returns every text sent.
+
+    Each message carries a ``ref`` so the server acknowledges it once published. A send
+    into a socket that just died is not retried (it was never acknowledged): the checks
+    hold the system to every *acknowledged* message.
+    """
+    sent: list[str] = []
+    n = 0
+    while not stop.is_set():
+        text = f"{prefix}-{n}"
+        n += 1
+        try:
+            async with asyncio.timeout(10):
+                await client.say(text, ref=text)
+            sent.append(text)
+        except (ConnectionClosed, ConnectionError, TimeoutError):
+            pass
+        await asyncio.sleep(1 / per_second)
+    return sent
+
+
+def acknowledged(client: RoomClient) -> set[str]:
+    """Texts the server confirmed it published for this client."""
+    return {str(f["ref"]) for f in client.of_type("ack")}
+
+
+def assert_exactly_once(clients: list[RoomClient], sent: list[str], acked: set[str]) -> None:
+    """Every client saw the same messages in the same (stream) order, none twice, every
+    acknowledged one included, and nothing that was not sent."""
+    orders = [[e["id"] for e in c.events if e["type"] == "message"] for c in clients]
+    texts = [c.messages() for c in clients]
+    for order, seen in zip(orders, texts, strict=True):
+        assert len(order) == len(set(order)), "a message was delivered twice"
+        assert order == sorted(order, key=stream_key), "out of stream order"
+        assert acked <= set(seen), f"acknowledged but never delivered: {sorted(acked - set(seen))}"
+        assert set(seen) <= set(sent), "delivered but never sent"
+    assert all(t == texts[0] for t in texts), "clients disagree on the room's messages"
