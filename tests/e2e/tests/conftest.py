@@ -117,7 +117,11 @@ def stack() -> Iterator[Stack]:
                 "realtime": REALTIME_ENV,
                 "worker": WORKER_ENV,
                 "llm-gateway": {
-                    "LLM_PROVIDERS": llm_providers(f"http://127.0.0.1:{ports.mock_openai}")
+                    "LLM_PROVIDERS": llm_providers(f"http://127.0.0.1:{ports.mock_openai}"),
+                    # The LLM fault tests fail the upstream on purpose a dozen times; a
+                    # circuit opened by them would fail later journeys (the breaker is
+                    # the gateway's own tests' business).
+                    "GATEWAY_BREAKER_FAILURES": "50",
                 },
             },
         )
