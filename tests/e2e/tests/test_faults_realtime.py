@@ -49,9 +49,7 @@ async def under_load(
 ) -> tuple[list[str], set[str]]:
     """Run ``fault`` while every client chats; then settle and return (sent, acked)."""
     stop = asyncio.Event()
-    senders = [
-        asyncio.create_task(chatter(c, f"u{i}", stop)) for i, c in enumerate(clients)
-    ]
+    senders = [asyncio.create_task(chatter(c, f"u{i}", stop)) for i, c in enumerate(clients)]
     # The load is flowing everywhere before the fault strikes.
     for client in clients:
         await client.wait_for(lambda c=client: len(c.messages()) >= 15, timeout=20)
