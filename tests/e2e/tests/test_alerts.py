@@ -1,7 +1,7 @@
 """Journey 6, first half: what the operator sees after the happy-path journeys.
 
 Prometheus scrapes every service replica, the chart's alert rules load and evaluate
-cleanly, and none of them is pending or firing. (The faults run after this check; the
+cleanly, and none of them fires. (The faults run after this check; the
 dashboard's queries are checked last, over the whole run.)
 """
 
@@ -53,5 +53,8 @@ async def test_every_service_is_up_and_no_alert_fired_during_the_happy_path(
     ]
     assert broken == []
 
-    active = [(a["labels"]["alertname"], a["state"]) for a in await prometheus.alerts()]
-    assert active == []
+    # Nothing fires. (Pending is allowed: on a busy 2-core machine argon2 hashing makes
+    # register/login take ~1 s, enough for ChorusApiHighLatencyP99's condition — it would
+    # need 10 minutes of that to fire.)
+    firing = [a["labels"]["alertname"] for a in await prometheus.alerts() if a["state"] == "firing"]
+    assert firing == []
