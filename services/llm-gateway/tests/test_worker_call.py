@@ -39,6 +39,7 @@ async def test_the_worker_streams_an_answer_with_usage(
                     messages=[{"role": "user", "content": "hello"}],
                     stream=True,
                     stream_options={"include_usage": True},
+                    user="42",  # the room member who asked, as the worker sends it
                 )
                 deltas, usage = [], None
                 async for chunk in stream:
@@ -51,3 +52,5 @@ async def test_the_worker_streams_an_answer_with_usage(
             assert usage.completion_tokens == 16
     jobs = await UsageJobs(redis_sync, subject="key:worker").wait(2)
     assert {j["model"] for j in jobs} == {"mock-gpt"}
+    # The key's limits apply, but the tokens are counted for the member who asked.
+    assert {(j["subject"], j["user_id"]) for j in jobs} == {("key:worker", 42)}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from arq.jobs import JobStatus
+from prometheus_client import REGISTRY
 
 from chorus_devstack.servers import RunningRedis
 from chorus_worker.policy import JobSpec
@@ -55,6 +56,39 @@ async def gated_worker(settings: WorkerServiceSettings) -> AsyncIterator[ChorusW
         await worker.drain(5)
         await worker.close()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def never_enqueued(ctx: dict[str, Any]) -> None:
+    """A job no test runs: its series can only come from the worker declaring them."""
+
+
+async def test_every_function_exports_its_series_at_zero_from_the_start(harness: Harness) -> None:
+    # rate()/increase() miss a counter's first increment when the series is born at 1:
+    # the first dead letter after a restart would not fire ChorusWorkerDeadLetters.
+    options = worker_settings(harness.settings)
+    options["functions"] = [
+        arq_function(JobSpec(never_enqueued, max_tries=1, timeout=5), harness.settings)
+    ]
+    pool = create_queue_redis(harness.settings)
+    ChorusWorker(harness.settings, redis_pool=pool, **options)
+    await pool.aclose()
+    for metric in (
+        "chorus_worker_jobs_started_total",
+        "chorus_worker_jobs_succeeded_total",
+        "chorus_worker_jobs_retried_total",
+        "chorus_worker_jobs_failed_total",
+        "chorus_worker_dead_letters_total",
+        "chorus_worker_job_duration_seconds_count",
+        "chorus_worker_job_lag_seconds_count",
+    ):
+        for function in ("never_enqueued", "persist_messages"):
+            assert REGISTRY.get_sample_value(metric, {"function": function}) is not None, metric
+    assert (
+        REGISTRY.get_sample_value(
+            "chorus_worker_dead_letters_total", {"function": "never_enqueued"}
+        )
+        == 0.0
+    )
 
 
 async def test_keyspace_events_are_enabled_and_wake_the_loop(harness: Harness) -> None:

@@ -1,37 +1,137 @@
 """The end-to-end suite's system: every process of Chorus, started once per run.
 
-The stack runs as in a cluster — two realtime and two gateway replicas behind nginx — and
-tests reach it only through the ingress. When a test fails, the tail of every process's
-log is attached to its report.
+The stack runs as in a cluster — two realtime and two gateway replicas behind nginx, and
+Prometheus scraping everything with the chart's alert rules — and tests reach the services
+only through the ingress. Test-only tools (the SMTP sink's inbox, the mock upstream's
+control API, Prometheus, a read-only look at Postgres for what no API shows) stand where an
+operator would look. When a test fails, the tail of every process's log is attached to its
+report.
+
+Tests run in a fixed order (``ORDER``): the happy-path journeys, then the check that no alert
+fired during them, then the faults (each restores what it broke), then the operator's check
+that every dashboard query has data over the whole run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 
 from chorus_devstack.nginx import nginx_binary
+from chorus_devstack.prometheus import prometheus_binary
 from chorus_devstack.stack import Ports, Stack, StackOptions
+from chorus_e2e.prometheus import RULES
+
+#: Modules in the order they run; tests within a module keep their file order.
+ORDER = (
+    "test_smoke",
+    "test_signup",
+    "test_chat",
+    "test_assistant",
+    "test_llm",
+    "test_orders",
+    "test_alerts",
+    "test_faults_realtime",
+    "test_faults_worker",
+    "test_faults_storage",
+    "test_faults_llm",
+    "test_hostile",
+    "test_dashboard",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Journeys first, faults after the no-alert check, the dashboard check last."""
+
+    def rank(item: pytest.Item) -> int:
+        module = item.path.stem
+        return ORDER.index(module) if module in ORDER else len(ORDER)
+
+    items.sort(key=rank)  # stable: file order within a module
+
+
+def llm_providers(mock_url: str) -> str:
+    """Two providers on the mock upstream — ``primary`` and a fallback ``backup`` — with
+    short timeouts so a hanging upstream is given up on in seconds."""
+    timeouts = {"connect": 2, "ttft": 2, "idle": 2, "total": 30}
+    provider = {
+        "base_url": f"{mock_url}/v1",
+        "api_key": "mock-key",
+        "models": ["mock-gpt", "mock-gpt-mini"],
+        "timeouts": timeouts,
+    }
+    return json.dumps(
+        {
+            "providers": [
+                {"name": "primary", "priority": 0, **provider},
+                {"name": "backup", "priority": 1, **provider},
+            ],
+            "aliases": {"assistant": "mock-gpt"},
+        }
+    )
+
+
+#: Realtime keeps 100 events per room (the chat journey outgrows it); replicas drain for 2 s.
+REALTIME_ENV = {"HISTORY_SIZE": "100", "DRAIN_SECONDS": "2", "GRACEFUL_TIMEOUT": "2"}
+#: Short job timeouts: a killed worker's job is redelivered once its claim expires
+#: (longest timeout + 5 s), and the assistant gives up on a silent gateway after 3 s.
+WORKER_ENV = {
+    "JOB_TIMEOUT": "4",
+    "SMTP_TIMEOUT": "3",
+    "ASSISTANT_TIMEOUT": "6",
+    "ASSISTANT_IDLE_TIMEOUT": "3",
+    "JOB_COMPLETION_WAIT": "3",
+}
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The running system (nginx is required: the suite drives only the ingress)."""
-    if nginx_binary() is None:
-        pytest.fail("nginx is not installed: run `make e2e`, which installs it")
+def stack() -> Iterator[Stack]:
+    """The running system (nginx and Prometheus are required: `make e2e` installs them).
+
+    Its state lives in a directory of its own, not under pytest's shared basetemp: another
+    pytest run on the machine prunes old basetemps, which would pull the data directories
+    from under Postgres and Redis.
+    """
+    if nginx_binary() is None or prometheus_binary() is None:
+        pytest.fail("nginx and prometheus must be installed: run `make e2e`, which installs them")
+    state_dir = Path(tempfile.mkdtemp(prefix="chorus-e2e-"))
+    ports = Ports.free()
     system = Stack(
         StackOptions(
-            state_dir=Path(tmp_path_factory.mktemp("stack")),
-            ports=Ports.free(),
+            state_dir=state_dir,
+            ports=ports,
             realtime_replicas=2,
             gateway_replicas=2,
+            nginx=True,
+            prometheus=True,
+            rule_files=(RULES,),
+            extra_env={
+                "realtime": REALTIME_ENV,
+                "worker": WORKER_ENV,
+                "llm-gateway": {
+                    "LLM_PROVIDERS": llm_providers(f"http://127.0.0.1:{ports.mock_openai}"),
+                    # The LLM fault tests fail the upstream on purpose a dozen times; a
+                    # circuit opened by them would fail later journeys (the breaker is
+                    # the gateway's own tests' business).
+                    "GATEWAY_BREAKER_FAILURES": "50",
+                },
+            },
         )
     )
-    system.start()
-    yield system
-    system.stop()
+    try:
+        system.start()
+        yield system
+    finally:
+        system.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +140,48 @@ def ingress(stack: Stack) -> str:
     return stack.url("ingress")
 
 
+@pytest.fixture
+async def http(ingress: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the public API (through the ingress)."""
+    async with httpx.AsyncClient(base_url=ingress, trust_env=False, timeout=15.0) as client:
+        yield client
+
+
+@pytest.fixture
+async def ops(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for test-side tools (SMTP inbox, mock upstream, Prometheus)."""
+    async with httpx.AsyncClient(trust_env=False, timeout=15.0) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    """A read-only look at Postgres, for what no public API shows (analytics, usage)."""
+    url = stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(autouse=True)
+async def _mock_upstream_clean(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """No queued mock fault outlives the test that set it."""
+    yield
+    if "stack" in request.fixturenames:
+        stack: Stack = request.getfixturevalue("stack")
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await client.post(
+                f"{stack.url('mock-openai')}/_mock/config", json={"clear_faults": True}
+            )
+
+
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    """Attach service logs to a failing test's report."""
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach every service's log tail to a failing test's report."""
     report = yield
     if report.failed and "stack" in getattr(item, "funcargs", {}):
         system: Stack = item.funcargs["stack"]
-        report.sections.append(("service logs", system.logs(lines=80)))
+        report.sections.append(("service logs", system.logs(lines=60)))
     return report

@@ -29,6 +29,7 @@ from chorus_gateway.domain.auth import Authenticator, Limits
 from chorus_gateway.domain.call import Accounting
 from chorus_gateway.domain.gateway import Gateway, GatewayOptions
 from chorus_gateway.domain.limits import Limiter
+from chorus_gateway.domain.metrics import declare_series
 from chorus_gateway.domain.providers import Catalog, load_providers, resolve_api_key
 from chorus_gateway.domain.routing import ProviderPool
 from chorus_gateway.domain.upstream import Upstream
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     env = os.environ if environ is None else environ
     config = load_providers(settings.llm_providers)
     catalog = Catalog(config)
+    declare_series(catalog.served())
     api_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
     keys = {p.name: resolve_api_key(p, env) for p in config.providers}
     authenticator = Authenticator(

@@ -128,7 +128,8 @@ async def test_model_alias_is_served_by_its_model(
 async def test_users_are_billed_as_themselves(
     client: AsyncOpenAI, user_id: int, usage_jobs: UsageJobs
 ) -> None:
-    text, _, _ = await collect(client, **chat())
+    # OpenAI's ``user`` field names an end user only for service keys, never for users.
+    text, _, _ = await collect(client, **chat(), user=str(user_id + 1))
     assert text == completion_text(16)
     [job] = await usage_jobs.wait(1)
     assert (job["subject"], job["user_id"]) == (f"user:{user_id}", user_id)

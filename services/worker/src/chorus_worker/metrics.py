@@ -7,6 +7,8 @@ contract's are extras this service adds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "PERSIST_GAPS",
     "QUEUE_DEPTH",
     "QUEUE_WAKEUPS_ACTIVE",
+    "declare_functions",
 ]
 
 JOBS_STARTED = Counter(
@@ -80,3 +83,18 @@ ASSISTANT_REPLIES = Counter(
     "Assistant answers finished in rooms, by outcome (completed|error).",
     ["outcome"],
 )
+
+
+def declare_functions(names: Iterable[str]) -> None:
+    """Export every per-function series at zero from the start.
+
+    A counter born at 1 has no earlier sample, so ``rate()`` and ``increase()`` miss its
+    first increment: the first dead letter after a restart would never fire
+    ``ChorusWorkerDeadLetters``, and the dashboard's failure panels would show no data on a
+    healthy worker. The function names are known when the worker is built.
+    """
+    for name in names:
+        for metric in (JOBS_STARTED, JOBS_SUCCEEDED, JOBS_RETRIED, JOBS_FAILED, DEAD_LETTERS):
+            metric.labels(name)
+        JOB_DURATION.labels(name)
+        JOB_LAG.labels(name)

@@ -35,7 +35,7 @@ from chorus_worker.jobs.noop import noop
 from chorus_worker.jobs.persistence import persist_messages
 from chorus_worker.jobs.usage import record_llm_usage
 from chorus_worker.jobs.welcome import send_welcome_email
-from chorus_worker.metrics import QUEUE_DEPTH
+from chorus_worker.metrics import QUEUE_DEPTH, declare_functions
 from chorus_worker.policy import DEAD_LETTER_WRITE_TRIES, JobSpec, instrument
 from chorus_worker.queue import create_queue_redis
 from chorus_worker.settings import WorkerServiceSettings
@@ -142,6 +142,7 @@ class ChorusWorker(Worker):
         self.idle_poll_delay = float(kwargs.pop("poll_delay", settings.poll_delay))
         # arq's loop must not sleep on its own: each turn of ours waits for a reason to poll.
         super().__init__(poll_delay=0, **kwargs)
+        declare_functions(self.functions)
         longest = max(s.timeout for s in [*job_specs(settings), *cron_specs(settings)])
         self.in_progress_timeout_s = longest + _IN_PROGRESS_MARGIN
         self._wake = asyncio.Event()

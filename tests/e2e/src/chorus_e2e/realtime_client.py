@@ -246,8 +246,11 @@ class RoomClient(_Reconnecting):
             msg = "the client has stopped"
             raise ConnectionError(msg)
         await self.connected.wait()
-        assert self._ws is not None
-        await self._ws.send(orjson.dumps(frame).decode())
+        ws = self._ws
+        if ws is None:  # dropped between "connected" and now: the caller decides
+            msg = "the connection dropped"
+            raise ConnectionError(msg)
+        await ws.send(orjson.dumps(frame).decode())
 
     async def say(self, text: str, **extra: Any) -> None:
         """Send a chat message."""

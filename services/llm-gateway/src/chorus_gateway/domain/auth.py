@@ -21,6 +21,8 @@ from chorus_gateway.domain.errors import (
 
 __all__ = ["Authenticator", "Limits", "Principal"]
 
+USER_PREFIX = "user:"
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -44,6 +46,20 @@ class Principal:
         """Raise 403 when this caller may not use ``requested``."""
         if self.models is not None and requested not in self.models:
             raise model_not_allowed(requested)
+
+    def billed_user(self, end_user: str | None) -> int | None:
+        """The user a call's usage belongs to.
+
+        A user token bills its own user, whatever the body says. A service key (the
+        worker answering in a room) acts for someone: OpenAI's ``user`` field names that
+        end user, and a numeric one is a Chorus user id — so the assistant's tokens count
+        for the person who asked, while limits stay those of the key.
+        """
+        if self.subject.startswith(USER_PREFIX):
+            return self.user_id
+        if end_user is not None and end_user.isdigit() and 0 < int(end_user) < 2**63:
+            return int(end_user)
+        return None
 
 
 class Authenticator:
@@ -78,7 +94,7 @@ class Authenticator:
         except InvalidTokenError as exc:
             raise _token_error(token, str(exc)) from None
         user_id = int(claims.subject) if claims.subject.isdigit() else None
-        return Principal(f"user:{claims.subject}", user_id, self._defaults)
+        return Principal(f"{USER_PREFIX}{claims.subject}", user_id, self._defaults)
 
 
 def _pick(override: int | None, default: int) -> int:

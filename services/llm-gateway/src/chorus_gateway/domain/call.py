@@ -99,7 +99,7 @@ class Accounting:
                 UsageRecord(
                     request_id=call.request_id,
                     subject=call.principal.subject,
-                    user_id=call.principal.user_id,
+                    user_id=call.principal.billed_user(call.request.end_user),
                     model=call.route.model,
                     provider=ending.provider,
                     prompt_tokens=ending.prompt_tokens,

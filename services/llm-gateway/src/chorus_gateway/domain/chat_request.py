@@ -41,6 +41,8 @@ class ChatRequest:
     max_tokens: int | None
     n: int
     prompt_estimate: int
+    #: OpenAI's ``user`` field: the end user a service calls for (billing, not identity).
+    end_user: str | None = None
     _encoded: dict[tuple[str, str, int], bytes] = field(default_factory=dict, repr=False)
 
     def completion_cap(self, default: int) -> int:
@@ -155,6 +157,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         max_tokens=min(caps) if caps else None,
         n=n,
         prompt_estimate=estimate_prompt_tokens(messages),
+        end_user=user if isinstance(user := body.get("user"), str) else None,
     )
 
 

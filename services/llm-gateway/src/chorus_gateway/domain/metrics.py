@@ -9,6 +9,8 @@ the client went away.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "TTFT",
     "UPSTREAM_ERRORS",
     "USAGE_DROPPED",
+    "declare_series",
 ]
 
 NO_PROVIDER = "none"
@@ -84,3 +87,41 @@ USAGE_DROPPED = Counter(
     "chorus_gateway_usage_records_dropped_total",
     "Usage records that could not be enqueued (logged in full for manual replay).",
 )
+
+#: ``kind`` values of UPSTREAM_ERRORS and ``limit`` values of RATELIMIT_REJECTIONS.
+UPSTREAM_ERROR_KINDS = (
+    "connect",
+    "timeout_ttft",
+    "timeout_idle",
+    "timeout_total",
+    "status_429",
+    "status_4xx",
+    "status_5xx",
+    "stream_error",
+    "dropped",
+)
+LIMITS = ("requests", "tokens", "concurrency")
+
+
+def declare_series(served: Mapping[str, Collection[str]]) -> None:
+    """Export the labelled series at zero from the start (``served``: model label → providers).
+
+    A series born at its first increment has no earlier sample, so ``rate()`` and
+    ``increase()`` miss that increment: a replica's first rejections, fallbacks or upstream
+    errors never showed on the dashboard, and a lightly used model had no TTFT or
+    time-per-token data at all. The labels are known from the configuration.
+    """
+    providers = sorted({p for serving in served.values() for p in serving})
+    for model, serving in served.items():
+        for direction in ("prompt", "completion"):
+            TOKENS.labels(direction, model)
+        for provider in serving:
+            TTFT.labels(model, provider)
+            TIME_PER_OUTPUT_TOKEN.labels(model, provider)
+    for provider in providers:
+        for kind in UPSTREAM_ERROR_KINDS:
+            UPSTREAM_ERRORS.labels(provider, kind)
+        for other in providers:
+            FALLBACKS.labels(provider, other)
+    for limit in LIMITS:
+        RATELIMIT_REJECTIONS.labels(limit)

@@ -234,6 +234,10 @@ class Catalog:
         """The route of a model or alias; None when nobody serves it."""
         return self._routes.get(requested)
 
+    def served(self) -> dict[str, list[str]]:
+        """Every model and alias (its metrics label) → the providers that serve it."""
+        return {name: [t.provider for t in route.targets] for name, route in self._routes.items()}
+
     def label(self, requested: str) -> str:
         """The bounded metrics label of a requested model name."""
         return requested if requested in self._routes else OTHER_MODEL

@@ -1,0 +1,116 @@
+"""Helpers for rooms: paced senders, history through the api, what each client saw."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import httpx
+from websockets.exceptions import ConnectionClosed
+
+from chorus_e2e.realtime_client import RoomClient
+
+__all__ = [
+    "acknowledged",
+    "assert_exactly_once",
+    "chatter",
+    "history",
+    "metric_value",
+    "send_paced",
+    "stream_key",
+]
+
+#: Below realtime's per-connection rate (20/s, burst 40): a steady, legitimate sender.
+PACE_PER_SECOND = 12.0
+
+
+async def send_paced(
+    client: RoomClient, texts: list[str], *, per_second: float = PACE_PER_SECOND
+) -> None:
+    """Send ``texts`` in order at a steady rate (waits for a connection when between two)."""
+    for text in texts:
+        await client.say(text)
+        await asyncio.sleep(1 / per_second)
+
+
+def stream_key(stream_id: str) -> tuple[int, int]:
+    """A Redis stream id as a sortable pair."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def history(
+    http: httpx.AsyncClient, room: str, token: str, *, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Every persisted message of ``room``, oldest first, following ``next_cursor``."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = await http.get(
+            f"/api/rooms/{room}/messages",
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return list(reversed(items))
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """A sample's value from a Prometheus text exposition (0 when absent)."""
+    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", re.MULTILINE)
+    match = pattern.search(text)
+    return float(match.group(1)) if match else 0.0
+
+
+async def chatter(
+    client: RoomClient,
+    prefix: str,
+    stop: asyncio.Event,
+    *,
+    per_second: float = 8.0,
+) -> list[str]:
+    """Send ``<prefix>-<n>`` steadily until ``stop``; returns every text sent.
+
+    Each message carries a ``ref`` so the server acknowledges it once published. A send
+    into a socket that just died is not retried (it was never acknowledged): the checks
+    hold the system to every *acknowledged* message.
+    """
+    sent: list[str] = []
+    n = 0
+    while not stop.is_set():
+        text = f"{prefix}-{n}"
+        n += 1
+        try:
+            async with asyncio.timeout(10):
+                await client.say(text, ref=text)
+            sent.append(text)
+        except (ConnectionClosed, ConnectionError, TimeoutError):
+            pass
+        await asyncio.sleep(1 / per_second)
+    return sent
+
+
+def acknowledged(client: RoomClient) -> set[str]:
+    """Texts the server confirmed it published for this client."""
+    return {str(f["ref"]) for f in client.of_type("ack")}
+
+
+def assert_exactly_once(clients: list[RoomClient], sent: list[str], acked: set[str]) -> None:
+    """Every client saw the same messages in the same (stream) order, none twice, every
+    acknowledged one included, and nothing that was not sent."""
+    orders = [[e["id"] for e in c.events if e["type"] == "message"] for c in clients]
+    texts = [c.messages() for c in clients]
+    for order, seen in zip(orders, texts, strict=True):
+        assert len(order) == len(set(order)), "a message was delivered twice"
+        assert order == sorted(order, key=stream_key), "out of stream order"
+        assert acked <= set(seen), f"acknowledged but never delivered: {sorted(acked - set(seen))}"
+        assert set(seen) <= set(sent), "delivered but never sent"
+    assert all(t == texts[0] for t in texts), "clients disagree on the room's messages"

@@ -1,0 +1,233 @@
+"""Hostile input through the ingress: each rejected as the services specify, and the other
+users of the system do not notice.
+
+Malformed and oversize WebSocket frames, a message flood, forged and expired tokens on
+every protocol (REST, WebSocket, SSE, OpenAI API, playground), another user's SSE path,
+and a password-guessing run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import openai
+import orjson
+import pytest
+from openai import AsyncOpenAI
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from chorus_common.tokens import TokenService
+from chorus_devstack.stack import Stack
+from chorus_e2e.accounts import Account, log_in, sign_up
+from chorus_e2e.realtime_client import SUBPROTOCOL, EventStreamClient, RoomClient
+
+
+@pytest.fixture
+async def victim(http: httpx.AsyncClient) -> Account:
+    """An ordinary user who must not notice the attacks."""
+    return await sign_up(http, "victim")
+
+
+@pytest.fixture
+async def attacker(http: httpx.AsyncClient) -> Account:
+    """A user with a valid account who misbehaves."""
+    return await sign_up(http, "attacker")
+
+
+@pytest.fixture
+def room() -> str:
+    """A fresh room."""
+    return f"hostile-{os.urandom(4).hex()}"
+
+
+@pytest.fixture
+async def bystander(ingress: str, room: str, victim: Account) -> AsyncIterator[RoomClient]:
+    """The victim, sitting in the room the attacks happen in."""
+    async with RoomClient([ingress], room, victim.token) as client:
+        await client.wait_subscribed()
+        yield client
+
+
+async def raw_socket(ingress: str, room: str, token: str) -> ClientConnection:
+    """A bare WebSocket (any frame can be sent), after its ``subscribed`` frame."""
+    ws = await connect(
+        f"{ingress.replace('http', 'ws', 1)}/ws/{room}",
+        subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(f"bearer.{token}")],
+        max_size=2**22,
+        open_timeout=10,
+    )
+    while orjson.loads(await ws.recv())["type"] != "subscribed":
+        pass
+    return ws
+
+
+async def flood(ws: ClientConnection, frame: str, count: int) -> None:
+    """Send ``frame`` ``count`` times as fast as possible (the server may hang up first)."""
+    with contextlib.suppress(ConnectionClosed):
+        for _ in range(count):
+            await ws.send(frame)
+
+
+async def reply(ws: ClientConnection) -> dict[str, object]:
+    """The next frame that is not a room event (joins and messages pass by)."""
+    async with asyncio.timeout(10):
+        while True:
+            frame: dict[str, object] = orjson.loads(await ws.recv())
+            if not isinstance(frame.get("id"), str):
+                return frame
+
+
+async def frames_until_closed(ws: ClientConnection) -> list[dict[str, object]]:
+    """Every frame received until the server closes the socket."""
+    frames = []
+    async with asyncio.timeout(15):
+        try:
+            async for raw in ws:
+                frames.append(orjson.loads(raw))
+        except ConnectionClosed:
+            pass
+    return frames
+
+
+async def still_served(bystander: RoomClient, other: Account, ingress: str, room: str) -> None:
+    """A message from another member still reaches the bystander."""
+    text = f"still fine {os.urandom(2).hex()}"
+    async with RoomClient([ingress], room, other.token) as speaker:
+        await speaker.wait_subscribed()
+        await speaker.say(text)
+        await bystander.wait_for(lambda: text in bystander.messages())
+    assert bystander.connects == 1
+    assert bystander.closes == []
+
+
+async def test_malformed_frames_get_an_error_and_the_connection_stays(
+    ingress: str, room: str, attacker: Account, bystander: RoomClient
+) -> None:
+    ws = await raw_socket(ingress, room, attacker.token)
+    try:
+        for junk in ["not json", "[1, 2]", '{"type": "launch-missiles"}', '{"type": "message"}']:
+            await ws.send(junk)
+            answer = await reply(ws)
+            assert answer["type"] == "error", (junk, answer)
+            assert dict(answer["data"])["code"]  # type: ignore[call-overload]
+        await ws.send(orjson.dumps({"type": "ping"}).decode())
+        assert await reply(ws) == {"type": "pong"}
+    finally:
+        await ws.close()
+    assert bystander.messages() == []
+    assert bystander.closes == []
+
+
+async def test_an_oversize_frame_closes_1009_and_a_flood_closes_1008(
+    ingress: str, room: str, attacker: Account, bystander: RoomClient, http: httpx.AsyncClient
+) -> None:
+    big = await raw_socket(ingress, room, attacker.token)
+    await big.send(orjson.dumps({"type": "message", "message": "x" * 40_000}).decode())
+    await frames_until_closed(big)
+    assert big.close_code == 1009
+
+    flooder = await raw_socket(ingress, room, attacker.token)
+    # Far beyond the allowed burst (40) and rate (20/s).
+    await flood(flooder, orjson.dumps({"type": "message", "message": "spam"}).decode(), 500)
+    received = await frames_until_closed(flooder)
+    assert flooder.close_code == 1008
+    assert any(
+        f.get("type") == "error" and dict(f.get("data") or {}).get("code") == "rate_limited"
+        for f in received
+    ), received
+    # The bystander got only what the limiter let through (burst 40, refilling at 20/s,
+    # not the 500 sent), and is still served.
+    assert set(bystander.messages()) <= {"spam"}
+    assert len(bystander.messages()) < 100
+    await still_served(bystander, await sign_up(http, "friend"), ingress, room)
+
+
+def forged_and_expired(stack: Stack, user: Account) -> dict[str, str]:
+    """A token signed with the wrong secret, and a genuine one that has expired."""
+    genuine = TokenService(secret=stack.options.jwt_secret, issuer="chorus")
+    forger = TokenService(secret="not-the-secret-" + "x" * 40, issuer="chorus")
+    return {
+        "forged": forger.issue(user.id),
+        "expired": genuine.issue(user.id, ttl=timedelta(minutes=-5)),
+        "garbage": "not.a.jwt",
+    }
+
+
+async def test_forged_and_expired_tokens_are_refused_on_every_protocol(
+    stack: Stack,
+    ingress: str,
+    http: httpx.AsyncClient,
+    victim: Account,
+    bystander: RoomClient,
+    room: str,
+) -> None:
+    for kind, token in forged_and_expired(stack, victim).items():
+        headers = {"Authorization": f"Bearer {token}"}
+        # REST
+        response = await http.get("/api/users/me", headers=headers)
+        assert response.status_code == 401, kind
+        assert response.json()["error"]["code"] == "invalid_token"
+        # WebSocket: closed 1008 before anything is joined
+        async with RoomClient([ingress], room, token, reconnect=False) as ws:
+            await ws.wait_for(lambda w=ws: bool(w.closes))
+        assert ws.closes[0].code == 1008, (kind, ws.closes)
+        assert ws.of_type("subscribed") == []
+        # SSE
+        events = await http.get("/events", headers=headers)
+        assert events.status_code == 401, kind
+        # The OpenAI API, with the SDK
+        async with AsyncOpenAI(base_url=f"{ingress}/v1", api_key=token, max_retries=0) as sdk:
+            with pytest.raises(openai.AuthenticationError):
+                await sdk.chat.completions.create(
+                    model="mock-gpt", messages=[{"role": "user", "content": "hi"}]
+                )
+        # The playground
+        play = await http.post("/chat/stream", json={"content": "hi"}, headers=headers)
+        assert play.status_code == 401, kind
+        assert play.json()["error"]["code"]
+    # Nobody joined the room with those tokens (the one join is the bystander's own).
+    assert [e["type"] for e in bystander.events] == ["join"]
+    me = await http.get("/api/users/me", headers=victim.auth)
+    assert me.status_code == 200
+
+
+async def test_another_users_event_stream_is_forbidden(
+    ingress: str, http: httpx.AsyncClient, victim: Account, attacker: Account
+) -> None:
+    async with EventStreamClient([ingress], victim.token) as own:
+        await own.wait_for(lambda: bool(own.of_type("subscribed")))
+        response = await http.get(f"/events/{victim.id}", headers=attacker.auth)
+        assert response.status_code == 403
+        # The owner's stream goes on: their order notification arrives.
+        created = await http.post(
+            "/api/orders",
+            json={"item": "book", "quantity": 1, "amount_cents": 1200},
+            headers=victim.auth,
+        )
+        assert created.status_code == 201
+        await own.wait_for(lambda: bool(own.of_type("order.created")))
+    assert own.connects == 1
+
+
+async def test_password_guessing_is_locked_out_without_locking_out_others(
+    http: httpx.AsyncClient, victim: Account, attacker: Account
+) -> None:
+    statuses = []
+    for _ in range(7):
+        response = await http.post(
+            "/api/auth/token", data={"username": victim.email, "password": "Wrong-Guess-123"}
+        )
+        statuses.append(response.status_code)
+    assert statuses[:5] == [401] * 5
+    assert statuses[5:] == [429, 429]
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["error"]["code"] == "too_many_attempts"
+    # The attacker's own account (same client address, under its limit) is unaffected.
+    assert await log_in(http, attacker.email)
