@@ -38,8 +38,15 @@ export class Api {
     const response = await fetch(path, init);
     if (response.status === 204) return null;
     const body = await response.json().catch(() => null);
-    if (!response.ok) throw toError(response.status, body, this);
+    if (!response.ok) throw this.failure(response.status, body);
     return body;
+  }
+
+  /** The ApiError of a failed response; a 401 to a request that carried a token ends the session. */
+  failure(status, body) {
+    const error = toError(status, body);
+    if (status === 401 && this.token()) this.onUnauthorized(error);
+    return error;
   }
 
   get(path, options) {
@@ -55,13 +62,11 @@ export class Api {
   }
 }
 
-/** The ApiError of a failed response body (also tells the app when the token stopped working). */
-export function toError(status, body, api) {
+/** The ApiError of a failed response body. */
+export function toError(status, body) {
   const error = body && body.error ? body.error : {};
   const message = error.message || `request failed (${status})`;
-  const apiError = new ApiError(status, error.code || "http_error", message, error.details);
-  if (status === 401 && api) api.onUnauthorized(apiError);
-  return apiError;
+  return new ApiError(status, error.code || "http_error", message, error.details);
 }
 
 /** A readable sentence for an ApiError (the password rules, validation details…). */

@@ -1,6 +1,6 @@
 // The LLM playground: POST /chat/stream, the answer shown as its tokens arrive.
 
-import { explain, toError } from "./api.js";
+import { explain } from "./api.js";
 import { byId } from "./dom.js";
 import { parseEventStream } from "./eventstream.js";
 
@@ -46,7 +46,7 @@ export class PlaygroundView {
         body: JSON.stringify({ content }),
         signal: abort.signal,
       });
-      if (!response.ok) throw toError(response.status, await response.json().catch(() => null), this.api);
+      if (!response.ok) throw this.api.failure(response.status, await response.json().catch(() => null));
       for await (const event of parseEventStream(response.body)) {
         if (event.event === "error") {
           const body = JSON.parse(event.data);
