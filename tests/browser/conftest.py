@@ -79,7 +79,9 @@ def pinned_ingresses(stack: Stack) -> Iterator[dict[str, str]]:
             )
             url = f"http://127.0.0.1:{port}"
             spec = nginx_spec(directory, conf, ready_url=f"{url}/api/openapi.json")
-            process = ManagedProcess(dataclasses.replace(spec, name=f"ingress-{replica}"), stack.log_dir)
+            process = ManagedProcess(
+                dataclasses.replace(spec, name=f"ingress-{replica}"), stack.log_dir
+            )
             process.start()
             processes.append(process)
             process.wait_ready()
@@ -151,9 +153,9 @@ class Problems:
     def watch(self, page: Page) -> Page:
         page.on(
             "console",
-            lambda m: self.messages.append(f"console {m.type}: {m.text}")
-            if m.type == "error"
-            else None,
+            lambda m: (
+                self.messages.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+            ),
         )
         page.on("pageerror", lambda e: self.messages.append(f"uncaught: {e}"))
         return page
@@ -184,9 +186,7 @@ def problems() -> Iterator[Problems]:
 
 
 @pytest.fixture
-def open_page(
-    contexts: Callable[..., BrowserContext], problems: Problems
-) -> Callable[..., Page]:
+def open_page(contexts: Callable[..., BrowserContext], problems: Problems) -> Callable[..., Page]:
     """A page at ``base_url``, in a new context unless one is given, watched for problems."""
 
     def open_(base_url: str, context: BrowserContext | None = None, **options: object) -> Page:

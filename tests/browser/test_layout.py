@@ -31,8 +31,13 @@ def test_a_phone_gets_one_column_without_sideways_scrolling(
     say(page, "a-very-long-word-" * 12)
     expect(page.locator("#messages .msg")).to_have_count(1)
     assert not overflows(page)
-    chat, notifications = page.locator("#chat").bounding_box(), page.locator("#notifications").bounding_box()
-    assert chat and notifications and notifications["y"] >= chat["y"] + chat["height"]
+    chat, notifications = (
+        page.locator("#chat").bounding_box(),
+        page.locator("#notifications").bounding_box(),
+    )
+    assert chat
+    assert notifications
+    assert notifications["y"] >= chat["y"] + chat["height"]
 
 
 def test_keyboard_only_from_log_in_to_a_sent_message(
@@ -50,6 +55,8 @@ def test_keyboard_only_from_log_in_to_a_sent_message(
     page.keyboard.press("Enter")
     # Signed in, the room name has focus; Enter joins and moves focus to the message box.
     expect(page.locator("#room-name")).to_be_focused()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("keyboard-only")
     page.keyboard.press("Enter")
     expect(page.get_by_label("Message", exact=True)).to_be_focused()
     page.keyboard.type("sent with the keyboard")
@@ -77,7 +84,7 @@ def test_chat_view_screenshot(
     join(other, "lobby")
     say(other, "Morning! Is the release still on for today?")
     say(page, "Yes, the chart is merged. @assistant can you summarise what changed?")
-    say(page, "@assistant what does Chorus do, in one sentence? [mock tokens=24]")
+    say(page, "@assistant what does Chorus do, in one sentence?")
     expect(page.locator("#messages .msg.assistant")).to_have_attribute("data-state", "done")
     page.get_by_label("Item").fill("Team lunch")
     page.get_by_role("button", name="Place order").click()
@@ -85,5 +92,5 @@ def test_chat_view_screenshot(
     other.get_by_label("Message", exact=True).press_sequentially("On it")
     expect(page.locator("#typing")).to_contain_text("is typing")
     target = SCREENSHOT if os.environ.get("CHORUS_SCREENSHOT") == "1" else tmp_path / "chat.png"
-    page.screenshot(path=str(target), full_page=True)
+    page.screenshot(path=str(target))
     assert target.stat().st_size > 10_000

@@ -29,7 +29,11 @@ def test_an_order_placed_in_one_tab_is_a_notification_in_the_other(
     shop.get_by_role("button", name="Place order").click()
 
     notifications = other_tab.get_by_role("list", name="Notifications")
-    expect(notifications.locator("li").filter(has_text="created: 2 × Espresso machine")).to_have_count(1)
+    expect(
+        notifications.locator("li").filter(
+            has_text="created: 2 \N{MULTIPLICATION SIGN} Espresso machine"
+        )
+    ).to_have_count(1)
     # The other tab refreshes its orders and totals from the notification.
     expect(other_tab.locator("#total-orders")).to_have_text("1")
     expect(other_tab.locator("#total-spent")).to_have_text("399.90")

@@ -36,7 +36,10 @@ def partial_texts(page: Page, final: str) -> list[str]:
     return [
         s["text"]
         for s in seen
-        if s["state"] == "streaming" and s["text"] and s["text"] != final and final.startswith(s["text"])
+        if s["state"] == "streaming"
+        and s["text"]
+        and s["text"] != final
+        and final.startswith(s["text"])
     ]
 
 

@@ -22,5 +22,6 @@ def test_longest_prefix_first() -> None:
 def test_the_web_client_page_is_an_exact_route() -> None:
     routes = {r.prefix: r for r in load_routes()}
     # A prefix "/" would publish every service's /metrics, /readyz and /healthz.
-    assert routes["/"].exact and routes["/"].service == "api"
+    assert routes["/"].exact
+    assert routes["/"].service == "api"
     assert not routes["/web"].exact
