@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,17 +12,7 @@ from pathlib import Path
 import pytest
 
 from chorus_devstack.ports import free_port
-from chorus_devstack.process import ManagedProcess, ProcessDiedError, ProcessSpec
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
+from chorus_devstack.process import ManagedProcess, ProcessDiedError, ProcessSpec, pid_alive
 
 
 def test_ready_when_the_probe_answers(tmp_path: Path) -> None:
@@ -74,11 +63,24 @@ def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child_pid = int(parent.stdout.readline())
-    assert _alive(child_pid)
+    assert pid_alive(child_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait(10)
     parent.stdout.close()
     deadline = time.monotonic() + 10
-    while _alive(child_pid):
+    while pid_alive(child_pid):
         assert time.monotonic() < deadline, "child outlived its killed parent"
         time.sleep(0.05)
+
+
+def test_pid_alive_counts_a_zombie_as_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    assert pid_alive(child.pid)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while pid_alive(child.pid):  # exited, not reaped yet: a zombie
+        assert time.monotonic() < deadline, "a killed, unreaped child still counts as alive"
+        time.sleep(0.01)
+    assert Path(f"/proc/{child.pid}").exists()
+    child.wait(10)
+    assert not pid_alive(child.pid)

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 
 from chorus_devstack.nginx import nginx_binary
+from chorus_devstack.process import pid_alive
 from chorus_devstack.stack import Ports, Stack, StackOptions
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_every_process_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
@@ -37,5 +28,5 @@ def test_every_process_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
             assert client.get(f"{stack.url('mock-openai')}/readyz").status_code == 200
             assert client.get(f"{stack.url('smtp-sink')}/messages").json()["items"] == []
         assert not list(stack.died())
-    leftovers = [pid for pid in pids if _alive(pid)]
+    leftovers = [pid for pid in pids if pid_alive(pid)]
     assert leftovers == []

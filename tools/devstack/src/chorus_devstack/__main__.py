@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from chorus_devstack.ports import port_is_free
-from chorus_devstack.process import LogFollower, ProcessDiedError
+from chorus_devstack.process import LogFollower, ProcessDiedError, pid_alive
 from chorus_devstack.stack import Ports, Stack, StackOptions
 
 STATE_DIR = Path(".devstack")
@@ -123,14 +123,6 @@ def up(args: argparse.Namespace) -> None:
     print("Stopped.")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def down(args: argparse.Namespace) -> None:
     """Stop a stack started by ``up`` in another terminal."""
     state_file = STATE_DIR / "state.json"
@@ -139,14 +131,14 @@ def down(args: argparse.Namespace) -> None:
         return
     state = json.loads(state_file.read_text())
     owner = int(state["pid"])
-    if _alive(owner):
+    if pid_alive(owner):
         os.kill(owner, signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while _alive(owner) and time.monotonic() < deadline:
+        while pid_alive(owner) and time.monotonic() < deadline:
             time.sleep(0.2)
     # Whatever the owner could not stop (it was SIGKILLed, say) goes now.
     for pid in state["children"].values():
-        if _alive(int(pid)):
+        if pid_alive(int(pid)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(pid), signal.SIGKILL)
     state_file.unlink(missing_ok=True)
@@ -161,7 +153,7 @@ def status(args: argparse.Namespace) -> None:
         return
     state = json.loads(state_file.read_text())
     for name, pid in {"devstack": state["pid"], **state["children"]}.items():
-        print(f"{name:<14} {pid:>7}  {'running' if _alive(int(pid)) else 'gone'}")
+        print(f"{name:<14} {pid:>7}  {'running' if pid_alive(int(pid)) else 'gone'}")
 
 
 def main() -> None:

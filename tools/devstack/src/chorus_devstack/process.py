@@ -23,9 +23,24 @@ from typing import TextIO
 
 import httpx
 
-__all__ = ["LogFollower", "ManagedProcess", "ProcessDiedError", "ProcessSpec"]
+__all__ = ["LogFollower", "ManagedProcess", "ProcessDiedError", "ProcessSpec", "pid_alive"]
 
 _PR_SET_PDEATHSIG = 1
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, exited but not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _die_with_parent(sig: int) -> Callable[[], None]:

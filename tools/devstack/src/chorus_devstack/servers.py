@@ -21,6 +21,35 @@ from chorus_devstack.redis_server import RedisServer
 __all__ = ["LocalServer", "RunningMockOpenAI", "RunningPostgres", "RunningRedis", "RunningSmtpSink"]
 
 
+def smtp_sink_spec(smtp_port: int, http_port: int, maildir: Path) -> ProcessSpec:
+    """The SMTP sink (``chorus_devstack.smtp_sink``) on loopback, ready once its inbox answers."""
+    return ProcessSpec(
+        name="smtp-sink",
+        argv=[
+            sys.executable,
+            "-m",
+            "chorus_devstack.smtp_sink",
+            "--smtp-port",
+            str(smtp_port),
+            "--http-port",
+            str(http_port),
+            "--maildir",
+            str(maildir),
+        ],
+        ready_url=f"http://127.0.0.1:{http_port}/healthz",
+    )
+
+
+def mock_openai_spec(port: int, *args: str) -> ProcessSpec:
+    """The mock OpenAI upstream on loopback; ``args`` are its own flags (fault modes, pacing)."""
+    argv = [sys.executable, "-m", "chorus_mock_openai", "--host", "127.0.0.1", "--port", str(port)]
+    return ProcessSpec(
+        name="mock-openai",
+        argv=[*argv, *args],
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+    )
+
+
 class LocalServer:
     """A server process that can be stopped and started again in place."""
 
@@ -88,21 +117,8 @@ class RunningSmtpSink(LocalServer):
     def __init__(self, directory: Path) -> None:
         self.smtp_port = free_port()
         self.http_url = f"http://127.0.0.1:{free_port()}"
-        spec = ProcessSpec(
-            name="smtp-sink",
-            argv=[
-                sys.executable,
-                "-m",
-                "chorus_devstack.smtp_sink",
-                "--smtp-port",
-                str(self.smtp_port),
-                "--http-port",
-                self.http_url.rsplit(":", 1)[1],
-                "--maildir",
-                str(directory / "mail"),
-            ],
-            ready_url=f"{self.http_url}/healthz",
-        )
+        http_port = int(self.http_url.rsplit(":", 1)[1])
+        spec = smtp_sink_spec(self.smtp_port, http_port, directory / "mail")
         super().__init__(spec, directory)
 
     def messages(self) -> list[dict[str, Any]]:
@@ -147,18 +163,5 @@ class RunningMockOpenAI(LocalServer):
     def __init__(self, directory: Path, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        spec = ProcessSpec(
-            name="mock-openai",
-            argv=[
-                sys.executable,
-                "-m",
-                "chorus_mock_openai",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                *args,
-            ],
-            ready_url=f"{self.url}/readyz",
-        )
+        spec = mock_openai_spec(self.port, *args)
         super().__init__(spec, directory)

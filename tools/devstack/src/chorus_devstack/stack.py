@@ -26,6 +26,7 @@ from chorus_devstack.process import ManagedProcess, ProcessDiedError, ProcessSpe
 from chorus_devstack.prometheus import prometheus_spec, render_prometheus_config
 from chorus_devstack.redis_server import RedisServer
 from chorus_devstack.routes import load_routes, repo_root
+from chorus_devstack.servers import mock_openai_spec, smtp_sink_spec
 
 __all__ = ["GATEWAY_API_KEY", "Ports", "Stack", "StackOptions"]
 
@@ -246,39 +247,9 @@ class Stack:
             specs.append(self.postgres.spec(durable=not self.options.fast_storage))
         if self.redis is not None:
             specs.append(self.redis.spec())
-        specs.append(
-            ProcessSpec(
-                name="smtp-sink",
-                argv=[
-                    sys.executable,
-                    "-m",
-                    "chorus_devstack.smtp_sink",
-                    "--smtp-port",
-                    str(ports.smtp),
-                    "--http-port",
-                    str(ports.smtp_http),
-                    "--maildir",
-                    str(self.state_dir / "mail"),
-                ],
-                ready_url=f"{self.url('smtp-sink')}/healthz",
-            )
-        )
+        specs.append(smtp_sink_spec(ports.smtp, ports.smtp_http, self.state_dir / "mail"))
         if not self.options.llm_providers:
-            specs.append(
-                ProcessSpec(
-                    name="mock-openai",
-                    argv=[
-                        sys.executable,
-                        "-m",
-                        "chorus_mock_openai",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(ports.mock_openai),
-                    ],
-                    ready_url=f"{self.url('mock-openai')}/readyz",
-                )
-            )
+            specs.append(mock_openai_spec(ports.mock_openai))
         return specs
 
     def service_specs(self) -> list[ProcessSpec]:
