@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from chorus_devstack.stack import Stack
 
-from .conftest import Account, join, log_in, say
+from .conftest import Account, Problems, join, log_in, say
 
 
 def room_name(prefix: str) -> str:
@@ -116,6 +116,43 @@ def test_a_dropped_socket_resumes_without_losing_or_doubling(
     say(page_b, "after the blip")
     expect(page_a.locator("#messages .msg").last).to_contain_text("after the blip")
     assert messages(page_a) == ["before the blip", *missed, "after the blip"]
+
+
+def test_a_replica_restart_reconnects_and_recovers(
+    stack: Stack,
+    ingress: str,
+    pinned_ingresses: dict[str, str],
+    open_page: Callable[..., Page],
+    new_account: Callable[[str], Account],
+    problems: Problems,
+) -> None:
+    # The drained socket's successor may first meet the stopping replica.
+    problems.allow("WebSocket connection to")
+    ada, bob = new_account("Ada"), new_account("Bob")
+    room = room_name("restart")
+    page_a = open_page(ingress)  # the shared ingress: either replica may take her back
+    log_in(page_a, ada)
+    join(page_a, room)
+    expect(page_a.locator("#presence-count")).to_have_text("1")
+    hers = replicas_in_presence(stack, room)[str(ada.id)]
+    restarted = next(r for r in stack.replicas("realtime") if hers.startswith(r))
+    (other,) = (r for r in stack.replicas("realtime") if r != restarted)
+    page_b = open_page(pinned_ingresses[other])
+    log_in(page_b, bob)
+    join(page_b, room)
+    say(page_b, "before the restart")
+    expect(page_a.locator("#messages .msg")).to_have_count(1)
+
+    # SIGTERM: the replica drains (a reconnect frame with her position, then 1012).
+    stack.restart(restarted)
+
+    expect(page_a.get_by_role("status").filter(has_text="Reconnected")).to_have_text(
+        re.compile(r"^Reconnected, recovered \d+ missed events?\.$")
+    )
+    expect(page_a.locator("#room-connection")).to_have_attribute("data-state", "live")
+    say(page_b, "after the restart")
+    expect(page_a.locator("#messages .msg")).to_have_count(2)
+    assert messages(page_a) == ["before the restart", "after the restart"]
 
 
 def test_history_scrolls_back_to_the_first_message(

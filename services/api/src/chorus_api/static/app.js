@@ -34,9 +34,10 @@ async function signIn(token) {
   byId("auth").hidden = true;
   byId("app").hidden = false;
   byId("auth-error").textContent = "";
-  const dashboard = await orders.refresh();
-  notifications.start(token, dashboard.notifications);
   byId("room-name").focus();
+  await notifications.start(token);
+  const dashboard = await orders.refresh();
+  notifications.addStored(dashboard.notifications);
 }
 
 function signOut(message = "") {

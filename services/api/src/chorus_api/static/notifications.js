@@ -30,16 +30,24 @@ export class NotificationsView extends EventTarget {
     this.stream = null;
   }
 
-  start(token, initial) {
+  /**
+   * Start the live stream; resolves once it is subscribed (or after `patience` ms, so a
+   * realtime outage does not hold the page): load the stored list after that, and
+   * nothing published in between is missed (overlaps are shown once).
+   */
+  start(token, patience = 3000) {
     this.stop();
     this.list.replaceChildren();
     this.shown.clear();
-    for (const n of [...initial].reverse()) this.add(n.id, n.type, n.data, n.created_at);
     this.stream = new UserEvents(token);
-    this.stream.addEventListener("status", (event) => {
-      const { state } = event.detail;
-      this.state.textContent = state === "live" ? "" : `live updates: ${state}…`;
-      this.list.dataset.state = state;
+    const subscribed = new Promise((resolve) => {
+      this.stream.addEventListener("status", (event) => {
+        const { state } = event.detail;
+        this.state.textContent = state === "live" ? "" : `live updates: ${state}…`;
+        this.list.dataset.state = state;
+        if (state === "live" || state === "refused") resolve();
+      });
+      setTimeout(resolve, patience);
     });
     this.stream.addEventListener("event", (event) => {
       const frame = event.detail;
@@ -47,6 +55,12 @@ export class NotificationsView extends EventTarget {
       this.dispatchEvent(new CustomEvent("notification", { detail: frame }));
     });
     this.stream.start();
+    return subscribed;
+  }
+
+  /** The stored notifications (newest first), below anything that arrived live. */
+  addStored(notifications) {
+    for (const n of notifications) this.add(n.id, n.type, n.data, n.created_at, { older: true });
   }
 
   stop() {
@@ -54,20 +68,20 @@ export class NotificationsView extends EventTarget {
     this.stream = null;
   }
 
-  /** Newest on top; a notification id is shown once however it arrived. */
-  add(id, type, data, ts) {
+  /** Newest on top (stored ones at the bottom); a notification id is shown once. */
+  add(id, type, data, ts, { older = false } = {}) {
     if (id !== undefined && id !== null) {
       if (this.shown.has(id)) return;
       this.shown.add(id);
     }
-    this.list.prepend(
-      h(
+    const item = h(
         "li",
         { dataset: { type, notificationId: id ?? "" } },
         h("span", { class: "text" }, describe(type, data)),
         " ",
-        h("time", { datetime: ts }, clock(ts)),
-      ),
+      h("time", { datetime: ts }, clock(ts)),
     );
+    if (older) this.list.append(item);
+    else this.list.prepend(item);
   }
 }

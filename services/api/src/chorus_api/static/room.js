@@ -142,10 +142,12 @@ export class RoomConnection extends EventTarget {
       this.status("offline");
       return;
     }
-    // 1012: the replica is restarting and asked us to come back at once (elsewhere).
-    const delay = event.code === 1012 ? 0 : this.backoff.next();
+    // 1012: the replica is restarting and asked us to come back at once (elsewhere). Only
+    // the first time: a second 1012 in a row (another draining replica) backs off.
+    const immediate = event.code === 1012 && this.backoff.attempt === 0;
+    const delay = this.backoff.next();
     this.status("reconnecting");
-    this.timer = setTimeout(() => this.connect(), delay);
+    this.timer = setTimeout(() => this.connect(), immediate ? 0 : delay);
   }
 
   status(state, reason) {
