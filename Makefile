@@ -74,10 +74,11 @@ system-deps-test:
 ##@ Test
 
 .PHONY: test
-test: venv system-deps-test ## Everything: unit and service tests, chart checks, end-to-end
+test: venv system-deps-test ## Everything: unit and service tests, chart checks, end-to-end, browser
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory helm-check
 	$(MAKE) --no-print-directory e2e
+	$(MAKE) --no-print-directory test-browser
 
 .PHONY: test-unit
 test-unit: venv ## Unit and service tests (real Postgres, Redis, SMTP; no ingress)
@@ -86,6 +87,14 @@ test-unit: venv ## Unit and service tests (real Postgres, Redis, SMTP; no ingres
 .PHONY: e2e
 e2e: venv system-deps-test ## The whole system through the ingress, as clients see it
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+.PHONY: test-browser
+test-browser: venv system-deps-test ## The web client in headless Chromium (Debian's; Playwright), against the devstack
+	$(PYTEST) tests/browser $(PYTEST_ARGS)
+
+.PHONY: screenshot
+screenshot: venv system-deps-test ## Re-take docs/screenshot-chat.png (the chat view) in headless Chromium
+	CHORUS_SCREENSHOT=1 $(PYTEST) tests/browser/test_layout.py -k screenshot $(PYTEST_ARGS)
 
 .PHONY: helm-check
 helm-check: venv deploy-tools ## Chart, images, alerts, dashboard: render, lint, validate, checkov, promtool, contracts

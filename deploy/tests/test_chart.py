@@ -110,9 +110,10 @@ def test_ingress_and_httproute_follow_the_route_table(scenarios: dict[str, Rende
         for r in _routes()
     }
     assert ingress_paths == expected
+    exact = {r["prefix"] for r in _routes() if r.get("exact")}
     for obj in scenarios["default"].of_kind("Ingress"):
         assert all(
-            p["pathType"] == "Prefix"
+            p["pathType"] == ("Exact" if p["path"] in exact else "Prefix")
             for rule in obj["spec"]["rules"]
             for p in rule["http"]["paths"]
         )
@@ -123,11 +124,19 @@ def test_ingress_and_httproute_follow_the_route_table(scenarios: dict[str, Rende
             r["backendRefs"][0]["name"],
             r["backendRefs"][0]["port"],
             "timeouts" in r,
+            r["matches"][0]["path"]["type"],
         )
         for r in route["spec"]["rules"]
     }
     assert rules == {
-        (r["prefix"], f"chorus-{r['service']}", 8000, r["kind"] != "http") for r in _routes()
+        (
+            r["prefix"],
+            f"chorus-{r['service']}",
+            8000,
+            r["kind"] != "http",
+            "Exact" if r.get("exact") else "PathPrefix",
+        )
+        for r in _routes()
     }
 
 

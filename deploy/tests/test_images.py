@@ -180,5 +180,8 @@ def test_compose_nginx_config_is_generated_from_the_route_table() -> None:
     conf = (REPO / "deploy" / "compose" / "nginx.conf").read_text()
     routes = yaml.safe_load((REPO / "deploy/helm/chorus/files/routes.yaml").read_text())["routes"]
     for route in routes:
-        assert f"location {route['prefix']}/ {{" in conf
+        if route.get("exact"):
+            assert f"location = {route['prefix']} {{" in conf
+        else:
+            assert f"location {route['prefix']}/ {{" in conf
     assert "server realtime-1:8000" in conf and "server realtime-2:8000" in conf

@@ -94,6 +94,8 @@ def test_config_passes_nginx_t(tmp_path: Path) -> None:
         ("/rooms/lobby/presence", "realtime"),
         ("/v1/models", "llm-gateway"),
         ("/chat/stream", "llm-gateway"),
+        ("/", "api"),
+        ("/web/app.js", "api"),
     ],
 )
 async def test_prefixes_route_to_their_service(ingress: str, path: str, service: str) -> None:
@@ -105,7 +107,7 @@ async def test_prefixes_route_to_their_service(ingress: str, path: str, service:
     assert response.json()["path"] == path
 
 
-@pytest.mark.parametrize("path", ["/apix", "/v10/models", "/", "/metrics", "/readyz"])
+@pytest.mark.parametrize("path", ["/apix", "/v10/models", "/index.html", "/metrics", "/readyz"])
 async def test_prefixes_match_whole_segments_only(ingress: str, path: str) -> None:
     async with httpx.AsyncClient(base_url=ingress, trust_env=False) as client:
         response = await client.get(path)

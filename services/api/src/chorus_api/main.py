@@ -15,6 +15,7 @@ from chorus_api.resources import open_resources
 from chorus_api.routes import auth, dashboard, jobs, orders, rooms, users
 from chorus_api.settings import ApiSettings
 from chorus_api.unavailable import install_unavailable_handlers
+from chorus_api.webclient import install_web_client
 from chorus_common.app import create_service_app
 from chorus_common.database import DatabaseCheck
 from chorus_common.redis_client import redis_check
@@ -72,6 +73,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.router.routes[:0] = users.fast_routes
     install_unavailable_handlers(app)
     install_method_not_allowed_handler(app)
+    # After the routers: the page at "/" and the client's files under "/web".
+    install_web_client(app)
     # Innermost of the user middleware (create_service_app's are outside it), so a 413
     # still carries X-Request-ID and is counted by the HTTP metrics.
     app.user_middleware.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))

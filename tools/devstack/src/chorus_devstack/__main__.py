@@ -22,9 +22,8 @@ def _banner(stack: Stack) -> str:
     ports = stack.options.ports
     rows = []
     if stack.with_nginx:
-        rows.append(
-            ("ingress", f"{stack.url('ingress')}   (/api/docs, /ws/{{room}}, /events, /v1)")
-        )
+        paths = "the web client; /api/docs, /ws/{room}, /events, /v1"
+        rows.append(("ingress", f"{stack.url('ingress')}/   ({paths})"))
     else:
         rows.append(("ingress", "nginx not installed: use the service URLs below"))
     rows += [

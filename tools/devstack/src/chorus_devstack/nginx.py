@@ -82,6 +82,9 @@ def render_nginx_conf(
             _COMMON + _BY_KIND[route.kind] + f"proxy_pass http://{_upstream_name(route.service)};\n"
         )
         exact = route.prefix.rstrip("/") or "/"
+        if route.exact:
+            locations.append(f"location = {exact} {{\n{_indent(body, 4)}}}\n")
+            continue
         if exact != "/":
             locations.append(f"location = {exact} {{\n{_indent(body, 4)}}}\n")
         locations.append(f"location {exact.rstrip('/')}/ {{\n{_indent(body, 4)}}}\n")
@@ -89,7 +92,7 @@ def render_nginx_conf(
         locations.append(
             f"location / {{\n    root {static_root};\n    try_files $uri /index.html;\n}}\n"
         )
-    elif not any(r.prefix == "/" for r in routes):
+    elif not any(r.prefix == "/" and not r.exact for r in routes):
         locations.append(
             "location / {\n    default_type application/json;\n"
             '    return 404 \'{"error":{"code":"not_found","message":"No route."}}\';\n}\n'

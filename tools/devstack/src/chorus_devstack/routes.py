@@ -16,11 +16,12 @@ Kind = Literal["http", "websocket", "stream"]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Public path prefix → service."""
+    """Public path prefix → service (``exact``: the path itself only, not a prefix)."""
 
     prefix: str
     service: str
     kind: Kind
+    exact: bool = False
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -37,7 +38,10 @@ def repo_root(start: Path | None = None) -> Path:
 def load_routes(path: Path | None = None) -> list[Route]:
     """The routes, longest prefix first (the order a matcher must try them in)."""
     raw = yaml.safe_load((path or repo_root() / ROUTES_FILE).read_text())
-    routes = [Route(r["prefix"], r["service"], r["kind"]) for r in raw["routes"]]
+    routes = [
+        Route(r["prefix"], r["service"], r["kind"], bool(r.get("exact", False)))
+        for r in raw["routes"]
+    ]
     for route in routes:
         if route.kind not in ("http", "websocket", "stream") or not route.prefix.startswith("/"):
             msg = f"bad route {route}"
