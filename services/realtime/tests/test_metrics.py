@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from chorus_realtime.metrics import Deliveries
 
@@ -23,3 +23,14 @@ def test_deliveries_export_a_counter_and_a_cumulative_histogram() -> None:
     assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.1"} 1.0' in text
     assert 'chorus_realtime_fanout_latency_seconds_bucket{le="+Inf"} 2.0' in text
     assert "chorus_realtime_fanout_latency_seconds_count 2.0" in text
+
+
+def test_labelled_series_exist_at_zero_before_their_first_event() -> None:
+    exposition = generate_latest(REGISTRY).decode()
+    for line in (
+        'chorus_realtime_rejected_total{reason="auth"}',
+        'chorus_realtime_rejected_total{reason="forbidden"}',
+        'chorus_realtime_recoveries_total{result="miss"}',
+        'chorus_realtime_messages_in_total{type="invalid"}',
+    ):
+        assert line in exposition

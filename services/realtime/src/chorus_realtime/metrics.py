@@ -127,3 +127,33 @@ REJECTED = Counter(
     "Connections or frames refused, by reason.",
     ["reason"],
 )
+
+
+def _declare_series() -> None:
+    """Export every labelled series at zero from the start.
+
+    A series that first appears at its first increment shows no rate for that increment
+    (``rate()`` needs two samples), so the first rejection or miss on a replica would be
+    invisible on the dashboard and to alerts.
+    """
+    for reason in (
+        "auth",
+        "invalid_room",
+        "user_connections",
+        "draining",
+        "flood",
+        "too_big",
+        "forbidden",
+    ):
+        REJECTED.labels(reason)
+    for kind in ("message", "typing", "ping", "subscribe", "unsubscribe", "invalid"):
+        MESSAGES_IN.labels(kind)
+    for result in ("hit", "miss"):
+        RECOVERIES.labels(result)
+    for transport in ("ws", "sse"):
+        CONNECTIONS.labels(transport)
+    for reason in ("start", "error", "canary"):
+        PUBSUB_RECONNECTS.labels(reason)
+
+
+_declare_series()
