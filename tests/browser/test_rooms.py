@@ -118,6 +118,44 @@ def test_a_dropped_socket_resumes_without_losing_or_doubling(
     assert messages(page_a) == ["before the blip", *missed, "after the blip"]
 
 
+def test_messages_typed_while_offline_go_out_once_in_order_on_reconnect(
+    ingress: str,
+    pinned_ingresses: dict[str, str],
+    open_page: Callable[..., Page],
+    new_account: Callable[[str], Account],
+) -> None:
+    ada, bob = new_account("Ada"), new_account("Bob")
+    room = room_name("outbox")
+    page_a = open_page(ingress)
+    page_b = open_page(next(iter(pinned_ingresses.values())))
+    log_in(page_a, ada)
+    log_in(page_b, bob)
+    join(page_a, room)
+    join(page_b, room)
+
+    page_a.evaluate("window.chorus.dropSocket({hold: true})")
+    expect(page_a.locator("#room-connection")).to_have_attribute("data-state", "offline")
+    say(page_a, "written offline 1")
+    say(page_a, "written offline 2")
+    # The box is free for the next message and Ada is told what is waiting.
+    expect(page_a.get_by_label("Message", exact=True)).to_have_value("")
+    expect(page_a.locator("#room-notice")).to_have_text(
+        "Not connected yet: 2 messages will be sent once connected."
+    )
+    expect(page_b.locator("#messages .msg")).to_have_count(0)
+
+    page_a.evaluate("window.chorus.releaseSocket()")
+    expected = ["written offline 1", "written offline 2"]
+    for page in (page_a, page_b):
+        expect(page.locator("#messages .msg")).to_have_count(2)
+        assert messages(page) == expected
+    # Sent once: a later message lands third, with nothing doubled in between.
+    say(page_b, "got both")
+    for page in (page_a, page_b):
+        expect(page.locator("#messages .msg")).to_have_count(3)
+        assert messages(page) == [*expected, "got both"]
+
+
 def test_a_replica_restart_reconnects_and_recovers(
     stack: Stack,
     ingress: str,

@@ -62,6 +62,8 @@ export class ChatView {
     connection.addEventListener("frame", (event) => this.onFrame(event.detail));
     connection.addEventListener("status", (event) => this.onStatus(event.detail));
     connection.addEventListener("resumed", (event) => this.onResumed(event.detail));
+    connection.addEventListener("flushed", (event) => this.onFlushed(event.detail));
+    connection.addEventListener("unsent", (event) => this.onUnsent(event.detail));
     this.connection = connection.open();
     this.elements.input.focus();
   }
@@ -131,6 +133,19 @@ export class ChatView {
       this.notice("Reconnected; too much was missed to replay, history reloaded.", "warn");
       this.loadLatest();
     }
+  }
+
+  onFlushed(count) {
+    if (this.elements.notice.dataset.kind === "queued") {
+      this.notice(`Connected: sent ${count} waiting message${count === 1 ? "" : "s"}.`, "ok");
+    }
+  }
+
+  /** The room refused us with messages still queued: give their text back to the composer. */
+  onUnsent(frames) {
+    const { input } = this.elements;
+    input.value = [...frames.map((frame) => frame.message), input.value].filter(Boolean).join("\n");
+    this.notice("Not sent: the room closed the connection; your messages are back in the box.", "error");
   }
 
   notice(text, kind = "") {
@@ -295,11 +310,19 @@ export class ChatView {
     const { input } = this.elements;
     const text = input.value.trim();
     if (!text || !this.connection) return;
-    if (this.connection.send({ type: "message", message: text })) {
-      input.value = "";
-      this.lastTypingSent = 0;
-    } else {
-      this.notice("Not connected: your message is kept, send it again once reconnected.", "warn");
+    const outcome = this.connection.post({ type: "message", message: text });
+    if (!outcome) {
+      const why = this.connection.refused
+        ? "the room closed the connection; join again to send it"
+        : "too many messages are waiting for the connection; send it again once connected";
+      this.notice(`Not sent: ${why}.`, "warn");
+      return;
+    }
+    input.value = "";
+    this.lastTypingSent = 0;
+    if (outcome === "queued") {
+      const n = this.connection.queued;
+      this.notice(`Not connected yet: ${n} message${n === 1 ? "" : "s"} will be sent once connected.`, "queued");
     }
   }
 }

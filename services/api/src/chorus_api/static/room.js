@@ -11,6 +11,8 @@ import { Backoff } from "./backoff.js";
 /** Close codes after which reconnecting cannot help: bad token or room, flooding, too big. */
 const FINAL_CLOSE_CODES = new Set([1008, 1009]);
 const SEEN_LIMIT = 20000;
+/** Messages kept while the socket is down; past this the composer keeps the text. */
+const OUTBOX_LIMIT = 20;
 
 /** Compare two stream ids "<ms>-<seq>" numerically. */
 export function compareIds(a, b) {
@@ -23,7 +25,9 @@ export class RoomConnection extends EventTarget {
   /**
    * Events dispatched: "frame" (detail: a server frame, durable ones once each),
    * "status" (detail: {state: connecting|live|reconnecting|offline|refused, reason?}),
-   * "resumed" (detail: the `subscribed` frame of a reconnection).
+   * "resumed" (detail: the `subscribed` frame of a reconnection), "flushed" (detail: how
+   * many queued messages went out), "unsent" (detail: the queued message frames, when the
+   * room refused us and they never will).
    */
   constructor(room, token) {
     super();
@@ -37,7 +41,9 @@ export class RoomConnection extends EventTarget {
     this.timer = null;
     this.closed = false;
     this.held = false;
+    this.refused = false;
     this.connections = 0;
+    this.outbox = [];
   }
 
   open() {
@@ -63,6 +69,22 @@ export class RoomConnection extends EventTarget {
     if (!this.live) return false;
     this.ws.send(JSON.stringify(frame));
     return true;
+  }
+
+  /**
+   * Send a message now, or keep it until the room is live again, in order: a message typed
+   * while connecting or during a blip is not lost. Returns "sent", "queued", or false when
+   * the queue is full or the room refused us (the caller keeps the text).
+   */
+  post(frame) {
+    if (this.outbox.length === 0 && this.send(frame)) return "sent";
+    if (this.closed || this.refused || this.outbox.length >= OUTBOX_LIMIT) return false;
+    this.outbox.push(frame);
+    return "queued";
+  }
+
+  get queued() {
+    return this.outbox.length;
   }
 
   /**
@@ -104,7 +126,8 @@ export class RoomConnection extends EventTarget {
       if (!this.lastId && frame.position) this.lastId = frame.position;
       this.status("live");
       if (frame.recovering) this.emit("resumed", frame);
-      return this.emit("frame", frame);
+      this.emit("frame", frame);
+      return this.flush();
     }
     if (frame.type === "reconnect") {
       // The replica is draining: resume from what it says it sent us.
@@ -122,6 +145,17 @@ export class RoomConnection extends EventTarget {
     return this.emit("frame", frame);
   }
 
+  /** Send what was queued while the socket was down, oldest first. */
+  flush() {
+    if (this.outbox.length === 0) return;
+    let sent = 0;
+    while (this.outbox.length && this.send(this.outbox[0])) {
+      this.outbox.shift();
+      sent += 1;
+    }
+    if (sent) this.emit("flushed", sent);
+  }
+
   remember(id) {
     this.seen.add(id);
     if (this.seen.size > SEEN_LIMIT) {
@@ -135,7 +169,9 @@ export class RoomConnection extends EventTarget {
     this.ws = null;
     if (this.closed) return;
     if (FINAL_CLOSE_CODES.has(event.code)) {
+      this.refused = true;
       this.status("refused", event.reason || `closed (${event.code})`);
+      if (this.outbox.length) this.emit("unsent", this.outbox.splice(0));
       return;
     }
     if (this.held) {
