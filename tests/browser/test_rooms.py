@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 import redis
 from playwright.sync_api import Page, expect
 
@@ -24,6 +25,42 @@ def room_name(prefix: str) -> str:
 def messages(page: Page) -> list[str]:
     """The text of every chat message on screen, in order."""
     return page.locator("#messages .msg .text").all_inner_texts()
+
+
+def in_a_room(
+    open_page: Callable[..., Page], room: str, *people: tuple[Account, str]
+) -> list[Page]:
+    """One page per (account, ingress url): opened, logged in and joined to ``room``."""
+    pages = []
+    for account, url in people:
+        page = open_page(url)
+        log_in(page, account)
+        join(page, room)
+        pages.append(page)
+    return pages
+
+
+@pytest.fixture
+def ada_and_bob(
+    ingress: str,
+    pinned_ingresses: dict[str, str],
+    open_page: Callable[..., Page],
+    new_account: Callable[[str], Account],
+) -> Callable[[str], list[Page]]:
+    """Ada (through the balancing ingress) and Bob (pinned to one replica) in a new room."""
+
+    def pages(prefix: str) -> list[Page]:
+        bob_url = next(iter(pinned_ingresses.values()))
+        people = ((new_account("Ada"), ingress), (new_account("Bob"), bob_url))
+        return in_a_room(open_page, room_name(prefix), *people)
+
+    return pages
+
+
+def go_offline(page: Page) -> None:
+    """Drop the page's room socket and keep it down until ``window.chorus.releaseSocket()``."""
+    page.evaluate("window.chorus.dropSocket({hold: true})")
+    expect(page.locator("#room-connection")).to_have_attribute("data-state", "offline")
 
 
 def replicas_in_presence(stack: Stack, room: str) -> dict[str, str]:
@@ -46,12 +83,9 @@ def test_two_people_chat_across_the_two_replicas(
     ada, bob = new_account("Ada"), new_account("Bob")
     room = room_name("replicas")
     first, second = stack.replicas("realtime")
-    page_a = open_page(pinned_ingresses[first])
-    page_b = open_page(pinned_ingresses[second])
-    log_in(page_a, ada)
-    log_in(page_b, bob)
-    join(page_a, room)
-    join(page_b, room)
+    page_a, page_b = in_a_room(
+        open_page, room, (ada, pinned_ingresses[first]), (bob, pinned_ingresses[second])
+    )
 
     # Both are present, each seen from either replica, and each really is on its own.
     for page in (page_a, page_b):
@@ -78,25 +112,14 @@ def test_two_people_chat_across_the_two_replicas(
 
 
 def test_a_dropped_socket_resumes_without_losing_or_doubling(
-    ingress: str,
-    pinned_ingresses: dict[str, str],
-    open_page: Callable[..., Page],
-    new_account: Callable[[str], Account],
+    ada_and_bob: Callable[[str], list[Page]],
 ) -> None:
-    ada, bob = new_account("Ada"), new_account("Bob")
-    room = room_name("resume")
-    page_a = open_page(ingress)
-    page_b = open_page(next(iter(pinned_ingresses.values())))
-    log_in(page_a, ada)
-    log_in(page_b, bob)
-    join(page_a, room)
-    join(page_b, room)
+    page_a, page_b = ada_and_bob("resume")
     say(page_b, "before the blip")
     expect(page_a.locator("#messages .msg")).to_have_count(1)
 
     # Ada's connection drops and stays down while Bob keeps talking.
-    page_a.evaluate("window.chorus.dropSocket({hold: true})")
-    expect(page_a.locator("#room-connection")).to_have_attribute("data-state", "offline")
+    go_offline(page_a)
     missed = [f"while you were away {i}" for i in range(3)]
     for text in missed:
         say(page_b, text)
@@ -119,22 +142,11 @@ def test_a_dropped_socket_resumes_without_losing_or_doubling(
 
 
 def test_messages_typed_while_offline_go_out_once_in_order_on_reconnect(
-    ingress: str,
-    pinned_ingresses: dict[str, str],
-    open_page: Callable[..., Page],
-    new_account: Callable[[str], Account],
+    ada_and_bob: Callable[[str], list[Page]],
 ) -> None:
-    ada, bob = new_account("Ada"), new_account("Bob")
-    room = room_name("outbox")
-    page_a = open_page(ingress)
-    page_b = open_page(next(iter(pinned_ingresses.values())))
-    log_in(page_a, ada)
-    log_in(page_b, bob)
-    join(page_a, room)
-    join(page_b, room)
+    page_a, page_b = ada_and_bob("outbox")
 
-    page_a.evaluate("window.chorus.dropSocket({hold: true})")
-    expect(page_a.locator("#room-connection")).to_have_attribute("data-state", "offline")
+    go_offline(page_a)
     say(page_a, "written offline 1")
     say(page_a, "written offline 2")
     # The box is free for the next message and Ada is told what is waiting.
