@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from chorus_common.gctuning import settle_garbage_collector
 from chorus_common.lifecycle import Lifecycle
 from chorus_common.settings import ServiceSettings
 
@@ -53,6 +54,12 @@ class DrainingServer(uvicorn.Server):
         """Serve until told to exit (remembering the loop the signal handler needs)."""
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start the app and listen; then settle the garbage collector (startup state is kept)."""
+        await super().startup(sockets)
+        if not self.should_exit:
+            settle_garbage_collector()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

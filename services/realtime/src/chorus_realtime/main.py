@@ -21,7 +21,6 @@ from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
 from chorus_realtime.domain.realtime import Realtime, replica_name
 from chorus_realtime.domain.registry import Registry
-from chorus_realtime.gctuning import settle_garbage_collector
 from chorus_realtime.routes import presence, sse, ws
 from chorus_realtime.settings import RealtimeSettings
 from chorus_realtime.wsprotocol import RealtimeWebSocketProtocol
@@ -90,7 +89,6 @@ def create_app(settings: RealtimeSettings) -> FastAPI:
         app.state.health.add_check("pubsub", realtime.ready)
         app.state.lifecycle.add_drain_hook("connections", realtime.registry.drain)
         await realtime.start()
-        settle_garbage_collector()
         try:
             yield
         finally:

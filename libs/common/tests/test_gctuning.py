@@ -1,4 +1,4 @@
-"""The garbage-collector settings applied once the replica has started."""
+"""The garbage-collector settings applied once a service has started."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chorus_realtime.gctuning import GEN0_THRESHOLD, settle_garbage_collector
+from chorus_common.gctuning import GEN0_THRESHOLD, settle_garbage_collector
 
 
 @pytest.fixture
