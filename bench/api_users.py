@@ -11,8 +11,8 @@ same SQL statement (one LEFT JOIN round trip, as the api's ``Reader`` does), ans
 same JSON document (checked before loading: both bodies must be equal) — and nothing else:
 no framework, no dependency injection, no middleware, no logging, and no connection reset
 on release (the api's read connections are not reset either). The api is the real thing
-in its production configuration: FastAPI, SQLAlchemy's pool, the request-id, metrics and
-body-limit middleware, and JSON logs with the access log line on.
+in its production configuration: FastAPI, the Reader's asyncpg pool, the request-id,
+metrics and body-limit middleware, and JSON logs with the access log line on.
 
 Printed per contender: requests per second and the server's CPU time per request
 (``psutil``, over each run), as the median of the rounds with [min-max]; the ratio is the

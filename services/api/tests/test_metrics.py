@@ -23,6 +23,8 @@ async def test_api_metrics(client: httpx.AsyncClient, account: Account) -> None:
         "/api/auth/register",
         json={"email": unique_email(), "password": "Correct-Horse-42", "full_name": "M"},
     )
+    read = await client.get(f"/api/users/{account.id}", headers=account.headers)
+    assert read.status_code == 200
     after = (await client.get("/metrics")).text
 
     for reason in ("unknown_email", "wrong_password"):
@@ -35,4 +37,5 @@ async def test_api_metrics(client: httpx.AsyncClient, account: Account) -> None:
     # Read from the pool at scrape time: nothing is checked out between requests.
     assert _value(after, "chorus_api_db_pool_in_use") == 0
     assert _value(after, "chorus_api_db_pool_overflow") == 0
+    assert _value(after, "chorus_api_db_read_pool_in_use") == 0
     assert 'chorus_http_requests_total{method="POST",route="/api/auth/token",status="401"}' in after

@@ -150,6 +150,9 @@ DB_POOL_PRE_PING: {{ $v.database.poolPrePing | quote }}
 DB_CONNECT_TIMEOUT: {{ $v.database.connectTimeout | quote }}
 DB_STATEMENT_TIMEOUT_MS: {{ $v.database.statementTimeoutMs | quote }}
 {{- end }}
+{{- if eq .key "api" }}
+DB_READ_POOL_SIZE: {{ $v.database.readPoolSize | quote }}
+{{- end }}
 {{- if eq .key "llmGateway" }}
 LLM_PROVIDERS: "/etc/chorus/llm-providers/llm-providers.yaml"
 {{- end }}

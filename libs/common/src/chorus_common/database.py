@@ -7,6 +7,8 @@ forever. Sessions do not expire objects on commit: responses are built after com
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,14 +19,19 @@ from sqlalchemy.ext.asyncio import (
 
 from chorus_common.settings import DatabaseSettings
 
-__all__ = ["DatabaseCheck", "create_engine", "create_sessionmaker"]
+__all__ = ["DatabaseCheck", "connect_args", "create_engine", "create_sessionmaker"]
+
+
+def connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+    """What every connection is opened with besides the URL: ``asyncpg.connect`` arguments."""
+    server_settings = {"application_name": settings.service_name}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     """An engine with the pool configured from settings."""
-    server_settings = {"application_name": settings.service_name}
-    if settings.db_statement_timeout_ms:
-        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -32,10 +39,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
-        connect_args={
-            "timeout": settings.db_connect_timeout,
-            "server_settings": server_settings,
-        },
+        connect_args=connect_args(settings),
     )
 
 

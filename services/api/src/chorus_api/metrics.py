@@ -2,6 +2,7 @@
 
 - ``chorus_api_db_pool_in_use`` / ``chorus_api_db_pool_overflow``: read from the
   SQLAlchemy pool at scrape time, so they are exact whenever Prometheus looks;
+  ``chorus_api_db_read_pool_in_use``: the same for the Reader's asyncpg pool;
 - ``chorus_api_login_failures_total{reason}``: ``unknown_email``, ``wrong_password``,
   ``locked_account``, ``locked_address``;
 - ``chorus_api_jobs_enqueued_total{function}`` and ``chorus_api_jobs_deduplicated_total
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
@@ -22,6 +24,7 @@ __all__ = [
     "LOGIN_FAILURES",
     "LOGIN_FAILURE_REASONS",
     "track_pool",
+    "track_read_pool",
     "untrack_pool",
 ]
 
@@ -31,6 +34,11 @@ DB_POOL_IN_USE = Gauge(
 DB_POOL_OVERFLOW = Gauge(
     "chorus_api_db_pool_overflow",
     "Connections open beyond DB_POOL_SIZE right now (at most DB_MAX_OVERFLOW).",
+)
+DB_READ_POOL_IN_USE = Gauge(
+    "chorus_api_db_read_pool_in_use",
+    "Connections of the read pool (hot session-less reads) checked out right now "
+    "(at most DB_READ_POOL_SIZE).",
 )
 LOGIN_FAILURES = Counter(
     "chorus_api_login_failures_total", "Refused logins, by reason.", ["reason"]
@@ -64,7 +72,12 @@ def track_pool(engine: AsyncEngine) -> None:
     DB_POOL_OVERFLOW.set_function(lambda: max(0, pool.overflow()))
 
 
+def track_read_pool(pool: asyncpg.Pool) -> None:
+    """Point the read pool gauge at ``pool`` (the Reader's asyncpg pool)."""
+    DB_READ_POOL_IN_USE.set_function(lambda: pool.get_size() - pool.get_idle_size())
+
+
 def untrack_pool() -> None:
-    """Stop reading a disposed pool."""
-    DB_POOL_IN_USE.set_function(lambda: 0)
-    DB_POOL_OVERFLOW.set_function(lambda: 0)
+    """Stop reading disposed pools."""
+    for gauge in (DB_POOL_IN_USE, DB_POOL_OVERFLOW, DB_READ_POOL_IN_USE):
+        gauge.set_function(lambda: 0)

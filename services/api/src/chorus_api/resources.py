@@ -1,7 +1,8 @@
 """Everything the api holds open while it runs, created and closed by the lifespan.
 
-One engine and its pool, shared by transactional sessions (writes), autocommit sessions
-(reads) and the session-less :class:`~chorus_api.reader.Reader` (hot reads); one Redis
+One engine and its pool, shared by transactional sessions (writes) and autocommit sessions
+(reads); a plain asyncpg pool for the session-less :class:`~chorus_api.reader.Reader` (hot
+reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
 client whose connection pool the arq client and the event bus share; the token service,
 the password hasher and the login limiter. Routes reach them through the ``Annotated``
 dependencies of :mod:`chorus_api.deps`.
@@ -20,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
-from chorus_api.metrics import track_pool, untrack_pool
+from chorus_api.metrics import track_pool, track_read_pool, untrack_pool
 from chorus_api.pool import PoolGate, discard_closed_connections, read_sessionmaker
-from chorus_api.reader import Reader
+from chorus_api.reader import Reader, close_read_pool, create_read_pool
 from chorus_api.settings import ApiSettings
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
@@ -61,6 +62,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     """
     engine = create_engine(settings)
     discard_closed_connections(engine)
+    read_pool = await create_read_pool(engine, settings, size=settings.db_read_pool_size)
     redis = create_redis(
         settings.redis_url,
         client_name="chorus-api",
@@ -79,6 +81,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
     )
     track_pool(engine)
+    track_read_pool(read_pool)
     try:
         yield Resources(
             settings=settings,
@@ -86,7 +89,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             sessions=create_sessionmaker(engine),
             read_sessions=read_sessionmaker(engine),
             pool_gate=pool_gate,
-            reader=Reader(engine, pool_gate),
+            reader=Reader(
+                read_pool,
+                PoolGate(slots=settings.db_read_pool_size, timeout=settings.db_pool_timeout),
+                engine.dialect,
+            ),
             redis=redis,
             arq=arq,
             bus=EventBus(redis),
@@ -104,4 +111,5 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         untrack_pool()
         await arq.aclose()
         await redis.aclose()
+        await close_read_pool(read_pool, grace=settings.graceful_timeout)
         await engine.dispose()

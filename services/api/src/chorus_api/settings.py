@@ -21,6 +21,15 @@ class ApiSettings(DatabaseSettings):
     #: Off by default: the api discards server-closed connections at checkout for free
     #: (chorus_api.pool); true adds SQLAlchemy's ping, three round trips per checkout.
     db_pool_pre_ping: bool = False
+    db_read_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description=(
+            "connections of the read pool (asyncpg's own) behind the hot session-less reads, "
+            "on top of DB_POOL_SIZE + DB_MAX_OVERFLOW; opened on demand"
+        ),
+    )
 
     access_token_ttl_seconds: int = Field(
         default=3600, ge=60, le=86_400, description="lifetime of issued access tokens"
