@@ -68,8 +68,9 @@ SELECT u, 'item ' || o, 1 + o % 5, 100 * o,
 ANALYZE;
 """
 USER_ID = 500
-#: Both contenders get this many Postgres connections, more than wrk's connections, so
-#: neither waits on its pool (queue fairness under overload is another benchmark).
+#: Both contenders get this many Postgres connections (the api: in each of its pools), more
+#: than wrk's connections, so neither waits on its pool (queue fairness under overload is
+#: another benchmark).
 POOL = 20
 #: The api's statement (``chorus_api.domain.users``), as SQLAlchemy compiles it.
 USER_WITH_ORDERS = """
@@ -237,6 +238,8 @@ def main() -> None:
             **api_env(infra, api_port, access_log=not args.no_access_log),
             "DB_POOL_SIZE": str(POOL),
             "DB_MAX_OVERFLOW": "0",
+            # The route under test reads through the Reader's pool: the same size.
+            "DB_READ_POOL_SIZE": str(POOL),
         }
         with (
             process("api", python("-m", "chorus_api"), api_environment, api_port, logs) as api,
