@@ -65,11 +65,13 @@ lint: venv ## Lint (ruff) and type-check (mypy --strict on libs, services, tools
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs/common/src libs/schema/src services/api/src services/realtime/src services/llm-gateway/src services/worker/src tools/devstack/src tools/mock-openai/src tools/bench/src bench/run.py bench/worker_jobs.py
 
-.PHONY: system-deps-up system-deps-test
+.PHONY: system-deps-up system-deps-test system-deps-unit
 system-deps-up:
 	@$(SYSTEM_DEPS) nginx
 system-deps-test:
 	@$(SYSTEM_DEPS) nginx prometheus chromium
+system-deps-unit:
+	@$(SYSTEM_DEPS) nginx prometheus
 
 ##@ Test
 
@@ -81,7 +83,7 @@ test: venv system-deps-test ## Everything: unit and service tests, chart checks,
 	$(MAKE) --no-print-directory test-browser
 
 .PHONY: test-unit
-test-unit: venv ## Unit and service tests (real Postgres, Redis, SMTP; no ingress)
+test-unit: venv system-deps-unit ## Unit and service tests (real Postgres, Redis, SMTP, and the devstack's nginx and Prometheus)
 	$(PYTEST) libs services tools $(PYTEST_ARGS)
 
 .PHONY: e2e

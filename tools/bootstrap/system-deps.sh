@@ -2,7 +2,7 @@
 # Install the system programs Chorus runs against, when they are missing.
 #   system-deps.sh nginx [prometheus] [chromium] [wrk]
 # Uses apt-get when running as root on Debian/Ubuntu; otherwise says what is missing and
-# carries on (the devstack runs without nginx; tests that need a program say so).
+# carries on (the devstack runs without nginx; tests that need a program fail naming it).
 set -euo pipefail
 
 declare -A PACKAGE=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [wrk]=wrk [redis-server]=redis-server)

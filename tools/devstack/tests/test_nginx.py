@@ -13,13 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from chorus_devstack.nginx import nginx_binary, nginx_spec, render_nginx_conf
+from chorus_devstack.nginx import nginx_spec, render_nginx_conf
 from chorus_devstack.ports import free_port, port_accepts
 from chorus_devstack.process import ManagedProcess
 from chorus_devstack.routes import load_routes
 from chorus_devstack.testing import serve_app
-
-pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is installed by make test")
 
 
 def echo_app(name: str) -> Starlette:

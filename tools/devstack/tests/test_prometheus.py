@@ -6,18 +6,14 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess
 from chorus_devstack.prometheus import (
-    prometheus_binary,
     prometheus_spec,
     render_prometheus_config,
 )
 from chorus_devstack.servers import RunningMockOpenAI
-
-pytestmark = pytest.mark.skipif(prometheus_binary() is None, reason="installed by make test")
 
 RULES = """
 groups:
