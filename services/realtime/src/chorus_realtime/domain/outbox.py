@@ -21,9 +21,6 @@ from chorus_realtime.domain.frames import OutFrame
 
 __all__ = ["Outbox"]
 
-#: Taken frames at the head of the list are dropped in one go past this many.
-_COMPACT = 64
-
 
 class Outbox:
     """Frames waiting to be written to one client, bounded in count and in size."""
@@ -32,7 +29,6 @@ class Outbox:
         "_bytes",
         "_closed",
         "_frames",
-        "_head",
         "_waiter",
         "max_bytes",
         "max_frames",
@@ -46,16 +42,15 @@ class Outbox:
         self.max_bytes = max_bytes
         #: Called when the outbox stops being empty, and when it is closed.
         self.on_ready = on_ready
-        #: Queued frames are ``_frames[_head:]`` (a list with a moving head is cheaper
-        #: than a deque for the usual zero or one frame).
+        #: Queued frames, oldest first (a list is cheaper than a deque for the usual zero
+        #: or one frame; the writer takes them all at once).
         self._frames: list[OutFrame] = []
-        self._head = 0
         self._bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._frames) - self._head
+        return len(self._frames)
 
     @property
     def closed(self) -> bool:
@@ -67,7 +62,7 @@ class Outbox:
         if self._closed:
             return True
         frames = self._frames
-        queued = len(frames) - self._head
+        queued = len(frames)
         size = frame.size
         if queued >= self.max_frames or self._bytes + size > self.max_bytes:
             return False
@@ -88,7 +83,7 @@ class Outbox:
 
     def _append(self, frame: OutFrame, size: int) -> None:
         frames = self._frames
-        was_empty = len(frames) == self._head
+        was_empty = not frames
         frames.append(frame)
         self._bytes += size
         if was_empty:
@@ -107,7 +102,7 @@ class Outbox:
 
     async def wait(self) -> bool:
         """Wait until a frame is queued; False once closed with nothing left to write."""
-        while len(self._frames) == self._head:
+        while not self._frames:
             if self._closed:
                 return False
             self._waiter = asyncio.get_running_loop().create_future()
@@ -117,38 +112,16 @@ class Outbox:
                 self._waiter = None
         return True
 
-    def pop(self) -> OutFrame | None:
-        """The oldest queued frame, or None when the outbox is empty."""
-        frames = self._frames
-        head = self._head
-        if head == len(frames):
-            return None
-        frame = frames[head]
-        head += 1
-        if head == len(frames):
-            frames.clear()
-            head = 0
-        elif head >= _COMPACT and head * 2 >= len(frames):
-            del frames[:head]
-            head = 0
-        self._head = head
-        self._bytes -= frame.size
-        return frame
-
     def take_all(self) -> list[OutFrame]:
         """Every queued frame, oldest first (the outbox is empty afterwards)."""
         frames = self._frames
-        if self._head:
-            frames = frames[self._head :]
         self._frames = []
-        self._head = 0
         self._bytes = 0
         return frames
 
     def clear(self) -> None:
         """Drop everything queued (the connection is going away)."""
         self._frames.clear()
-        self._head = 0
         self._bytes = 0
 
     def close(self) -> None:
