@@ -217,13 +217,3 @@ def say(page: Page, text: str) -> None:
     box = page.get_by_label("Message", exact=True)
     box.fill(text)
     box.press("Enter")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    """Attach service logs to a failing test's report."""
-    report = yield
-    if report.failed and "stack" in getattr(item, "funcargs", {}):
-        system: Stack = item.funcargs["stack"]
-        report.sections.append(("service logs", system.logs(lines=60)))
-    return report

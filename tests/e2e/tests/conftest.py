@@ -19,7 +19,6 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -175,13 +174,3 @@ async def _mock_upstream_clean(request: pytest.FixtureRequest) -> AsyncIterator[
             await client.post(
                 f"{stack.url('mock-openai')}/_mock/config", json={"clear_faults": True}
             )
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Attach every service's log tail to a failing test's report."""
-    report = yield
-    if report.failed and "stack" in getattr(item, "funcargs", {}):
-        system: Stack = item.funcargs["stack"]
-        report.sections.append(("service logs", system.logs(lines=60)))
-    return report

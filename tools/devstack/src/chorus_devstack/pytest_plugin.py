@@ -3,11 +3,13 @@
 Registered through the ``pytest11`` entry point, so every test directory of the workspace
 gets them. Session-scoped servers are shared by a whole run (on fresh ports and data
 directories); the ``private_*`` fixtures start one for a single test that means to stop it.
+A failing test that used a whole :class:`~chorus_devstack.stack.Stack` (the ``stack``
+fixture of the e2e and browser suites) gets every process's log tail in its report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from chorus_devstack.servers import (
     RunningRedis,
     RunningSmtpSink,
 )
+from chorus_devstack.stack import Stack
 
 __all__ = [
     "devstack_dir",
@@ -25,6 +28,7 @@ __all__ = [
     "postgres_server",
     "private_postgres",
     "private_redis",
+    "pytest_runtest_makereport",
     "redis_server",
     "smtp_sink",
 ]
@@ -88,3 +92,17 @@ def mock_openai(devstack_dir: Path) -> Iterator[RunningMockOpenAI]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the last 60 log lines of every process to a failing test that used a Stack."""
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Stack):
+                report.sections.append(("service logs", value.logs(lines=60)))
+                break
+    return report
