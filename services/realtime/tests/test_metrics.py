@@ -14,9 +14,8 @@ def test_deliveries_export_a_counter_and_a_cumulative_histogram() -> None:
     registry = CollectorRegistry()
     registry.register(deliveries)
     now = time.time()
-    deliveries.delivered(now - 0.05)
-    deliveries.delivered(now - 5.0)
-    deliveries.delivered(None)  # a replayed event: counted, not timed
+    # Two live events and a replayed one (counted, not timed) written to one client.
+    deliveries.delivered_all([now - 0.05, now - 5.0, None], 3)
     text = generate_latest(registry).decode()
     assert "chorus_realtime_messages_out_total 3.0" in text
     assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.01"} 0.0' in text

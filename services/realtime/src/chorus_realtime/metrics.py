@@ -56,14 +56,6 @@ class Deliveries(Collector):
         self._sum = 0.0
         self.count = 0
 
-    def delivered(self, published_at: float | None) -> None:
-        """One event written to one client (``published_at``: its envelope's ``ts``)."""
-        self.count += 1
-        if published_at is not None:
-            latency = time.time() - published_at
-            self._counts[bisect_left(self._bounds, latency)] += 1
-            self._sum += latency
-
     def delivered_all(self, published: Iterable[float | None], count: int) -> None:
         """``count`` events written to one client at once (their ``ts``, None for replays)."""
         self.count += count
