@@ -29,9 +29,9 @@ from chorus_common.events import EventBus, room_channel, stream_key
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_schema.models import User
-from chorus_worker.context import RESOURCES_KEY, SETTINGS_KEY, JobContext, Resources
+from chorus_worker.resources import RESOURCES_KEY, SETTINGS_KEY, JobContext, Resources
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, build_worker
+from chorus_worker.transport.worker import ChorusWorker, build_worker
 
 TEST_SECRET = "a-test-secret-that-is-long-enough-for-hs256-keys"
 

@@ -29,17 +29,17 @@ from chorus_gateway.domain.auth import Authenticator, Limits
 from chorus_gateway.domain.call import Accounting
 from chorus_gateway.domain.gateway import Gateway, GatewayOptions
 from chorus_gateway.domain.limits import Limiter
-from chorus_gateway.domain.metrics import declare_series
 from chorus_gateway.domain.providers import Catalog, load_providers, resolve_api_key
 from chorus_gateway.domain.routing import ProviderPool
 from chorus_gateway.domain.upstream import Upstream
 from chorus_gateway.domain.usage import UsageRecorder
+from chorus_gateway.metrics import declare_series
 from chorus_gateway.routes import models
 from chorus_gateway.routes.chat_completions import ChatCompletions
 from chorus_gateway.routes.chat_stream import ChatStream
-from chorus_gateway.routes.fast_path import FastPath
 from chorus_gateway.routes.openai_errors import install_openai_errors
 from chorus_gateway.settings import GatewaySettings
+from chorus_gateway.transport.fast_path import FastPath
 
 __all__ = ["create_app"]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from chorus_realtime.domain.realtime import Realtime
+from chorus_realtime.resources import Realtime
 from chorus_realtime.settings import RealtimeSettings
 
 __all__ = ["RealtimeDep", "SettingsDep"]

@@ -19,11 +19,11 @@ from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
-from chorus_realtime.domain.realtime import Realtime, replica_name
 from chorus_realtime.domain.registry import Registry
+from chorus_realtime.resources import Realtime, replica_name
 from chorus_realtime.routes import presence, sse, ws
 from chorus_realtime.settings import RealtimeSettings
-from chorus_realtime.wsprotocol import RealtimeWebSocketProtocol
+from chorus_realtime.transport.wsprotocol import RealtimeWebSocketProtocol
 
 __all__ = ["create_app", "server_options"]
 

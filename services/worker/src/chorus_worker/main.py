@@ -17,7 +17,7 @@ from chorus_common.database import DatabaseCheck, create_engine
 from chorus_common.redis_client import create_redis, redis_check
 from chorus_worker import __version__
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker
+from chorus_worker.transport.worker import ChorusWorker
 
 __all__ = ["create_app"]
 

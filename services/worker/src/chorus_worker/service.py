@@ -21,7 +21,7 @@ import signal
 from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_worker.main import create_app
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, build_worker
+from chorus_worker.transport.worker import ChorusWorker, build_worker
 
 __all__ = ["serve"]
 

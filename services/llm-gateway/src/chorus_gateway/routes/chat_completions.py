@@ -18,8 +18,7 @@ from starlette.types import Receive, Scope, Send
 from chorus_gateway.domain.chat_request import ChatRequest, parse_chat_request
 from chorus_gateway.domain.errors import GatewayError, service_unavailable
 from chorus_gateway.domain.gateway import Gateway
-from chorus_gateway.domain.sse import OpenAIPassThrough, StreamScanner
-from chorus_gateway.routes.asgi import (
+from chorus_gateway.transport.asgi import (
     AsgiClientStream,
     header,
     read_body,
@@ -27,6 +26,7 @@ from chorus_gateway.routes.asgi import (
     send_error,
     send_json,
 )
+from chorus_gateway.transport.sse import OpenAIPassThrough, StreamScanner
 
 __all__ = ["ChatCompletions"]
 

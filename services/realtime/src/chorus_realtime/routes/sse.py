@@ -19,8 +19,8 @@ from chorus_common.tokens import InvalidTokenError, bearer_token
 from chorus_realtime.deps import RealtimeDep, SettingsDep
 from chorus_realtime.domain.connection import Connection
 from chorus_realtime.domain.hub import HubUnavailableError
-from chorus_realtime.domain.realtime import Realtime
 from chorus_realtime.metrics import REJECTED
+from chorus_realtime.resources import Realtime
 
 __all__ = ["router"]
 

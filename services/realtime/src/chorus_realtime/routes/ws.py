@@ -28,12 +28,12 @@ from chorus_common.request_context import RequestContextMiddleware
 from chorus_common.tokens import InvalidTokenError
 from chorus_realtime.domain.connection import CloseCode, Connection
 from chorus_realtime.domain.hub import HubUnavailableError
-from chorus_realtime.domain.realtime import Realtime
 from chorus_realtime.domain.session import CloseConnection, Session, SessionLimits
 from chorus_realtime.metrics import REJECTED
+from chorus_realtime.resources import Realtime
 from chorus_realtime.settings import RealtimeSettings
-from chorus_realtime.wsprotocol import TRANSPORT_EXTENSION, FrameTransport
-from chorus_realtime.wswriter import Flusher, SocketWriter
+from chorus_realtime.transport.wsprotocol import TRANSPORT_EXTENSION, FrameTransport
+from chorus_realtime.transport.wswriter import Flusher, SocketWriter
 
 __all__ = ["SUBPROTOCOL", "RoomSockets", "room_socket", "token_from_subprotocols"]
 

@@ -18,18 +18,18 @@ from chorus_common.database import create_sessionmaker
 from chorus_devstack.servers import RunningPostgres
 from chorus_schema.migrate import upgrade
 from chorus_schema.models import FailedJob
-from chorus_worker.errors import DeadLetteredError, PermanentJobError, TemporaryJobError
-from chorus_worker.policy import (
+from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError, TemporaryJobError
+from chorus_worker.settings import WorkerServiceSettings
+from chorus_worker.transport.policy import (
     JobSpec,
     backoff_delay,
     describe,
     pending_dead_letter_key,
 )
-from chorus_worker.queue import create_queue_redis
-from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, arq_function, worker_settings
+from chorus_worker.transport.queue import create_queue_redis
+from chorus_worker.transport.worker import ChorusWorker, arq_function, worker_settings
 
-from .harness import Harness, eventually, metric
+from ..harness import Harness, eventually, metric
 
 CALLS: Counter[str] = Counter()
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
-from chorus_worker.mail import Mailer
+from chorus_worker.domain.mail import Mailer
 from chorus_worker.settings import WorkerServiceSettings
 
 __all__ = ["JobContext", "Resources", "on_shutdown", "on_startup", "resources", "settings_of"]

@@ -28,7 +28,6 @@ from arq.cron import cron
 from arq.worker import Function, Worker, func
 from redis.exceptions import RedisError
 
-from chorus_worker.context import SETTINGS_KEY, on_shutdown, on_startup
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
 from chorus_worker.jobs.noop import noop
@@ -36,10 +35,11 @@ from chorus_worker.jobs.persistence import persist_messages
 from chorus_worker.jobs.usage import record_llm_usage
 from chorus_worker.jobs.welcome import send_welcome_email
 from chorus_worker.metrics import QUEUE_DEPTH, declare_functions
-from chorus_worker.policy import DEAD_LETTER_WRITE_TRIES, JobSpec, instrument
-from chorus_worker.queue import create_queue_redis
+from chorus_worker.resources import SETTINGS_KEY, on_shutdown, on_startup
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.wakeup import QueueWakeup
+from chorus_worker.transport.policy import DEAD_LETTER_WRITE_TRIES, JobSpec, instrument
+from chorus_worker.transport.queue import create_queue_redis
+from chorus_worker.transport.wakeup import QueueWakeup
 
 if TYPE_CHECKING:
     from arq.typing import WorkerCoroutine

@@ -12,12 +12,12 @@ from arq.jobs import JobStatus
 from prometheus_client import REGISTRY
 
 from chorus_devstack.servers import RunningRedis
-from chorus_worker.policy import JobSpec
-from chorus_worker.queue import create_queue_redis
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, arq_function, job_specs, worker_settings
+from chorus_worker.transport.policy import JobSpec
+from chorus_worker.transport.queue import create_queue_redis
+from chorus_worker.transport.worker import ChorusWorker, arq_function, job_specs, worker_settings
 
-from .harness import Harness, eventually, running_worker
+from ..harness import Harness, eventually, running_worker
 
 GATES: dict[str, asyncio.Event] = {}
 STARTED: list[str] = []

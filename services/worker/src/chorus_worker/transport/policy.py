@@ -33,9 +33,8 @@ import orjson
 from arq.worker import Retry
 from sqlalchemy.exc import SQLAlchemyError
 
-from chorus_worker.context import JobContext, resources
-from chorus_worker.dead_letters import record_dead_letter
-from chorus_worker.errors import DeadLetteredError, PermanentJobError
+from chorus_worker.domain.dead_letters import record_dead_letter
+from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError
 from chorus_worker.metrics import (
     DEAD_LETTERS,
     JOB_DURATION,
@@ -46,6 +45,7 @@ from chorus_worker.metrics import (
     JOBS_STARTED,
     JOBS_SUCCEEDED,
 )
+from chorus_worker.resources import JobContext, resources
 from chorus_worker.settings import WorkerServiceSettings
 
 __all__ = [
