@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = WorkerServiceSettings()
     if args.command in (None, "run"):
         # Imported here: the admin commands need neither the job code nor the HTTP stack.
-        from chorus_worker.service import serve  # noqa: PLC0415
+        from chorus_worker.main import serve  # noqa: PLC0415
 
         return uvloop.run(serve(settings))
     configure_logging(service=settings.service_name, level="WARNING", fmt="console")

@@ -42,7 +42,7 @@ class ChatCompletions:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
         started = time.perf_counter()
-        gateway: Gateway = scope["app"].state.gateway
+        gateway: Gateway = scope["app"].state.resources.gateway
         try:
             principal = gateway.authenticate(header(scope, b"authorization"))
             raw = await read_body(receive, self._max_body)
