@@ -852,7 +852,7 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     else:
         split.pin_server(redis_server.process.pid)
     redis = create_redis(redis_server.url, client_name="bench")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     try:
         if "fanout" in args.only or "chorus" in args.only:
             results |= await bench_chorus(args, split, redis_server.url, bus, work)

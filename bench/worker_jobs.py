@@ -325,7 +325,7 @@ async def main(jobs: int, samples: int, rounds: int, json_out: Path | None) -> N
         try:
             print(f"throughput: {rounds} rounds of {jobs} jobs each, alternating ...", flush=True)
             mine, theirs = await race(
-                chorus_process(server.url, root, QUEUE_NAME="bench:chorus"),
+                chorus_process(server.url, root, ARQ_QUEUE_NAME="bench:chorus"),
                 queues["chorus"],
                 bare_process(
                     server.url,

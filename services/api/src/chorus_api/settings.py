@@ -1,4 +1,4 @@
-"""Settings of the api service (environment variables; see DESIGN.md for shared names).
+"""Settings of the api service (environment variables; ``docs/design.md`` lists the shared ones).
 
 Beyond the common and Postgres settings, the api reads its own knobs: token lifetime, the
 login limits, the request body cap and how many password hashes may run at once. Every
@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from chorus_common.settings import DatabaseSettings
+from chorus_common.settings import (
+    BodyLimitSettings,
+    EventHistorySettings,
+    PostgresSettings,
+    QueueSettings,
+    RedisSettings,
+)
 
 __all__ = ["ApiSettings"]
 
 
-class ApiSettings(DatabaseSettings):
-    """The api's settings: the common ones, Postgres, and the api's own limits."""
+class ApiSettings(
+    QueueSettings, EventHistorySettings, BodyLimitSettings, RedisSettings, PostgresSettings
+):
+    """The api's settings: the shared ones (it enqueues jobs, publishes events, takes
+    bodies, uses Redis and Postgres) and the api's own limits."""
 
     service_name: str = "api"
     #: Off by default: the api discards server-closed connections at checkout for free
@@ -42,9 +51,6 @@ class ApiSettings(DatabaseSettings):
     )
     login_max_failures_per_address: int = Field(
         default=20, ge=1, description="failed logins from one client address in a window before 429"
-    )
-    max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
     password_hash_concurrency: int = Field(
         default=4,

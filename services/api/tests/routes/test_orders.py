@@ -23,7 +23,9 @@ async def _create(client: httpx.AsyncClient, account: Account, **fields: Any) ->
 
 
 async def _events(arq: ArqRedis, user_id: int, count: int = 50) -> list[dict[str, Any]]:
-    raw = await EventBus(arq).latest(user_channel(user_id), count=count)
+    raw = await EventBus(arq, history_size=1000, history_ttl=86_400).latest(
+        user_channel(user_id), count=count
+    )
     return [orjson.loads(event) for event in raw]
 
 

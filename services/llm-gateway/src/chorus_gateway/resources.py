@@ -62,7 +62,7 @@ async def open_resources(
     limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
     recorder = UsageRecorder(
         ArqRedis(connection_pool=redis.connection_pool),
-        queue_name=settings.gateway_usage_queue,
+        queue_name=settings.arq_queue_name,
         buffer=settings.gateway_usage_buffer,
     )
     pool = ProviderPool(

@@ -34,7 +34,7 @@ async def test_stream_headers_ids_and_resume_with_last_event_id(
     pair: tuple[Replica, Replica], tokens: TokenService, redis: Redis, http: httpx.AsyncClient
 ) -> None:
     one, two = pair
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = user_channel(23)
     token = tokens.issue(23)
     async with EventStreamClient([one.url], token, path="/events/23") as client:
@@ -73,7 +73,7 @@ async def test_sigkill_a_replica_the_sse_client_resumes_losing_nothing(
 ) -> None:
     one = make_replica(redis_url)
     two = make_replica(redis_url)
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = user_channel(24)
 
     async def publish() -> list[str]:

@@ -127,7 +127,7 @@ class WorkerSettings:
                 arq_cron(spec, settings, every=settings.persist_interval)
                 for spec in cron_specs(settings)
             ),
-            queue_name=settings.queue_name,
+            queue_name=settings.arq_queue_name,
             max_jobs=settings.max_jobs,
             job_timeout=settings.job_timeout + ARQ_TIMEOUT_MARGIN,
             keep_result=settings.keep_result,
