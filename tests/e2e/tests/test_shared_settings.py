@@ -113,8 +113,8 @@ async def test_one_history_setting_bounds_what_the_api_the_worker_and_realtime_p
         await client.wait_subscribed()
         await client.say("one more", ref="last")
         await client.wait_for(lambda: bool(client.of_type("ack")))
-    assert await newest_type(redis, room_channel(room)) == "message"
-    await assert_trimmed(redis, history, room_channel(room), "realtime")
+        assert await newest_type(redis, room_channel(room)) == "message"
+        await assert_trimmed(redis, history, room_channel(room), "realtime")
 
 
 async def test_one_queue_setting_moves_every_producer_and_the_worker(
