@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PYTEST ?= $(VENV)/bin/pytest
 PYTEST_ARGS ?=
 SYSTEM_DEPS := tools/bootstrap/system-deps.sh
-WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml tests/e2e/pyproject.toml)
+WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml clients/*/pyproject.toml tests/e2e/pyproject.toml)
 
 ##@ General
 
@@ -84,7 +84,7 @@ test: venv system-deps-test ## Everything: unit and service tests, chart checks,
 
 .PHONY: test-unit
 test-unit: venv system-deps-unit ## Unit and service tests (real Postgres, Redis, SMTP, and the devstack's nginx and Prometheus)
-	$(PYTEST) libs services tools $(PYTEST_ARGS)
+	$(PYTEST) libs services tools clients $(PYTEST_ARGS)
 
 .PHONY: e2e
 e2e: venv system-deps-test ## The whole system through the ingress, as clients see it

@@ -9,11 +9,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from chorus_client import RoomClient
 from chorus_common.events import EventBus, room_channel
 from chorus_common.redis_client import create_redis
 from chorus_common.tokens import TokenService
 from chorus_devstack.servers import RunningRedis
-from chorus_e2e.realtime_client import RoomClient
 
 from .conftest import ReplicaFactory
 

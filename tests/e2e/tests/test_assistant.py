@@ -8,10 +8,10 @@ import os
 import asyncpg
 import httpx
 
+from chorus_client import Frame, RoomClient
 from chorus_e2e.accounts import sign_up
 from chorus_e2e.chat import history
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import Frame, RoomClient
 from chorus_mock_openai import completion_text
 
 

@@ -11,11 +11,11 @@ import os
 
 import httpx
 
+from chorus_client import RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import sign_up
 from chorus_e2e.chat import history, metric_value, send_paced, stream_key
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import RoomClient
 
 #: Realtime keeps ~100 events per room in this stack (conftest): 255 outgrow it.
 PER_USER = 85

@@ -16,9 +16,9 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from chorus_client import RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import Account, sign_up
-from chorus_e2e.realtime_client import RoomClient
 from chorus_mock_openai import completion_text
 
 #: However the upstream fails, the client hears about it within this (a hang is a bug).

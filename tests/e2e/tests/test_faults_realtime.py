@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from chorus_client import Backoff, RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import Account, sign_up
 from chorus_e2e.chat import acknowledged, assert_exactly_once, chatter
-from chorus_e2e.realtime_client import Backoff, RoomClient
 
 
 @pytest.fixture

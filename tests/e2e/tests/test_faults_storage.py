@@ -11,11 +11,11 @@ import os
 
 import httpx
 
+from chorus_client import Backoff, RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import log_in, sign_up
 from chorus_e2e.chat import acknowledged, assert_exactly_once
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import Backoff, RoomClient
 
 SERVICES = ("api", "realtime-1", "realtime-2", "llm-gateway-1", "llm-gateway-2", "worker")
 

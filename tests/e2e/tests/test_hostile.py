@@ -23,10 +23,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from chorus_client import SUBPROTOCOL, EventStreamClient, RoomClient
 from chorus_common.tokens import TokenService
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import Account, log_in, sign_up
-from chorus_e2e.realtime_client import SUBPROTOCOL, EventStreamClient, RoomClient
 
 
 @pytest.fixture

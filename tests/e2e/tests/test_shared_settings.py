@@ -18,11 +18,11 @@ import orjson
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
+from chorus_client import RoomClient
 from chorus_common.events import EventBus, room_channel, stream_key, user_channel
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import sign_up
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import RoomClient
 
 #: arq's default queue: nothing may ever land there in this stack.
 DEFAULT_QUEUE = "arq:queue"

@@ -18,7 +18,7 @@ from typing import Annotated
 from arq.connections import ArqRedis
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_api.domain.errors import UserGoneError
 from chorus_api.domain.login_limits import LoginLimiter
@@ -42,7 +42,6 @@ __all__ = [
     "ReadSessionDep",
     "ReaderDep",
     "SessionDep",
-    "SessionsDep",
     "SettingsDep",
     "TokensDep",
     "authenticated_user_id",
@@ -73,10 +72,6 @@ async def _read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def _sessions(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
-    return resources.read_sessions
-
-
 async def _reader(request: Request) -> Reader:
     reader: Reader = request.app.state.resources.reader
     return reader
@@ -84,8 +79,6 @@ async def _reader(request: Request) -> Reader:
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
-#: The read session factory, for work that needs several sessions at once.
-SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 #: Session-less reads on the pool's asyncpg connections, for hot read-only routes.
 ReaderDep = Annotated[Reader, Depends(_reader)]
 

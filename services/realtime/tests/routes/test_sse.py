@@ -8,9 +8,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from chorus_client import EventStreamClient
 from chorus_common.events import EventBus, user_channel
 from chorus_common.tokens import TokenService
-from chorus_e2e.realtime_client import EventStreamClient
 
 from ..conftest import Replica, ReplicaFactory
 

@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from chorus_client import RoomClient
 from chorus_common.events import EventBus, room_channel
 from chorus_common.tokens import TokenService
-from chorus_e2e.realtime_client import RoomClient
 
 from ..conftest import Replica, ReplicaFactory
 
@@ -143,7 +143,7 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays(
         await client.wait_subscribed()
         for frame in ({"type": "dance"}, {"type": "message", "message": ""}, [1, 2]):
             await client.send(frame)  # type: ignore[arg-type]
-        await client._ws.send("{not json")  # type: ignore[union-attr]
+        await client.send_text("{not json")
         await client.send({"type": "subscribe", "channel": "user:someone-else"})
         await client.wait_for(lambda: len(client.of_type("error")) == 5)
         codes = [f["data"]["code"] for f in client.of_type("error")]

@@ -45,7 +45,6 @@ from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_worker import __version__
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
-from chorus_worker.jobs.noop import noop
 from chorus_worker.jobs.persistence import persist_messages
 from chorus_worker.jobs.usage import record_llm_usage
 from chorus_worker.jobs.welcome import send_welcome_email
@@ -82,7 +81,6 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
             max_tries=min(3, settings.max_tries),
             timeout=settings.assistant_job_timeout,
         ),
-        JobSpec(noop, max_tries=settings.max_tries, timeout=settings.job_timeout),
     ]
 
 

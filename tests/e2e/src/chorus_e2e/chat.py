@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from chorus_e2e.realtime_client import RoomClient
+from chorus_client import RoomClient
 
 __all__ = [
     "acknowledged",
