@@ -37,7 +37,7 @@ batches of the samples) and every worker's enqueue→start samples for the plots
 arq workers use the workspace's own arq (the version our worker runs on), so no extra venv
 is needed.
 
-The machine is shared (2 cores, several engineers): numbers are noisy; compare ratios
+The machine may be shared (2 cores, other work running): numbers are noisy; compare ratios
 from one run, not absolute figures across runs.
 """
 

@@ -1,4 +1,4 @@
-"""The chart against the services it deploys (DESIGN.md/brief contracts).
+"""The chart against the services it deploys (the contracts of ``docs/design.md``).
 
 Every environment variable a container gets is a field of its service's settings class and
 every required field is provided; every probe/scrape path is a route of the service and the

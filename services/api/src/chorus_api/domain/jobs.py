@@ -1,6 +1,6 @@
 """Background jobs: enqueueing on arq with an owner, and their status for that owner.
 
-Job names and arguments are the contract with the worker (DESIGN.md). Whoever enqueues on
+Job names and arguments are the contract with the worker (``docs/design.md``). Whoever enqueues on
 a user's behalf records ``chorus:job-owner:<job_id>`` = user id (7 days), which is what
 ``GET /api/jobs/{id}`` checks: a job that is not yours does not exist, as far as you know.
 """

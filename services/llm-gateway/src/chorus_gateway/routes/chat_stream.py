@@ -1,4 +1,4 @@
-"""``POST /chat/stream``: the seed's playground endpoint, kept for the browser demo.
+"""``POST /chat/stream``: the playground's simple streaming endpoint (the browser demo).
 
 ``{"content": "…", "model"?: "…", "max_tokens"?: n}`` → ``text/event-stream`` of
 ``data: <text delta>`` events and a final ``data: [DONE]``. Same credentials, limits,
