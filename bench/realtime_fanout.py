@@ -87,7 +87,10 @@ class Split:
         available = sorted(os.sched_getaffinity(0))
         if server is None and load is None and len(available) < 2:
             return cls(set(available), set(available))
-        cpus = lambda s: {int(c) for c in s.split(",")}  # noqa: E731
+
+        def cpus(spec: str) -> set[int]:
+            return {int(c) for c in spec.split(",")}
+
         return cls(
             cpus(server) if server else {available[0]},
             cpus(load) if load else set(available[1:]),
@@ -100,7 +103,9 @@ class Split:
         os.sched_setaffinity(pid, self.load)
 
     def describe(self) -> str:
-        fmt = lambda s: ",".join(map(str, sorted(s)))  # noqa: E731
+        def fmt(cpus: set[int]) -> str:
+            return ",".join(map(str, sorted(cpus)))
+
         if self.server == self.load:
             return f"no pinning possible: everything shares CPU(s) {fmt(self.server)}"
         return (
@@ -765,7 +770,7 @@ async def idle_memory(
     figure fits in the default run's time.
     """
     tokens = TokenService(secret=SECRET, issuer="chorus")
-    idle = args.idle
+    idle: int = args.idle
     anywhere = Split(split.server | split.load, split.server | split.load)
 
     async def measure(

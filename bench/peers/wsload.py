@@ -26,12 +26,13 @@ import resource
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 try:
     import orjson
 
-    loads = orjson.loads
+    loads: Callable[[str | bytes], Any] = orjson.loads
 except ImportError:  # pragma: no cover
     loads = json.loads
 
