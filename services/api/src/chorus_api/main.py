@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from chorus_api import __version__
+from chorus_api.apidocs import install_api_docs
 from chorus_api.body_limit import BodyLimitMiddleware
 from chorus_api.method_not_allowed import install_method_not_allowed_handler
 from chorus_api.resources import open_resources
@@ -71,6 +72,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     # Ahead of every router: a fast path answers only what its router would answer alike.
     app.router.routes[:0] = users.fast_routes
+    install_api_docs(app)
     install_unavailable_handlers(app)
     install_method_not_allowed_handler(app)
     # After the routers: the page at "/" and the client's files under "/web".
