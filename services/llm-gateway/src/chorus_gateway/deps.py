@@ -18,9 +18,9 @@ def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """The authenticated caller (401 in OpenAI's shape otherwise)."""
-    return get_gateway(request).authenticate(request.headers.get("authorization"))
+    return await get_gateway(request).authenticate(request.headers.get("authorization"))
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from arq.connections import ArqRedis
 from fastapi import FastAPI
@@ -22,7 +21,7 @@ from starlette.types import ASGIApp
 
 from chorus_common.app import create_service_app
 from chorus_common.redis_client import create_redis, redis_check
-from chorus_common.tokens import TokenService
+from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_gateway import __version__
 from chorus_gateway.domain.api_keys import ApiKeys, parse_api_keys
 from chorus_gateway.domain.auth import Authenticator, Limits
@@ -52,18 +51,11 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     declare_series(catalog.served())
     api_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
     keys = {p.name: resolve_api_key(p, env) for p in config.providers}
-    authenticator = Authenticator(
-        tokens=TokenService(
-            secret=settings.jwt_secret.get_secret_value(),
-            issuer=settings.jwt_issuer,
-            ttl=timedelta(hours=1),
-        ),
-        api_keys=api_keys,
-        defaults=Limits(
-            requests_per_minute=settings.gateway_requests_per_minute,
-            tokens_per_minute=settings.gateway_tokens_per_minute,
-            concurrent_streams=settings.gateway_concurrent_streams,
-        ),
+    tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
+    defaults = Limits(
+        requests_per_minute=settings.gateway_requests_per_minute,
+        tokens_per_minute=settings.gateway_tokens_per_minute,
+        concurrent_streams=settings.gateway_concurrent_streams,
     )
 
     @asynccontextmanager
@@ -76,6 +68,10 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
         app.state.redis = redis
         app.state.health.add_check("redis", redis_check(redis))
         limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
+        versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
+        authenticator = Authenticator(
+            tokens=TokenVerifier(tokens, versions), api_keys=api_keys, defaults=defaults
+        )
         recorder = UsageRecorder(
             ArqRedis(connection_pool=redis.connection_pool),
             queue_name=settings.gateway_usage_queue,

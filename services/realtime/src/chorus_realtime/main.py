@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -13,7 +12,7 @@ from fastapi import FastAPI
 from chorus_common.app import create_service_app
 from chorus_common.events import EventBus
 from chorus_common.redis_client import create_redis, redis_check
-from chorus_common.tokens import TokenService
+from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_realtime import __version__
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
@@ -21,6 +20,7 @@ from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
 from chorus_realtime.domain.realtime import Realtime, replica_name
 from chorus_realtime.domain.registry import Registry
+from chorus_realtime.domain.token_watch import TokenWatch
 from chorus_realtime.routes import presence, sse, ws
 from chorus_realtime.settings import RealtimeSettings
 from chorus_realtime.wsprotocol import RealtimeWebSocketProtocol
@@ -59,6 +59,8 @@ def create_app(settings: RealtimeSettings) -> FastAPI:
             client_name=f"chorus-realtime-pubsub:{replica}",
             replay_limit=settings.replay_max,
         )
+        registry = Registry()
+        versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
         realtime = Realtime(
             redis=redis,
             bus=bus,
@@ -71,11 +73,15 @@ def create_app(settings: RealtimeSettings) -> FastAPI:
                 interval=settings.canary_interval,
                 timeout=settings.canary_timeout,
             ),
-            registry=Registry(),
-            tokens=TokenService(
-                secret=settings.jwt_secret.get_secret_value(),
-                issuer=settings.jwt_issuer,
-                ttl=timedelta(hours=1),
+            registry=registry,
+            tokens=TokenVerifier(
+                TokenService(
+                    secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer
+                ),
+                versions,
+            ),
+            token_watch=TokenWatch(
+                registry, versions, interval=settings.token_version_cache_seconds
             ),
             assistant=Assistant(
                 ArqRedis(redis.connection_pool, default_queue_name=settings.arq_queue_name),

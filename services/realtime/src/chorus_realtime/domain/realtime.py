@@ -12,12 +12,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from chorus_common.events import EventBus
-from chorus_common.tokens import TokenService
+from chorus_common.tokens import TokenVerifier
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
 from chorus_realtime.domain.registry import Registry
+from chorus_realtime.domain.token_watch import TokenWatch
 
 __all__ = ["Realtime", "replica_name"]
 
@@ -39,7 +40,8 @@ class Realtime:
     presence: Presence
     canary: Canary
     registry: Registry
-    tokens: TokenService
+    tokens: TokenVerifier
+    token_watch: TokenWatch
     assistant: Assistant | None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -55,15 +57,17 @@ class Realtime:
             logger.warning("%s failed: %s", task.get_name(), task.exception())
 
     async def start(self) -> None:
-        """Start the hub, presence heartbeats and the canary."""
+        """Start the hub, presence heartbeats, the canary and the token watch."""
         await self.hub.start()
         await self.presence.start()
         await self.canary.start()
+        self.token_watch.start()
 
     async def stop(self) -> None:
         """Stop in reverse order, letting background cleanups finish briefly first."""
         if self._background:
             await asyncio.wait(list(self._background), timeout=2.0)
+        await self.token_watch.stop()
         await self.canary.stop()
         await self.presence.stop()
         await self.hub.stop()
