@@ -29,6 +29,7 @@ from arq.worker import Function, Worker, func
 from redis.exceptions import RedisError
 
 from chorus_worker.context import SETTINGS_KEY, on_shutdown, on_startup
+from chorus_worker.jobs.account_exists import send_account_exists_email
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
 from chorus_worker.jobs.noop import noop
@@ -73,6 +74,9 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
     """The jobs enqueuers may call (DESIGN.md's contract; README lists their arguments)."""
     return [
         JobSpec(send_welcome_email, max_tries=settings.max_tries, timeout=settings.job_timeout),
+        JobSpec(
+            send_account_exists_email, max_tries=settings.max_tries, timeout=settings.job_timeout
+        ),
         JobSpec(record_analytics, max_tries=settings.max_tries, timeout=settings.job_timeout),
         JobSpec(record_llm_usage, max_tries=settings.max_tries, timeout=settings.job_timeout),
         # A retried answer starts over in front of the room: a few tries, not ten.
