@@ -10,16 +10,19 @@ verification and count like wrong passwords.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from chorus_api.domain.devices import DeviceCookies
+from chorus_api.domain.devices import DeviceCookies, account_digest
 from chorus_api.domain.errors import InvalidCredentialsError, RateLimitedError
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.metrics import LOGIN_FAILURES
 
 __all__ = ["Client", "Credentials", "StoredAccount"]
+
+logger = logging.getLogger("chorus.api.credentials")
 
 _REFUSAL_REASONS = {"delay": "delayed", "account": "locked_account", "address": "locked_address"}
 
@@ -74,7 +77,18 @@ class Credentials:
                 email=email, address=client.address, device=device
             )
         except RateLimitedError as exc:
-            LOGIN_FAILURES.labels(_REFUSAL_REASONS.get(exc.scope, "locked_account")).inc()
+            reason = _REFUSAL_REASONS.get(exc.scope, "locked_account")
+            LOGIN_FAILURES.labels(reason).inc()
+            # The account as its limiter key names it (a hash), never the e-mail itself.
+            logger.info(
+                "password attempt refused",
+                extra={
+                    "reason": reason,
+                    "client": client.address,
+                    "account": account_digest(email)[:12],
+                    "retry_after": exc.retry_after,
+                },
+            )
             raise
         try:
             await self.limiter.wait_turn(reservation)

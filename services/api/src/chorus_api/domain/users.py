@@ -11,6 +11,7 @@ Changing the password or deleting the account revokes every token issued before
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
@@ -48,6 +49,9 @@ __all__ = [
     "register_user",
     "update_user",
 ]
+
+
+logger = logging.getLogger("chorus.api.users")
 
 
 def normalize_email(email: str) -> str:
@@ -300,6 +304,10 @@ async def update_user(
             raise DuplicateEmailError(new_email) from exc
     if new_hash is not None:
         TOKEN_REVOCATIONS.labels("password_changed").inc()
+        logger.info(
+            "tokens revoked: password changed",
+            extra={"user_id": user_id, "min_version": user.token_version},
+        )
         await revocations.publish(user_id, user.token_version)
     return user
 
@@ -328,4 +336,5 @@ async def delete_user(
         await record_revocation(session, user_id=user_id, min_version=ACCOUNT_DELETED)
         await session.commit()
     TOKEN_REVOCATIONS.labels("account_deleted").inc()
+    logger.info("tokens revoked: account deleted", extra={"user_id": user_id})
     await revocations.publish(user_id, ACCOUNT_DELETED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request, Response
@@ -32,6 +33,8 @@ from chorus_api.schemas.fields import Text
 from chorus_api.schemas.users import RegisterIn
 
 __all__ = ["router"]
+
+logger = logging.getLogger("chorus.api.auth")
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -66,6 +69,10 @@ async def register(  # noqa: PLR0917 - FastAPI parameters
         await limiter.admit(address=client.address)
     except RateLimitedError as exc:
         SIGNUPS.labels(f"refused_{exc.scope}").inc()
+        logger.info(
+            "sign-up refused",
+            extra={"limit": exc.scope, "client": client.address, "retry_after": exc.retry_after},
+        )
         raise too_many_signups(exc) from None
     try:
         registration = await register_user(

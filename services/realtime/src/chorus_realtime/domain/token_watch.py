@@ -61,6 +61,7 @@ class TokenWatch:
             if connection.expires_at <= deadline:
                 connection.close(CloseCode.UNAUTHORIZED, "token expired")
                 TOKEN_CLOSES.labels("expired").inc()
+                logger.info("closing %s: token expired", connection)
                 closed += 1
             else:
                 live.append(connection)
@@ -71,6 +72,7 @@ class TokenWatch:
             if connection.token_version < minimums.get(connection.user, 0):
                 connection.close(CloseCode.UNAUTHORIZED, "token revoked")
                 TOKEN_CLOSES.labels("revoked").inc()
+                logger.info("closing %s: token revoked", connection)
                 closed += 1
         return closed
 
