@@ -6,8 +6,9 @@ the tokens people paste into "Authorize". Here the files come from the ``fastapi
 wheel (Swagger UI 5.32, pinned with that package; only its ``static/`` files are used)
 and are served under ``/api/docs/``. The page has no inline script — the initializer is a
 file of its own — and a Content-Security-Policy that allows scripts, styles, images and
-connections from this origin only (styles also inline: Swagger UI sets style attributes;
-images also ``data:``, its icons).
+connections from this origin only (images also ``data:``: Swagger UI's stylesheet draws
+its icons with them). ``tests/browser/test_docs.py`` renders it in Chromium under exactly
+this policy.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ DOCS_CONTENT_SECURITY_POLICY: Final = "; ".join(
     [
         "default-src 'none'",
         "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
+        "style-src 'self'",
         "img-src 'self' data:",
         "connect-src 'self'",
         "base-uri 'none'",
@@ -56,6 +57,7 @@ _PAGE: Final = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} — API docs</title>
+<link rel="icon" href="/web/icon.svg">
 <link rel="stylesheet" href="{prefix}/swagger-ui.css">
 </head>
 <body>

@@ -107,7 +107,7 @@ async def test_one_address_full_of_failures_does_not_lock_out_everyone_behind_it
     colleague = await new_account(client, "colleague")
     neighbour = await new_account(client, "neighbour")
     typist = await new_account(client, "typist")
-    typist_device = _device(await login(client, typist.email, **office))
+    typist_login = await login(client, typist.email, **office)  # their browser, at the office
     # Someone behind the office NAT makes twenty failed logins (LOGIN_MAX_FAILURES_PER_ADDRESS).
     for _ in range(20):
         assert (await login(client, unique_email("spray"), WRONG, **office)).status_code == 401
@@ -125,7 +125,7 @@ async def test_one_address_full_of_failures_does_not_lock_out_everyone_behind_it
     assert "from this address" in _scope(await login(client, typist.email, PASSWORD, **office))
     # ...unless from a device that proved itself before.
     assert (
-        await login(client, typist.email, PASSWORD, **office, **typist_device)
+        await login(client, typist.email, PASSWORD, **office, **_device(typist_login))
     ).status_code == 200
 
 
