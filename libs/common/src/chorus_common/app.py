@@ -48,7 +48,7 @@ def create_service_app(
     ``docs_prefix="/api"`` serves ``/api/openapi.json``; None publishes no schema. FastAPI's
     own docs pages are never served: they load their scripts from a public CDN into a
     page of our origin. A service that wants an interactive page serves one from its own
-    files (the api does, see ``chorus_api.apidocs``).
+    files (the api does, see ``chorus_api.routes.apidocs``).
     """
     configure_logging(
         service=settings.service_name,

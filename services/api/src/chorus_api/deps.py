@@ -1,9 +1,9 @@
 """``Annotated`` dependencies, so route signatures read like prose.
 
 ``SessionDep`` is one transactional ``AsyncSession`` per request (never shared across
-tasks), admitted to the pool in arrival order (:class:`chorus_api.pool.PoolGate`), for
+tasks), admitted to the pool in arrival order (:class:`chorus_api.transport.pool.PoolGate`), for
 routes that write; ``ReadSessionDep`` is an autocommit session for routes that
-only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.pool`). A route takes one
+only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.transport.pool`). A route takes one
 of the two, never both. Routes that run argon2 take ``OpenSessionDep`` instead and open
 a session only around their queries, so no connection waits on a hash.
 ``CurrentUserId`` is the subject of a verified, unrevoked token without touching the
@@ -27,10 +27,10 @@ from chorus_api.domain.credentials import Client, Credentials
 from chorus_api.domain.devices import COOKIE_NAME
 from chorus_api.domain.revocations import Revocations
 from chorus_api.domain.signup_limits import SignupLimiter
-from chorus_api.pool import SessionFactory
-from chorus_api.reader import Reader
 from chorus_api.resources import Resources
 from chorus_api.settings import ApiSettings
+from chorus_api.transport.pool import SessionFactory
+from chorus_api.transport.reader import Reader
 from chorus_common.events import EventBus
 from chorus_common.tokens import InvalidTokenError, RevokedTokenError, TokenService
 

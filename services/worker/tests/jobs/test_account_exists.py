@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chorus_devstack.servers import RunningSmtpSink
 from chorus_schema.models import User
-from chorus_worker.errors import DeadLetteredError
+from chorus_worker.domain.errors import DeadLetteredError
 
 from ..harness import Harness, metric, running_worker
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_api.metrics import TOKEN_REVOCATION_SYNC_FAILURES
-from chorus_api.pool import SessionFactory
+from chorus_api.transport.pool import SessionFactory
 from chorus_common.tokens import REVOCATION_TTL_SECONDS, TokenVersions, token_version_key
 from chorus_schema.models import TokenRevocation
 

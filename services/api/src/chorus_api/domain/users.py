@@ -1,6 +1,6 @@
 """Accounts: registration, login, the profile, deletion. E-mails are stored lower-cased.
 
-Every function that runs argon2 takes a :data:`~chorus_api.pool.SessionFactory` rather
+Every function that runs argon2 takes a :data:`~chorus_api.transport.pool.SessionFactory` rather
 than a session and opens one only around its queries: a hash costs ~0.1 s of a core (and
 waits behind the others when many arrive), and a database connection held meanwhile is
 one the rest of the api cannot have — a burst of sign-ups would empty the pool.
@@ -31,8 +31,8 @@ from chorus_api.domain.errors import (
 from chorus_api.domain.passwords import PasswordHasher, check_password_policy
 from chorus_api.domain.revocations import Revocations, record_revocation
 from chorus_api.metrics import TOKEN_REVOCATIONS
-from chorus_api.pool import SessionFactory
-from chorus_api.reader import Reader
+from chorus_api.transport.pool import SessionFactory
+from chorus_api.transport.reader import Reader
 from chorus_common.tokens import ACCOUNT_DELETED
 from chorus_schema.models import Order, User
 
@@ -201,7 +201,7 @@ async def get_user_with_orders(reader: Reader, *, user_id: int) -> UserWithOrder
     """The account with its orders (newest first); :class:`NotFoundError` if none.
 
     A read-only request gains nothing from the ORM's identity map, so this runs on the
-    :class:`~chorus_api.reader.Reader` (no session; see that module for the trade-off).
+    :class:`~chorus_api.transport.reader.Reader` (no session; see that module for the trade-off).
     """
     rows = await reader.fetch(_USER_WITH_ORDERS, user_id=user_id)
     if not rows:

@@ -26,8 +26,8 @@ from chorus_api.domain.jobs import (
 from chorus_api.domain.passwords import MAX_PASSWORD_LENGTH
 from chorus_api.domain.users import authenticate, normalize_email, register_user
 from chorus_api.metrics import SIGNUPS
-from chorus_api.openapi import error_responses
 from chorus_api.routes.errors import too_many_attempts, too_many_signups, weak_password
+from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.auth import RegistrationOut, TokenOut
 from chorus_api.schemas.fields import Text
 from chorus_api.schemas.users import RegisterIn

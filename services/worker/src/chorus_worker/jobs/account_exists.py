@@ -25,10 +25,10 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from chorus_schema.models import User
-from chorus_worker.context import JobContext, resources
-from chorus_worker.errors import PermanentJobError, TemporaryJobError
+from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
+from chorus_worker.domain.mail import DeliveryError
 from chorus_worker.jobs.arguments import valid_user_id
-from chorus_worker.mail import DeliveryError
 from chorus_worker.metrics import EMAILS_SENT
 from chorus_worker.settings import WorkerServiceSettings
 

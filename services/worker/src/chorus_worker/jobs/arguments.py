@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chorus_worker.errors import PermanentJobError
+from chorus_worker.domain.errors import PermanentJobError
 
 __all__ = ["valid_user_id"]
 

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from chorus_api.apidocs import SWAGGER_UI_FILES, swagger_ui_dir
+from chorus_api.routes.apidocs import SWAGGER_UI_FILES, swagger_ui_dir
 
 
 async def test_docs_are_served_from_our_own_origin(client: httpx.AsyncClient) -> None:
