@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from dataclasses import dataclass
 from typing import Final
@@ -49,8 +48,6 @@ from chorus_api.domain.devices import account_digest
 from chorus_api.domain.errors import RateLimitedError
 
 __all__ = ["LoginLimiter", "Reservation"]
-
-logger = logging.getLogger("chorus.api.login_limits")
 
 PREFIX: Final = "chorus:login:"
 #: Longest an attempt at a throttled address waits for its turn before being refused.

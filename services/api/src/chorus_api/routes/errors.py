@@ -22,24 +22,24 @@ _SIGNUP_MESSAGES = {
 }
 
 
+def _rate_limited(code: str, text: str, exc: RateLimitedError) -> HTTPException:
+    return HTTPException(
+        429,
+        {"code": code, "message": f"{text}; retry in {exc.retry_after} seconds."},
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 def too_many_attempts(exc: RateLimitedError) -> HTTPException:
     """429 ``too_many_attempts`` with ``Retry-After``: a password attempt the limits refused."""
     text = _ATTEMPT_MESSAGES.get(exc.scope, "Too many failed logins")
-    return HTTPException(
-        429,
-        {"code": "too_many_attempts", "message": f"{text}; retry in {exc.retry_after} seconds."},
-        headers={"Retry-After": str(exc.retry_after)},
-    )
+    return _rate_limited("too_many_attempts", text, exc)
 
 
 def too_many_signups(exc: RateLimitedError) -> HTTPException:
     """429 ``too_many_signups`` with ``Retry-After``: a registration the limits refused."""
     text = _SIGNUP_MESSAGES.get(exc.scope, "Too many sign-ups")
-    return HTTPException(
-        429,
-        {"code": "too_many_signups", "message": f"{text}; retry in {exc.retry_after} seconds."},
-        headers={"Retry-After": str(exc.retry_after)},
-    )
+    return _rate_limited("too_many_signups", text, exc)
 
 
 def weak_password(exc: WeakPasswordError) -> HTTPException:

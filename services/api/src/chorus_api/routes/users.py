@@ -13,6 +13,8 @@ documents the operation in the OpenAPI schema.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 import orjson
@@ -65,8 +67,17 @@ def _token_gone() -> HTTPException:
     )
 
 
-def _wrong_password(exc: InvalidCredentialsError) -> HTTPException:
-    return HTTPException(403, {"code": "invalid_credentials", "message": str(exc)})
+@contextlib.contextmanager
+def _password_checked() -> Iterator[None]:
+    """What a route that checks the account's password answers: 401, 429 or 403."""
+    try:
+        yield
+    except UserGoneError:
+        raise _token_gone() from None
+    except RateLimitedError as exc:
+        raise too_many_attempts(exc) from None
+    except InvalidCredentialsError as exc:
+        raise HTTPException(403, {"code": "invalid_credentials", "message": str(exc)}) from None
 
 
 @router.get("/me", responses=error_responses(401, 503))
@@ -99,25 +110,20 @@ async def update_me(  # noqa: PLR0917 - FastAPI parameters
     revokes every token of the account — this one too: log in again with it.
     """
     try:
-        updated = await update_user(
-            open_session,
-            credentials=credentials,
-            revocations=revocations,
-            user_id=user_id,
-            changes=ProfileChanges(
-                full_name=body.full_name,
-                email=body.email,
-                password=body.password,
-                current_password=body.current_password,
-            ),
-            client=client,
-        )
-    except UserGoneError:
-        raise _token_gone() from None
-    except RateLimitedError as exc:
-        raise too_many_attempts(exc) from None
-    except InvalidCredentialsError as exc:
-        raise _wrong_password(exc) from None
+        with _password_checked():
+            updated = await update_user(
+                open_session,
+                credentials=credentials,
+                revocations=revocations,
+                user_id=user_id,
+                changes=ProfileChanges(
+                    full_name=body.full_name,
+                    email=body.email,
+                    password=body.password,
+                    current_password=body.current_password,
+                ),
+                client=client,
+            )
     except WeakPasswordError as exc:
         raise weak_password(exc) from None
     except DuplicateEmailError:
@@ -145,7 +151,7 @@ async def delete_me(  # noqa: PLR0917 - FastAPI parameters
     Every token of the account stops working, in every service. The password check is
     limited like a login (429 ``too_many_attempts``).
     """
-    try:
+    with _password_checked():
         await delete_user(
             open_session,
             credentials=credentials,
@@ -154,12 +160,6 @@ async def delete_me(  # noqa: PLR0917 - FastAPI parameters
             password=body.current_password,
             client=client,
         )
-    except UserGoneError:
-        raise _token_gone() from None
-    except RateLimitedError as exc:
-        raise too_many_attempts(exc) from None
-    except InvalidCredentialsError as exc:
-        raise _wrong_password(exc) from None
     return Response(status_code=204)
 
 

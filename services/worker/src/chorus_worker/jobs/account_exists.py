@@ -26,8 +26,7 @@ from sqlalchemy import select
 
 from chorus_schema.models import User
 from chorus_worker.deps import JobContext, resources
-from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
-from chorus_worker.domain.mail import DeliveryError
+from chorus_worker.domain.mail import send_from_job
 from chorus_worker.jobs.arguments import valid_user_id
 from chorus_worker.metrics import EMAILS_SENT
 from chorus_worker.settings import WorkerServiceSettings
@@ -74,12 +73,7 @@ async def send_account_exists_email(ctx: JobContext, user_id: int) -> dict[str, 
     if email is None:
         return {"status": "skipped", "reason": "no such user"}
     message = render_account_exists(email, found.settings)
-    try:
-        await found.mailer.send(message)
-    except DeliveryError as exc:
-        if exc.temporary:
-            raise TemporaryJobError(str(exc)) from exc
-        raise PermanentJobError(str(exc)) from exc
+    await send_from_job(found.mailer, message)
     EMAILS_SENT.inc()
     message_id = str(message["Message-ID"])
     try:

@@ -50,9 +50,9 @@ from sqlalchemy import func, update
 from chorus_schema.models import User
 from chorus_schema.notifications import add_notification, publish_notification
 from chorus_worker.deps import JobContext, resources
-from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
+from chorus_worker.domain.errors import TemporaryJobError
 from chorus_worker.domain.locks import redis_lock
-from chorus_worker.domain.mail import DeliveryError
+from chorus_worker.domain.mail import send_from_job
 from chorus_worker.jobs.arguments import valid_user_id
 from chorus_worker.metrics import EMAILS_SENT
 from chorus_worker.settings import WorkerServiceSettings
@@ -146,12 +146,7 @@ async def _deliver(ctx: JobContext, user: User) -> str:
         if already is not None:
             return bytes(already).decode()
         message = render_welcome(user, found.settings)
-        try:
-            await found.mailer.send(message)
-        except DeliveryError as exc:
-            if exc.temporary:
-                raise TemporaryJobError(str(exc)) from exc
-            raise PermanentJobError(str(exc)) from exc
+        await send_from_job(found.mailer, message)
         message_id = str(message["Message-ID"])
         EMAILS_SENT.inc()
         try:
