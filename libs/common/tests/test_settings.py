@@ -70,3 +70,12 @@ def test_database_url_rejects_other_databases() -> None:
 def test_secret_is_not_printed(secret: str) -> None:
     settings = ServiceSettings(env="test", jwt_secret=secret)
     assert secret not in repr(settings)
+
+
+def test_every_peer_is_a_trusted_proxy_only_in_dev(secret: str) -> None:
+    # Trusting every peer lets any client write its own address into X-Forwarded-For.
+    for env in ("production", "staging", "test"):
+        assert ServiceSettings(env=env, jwt_secret=secret).trusted_proxies == "127.0.0.1"
+    assert ServiceSettings(env="dev").trusted_proxies == "*"
+    chosen = ServiceSettings(env="production", jwt_secret=secret, forwarded_allow_ips="10.0.0.0/8")
+    assert chosen.trusted_proxies == "10.0.0.0/8"

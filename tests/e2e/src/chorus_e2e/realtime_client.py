@@ -37,8 +37,9 @@ __all__ = [
 ]
 
 SUBPROTOCOL: Final = "chorus.v1"
-#: Close codes after which reconnecting cannot help (auth, policy, size).
-FINAL_CLOSE_CODES: Final = frozenset({1008, 1009})
+#: Close codes after which reconnecting cannot help (auth, policy, size; 4401: the token
+#: expired or was revoked — log in again first).
+FINAL_CLOSE_CODES: Final = frozenset({1008, 1009, 4401})
 
 Frame = dict[str, Any]
 

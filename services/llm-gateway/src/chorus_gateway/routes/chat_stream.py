@@ -45,7 +45,7 @@ class ChatStream:
         started = time.perf_counter()
         gateway: Gateway = scope["app"].state.resources.gateway
         try:
-            principal = gateway.authenticate(header(scope, b"authorization"))
+            principal = await gateway.authenticate(header(scope, b"authorization"))
             raw = await read_body(receive, self._max_body)
             if raw is None:
                 return
