@@ -170,3 +170,12 @@ def test_mixins_keep_the_base_configuration_in_any_order(monkeypatch: pytest.Mon
 def test_shared_settings_are_validated(values: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         EveryShared(env="dev", **values)  # type: ignore[arg-type]
+
+
+def test_every_peer_is_a_trusted_proxy_only_in_dev(secret: str) -> None:
+    # Trusting every peer lets any client write its own address into X-Forwarded-For.
+    for env in ("production", "staging", "test"):
+        assert ServiceSettings(env=env, jwt_secret=secret).trusted_proxies == "127.0.0.1"
+    assert ServiceSettings(env="dev").trusted_proxies == "*"
+    chosen = ServiceSettings(env="production", jwt_secret=secret, forwarded_allow_ips="10.0.0.0/8")
+    assert chosen.trusted_proxies == "10.0.0.0/8"

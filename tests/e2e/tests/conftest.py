@@ -45,6 +45,7 @@ ORDER = (
     "test_faults_storage",
     "test_faults_llm",
     "test_hostile",
+    "test_revocation",
     "test_dashboard",
 )
 

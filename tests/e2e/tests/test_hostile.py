@@ -26,7 +26,7 @@ from websockets.typing import Subprotocol
 from chorus_client import SUBPROTOCOL, EventStreamClient, RoomClient
 from chorus_common.tokens import TokenService
 from chorus_devstack.stack import Stack
-from chorus_e2e.accounts import Account, log_in, sign_up
+from chorus_e2e.accounts import Account, client_address, log_in, sign_up
 from chorus_e2e.chat import closed
 
 
@@ -222,18 +222,24 @@ async def test_another_users_event_stream_is_forbidden(
     assert own.connects == 1
 
 
-async def test_password_guessing_is_locked_out_without_locking_out_others(
+async def test_password_guessing_is_slowed_without_locking_out_the_owner(
     http: httpx.AsyncClient, victim: Account, attacker: Account
 ) -> None:
+    there = client_address()
     statuses = []
     for _ in range(7):
         response = await http.post(
-            "/api/auth/token", data={"username": victim.email, "password": "Wrong-Guess-123"}
+            "/api/auth/token",
+            data={"username": victim.email, "password": "Wrong-Guess-123"},
+            headers=there,
         )
         statuses.append(response.status_code)
-    assert statuses[:5] == [401] * 5
-    assert statuses[5:] == [429, 429]
+    # Three quick guesses, then growing delays (one may run out on a slow machine).
+    assert statuses[:3] == [401] * 3
+    assert statuses[-1] == 429
+    assert statuses.count(401) <= 4, statuses
     assert int(response.headers["retry-after"]) > 0
     assert response.json()["error"]["code"] == "too_many_attempts"
-    # The attacker's own account (same client address, under its limit) is unaffected.
+    # The owner, elsewhere, logs in as ever; so does the attacker's own account.
+    assert await log_in(http, victim.email)
     assert await log_in(http, attacker.email)

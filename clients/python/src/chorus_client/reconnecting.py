@@ -30,8 +30,9 @@ Frame = dict[str, Any]
 #: Called with every frame as it arrives.
 FrameHandler = Callable[[Frame], None]
 
-#: Close codes after which reconnecting cannot help (auth, policy, size).
-FINAL_CLOSE_CODES: Final = frozenset({1008, 1009})
+#: Close codes after which reconnecting cannot help (auth, policy, size; 4401: the token
+#: expired or was revoked — log in again first).
+FINAL_CLOSE_CODES: Final = frozenset({1008, 1009, 4401})
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ HOST: "0.0.0.0"
 PORT: "8000"
 FORWARDED_ALLOW_IPS: {{ $v.config.forwardedAllowIps | quote }}
 JWT_ISSUER: {{ $v.config.jwtIssuer | quote }}
+TOKEN_VERSION_CACHE_SECONDS: {{ $v.config.tokenVersionCacheSeconds | quote }}
 REDIS_MAX_CONNECTIONS: {{ $v.config.redisMaxConnections | quote }}
 READY_CHECK_TIMEOUT: {{ $v.config.readyCheckTimeout | quote }}
 ARQ_QUEUE_NAME: {{ $v.config.queueName | quote }}
@@ -162,6 +163,17 @@ DB_STATEMENT_TIMEOUT_MS: {{ $v.database.statementTimeoutMs | quote }}
 {{- end }}
 {{- if eq .key "api" }}
 DB_READ_POOL_SIZE: {{ $v.database.readPoolSize | quote }}
+ACCESS_TOKEN_TTL_SECONDS: {{ $own.auth.accessTokenTtlSeconds | quote }}
+TOKEN_RESYNC_SECONDS: {{ $own.auth.tokenResyncSeconds | quote }}
+LOGIN_WINDOW_SECONDS: {{ $own.auth.loginWindowSeconds | quote }}
+LOGIN_FREE_FAILURES: {{ $own.auth.loginFreeFailures | quote }}
+LOGIN_MAX_FAILURES_PER_ACCOUNT: {{ $own.auth.loginMaxFailuresPerAccount | quote }}
+LOGIN_MAX_FAILURES_PER_ADDRESS: {{ $own.auth.loginMaxFailuresPerAddress | quote }}
+LOGIN_MAX_FAILURES_PER_DEVICE: {{ $own.auth.loginMaxFailuresPerDevice | quote }}
+LOGIN_DEVICE_COOKIE_DAYS: {{ $own.auth.loginDeviceCookieDays | quote }}
+SIGNUP_WINDOW_SECONDS: {{ $own.auth.signupWindowSeconds | quote }}
+SIGNUP_MAX_PER_ADDRESS: {{ $own.auth.signupMaxPerAddress | quote }}
+SIGNUP_MAX_PER_MINUTE: {{ $own.auth.signupMaxPerMinute | quote }}
 {{- end }}
 {{- if eq .key "llmGateway" }}
 LLM_PROVIDERS: "/etc/chorus/llm-providers/llm-providers.yaml"

@@ -46,7 +46,10 @@ def create_service_app(
 ) -> FastAPI:
     """A FastAPI app with the Chorus plumbing installed.
 
-    ``docs_prefix="/api"`` serves ``/api/docs`` and ``/api/openapi.json``; None hides docs.
+    ``docs_prefix="/api"`` serves ``/api/openapi.json``; None publishes no schema. FastAPI's
+    own docs pages are never served: they load their scripts from a public CDN into a
+    page of our origin. A service that wants an interactive page serves one from its own
+    files (the api does, see ``chorus_api.routes.apidocs``).
     """
     configure_logging(
         service=settings.service_name,
@@ -71,7 +74,7 @@ def create_service_app(
         version=version,
         description=description,
         lifespan=chorus_lifespan,
-        docs_url=f"{docs_prefix}/docs" if docs_prefix is not None else None,
+        docs_url=None,
         redoc_url=None,
         openapi_url=f"{docs_prefix}/openapi.json" if docs_prefix is not None else None,
         openapi_tags=openapi_tags,

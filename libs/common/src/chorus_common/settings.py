@@ -106,13 +106,25 @@ class ServiceSettings(BaseSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
-    forwarded_allow_ips: str = Field(
-        default="127.0.0.1",
-        description="Proxies whose X-Forwarded-For is trusted (uvicorn); '*' inside a cluster.",
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description=(
+            "proxies (addresses, CIDR ranges, comma-separated) whose X-Forwarded-For is "
+            "trusted — the ingress controller's range; unset: '*' with ENV=dev, else 127.0.0.1"
+        ),
     )
 
     jwt_secret: SecretStr = SecretStr(INSECURE_JWT_SECRET)
     jwt_issuer: str = "chorus"
+    token_version_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description=(
+            "seconds a process trusts an account's token version read from Redis: a revoked "
+            "token stops working everywhere within this (realtime re-checks open sockets as often)"
+        ),
+    )
 
     ready_check_timeout: float = Field(default=2.0, gt=0, description="seconds per /readyz check")
     drain_seconds: float = Field(
@@ -169,6 +181,18 @@ class ServiceSettings(BaseSettings):
     def is_dev(self) -> bool:
         """True when running on a developer machine."""
         return self.env is Environment.DEV
+
+    @property
+    def trusted_proxies(self) -> str:
+        """``FORWARDED_ALLOW_IPS``, or its default: every peer in dev, loopback elsewhere.
+
+        Trusting every peer (``*``) lets any client pick its own address with a forged
+        ``X-Forwarded-For`` — and with it a fresh per-address budget of every limit — so
+        outside a developer machine it must be asked for, never inherited.
+        """
+        if self.forwarded_allow_ips is not None:
+            return self.forwarded_allow_ips
+        return "*" if self.is_dev else "127.0.0.1"
 
     @property
     def effective_log_format(self) -> Literal["json", "console"]:

@@ -23,6 +23,7 @@ __all__ = [
     "RECOVERIES",
     "REJECTED",
     "SLOW_CLIENT_DISCONNECTS",
+    "TOKEN_CLOSES",
 ]
 
 CONNECTIONS = Gauge(
@@ -120,6 +121,11 @@ REJECTED = Counter(
     "Connections or frames refused, by reason.",
     ["reason"],
 )
+TOKEN_CLOSES = Counter(
+    "chorus_realtime_token_closes_total",
+    "Open connections closed because their token expired or was revoked, by reason.",
+    ["reason"],
+)
 
 
 def _declare_series() -> None:
@@ -147,6 +153,8 @@ def _declare_series() -> None:
         CONNECTIONS.labels(transport)
     for reason in ("start", "error", "canary"):
         PUBSUB_RECONNECTS.labels(reason)
+    for reason in ("expired", "revoked"):
+        TOKEN_CLOSES.labels(reason)
 
 
 _declare_series()

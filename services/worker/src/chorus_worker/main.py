@@ -43,6 +43,7 @@ from chorus_common.database import DatabaseCheck, create_engine
 from chorus_common.redis_client import create_redis, redis_check
 from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_worker import __version__
+from chorus_worker.jobs.account_exists import send_account_exists_email
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
 from chorus_worker.jobs.persistence import persist_messages
@@ -73,6 +74,9 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
     """The jobs enqueuers may call, and how each is run."""
     return [
         JobSpec(send_welcome_email, max_tries=settings.max_tries, timeout=settings.job_timeout),
+        JobSpec(
+            send_account_exists_email, max_tries=settings.max_tries, timeout=settings.job_timeout
+        ),
         JobSpec(record_analytics, max_tries=settings.max_tries, timeout=settings.job_timeout),
         JobSpec(record_llm_usage, max_tries=settings.max_tries, timeout=settings.job_timeout),
         # A retried answer starts over in front of the room: a few tries, not ten.

@@ -1,8 +1,8 @@
 """What both completion routes do before the call: authenticate, read, validate, admit.
 
 In OpenAI's order — 401 → 413/400 → 403/404 → 429 — and with each route's error shape:
-``/v1`` answers OpenAI's, ``/chat/stream`` Chorus's. A limiter that cannot reach Redis is
-a 503, never a 500 and never an unmetered call.
+``/v1`` answers OpenAI's, ``/chat/stream`` Chorus's. Redis out of reach (the limiter, a
+token's revocation) is a 503, never a 500 and never an unchecked or unmetered call.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ async def admit(
     started = time.perf_counter()
     gateway: Gateway = scope["app"].state.resources.gateway
     try:
-        principal = gateway.authenticate(header(scope, b"authorization"))
+        principal = await gateway.authenticate(header(scope, b"authorization"))
         raw = await read_body(receive, max_body)
         if raw is None:
             return None
