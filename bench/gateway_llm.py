@@ -13,6 +13,12 @@ workspace lock), all pointed at the same mock, and measures through each:
 - **Throughput**: ``--streams`` concurrent keep-alive connections streaming back to back
   for ``--seconds`` (mock ``--stream-tokens`` 50 per stream, no delays): SSE events/s delivered, and
   events/s per core of the target's own process (its CPU time from psutil).
+- **Cancellation**: a client leaves a slow stream after three events; the figure is the
+  time from its close to the mock noticing its own request end (the mock's record of
+  when it saw the disconnect; ``time.monotonic`` is one clock for every process of the
+  host), ``--cancels`` times per target after the runs. Direct to the mock, it is the
+  mock's own detection; through a proxy, how long the provider keeps generating for a
+  client that is gone. The tests check that the cancellation happens; this is its budget.
 
 Each of ``--runs`` runs (default 3) measures the three targets in turn; the summary is the
 median over runs with its [min, max] spread, and ``--json-out`` writes it in the bench
@@ -57,6 +63,11 @@ LITELLM_KEY = "sk-bench-master-key"
 TARGETS = ("direct", "gateway", "litellm")
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET_RATIO = 3.0
+#: Disconnect → upstream cancel, p99: the provider stops within this of the client leaving.
+CANCEL_TARGET_MS = 100.0
+#: A stream the client leaves: 10 s long if nobody cancels it.
+CANCEL_TOKENS = 100
+CANCEL_INTER_TOKEN_MS = 100
 MAX_SAMPLES = 5000
 
 
@@ -216,6 +227,58 @@ async def ttft_run(port: int, key: str, count: int, warmup: int) -> list[float]:
             samples.append(first)
     connection.close()
     return samples
+
+
+async def cancel_latency(port: int, key: str, mock: httpx.AsyncClient, tag: str) -> float | None:
+    """Open a slow stream, leave after three events; ms until the mock saw it end (None:
+    the upstream request was never cancelled)."""
+    directive = f"[mock tokens={CANCEL_TOKENS} inter_token_ms={CANCEL_INTER_TOKEN_MS} tag={tag}]"
+    body = json.dumps(
+        {
+            "model": "mock-gpt",
+            "messages": [{"role": "user", "content": f"bench {directive}"}],
+            "stream": True,
+        }
+    ).encode()
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head[:200].decode(errors="replace"))
+    seen = b""
+    while seen.count(b"data: {") < 3:
+        seen += await reader.read(65536)
+    closed_at = time.monotonic()
+    # The client is gone, as a closed tab or a killed app is: the FIN leaves now, not when
+    # the event loop next gets to the transport's close.
+    writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+    writer.transport.abort()
+    response = await mock.get("/_mock/requests", params={"tag": tag, "wait_ms": 20_000})
+    [record] = response.json()["data"]
+    if record["outcome"] != "client_disconnected":
+        return None
+    return (float(record["disconnected_monotonic"]) - closed_at) * 1000
+
+
+async def cancel_run(
+    port: int, key: str, mock_url: str, count: int, label: str
+) -> tuple[list[float], int]:
+    """``count`` cancellations one after the other: (latencies in ms, never cancelled)."""
+    samples: list[float] = []
+    missed = 0
+    async with httpx.AsyncClient(base_url=mock_url, timeout=30) as mock:
+        for n in range(count):
+            latency = await cancel_latency(port, key, mock, f"cancel-{label}-{n}")
+            if latency is None:
+                missed += 1
+            else:
+                samples.append(latency)
+    return samples, missed
 
 
 class Connection:
@@ -472,8 +535,24 @@ def main(args: argparse.Namespace) -> None:
                 # them from the mock. Start nothing until every target is idle again.
                 for process in (mock, proc):
                     wait_idle(psutil.Process(process.pid))
+        cancels: dict[str, tuple[list[float], int]] = {}
+        for name, port, key in (
+            ("direct", mock_port, "sk"),
+            ("gateway", gw_port, BENCH_KEY),
+            *([("litellm", lite_port, LITELLM_KEY)] if litellm is not None else []),
+        ):
+            # LiteLLM may let a left stream run to its end (10 s each): fewer samples.
+            count = args.cancels if name != "litellm" else max(1, args.cancels // 10)
+            cancels[name] = asyncio.run(cancel_run(port, key, mock_url, count, name))
+            samples, _ = cancels[name]
+            print(
+                f"  {name:8s} disconnect → upstream cancel: {len(samples)} of {count} "
+                f"cancelled, p50 {_fmt_ms(_quantile(samples, 0.5))} "
+                f"p99 {_fmt_ms(_quantile(samples, 0.99))}",
+                flush=True,
+            )
     load = (load_before[0], os.getloadavg()[0])
-    report(rows, load, args)
+    report(rows, cancels, load, args)
 
 
 def _values(rows: dict[str, dict[str, Any]], name: str, field: str) -> list[float]:
@@ -494,8 +573,51 @@ def _overheads(rows: dict[str, dict[str, Any]], name: str) -> list[float]:
     return [t - d for t, d in zip(_values(rows, name, "ttft_p50_ms"), direct, strict=True)]
 
 
+def _quantile(samples: list[float], q: float) -> float | None:
+    """The ``q`` quantile of ``samples`` (nearest rank), None without samples."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
 def _ratio(chorus: float | None, peer: float | None) -> float | None:
     return chorus / peer if chorus is not None and peer else None
+
+
+def cancel_rows(cancels: dict[str, tuple[list[float], int]]) -> list[dict[str, Any]]:
+    """The disconnect → upstream cancel row: the gateway's p99 against LiteLLM's."""
+    if "gateway" not in cancels:
+        return []
+    gateway, gw_missed = cancels["gateway"]
+    lite, lite_missed = cancels.get("litellm", ([], 0))
+    direct, _ = cancels.get("direct", ([], 0))
+    gw_p99, lite_p99 = _quantile(gateway, 0.99), _quantile(lite, 0.99)
+    direct_p99 = _quantile(direct, 0.99)
+    note = (
+        f"close of a client mid-stream → the mock sees its request end; p99 of "
+        f"{len(gateway)} (gateway), {len(lite)} (LiteLLM); direct to the mock "
+        f"{direct_p99:.2f} ms"
+        if direct_p99 is not None
+        else "close of a client mid-stream → the mock sees its request end"
+    )
+    if gw_missed or lite_missed:
+        note += f"; never cancelled: gateway {gw_missed}, LiteLLM {lite_missed}"
+    return [
+        {
+            "figure": "Disconnect → upstream cancel p99 (client leaves mid-stream)",
+            "peer": "LiteLLM proxy",
+            "peer_value": lite_p99,
+            "peer_spread": _spread(lite),
+            "chorus": gw_p99,
+            "chorus_spread": _spread(gateway),
+            "unit": "ms",
+            "ratio": _ratio(gw_p99, lite_p99),
+            "target": f"<= {CANCEL_TARGET_MS:g} ms, every stream cancelled",
+            "met": (gw_p99 <= CANCEL_TARGET_MS and not gw_missed) if gw_p99 is not None else None,
+            "note": note,
+        }
+    ]
 
 
 def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -568,22 +690,37 @@ def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def distributions(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """TTFT samples of every system (all runs; at most 5,000 each)."""
-    labels = {"direct": "direct to mock", "gateway": "chorus gateway", "litellm": "LiteLLM proxy"}
+LABELS = {"direct": "direct to mock", "gateway": "chorus gateway", "litellm": "LiteLLM proxy"}
+
+
+def distributions(
+    rows: dict[str, dict[str, Any]], cancels: dict[str, tuple[list[float], int]]
+) -> list[dict[str, Any]]:
+    """TTFT samples of every system (all runs; at most 5,000 each), and cancel latencies."""
     series: dict[str, list[float]] = {}
-    for name, label in labels.items():
+    for name, label in LABELS.items():
         if name in rows:
             samples = [s for r in rows[name]["runs"] for s in r["ttft_samples_ms"]]
             step = max(1, -(-len(samples) // MAX_SAMPLES))
             series[label] = [round(s, 4) for s in samples[::step]]
-    return [{"title": "Time to first token, sequential streams", "unit": "ms", "series": series}]
+    plots = [{"title": "Time to first token, sequential streams", "unit": "ms", "series": series}]
+    cancelled = {
+        LABELS[name]: [round(s, 4) for s in samples[:MAX_SAMPLES]]
+        for name, (samples, _) in cancels.items()
+        if samples
+    }
+    if cancelled:
+        plots.append({"title": "Disconnect → upstream cancel", "unit": "ms", "series": cancelled})
+    return plots
 
 
 def report(
-    rows: dict[str, dict[str, Any]], load: tuple[float, float], args: argparse.Namespace
+    rows: dict[str, dict[str, Any]],
+    cancels: dict[str, tuple[list[float], int]],
+    load: tuple[float, float],
+    args: argparse.Namespace,
 ) -> None:
-    table = contract_rows(rows)
+    table = contract_rows(rows) + cancel_rows(cancels)
     print(f"\nmedian over {args.runs} runs [min, max] (load average {load[0]:.1f} → {load[1]:.1f})")
     for row in table:
         if row["chorus"] is None:
@@ -611,15 +748,28 @@ def report(
             "own CPU time"
         ),
         "rows": table,
-        "distributions": distributions(rows),
+        "distributions": distributions(rows, cancels),
     }
     raw = RESULTS / "gateway_llm.json"
-    raw.write_text(json.dumps({"result": result, "runs": _strip(rows)}, indent=2))
+    raw.write_text(
+        json.dumps(
+            {
+                "result": result,
+                "runs": _strip(rows),
+                "cancels": {n: {"ms": c[0], "never": c[1]} for n, c in cancels.items()},
+            },
+            indent=2,
+        )
+    )
     print(f"raw results: {raw.relative_to(ROOT)}")
     if args.json_out is not None:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=2))
         print(f"result: {args.json_out}")
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} ms"
 
 
 def _fmt(spread: list[float] | None) -> str:
@@ -641,6 +791,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="throughput phase length")
     parser.add_argument("--stream-tokens", type=int, default=50, help="tokens per stream")
     parser.add_argument("--runs", type=int, default=3, help="repeats; medians are reported")
+    parser.add_argument(
+        "--cancels", type=int, default=30, help="clients leaving mid-stream, per target"
+    )
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--json-out", type=Path, help="write the bench result contract here")
     parser.add_argument("--loadgen", choices=["ttft", "throughput"], help=argparse.SUPPRESS)
