@@ -235,8 +235,9 @@ class Connection:
             position = await self.bus.position(channel)
             resume = Resume(channel, False, False, 0, position.last_id, position.epoch)
             return resume, []
-        history = await self.bus.history(channel, since, limit=self.replay_max)
-        if not history.recovered or history.more:
+        # One more than REPLAY_MAX is read: a full page of exactly REPLAY_MAX is replayable.
+        history = await self.bus.history(channel, since, limit=self.replay_max + 1)
+        if not history.recovered or len(history.events) > self.replay_max:
             # Part of what the client missed is gone (or too much to replay): say so and
             # send nothing old; the client refetches state and continues live from here.
             RECOVERIES.labels("miss").inc()
