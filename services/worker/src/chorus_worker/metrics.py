@@ -26,6 +26,7 @@ __all__ = [
     "PERSIST_GAPS",
     "QUEUE_DEPTH",
     "QUEUE_WAKEUPS_ACTIVE",
+    "UNREADABLE_JOBS",
     "declare_functions",
 ]
 
@@ -77,6 +78,10 @@ MESSAGES_PERSISTED = Counter(
 PERSIST_GAPS = Counter(
     "chorus_worker_persist_gaps_total",
     "Times a room's stream had been trimmed past the last persisted entry (events lost).",
+)
+UNREADABLE_JOBS = Counter(
+    "chorus_worker_unreadable_jobs_total",
+    "Queue entries that could not be read as jobs (not a job id): never run.",
 )
 ASSISTANT_REPLIES = Counter(
     "chorus_worker_assistant_replies_total",

@@ -11,7 +11,10 @@ edge (and ``policy.py``); jobs are plain functions in ``chorus_worker.jobs``.
 - **a heartbeat** the loop updates each turn, for ``/readyz``; Redis errors in the loop are
   logged and retried rather than ending the process;
 - **a drain**: stop taking jobs at once, give running ones ``JOB_COMPLETION_WAIT`` seconds,
-  cancel what is left (arq puts cancelled jobs back in the queue for another worker).
+  cancel what is left (arq puts cancelled jobs back in the queue for another worker);
+- **no poison in the queue**: an entry that is not even a job id (bytes that are not
+  UTF-8, written by something other than arq) is removed, logged and counted instead of
+  ending the loop — which would restart the process into the same entry, forever.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Final
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from chorus_worker.metrics import QUEUE_DEPTH, declare_functions
+from chorus_worker.metrics import QUEUE_DEPTH, UNREADABLE_JOBS, declare_functions
 from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.transport.policy import ARQ_TIMEOUT_MARGIN
 from chorus_worker.transport.wakeup import QueueWakeup
@@ -128,12 +131,23 @@ class ChorusWorker(Worker):
         for job_id in job_ids:
             if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
                 break
-            if job_id.decode() in self.tasks:
+            try:
+                running = job_id.decode() in self.tasks
+            except UnicodeDecodeError:
+                await self._drop_unreadable(job_id)
+                continue
+            if running:
                 continue
             await super().start_jobs([job_id])
         self._saturated = self.job_counter >= self.max_jobs
         # A full page of due jobs: more are probably waiting behind it.
         self._more_due = len(job_ids) >= self.queue_read_limit
+
+    async def _drop_unreadable(self, entry: bytes) -> None:
+        """Remove a queue entry no job can have (arq would fail decoding it on every turn)."""
+        UNREADABLE_JOBS.inc()
+        logger.error("removed a queue entry that is not a job id: %r", entry[:200])
+        await self.pool.zrem(self.queue_name, entry)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
