@@ -49,7 +49,8 @@ async def test_ready_while_the_loop_turns_and_not_when_it_dies_or_drains(
             # refresh a faked heartbeat here before the request is served).
             assert worker.main_task is not None
             worker.main_task.cancel()
-            await asyncio.gather(worker.main_task, return_exceptions=True)
+            await asyncio.wait([worker.main_task])
+            assert worker.main_task.cancelled()
             dead = await client.get("/readyz")
             assert dead.status_code == 503
             assert dead.json()["checks"]["job_loop"]["ok"] is False
