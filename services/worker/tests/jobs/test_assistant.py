@@ -1,8 +1,8 @@
 """answer_in_room against an OpenAI-compatible upstream (the mock stands in for the gateway).
 
 The mock reads directives from the prompt (``[mock tokens=5 fault=hang]``), so each test
-says in its message how the "gateway" should behave. The end-to-end suite covers the
-real gateway in between.
+says in its message how the "gateway" should behave. ``test_assistant_gateway.py`` puts
+the real gateway in between, and checks the codes its errors become.
 """
 
 from __future__ import annotations
