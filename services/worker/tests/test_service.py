@@ -27,6 +27,10 @@ async def _held(smtp: RunningSmtpSink) -> bool:
     return smtp.held() == 1
 
 
+async def _not_ready(worker: WorkerProcess) -> bool:
+    return await worker.ready_status() == 503
+
+
 async def _mails(smtp: RunningSmtpSink, count: int) -> list[dict[str, object]]:
     async def arrived() -> list[dict[str, object]] | None:
         messages = smtp.messages()
@@ -46,10 +50,7 @@ async def test_sigterm_lets_the_running_job_finish_starts_no_other_and_exits_0(
 
         worker.process.signal(signal.SIGTERM)
 
-        async def draining() -> bool:
-            return await worker.ready_status() == 503
-
-        await eventually(draining, what="readiness to turn 503")
+        await eventually(lambda: _not_ready(worker), what="readiness to turn 503")
         later = await harness.enqueue("record_analytics", "after.sigterm", {})
         smtp.release()
         assert await worker.exit_status() == 0, worker.log()
@@ -78,10 +79,7 @@ async def test_a_second_sigterm_cancels_the_running_job_and_puts_it_back(
 
         worker.process.signal(signal.SIGTERM)
 
-        async def draining() -> bool:
-            return await worker.ready_status() == 503
-
-        await eventually(draining, what="readiness to turn 503")
+        await eventually(lambda: _not_ready(worker), what="readiness to turn 503")
         worker.process.signal(signal.SIGTERM)
         assert await worker.exit_status(timeout=30) == 0, worker.log()
     finally:
