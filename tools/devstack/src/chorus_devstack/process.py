@@ -23,7 +23,14 @@ from typing import TextIO
 
 import httpx
 
-__all__ = ["LogFollower", "ManagedProcess", "ProcessDiedError", "ProcessSpec", "pid_alive"]
+__all__ = [
+    "LogFollower",
+    "ManagedProcess",
+    "ProcessDiedError",
+    "ProcessSpec",
+    "die_with_parent",
+    "pid_alive",
+]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -43,7 +50,9 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _die_with_parent(sig: int) -> Callable[[], None]:
+def die_with_parent(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the child when its parent dies."""
+
     def preexec() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
@@ -111,7 +120,7 @@ class ManagedProcess:
                 env=env,
                 cwd=self.spec.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(self.spec.death_signal),  # noqa: PLW1509
+                preexec_fn=die_with_parent(self.spec.death_signal),  # noqa: PLW1509
                 user=self.spec.user,
             )
         self.expected_exit = False
