@@ -1,0 +1,262 @@
+"""``python -m chorus_chartrun``: what ``make chart-run`` runs.
+
+Installs the chart as ``helm install --wait`` would (``--values`` files in order, the
+chart's defaults when none), runs ``helm test``, prints the URLs, and keeps the release
+running until Ctrl-C, which deletes it: every pod gets its ``preStop`` hook and grace
+period (a second Ctrl-C kills at once). Needs root (network and mount namespaces). With
+``--status-file`` the URLs (or the failure report) are also written there as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from chorus_chartrun.api import create_api
+from chorus_chartrun.cluster import Cluster, ClusterOptions, InstallError
+from chorus_chartrun.network import Network
+from chorus_chartrun.proxy import PortForward, Target
+from chorus_chartrun.release import Release
+from chorus_devstack.routes import repo_root
+from chorus_devstack.testing import EmbeddedServer
+
+#: Ports of the machine forwarded into the node (bound before leaving its namespace).
+FORWARDS = ("http", "https", "mail", "llm", "postgres", "redis", "api")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m chorus_chartrun", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--values", "-f", action="append", type=Path, default=[], help="values file (repeatable)"
+    )
+    parser.add_argument("--chart", type=Path, help="the chart (default: deploy/helm/chorus)")
+    parser.add_argument("--state-dir", type=Path, help="this run's files (default: .chart-run/run)")
+    parser.add_argument(
+        "--cache-dir", type=Path, help="images kept across runs (default: .chart-run)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds for the release to get ready"
+    )
+    parser.add_argument(
+        "--status-file", type=Path, help="write the URLs or the failure here (JSON)"
+    )
+    parser.add_argument("--no-test", action="store_true", help="skip helm test")
+    parser.add_argument(
+        "--grace", type=float, help="grace period for every pod on stop (default: each pod's)"
+    )
+    parser.add_argument(
+        "--set-json", action="append", default=[], help="extra values as JSON (repeatable)"
+    )
+    return parser
+
+
+def _service_target(cluster: Cluster, port_name: str) -> Target | None:
+    """The bundled Service with a port named ``port_name`` (the chart's databases)."""
+    for service in cluster.store.list("Service", cluster.options.namespace):
+        for port in service["spec"].get("ports") or []:
+            if port.get("name") == port_name and service["spec"].get("clusterIP"):
+                return service["spec"]["clusterIP"], int(port["port"])
+    return None
+
+
+def _outside(cluster: Cluster, name: str, port: str) -> Target | None:
+    server = cluster.site.servers.get(name)
+    return (server.ip, server.ports[port]) if server else None
+
+
+def _hosts(release: Release) -> list[str]:
+    hosts = {
+        r.get("host") for i in release.of_kind("Ingress") for r in i["spec"].get("rules") or []
+    }
+    hosts |= {h for r in release.of_kind("HTTPRoute") for h in r["spec"].get("hostnames") or []}
+    return sorted(h for h in hosts if h)
+
+
+def _urls(cluster: Cluster, forwards: dict[str, PortForward]) -> dict[str, Any]:
+    assert cluster.release is not None
+    secret = cluster.store.find(
+        "Secret", cluster.options.namespace, f"{cluster.options.release}-secrets"
+    )
+    return {
+        "ingress_http": f"http://{forwards['http'].url_host}",
+        "ingress_https": f"https://{forwards['https'].url_host}",
+        "hosts": _hosts(cluster.release),
+        "ca": str(cluster.site.ca_path.resolve()),
+        "mail": f"http://{forwards['mail'].url_host}",
+        "llm": f"http://{forwards['llm'].url_host}",
+        "api": f"http://{forwards['api'].url_host}",
+        "postgres": f"127.0.0.1:{forwards['postgres'].port}",
+        "redis": f"127.0.0.1:{forwards['redis'].port}",
+        "generated_secret": secret is not None,
+    }
+
+
+def _banner(
+    cluster: Cluster, urls: dict[str, Any], tests: list[tuple[str, str, str]], elapsed: float
+) -> str:
+    assert cluster.release is not None
+    values = ", ".join(str(p) for p in cluster.options.values_files) or "the chart's defaults"
+    rows = [
+        (
+            "ingress",
+            f"{urls['ingress_http']}/   (the web client; /api/docs, /ws/{{room}}, /events, /v1)",
+        )
+    ]
+    if urls["hosts"]:
+        rows.append(
+            (
+                "hosts",
+                f"{', '.join(urls['hosts'])} → {urls['ingress_https']} (send Host/SNI; CA {urls['ca']})",
+            )
+        )
+    rows += [
+        ("mail inbox", f"{urls['mail']}/messages   (the SMTP relay smtp.chorus.test)"),
+        ("llm upstream", f"{urls['llm']}/v1/models   (llm.chorus.test)"),
+        ("postgres", f"{urls['postgres']}   (port-forward)"),
+        ("redis", f"{urls['redis']}   (port-forward)"),
+        (
+            "cluster",
+            f"{urls['api']}/status   (pods, /pods/<pod>/logs, /pods/<pod>/proxy/<port>/<path>)",
+        ),
+    ]
+    for controller in cluster.controllers:
+        rows.append((controller.ref, controller.summary()))
+    rows += [(f"helm test {name}", phase) for name, phase, _ in tests]
+    rows += [("note", note) for note in cluster.notes]
+    rows += [
+        ("logs", f"{cluster.state_dir / 'logs'}/"),
+        ("stop", "Ctrl-C (a second one kills at once)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"\nChorus is up from the chart ({values}) in {elapsed:.0f}s."]
+    lines += [f"  {name:<{width}}  {text}" for name, text in rows]
+    return "\n".join(lines) + "\n"
+
+
+async def _serve_api(cluster: Cluster, forward: PortForward) -> asyncio.Task[None]:
+    import uvicorn  # noqa: PLC0415 - only the CLI serves the API
+
+    config = uvicorn.Config(create_api(cluster), log_config=None, access_log=False, lifespan="off")
+    server = EmbeddedServer(config)
+    return asyncio.create_task(server.serve(sockets=[forward.sock]))
+
+
+def _write(path: Path | None, data: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(data, indent=2))
+
+
+async def run(args: argparse.Namespace, forwards: dict[str, PortForward]) -> int:
+    """Install, test, serve until told to stop, delete."""
+    repo = repo_root()
+    cache = (args.cache_dir or repo / ".chart-run").resolve()
+    state = (args.state_dir or cache / "run").resolve()
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    extra: dict[str, Any] = {}
+    from chorus_chartrun.release import merge_values  # noqa: PLC0415
+
+    for raw in args.set_json:
+        extra = merge_values(extra, json.loads(raw))
+    options = ClusterOptions(
+        chart=(args.chart or repo / "deploy" / "helm" / "chorus").resolve(),
+        values_files=[p.resolve() for p in args.values],
+        state_dir=state,
+        cache_dir=cache,
+        timeout=args.timeout,
+        extra_values=extra,
+    )
+    cluster = Cluster(options, repo)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    api = await _serve_api(cluster, forwards["api"])
+    started = time.monotonic()
+    print(f"Installing the chart {options.chart} (logs in {state / 'logs'})…", flush=True)
+    install = asyncio.create_task(cluster.install())
+    stopper = asyncio.create_task(stop.wait())
+    code = 0
+    try:
+        await asyncio.wait({install, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not install.done():
+            install.cancel()
+            print("\nInterrupted while installing.", file=sys.stderr)
+            return 130
+        install.result()
+        tests = [] if args.no_test else await cluster.helm_test()
+        urls = _urls(cluster, forwards)
+        await forwards["http"].start(lambda: (cluster.ingress_ip, 80))
+        await forwards["https"].start(lambda: (cluster.ingress_ip, 443))
+        await forwards["mail"].start(lambda: _outside(cluster, "smtp", "http"))
+        await forwards["llm"].start(lambda: _outside(cluster, "llm", "http"))
+        await forwards["postgres"].start(
+            lambda: (
+                _outside(cluster, "postgres", "postgres") or _service_target(cluster, "postgres")
+            )
+        )
+        await forwards["redis"].start(
+            lambda: _outside(cluster, "redis", "redis") or _service_target(cluster, "redis")
+        )
+        print(_banner(cluster, urls, tests, time.monotonic() - started), flush=True)
+        _write(args.status_file, {"phase": "Ready", "urls": urls, "notes": cluster.notes})
+        await stopper
+    except InstallError as exc:
+        code = 1
+        print(f"\nchart-run: {exc}", file=sys.stderr, flush=True)
+        _write(
+            args.status_file, {"phase": "Failed", "failure": str(exc), "status": cluster.status()}
+        )
+    finally:
+        graceful = code == 0 and signals < 2 and not install.cancelled()
+        print(
+            "\nDeleting the release…"
+            + (" (grace periods honoured; Ctrl-C again to kill)" if graceful else ""),
+            flush=True,
+        )
+        deletion = asyncio.create_task(cluster.delete(args.grace if graceful else 0.0))
+        while not deletion.done():
+            await asyncio.wait({deletion}, timeout=0.5)
+            if signals >= 2 and graceful:
+                graceful = False
+                deletion.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await deletion
+                deletion = asyncio.create_task(cluster.delete(0.0))
+        api.cancel()
+        for forward in forwards.values():
+            await forward.close()
+        print("Deleted.", flush=True)
+    return code
+
+
+def main() -> None:
+    """Entry point."""
+    args = _parser().parse_args()
+    if os.geteuid() != 0:
+        sys.exit("chart-run needs root: pods get network and mount namespaces of their own")
+    forwards = {name: PortForward.bind(name) for name in FORWARDS}
+    Network.enter_node()
+    sys.exit(asyncio.run(run(args, forwards)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Probes and lifecycle handlers, run as the kubelet runs them.
+
+``httpGet``: a GET from the node to the pod's address (or ``host``), with the probe's
+headers and ``User-Agent: kube-probe``; a status from 200 to 399 succeeds. ``tcpSocket``:
+the port accepts a connection. ``exec``: the command, run inside the container (its
+namespaces, root, user and environment), exits 0. Each answers a :class:`Result` whose
+message is worded as the kubelet words its events (``HTTP probe failed with statuscode:
+404``). A probe's named port is the container's port of that name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from chorus_chartrun.release import Obj
+
+__all__ = ["ProbeSpec", "Result", "named_port", "run_handler"]
+
+#: Runs a command inside the container: (argv, timeout) → (exit status, output).
+Exec = Callable[[list[str], float], Awaitable[tuple[int, str]]]
+
+_KUBE_VERSION = "1.34"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One probe's outcome."""
+
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A probe's handler and timing, with Kubernetes' defaults."""
+
+    handler: Mapping[str, Any]
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    termination_grace: float | None = None
+
+    @classmethod
+    def parse(cls, probe: Mapping[str, Any]) -> ProbeSpec:
+        """From a container's ``livenessProbe``/``readinessProbe``/``startupProbe``."""
+        handlers = [k for k in ("httpGet", "tcpSocket", "exec", "grpc") if k in probe]
+        if len(handlers) != 1 or handlers[0] == "grpc":
+            msg = f"probe handler {handlers or sorted(probe)} is not supported"
+            raise ValueError(msg)
+        grace = probe.get("terminationGracePeriodSeconds")
+        return cls(
+            handler={handlers[0]: probe[handlers[0]]},
+            initial_delay=float(probe.get("initialDelaySeconds", 0)),
+            period=float(probe.get("periodSeconds", 10)),
+            timeout=float(probe.get("timeoutSeconds", 1)),
+            success_threshold=int(probe.get("successThreshold", 1)),
+            failure_threshold=int(probe.get("failureThreshold", 3)),
+            termination_grace=float(grace) if grace is not None else None,
+        )
+
+
+def named_port(container: Obj, port: int | str) -> int:
+    """A port number, or the number of the container's port named ``port``."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for declared in container.get("ports") or []:
+        if declared.get("name") == port:
+            return int(declared["containerPort"])
+    msg = f"port {port!r} is not a named port of container {container['name']}"
+    raise ValueError(msg)
+
+
+async def _http(handler: Mapping[str, Any], container: Obj, pod_ip: str, timeout: float) -> Result:
+    try:
+        port = named_port(container, handler["port"])
+    except ValueError as exc:
+        return Result(False, str(exc))
+    host = handler.get("host") or pod_ip
+    scheme = str(handler.get("scheme", "HTTP")).lower()
+    url = f"{scheme}://{host}:{port}{handler.get('path', '/')}"
+    headers = {"User-Agent": f"kube-probe/{_KUBE_VERSION}", "Accept": "*/*"}
+    headers.update({h["name"]: h["value"] for h in handler.get("httpHeaders") or []})
+    try:
+        async with httpx.AsyncClient(trust_env=False, verify=False, timeout=timeout) as client:  # noqa: S501 - the kubelet does not verify probe certificates
+            response = await client.get(url, headers=headers)
+    except httpx.TimeoutException:
+        return Result(
+            False,
+            f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
+        )
+    except httpx.HTTPError as exc:
+        return Result(False, f'Get "{url}": {type(exc).__name__}: {exc}')
+    if 200 <= response.status_code < 400:
+        return Result(True)
+    return Result(False, f"HTTP probe failed with statuscode: {response.status_code} ({url})")
+
+
+async def _tcp(handler: Mapping[str, Any], container: Obj, pod_ip: str, timeout: float) -> Result:
+    try:
+        port = named_port(container, handler["port"])
+    except ValueError as exc:
+        return Result(False, str(exc))
+    host = handler.get("host") or pod_ip
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError) as exc:
+        return Result(False, f"dial tcp {host}:{port}: {exc}")
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return Result(True)
+
+
+async def run_handler(
+    handler: Mapping[str, Any],
+    *,
+    container: Obj,
+    pod_ip: str,
+    timeout: float,
+    execute: Exec,
+) -> Result:
+    """Run one probe (or lifecycle) handler: ``httpGet``, ``tcpSocket``, ``exec`` or ``sleep``."""
+    if "httpGet" in handler:
+        return await _http(handler["httpGet"], container, pod_ip, timeout)
+    if "tcpSocket" in handler:
+        return await _tcp(handler["tcpSocket"], container, pod_ip, timeout)
+    if "exec" in handler:
+        command = [str(a) for a in handler["exec"].get("command") or []]
+        status, output = await execute(command, timeout)
+        if status == 0:
+            return Result(True)
+        detail = output.strip().splitlines()[-1:] or [""]
+        return Result(False, f"command {command} exited with {status}: {detail[0]}")
+    if "sleep" in handler:
+        await asyncio.sleep(float(handler["sleep"]["seconds"]))
+        return Result(True)
+    return Result(False, f"handler {sorted(handler)} is not supported")
