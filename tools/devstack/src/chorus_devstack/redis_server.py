@@ -61,7 +61,7 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                *self.bind,
                 "--dir",
                 str(self.data_dir),
                 "--save",
