@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Self
 from urllib.parse import quote
@@ -190,6 +190,7 @@ class RoomClient(_Reconnecting):
         token_in: str = "subprotocol",
         backoff: Backoff | None = None,
         reconnect: bool = True,
+        connect_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__([u.replace("http", "ws", 1) for u in base_urls], backoff=backoff)
         self.room = room
@@ -197,6 +198,9 @@ class RoomClient(_Reconnecting):
         self.last_id = since
         self.token_in = token_in
         self.reconnect = reconnect
+        #: More arguments of ``websockets.connect`` (``host``/``port``/``ssl``: where a
+        #: public name is really served; see :mod:`chorus_e2e.endpoint`).
+        self.connect_options = dict(connect_options or {})
         self._ws: ClientConnection | None = None
 
     def url(self) -> str:
@@ -216,7 +220,12 @@ class RoomClient(_Reconnecting):
             protocols.append(Subprotocol(f"bearer.{self.token}"))
         try:
             async with connect(
-                url, subprotocols=protocols, open_timeout=5, max_size=2**22, ping_interval=None
+                url,
+                subprotocols=protocols,
+                open_timeout=5,
+                max_size=2**22,
+                ping_interval=None,
+                **self.connect_options,
             ) as ws:
                 self._ws = ws
                 self.connects += 1
@@ -277,12 +286,15 @@ class EventStreamClient(_Reconnecting):
         path: str = "/events",
         last_event_id: str | None = None,
         backoff: Backoff | None = None,
+        transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
         super().__init__(base_urls, backoff=backoff)
         self.token = token
         self.path = path
         self.last_id = last_event_id
         self.statuses: list[int] = []
+        #: Makes the HTTP transport of each connection (see :mod:`chorus_e2e.endpoint`).
+        self.transport = transport
 
     async def _session(self) -> Close | None:
         url = f"{self.current_url}{self.path}"
@@ -292,7 +304,11 @@ class EventStreamClient(_Reconnecting):
         timeout = httpx.Timeout(5.0, read=60.0)
         try:
             async with (
-                httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
+                httpx.AsyncClient(
+                    timeout=timeout,
+                    trust_env=False,
+                    transport=self.transport() if self.transport is not None else None,
+                ) as client,
                 aconnect_sse(client, "GET", url, headers=headers) as source,
             ):
                 self.statuses.append(source.response.status_code)

@@ -376,3 +376,23 @@ class Cluster:
             "pods": [p.describe() for p in self.pods()],
             "outside": self.site.describe(),
         }
+
+
+def _distinct(problems: list[str]) -> list[str]:
+    """One report per kind of problem: the first pod's in full, the others by name."""
+    if not problems:
+        return ["(still starting)"]
+    seen: dict[str, list[str]] = {}
+    for problem in problems:
+        head = problem.splitlines()[0]
+        pod, _, rest = head.partition(": ")
+        key = rest.split(":", 1)[0] + " / " + next(
+            (line.split(":", 1)[0] for line in problem.splitlines()[1:] if "probe failed" in line), ""
+        )
+        seen.setdefault(key, []).append(problem if not seen.get(key) else pod)
+    lines = []
+    for reports in seen.values():
+        lines.append(reports[0])
+        if len(reports) > 1:
+            lines.append(f"  (the same for {', '.join(reports[1:])})")
+    return lines

@@ -122,7 +122,11 @@ def render(
         body = _indent(_locations(server, endpoints), 4)
         if server.tls_secret:
             tls_cert, tls_key = certificates(server.tls_secret)
-            hsts = '    add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;\n'
+            hsts = (
+                '    add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;\n'
+                if server.hsts
+                else ""
+            )
             blocks.append(
                 f"server {{\n    listen {address}:443 ssl;\n    server_name {server.host};\n"
                 f"    ssl_certificate {tls_cert};\n    ssl_certificate_key {tls_key};\n{hsts}{body}}}\n"

@@ -100,7 +100,8 @@ async def _http(handler: Mapping[str, Any], container: Obj, pod_ip: str, timeout
         return Result(False, f'Get "{url}": {type(exc).__name__}: {exc}')
     if 200 <= response.status_code < 400:
         return Result(True)
-    return Result(False, f"HTTP probe failed with statuscode: {response.status_code} ({url})")
+    body = " ".join(response.text[:300].split())
+    return Result(False, f"HTTP probe failed with statuscode: {response.status_code} ({url}: {body})")
 
 
 async def _tcp(handler: Mapping[str, Any], container: Obj, pod_ip: str, timeout: float) -> Result:

@@ -70,6 +70,8 @@ class Server:
     host: str | None
     tls_secret: str | None = None
     ssl_redirect: bool = True
+    #: ingress-nginx adds Strict-Transport-Security on TLS hosts; Gateways do not.
+    hsts: bool = True
     locations: list[Location] = field(default_factory=list)
 
     def add(self, location: Location) -> None:
@@ -238,7 +240,9 @@ def from_httproutes(
                 refs = (listener.get("tls") or {}).get("certificateRefs") or []
                 tls = f"{gateway_namespace}/{refs[0]['name']}" if refs else None
             for host in _hostnames(route, listener, source):
-                server = servers.setdefault(host, Server(host, tls_secret=tls, ssl_redirect=False))
+                server = servers.setdefault(
+                    host, Server(host, tls_secret=tls, ssl_redirect=False, hsts=False)
+                )
                 for index, rule in enumerate(route["spec"].get("rules") or []):
                     for location in _rule_locations(rule, f"{source} rules[{index}]", services):
                         server.add(location)
