@@ -217,7 +217,15 @@ async def run(args: argparse.Namespace, forwards: dict[str, PortForward]) -> int
             lambda: _outside(cluster, "redis", "redis") or _service_target(cluster, "redis")
         )
         print(_banner(cluster, urls, tests, time.monotonic() - started), flush=True)
-        _write(args.status_file, {"phase": "Ready", "urls": urls, "notes": cluster.notes})
+        _write(
+            args.status_file,
+            {
+                "phase": "Ready",
+                "urls": urls,
+                "notes": cluster.notes,
+                "tests": [{"pod": name, "phase": phase} for name, phase, _ in tests],
+            },
+        )
         await stopper
     except InstallError as exc:
         code = 1

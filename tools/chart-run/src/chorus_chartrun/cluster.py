@@ -292,7 +292,7 @@ class Cluster:
         if status.last_exit:
             lines.append("  last exit: " + status.last_exit.replace("\n", "\n    "))
         elif status.state == "running":
-            tail = pod.logs(container, 6)
+            tail = pod.logs(container, 3)
             if tail:
                 lines.append("  log: " + tail.replace("\n", "\n    "))
         return "\n".join(lines)
@@ -321,7 +321,7 @@ class Cluster:
                     report.append(f"{controller.ref}: {controller.summary()}")
                     report += [
                         "  " + line.replace("\n", "\n  ")
-                        for line in failed[controller.ref] or ["(still starting)"]
+                        for line in _distinct(failed[controller.ref])
                     ]
                 raise InstallError("\n".join(report))
             await asyncio.sleep(0.25)
@@ -389,7 +389,10 @@ def _distinct(problems: list[str]) -> list[str]:
         key = rest.split(":", 1)[0] + " / " + next(
             (line.split(":", 1)[0] for line in problem.splitlines()[1:] if "probe failed" in line), ""
         )
-        seen.setdefault(key, []).append(problem if not seen.get(key) else pod)
+        if key in seen:
+            seen[key].append(pod.removeprefix("pod "))
+        else:
+            seen[key] = [problem]
     lines = []
     for reports in seen.values():
         lines.append(reports[0])

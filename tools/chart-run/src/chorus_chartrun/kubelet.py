@@ -89,6 +89,8 @@ class ContainerStatus:
     last_exit: str = ""
     probe_failure: str = ""
     pid: int | None = None
+    #: The user the container's process runs as (once started).
+    uid: int | None = None
 
 
 @dataclass
@@ -374,6 +376,7 @@ class Pod:
             reason="",
             message="",
             pid=process.pid,
+            uid=launch.uid,
             started=False,
             ready=False,
         )
@@ -396,7 +399,7 @@ class Pod:
         )
         if run.kill_reason:
             reason = run.kill_reason
-        last = f"exit {exit_code} ({reason}): {process.last_run(8)}"
+        last = f"exit {exit_code} ({reason}), last log lines:\n{process.last_run(3)}"
         self._set(
             name,
             state="terminated",

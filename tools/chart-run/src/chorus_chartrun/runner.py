@@ -1,0 +1,126 @@
+"""A chart-run started from another program (the chart's tests): start, wait, ask, stop.
+
+:meth:`ChartRun.start` runs ``python -m chorus_chartrun`` as a child (killed with the caller
+if the caller dies) and waits for its status file: the URLs once the release is installed
+and ``helm test`` passed, or the failure report, which :class:`ChartRunError` carries.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chorus_devstack.process import die_with_parent
+
+__all__ = ["ChartRun", "ChartRunError"]
+
+
+class ChartRunError(RuntimeError):
+    """The release did not install (or pass ``helm test``); the message is chart-run's report."""
+
+
+@dataclass
+class ChartRun:
+    """A running chart-run and what it reported."""
+
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    output: Path
+    info: dict[str, Any]
+
+    @classmethod
+    def start(
+        cls,
+        state_dir: Path,
+        *,
+        values: Sequence[Path] = (),
+        chart: Path | None = None,
+        timeout: float = 240.0,
+        grace: float | None = 1.0,
+        extra: Sequence[str] = (),
+    ) -> ChartRun:
+        """Install the chart and wait until it is ready; ChartRunError if it never is."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        status = state_dir / "status.json"
+        output = state_dir / "chart-run.log"
+        argv = [sys.executable, "-m", "chorus_chartrun", "--state-dir", str(state_dir / "run")]
+        argv += ["--status-file", str(status), "--timeout", str(timeout)]
+        for path in values:
+            argv += ["--values", str(path)]
+        if chart is not None:
+            argv += ["--chart", str(chart)]
+        if grace is not None:
+            argv += ["--grace", str(grace)]
+        with output.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own CLI
+                [*argv, *extra],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509
+            )
+        run = cls(process, state_dir, output, {})
+        deadline = time.monotonic() + timeout + 60
+        while not status.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                run.stop()
+                msg = f"chart-run exited with {process.returncode}:\n{output.read_text()[-4000:]}"
+                raise ChartRunError(msg)
+            time.sleep(0.2)
+        run.info = json.loads(status.read_text())
+        if run.info["phase"] != "Ready":
+            run.stop()
+            raise ChartRunError(run.info.get("failure", json.dumps(run.info)))
+        return run
+
+    @property
+    def urls(self) -> dict[str, Any]:
+        """What the banner prints, as data (``ingress_http``, ``hosts``, ``ca``, ``mail``...)."""
+        urls: dict[str, Any] = self.info["urls"]
+        return urls
+
+    def status(self) -> dict[str, Any]:
+        """The cluster's status now (workloads, pods, notes)."""
+        answer = httpx.get(f"{self.urls['api']}/status", timeout=10, trust_env=False)
+        answer.raise_for_status()
+        status: dict[str, Any] = answer.json()
+        return status
+
+    def pods(self, prefix: str) -> list[str]:
+        """Names of the running pods whose name starts with ``prefix``."""
+        return sorted(
+            p["name"]
+            for p in self.status()["pods"]
+            if p["name"].startswith(prefix) and not p["terminating"] and p["phase"] == "Running"
+        )
+
+    def pod_get(self, pod: str, port: int, path: str) -> httpx.Response:
+        """GET ``path`` from the pod's own address (``/metrics`` of one replica, say)."""
+        url = f"{self.urls['api']}/pods/{pod}/proxy/{port}/{path.lstrip('/')}"
+        return httpx.get(url, timeout=10, trust_env=False)
+
+    def logs(self, pod: str, container: str, lines: int = 200) -> str:
+        """A container's log."""
+        url = f"{self.urls['api']}/pods/{pod}/logs"
+        params: dict[str, str | int] = {"container": container, "lines": lines}
+        return httpx.get(url, params=params, timeout=10, trust_env=False).text
+
+    def stop(self, timeout: float = 90.0) -> int:
+        """Ctrl-C: delete the release and wait for chart-run to exit; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return int(self.process.returncode)
