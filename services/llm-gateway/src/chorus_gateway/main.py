@@ -10,6 +10,7 @@ reverse order. The completion endpoints are raw ASGI routes, reached through
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -43,6 +44,8 @@ from chorus_gateway.settings import GatewaySettings
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("chorus.gateway")
+
 
 def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None = None) -> FastAPI:
     """Build the llm-gateway; ``environ`` resolves providers' ``api_key_env`` (os.environ)."""
@@ -68,6 +71,11 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not config.providers:
+            logger.warning(
+                "LLM_PROVIDERS lists no provider: no model is served "
+                "(every request answers 404 model_not_found) until one is configured"
+            )
         redis = create_redis(
             settings.redis_url,
             client_name="chorus-gateway",
