@@ -74,5 +74,7 @@ async def http(endpoint: Endpoint) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def mail(release: ChartRun) -> AsyncIterator[httpx.AsyncClient]:
     """The SMTP relay's inbox (the site's sink)."""
-    async with httpx.AsyncClient(base_url=release.urls["mail"], trust_env=False, timeout=15) as client:
+    async with httpx.AsyncClient(
+        base_url=release.urls["mail"], trust_env=False, timeout=15
+    ) as client:
         yield client

@@ -77,8 +77,9 @@ def test_each_broken_workload_is_named_with_its_cause(broken_chart: Path) -> Non
         "CreateContainerConfigError: couldn't find key LLM_GATEWAY_KEY in Secret chorus/chorus-secrets"
         in sections["Deployment/chorus-worker"]
     )
-    assert "Readiness probe failed: HTTP probe failed with statuscode: 404" in (
-        sections["Deployment/chorus-realtime"]
+    assert (
+        "Readiness probe failed: HTTP probe failed with statuscode: 404"
+        in (sections["Deployment/chorus-realtime"])
     )
     gateway = sections["Deployment/chorus-llm-gateway"]
     assert "CrashLoopBackOff" in gateway

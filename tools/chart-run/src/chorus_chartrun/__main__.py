@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--set-json", action="append", default=[], help="extra values as JSON (repeatable)"
     )
+    parser.add_argument(
+        "--no-site-values",
+        action="store_true",
+        help="the values files alone: no SMTP relay or LLM provider from the site",
+    )
     return parser
 
 
@@ -176,6 +181,7 @@ async def run(args: argparse.Namespace, forwards: dict[str, PortForward]) -> int
         cache_dir=cache,
         timeout=args.timeout,
         extra_values=extra,
+        site_values=not args.no_site_values,
     )
     cluster = Cluster(options, repo)
     loop = asyncio.get_running_loop()

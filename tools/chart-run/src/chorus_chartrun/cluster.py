@@ -69,8 +69,10 @@ class ClusterOptions:
     timeout: float = 300.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
-    #: Extra values layered over the values files (tests that break the chart on purpose).
+    #: Extra values layered over the values files.
     extra_values: Mapping[str, Any] = field(default_factory=dict)
+    #: Layer the site's values (SMTP relay, LLM provider) over the values files.
+    site_values: bool = True
 
 
 class Cluster:
@@ -163,7 +165,8 @@ class Cluster:
         layers = [load_values_files(self.options.values_files), dict(self.options.extra_values)]
         effective = effective_values(self.options.chart, layers)
         self.site.plan(effective)
-        layers.append(self.site.values(effective))
+        if self.options.site_values:
+            layers.append(self.site.values(effective))
         return render(
             self.options.chart, layers, name=self.options.release, namespace=self.options.namespace
         )
