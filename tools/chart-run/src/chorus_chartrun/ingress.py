@@ -95,6 +95,7 @@ def render(
     prefix: Path,
     default_certificate: tuple[Path, Path],
     address: str,
+    ports: tuple[int, int] = (80, 443),
 ) -> str:
     """The whole nginx.conf for ``servers``."""
     backends = {loc.backend for s in servers for loc in s.locations}
@@ -108,13 +109,14 @@ def render(
                 "    keepalive_timeout 60s;\n    keepalive_requests 10000;\n}\n"
             )
     blocks = []
+    http, https = f"{address}:{ports[0]}", f"{address}:{ports[1]}"
     cert, key = default_certificate
     catch_all = next((s for s in servers if s.host is None), None)
     default_body = (
         _locations(catch_all, endpoints) if catch_all else "location / {\n    return 404;\n}\n"
     )
     blocks.append(
-        f"server {{\n    listen {address}:80 default_server;\n    listen {address}:443 ssl default_server;\n"
+        f"server {{\n    listen {http} default_server;\n    listen {https} ssl default_server;\n"
         f"    server_name _;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n"
         f"{_indent(default_body, 4)}}}\n"
     )
@@ -128,7 +130,7 @@ def render(
                 else ""
             )
             blocks.append(
-                f"server {{\n    listen {address}:443 ssl;\n    server_name {server.host};\n"
+                f"server {{\n    listen {https} ssl;\n    server_name {server.host};\n"
                 f"    ssl_certificate {tls_cert};\n    ssl_certificate_key {tls_key};\n{hsts}{body}}}\n"
             )
             plain = (
@@ -138,11 +140,11 @@ def render(
             )
             if server.ssl_redirect or not server.tls_secret:
                 blocks.append(
-                    f"server {{\n    listen {address}:80;\n    server_name {server.host};\n{plain}}}\n"
+                    f"server {{\n    listen {http};\n    server_name {server.host};\n{plain}}}\n"
                 )
         else:
             blocks.append(
-                f"server {{\n    listen {address}:80;\n    server_name {server.host};\n{body}}}\n"
+                f"server {{\n    listen {http};\n    server_name {server.host};\n{body}}}\n"
             )
     temp = "".join(
         f"{kind}_temp_path {prefix / 'tmp' / kind};\n"

@@ -102,15 +102,16 @@ class Site:
 
     def plan(self, values: Mapping[str, Any]) -> None:
         """Decide what the install needs from the effective (merged) values."""
-        self.external_postgres = not values["postgres"]["enabled"]
-        self.external_redis = not values["redis"]["enabled"]
+        self.external_postgres = not values.get("postgres", {}).get("enabled", True)
+        self.external_redis = not values.get("redis", {}).get("enabled", True)
 
     def values(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The site's values: the SMTP relay, and the provider unless an existing Secret has it."""
-        layer: dict[str, Any] = {
-            "worker": {"smtp": {"host": SMTP_HOST, "port": 25, "starttls": False}}
-        }
-        if not values["secrets"]["existingSecret"]:
+        layer: dict[str, Any] = {}
+        if "smtp" in values.get("worker", {}):
+            layer["worker"] = {"smtp": {"host": SMTP_HOST, "port": 25, "starttls": False}}
+        secrets = values.get("secrets", {})
+        if "llmProviders" in secrets and not secrets.get("existingSecret"):
             layer["secrets"] = {"llmProviders": self._providers()}
         return layer
 
@@ -193,7 +194,7 @@ class Site:
         """What the operator applies before installing: Secrets, certificates, the Gateway."""
         found: list[Obj] = []
         namespace = release.namespace
-        existing = release.values["secrets"]["existingSecret"]
+        existing = release.values.get("secrets", {}).get("existingSecret")
         if existing:
             found.append(_secret(existing, namespace, self._existing_secret_data()))
         for ingress in release.of_kind("Ingress"):
