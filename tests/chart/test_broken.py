@@ -37,7 +37,8 @@ def broken_chart() -> Path:
         "{{- range $names }}\n- name: {{ . }}\n  valueFrom:\n    secretKeyRef:\n"
         "      name: {{ $secret }}\n      key: {{ . }}",
         "{{- range $names }}\n- name: {{ . }}\n  valueFrom:\n    secretKeyRef:\n"
-        '      name: {{ $secret }}\n      key: {{ . | replace "LLM_GATEWAY_API_KEY" "LLM_GATEWAY_KEY" }}',
+        "      name: {{ $secret }}\n"
+        '      key: {{ . | replace "LLM_GATEWAY_API_KEY" "LLM_GATEWAY_KEY" }}',
     )
     # 2. Realtime's readiness probe asks for a path realtime does not serve.
     _edit(
@@ -57,14 +58,9 @@ def broken_chart() -> Path:
 
 
 def test_each_broken_workload_is_named_with_its_cause(broken_chart: Path) -> None:
+    state = Path(tempfile.mkdtemp(prefix="chart-run-broken-"))
     with pytest.raises(ChartRunError) as failure:
-        run = ChartRun.start(
-            Path(tempfile.mkdtemp(prefix="chart-run-broken-")),
-            chart=broken_chart,
-            values=[SCENARIOS["default"]],
-            timeout=150,
-        )
-        run.stop()
+        ChartRun.start(state, chart=broken_chart, values=[SCENARIOS["default"]], timeout=150)
     report = str(failure.value)
     sections = _by_workload(report)
     assert set(sections) == {
@@ -74,8 +70,8 @@ def test_each_broken_workload_is_named_with_its_cause(broken_chart: Path) -> Non
     }, report
     assert "timed out" not in report.splitlines()[0], report
     assert (
-        "CreateContainerConfigError: couldn't find key LLM_GATEWAY_KEY in Secret chorus/chorus-secrets"
-        in sections["Deployment/chorus-worker"]
+        "CreateContainerConfigError: couldn't find key LLM_GATEWAY_KEY "
+        "in Secret chorus/chorus-secrets" in sections["Deployment/chorus-worker"]
     )
     assert (
         "Readiness probe failed: HTTP probe failed with statuscode: 404"

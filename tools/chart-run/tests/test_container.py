@@ -13,12 +13,11 @@ import pytest
 from chorus_chartrun.container import START_FAILED, Launch, Mount
 
 
-
 @pytest.fixture
 def sandbox() -> Iterator[int]:
     """A pod sandbox: a process holding new network, UTS and IPC namespaces."""
     assert os.geteuid() == 0, "container tests need root (mount and network namespaces)"
-    process = subprocess.Popen(["unshare", "--net", "--uts", "--ipc", "sleep", "infinity"])  # noqa: S607
+    process = subprocess.Popen(["unshare", "--net", "--uts", "--ipc", "sleep", "infinity"])
     try:
         yield process.pid
     finally:
@@ -29,7 +28,7 @@ def sandbox() -> Iterator[int]:
 def _run(launch: Launch, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "launch.json"
     launch.dump(path)
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "chorus_chartrun.container", str(path)],
         capture_output=True,
         text=True,
@@ -38,7 +37,9 @@ def _run(launch: Launch, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(sandbox: int, tmp_path: Path) -> None:
+def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(
+    sandbox: int, tmp_path: Path
+) -> None:
     volume = tmp_path / "volume"
     volume.mkdir()
     (volume / "providers.yaml").write_text("[]")
@@ -52,7 +53,8 @@ def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(sandbox:
         "grep chorus-postgres /etc/hosts;"
         "touch /etc/chorus/x 2>/dev/null && echo root-writable || echo root-read-only;"
         "touch /tmp/ok && echo tmp-writable;"
-        "touch /etc/chorus/llm-providers/x 2>/dev/null && echo volume-writable || echo volume-read-only;"
+        "touch /etc/chorus/llm-providers/x 2>/dev/null && echo volume-writable"
+        " || echo volume-read-only;"
         "ls /run | wc -l"
     )
     launch = Launch(
@@ -86,8 +88,15 @@ def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(sandbox:
     assert (scratch / "ok").exists()
 
 
-def test_a_missing_working_directory_or_command_is_a_start_error(sandbox: int, tmp_path: Path) -> None:
-    base = {"sandbox_pid": sandbox, "hostname": "p", "env": {"PATH": "/usr/bin"}, "rootfs": str(tmp_path / "root")}
+def test_a_missing_working_directory_or_command_is_a_start_error(
+    sandbox: int, tmp_path: Path
+) -> None:
+    base = {
+        "sandbox_pid": sandbox,
+        "hostname": "p",
+        "env": {"PATH": "/usr/bin"},
+        "rootfs": str(tmp_path / "root"),
+    }
     missing_cwd = _run(Launch(argv=["true"], cwd="/nonexistent", **base), tmp_path)  # type: ignore[arg-type]
     assert missing_cwd.returncode == START_FAILED
     assert "chdir to cwd" in missing_cwd.stderr

@@ -31,7 +31,9 @@ def _store() -> Store:
         }
     )
     secret = {"TOKEN": base64.b64encode(b"s3cret").decode(), "EMPTY": ""}
-    store.apply({"kind": "Secret", "metadata": {"name": "secret", "namespace": "chorus"}, "data": secret})
+    store.apply(
+        {"kind": "Secret", "metadata": {"name": "secret", "namespace": "chorus"}, "data": secret}
+    )
     return store
 
 
@@ -55,7 +57,10 @@ def test_expansion_follows_kubernetes(text: str, expected: str) -> None:
 def test_env_from_then_env_with_references_expanded_against_what_came_before() -> None:
     container = {
         "name": "api",
-        "envFrom": [{"configMapRef": {"name": "config"}}, {"prefix": "S_", "secretRef": {"name": "secret"}}],
+        "envFrom": [
+            {"configMapRef": {"name": "config"}},
+            {"prefix": "S_", "secretRef": {"name": "secret"}},
+        ],
         "env": [
             {"name": "URL", "value": "http://$(HOST):$(PORT)/$(LATER)"},
             {"name": "LATER", "value": "x"},
@@ -64,9 +69,18 @@ def test_env_from_then_env_with_references_expanded_against_what_came_before() -
             {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
             {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "secret", "key": "TOKEN"}}},
-            {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "config", "key": "LOG_LEVEL"}}},
-            {"name": "OPTIONAL", "valueFrom": {"secretKeyRef": {"name": "secret", "key": "NO", "optional": True}}},
-            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+            {
+                "name": "LEVEL",
+                "valueFrom": {"configMapKeyRef": {"name": "config", "key": "LOG_LEVEL"}},
+            },
+            {
+                "name": "OPTIONAL",
+                "valueFrom": {"secretKeyRef": {"name": "secret", "key": "NO", "optional": True}},
+            },
+            {
+                "name": "CPU",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}},
+            },
         ],
         "resources": {"limits": {"cpu": "1500m"}},
     }
@@ -84,13 +98,21 @@ def test_env_from_then_env_with_references_expanded_against_what_came_before() -
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"secretKeyRef": {"name": "secret", "key": "NOPE"}}, "couldn't find key NOPE in Secret chorus/secret"),
+        (
+            {"secretKeyRef": {"name": "secret", "key": "NOPE"}},
+            "couldn't find key NOPE in Secret chorus/secret",
+        ),
         ({"secretKeyRef": {"name": "nosecret", "key": "K"}}, 'secret "nosecret" not found'),
-        ({"configMapKeyRef": {"name": "config", "key": "NOPE"}}, "couldn't find key NOPE in ConfigMap chorus/config"),
+        (
+            {"configMapKeyRef": {"name": "config", "key": "NOPE"}},
+            "couldn't find key NOPE in ConfigMap chorus/config",
+        ),
         ({"fieldRef": {"fieldPath": "spec.priority"}}, "unsupported fieldRef fieldPath"),
     ],
 )
-def test_a_missing_reference_is_the_kubelets_config_error(entry: dict[str, object], message: str) -> None:
+def test_a_missing_reference_is_the_kubelets_config_error(
+    entry: dict[str, object], message: str
+) -> None:
     container = {"name": "c", "env": [{"name": "X", "valueFrom": entry}]}
     with pytest.raises(ConfigError, match=message):
         container_env(container, pod=POD, store=_store())

@@ -24,8 +24,9 @@ def test_the_service_image_is_configured_as_the_dockerfile_says() -> None:
 def test_a_dockerfile_is_read_stage_by_stage(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
-        "FROM base AS build\nENV BUILD_ONLY=1\nFROM base\n# a comment\nENV A=1 \\\n    B=\"two words\"\n"
-        "ENV C $A-x\nWORKDIR /srv\nWORKDIR app\nUSER 7:8\nENTRYPOINT [\"tini\", \"--\"]\nCMD serve --fast\nSTOPSIGNAL SIGINT\n"
+        "FROM base AS build\nENV BUILD_ONLY=1\nFROM base\n# a comment\n"
+        'ENV A=1 \\\n    B="two words"\nENV C $A-x\nWORKDIR /srv\nWORKDIR app\nUSER 7:8\n'
+        'ENTRYPOINT ["tini", "--"]\nCMD serve --fast\nSTOPSIGNAL SIGINT\n'
     )
     config = dockerfile_config(dockerfile, {"PATH": "/bin"})
     assert "BUILD_ONLY" not in config.env
@@ -38,7 +39,7 @@ def test_a_dockerfile_is_read_stage_by_stage(tmp_path: Path) -> None:
 
 def test_an_image_the_chart_does_not_name_is_not_pulled(tmp_path: Path) -> None:
     images = Images(REPO, tmp_path)
-    with pytest.raises(ImageError, match='failed to pull image "docker.io/library/busybox:1'):
+    with pytest.raises(ImageError, match=r'failed to pull image "docker\.io/library/busybox:1'):
         images.pull("docker.io/library/busybox:1.36")
     with pytest.raises(ImageError):
         images.pull("ghcr.io/chorus/chorus-nonexistent:1.0")

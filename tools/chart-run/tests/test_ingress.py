@@ -26,11 +26,17 @@ from chorus_devstack.testing import serve_app
 HOST = "chorus.example.com"
 
 
-def _ingress(name: str, host: str | None, paths: list[tuple[str, str, str]], **extra: Any) -> dict[str, Any]:
+def _ingress(
+    name: str, host: str | None, paths: list[tuple[str, str, str]], **extra: Any
+) -> dict[str, Any]:
     rule: dict[str, Any] = {
         "http": {
             "paths": [
-                {"path": p, "pathType": t, "backend": {"service": {"name": s, "port": {"name": "http"}}}}
+                {
+                    "path": p,
+                    "pathType": t,
+                    "backend": {"service": {"name": s, "port": {"name": "http"}}},
+                }
                 for p, t, s in paths
             ]
         }
@@ -38,12 +44,20 @@ def _ingress(name: str, host: str | None, paths: list[tuple[str, str, str]], **e
     if host:
         rule["host"] = host
     metadata = {"name": name, "namespace": "chorus", "annotations": extra.pop("annotations", {})}
-    return {"kind": "Ingress", "metadata": metadata, "spec": {"ingressClassName": "nginx", "rules": [rule], **extra}}
+    return {
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": {"ingressClassName": "nginx", "rules": [rule], **extra},
+    }
 
 
 async def _echo(request: Request) -> JSONResponse:
     return JSONResponse(
-        {"path": request.url.path, "host": request.headers["host"], "proto": request.headers.get("x-forwarded-proto")}
+        {
+            "path": request.url.path,
+            "host": request.headers["host"],
+            "proto": request.headers.get("x-forwarded-proto"),
+        }
     )
 
 
@@ -67,8 +81,17 @@ def ingress(tmp_path: Path, backend: int) -> Iterator[tuple[int, int, ssl.SSLCon
         certs[name] = (cert, key)
     servers = from_ingresses(
         [
-            _ingress("open", None, [("/api", "Prefix", "api"), ("/", "Exact", "api"), ("/ws", "Prefix", "realtime")]),
-            _ingress("secure", HOST, [("/api", "Prefix", "api")], tls=[{"secretName": "tls", "hosts": [HOST]}]),
+            _ingress(
+                "open",
+                None,
+                [("/api", "Prefix", "api"), ("/", "Exact", "api"), ("/ws", "Prefix", "realtime")],
+            ),
+            _ingress(
+                "secure",
+                HOST,
+                [("/api", "Prefix", "api")],
+                tls=[{"secretName": "tls", "hosts": [HOST]}],
+            ),
         ]
     )
 
@@ -80,13 +103,30 @@ def ingress(tmp_path: Path, backend: int) -> Iterator[tuple[int, int, ssl.SSLCon
         (tmp_path / "tmp" / kind).mkdir(parents=True)
     conf = tmp_path / "nginx.conf"
     conf.write_text(
-        render(servers, endpoints, lambda _: certs["tls"], prefix=tmp_path, default_certificate=certs["default"], address="127.0.0.1", ports=(http, https))
+        render(
+            servers,
+            endpoints,
+            lambda _: certs["tls"],
+            prefix=tmp_path,
+            default_certificate=certs["default"],
+            address="127.0.0.1",
+            ports=(http, https),
+        )
     )
-    checked = subprocess.run([binary, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        [binary, "-t", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stderr
     process = ManagedProcess(
         # Ready once it listens (a request would need the backend, which runs on this loop).
-        ProcessSpec(name="nginx", argv=[binary, "-p", str(tmp_path), "-c", str(conf)], ready_check=lambda: port_accepts(http)),
+        ProcessSpec(
+            name="nginx",
+            argv=[binary, "-p", str(tmp_path), "-c", str(conf)],
+            ready_check=lambda: port_accepts(http),
+        ),
         tmp_path,
     )
     process.start()
@@ -99,7 +139,9 @@ def ingress(tmp_path: Path, backend: int) -> Iterator[tuple[int, int, ssl.SSLCon
         process.stop()
 
 
-async def test_paths_match_whole_segments_and_exact_paths_only_themselves(ingress: tuple[int, int, ssl.SSLContext]) -> None:
+async def test_paths_match_whole_segments_and_exact_paths_only_themselves(
+    ingress: tuple[int, int, ssl.SSLContext],
+) -> None:
     http, _, _ = ingress
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http}", trust_env=False) as client:
         assert (await client.get("/api")).json()["path"] == "/api"
@@ -111,14 +153,18 @@ async def test_paths_match_whole_segments_and_exact_paths_only_themselves(ingres
         assert (await client.get("/ws/lobby")).status_code == 503
 
 
-async def test_a_tls_host_is_served_over_https_and_redirected_from_http(ingress: tuple[int, int, ssl.SSLContext]) -> None:
+async def test_a_tls_host_is_served_over_https_and_redirected_from_http(
+    ingress: tuple[int, int, ssl.SSLContext],
+) -> None:
     http, https, context = ingress
     async with httpx.AsyncClient(trust_env=False, verify=context) as client:
         plain = await client.get(f"http://127.0.0.1:{http}/api/x", headers={"Host": HOST})
         assert plain.status_code == 308
         assert plain.headers["location"] == f"https://{HOST}/api/x"
         secure = await client.get(
-            f"https://127.0.0.1:{https}/api/x", headers={"Host": HOST}, extensions={"sni_hostname": HOST}
+            f"https://127.0.0.1:{https}/api/x",
+            headers={"Host": HOST},
+            extensions={"sni_hostname": HOST},
         )
         assert secure.status_code == 200
         assert secure.json() == {"path": "/api/x", "host": HOST, "proto": "https"}

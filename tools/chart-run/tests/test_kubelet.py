@@ -66,7 +66,9 @@ def test_a_failing_liveness_probe_restarts_the_container(echo: ChartRun) -> None
 def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_at_the_grace_period(
     tmp_path: Path,
 ) -> None:
-    run = ChartRun.start(tmp_path, chart=CHART, grace=None, timeout=120, extra=["--set-json", '{"replicas": 1}'])
+    run = ChartRun.start(
+        tmp_path, chart=CHART, grace=None, timeout=120, extra=["--set-json", '{"replicas": 1}']
+    )
     [pod] = run.pods("echo-")
     stopped = time.time()
     assert run.stop() == 0

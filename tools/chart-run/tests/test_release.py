@@ -20,8 +20,23 @@ def test_hooks_run_by_weight_then_kind_then_name() -> None:
         annotations = {"helm.sh/hook": "pre-install,pre-upgrade", "helm.sh/hook-weight": weight}
         return {"kind": kind, "metadata": {"name": name, "annotations": annotations}}
 
-    release = Release("r", "ns", {}, hooks=[hook("Job", "b", "5"), hook("Job", "a", "5"), hook("ConfigMap", "z", "5"), hook("Job", "first", "-1")])
-    assert [h["metadata"]["name"] for h in release.hooks_for("pre-install")] == ["first", "z", "a", "b"]
+    release = Release(
+        "r",
+        "ns",
+        {},
+        hooks=[
+            hook("Job", "b", "5"),
+            hook("Job", "a", "5"),
+            hook("ConfigMap", "z", "5"),
+            hook("Job", "first", "-1"),
+        ],
+    )
+    assert [h["metadata"]["name"] for h in release.hooks_for("pre-install")] == [
+        "first",
+        "z",
+        "a",
+        "b",
+    ]
     assert release.hooks_for("post-install") == []
 
 
@@ -30,7 +45,9 @@ def test_the_chart_renders_as_an_install() -> None:
     assert release.values["postgres"]["enabled"] is True
     assert [h["metadata"]["name"] for h in release.hooks_for("test")] == ["chorus-test-readiness"]
     # On install the migrations Job is an ordinary object (the README says why).
-    assert [j["metadata"]["name"].startswith("chorus-migrate-") for j in release.of_kind("Job")] == [True]
+    assert [
+        j["metadata"]["name"].startswith("chorus-migrate-") for j in release.of_kind("Job")
+    ] == [True]
     kinds = [o["kind"] for o in release.objects]
     assert kinds.index("Secret") < kinds.index("Service") < kinds.index("Deployment")
     assert all(o["metadata"]["namespace"] == "chorus" for o in release.objects)

@@ -15,7 +15,11 @@ def _ingress(name: str, paths: list[tuple[str, str, str]], **spec: Any) -> dict[
     rule: dict[str, Any] = {
         "http": {
             "paths": [
-                {"path": p, "pathType": t, "backend": {"service": {"name": s, "port": {"name": "http"}}}}
+                {
+                    "path": p,
+                    "pathType": t,
+                    "backend": {"service": {"name": s, "port": {"name": "http"}}},
+                }
                 for p, t, s in paths
             ]
         }
@@ -60,7 +64,11 @@ def test_tls_hosts_get_their_secret_and_the_http_redirect() -> None:
         tls=[{"secretName": "chorus-tls", "hosts": ["chorus.example.com"]}],
     )
     [server] = from_ingresses([ingress])
-    assert (server.host, server.tls_secret, server.ssl_redirect) == ("chorus.example.com", "chorus/chorus-tls", True)
+    assert (server.host, server.tls_secret, server.ssl_redirect) == (
+        "chorus.example.com",
+        "chorus/chorus-tls",
+        True,
+    )
 
 
 def test_another_ingress_class_is_not_ours() -> None:
@@ -72,13 +80,39 @@ def test_another_ingress_class_is_not_ours() -> None:
 @pytest.mark.parametrize(
     ("ingresses", "message"),
     [
-        ([_ingress("a", [("/x", "Prefix", "x")], annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/"})], "rewrite-target is not implemented"),
-        ([_ingress("a", [("/x", "Prefix", "x")], annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout": "1h"})], "expected a number of seconds"),
-        ([_ingress("a", [("/x", "ImplementationSpecific", "x")])], "pathType 'ImplementationSpecific'"),
-        ([_ingress("a", [("/x", "Prefix", "x")]), _ingress("b", [("/x", "Prefix", "y")])], "already routed by Ingress/a"),
+        (
+            [
+                _ingress(
+                    "a",
+                    [("/x", "Prefix", "x")],
+                    annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/"},
+                )
+            ],
+            "rewrite-target is not implemented",
+        ),
+        (
+            [
+                _ingress(
+                    "a",
+                    [("/x", "Prefix", "x")],
+                    annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout": "1h"},
+                )
+            ],
+            "expected a number of seconds",
+        ),
+        (
+            [_ingress("a", [("/x", "ImplementationSpecific", "x")])],
+            "pathType 'ImplementationSpecific'",
+        ),
+        (
+            [_ingress("a", [("/x", "Prefix", "x")]), _ingress("b", [("/x", "Prefix", "y")])],
+            "already routed by Ingress/a",
+        ),
     ],
 )
-def test_what_ingress_nginx_would_not_do_as_asked_is_refused(ingresses: list[dict[str, Any]], message: str) -> None:
+def test_what_ingress_nginx_would_not_do_as_asked_is_refused(
+    ingresses: list[dict[str, Any]], message: str
+) -> None:
     with pytest.raises(RoutingError, match=message):
         from_ingresses(ingresses)
 
@@ -89,7 +123,12 @@ GATEWAY = {
     "spec": {
         "listeners": [
             {"name": "http", "port": 80, "protocol": "HTTP"},
-            {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "cert"}]}},
+            {
+                "name": "https",
+                "port": 443,
+                "protocol": "HTTPS",
+                "tls": {"certificateRefs": [{"name": "cert"}]},
+            },
         ]
     },
 }
@@ -109,27 +148,53 @@ def _route(**changes: Any) -> dict[str, Any]:
         "rules": [rule],
     }
     spec.update(changes)
-    return {"kind": "HTTPRoute", "metadata": {"name": "chorus", "namespace": "chorus"}, "spec": spec}
+    return {
+        "kind": "HTTPRoute",
+        "metadata": {"name": "chorus", "namespace": "chorus"},
+        "spec": spec,
+    }
 
 
 def test_an_httproute_attaches_to_the_listener_it_names() -> None:
     [server] = from_httproutes([_route()], [GATEWAY], SERVICES)
     [location] = server.locations
-    assert (server.host, server.tls_secret, server.hsts) == ("chorus.example.com", "gateway-system/cert", False)
+    assert (server.host, server.tls_secret, server.hsts) == (
+        "chorus.example.com",
+        "gateway-system/cert",
+        False,
+    )
     assert location.read_timeout == "86400s"  # "0s" disables the request timeout
 
 
 @pytest.mark.parametrize(
     ("route", "message"),
     [
-        (_route(parentRefs=[{"name": "private", "namespace": "gateway-system"}]), "no such Gateway"),
-        (_route(parentRefs=[{"name": "public", "namespace": "gateway-system", "sectionName": "grpc"}]), "has no listener 'grpc'"),
+        (
+            _route(parentRefs=[{"name": "private", "namespace": "gateway-system"}]),
+            "no such Gateway",
+        ),
+        (
+            _route(
+                parentRefs=[
+                    {"name": "public", "namespace": "gateway-system", "sectionName": "grpc"}
+                ]
+            ),
+            "has no listener 'grpc'",
+        ),
         (_route(rule={"backendRefs": [{"name": "nope", "port": 8000}]}), "BackendNotFound"),
-        (_route(rule={"backendRefs": [{"name": "api", "port": 9000}]}), "is not a port of the Service"),
+        (
+            _route(rule={"backendRefs": [{"name": "api", "port": 9000}]}),
+            "is not a port of the Service",
+        ),
         (_route(rule={"timeouts": {"request": "15 seconds"}}), "not a Gateway API duration"),
-        (_route(rule={"matches": [{"headers": [{"name": "x", "value": "y"}]}]}), "only path matches"),
+        (
+            _route(rule={"matches": [{"headers": [{"name": "x", "value": "y"}]}]}),
+            "only path matches",
+        ),
     ],
 )
-def test_an_httproute_a_gateway_would_not_accept_is_refused(route: dict[str, Any], message: str) -> None:
+def test_an_httproute_a_gateway_would_not_accept_is_refused(
+    route: dict[str, Any], message: str
+) -> None:
     with pytest.raises(RoutingError, match=message):
         from_httproutes([route], [GATEWAY], SERVICES)

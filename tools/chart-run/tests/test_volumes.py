@@ -22,9 +22,20 @@ def _pod(volumes: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _store() -> Store:
     store = Store()
-    store.apply({"kind": "ConfigMap", "metadata": {"name": "scripts", "namespace": "chorus"}, "data": {"a.py": "print(1)", "b.py": "print(2)"}})
-    data = {"llm-providers.yaml": base64.b64encode(b"[]").decode(), "TOKEN": base64.b64encode(b"t").decode()}
-    store.apply({"kind": "Secret", "metadata": {"name": "secrets", "namespace": "chorus"}, "data": data})
+    store.apply(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "scripts", "namespace": "chorus"},
+            "data": {"a.py": "print(1)", "b.py": "print(2)"},
+        }
+    )
+    data = {
+        "llm-providers.yaml": base64.b64encode(b"[]").decode(),
+        "TOKEN": base64.b64encode(b"t").decode(),
+    }
+    store.apply(
+        {"kind": "Secret", "metadata": {"name": "secrets", "namespace": "chorus"}, "data": data}
+    )
     return store
 
 
@@ -32,7 +43,15 @@ def test_files_items_modes_and_the_fs_group(tmp_path: Path) -> None:
     pod = _pod(
         [
             {"name": "scripts", "configMap": {"name": "scripts", "defaultMode": 0o500}},
-            {"name": "providers", "secret": {"secretName": "secrets", "items": [{"key": "llm-providers.yaml", "path": "conf/providers.yaml", "mode": 0o400}]}},
+            {
+                "name": "providers",
+                "secret": {
+                    "secretName": "secrets",
+                    "items": [
+                        {"key": "llm-providers.yaml", "path": "conf/providers.yaml", "mode": 0o400}
+                    ],
+                },
+            },
             {"name": "tmp", "emptyDir": {}},
         ]
     )
@@ -51,7 +70,9 @@ def test_files_items_modes_and_the_fs_group(tmp_path: Path) -> None:
 
 
 def test_mounts_keep_the_chart_paths_and_resolve_sub_paths(tmp_path: Path) -> None:
-    pod = _pod([{"name": "scripts", "configMap": {"name": "scripts"}}, {"name": "data", "emptyDir": {}}])
+    pod = _pod(
+        [{"name": "scripts", "configMap": {"name": "scripts"}}, {"name": "data", "emptyDir": {}}]
+    )
     volumes = PodVolumes(pod, store=_store(), directory=tmp_path / "v", claims=tmp_path / "c")
     volumes.set_up()
     container = {
@@ -62,7 +83,11 @@ def test_mounts_keep_the_chart_paths_and_resolve_sub_paths(tmp_path: Path) -> No
         ]
     }
     mounts = volumes.mounts(container, {"POD": "p-0"})
-    assert [(m.target, m.read_only) for m in mounts] == [("/etc/chorus/scripts", True), ("/usr/local/bin/a.py", False), ("/var/lib/db", False)]
+    assert [(m.target, m.read_only) for m in mounts] == [
+        ("/etc/chorus/scripts", True),
+        ("/usr/local/bin/a.py", False),
+        ("/var/lib/db", False),
+    ]
     assert mounts[1].source.endswith("scripts/a.py")
     assert Path(mounts[2].source).is_dir()  # a missing subPath directory is created
     assert Path(mounts[2].source).name == "p-0"
@@ -71,14 +96,33 @@ def test_mounts_keep_the_chart_paths_and_resolve_sub_paths(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("volume", "message"),
     [
-        ({"name": "x", "secret": {"secretName": "missing"}}, 'MountVolume.SetUp failed for volume "x" : secret "missing" not found'),
-        ({"name": "x", "secret": {"secretName": "secrets", "items": [{"key": "NOPE", "path": "n"}]}}, "references non-existent secret key: NOPE"),
-        ({"name": "x", "configMap": {"name": "scripts", "items": [{"key": "a.py", "path": "../escape"}]}}, "must be relative"),
+        (
+            {"name": "x", "secret": {"secretName": "missing"}},
+            'MountVolume.SetUp failed for volume "x" : secret "missing" not found',
+        ),
+        (
+            {
+                "name": "x",
+                "secret": {"secretName": "secrets", "items": [{"key": "NOPE", "path": "n"}]},
+            },
+            "references non-existent secret key: NOPE",
+        ),
+        (
+            {
+                "name": "x",
+                "configMap": {"name": "scripts", "items": [{"key": "a.py", "path": "../escape"}]},
+            },
+            "must be relative",
+        ),
         ({"name": "x", "hostPath": {"path": "/etc"}}, "is not supported"),
     ],
 )
-def test_a_volume_that_cannot_be_set_up_is_a_mount_failure(tmp_path: Path, volume: dict[str, Any], message: str) -> None:
-    volumes = PodVolumes(_pod([volume]), store=_store(), directory=tmp_path / "v", claims=tmp_path / "c")
+def test_a_volume_that_cannot_be_set_up_is_a_mount_failure(
+    tmp_path: Path, volume: dict[str, Any], message: str
+) -> None:
+    volumes = PodVolumes(
+        _pod([volume]), store=_store(), directory=tmp_path / "v", claims=tmp_path / "c"
+    )
     with pytest.raises(VolumeError, match=message):
         volumes.set_up()
 

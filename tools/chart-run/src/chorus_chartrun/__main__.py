@@ -25,7 +25,7 @@ from chorus_chartrun.api import create_api
 from chorus_chartrun.cluster import Cluster, ClusterOptions, InstallError
 from chorus_chartrun.network import Network
 from chorus_chartrun.proxy import PortForward, Target
-from chorus_chartrun.release import Release
+from chorus_chartrun.release import Release, merge_values
 from chorus_devstack.routes import repo_root
 from chorus_devstack.testing import EmbeddedServer
 
@@ -122,7 +122,8 @@ def _banner(
         rows.append(
             (
                 "hosts",
-                f"{', '.join(urls['hosts'])} → {urls['ingress_https']} (send Host/SNI; CA {urls['ca']})",
+                f"{', '.join(urls['hosts'])} → {urls['ingress_https']} "
+                f"(send Host/SNI; CA {urls['ca']})",
             )
         )
     rows += [
@@ -162,19 +163,15 @@ def _write(path: Path | None, data: dict[str, Any]) -> None:
         path.write_text(json.dumps(data, indent=2))
 
 
-async def run(args: argparse.Namespace, forwards: dict[str, PortForward]) -> int:
-    """Install, test, serve until told to stop, delete."""
-    repo = repo_root()
+def _options(args: argparse.Namespace, repo: Path) -> ClusterOptions:
     cache = (args.cache_dir or repo / ".chart-run").resolve()
     state = (args.state_dir or cache / "run").resolve()
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     extra: dict[str, Any] = {}
-    from chorus_chartrun.release import merge_values  # noqa: PLC0415
-
     for raw in args.set_json:
         extra = merge_values(extra, json.loads(raw))
-    options = ClusterOptions(
+    return ClusterOptions(
         chart=(args.chart or repo / "deploy" / "helm" / "chorus").resolve(),
         values_files=[p.resolve() for p in args.values],
         state_dir=state,
@@ -183,78 +180,95 @@ async def run(args: argparse.Namespace, forwards: dict[str, PortForward]) -> int
         extra_values=extra,
         site_values=not args.no_site_values,
     )
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM: the first asks to stop, a second to stop at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        self.count += 1
+        self.event.set()
+
+
+async def _start_forwards(cluster: Cluster, forwards: dict[str, PortForward]) -> None:
+    await forwards["http"].start(lambda: (cluster.ingress_ip, 80))
+    await forwards["https"].start(lambda: (cluster.ingress_ip, 443))
+    await forwards["mail"].start(lambda: _outside(cluster, "smtp", "http"))
+    await forwards["llm"].start(lambda: _outside(cluster, "llm", "http"))
+    await forwards["postgres"].start(
+        lambda: _outside(cluster, "postgres", "postgres") or _service_target(cluster, "postgres")
+    )
+    await forwards["redis"].start(
+        lambda: _outside(cluster, "redis", "redis") or _service_target(cluster, "redis")
+    )
+
+
+async def _install(cluster: Cluster, *, test: bool) -> list[tuple[str, str, str]]:
+    await cluster.install()
+    return await cluster.helm_test() if test else []
+
+
+async def _delete(cluster: Cluster, grace: float | None, interrupts: _Interrupts) -> None:
+    """Delete the release; a further Ctrl-C turns a graceful deletion into an immediate one."""
+    graceful = grace != 0.0
+    note = " (grace periods honoured; Ctrl-C again to kill)" if graceful else ""
+    print(f"\nDeleting the release…{note}", flush=True)
+    seen = interrupts.count
+    deletion = asyncio.create_task(cluster.delete(grace))
+    while not deletion.done():
+        await asyncio.wait({deletion}, timeout=0.5)
+        if graceful and interrupts.count > seen:
+            graceful = False
+            deletion.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deletion
+            deletion = asyncio.create_task(cluster.delete(0.0))
+    deletion.result()
+
+
+async def run(args: argparse.Namespace, forwards: dict[str, PortForward]) -> int:
+    """Install, test, serve until told to stop, delete; the exit status."""
+    repo = repo_root()
+    options = _options(args, repo)
     cluster = Cluster(options, repo)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    interrupts = _Interrupts()
     api = await _serve_api(cluster, forwards["api"])
     started = time.monotonic()
-    print(f"Installing the chart {options.chart} (logs in {state / 'logs'})…", flush=True)
-    install = asyncio.create_task(cluster.install())
-    stopper = asyncio.create_task(stop.wait())
-    code = 0
+    print(f"Installing the chart {options.chart} (logs in {options.state_dir / 'logs'})…")
+    install = asyncio.create_task(_install(cluster, test=not args.no_test))
+    code, grace = 0, args.grace
     try:
-        await asyncio.wait({install, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waiter = asyncio.create_task(interrupts.event.wait())
+        await asyncio.wait({install, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not install.done():
             install.cancel()
+            with contextlib.suppress(asyncio.CancelledError, InstallError):
+                await install
             print("\nInterrupted while installing.", file=sys.stderr)
-            return 130
-        install.result()
-        tests = [] if args.no_test else await cluster.helm_test()
+            code, grace = 130, 0.0
+            return code
+        tests = install.result()
+        await _start_forwards(cluster, forwards)
         urls = _urls(cluster, forwards)
-        await forwards["http"].start(lambda: (cluster.ingress_ip, 80))
-        await forwards["https"].start(lambda: (cluster.ingress_ip, 443))
-        await forwards["mail"].start(lambda: _outside(cluster, "smtp", "http"))
-        await forwards["llm"].start(lambda: _outside(cluster, "llm", "http"))
-        await forwards["postgres"].start(
-            lambda: (
-                _outside(cluster, "postgres", "postgres") or _service_target(cluster, "postgres")
-            )
-        )
-        await forwards["redis"].start(
-            lambda: _outside(cluster, "redis", "redis") or _service_target(cluster, "redis")
-        )
         print(_banner(cluster, urls, tests, time.monotonic() - started), flush=True)
-        _write(
-            args.status_file,
-            {
-                "phase": "Ready",
-                "urls": urls,
-                "notes": cluster.notes,
-                "tests": [{"pod": name, "phase": phase} for name, phase, _ in tests],
-            },
-        )
-        await stopper
+        status: dict[str, Any] = {"phase": "Ready", "urls": urls, "notes": cluster.notes}
+        status["tests"] = [{"pod": name, "phase": phase} for name, phase, _ in tests]
+        _write(args.status_file, status)
+        await waiter
     except InstallError as exc:
-        code = 1
+        code, grace = 1, 0.0
         print(f"\nchart-run: {exc}", file=sys.stderr, flush=True)
-        _write(
-            args.status_file, {"phase": "Failed", "failure": str(exc), "status": cluster.status()}
-        )
+        failure = {"phase": "Failed", "failure": str(exc), "status": cluster.status()}
+        _write(args.status_file, failure)
     finally:
-        graceful = code == 0 and signals < 2 and not install.cancelled()
-        print(
-            "\nDeleting the release…"
-            + (" (grace periods honoured; Ctrl-C again to kill)" if graceful else ""),
-            flush=True,
-        )
-        deletion = asyncio.create_task(cluster.delete(args.grace if graceful else 0.0))
-        while not deletion.done():
-            await asyncio.wait({deletion}, timeout=0.5)
-            if signals >= 2 and graceful:
-                graceful = False
-                deletion.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await deletion
-                deletion = asyncio.create_task(cluster.delete(0.0))
+        await _delete(cluster, grace if interrupts.count < 2 else 0.0, interrupts)
         api.cancel()
         for forward in forwards.values():
             await forward.close()

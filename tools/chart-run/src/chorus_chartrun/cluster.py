@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
+
 from chorus_chartrun.controllers import Controller, PodController, controller_for
 from chorus_chartrun.images import Images
 from chorus_chartrun.ingress import IngressController
@@ -29,7 +31,7 @@ from chorus_chartrun.kubelet import Node, Pod
 from chorus_chartrun.network import Network
 from chorus_chartrun.objects import NotFoundError, Store, secret_data
 from chorus_chartrun.proxy import Target
-from chorus_chartrun.release import Release, effective_values, load_values_files, render
+from chorus_chartrun.release import Obj, Release, effective_values, load_values_files, render
 from chorus_chartrun.routing import Backend, RoutingError, Server, from_httproutes, from_ingresses
 from chorus_chartrun.services import Services
 from chorus_chartrun.site import Site
@@ -161,15 +163,23 @@ class Cluster:
     # -- install --------------------------------------------------------------------------
 
     def render(self) -> Release:
-        """Render the release: the values files, then the site's values."""
+        """Render the release: the values files, then the site's values; InstallError if Helm
+        refuses the values (schema) or a template fails."""
         layers = [load_values_files(self.options.values_files), dict(self.options.extra_values)]
-        effective = effective_values(self.options.chart, layers)
-        self.site.plan(effective)
-        if self.options.site_values:
-            layers.append(self.site.values(effective))
-        return render(
-            self.options.chart, layers, name=self.options.release, namespace=self.options.namespace
-        )
+        try:
+            effective = effective_values(self.options.chart, layers)
+            self.site.plan(effective)
+            if self.options.site_values:
+                layers.append(self.site.values(effective))
+            return render(
+                self.options.chart,
+                layers,
+                name=self.options.release,
+                namespace=self.options.namespace,
+            )
+        except helm.HelmError as exc:
+            msg = f"helm refused the chart or its values: {exc}"
+            raise InstallError(msg) from None
 
     async def install(self) -> None:
         """``helm install --wait``; InstallError with the report when it cannot be done."""
@@ -181,44 +191,47 @@ class Cluster:
         await self.site.start()
         for obj in self.site.objects(release):
             self.store.apply(obj)
-        hpas = {
-            h["spec"]["scaleTargetRef"]["name"]: h
-            for h in release.of_kind("HorizontalPodAutoscaler")
-        }
-        workloads = []
-        for obj in release.objects:
-            kind = obj["kind"]
-            if kind in ("ConfigMap", "Secret"):
-                self.store.apply(obj)
-            elif kind == "Service":
-                await self.services.create(obj)
-            elif kind in ("Ingress", "HTTPRoute"):
-                self.store.apply(obj)
-            elif kind in ("Deployment", "StatefulSet", "Job", "Pod"):
-                workloads.append(obj)
-            elif kind in _PASSIVE:
-                self.store.apply(obj)
-                if kind == "NetworkPolicy":
-                    self._note(
-                        "NetworkPolicy objects are applied but not enforced (no CNI on this node)"
-                    )
-                elif kind in ("ServiceMonitor", "PrometheusRule"):
-                    self._note(f"{kind} objects need the Prometheus operator: not run")
-            else:
-                msg = (
-                    f"{kind}/{obj['metadata']['name']}: chart-run does not know how to run a {kind}"
-                )
-                raise InstallError(msg)
+        workloads = await self._apply(release)
         try:
             self._servers()
         except RoutingError as exc:
             raise InstallError(f"routing: {exc}") from None
         await self._hooks("pre-install", started)
+        hpas = {
+            h["spec"]["scaleTargetRef"]["name"]: h
+            for h in release.of_kind("HorizontalPodAutoscaler")
+        }
         for obj in workloads:
             controller = controller_for(obj, self.node, hpas=hpas)
             assert controller is not None
             self.controllers.append(controller)
             controller.start()
+        await self._start_ingress()
+        await self._wait(self.controllers, started, "install")
+        await self._hooks("post-install", started)
+        self.phase = "Ready"
+
+    async def _apply(self, release: Release) -> list[Obj]:
+        """Apply the release's objects in Helm's order; the workloads, to start after hooks."""
+        workloads = []
+        for obj in release.objects:
+            kind = obj["kind"]
+            if kind == "Service":
+                await self.services.create(obj)
+            elif kind in ("Deployment", "StatefulSet", "Job", "Pod"):
+                workloads.append(obj)
+            elif kind in ("ConfigMap", "Secret", "Ingress", "HTTPRoute") or kind in _PASSIVE:
+                self.store.apply(obj)
+            else:
+                msg = f"{kind}/{obj['metadata']['name']}: chart-run cannot run a {kind}"
+                raise InstallError(msg)
+            if kind == "NetworkPolicy":
+                self._note("NetworkPolicy objects are applied but not enforced (no CNI here)")
+            elif kind in ("ServiceMonitor", "PrometheusRule"):
+                self._note(f"{kind} objects need the Prometheus operator: not run")
+        return workloads
+
+    async def _start_ingress(self) -> None:
         certificate, key = self.site.default_certificate()
         certs = self.state_dir / "ingress" / "certs"
         certs.mkdir(parents=True, exist_ok=True)
@@ -228,18 +241,15 @@ class Cluster:
         self.ingress = IngressController(
             self.state_dir / "ingress",
             self.ingress_ip,
-            self._servers,
-            self._endpoints,
-            self._certificate,
-            (certs / "default.crt", certs / "default.key"),
+            servers=self._servers,
+            endpoints=self._endpoints,
+            certificates=self._certificate,
+            default_certificate=(certs / "default.crt", certs / "default.key"),
         )
         try:
             await self.ingress.start()
         except (RuntimeError, RoutingError) as exc:
             raise InstallError(f"ingress: {exc}") from None
-        await self._wait(self.controllers, started, "install")
-        await self._hooks("post-install", started)
-        self.phase = "Ready"
 
     def _note(self, text: str) -> None:
         if text not in self.notes:
@@ -332,7 +342,7 @@ class Cluster:
     # -- helm test and deletion -----------------------------------------------------------
 
     async def helm_test(self) -> list[tuple[str, str, str]]:
-        """Run the ``test`` hooks in order: (pod, phase, logs) of each; InstallError if one fails."""
+        """Run the ``test`` hooks in order: (pod, phase, logs) each; InstallError if one fails."""
         assert self.release is not None
         results = []
         for hook in self.release.hooks_for("test"):
@@ -389,8 +399,17 @@ def _distinct(problems: list[str]) -> list[str]:
     for problem in problems:
         head = problem.splitlines()[0]
         pod, _, rest = head.partition(": ")
-        key = rest.split(":", 1)[0] + " / " + next(
-            (line.split(":", 1)[0] for line in problem.splitlines()[1:] if "probe failed" in line), ""
+        key = (
+            rest.split(":", 1)[0]
+            + " / "
+            + next(
+                (
+                    line.split(":", 1)[0]
+                    for line in problem.splitlines()[1:]
+                    if "probe failed" in line
+                ),
+                "",
+            )
         )
         if key in seen:
             seen[key].append(pod.removeprefix("pod "))

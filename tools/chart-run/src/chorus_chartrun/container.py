@@ -1,4 +1,4 @@
-"""Start one container process, as a container runtime would: ``python -m chorus_chartrun.container``.
+"""Start one container's process as a container runtime would (``python -m …container``).
 
 The kubelet (:mod:`chorus_chartrun.kubelet`) writes a :class:`Launch` as JSON and runs this
 module as root; it then becomes the container's process:
@@ -209,7 +209,7 @@ class RootFs:
         return current
 
     def expose(self, host_path: str, uid: int, groups: set[int]) -> None:
-        """Let ``uid`` reach ``host_path``: hide the siblings of every closed directory on the way."""
+        """Let ``uid`` reach ``host_path``: closed directories on the way show only that way."""
         current = "/"
         for part in [p for p in host_path.split("/") if p]:
             info = os.stat(current)
@@ -318,7 +318,7 @@ def start(launch: Launch) -> None:
         raise StartError(msg) from None
     _become(launch, parent)
     try:
-        os.execvpe(launch.argv[0], launch.argv, launch.env)
+        os.execvpe(launch.argv[0], launch.argv, launch.env)  # noqa: S606 - the container's argv
     except OSError as exc:
         msg = f'exec: "{launch.argv[0]}": {exc.strerror} (PATH={launch.env.get("PATH", "")})'
         raise StartError(msg) from None

@@ -41,21 +41,21 @@ async def _spawn(launch: Launch, path: Path, **options: object) -> asyncio.subpr
     )
 
 
-async def exec_in(launch: Launch, path: Path, timeout: float) -> tuple[int, str]:
+async def exec_in(launch: Launch, path: Path, within: float) -> tuple[int, str]:
     """Run ``launch`` (a ``join_pid`` launch) to completion: (exit status, output).
 
-    A command still running after ``timeout`` is killed and reported as status -1.
+    A command still running after ``within`` seconds is killed and reported as status -1.
     """
     process = await _spawn(
         launch, path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+        output, _ = await asyncio.wait_for(process.communicate(), within)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
-        return -1, f"command timed out after {timeout:g}s"
+        return -1, f"command timed out after {within:g}s"
     assert process.returncode is not None
     return process.returncode, output.decode(errors="replace")
 

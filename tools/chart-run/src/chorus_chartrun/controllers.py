@@ -2,8 +2,8 @@
 
 - **Deployment**: ``replicas`` pods (an HPA's ``minReplicas``/``maxReplicas`` bound it, as the
   autoscaler would at once), named ``<name>-<template hash>-<suffix>``, labelled with
-  ``pod-template-hash``. Ready as ``helm --wait`` judges it: ready replicas ≥ replicas −
-  ``maxUnavailable``.
+  ``pod-template-hash``. Ready as ``helm --wait`` judges it: ready replicas at least replicas
+  minus ``maxUnavailable``.
 - **StatefulSet**: pods ``<name>-0`` … started in order, the next once the previous is ready
   (``OrderedReady``), each with its claims from ``volumeClaimTemplates``
   (``<template>-<pod>``), which outlive the pod. Ready when every replica is.
@@ -31,6 +31,10 @@ __all__ = ["Controller", "controller_for"]
 
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 _TICK = 0.2
+
+
+def _backoff_exceeded(limit: int) -> str:
+    return f"BackoffLimitExceeded: Job has reached the specified backoff limit ({limit})"
 
 
 def _suffix(length: int = 5) -> str:
@@ -137,7 +141,7 @@ class DeploymentController(Controller):
         return int(raw)
 
     def ready(self) -> bool:
-        """Ready replicas ≥ replicas − maxUnavailable (helm's deploymentReady)."""
+        """Ready replicas at least replicas minus maxUnavailable (helm's deploymentReady)."""
         ready = sum(p.ready for p in self.pods)
         return len(self.pods) >= self.replicas and ready >= self.replicas - self._max_unavailable()
 
@@ -189,8 +193,7 @@ class StatefulSetController(Controller):
             template["spec"].setdefault("hostname", name)
             template["spec"].setdefault("subdomain", self.obj["spec"].get("serviceName", ""))
             self._pod(name, template, {"statefulset.kubernetes.io/pod-name": name})
-            while not self.pods[-1].ready:
-                await asyncio.sleep(_TICK)
+            await self.pods[-1].became_ready.wait()
         while True:
             for index, pod in enumerate(list(self.pods)):
                 if pod.phase in ("Succeeded", "Failed") and not pod.terminating:
@@ -239,14 +242,14 @@ class JobController(Controller):
                 self.failures += 1
                 await pod.terminate(0)
                 if self.failures > self.backoff_limit:
-                    self.failure = f"BackoffLimitExceeded: Job has reached the specified backoff limit ({self.backoff_limit})"
+                    self.failure = _backoff_exceeded(self.backoff_limit)
                     return
                 await asyncio.sleep(
                     min(self.node.backoff_initial * 2 ** (self.failures - 1), self.node.backoff_max)
                 )
                 pod = self._new_pod()
             elif restarts > self.backoff_limit:
-                self.failure = f"BackoffLimitExceeded: Job has reached the specified backoff limit ({self.backoff_limit})"
+                self.failure = _backoff_exceeded(self.backoff_limit)
                 await pod.terminate()
                 return
             if self.deadline is not None and time.monotonic() - started > float(self.deadline):
@@ -268,7 +271,8 @@ class JobController(Controller):
             return "Complete"
         if self.failure:
             return f"Failed ({self.failure})"
-        return f"running (pod failures {self.failures}, container restarts {sum(s.restarts for p in self.pods for s in p.statuses.values())})"
+        restarts = sum(s.restarts for p in self.pods for s in p.statuses.values())
+        return f"running (pod failures {self.failures}, container restarts {restarts})"
 
 
 class PodController(Controller):

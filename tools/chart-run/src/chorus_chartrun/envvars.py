@@ -26,7 +26,7 @@ __all__ = ["ConfigError", "PodFacts", "container_env", "expand", "service_link_e
 #: Environment variable names the kubelet accepts from envFrom (C identifiers and more).
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _LABEL_REF = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
-_SUFFIXES = {
+_SUFFIXES: dict[str, int | Decimal] = {
     "": 1,
     "m": Decimal("0.001"),
     "k": 10**3,
@@ -188,39 +188,50 @@ def container_env(
     """The variables the kubelet gives ``container`` (image defaults not included)."""
     env: dict[str, str] = dict(service_links or {})
     for source in container.get("envFrom") or []:
-        prefix = source.get("prefix", "")
-        for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
-            ref = source.get(key)
-            if ref is None:
-                continue
-            try:
-                obj = store.get(kind, pod.namespace, ref["name"])
-            except NotFoundError as exc:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(str(exc)) from None
-            data = secret_data(obj) if kind == "Secret" else config_data(obj)
-            for name, value in data.items():
-                if _ENV_NAME.match(prefix + name):
-                    env[prefix + name] = value.decode()
+        env.update(_env_from(source, store, pod.namespace))
     for entry in container.get("env") or []:
         name = entry["name"]
         if "valueFrom" not in entry:
             env[name] = expand(str(entry.get("value", "")), env.get)
             continue
-        source = entry["valueFrom"]
-        value: str | None
-        if "fieldRef" in source:
-            value = _field(pod, source["fieldRef"]["fieldPath"])
-        elif "resourceFieldRef" in source:
-            value = _resource_field(container, source["resourceFieldRef"])
-        elif "configMapKeyRef" in source:
-            value = _key_ref(store, pod.namespace, "ConfigMap", source["configMapKeyRef"])
-        elif "secretKeyRef" in source:
-            value = _key_ref(store, pod.namespace, "Secret", source["secretKeyRef"])
-        else:
-            msg = f"env {name}: unsupported valueFrom {sorted(source)}"
-            raise ConfigError(msg)
+        value = _value_from(name, entry["valueFrom"], container, pod, store)
         if value is not None:
             env[name] = value
     return env
+
+
+def _env_from(source: Mapping[str, Any], store: Store, namespace: str) -> dict[str, str]:
+    """One ``envFrom`` entry: its object's valid keys, with the prefix."""
+    prefix = source.get("prefix", "")
+    found: dict[str, str] = {}
+    for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+        ref = source.get(key)
+        if ref is None:
+            continue
+        try:
+            obj = store.get(kind, namespace, ref["name"])
+        except NotFoundError as exc:
+            if ref.get("optional"):
+                continue
+            raise ConfigError(str(exc)) from None
+        data = secret_data(obj) if kind == "Secret" else config_data(obj)
+        found.update(
+            {prefix + n: v.decode() for n, v in data.items() if _ENV_NAME.match(prefix + n)}
+        )
+    return found
+
+
+def _value_from(
+    name: str, source: Mapping[str, Any], container: Obj, pod: PodFacts, store: Store
+) -> str | None:
+    """One ``valueFrom``; None when an optional reference is missing."""
+    if "fieldRef" in source:
+        return _field(pod, source["fieldRef"]["fieldPath"])
+    if "resourceFieldRef" in source:
+        return _resource_field(container, source["resourceFieldRef"])
+    if "configMapKeyRef" in source:
+        return _key_ref(store, pod.namespace, "ConfigMap", source["configMapKeyRef"])
+    if "secretKeyRef" in source:
+        return _key_ref(store, pod.namespace, "Secret", source["secretKeyRef"])
+    msg = f"env {name}: unsupported valueFrom {sorted(source)}"
+    raise ConfigError(msg)

@@ -188,7 +188,10 @@ class Images:
             return self._postgres(reference)
         if name == "redis":
             return self._redis(reference)
-        msg = f'failed to pull image "{reference}": no local build of {name}:{tag} (chorus-<service>, postgres, redis)'
+        msg = (
+            f'failed to pull image "{reference}": no local build of {name}:{tag} '
+            "(only chorus-<service>, postgres and redis)"
+        )
         raise ImageError(msg)
 
     def _service(self, reference: str, service: str) -> Image:
@@ -225,7 +228,8 @@ class Images:
                     check=False,
                 )
         if result.returncode != 0:
-            msg = f'failed to build image "{reference}" (uv sync for services/{service}):\n{result.stderr}'
+            msg = f'failed to build image "{reference}" (uv sync, services/{service}):\n'
+            msg += result.stderr
             raise ImageError(msg)
         config = dockerfile_config(self.dockerfile, PYTHON_SLIM_ENV)
         uid, gid = _ids(config.user)

@@ -26,6 +26,8 @@ from chorus_devstack.process import die_with_parent
 
 __all__ = ["IngressController", "render"]
 
+#: ingress-nginx's default Strict-Transport-Security on TLS hosts.
+_HSTS = '"max-age=31536000; includeSubDomains"'
 #: Backend → ready endpoints.
 Endpoints = Callable[[Backend], list[Target]]
 #: TLS Secret name → (certificate file, key file).
@@ -125,13 +127,12 @@ def render(
         if server.tls_secret:
             tls_cert, tls_key = certificates(server.tls_secret)
             hsts = (
-                '    add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;\n'
-                if server.hsts
-                else ""
+                f"    add_header Strict-Transport-Security {_HSTS} always;\n" if server.hsts else ""
             )
             blocks.append(
                 f"server {{\n    listen {https} ssl;\n    server_name {server.host};\n"
-                f"    ssl_certificate {tls_cert};\n    ssl_certificate_key {tls_key};\n{hsts}{body}}}\n"
+                f"    ssl_certificate {tls_cert};\n    ssl_certificate_key {tls_key};\n"
+                f"{hsts}{body}}}\n"
             )
             plain = (
                 "    location / {\n        return 308 https://$host$request_uri;\n    }\n"
@@ -184,6 +185,7 @@ class IngressController:
         self,
         directory: Path,
         address: str,
+        *,
         servers: Callable[[], list[Server]],
         endpoints: Endpoints,
         certificates: Certificates,

@@ -129,6 +129,8 @@ class Pod:
         self.dir = node.state_dir / "pods" / self.name
         self.log_dir = node.state_dir / "logs" / self.name
         self.terminating = False
+        #: Set the first time every container is ready (OrderedReady waits for it).
+        self.became_ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._running: dict[str, _Running] = {}
         self._sandbox: asyncio.subprocess.Process | None = None
@@ -165,6 +167,8 @@ class Pod:
         for key, value in changes.items():
             setattr(status, key, value)
         if (status.ready, status.state) != before:
+            if self.ready:
+                self.became_ready.set()
             self.node.on_change()
 
     def _set_phase(self, phase: str) -> None:
@@ -291,7 +295,8 @@ class Pod:
         if self.spec.get("enableServiceLinks", True):
             links = service_link_env(list(self.node.store.list("Service", self.namespace)))
         env = container_env(container, pod=self.facts(), store=self.node.store, service_links=links)
-        assert self._volumes is not None and self._sandbox is not None
+        assert self._volumes is not None
+        assert self._sandbox is not None
         launch = build_launch(
             pod=self.obj,
             container=container,
@@ -333,7 +338,7 @@ class Pod:
                 await self._sleep(self._backoff(status.restarts + 1))
                 continue
             exit_code, ran = await self._run_once(container, image, launch)
-            if self.terminating:
+            if self._stop.is_set():
                 return exit_code == 0
             if init and exit_code == 0:
                 return True
@@ -417,7 +422,7 @@ class Pod:
 
     # -- probes ---------------------------------------------------------------------------
 
-    async def _execute(self, run: _Running, argv: list[str], timeout: float) -> tuple[int, str]:
+    async def _execute(self, run: _Running, argv: list[str], within: float) -> tuple[int, str]:
         pid = run.process.pid
         if pid is None:
             return -1, "container is not running"
@@ -436,7 +441,7 @@ class Pod:
         )
         path = self.dir / "launch" / f"{run.spec['name']}.exec-{uuid.uuid4().hex[:8]}.json"
         try:
-            return await exec_in(launch, path, timeout)
+            return await exec_in(launch, path, within)
         finally:
             path.unlink(missing_ok=True)
 
@@ -445,8 +450,8 @@ class Pod:
             spec.handler,
             container=run.spec,
             pod_ip=self.ip,
-            timeout=spec.timeout,
-            execute=lambda argv, timeout: self._execute(run, argv, timeout),
+            within=spec.timeout,
+            execute=lambda argv, within: self._execute(run, argv, within),
         )
 
     async def _probe(self, run: _Running) -> None:
@@ -469,8 +474,8 @@ class Pod:
                 handler,
                 container=run.spec,
                 pod_ip=self.ip,
-                timeout=self._grace(),
-                execute=lambda argv, timeout: self._execute(run, argv, timeout),
+                within=self._grace(),
+                execute=lambda argv, within: self._execute(run, argv, within),
             )
             if not result.ok:
                 self.event("Warning", "FailedPostStartHook", result.message)
@@ -525,8 +530,8 @@ class Pod:
                         handler,
                         container=run.spec,
                         pod_ip=self.ip,
-                        timeout=grace,
-                        execute=lambda argv, timeout: self._execute(run, argv, timeout),
+                        within=grace,
+                        execute=lambda argv, within: self._execute(run, argv, within),
                     ),
                     grace,
                 )

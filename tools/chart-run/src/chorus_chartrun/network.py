@@ -34,10 +34,10 @@ __all__ = [
     "resolv_conf",
 ]
 
-POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
+POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
 GATEWAY = "10.244.0.1"
-SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
-OUTSIDE_CIDR = ipaddress.ip_network("192.0.2.0/24")
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
+OUTSIDE_CIDR = ipaddress.IPv4Network("192.0.2.0/24")
 CLUSTER_DOMAIN = "cluster.local"
 BRIDGE = "cbr0"
 
@@ -80,16 +80,10 @@ class Network:
 
     def __init__(self) -> None:
         self._pod_ips: Iterator[ipaddress.IPv4Address] = (
-            ip
-            for ip in POD_CIDR.hosts()
-            if str(ip) != GATEWAY  # type: ignore[misc]
+            ip for ip in POD_CIDR.hosts() if str(ip) != GATEWAY
         )
-        self._service_ips: Iterator[ipaddress.IPv4Address] = iter(
-            list(SERVICE_CIDR.hosts())[9:]  # type: ignore[arg-type]
-        )
-        self._outside_ips: Iterator[ipaddress.IPv4Address] = iter(
-            list(OUTSIDE_CIDR.hosts())[9:]  # type: ignore[arg-type]
-        )
+        self._service_ips: Iterator[ipaddress.IPv4Address] = iter(list(SERVICE_CIDR.hosts())[9:])
+        self._outside_ips: Iterator[ipaddress.IPv4Address] = iter(list(OUTSIDE_CIDR.hosts())[9:])
         self._veths = 0
 
     @staticmethod

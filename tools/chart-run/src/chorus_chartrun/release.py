@@ -33,13 +33,43 @@ Obj = dict[str, Any]
 
 #: Helm's install order (pkg/release/util/kind_sorter.go), for applying and for logs.
 INSTALL_ORDER = (
-    "PriorityClass Namespace NetworkPolicy ResourceQuota LimitRange PodSecurityPolicy "
-    "PodDisruptionBudget ServiceAccount Secret SecretList ConfigMap StorageClass "
-    "PersistentVolume PersistentVolumeClaim CustomResourceDefinition ClusterRole "
-    "ClusterRoleList ClusterRoleBinding ClusterRoleBindingList Role RoleList RoleBinding "
-    "RoleBindingList Service DaemonSet Pod ReplicationController ReplicaSet Deployment "
-    "HorizontalPodAutoscaler StatefulSet Job CronJob IngressClass Ingress APIService"
-).split()
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+)
 
 
 def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

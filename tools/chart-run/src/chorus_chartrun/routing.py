@@ -78,7 +78,10 @@ class Server:
         """Add a path; the same path twice is a conflict."""
         for known in self.locations:
             if (known.path, known.exact) == (location.path, location.exact):
-                msg = f"{location.source}: path {location.path} of host {self.host or '*'} is already routed by {known.source}"
+                msg = (
+                    f"{location.source}: path {location.path} of host {self.host or '*'} "
+                    f"is already routed by {known.source}"
+                )
                 raise RoutingError(msg)
         self.locations.append(location)
 
@@ -128,13 +131,15 @@ def _annotated(
         elif name == "ssl-redirect":
             redirect = value == "true"
         else:
-            msg = f"{where} is not implemented by chart-run's ingress-nginx (it would be silently ignored)"
+            msg = (
+                f"{where} is not implemented by chart-run's ingress-nginx (never silently ignored)"
+            )
             raise RoutingError(msg)
     return replace(location, **changes), redirect
 
 
 def from_ingresses(ingresses: Iterable[Obj], *, ingress_class: str = "nginx") -> list[Server]:
-    """Servers for the Ingress objects of ``ingress_class`` (others belong to another controller)."""
+    """Servers for the Ingress objects of ``ingress_class`` (others are another controller's)."""
     servers: dict[str | None, Server] = {}
     for ingress in ingresses:
         spec = ingress["spec"]
@@ -159,7 +164,7 @@ def from_ingresses(ingresses: Iterable[Obj], *, ingress_class: str = "nginx") ->
             for path in (rule.get("http") or {}).get("paths") or []:
                 kind = path.get("pathType")
                 if kind not in ("Prefix", "Exact"):
-                    msg = f"{source}: pathType {kind!r} of {path.get('path')} is not supported (Prefix, Exact)"
+                    msg = f"{source}: pathType {kind!r} of {path.get('path')} is not supported"
                     raise RoutingError(msg)
                 service = path["backend"].get("service")
                 if not service:
@@ -195,13 +200,16 @@ def _listeners(route: Obj, gateways: Iterable[Obj]) -> list[tuple[str, Obj]]:
             raise RoutingError(msg)
         key = (ref.get("namespace", namespace), ref["name"])
         if key not in known:
-            msg = f"{source}: parentRef {key[0]}/{key[1]}: no such Gateway (Accepted: False, NoMatchingParent)"
+            msg = f"{source}: parentRef {key[0]}/{key[1]}: no such Gateway (NoMatchingParent)"
             raise RoutingError(msg)
         listeners = known[key]["spec"]["listeners"]
         if ref.get("sectionName"):
             listeners = [item for item in listeners if item["name"] == ref["sectionName"]]
             if not listeners:
-                msg = f"{source}: Gateway {key[0]}/{key[1]} has no listener {ref['sectionName']!r} (Accepted: False, NoMatchingParent)"
+                msg = (
+                    f"{source}: Gateway {key[0]}/{key[1]} has no listener "
+                    f"{ref['sectionName']!r} (NoMatchingParent)"
+                )
                 raise RoutingError(msg)
         if ref.get("port") is not None:
             listeners = [item for item in listeners if item["port"] == ref["port"]]
@@ -221,7 +229,10 @@ def _hostnames(route: Obj, listener: Obj, source: str) -> list[str | None]:
         h for h in wanted if h == allowed or (allowed.startswith("*.") and h.endswith(allowed[1:]))
     ]
     if wanted and not fits:
-        msg = f"{source}: hostnames {wanted} do not match listener {listener['name']} ({allowed}) (Accepted: False, NoMatchingListenerHostname)"
+        msg = (
+            f"{source}: hostnames {wanted} do not match listener {listener['name']} "
+            f"({allowed}) (NoMatchingListenerHostname)"
+        )
         raise RoutingError(msg)
     return list(fits) or [allowed]
 
@@ -256,16 +267,18 @@ def _rule_locations(rule: Obj, where: str, services: Mapping[str, Obj]) -> list[
         raise RoutingError(msg)
     backend = backends[0]
     if backend.get("kind", "Service") != "Service" or backend.get("group", "") != "":
-        msg = f"{where}: backendRef {backend} is not a Service (ResolvedRefs: False, InvalidKind)"
+        msg = f"{where}: backendRef {backend} is not a Service (InvalidKind)"
         raise RoutingError(msg)
     service = services.get(backend["name"])
     if service is None:
-        msg = f"{where}: backendRef Service {backend['name']} does not exist (ResolvedRefs: False, BackendNotFound)"
+        msg = f"{where}: backendRef Service {backend['name']} does not exist (BackendNotFound)"
         raise RoutingError(msg)
     if "port" not in backend or backend["port"] not in [
         p["port"] for p in service["spec"].get("ports") or []
     ]:
-        msg = f"{where}: backendRef {backend['name']} port {backend.get('port')} is not a port of the Service"
+        msg = (
+            f"{where}: backendRef {backend['name']} port {backend.get('port')} is not a port of it"
+        )
         raise RoutingError(msg)
     timeouts = rule.get("timeouts") or {}
     unknown = set(timeouts) - {"request", "backendRequest"}
@@ -287,7 +300,7 @@ def _rule_locations(rule: Obj, where: str, services: Mapping[str, Obj]) -> list[
         path = match.get("path") or {"type": "PathPrefix", "value": "/"}
         kind, value = path.get("type", "PathPrefix"), path.get("value", "/")
         if kind not in ("PathPrefix", "Exact") or not value.startswith("/"):
-            msg = f"{where}: path match {path} is not supported (PathPrefix or Exact, starting with /)"
+            msg = f"{where}: path match {path} is not supported (PathPrefix or Exact, from /)"
             raise RoutingError(msg)
         locations.append(
             Location(

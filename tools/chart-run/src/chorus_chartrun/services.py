@@ -9,6 +9,7 @@ being ready stops receiving new connections at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 from chorus_chartrun.kubelet import Pod
@@ -55,7 +56,7 @@ class Services:
                 f"{service['metadata']['name']}:{port['port']}",
                 spec["clusterIP"],
                 int(port["port"]),
-                lambda s=service, p=port: self.endpoints(s, p),
+                functools.partial(self.endpoints, service, port),
             )
             self.proxies.append(proxy)
 
@@ -66,7 +67,7 @@ class Services:
         found: list[Target] = []
         if not selector:
             return found
-        target = port.get("targetPort", port["port"])
+        target: int | str = port.get("targetPort") or port["port"]
         for pod in self.pods():
             if pod.namespace != namespace or not pod.ready or not matches(selector, pod.labels):
                 continue

