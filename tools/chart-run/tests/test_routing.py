@@ -184,7 +184,7 @@ def test_an_httproute_attaches_to_the_listener_it_names() -> None:
         (_route(rule={"backendRefs": [{"name": "nope", "port": 8000}]}), "BackendNotFound"),
         (
             _route(rule={"backendRefs": [{"name": "api", "port": 9000}]}),
-            "is not a port of the Service",
+            "is not a port of it",
         ),
         (_route(rule={"timeouts": {"request": "15 seconds"}}), "not a Gateway API duration"),
         (
