@@ -59,6 +59,8 @@ async def test_sign_up_sends_the_welcome_mail_and_notifies_the_stream(
     [welcome] = [m for m in inbox if user.email in m["rcpt_to"]]
     assert welcome["subject"] == "Welcome to Chorus"
     assert user.full_name in welcome["text"]
+    if endpoint.connect_to is not None:  # the values name the public host: the mail links it
+        assert f"Get started: {endpoint.base_url}" in welcome["text"]
 
 
 async def test_two_users_chat_with_their_sockets_on_two_realtime_replicas(
