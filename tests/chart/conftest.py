@@ -25,6 +25,8 @@ CHART = REPO / "deploy" / "helm" / "chorus"
 SCENARIOS = {
     p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))
 }
+#: Seconds an install may take: three run side by side on a loaded 2-core machine.
+INSTALL_TIMEOUT = 300.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,12 +41,29 @@ def _root_required() -> None:
     pytest.fail("chart-run needs root: pods get network and mount namespaces of their own")
 
 
+@pytest.fixture(scope="session")
+def launched() -> Iterator[dict[str, ChartRun]]:
+    """Every scenario's install, started side by side (each one mostly waits: on Postgres,
+    probe periods, back-offs); each module's ``release`` waits for its own."""
+    runs = {
+        name: ChartRun.launch(
+            Path(tempfile.mkdtemp(prefix=f"chart-run-{name}-")),
+            values=[path],
+            timeout=INSTALL_TIMEOUT,
+        )
+        for name, path in SCENARIOS.items()
+    }
+    yield runs
+    for run in runs.values():
+        run.stop()
+
+
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
-def release(request: pytest.FixtureRequest) -> Iterator[ChartRun]:
+def release(request: pytest.FixtureRequest, launched: dict[str, ChartRun]) -> Iterator[ChartRun]:
     """The chart installed with one ``ci/`` values file (and the site's values)."""
-    state = Path(tempfile.mkdtemp(prefix=f"chart-run-{request.param}-"))
+    run = launched[request.param]
     try:
-        run = ChartRun.start(state, values=[SCENARIOS[request.param]])
+        run.wait(INSTALL_TIMEOUT + 60)
     except ChartRunError as exc:
         pytest.fail(f"{request.param} values: {exc}", pytrace=False)
     try:

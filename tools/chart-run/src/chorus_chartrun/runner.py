@@ -3,6 +3,8 @@
 :meth:`ChartRun.start` runs ``python -m chorus_chartrun`` as a child (killed with the caller
 if the caller dies) and waits for its status file: the URLs once the release is installed
 and ``helm test`` passed, or the failure report, which :class:`ChartRunError` carries.
+:meth:`ChartRun.launch` and :meth:`ChartRun.wait` do the same in two steps, so several
+installs can proceed side by side.
 """
 
 from __future__ import annotations
@@ -49,11 +51,27 @@ class ChartRun:
         extra: Sequence[str] = (),
     ) -> ChartRun:
         """Install the chart and wait until it is ready; ChartRunError if it never is."""
+        run = cls.launch(
+            state_dir, values=values, chart=chart, timeout=timeout, grace=grace, extra=extra
+        )
+        return run.wait(timeout + 60)
+
+    @classmethod
+    def launch(
+        cls,
+        state_dir: Path,
+        *,
+        values: Sequence[Path] = (),
+        chart: Path | None = None,
+        timeout: float = 240.0,
+        grace: float | None = 1.0,
+        extra: Sequence[str] = (),
+    ) -> ChartRun:
+        """Start installing and return at once (:meth:`wait` for the outcome)."""
         state_dir.mkdir(parents=True, exist_ok=True)
-        status = state_dir / "status.json"
         output = state_dir / "chart-run.log"
         argv = [sys.executable, "-m", "chorus_chartrun", "--state-dir", str(state_dir / "run")]
-        argv += ["--status-file", str(status), "--timeout", str(timeout)]
+        argv += ["--status-file", str(state_dir / "status.json"), "--timeout", str(timeout)]
         for path in values:
             argv += ["--values", str(path)]
         if chart is not None:
@@ -68,19 +86,23 @@ class ChartRun:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509
             )
-        run = cls(process, state_dir, output, {})
-        deadline = time.monotonic() + timeout + 60
+        return cls(process, state_dir, output, {})
+
+    def wait(self, timeout: float) -> ChartRun:
+        """Wait until the release is ready (self) or has failed (ChartRunError, stopped)."""
+        status = self.state_dir / "status.json"
+        deadline = time.monotonic() + timeout
         while not status.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                run.stop()
-                msg = f"chart-run exited with {process.returncode}:\n{output.read_text()[-4000:]}"
-                raise ChartRunError(msg)
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                msg = f"chart-run exited with {self.process.returncode}:\n"
+                raise ChartRunError(msg + self.output.read_text()[-4000:])
             time.sleep(0.2)
-        run.info = json.loads(status.read_text())
-        if run.info["phase"] != "Ready":
-            run.stop()
-            raise ChartRunError(run.info.get("failure", json.dumps(run.info)))
-        return run
+        self.info = json.loads(status.read_text())
+        if self.info["phase"] != "Ready":
+            self.stop()
+            raise ChartRunError(self.info.get("failure", json.dumps(self.info)))
+        return self
 
     @property
     def urls(self) -> dict[str, Any]:
