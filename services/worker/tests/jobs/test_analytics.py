@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from chorus_schema.models import AnalyticsDaily, AnalyticsEvent, FailedJob
-from chorus_worker.errors import DeadLetteredError
+from chorus_worker.domain.errors import DeadLetteredError
 
 from ..harness import Harness, metric, running_worker
 

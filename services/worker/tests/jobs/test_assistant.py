@@ -16,7 +16,7 @@ from chorus_common.events import room_channel
 from chorus_devstack.servers import RunningMockOpenAI
 from chorus_mock_openai import completion_text
 from chorus_schema.models import FailedJob
-from chorus_worker.errors import DeadLetteredError
+from chorus_worker.domain.errors import DeadLetteredError
 
 from ..harness import Harness, metric, running_worker
 

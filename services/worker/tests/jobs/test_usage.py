@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from chorus_schema.models import FailedJob, LlmUsageDaily, LlmUsageEvent, User
-from chorus_worker.errors import DeadLetteredError
+from chorus_worker.domain.errors import DeadLetteredError
 
 from ..harness import Harness, running_worker
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from arq.jobs import Job
 
-from chorus_worker.dead_letters import (
+from chorus_worker.domain.dead_letters import (
     DeadLetterNotFoundError,
     ReplayRefusedError,
     encode_arguments,
@@ -16,7 +16,7 @@ from chorus_worker.dead_letters import (
     replay,
 )
 
-from .harness import Harness
+from ..harness import Harness
 
 
 def test_arguments_json_cannot_hold_are_kept_as_text() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chorus_gateway.domain.sse import OpenAIPassThrough
+from chorus_gateway.transport.sse import OpenAIPassThrough
 
 ROLE = (
     b'data: {"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],'
