@@ -50,7 +50,7 @@ async def test_providers_from_a_yaml_file(
     assert models == ["assistant", "chat-small"]
 
 
-async def test_an_empty_provider_list_serves_no_model_but_starts(gateway_redis: RunningRedis) -> None:
+async def test_an_empty_provider_list_starts_serving_no_model(gateway_redis: RunningRedis) -> None:
     # A fresh install (the chart's default secrets.llmProviders: []) must come up.
     async with running_gateway(settings_for(gateway_redis.url, "[]")) as url:
         sdk = AsyncOpenAI(base_url=f"{url}/v1", api_key=WORKER_KEY, max_retries=0)
