@@ -152,8 +152,9 @@ def _name(reference: str) -> tuple[str, str]:
 
 
 def _uv() -> list[str]:
+    """uv: on PATH, else the module of the Python the Makefile installed it into."""
     found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
+    return [found] if found else [shutil.which("python3") or sys.executable, "-m", "uv"]
 
 
 class Images:
