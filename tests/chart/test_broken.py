@@ -60,7 +60,9 @@ def broken_chart() -> Path:
 def test_each_broken_workload_is_named_with_its_cause(broken_chart: Path) -> None:
     state = Path(tempfile.mkdtemp(prefix="chart-run-broken-"))
     with pytest.raises(ChartRunError) as failure:
-        ChartRun.start(state, chart=broken_chart, values=[SCENARIOS["default"]], timeout=150)
+        ChartRun.launch(
+            state, chart=broken_chart, values=[SCENARIOS["default"]], timeout=150
+        ).wait()
     report = str(failure.value)
     sections = _by_workload(report)
     assert set(sections) == {

@@ -17,7 +17,7 @@ from chorus_e2e.endpoint import Endpoint
 
 async def test_the_chart_defaults_alone_install_and_pass_helm_test() -> None:
     state = Path(tempfile.mkdtemp(prefix="chart-run-bare-"))
-    run = await asyncio.to_thread(ChartRun.start, state, extra=["--no-site-values"])
+    run = await asyncio.to_thread(ChartRun.launch(state, extra=["--no-site-values"]).wait)
     try:
         status = run.status()
         assert all(w["ready"] for w in status["workloads"]), status["workloads"]

@@ -6,7 +6,6 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,32 +22,9 @@ from chorus_devstack.ports import free_port, port_accepts
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_devstack.testing import serve_app
 
+from . import manifests
+
 HOST = "chorus.example.com"
-
-
-def _ingress(
-    name: str, host: str | None, paths: list[tuple[str, str, str]], **extra: Any
-) -> dict[str, Any]:
-    rule: dict[str, Any] = {
-        "http": {
-            "paths": [
-                {
-                    "path": p,
-                    "pathType": t,
-                    "backend": {"service": {"name": s, "port": {"name": "http"}}},
-                }
-                for p, t, s in paths
-            ]
-        }
-    }
-    if host:
-        rule["host"] = host
-    metadata = {"name": name, "namespace": "chorus", "annotations": extra.pop("annotations", {})}
-    return {
-        "kind": "Ingress",
-        "metadata": metadata,
-        "spec": {"ingressClassName": "nginx", "rules": [rule], **extra},
-    }
 
 
 async def _echo(request: Request) -> JSONResponse:
@@ -68,7 +44,7 @@ async def backend() -> AsyncIterator[int]:
 
 
 @pytest.fixture
-def ingress(tmp_path: Path, backend: int) -> Iterator[tuple[int, int, ssl.SSLContext]]:
+def nginx(tmp_path: Path, backend: int) -> Iterator[tuple[int, int, ssl.SSLContext]]:
     binary = nginx_binary()
     assert binary, "nginx is missing: make test-unit installs it"
     ca = trustme.CA()
@@ -81,12 +57,12 @@ def ingress(tmp_path: Path, backend: int) -> Iterator[tuple[int, int, ssl.SSLCon
         certs[name] = (cert, key)
     servers = from_ingresses(
         [
-            _ingress(
+            manifests.ingress(
                 "open",
                 None,
                 [("/api", "Prefix", "api"), ("/", "Exact", "api"), ("/ws", "Prefix", "realtime")],
             ),
-            _ingress(
+            manifests.ingress(
                 "secure",
                 HOST,
                 [("/api", "Prefix", "api")],
@@ -140,9 +116,9 @@ def ingress(tmp_path: Path, backend: int) -> Iterator[tuple[int, int, ssl.SSLCon
 
 
 async def test_paths_match_whole_segments_and_exact_paths_only_themselves(
-    ingress: tuple[int, int, ssl.SSLContext],
+    nginx: tuple[int, int, ssl.SSLContext],
 ) -> None:
-    http, _, _ = ingress
+    http, _, _ = nginx
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http}", trust_env=False) as client:
         assert (await client.get("/api")).json()["path"] == "/api"
         assert (await client.get("/api/users/1")).json()["path"] == "/api/users/1"
@@ -154,9 +130,9 @@ async def test_paths_match_whole_segments_and_exact_paths_only_themselves(
 
 
 async def test_a_tls_host_is_served_over_https_and_redirected_from_http(
-    ingress: tuple[int, int, ssl.SSLContext],
+    nginx: tuple[int, int, ssl.SSLContext],
 ) -> None:
-    http, https, context = ingress
+    http, https, context = nginx
     async with httpx.AsyncClient(trust_env=False, verify=context) as client:
         plain = await client.get(f"http://127.0.0.1:{http}/api/x", headers={"Host": HOST})
         assert plain.status_code == 308

@@ -17,7 +17,7 @@ CHART = Path(__file__).parent / "charts" / "echo"
 
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRun]:
-    run = ChartRun.start(tmp_path_factory.mktemp("echo"), chart=CHART, grace=None, timeout=120)
+    run = ChartRun.launch(tmp_path_factory.mktemp("echo"), chart=CHART, grace=None).wait()
     try:
         yield run
     finally:
@@ -58,6 +58,8 @@ def test_a_failing_liveness_probe_restarts_the_container(echo: ChartRun) -> None
         return bool(container["restarts"] >= 1 and container["ready"])
 
     _until(restarted, timeout=40)
+    [container] = _pod(echo, pod)["containers"]  # type: ignore[misc]
+    assert "(LivenessProbeFailed)" in container["last_exit"]
     events = [e["message"] for e in _pod(echo, pod)["events"]]  # type: ignore[union-attr]
     assert any("failed liveness probe, will be restarted" in e for e in events), events
     assert pod in _answers(echo)  # the new container is healthy and ready again
@@ -66,9 +68,8 @@ def test_a_failing_liveness_probe_restarts_the_container(echo: ChartRun) -> None
 def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_at_the_grace_period(
     tmp_path: Path,
 ) -> None:
-    run = ChartRun.start(
-        tmp_path, chart=CHART, grace=None, timeout=120, extra=["--set-json", '{"replicas": 1}']
-    )
+    replicas = ["--set-json", '{"replicas": 1}']
+    run = ChartRun.launch(tmp_path, chart=CHART, grace=None, extra=replicas).wait()
     [pod] = run.pods("echo-")
     stopped = time.time()
     assert run.stop() == 0

@@ -8,35 +8,14 @@ import pytest
 
 from chorus_chartrun.routing import Backend, RoutingError, from_httproutes, from_ingresses
 
-
-def _ingress(name: str, paths: list[tuple[str, str, str]], **spec: Any) -> dict[str, Any]:
-    annotations = spec.pop("annotations", {})
-    host = spec.pop("host", None)
-    rule: dict[str, Any] = {
-        "http": {
-            "paths": [
-                {
-                    "path": p,
-                    "pathType": t,
-                    "backend": {"service": {"name": s, "port": {"name": "http"}}},
-                }
-                for p, t, s in paths
-            ]
-        }
-    }
-    if host:
-        rule["host"] = host
-    return {
-        "kind": "Ingress",
-        "metadata": {"name": name, "namespace": "chorus", "annotations": annotations},
-        "spec": {"ingressClassName": "nginx", "rules": [rule], **spec},
-    }
+from .manifests import ingress
 
 
 def test_each_ingress_object_keeps_its_own_annotations() -> None:
-    plain = _ingress("chorus", [("/api", "Prefix", "api"), ("/", "Exact", "api")])
-    streaming = _ingress(
+    plain = ingress("chorus", None, [("/api", "Prefix", "api"), ("/", "Exact", "api")])
+    streaming = ingress(
         "chorus-streaming",
+        None,
         [("/ws", "Prefix", "realtime")],
         annotations={
             "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
@@ -57,13 +36,13 @@ def test_each_ingress_object_keeps_its_own_annotations() -> None:
 
 
 def test_tls_hosts_get_their_secret_and_the_http_redirect() -> None:
-    ingress = _ingress(
+    tls_ingress = ingress(
         "chorus",
+        "chorus.example.com",
         [("/api", "Prefix", "api")],
-        host="chorus.example.com",
         tls=[{"secretName": "chorus-tls", "hosts": ["chorus.example.com"]}],
     )
-    [server] = from_ingresses([ingress])
+    [server] = from_ingresses([tls_ingress])
     assert (server.host, server.tls_secret, server.ssl_redirect) == (
         "chorus.example.com",
         "chorus/chorus-tls",
@@ -72,9 +51,9 @@ def test_tls_hosts_get_their_secret_and_the_http_redirect() -> None:
 
 
 def test_another_ingress_class_is_not_ours() -> None:
-    ingress = _ingress("other", [("/x", "Prefix", "x")])
-    ingress["spec"]["ingressClassName"] = "traefik"
-    assert from_ingresses([ingress]) == []
+    traefik = ingress("other", None, [("/x", "Prefix", "x")])
+    traefik["spec"]["ingressClassName"] = "traefik"
+    assert from_ingresses([traefik]) == []
 
 
 @pytest.mark.parametrize(
@@ -82,8 +61,9 @@ def test_another_ingress_class_is_not_ours() -> None:
     [
         (
             [
-                _ingress(
+                ingress(
                     "a",
+                    None,
                     [("/x", "Prefix", "x")],
                     annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/"},
                 )
@@ -92,8 +72,9 @@ def test_another_ingress_class_is_not_ours() -> None:
         ),
         (
             [
-                _ingress(
+                ingress(
                     "a",
+                    None,
                     [("/x", "Prefix", "x")],
                     annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout": "1h"},
                 )
@@ -101,11 +82,14 @@ def test_another_ingress_class_is_not_ours() -> None:
             "expected a number of seconds",
         ),
         (
-            [_ingress("a", [("/x", "ImplementationSpecific", "x")])],
+            [ingress("a", None, [("/x", "ImplementationSpecific", "x")])],
             "pathType 'ImplementationSpecific'",
         ),
         (
-            [_ingress("a", [("/x", "Prefix", "x")]), _ingress("b", [("/x", "Prefix", "y")])],
+            [
+                ingress("a", None, [("/x", "Prefix", "x")]),
+                ingress("b", None, [("/x", "Prefix", "y")]),
+            ],
             "already routed by Ingress/a",
         ),
     ],

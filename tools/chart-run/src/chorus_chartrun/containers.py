@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from chorus_chartrun.container import START_FAILED, Launch
-from chorus_devstack.process import die_with_parent
+from chorus_devstack.process import die_with_parent, read_tail
 
 __all__ = ["ContainerProcess", "exec_in"]
 
@@ -123,11 +123,7 @@ class ContainerProcess:
 
     def tail(self, lines: int = 40) -> str:
         """The last lines of the log (every run of the container)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return read_tail(self.log_path, lines)
 
     def last_run(self, lines: int = 40) -> str:
         """The last lines the latest run of the container wrote."""

@@ -65,12 +65,13 @@ class Node:
 
 @dataclass
 class Event:
-    """One line of ``kubectl describe``'s events."""
+    """One line of ``kubectl describe``'s events (repeats counted, as the API server does)."""
 
     at: float
     type: str
     reason: str
     message: str
+    count: int = 1
 
 
 @dataclass
@@ -152,7 +153,12 @@ class Pod:
         return str(self.spec.get("restartPolicy", "Always"))
 
     def event(self, kind: str, reason: str, message: str) -> None:
-        """Record an event (and keep the last 50)."""
+        """Record an event; a repeat of a recent one only counts (the last 50 are kept)."""
+        for known in self.events[-10:]:
+            if (known.type, known.reason, known.message) == (kind, reason, message):
+                known.count += 1
+                known.at = time.time()
+                return
         self.events.append(Event(time.time(), kind, reason, message))
         del self.events[:-50]
 

@@ -78,12 +78,7 @@ def named_port(container: Obj, port: int | str) -> int:
     raise ValueError(msg)
 
 
-async def _http(handler: Mapping[str, Any], container: Obj, pod_ip: str, within: float) -> Result:
-    try:
-        port = named_port(container, handler["port"])
-    except ValueError as exc:
-        return Result(False, str(exc))
-    host = handler.get("host") or pod_ip
+async def _http(handler: Mapping[str, Any], host: str, port: int, within: float) -> Result:
     scheme = str(handler.get("scheme", "HTTP")).lower()
     url = f"{scheme}://{host}:{port}{handler.get('path', '/')}"
     headers = {"User-Agent": f"kube-probe/{_KUBE_VERSION}", "Accept": "*/*"}
@@ -108,12 +103,7 @@ async def _http(handler: Mapping[str, Any], container: Obj, pod_ip: str, within:
     )
 
 
-async def _tcp(handler: Mapping[str, Any], container: Obj, pod_ip: str, within: float) -> Result:
-    try:
-        port = named_port(container, handler["port"])
-    except ValueError as exc:
-        return Result(False, str(exc))
-    host = handler.get("host") or pod_ip
+async def _tcp(host: str, port: int, within: float) -> Result:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), within)
     except (OSError, TimeoutError) as exc:
@@ -122,6 +112,28 @@ async def _tcp(handler: Mapping[str, Any], container: Obj, pod_ip: str, within: 
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return Result(True)
+
+
+async def _network(
+    kind: str, spec: Mapping[str, Any], container: Obj, pod_ip: str, within: float
+) -> Result:
+    """An ``httpGet`` or ``tcpSocket`` handler, to the pod (or ``host``) at the probe's port."""
+    try:
+        port = named_port(container, spec["port"])
+    except ValueError as exc:
+        return Result(False, str(exc))
+    host = spec.get("host") or pod_ip
+    if kind == "httpGet":
+        return await _http(spec, host, port, within)
+    return await _tcp(host, port, within)
+
+
+async def _exec(command: list[str], execute: Exec, within: float) -> Result:
+    status, output = await execute(command, within)
+    if status == 0:
+        return Result(True)
+    detail = output.strip().splitlines()[-1:] or [""]
+    return Result(False, f"command {command} exited with {status}: {detail[0]}")
 
 
 async def run_handler(
@@ -133,17 +145,12 @@ async def run_handler(
     execute: Exec,
 ) -> Result:
     """Run one probe (or lifecycle) handler: ``httpGet``, ``tcpSocket``, ``exec`` or ``sleep``."""
-    if "httpGet" in handler:
-        return await _http(handler["httpGet"], container, pod_ip, within)
-    if "tcpSocket" in handler:
-        return await _tcp(handler["tcpSocket"], container, pod_ip, within)
+    for kind in ("httpGet", "tcpSocket"):
+        if kind in handler:
+            return await _network(kind, handler[kind], container, pod_ip, within)
     if "exec" in handler:
         command = [str(a) for a in handler["exec"].get("command") or []]
-        status, output = await execute(command, within)
-        if status == 0:
-            return Result(True)
-        detail = output.strip().splitlines()[-1:] or [""]
-        return Result(False, f"command {command} exited with {status}: {detail[0]}")
+        return await _exec(command, execute, within)
     if "sleep" in handler:
         await asyncio.sleep(float(handler["sleep"]["seconds"]))
         return Result(True)

@@ -1,10 +1,9 @@
 """A chart-run started from another program (the chart's tests): start, wait, ask, stop.
 
-:meth:`ChartRun.start` runs ``python -m chorus_chartrun`` as a child (killed with the caller
-if the caller dies) and waits for its status file: the URLs once the release is installed
-and ``helm test`` passed, or the failure report, which :class:`ChartRunError` carries.
-:meth:`ChartRun.launch` and :meth:`ChartRun.wait` do the same in two steps, so several
-installs can proceed side by side.
+:meth:`ChartRun.launch` runs ``python -m chorus_chartrun`` as a child (killed with the caller
+if the caller dies); :meth:`ChartRun.wait` waits for its status file: the URLs once the
+release is installed and ``helm test`` passed, or the failure report, which
+:class:`ChartRunError` carries. Several installs can proceed side by side.
 """
 
 from __future__ import annotations
@@ -40,23 +39,6 @@ class ChartRun:
     info: dict[str, Any]
 
     @classmethod
-    def start(
-        cls,
-        state_dir: Path,
-        *,
-        values: Sequence[Path] = (),
-        chart: Path | None = None,
-        timeout: float = 240.0,
-        grace: float | None = 1.0,
-        extra: Sequence[str] = (),
-    ) -> ChartRun:
-        """Install the chart and wait until it is ready; ChartRunError if it never is."""
-        run = cls.launch(
-            state_dir, values=values, chart=chart, timeout=timeout, grace=grace, extra=extra
-        )
-        return run.wait(timeout + 60)
-
-    @classmethod
     def launch(
         cls,
         state_dir: Path,
@@ -67,7 +49,11 @@ class ChartRun:
         grace: float | None = 1.0,
         extra: Sequence[str] = (),
     ) -> ChartRun:
-        """Start installing and return at once (:meth:`wait` for the outcome)."""
+        """Start installing and return at once (:meth:`wait` for the outcome).
+
+        ``timeout``: seconds the release may take to get ready; ``grace``: the grace period
+        of every pod at the end (None: each pod's own).
+        """
         state_dir.mkdir(parents=True, exist_ok=True)
         output = state_dir / "chart-run.log"
         argv = [sys.executable, "-m", "chorus_chartrun", "--state-dir", str(state_dir / "run")]
@@ -88,7 +74,7 @@ class ChartRun:
             )
         return cls(process, state_dir, output, {})
 
-    def wait(self, timeout: float) -> ChartRun:
+    def wait(self, timeout: float = 300.0) -> ChartRun:
         """Wait until the release is ready (self) or has failed (ChartRunError, stopped)."""
         status = self.state_dir / "status.json"
         deadline = time.monotonic() + timeout

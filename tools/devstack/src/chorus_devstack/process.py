@@ -30,6 +30,7 @@ __all__ = [
     "ProcessSpec",
     "die_with_parent",
     "pid_alive",
+    "read_tail",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -48,6 +49,15 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+def read_tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a log file ("" when it does not exist yet)."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def die_with_parent(sig: int) -> Callable[[], None]:
@@ -135,11 +145,7 @@ class ManagedProcess:
 
     def tail(self, lines: int = 40) -> str:
         """The last lines of the log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return read_tail(self.log_path, lines)
 
     def _is_ready(self, client: httpx.Client) -> bool:
         if self.spec.ready_check is not None:
