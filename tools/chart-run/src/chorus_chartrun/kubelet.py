@@ -130,6 +130,7 @@ class Pod:
         self.dir = node.state_dir / "pods" / self.name
         self.log_dir = node.state_dir / "logs" / self.name
         self.terminating = False
+        self._deletion_grace = 0.0
         #: Set the first time every container is ready (OrderedReady waits for it).
         self.became_ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -343,6 +344,8 @@ class Pod:
                 )
                 await self._sleep(self._backoff(status.restarts + 1))
                 continue
+            if self._stop.is_set():  # deleted while the image was being made
+                return False
             exit_code, ran = await self._run_once(container, image, launch)
             if self._stop.is_set():
                 return exit_code == 0
@@ -380,6 +383,8 @@ class Pod:
         run = _Running(container, image, launch, process)
         await process.start(launch)
         self._running[name] = run
+        if self._stop.is_set():  # deleted while starting: stop it as deletion would have
+            run.kill.set()
         self.event("Normal", "Started", f"Started container {name}")
         self._set(
             name,
@@ -397,7 +402,8 @@ class Pod:
         try:
             await asyncio.wait({waiter, killer}, return_when=asyncio.FIRST_COMPLETED)
             if killer.done() and not waiter.done():
-                await self._kill(run, self._grace())
+                grace = self._deletion_grace if self._stop.is_set() else self._grace()
+                await self._kill(run, grace)
             exit_code = await waiter
         finally:
             for task in (probes, killer):
@@ -559,6 +565,7 @@ class Pod:
         self._stop.set()
         self.node.on_change()
         budget = self._grace() if grace is None else grace
+        self._deletion_grace = budget
         self.event("Normal", "Killing", f"Stopping pod (grace period {budget:g}s)")
         await asyncio.gather(*(self._kill(run, budget) for run in list(self._running.values())))
         if self.task is not None:
