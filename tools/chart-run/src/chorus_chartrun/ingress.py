@@ -13,6 +13,7 @@ workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -239,8 +240,14 @@ class IngressController:
             (self.directory / "tmp" / kind).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(self._render())
         await self._check(binary)
+        # nginx's workers outlive a killed master: nginx runs as PID 1 of a PID namespace of
+        # its own, which takes them all down with it (and it dies with chart-run).
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
                 binary,
                 "-p",
                 str(self.directory),
@@ -270,6 +277,15 @@ class IngressController:
         msg = "nginx did not listen within 10s"
         raise RuntimeError(msg)
 
+    def _signal_master(self, sig: int) -> None:
+        """Signal nginx's master (the child of ``unshare``, by its pid out here)."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        with contextlib.suppress(OSError, ValueError):
+            for pid in children.read_text().split():
+                os.kill(int(pid), sig)
+
     async def sync(self) -> None:
         """Write the configuration again and reload nginx if it changed."""
         if self.process is None or self.process.returncode is not None:
@@ -278,14 +294,14 @@ class IngressController:
         if text == self.conf.read_text():
             return
         self.conf.write_text(text)
-        self.process.send_signal(signal.SIGHUP)
+        self._signal_master(signal.SIGHUP)
         self.reloads += 1
 
     async def stop(self) -> None:
         """Stop nginx (quickly: the pods behind it are gone)."""
         if self.process is None or self.process.returncode is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self._signal_master(signal.SIGTERM)
         try:
             await asyncio.wait_for(self.process.wait(), 10)
         except TimeoutError:

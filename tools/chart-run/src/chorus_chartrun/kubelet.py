@@ -558,6 +558,12 @@ class Pod:
     async def terminate(self, grace: float | None = None) -> None:
         """Delete the pod: no longer an endpoint, containers stopped within the grace period."""
         if self.terminating:
+            if grace is not None and grace < self._deletion_grace:
+                # Deleted again with a shorter grace period (a second Ctrl-C): cut it short.
+                self._deletion_grace = grace
+                await asyncio.gather(
+                    *(r.process.stop(signal.SIGKILL, 0) for r in self._running.values())
+                )
             if self.task is not None:
                 await self.task
             return
