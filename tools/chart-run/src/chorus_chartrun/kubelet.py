@@ -588,6 +588,7 @@ class Pod:
             "name": self.name,
             "phase": self.phase,
             "ip": self.ip,
+            "sandbox_pid": self._sandbox.pid if self._sandbox is not None else None,
             "ready": self.ready,
             "terminating": self.terminating,
             "containers": [vars(s).copy() for s in self.statuses.values()],
