@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Callable
 
 import httpx
 from openai import AsyncOpenAI
 
 from chorus_chartrun.runner import ChartRun
+from chorus_client import EventStreamClient, RoomClient
 from chorus_e2e.accounts import sign_up
 from chorus_e2e.endpoint import Endpoint
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import EventStreamClient, RoomClient
 from chorus_mock_openai import completion_text
 
 WS_CONNECTIONS = re.compile(r'^chorus_realtime_connections\{transport="ws"\} ([0-9.]+)$', re.M)
@@ -94,9 +95,14 @@ async def test_two_users_chat_with_their_sockets_on_two_realtime_replicas(
         await mine.say("hello from ada")
         await theirs.say("hello from bob")
         for client in (mine, theirs):
-            await client.wait_for(lambda c=client: len(c.messages()) >= 2, timeout=15)
+            await client.wait_for(_received(client, 2), timeout=15)
         assert mine.messages() == theirs.messages()
         assert set(mine.messages()) == {"hello from ada", "hello from bob"}
+
+
+def _received(client: RoomClient, count: int) -> Callable[[], bool]:
+    """Whether ``client`` has received ``count`` chat messages."""
+    return lambda: len(client.messages()) >= count
 
 
 async def test_the_assistant_streams_its_answer_into_the_room(
@@ -121,7 +127,7 @@ async def test_the_openai_sdk_streams_a_completion_through_the_gateway(
     http: httpx.AsyncClient, endpoint: Endpoint
 ) -> None:
     user = await sign_up(http, "developer")
-    async with endpoint.client(timeout=30.0) as transport_client:
+    async with endpoint.openai_http_client(timeout=30.0) as transport_client:
         client = AsyncOpenAI(
             base_url=f"{endpoint.base_url}/v1", api_key=user.token, http_client=transport_client
         )

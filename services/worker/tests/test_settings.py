@@ -57,7 +57,7 @@ def test_empty_smtp_credentials_mean_no_login(monkeypatch: pytest.MonkeyPatch) -
 
 def test_defaults_are_sane() -> None:
     settings = make_settings()
-    assert settings.queue_name == "arq:queue"
+    assert settings.arq_queue_name == "arq:queue"
     assert settings.service_name == "worker"
     assert settings.assistant_job_timeout > settings.assistant_timeout
 

@@ -4,8 +4,9 @@ preStop runs before SIGTERM, and the grace period ends with SIGKILL."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,14 +31,14 @@ def _answers(run: ChartRun, count: int = 12) -> set[str]:
         return {client.get("/").text for _ in range(count)}
 
 
-def _until(condition: object, timeout: float = 20.0) -> None:
+def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.2)
 
 
-def _pod(run: ChartRun, name: str) -> dict[str, object]:
+def _pod(run: ChartRun, name: str) -> dict[str, Any]:
     return next(p for p in run.status()["pods"] if p["name"] == name)
 
 
@@ -55,13 +56,13 @@ def test_a_failing_liveness_probe_restarts_the_container(echo: ChartRun) -> None
     echo.pod_get(pod, 8080, "/sick")
 
     def restarted() -> bool:
-        [container] = _pod(echo, pod)["containers"]  # type: ignore[misc]
+        [container] = _pod(echo, pod)["containers"]
         return bool(container["restarts"] >= 1 and container["ready"])
 
     _until(restarted, timeout=40)
-    [container] = _pod(echo, pod)["containers"]  # type: ignore[misc]
+    [container] = _pod(echo, pod)["containers"]
     assert "(LivenessProbeFailed)" in container["last_exit"]
-    events = [e["message"] for e in _pod(echo, pod)["events"]]  # type: ignore[union-attr]
+    events = [e["message"] for e in _pod(echo, pod)["events"]]
     assert any("failed liveness probe, will be restarted" in e for e in events), events
     _until(lambda: pod in _answers(echo))  # ready again, so back behind the ingress
 

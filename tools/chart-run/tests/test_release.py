@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from chorus_chartrun.release import Release, merge_values, render
 from chorus_devstack.routes import repo_root
 
@@ -9,8 +11,8 @@ CHART = repo_root() / "deploy" / "helm" / "chorus"
 
 
 def test_values_merge_deeply_replace_lists_and_null_removes() -> None:
-    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1, "gone": {"x": 1}}
-    override = {"a": {"c": [3]}, "e": 2, "gone": None}
+    base: dict[str, Any] = {"a": {"b": 1, "c": [1, 2]}, "d": 1, "gone": {"x": 1}}
+    override: dict[str, Any] = {"a": {"c": [3]}, "e": 2, "gone": None}
     assert merge_values(base, override) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
     assert base["a"]["c"] == [1, 2]  # the inputs are not changed
 

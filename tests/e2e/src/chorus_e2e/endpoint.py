@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 
-__all__ = ["Endpoint", "PinnedTransport"]
+__all__ = ["Endpoint", "PinnedTransport", "PinnedTransport2"]
+
+
+def _pin(request: httpx.Request | httpx2.Request, address: tuple[str, int]) -> None:
+    """Send ``request`` to ``address``; its URL's host stays the Host header and TLS name."""
+    request.extensions["sni_hostname"] = request.url.host
+    request.url = request.url.copy_with(host=address[0], port=address[1])
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):
@@ -29,8 +36,24 @@ class PinnedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Forward ``request`` to :attr:`address`."""
-        request.extensions["sni_hostname"] = request.url.host
-        request.url = request.url.copy_with(host=self.address[0], port=self.address[1])
+        _pin(request, self.address)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._inner.aclose()
+
+
+class PinnedTransport2(httpx2.AsyncBaseTransport):
+    """:class:`PinnedTransport` for httpx2, the HTTP client of the openai SDK."""
+
+    def __init__(self, address: tuple[str, int], verify: ssl.SSLContext | bool) -> None:
+        self.address = address
+        self._inner = httpx2.AsyncHTTPTransport(verify=verify)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Forward ``request`` to :attr:`address`."""
+        _pin(request, self.address)
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -63,6 +86,16 @@ class Endpoint:
         return httpx.AsyncClient(
             base_url=self.base_url, transport=self.transport(), trust_env=False, **options
         )
+
+    def openai_http_client(self, **options: Any) -> httpx2.AsyncClient:
+        """The ``http_client`` of an ``openai.AsyncOpenAI`` that reaches the endpoint."""
+        if self.connect_to is None:
+            transport: httpx2.AsyncBaseTransport = httpx2.AsyncHTTPTransport(
+                verify=self.ssl_context()
+            )
+        else:
+            transport = PinnedTransport2(self.connect_to, self.ssl_context())
+        return httpx2.AsyncClient(transport=transport, trust_env=False, **options)
 
     def websocket_options(self) -> dict[str, Any]:
         """Arguments of ``websockets.connect`` that reach the endpoint."""
