@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,18 @@ def sandbox() -> Iterator[int]:
         process.wait()
 
 
+@pytest.fixture
+def kubelet_dir() -> Iterator[Path]:
+    """A directory the root mirrors (unlike /tmp) holding another pod's secret."""
+    directory = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="chart-run-kubelet-"))
+    directory.chmod(0o755)  # readable by anyone: only hiding keeps the container out
+    (directory / "other-pods-token").write_text("s3cret")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
 def _run(launch: Launch, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "launch.json"
     launch.dump(path)
@@ -38,7 +52,7 @@ def _run(launch: Launch, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(
-    sandbox: int, tmp_path: Path
+    sandbox: int, tmp_path: Path, kubelet_dir: Path
 ) -> None:
     volume = tmp_path / "volume"
     volume.mkdir()
@@ -55,7 +69,8 @@ def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(
         "touch /tmp/ok && echo tmp-writable;"
         "touch /etc/chorus/llm-providers/x 2>/dev/null && echo volume-writable"
         " || echo volume-read-only;"
-        "ls /run | wc -l"
+        "ls /run | wc -l;"
+        f"ls {kubelet_dir} | wc -l"
     )
     launch = Launch(
         sandbox_pid=sandbox,
@@ -74,6 +89,7 @@ def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(
         ],
         read_only_root=True,
         no_new_privs=True,
+        hidden=[str(kubelet_dir)],
     )
     result = _run(launch, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -82,7 +98,8 @@ def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(
     assert "[]" in lines
     assert "10.96.0.10\tchorus-postgres" in lines
     assert {"root-read-only", "tmp-writable", "volume-read-only"} <= set(lines)
-    assert lines[-2] == "0"  # /run starts empty, as in an image
+    assert lines[-3] == "0"  # /run starts empty, as in an image
+    assert lines[-2] == "0"  # the kubelet's own directory is hidden
     # Nothing of the machine was touched: no /etc/chorus here, the file went to the volume.
     assert not Path("/etc/chorus").exists()
     assert (scratch / "ok").exists()

@@ -91,6 +91,8 @@ class Launch:
     expose: list[str] = field(default_factory=list)
     #: Volumes and kubelet-managed files, bound after the root turns read-only.
     mounts: list[Mount] = field(default_factory=list)
+    #: Host directories no container may see (the kubelet's own: every pod's volumes).
+    hidden: list[str] = field(default_factory=list)
     read_only_root: bool = False
     no_new_privs: bool = False
     death_signal: int = 15
@@ -237,6 +239,15 @@ class RootFs:
             flags = os.statvfs(target).f_flag & _KEPT_FLAGS
             mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
 
+    def hide(self, host_path: str) -> None:
+        """Cover ``host_path`` (where the machine's files show it) with an empty directory."""
+        try:
+            path = self.resolve(host_path)
+        except StartError:
+            return  # not visible in this root anyway
+        if os.path.isdir(self.host(path)):
+            mount("tmpfs", self.host(path), "tmpfs", MS_RDONLY, "mode=755")
+
     def read_only(self) -> None:
         """Every mount of the root (not the kernel's) becomes read-only."""
         kernel = tuple(self.host(k) for k in _KERNEL)
@@ -271,6 +282,8 @@ def _build(launch: Launch) -> None:
     for item in launch.mounts:
         kind = "dir" if os.path.isdir(item.source) else "file"
         fs.resolve(item.target, create=kind)
+    for path in launch.hidden:
+        fs.hide(path)
     if launch.read_only_root:
         fs.read_only()
     for item in launch.mounts:

@@ -316,6 +316,7 @@ class Pod:
             rootfs=str(self.dir / "rootfs" / container["name"]),
         )
         launch.death_signal = DEATH_SIGNAL
+        launch.hidden = [str(self.node.state_dir)]
         return image, launch
 
     def _backoff(self, restarts: int) -> float:
