@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import chartrun_manifests as manifests
 import httpx
 import pytest
 import trustme
@@ -21,8 +22,6 @@ from chorus_devstack.nginx import nginx_binary
 from chorus_devstack.ports import free_port, port_accepts
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_devstack.testing import serve_app
-
-from . import manifests
 
 HOST = "chorus.example.com"
 

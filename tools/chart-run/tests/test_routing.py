@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chartrun_manifests import ingress
 
 from chorus_chartrun.routing import Backend, RoutingError, from_httproutes, from_ingresses
-
-from .manifests import ingress
 
 
 def test_each_ingress_object_keeps_its_own_annotations() -> None:
