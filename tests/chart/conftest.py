@@ -10,6 +10,7 @@ certificate checked against the run's CA), or at any host when the values give n
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -42,12 +43,24 @@ def _root_required() -> None:
 
 
 @pytest.fixture(scope="session")
-def launched() -> Iterator[dict[str, ChartRun]]:
+def runs_dir() -> Iterator[Path]:
+    """Where this session's chart-runs keep their state, removed at the end.
+
+    Not under pytest's basetemp: another pytest run on the machine prunes old basetemps,
+    which would pull the data directories from under a running release.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="chart-run-tests-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def launched(runs_dir: Path) -> Iterator[dict[str, ChartRun]]:
     """Every scenario's install, started side by side (each one mostly waits: on Postgres,
     probe periods, back-offs); each module's ``release`` waits for its own."""
     runs = {
         name: ChartRun.launch(
-            Path(tempfile.mkdtemp(prefix=f"chart-run-{name}-")),
+            runs_dir / name,
             values=[path],
             timeout=INSTALL_TIMEOUT,
         )

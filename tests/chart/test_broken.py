@@ -9,7 +9,6 @@ chart-run stops waiting as soon as none of them can recover and reports all thre
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,9 +25,9 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def broken_chart() -> Path:
+def broken_chart(runs_dir: Path) -> Path:
     """A copy of the chart with three mistakes."""
-    copy = Path(tempfile.mkdtemp(prefix="chart-broken-")) / "chorus"
+    copy = runs_dir / "broken-chart" / "chorus"
     shutil.copytree(CHART, copy)
     templates = copy / "templates"
     # 1. The worker reads its gateway key from a key the Secret does not have.
@@ -57,8 +56,8 @@ def broken_chart() -> Path:
     return copy
 
 
-def test_each_broken_workload_is_named_with_its_cause(broken_chart: Path) -> None:
-    state = Path(tempfile.mkdtemp(prefix="chart-run-broken-"))
+def test_each_broken_workload_is_named_with_its_cause(broken_chart: Path, runs_dir: Path) -> None:
+    state = runs_dir / "broken"
     with pytest.raises(ChartRunError) as failure:
         ChartRun.launch(
             state, chart=broken_chart, values=[SCENARIOS["default"]], timeout=150

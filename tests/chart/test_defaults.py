@@ -7,7 +7,6 @@ user's first install: the gateway starts serving no model, and ``helm test`` pas
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from pathlib import Path
 
 from chorus_chartrun.runner import ChartRun
@@ -15,8 +14,8 @@ from chorus_e2e.accounts import sign_up
 from chorus_e2e.endpoint import Endpoint
 
 
-async def test_the_chart_defaults_alone_install_and_pass_helm_test() -> None:
-    state = Path(tempfile.mkdtemp(prefix="chart-run-bare-"))
+async def test_the_chart_defaults_alone_install_and_pass_helm_test(runs_dir: Path) -> None:
+    state = runs_dir / "defaults"
     run = await asyncio.to_thread(ChartRun.launch(state, extra=["--no-site-values"]).wait)
     try:
         status = run.status()

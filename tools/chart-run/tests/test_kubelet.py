@@ -18,8 +18,8 @@ CHART = Path(__file__).parent / "charts" / "echo"
 
 
 @pytest.fixture(scope="module")
-def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRun]:
-    run = ChartRun.launch(tmp_path_factory.mktemp("echo"), chart=CHART, grace=None).wait()
+def echo(runs_dir: Path) -> Iterator[ChartRun]:
+    run = ChartRun.launch(runs_dir / "echo", chart=CHART, grace=None).wait()
     try:
         yield run
     finally:
@@ -68,14 +68,15 @@ def test_a_failing_liveness_probe_restarts_the_container(echo: ChartRun) -> None
 
 
 def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_at_the_grace_period(
-    tmp_path: Path,
+    runs_dir: Path,
 ) -> None:
+    state = runs_dir / "deletion"
     replicas = ["--set-json", '{"replicas": 1}']
-    run = ChartRun.launch(tmp_path, chart=CHART, grace=None, extra=replicas).wait()
+    run = ChartRun.launch(state, chart=CHART, grace=None, extra=replicas).wait()
     [pod] = run.pods("echo-")
     stopped = time.time()
     assert run.stop() == 0
-    shared = next((tmp_path / "run" / "pods" / pod / "volumes").glob("shared"))
+    shared = next((state / "run" / "pods" / pod / "volumes").glob("shared"))
     pre_stop = float((shared / f"{pod}.prestop").read_text().split()[0])
     term = float((shared / f"{pod}.term").read_text().split()[0])
     last_alive = float((shared / f"{pod}.alive").read_text().split()[-1])
@@ -87,8 +88,9 @@ def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_at_the_grace_period(
     assert 2.0 <= last_alive - stopped <= 4.5
 
 
-def test_a_killed_chart_run_leaves_no_process_behind(tmp_path: Path) -> None:
-    run = ChartRun.launch(tmp_path, chart=CHART, extra=["--set-json", '{"replicas": 1}']).wait()
+def test_a_killed_chart_run_leaves_no_process_behind(runs_dir: Path) -> None:
+    replicas = ["--set-json", '{"replicas": 1}']
+    run = ChartRun.launch(runs_dir / "killed", chart=CHART, extra=replicas).wait()
     pods = run.status()["pods"]
     pids = [p["sandbox_pid"] for p in pods] + [c["pid"] for p in pods for c in p["containers"]]
     assert all(pids)
