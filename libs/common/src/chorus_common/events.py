@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from chorus_common.settings import EventHistorySettings
 
 __all__ = [
+    "PUBLISH_LUA_FUNCTION",
     "Envelope",
     "EventBus",
     "History",
@@ -59,19 +60,29 @@ _ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _USER_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 
+#: Lua defining ``publish(stream, epoch, pubsub, body, maxlen, ttl)`` → the new stream id:
+#: the durable publish, for any script that must change state of its own and publish in the
+#: same atomic step (presence publishes ``join``/``leave`` with the count it just computed).
+#: ``stream`` and ``epoch`` must be among the script's KEYS (:meth:`EventBus.keys`).
+PUBLISH_LUA_FUNCTION: Final = """
+local function publish(stream, epoch, pubsub, body, maxlen, ttl)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
+  redis.call('SET', epoch, id, 'NX')
+  if ttl > 0 then
+    redis.call('EXPIRE', stream, ttl)
+    redis.call('EXPIRE', epoch, ttl)
+  end
+  redis.call('PUBLISH', pubsub, '{"id":"' .. id .. '",' .. string.sub(body, 2))
+  return id
+end
+"""
+
 # KEYS: stream, epoch. ARGV: pub/sub channel, body (a JSON object without "id"),
 # approximate max length, ttl seconds (0 = none). Returns the new stream id.
-_PUBLISH_LUA = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
-redis.call('SET', KEYS[2], id, 'NX')
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-redis.call('PUBLISH', ARGV[1], '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2))
-return id
-"""
+_PUBLISH_LUA = (
+    PUBLISH_LUA_FUNCTION
+    + "return publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))\n"
+)
 
 
 class InvalidChannelError(ValueError):
@@ -208,13 +219,36 @@ class EventBus:
             {"channel": channel, "type": type_, "data": data, "ts": utc_timestamp(), "from": sender}
         )
 
+    @staticmethod
+    def keys(channel: str) -> list[str]:
+        """The keys a script passes to ``publish`` (:data:`PUBLISH_LUA_FUNCTION`), in order."""
+        return [stream_key(channel), EPOCH_PREFIX + channel]
+
+    @staticmethod
+    def encode_around(
+        channel: str, type_: str, data: dict[str, Any], *, sender: str, blank: str
+    ) -> tuple[bytes, bytes]:
+        """The envelope without its id, split where the integer ``data[blank]`` goes.
+
+        A script publishing a number it computes itself joins ``head .. n .. tail``. The
+        blank comes first in ``data``, so ``"data":{"<blank>":`` occurs once: a string
+        value cannot hold an unescaped quote.
+        """
+        body = EventBus.encode(channel, type_, {blank: 0, **data}, sender)
+        marker = b'"data":{' + orjson.dumps(blank) + b":"
+        head, found, tail = body.partition(marker + b"0")
+        if not found:
+            msg = f"data[{blank!r}] did not encode as the integer blank"
+            raise ValueError(msg)
+        return head + marker, tail
+
     async def publish(
         self, channel: str, type_: str, data: dict[str, Any], *, sender: str
     ) -> Published:
         """Append to the channel's history and deliver live, atomically; returns the id."""
         body = self.encode(channel, type_, data, sender)
         raw_id = await self._publish(
-            keys=[stream_key(channel), EPOCH_PREFIX + channel],
+            keys=self.keys(channel),
             args=[pubsub_channel(channel), body, self.history_size, self.history_ttl],
         )
         entry_id = raw_id if isinstance(raw_id, bytes) else str(raw_id).encode()

@@ -118,7 +118,7 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
         redis=redis,
         bus=bus,
         hub=hub,
-        presence=Presence(redis, replica=replica, ttl=settings.presence_ttl),
+        presence=Presence(redis, bus, replica=replica, ttl=settings.presence_ttl),
         canary=Canary(
             hub=hub,
             bus=bus,

@@ -91,6 +91,40 @@ async def test_clients_on_two_replicas_share_a_room(
         assert [m["user_id"] for m in seen["members"]] == [ua]
 
 
+async def test_users_joining_at_once_on_two_replicas_get_counts_in_order(
+    pair: tuple[Replica, Replica],
+    tokens: TokenService,
+    room: str,
+    user_id: Callable[[], str],
+) -> None:
+    # Presence counts and their join/leave events are one step in Redis: whatever order
+    # twelve users land in on two replicas, a member sees the room grow 2, 3, … 13 and
+    # shrink back, one user per event.
+    one, two = pair
+    first = user_id()
+    async with RoomClient([one.url], room, tokens.issue(first)) as watcher:
+        await watcher.wait_subscribed()
+        users = [user_id() for _ in range(12)]
+        clients = [
+            RoomClient([(one, two)[n % 2].url], room, tokens.issue(user))
+            for n, user in enumerate(users)
+        ]
+        try:
+            await asyncio.gather(*(client.start() for client in clients))
+            await watcher.wait_for(lambda: len(watcher.of_type("join")) == 13)
+        finally:
+            await asyncio.gather(*(client.stop() for client in clients))
+        await watcher.wait_for(lambda: len(watcher.of_type("leave")) == 12)
+        own, *joins = watcher.of_type("join")
+        leaves = watcher.of_type("leave")
+
+    assert own["data"] == {"count": 1, "user_id": first}
+    assert [f["data"]["count"] for f in joins] == list(range(2, 14))
+    assert [f["data"]["count"] for f in leaves] == list(range(12, 0, -1))
+    assert sorted(f["data"]["user_id"] for f in joins) == sorted(users)
+    assert sorted(f["data"]["user_id"] for f in leaves) == sorted(users)
+
+
 @pytest.mark.parametrize("token", ["", "not-a-jwt", "forged"])
 async def test_missing_or_forged_token_is_closed_1008_before_joining(
     pair: tuple[Replica, Replica],

@@ -12,9 +12,11 @@ Model (all in Redis, so any replica answers the same):
 
 Fields of a replica whose key has expired are ignored and deleted by whichever script
 meets them next: a replica that dies without cleaning up drops out of presence within
-``presence_ttl`` seconds. Each change is one Lua script that updates the counter and
-returns the aggregate over live replicas, so "first connection of this user in the room"
-(→ a ``join`` event) is decided atomically across replicas.
+``presence_ttl`` seconds. Each change is one Lua script that updates the counter, takes the
+aggregate over live replicas and, when the user's first connection joined the room (or
+the last left), publishes the ``join`` (``leave``) event with that count through the
+EventBus's own publish — so the decision is atomic across replicas, and the counts of
+concurrent joins arrive in the order of their events.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from redis.asyncio import Redis
+
+from chorus_common.events import PUBLISH_LUA_FUNCTION, EventBus, pubsub_channel
 
 __all__ = ["Change", "Presence"]
 
@@ -73,17 +77,28 @@ local function aggregate(key, self_replica, prefix, with_user)
 end
 """
 
-# KEYS: presence hash. ARGV: replica, user, delta, ttl, replica key prefix.
-# Returns {this user's connections in the room, distinct members}.
+# KEYS: presence hash, the room's stream, its epoch. ARGV: replica, user, delta, ttl, replica
+# key prefix, the user's room connections that are news (1 on join, 0 on leave), then the
+# event: pub/sub channel, envelope head and tail (the member count goes between), history
+# max length, history ttl. Returns {this user's connections in the room, distinct members,
+# the event's stream id or nil}. The count and the event are one step: events of concurrent
+# joins carry counts in the order of their ids.
 _CHANGE_LUA = (
     _AGGREGATE
+    + PUBLISH_LUA_FUNCTION
     + """
 local field = ARGV[1] .. '|' .. ARGV[2]
 local n = redis.call('HINCRBY', KEYS[1], field, tonumber(ARGV[3]))
 if n <= 0 then redis.call('HDEL', KEYS[1], field) end
 local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[5], true)
 if #users > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4])) end
-return {per_user[ARGV[2]] or 0, #users}
+local mine = per_user[ARGV[2]] or 0
+local id = false
+if mine == tonumber(ARGV[6]) then
+  local body = ARGV[8] .. #users .. ARGV[9]
+  id = publish(KEYS[2], KEYS[3], ARGV[7], body, ARGV[10], tonumber(ARGV[11]))
+end
+return {mine, #users, id}
 """
 )
 
@@ -126,20 +141,26 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """The outcome of a join or leave: the user's connections left, distinct members."""
+    """The outcome of a join or leave: the user's connections left, distinct members.
+
+    ``event_id`` is the stream id of the ``join``/``leave`` event it published, or None
+    when the user's other connections kept them in (or out of) the room.
+    """
 
     user_connections: int
     members: int
+    event_id: str | None = None
 
 
 class Presence:
     """This replica's view of, and contribution to, presence and connection counts."""
 
-    def __init__(self, redis: Redis, *, replica: str, ttl: float) -> None:
+    def __init__(self, redis: Redis, bus: EventBus, *, replica: str, ttl: float) -> None:
         if "|" in replica:
             msg = "replica names cannot contain '|'"
             raise ValueError(msg)
         self.redis = redis
+        self.bus = bus
         self.replica = replica
         self.ttl = max(1, math.ceil(ttl))
         self._change = redis.register_script(_CHANGE_LUA)
@@ -154,12 +175,12 @@ class Presence:
     # -- membership --------------------------------------------------------------------------
 
     async def join(self, channel: str, user: str) -> Change:
-        """Count one more connection of ``user`` in ``channel``."""
+        """Count one more connection of ``user``; the first publishes ``join``."""
         self._rooms[channel][user] += 1
-        return await self._apply(channel, user, 1)
+        return await self._apply(channel, user, 1, "join")
 
     async def leave(self, channel: str, user: str) -> Change:
-        """Count one connection fewer."""
+        """Count one connection fewer; the last publishes ``leave``."""
         room = self._rooms.get(channel)
         if room is not None:
             room[user] -= 1
@@ -167,14 +188,30 @@ class Presence:
                 del room[user]
             if not room:
                 del self._rooms[channel]
-        return await self._apply(channel, user, -1)
+        return await self._apply(channel, user, -1, "leave")
 
-    async def _apply(self, channel: str, user: str, delta: int) -> Change:
-        raw = await self._change(
-            keys=[PRESENCE_PREFIX + channel],
-            args=[self.replica, user, delta, self.ttl, REPLICA_PREFIX],
+    async def _apply(self, channel: str, user: str, delta: int, event: str) -> Change:
+        head, tail = self.bus.encode_around(
+            channel, event, {"user_id": user}, sender=user, blank="count"
         )
-        return Change(int(raw[0]), int(raw[1]))
+        raw = await self._change(
+            keys=[PRESENCE_PREFIX + channel, *self.bus.keys(channel)],
+            args=[
+                self.replica,
+                user,
+                delta,
+                self.ttl,
+                REPLICA_PREFIX,
+                1 if delta > 0 else 0,
+                pubsub_channel(channel),
+                head,
+                tail,
+                self.bus.history_size,
+                self.bus.history_ttl,
+            ],
+        )
+        event_id = raw[2].decode() if isinstance(raw[2], bytes) else None
+        return Change(int(raw[0]), int(raw[1]), event_id)
 
     async def members(self, channel: str) -> dict[str, int]:
         """Users present in ``channel`` on any live replica, with their connection counts."""
