@@ -37,6 +37,16 @@ def dropped() -> float:
     return REGISTRY.get_sample_value("chorus_gateway_usage_records_dropped_total") or 0.0
 
 
+@contextlib.asynccontextmanager
+async def stopped(redis: RunningRedis) -> AsyncIterator[None]:
+    """Redis stopped for real (connections refused), started again on the same port after."""
+    await asyncio.to_thread(redis.stop)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(redis.start)
+
+
 @contextlib.contextmanager
 def frozen(redis: RunningRedis) -> Iterator[None]:
     """Redis stopped with SIGSTOP: connections stay open, commands get no answer."""
@@ -65,8 +75,7 @@ async def test_redis_down_is_a_503_for_every_caller_and_no_provider_is_called(
     service = {"authorization": f"Bearer {WORKER_KEY}"}
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
         assert (await http.get("/readyz")).status_code == 200
-        await asyncio.to_thread(private_redis.stop)
-        try:
+        async with stopped(private_redis):
             streamed = await http.post(
                 "/v1/chat/completions",
                 json=chat("[mock tag=down-user]", stream=True),
@@ -79,8 +88,6 @@ async def test_redis_down_is_a_503_for_every_caller_and_no_provider_is_called(
                 "/chat/stream", json={"content": "[mock tag=down-play]"}, headers=user
             )
             ready = await http.get("/readyz")
-        finally:
-            await asyncio.to_thread(private_redis.start)
         again = await http.post("/v1/chat/completions", json=chat("back"), headers=service)
 
     for response in (streamed, whole):  # OpenAI's shape under /v1
@@ -113,8 +120,7 @@ async def test_redis_down_after_the_subject_had_headroom_cancels_the_upstream_re
             "/v1/chat/completions", json=chat("warm", stream=True), headers=user
         )
         assert first.status_code == 200
-        await asyncio.to_thread(private_redis.stop)
-        try:
+        async with stopped(private_redis):
             refused = await http.post(
                 "/v1/chat/completions",
                 json=chat("[mock ttft_ms=3000 tag=headroom]", stream=True),
@@ -124,8 +130,6 @@ async def test_redis_down_after_the_subject_had_headroom_cancels_the_upstream_re
             async with asyncio.timeout(20):
                 while dropped() < before + 1:
                     await asyncio.sleep(0.05)
-        finally:
-            await asyncio.to_thread(private_redis.start)
 
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"]["code"] == "service_unavailable"
