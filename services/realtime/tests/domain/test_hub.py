@@ -13,7 +13,7 @@ from chorus_common.events import EventBus, pubsub_channel, room_channel
 from chorus_common.redis_client import create_redis
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
-from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.hub import Batch, Hub
 
 
 class Collector:
@@ -23,9 +23,10 @@ class Collector:
         self.frames: list[OutFrame] = []
         self.changed = asyncio.Event()
 
-    def deliver(self, frame: OutFrame) -> None:
-        self.frames.append(frame)
+    def deliver(self, batch: Batch) -> bool:
+        self.frames.extend(batch.frames)
         self.changed.set()
+        return False
 
     def texts(self) -> list[str]:
         return [orjson.loads(f.text)["data"]["message"] for f in self.frames]

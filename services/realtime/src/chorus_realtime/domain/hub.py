@@ -5,8 +5,10 @@
   confirmed the *latest* SUBSCRIBE for the channel (a subscribe racing an unsubscribe
   counts acknowledgements), so a caller that reads history afterwards cannot miss an
   event between the two.
-- Each published envelope is parsed once (:class:`OutFrame`) and the same frame object is
-  appended to every subscriber's send queue from ``data_received``.
+- Each published envelope is parsed once (:class:`OutFrame`), and the events of one read
+  from Redis go to each subscriber together, from ``data_received``: a run of events of
+  one channel is handed to every sink with its WebSocket bytes joined once, so one event
+  costs each client socket one write, and a burst costs it one write too.
 - When the connection is lost, or the canary says it went deaf, the hub rebuilds it with
   backoff, resubscribes every channel and, per channel, replays from the stream what was
   published while it was not listening (live events for that channel are held meanwhile
@@ -24,21 +26,51 @@ from typing import Protocol
 
 from chorus_common.events import EventBus, parse_stream_id, pubsub_channel
 from chorus_realtime.domain.frames import OutFrame
-from chorus_realtime.metrics import CHANNELS, PUBSUB_RECONNECTS
+from chorus_realtime.metrics import CHANNELS, DELIVERIES, PUBSUB_RECONNECTS
 from chorus_realtime.transport.pubsub import PubSubConnection, RedisAddress, open_pubsub
 
-__all__ = ["Hub", "HubUnavailableError", "Sink"]
+__all__ = ["Batch", "Hub", "HubUnavailableError", "Sink"]
 
 logger = logging.getLogger("chorus.realtime.hub")
 
 _PREFIX = pubsub_channel("").encode()
 
 
+class Batch:
+    """Events of one channel from one read of Redis, in order, as every sink gets them."""
+
+    __slots__ = ("channel", "first_key", "frames", "last_id", "last_key", "wire")
+
+    def __init__(self, channel: str, frames: list[OutFrame]) -> None:
+        self.channel = channel
+        self.frames = frames
+        #: The frames as WebSocket frames, joined: built once, written to every socket.
+        self.wire = (
+            frames[0].websocket()
+            if len(frames) == 1
+            else b"".join([frame.websocket() for frame in frames])
+        )
+        #: The first and last stream ids (keys ascend: the hub dropped what it had sent).
+        self.first_key: tuple[int, int] | None = None
+        self.last_key: tuple[int, int] | None = None
+        self.last_id: str | None = None
+        for frame in frames:
+            if frame.key is not None:
+                if self.first_key is None:
+                    self.first_key = frame.key
+                self.last_key, self.last_id = frame.key, frame.id
+
+
 class Sink(Protocol):
     """A local subscriber: receives frames synchronously and must never block."""
 
-    def deliver(self, frame: OutFrame) -> None:
-        """Take ``frame`` (queue it); called from the pub/sub reader."""
+    def deliver(self, batch: Batch) -> bool:
+        """Take ``batch``; called from the pub/sub reader.
+
+        True when all of its frames were written to the client at once (the hub counts
+        those deliveries); False when the sink queued them, or skipped some, and counts
+        what it writes itself.
+        """
 
 
 class HubUnavailableError(RuntimeError):
@@ -230,36 +262,64 @@ class Hub:
         else:
             self._wake(channel)
 
-    def _on_message(self, raw: bytes, payload: bytes) -> None:
-        channel = self._name(raw)
-        targets = self._targets.get(channel)
-        if targets is None:
-            tap = self._taps.get(channel)
-            if tap is not None:
-                tap(payload)
-            return
-        try:
-            frame = OutFrame.event(payload)
-        except ValueError:
-            logger.warning("dropping a malformed event on %s", channel)
-            return
-        held = self._held.get(channel)
-        if held is not None:
-            held.append(frame)
-            return
-        self._dispatch(channel, frame, targets)
+    def _on_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """The messages of one read, in order: each run of one channel's events goes out at once."""
+        run: list[OutFrame] = []
+        run_channel = ""
+        last, last_text = self._last, self._last_text
+        for raw, payload in messages:
+            channel = self._name(raw)
+            if channel not in self._targets:
+                tap = self._taps.get(channel)
+                if tap is not None:
+                    tap(payload)
+                continue
+            try:
+                frame = OutFrame.event(payload)
+            except ValueError:
+                logger.warning("dropping a malformed event on %s", channel)
+                continue
+            held = self._held.get(channel)
+            if held is not None:
+                held.append(frame)
+                continue
+            key = frame.key
+            if key is not None:  # _fresh, inlined: this runs once per event
+                previous = last.get(channel)
+                if previous is not None and key <= previous:
+                    continue
+                last[channel] = key
+                last_text[channel] = frame.id  # type: ignore[assignment]
+            if channel != run_channel and run:
+                self._fanout(Batch(run_channel, run), self._targets[run_channel])
+                run = []
+            run_channel = channel
+            run.append(frame)
+        if run:
+            self._fanout(Batch(run_channel, run), self._targets[run_channel])
 
-    def _dispatch(self, channel: str, frame: OutFrame, targets: tuple[Sink, ...]) -> None:
+    def _fresh(self, channel: str, frame: OutFrame) -> bool:
+        """True (and the channel's position moved) unless ``frame`` was dispatched already."""
         key = frame.key
-        if key is not None:
-            last = self._last.get(channel)
-            if last is not None and key <= last:
-                return
-            self._last[channel] = key
-            assert frame.id is not None
-            self._last_text[channel] = frame.id
+        if key is None:
+            return True
+        previous = self._last.get(channel)
+        if previous is not None and key <= previous:
+            return False
+        self._last[channel] = key
+        assert frame.id is not None
+        self._last_text[channel] = frame.id
+        return True
+
+    @staticmethod
+    def _fanout(batch: Batch, targets: tuple[Sink, ...]) -> None:
+        """Hand ``batch`` to every sink; count the sockets it was written to at once."""
+        written = 0
         for sink in targets:
-            sink.deliver(frame)
+            if sink.deliver(batch):
+                written += 1
+        if written:
+            DELIVERIES.delivered([frame.published_at for frame in batch.frames], written)
 
     # -- the connection supervisor -----------------------------------------------------------
 
@@ -279,7 +339,7 @@ class Hub:
             self._address,
             client_name=self._client_name,
             connect_timeout=self._connect_timeout,
-            on_message=self._on_message,
+            on_messages=self._on_messages,
             on_ack=self._on_ack,
             on_lost=lambda exc: self._on_lost(generation, exc),
         )
@@ -329,6 +389,7 @@ class Hub:
         held = self._held.pop(channel, [])
         targets = self._targets.get(channel)
         if targets is not None:
-            for frame in (*replayed, *held):
-                self._dispatch(channel, frame, targets)
+            fresh = [frame for frame in (*replayed, *held) if self._fresh(channel, frame)]
+            if fresh:
+                self._fanout(Batch(channel, fresh), targets)
         self._wake(channel)
