@@ -195,6 +195,11 @@ class Connection:
             return False
         return True
 
+    def interrupted(self) -> None:
+        """The hub lost events of a channel of ours (a pub/sub reconnect whose gap it could
+        not replay): close, so that the client resumes from its own last id (1013)."""
+        self.close(CloseCode.TRY_AGAIN, "events missed while resubscribing; resume")
+
     def send(self, frame: OutFrame) -> None:
         """Queue a reply to this client (control frames, errors), outside the bounds."""
         self.outbox.put_unbounded(frame)

@@ -12,7 +12,12 @@
 - When the connection is lost, or the canary says it went deaf, the hub rebuilds it with
   backoff, resubscribes every channel and, per channel, replays from the stream what was
   published while it was not listening (live events for that channel are held meanwhile
-  and de-duplicated by stream id) — subscribers see no gap, no duplicate.
+  and de-duplicated by stream id) — subscribers see no gap, no duplicate. Replays run a
+  few at a time (a replica with thousands of channels would otherwise exhaust its Redis
+  pool at once) and are retried; a gap that cannot be replayed whole (Redis keeps failing,
+  or it is longer than ``replay_limit`` or left history) interrupts the channel's
+  subscribers instead, so that they resume from their own position rather than miss
+  events silently.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ __all__ = ["Batch", "Hub", "HubUnavailableError", "Sink"]
 logger = logging.getLogger("chorus.realtime.hub")
 
 _PREFIX = pubsub_channel("").encode()
+#: Gap replays after a rebuild that run at once (each is one history read from Redis).
+REPLAY_CONCURRENCY = 8
+#: Attempts at one gap replay (with backoff) before its subscribers are interrupted.
+REPLAY_ATTEMPTS = 5
 
 
 class Batch:
@@ -71,6 +80,9 @@ class Sink(Protocol):
         those deliveries); False when the sink queued them, or skipped some, and counts
         what it writes itself.
         """
+
+    def interrupted(self) -> None:
+        """Events of one of the sink's channels were lost in a reconnect (see the module)."""
 
 
 class HubUnavailableError(RuntimeError):
@@ -116,6 +128,9 @@ class Hub:
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._replays = asyncio.Semaphore(REPLAY_CONCURRENCY)
+        #: Messages received on the pub/sub connections so far (the canary's sign of life).
+        self.received = 0
         self._generation = 0
         self._rebuild_reason = "error"
         self.rebuilds = 0
@@ -149,6 +164,11 @@ class Hub:
         if self._conn is None or not self._conn.open:
             return False
         return all(ch in self._confirmed for ch in (*self._sinks, *self._taps))
+
+    @property
+    def generation(self) -> int:
+        """Counts the pub/sub connections made: it changes when the connection is replaced."""
+        return self._generation
 
     @property
     def channel_count(self) -> int:
@@ -264,6 +284,7 @@ class Hub:
 
     def _on_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
         """The messages of one read, in order: each run of one channel's events goes out at once."""
+        self.received += len(messages)
         run: list[OutFrame] = []
         run_channel = ""
         last, last_text = self._last, self._last_text
@@ -378,18 +399,44 @@ class Hub:
 
     async def _replay_gap(self, channel: str) -> None:
         """After a rebuild: deliver what ``channel`` got while unheard, then the held frames."""
-        since = self._last_text.get(channel)
-        replayed: list[OutFrame] = []
-        try:
-            if since is not None:
-                history = await self.bus.history(channel, since, limit=self._replay_limit)
-                replayed = [OutFrame.event(e) for e in history.events]
-        except Exception:
-            logger.exception("could not replay the gap of %s", channel)
+        replayed = await self._read_gap(channel, self._last_text.get(channel))
         held = self._held.pop(channel, [])
         targets = self._targets.get(channel)
         if targets is not None:
-            fresh = [frame for frame in (*replayed, *held) if self._fresh(channel, frame)]
-            if fresh:
-                self._fanout(Batch(channel, fresh), targets)
+            if replayed is None:
+                for sink in targets:
+                    sink.interrupted()
+            else:
+                fresh = [frame for frame in (*replayed, *held) if self._fresh(channel, frame)]
+                if fresh:
+                    self._fanout(Batch(channel, fresh), targets)
         self._wake(channel)
+
+    async def _read_gap(self, channel: str, since: str | None) -> list[OutFrame] | None:
+        """The events published after ``since``; None when they cannot all be had."""
+        if since is None:
+            return []
+        delay = 0.05
+        for attempt in range(1, REPLAY_ATTEMPTS + 1):
+            try:
+                async with self._replays:
+                    history = await self.bus.history(channel, since, limit=self._replay_limit)
+            except Exception as exc:
+                if attempt == REPLAY_ATTEMPTS:
+                    logger.error(
+                        "could not replay the gap of %s (%s); its subscribers resume themselves",
+                        channel,
+                        exc,
+                    )
+                    return None
+                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311
+                delay = min(delay * 2, 2.0)
+                continue
+            if not history.recovered or history.more:
+                logger.warning(
+                    "the gap of %s is not all in history; its subscribers resume themselves",
+                    channel,
+                )
+                return None
+            return [OutFrame.event(event) for event in history.events]
+        return None
