@@ -65,13 +65,15 @@ lint: venv ## Lint (ruff) and type-check (mypy --strict on libs, services, tools
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs/common/src libs/schema/src services/api/src services/realtime/src services/llm-gateway/src services/worker/src tools/devstack/src tools/mock-openai/src tools/bench/src bench/run.py bench/worker_jobs.py
 
-.PHONY: system-deps-up system-deps-test system-deps-unit
+.PHONY: system-deps-up system-deps-test system-deps-unit system-deps-bench
 system-deps-up:
 	@$(SYSTEM_DEPS) nginx
 system-deps-test:
 	@$(SYSTEM_DEPS) nginx prometheus chromium
 system-deps-unit:
 	@$(SYSTEM_DEPS) nginx prometheus
+system-deps-bench:
+	@$(SYSTEM_DEPS) wrk node npm
 
 ##@ Test
 
@@ -125,8 +127,10 @@ deploy-sync: venv ## Copy the dashboard and rules into the chart; regenerate the
 
 # `make bench ONLY=worker_jobs` (or ONLY=api_users,api_dashboard) runs a subset;
 # BENCH_ARGS passes more options to bench/run.py (--timeout SECONDS, --render-only).
+# It bootstraps itself like `make test`: the venv, wrk and Node (apt, as root on Debian);
+# Redis is the devstack's, and each peer is installed into bench/.venvs/ on first use.
 ONLY ?=
 BENCH_ARGS ?=
 .PHONY: bench
-bench: venv ## Benchmarks against peers, side by side (ONLY=name): bench/results/latest.md + plots
-	$(PY) bench/run.py $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)
+bench: venv system-deps-bench ## Benchmarks against peers, side by side (ONLY=name): bench/results/latest.md + plots
+	UV="$(UV)" $(PY) bench/run.py $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)

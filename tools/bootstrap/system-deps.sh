@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the system programs Chorus runs against, when they are missing.
-#   system-deps.sh nginx [prometheus] [chromium] [wrk]
+#   system-deps.sh nginx [prometheus] [chromium] [wrk] [node] [npm]
 # Uses apt-get when running as root on Debian/Ubuntu; otherwise says what is missing and
 # carries on (the devstack runs without nginx; tests that need a program fail naming it).
 set -euo pipefail
 
-declare -A PACKAGE=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [wrk]=wrk [redis-server]=redis-server)
-declare -A BINARY=([nginx]=/usr/sbin/nginx [prometheus]=/usr/bin/prometheus [promtool]=/usr/bin/promtool [chromium]=/usr/bin/chromium [wrk]=/usr/bin/wrk [redis-server]=/usr/bin/redis-server)
+declare -A PACKAGE=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [wrk]=wrk [redis-server]=redis-server [node]=nodejs [npm]=npm)
+declare -A BINARY=([nginx]=/usr/sbin/nginx [prometheus]=/usr/bin/prometheus [promtool]=/usr/bin/promtool [chromium]=/usr/bin/chromium [wrk]=/usr/bin/wrk [redis-server]=/usr/bin/redis-server [node]=/usr/bin/node [npm]=/usr/bin/npm)
 
 missing=()
 for program in "$@"; do
