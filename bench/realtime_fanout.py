@@ -1,11 +1,11 @@
-"""Fan-out benchmark: Chorus realtime against python-socketio and the seed's ConnectionManager.
+"""Fan-out benchmark: Chorus realtime against python-socketio and a plain ConnectionManager.
 
 One run, same machine, same load generator (``peers/wsload.py``, a lean uvloop client in
 its own process), every figure repeated ``--runs`` times and reported as the median with
 the spread (min-max):
 
 1. 1 room x SUBSCRIBERS subscribers — over 2 Chorus replicas, over 2 python-socketio
-   processes (AsyncRedisManager), and on the seed's single process — then bursts of
+   processes (AsyncRedisManager), and on an in-process ConnectionManager — then bursts of
    messages published as fast as the publisher can: deliveries/s (wall clock) and
    deliveries per server CPU-second ("per core"). python-socketio delivers ~40x slower, so
    its bursts are shorter (``--socketio-burst``) to take about as long.
@@ -57,11 +57,11 @@ from realtime_support import (
     SETTLE_S,
     ChorusPublisher,
     Load,
+    ManagerPublisher,
     PipePublisher,
     Procs,
     Profiler,
     Publisher,
-    SeedPublisher,
     ServerLatency,
     Split,
     chorus_targets,
@@ -460,22 +460,27 @@ async def bench_socketio(
         )
 
 
-async def bench_seed(args: argparse.Namespace, split: Split, work: Path) -> dict[str, Any]:
+async def bench_manager(args: argparse.Namespace, split: Split, work: Path) -> dict[str, Any]:
     n = args.subscribers
     with processes() as started:
-        port, seed = start_peer(started, split, "seed_server.py", work / "seed.log")
+        port, manager = start_peer(started, split, "manager_server.py", work / "manager.log")
         targets = [{"host": "127.0.0.1", "port": port, "path": f"/ws/{i}"} for i in range(n)]
         load = Load(
-            {"dialect": "seed", "targets": targets, "sample_every": args.sample_every},
+            {"dialect": "manager", "targets": targets, "sample_every": args.sample_every},
             started,
             split,
             notify=True,
         )
         load.ready()
-        publisher = SeedPublisher(f"ws://127.0.0.1:{port}/ws/0")
+        publisher = ManagerPublisher(f"ws://127.0.0.1:{port}/ws/0")
         await publisher.open()
         return await fanout(
-            "seed ConnectionManager", load, publisher, [seed.pid], args, burst=args.seed_burst
+            "in-process ConnectionManager",
+            load,
+            publisher,
+            [manager.pid],
+            args,
+            burst=args.manager_burst,
         )
 
 
@@ -583,14 +588,14 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     else:
         split.pin_server(redis_server.process.pid)
     redis = create_redis(redis_server.url, client_name="bench")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     peers = bool({"fanout", "window"} & set(args.only)) and "chorus" not in args.only
     try:
         if {"fanout", "chorus", "window"} & set(args.only):
             results |= await bench_chorus(args, split, redis_server, bus, work)
         if peers:
             results["socketio"] = await bench_socketio(args, split, redis_server, python, work)
-            results["seed"] = await bench_seed(args, split, work)
+            results["manager"] = await bench_manager(args, split, work)
         if "memory" in args.only:
             results["memory"] = await idle_memory(args, split, redis_server.url, python, work)
     finally:
@@ -606,7 +611,7 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
 #: The windowed figures' peers: (label, key in the results).
 WINDOW_PEERS = (
     ("python-socketio + AsyncRedisManager (2 processes)", "socketio"),
-    ("seed ConnectionManager (1 process)", "seed"),
+    ("in-process ConnectionManager (1 process)", "manager"),
 )
 
 
@@ -632,7 +637,7 @@ def window_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
         label = f"{w} message{'s' if w > 1 else ''} in flight"
         for peer, key in WINDOW_PEERS:
             theirs = (r.get(key) or {}).get("windows", {}).get(str(w))
-            is_seed = key == "seed"
+            is_manager = key == "manager"
             rate_ratio = stat_ratio(mine, theirs, "deliveries_per_s")
             cpu_ratio = stat_ratio(mine, theirs, "cpu_us_per_delivery")
             split = (
@@ -645,7 +650,7 @@ def window_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                     f"; peer {median(theirs['server_user_us_per_delivery']) or 0:.1f} us user + "
                     f"{median(theirs['server_system_us_per_delivery']) or 0:.1f} us system"
                 )
-            if is_seed:
+            if is_manager:
                 cpu_target = "<= 0.25x" if w == 1 else "(reference)"
                 cpu_met = (cpu_ratio is not None and cpu_ratio <= 0.25) if w == 1 else None
             else:
@@ -658,8 +663,8 @@ def window_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                     theirs["deliveries_per_s"] if theirs else None,
                     mine["deliveries_per_s"],
                     "deliveries/s",
-                    "(reference)" if is_seed else ">= 2x",
-                    None if is_seed else rate_ratio is not None and rate_ratio >= 2,
+                    "(reference)" if is_manager else ">= 2x",
+                    None if is_manager else rate_ratio is not None and rate_ratio >= 2,
                     note=f"the next message published the moment the last subscriber got "
                     f"one; wall clock; {runs}",
                 ),
@@ -701,12 +706,12 @@ def window_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 def contract(r: dict[str, Any]) -> dict[str, Any]:
     """The bench JSON contract: rows (figure, peer, Chorus, ratio, target, met) + samples."""
-    c, s, seed, mem = r.get("chorus"), r.get("socketio"), r.get("seed"), r.get("memory")
+    c, s, manager, mem = r.get("chorus"), r.get("socketio"), r.get("manager"), r.get("memory")
     runs = f"median (min-max) of {r['runs']} run(s)"
     subs = f"1 room x {r['subscribers']:,} subscribers"
     rows: list[dict[str, Any]] = []
     peers = [("python-socketio + AsyncRedisManager (2 processes)", s)]
-    peers.append(("seed ConnectionManager (1 process)", seed))
+    peers.append(("in-process ConnectionManager (1 process)", manager))
     bursts = c is not None and "deliveries_per_s" in c  # not with --only window
     for peer, p in peers:
         if c is None or p is None or not bursts:
@@ -802,7 +807,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
         )
     series = {
         name: system["half_samples_ms"]
-        for name, system in (("Chorus", c), ("python-socketio", s), ("seed", seed))
+        for name, system in (("Chorus", c), ("python-socketio", s), ("ConnectionManager", manager))
         if system is not None and system.get("half_samples_ms")
     }
     distributions = []
@@ -817,7 +822,11 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
     for w in r.get("windows", []):
         by_system = {
             name: system["windows"][str(w)]["samples_ms"]
-            for name, system in (("Chorus", c), ("python-socketio", s), ("seed", seed))
+            for name, system in (
+                ("Chorus", c),
+                ("python-socketio", s),
+                ("ConnectionManager", manager),
+            )
             if system is not None and str(w) in system.get("windows", {})
         }
         if by_system:
@@ -857,7 +866,7 @@ LONG = {
     "half_seconds": 4.0,
     "burst": 200,
     "socketio_burst": 200,
-    "seed_burst": 200,
+    "manager_burst": 200,
     "memory_runs": 2,
 }
 
@@ -874,7 +883,9 @@ def main() -> None:
         default=50,
         help="messages per python-socketio burst (it delivers ~40x slower: ~3 s each)",
     )
-    parser.add_argument("--seed-burst", type=int, default=100, help="messages per seed burst")
+    parser.add_argument(
+        "--manager-burst", type=int, default=100, help="messages per ConnectionManager burst"
+    )
     parser.add_argument("--half-seconds", type=float, default=2.0, help="length of a paced run")
     parser.add_argument(
         "--windows",

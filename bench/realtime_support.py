@@ -2,7 +2,7 @@
 
 ``realtime_fanout.py``, ``realtime_rooms.py`` and ``realtime_storm.py`` start Chorus
 replicas (``python -m chorus_realtime``) and their peers (``peers/``: python-socketio with
-AsyncRedisManager, the seed's in-process ConnectionManager) as processes of their own, load
+AsyncRedisManager, a plain in-process ConnectionManager) as processes of their own, load
 them with ``peers/wsload.py`` (a lean uvloop client, thousands of sockets per process) and
 publish through each system's own path. The peers live in ``bench/.venvs/realtime-peers``
 (made with uv on the first run); Redis is the devstack's (``redis-server`` on PATH, else the
@@ -63,7 +63,10 @@ class Split:
         available = sorted(os.sched_getaffinity(0))
         if server is None and load is None and len(available) < 2:
             return cls(set(available), set(available))
-        cpus = lambda s: {int(c) for c in s.split(",")}  # noqa: E731
+
+        def cpus(spec: str) -> set[int]:
+            return {int(c) for c in spec.split(",")}
+
         return cls(
             cpus(server) if server else {available[0]},
             cpus(load) if load else set(available[1:]),
@@ -76,7 +79,9 @@ class Split:
         os.sched_setaffinity(pid, self.load)
 
     def describe(self) -> str:
-        fmt = lambda s: ",".join(map(str, sorted(s)))  # noqa: E731
+        def fmt(cpus: set[int]) -> str:
+            return ",".join(map(str, sorted(cpus)))
+
         if self.server == self.load:
             return f"no pinning possible: everything shares CPU(s) {fmt(self.server)}"
         return (
@@ -364,8 +369,8 @@ class PipePublisher(Publisher):
         await self._ask(f"rate {per_second} {seconds}")
 
 
-class SeedPublisher(Publisher):
-    """A WebSocket client of the seed: whatever it sends is broadcast."""
+class ManagerPublisher(Publisher):
+    """A WebSocket client of the ConnectionManager: whatever it sends is broadcast."""
 
     def __init__(self, url: str) -> None:
         self.url, self.n, self.ws = url, 0, None

@@ -19,7 +19,7 @@ from chorus_common.redis_client import create_redis
 async def main() -> None:
     args = arguments(__doc__.split("\n")[0])
     redis = create_redis(os.environ["REDIS_URL"], client_name="bench-publisher")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
 
     async def send(room: str | None, data: dict[str, Any]) -> None:
         assert room is not None, "Chorus publishes to a room"

@@ -2,10 +2,9 @@
 
 ``create_app`` reads the provider and API-key configuration at once (a bad
 ``LLM_PROVIDERS`` stops the process before it serves); the lifespan opens what needs a
-running loop — Redis (limits and the arq queue share one pool), one ``AsyncOpenAI``
-client per provider, the lease renewer and the usage recorder — and closes them in
-reverse order. The completion endpoints are raw ASGI routes, reached through
-``routes.fast_path`` past FastAPI's layers; ``/v1/models`` is FastAPI.
+running loop (``resources``) and closes it in reverse order. The completion endpoints
+are raw ASGI routes, reached through ``transport.fast_path`` past FastAPI's layers;
+``/v1/models`` is FastAPI.
 """
 
 from __future__ import annotations
@@ -13,27 +12,20 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
-from arq.connections import ArqRedis
 from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from chorus_common.app import create_service_app
-from chorus_common.redis_client import create_redis, redis_check
+from chorus_common.redis_client import redis_check
 from chorus_common.tokens import TokenService
 from chorus_gateway import __version__
 from chorus_gateway.domain.api_keys import ApiKeys, parse_api_keys
-from chorus_gateway.domain.auth import Authenticator, Limits
-from chorus_gateway.domain.call import Accounting
-from chorus_gateway.domain.gateway import Gateway, GatewayOptions
-from chorus_gateway.domain.limits import Limiter
+from chorus_gateway.domain.auth import Limits
 from chorus_gateway.domain.providers import Catalog, load_providers, resolve_api_key
-from chorus_gateway.domain.routing import ProviderPool
-from chorus_gateway.domain.upstream import Upstream
-from chorus_gateway.domain.usage import UsageRecorder
 from chorus_gateway.metrics import declare_series
+from chorus_gateway.resources import open_resources
 from chorus_gateway.routes import models
 from chorus_gateway.routes.chat_completions import ChatCompletions
 from chorus_gateway.routes.chat_stream import ChatStream
@@ -50,63 +42,29 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     config = load_providers(settings.llm_providers)
     catalog = Catalog(config)
     declare_series(catalog.served())
-    api_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
+    service_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
     keys = {p.name: resolve_api_key(p, env) for p in config.providers}
-    authenticator = Authenticator(
-        tokens=TokenService(
-            secret=settings.jwt_secret.get_secret_value(),
-            issuer=settings.jwt_issuer,
-            ttl=timedelta(hours=1),
-        ),
-        api_keys=api_keys,
-        defaults=Limits(
-            requests_per_minute=settings.gateway_requests_per_minute,
-            tokens_per_minute=settings.gateway_tokens_per_minute,
-            concurrent_streams=settings.gateway_concurrent_streams,
-        ),
+    tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
+    defaults = Limits(
+        requests_per_minute=settings.gateway_requests_per_minute,
+        tokens_per_minute=settings.gateway_tokens_per_minute,
+        concurrent_streams=settings.gateway_concurrent_streams,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(
-            settings.redis_url,
-            client_name="chorus-gateway",
-            max_connections=settings.redis_max_connections,
-        )
-        app.state.redis = redis
-        app.state.health.add_check("redis", redis_check(redis))
-        limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
-        recorder = UsageRecorder(
-            ArqRedis(connection_pool=redis.connection_pool),
-            queue_name=settings.gateway_usage_queue,
-            buffer=settings.gateway_usage_buffer,
-        )
-        pool = ProviderPool(
-            {p.name: Upstream(p, keys[p.name]) for p in config.providers},
-            max_attempts=settings.gateway_max_attempts,
-            breaker_failures=settings.gateway_breaker_failures,
-            breaker_cooldown=settings.gateway_breaker_cooldown_seconds,
-        )
-        app.state.gateway = Gateway(
+        async with open_resources(
+            settings,
+            providers=config,
             catalog=catalog,
-            authenticator=authenticator,
-            limiter=limiter,
-            pool=pool,
-            accounting=Accounting(limiter, recorder),
-            options=GatewayOptions(
-                default_max_tokens=settings.gateway_default_max_tokens,
-                keepalive_seconds=settings.gateway_keepalive_seconds,
-            ),
-        )
-        limiter.start()
-        recorder.start()
-        try:
+            tokens=tokens,
+            service_keys=service_keys,
+            limits=defaults,
+            api_keys=keys,
+        ) as resources:
+            app.state.resources = resources
+            app.state.health.add_check("redis", redis_check(resources.redis))
             yield
-        finally:
-            await limiter.stop()
-            await recorder.stop()
-            await pool.aclose()
-            await redis.aclose()
 
     app = create_service_app(
         settings,
@@ -117,7 +75,7 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
         routers=[models.router],
     )
     install_openai_errors(app)
-    body_limit = settings.gateway_max_body_bytes
+    body_limit = settings.max_body_bytes
     completions = [
         Route(
             "/v1/chat/completions",

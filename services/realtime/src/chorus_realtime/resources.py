@@ -1,25 +1,40 @@
-"""Everything one replica runs, built once by the lifespan and reached by the routes."""
+"""Everything one replica holds open while it runs, opened and closed by the lifespan.
+
+:func:`open_resources` builds the parts — one Redis client (commands, presence, the arq
+queue), the event bus with the configured history, the hub and its pub/sub connection,
+presence, the canary, the registry of this replica's connections, the token verifier (with
+the accounts' token versions), the token watch that closes connections whose token expired
+or was revoked, and the assistant's enqueuer — starts them, and stops them in reverse
+order. Routes reach
+them through :mod:`chorus_realtime.deps` (the WebSocket endpoint, plain ASGI, from
+``scope["app"].state.resources``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from chorus_common.events import EventBus
-from chorus_common.tokens import TokenService
+from chorus_common.redis_client import create_redis
+from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
 from chorus_realtime.domain.registry import Registry
+from chorus_realtime.domain.token_watch import TokenWatch
+from chorus_realtime.settings import RealtimeSettings
 
-__all__ = ["Realtime", "replica_name"]
+__all__ = ["Resources", "open_resources", "replica_name"]
 
 logger = logging.getLogger("chorus.realtime")
 
@@ -30,7 +45,7 @@ def replica_name(instance_id: str) -> str:
 
 
 @dataclass
-class Realtime:
+class Resources:
     """The replica's parts."""
 
     redis: Redis
@@ -39,7 +54,8 @@ class Realtime:
     presence: Presence
     canary: Canary
     registry: Registry
-    tokens: TokenService
+    tokens: TokenVerifier
+    token_watch: TokenWatch
     assistant: Assistant | None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -55,15 +71,17 @@ class Realtime:
             logger.warning("%s failed: %s", task.get_name(), task.exception())
 
     async def start(self) -> None:
-        """Start the hub, presence heartbeats and the canary."""
+        """Start the hub, presence heartbeats, the canary and the token watch."""
         await self.hub.start()
         await self.presence.start()
         await self.canary.start()
+        self.token_watch.start()
 
     async def stop(self) -> None:
         """Stop in reverse order, letting background cleanups finish briefly first."""
         if self._background:
             await asyncio.wait(list(self._background), timeout=2.0)
+        await self.token_watch.stop()
         await self.canary.stop()
         await self.presence.stop()
         await self.hub.stop()
@@ -76,3 +94,53 @@ class Realtime:
         if not self.canary.healthy:
             msg = "canary did not come back"
             raise RuntimeError(msg)
+
+
+@asynccontextmanager
+async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]:
+    """Build and start the replica's parts (none needs Redis up yet); stop them on exit."""
+    replica = replica_name(settings.instance_id)
+    redis = create_redis(
+        settings.redis_url,
+        client_name=f"chorus-realtime:{replica}",
+        max_connections=settings.redis_max_connections,
+    )
+    bus = EventBus.from_settings(redis, settings)
+    hub = Hub(
+        redis_url=settings.redis_url,
+        bus=bus,
+        client_name=f"chorus-realtime-pubsub:{replica}",
+        replay_limit=settings.replay_max,
+    )
+    registry = Registry()
+    versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
+    resources = Resources(
+        redis=redis,
+        bus=bus,
+        hub=hub,
+        presence=Presence(redis, replica=replica, ttl=settings.presence_ttl),
+        canary=Canary(
+            hub=hub,
+            bus=bus,
+            instance=replica,
+            interval=settings.canary_interval,
+            timeout=settings.canary_timeout,
+        ),
+        registry=registry,
+        tokens=TokenVerifier(
+            TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer),
+            versions,
+        ),
+        token_watch=TokenWatch(registry, versions, interval=settings.token_version_cache_seconds),
+        assistant=Assistant(
+            ArqRedis(redis.connection_pool, default_queue_name=settings.arq_queue_name),
+            mention=settings.assistant_mention,
+            queue_name=settings.arq_queue_name,
+        ),
+    )
+    await resources.start()
+    try:
+        yield resources
+    finally:
+        await resources.stop()
+        await redis.aclose()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from chorus_devstack.servers import RunningPostgres
 from chorus_schema.migrate import upgrade
 from chorus_schema.models import FailedJob
 from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError, TemporaryJobError
+from chorus_worker.main import WorkerSettings
 from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.transport.policy import (
     JobSpec,
@@ -27,7 +29,7 @@ from chorus_worker.transport.policy import (
     pending_dead_letter_key,
 )
 from chorus_worker.transport.queue import create_queue_redis
-from chorus_worker.transport.worker import ChorusWorker, arq_function, worker_settings
+from chorus_worker.transport.worker import ChorusWorker
 
 from ..harness import Harness, eventually, metric
 
@@ -84,10 +86,10 @@ async def policy_worker(
     settings: WorkerServiceSettings, *, max_tries: int = 3
 ) -> AsyncIterator[ChorusWorker]:
     """A worker running only this module's jobs, under the real policy."""
-    options = worker_settings(settings)
-    options["functions"] = [arq_function(spec, settings) for spec in _specs(max_tries)]
-    options["cron_jobs"] = []
-    worker = ChorusWorker(settings, redis_pool=create_queue_redis(settings), **options)
+    declared = replace(WorkerSettings.from_settings(settings, jobs=_specs(max_tries)), cron_jobs=())
+    worker = ChorusWorker(
+        settings, redis_pool=create_queue_redis(settings), **declared.worker_arguments()
+    )
     task = asyncio.create_task(worker.async_run())
     await eventually(lambda: _alive(worker, task), what="the worker")
     try:

@@ -20,8 +20,8 @@ import orjson
 from sqlalchemy.dialects.postgresql import insert
 
 from chorus_schema.models import AnalyticsDaily, AnalyticsEvent
+from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.errors import PermanentJobError
-from chorus_worker.resources import JobContext, resources
 
 __all__ = ["MAX_PROPERTIES_BYTES", "record_analytics"]
 

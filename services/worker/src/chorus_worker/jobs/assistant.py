@@ -36,10 +36,10 @@ from chorus_common.events import (
     parse_stream_id,
     room_channel,
 )
+from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.deltas import ASSISTANT_SENDER, DeltaPublisher
 from chorus_worker.domain.errors import PermanentJobError
 from chorus_worker.metrics import ASSISTANT_REPLIES
-from chorus_worker.resources import JobContext, resources
 
 __all__ = ["answer_in_room", "done_key"]
 

@@ -39,9 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_common.events import ENTRY_FIELD, STREAM_PREFIX, parse_stream_id
 from chorus_schema.models import RoomMessage, User
+from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.locks import redis_lock
 from chorus_worker.metrics import MESSAGES_PERSISTED, PERSIST_GAPS
-from chorus_worker.resources import JobContext, resources
 
 __all__ = ["LOCK_KEY", "PERSISTED_TYPES", "persist_messages", "progress_key"]
 

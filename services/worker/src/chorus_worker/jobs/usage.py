@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from chorus_schema.models import LlmUsageDaily, LlmUsageEvent, User
+from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.errors import PermanentJobError
-from chorus_worker.resources import JobContext, resources
 
 __all__ = ["Usage", "record_llm_usage"]
 
