@@ -73,7 +73,7 @@ lint: venv ## Lint (ruff) and type-check (mypy --strict: every package, bench/, 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(MYPY_PACKAGES)
-	MYPYPATH=bench $(VENV)/bin/mypy bench
+	MYPYPATH=bench:bench/peers $(VENV)/bin/mypy bench
 	@for tests in $(MYPY_TESTS); do echo "mypy $$tests"; $(VENV)/bin/mypy $$tests || exit 1; done
 
 .PHONY: system-deps-up system-deps-test system-deps-unit system-deps-bench

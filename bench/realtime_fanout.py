@@ -494,7 +494,7 @@ async def idle_memory(
     figure fits in the default run's time.
     """
     tokens = TokenService(secret=SECRET, issuer="chorus")
-    idle = args.idle
+    idle: int = args.idle
     anywhere = Split(split.server | split.load, split.server | split.load)
 
     async def measure(
@@ -507,7 +507,7 @@ async def idle_memory(
             before = rss(server)
             load = Load({"dialect": dialect, "targets": targets(port)}, started, anywhere)
             await asyncio.to_thread(load.ready)
-            return (await settled_rss(server) - before) / idle
+            return float(await settled_rss(server) - before) / idle
 
     def chorus_server(run: int) -> Callable[[Procs], tuple[int, subprocess.Popen[bytes]]]:
         return lambda started: start_chorus(

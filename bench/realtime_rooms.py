@@ -493,7 +493,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
             c["cpu_us_per_delivery"],
             "us",
             "<= 0.5x",
-            bool(s)
+            s is not None
             and (median(c["cpu_us_per_delivery"]) or 0)
             <= 0.5 * (median(s["cpu_us_per_delivery"]) or 0),
             note=f"user + system CPU of the 2 server processes and Redis / deliveries; {runs}",

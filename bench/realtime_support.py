@@ -233,14 +233,15 @@ class Load:
 
     async def completed(self, timeout: float) -> int:
         """The number of the next message that reached every connection (``notify`` only)."""
-        if self._reader is None:
+        reader = self._reader
+        if reader is None:
             assert self._notices is not None, "a Load made without notify=True"
-            self._reader = asyncio.StreamReader()
+            reader = self._reader = asyncio.StreamReader()
             pipe = os.fdopen(self._notices, "rb", buffering=0)
             await asyncio.get_running_loop().connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(self._reader), pipe
+                lambda: asyncio.StreamReaderProtocol(reader), pipe
             )
-        line = await asyncio.wait_for(self._reader.readline(), timeout)
+        line = await asyncio.wait_for(reader.readline(), timeout)
         if not line:
             msg = f"load generator exited ({self.proc.poll()})"
             raise RuntimeError(msg)

@@ -21,11 +21,11 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 #: ``send(room or None, data)``: publish one message through the system's own path.
-Send = Callable[[str | None, dict[str, Any]], Awaitable[None]]
+Send = Callable[[str | None, dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 def arguments(description: str) -> argparse.Namespace:
@@ -56,7 +56,7 @@ async def serve(send: Send, args: argparse.Namespace) -> None:
         counters[index] += 1
         room = f"{args.prefix}{index}" if args.rooms else None
         data = {"message": "x" * 64, "n": counters[index], "t": time.time()}
-        task = asyncio.create_task(send(room, data))  # type: ignore[arg-type]
+        task = asyncio.create_task(send(room, data))
         pending.add(task)
         task.add_done_callback(pending.discard)
 

@@ -18,13 +18,13 @@ sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager, cors_allow
 app = socketio.ASGIApp(sio)
 
 
-@sio.on("join")  # type: ignore[misc]
+@sio.on("join")  # type: ignore[untyped-decorator]
 async def join(sid: str, room: str) -> str:
     await sio.enter_room(sid, room)
     return "ok"
 
 
-@sio.on("leave")  # type: ignore[misc]
+@sio.on("leave")  # type: ignore[untyped-decorator]
 async def leave(sid: str, room: str) -> str:
     await sio.leave_room(sid, room)
     return "ok"

@@ -19,6 +19,7 @@ entries and exits completed since ``start`` and any error, then stops.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import resource
 import socket
@@ -157,6 +158,11 @@ class Churner(asyncio.Protocol):
             self.last_n = n
 
 
+def _same(churner: Churner) -> Churner:
+    """The protocol factory of one already-made churner."""
+    return churner
+
+
 async def main() -> None:
     with open(sys.argv[1]) as fh:
         job = json.load(fh)
@@ -172,7 +178,7 @@ async def main() -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         await loop.sock_connect(sock, (target["host"], target["port"]))
-        await loop.create_connection(lambda churner=churner: churner, sock=sock)
+        await loop.create_connection(functools.partial(_same, churner), sock=sock)
         await asyncio.wait_for(churner.ready, 30)
         churners.append(churner)
     print(json.dumps({"ready": len(churners)}), flush=True)

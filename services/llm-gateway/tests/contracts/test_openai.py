@@ -27,4 +27,3 @@ async def test_the_client_exposes_the_headers_and_url_it_sends_with() -> None:
         assert str(client.base_url).rstrip("/") == "http://127.0.0.1:1/v1"
     finally:
         await client.close()
-

@@ -57,7 +57,7 @@ def frames(data: bytes) -> list[bytes]:
 @pytest.fixture
 async def bus(redis_url: str) -> AsyncIterator[EventBus]:
     redis = create_redis(redis_url, client_name="connection-tests")
-    yield EventBus(redis)
+    yield EventBus(redis, history_size=1000, history_ttl=86_400)
     await redis.aclose()
 
 
