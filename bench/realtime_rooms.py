@@ -437,8 +437,9 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     redis.start()
     split.pin_server(redis_pid(redis))
     try:
-        results["chorus"] = await bench_chorus(args, split, redis, work)
-        if not args.chorus_only:
+        if "chorus" in args.systems:
+            results["chorus"] = await bench_chorus(args, split, redis, work)
+        if "socketio" in args.systems:
             results["socketio"] = await bench_socketio(args, split, redis, python, work)
     finally:
         redis.stop()
@@ -453,7 +454,14 @@ PEER = "python-socketio + AsyncRedisManager (2 processes)"
 
 def contract(r: dict[str, Any]) -> dict[str, Any]:
     """The rows (figure, peer, Chorus, ratio, target, met) and the latency samples."""
-    c, s = r["chorus"], r.get("socketio")
+    c, s = r.get("chorus"), r.get("socketio")
+    if c is None:  # the peer alone (--systems socketio): nothing to compare
+        return {
+            "bench": "realtime_rooms",
+            "date": r["date"],
+            "cpu_split": r["cpu_split"],
+            "rows": [],
+        }
     shape = f"{r['rooms'] * r['members']:,} connections in {r['rooms']:,} rooms of {r['members']}"
     runs = f"median (min-max) of {r['runs']} run(s)"
     rate_ratio = (
@@ -575,7 +583,9 @@ def main() -> None:
     parser.add_argument("--churners", type=int, default=200)
     parser.add_argument("--churn-seconds", type=float, default=4.0)
     parser.add_argument("--sample-every", type=int, default=10)
-    parser.add_argument("--chorus-only", action="store_true")
+    parser.add_argument(
+        "--systems", nargs="+", choices=["chorus", "socketio"], default=["chorus", "socketio"]
+    )
     parser.add_argument("--server-cpus", help="e.g. 0 (default: the first CPU)")
     parser.add_argument("--load-cpus", help="e.g. 1 (default: the other CPUs)")
     parser.add_argument("--json-out", type=Path, help="write the bench contract JSON here")
