@@ -78,8 +78,8 @@ from realtime_support import (
     spread,
     start_chorus,
     start_peer,
-    summary,
     wait_delivered,
+    write_outputs,
 )
 
 from chorus_common.events import EventBus
@@ -955,15 +955,7 @@ def main() -> None:
     started = time.monotonic()
     results = asyncio.run(run(args, split))
     results["seconds"] = time.monotonic() - started
-    result = contract(results)
-    text = summary(result)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results | {"summary": text}, indent=1))
-    print(text)
+    write_outputs(args, contract(results), results)
     print(f"({results['seconds']:.0f} s)")
 
 

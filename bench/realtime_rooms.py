@@ -46,6 +46,7 @@ from realtime_support import (
     PEERS,
     SECRET,
     SETTLE_S,
+    Generator,
     Load,
     PipePublisher,
     Procs,
@@ -60,8 +61,8 @@ from realtime_support import (
     spread,
     start_chorus,
     start_peer,
-    summary,
     wait_delivered,
+    write_outputs,
 )
 
 from chorus_common.tokens import TokenService
@@ -88,43 +89,20 @@ def publisher(
     return PipePublisher(proc)
 
 
-class Churn:
+class Churn(Generator):
     """A ``peers/wschurn.py`` process: connected at start, churning between begin and end."""
 
     def __init__(self, job: dict[str, Any], started: Procs, split: Split, python: str) -> None:
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump(job, fh)
-        self.proc = subprocess.Popen(
-            [python, str(PEERS / "wschurn.py"), fh.name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        started.append(self.proc)
-        split.pin_load(self.proc.pid)
-
-    def _line(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            msg = f"churn generator exited ({self.proc.poll()})"
-            raise RuntimeError(msg)
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def _say(self, word: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{word}\n".encode())
-        self.proc.stdin.flush()
+        super().__init__("wschurn.py", job, started, split, python=python)
 
     def ready(self) -> int:
-        return int(self._line()["ready"])
+        return int(self.ask("")["ready"])
 
     def begin(self) -> None:
-        self._say("start")
+        self.say("start")
 
     def end(self) -> dict[str, Any]:
-        self._say("report")
-        return self._line()
+        return self.ask("report")
 
 
 # -- the phases ----------------------------------------------------------------------------------
@@ -597,14 +575,7 @@ def main() -> None:
     started = time.monotonic()
     results = asyncio.run(run(args, split))
     results["seconds_total"] = time.monotonic() - started
-    result = contract(results)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
-    print(summary(result))
+    write_outputs(args, contract(results), results)
     print(f"({results['seconds_total']:.0f} s)")
 
 

@@ -42,6 +42,7 @@ from realtime_support import (
     PEERS,
     SECRET,
     SETTLE_S,
+    Generator,
     Load,
     PipePublisher,
     Procs,
@@ -54,7 +55,7 @@ from realtime_support import (
     rss,
     settled_rss,
     start_chorus,
-    summary,
+    write_outputs,
 )
 
 from chorus_common.tokens import TokenService
@@ -64,32 +65,11 @@ from chorus_devstack.servers import RunningRedis
 REPLICA_ENV = {"MAX_CONNECTIONS_PER_USER": "100000", "LOG_LEVEL": "ERROR"}
 
 
-class Storm:
+class Storm(Generator):
     """A ``peers/wsstorm.py`` process."""
 
     def __init__(self, job: dict[str, Any], started: Procs, split: Split) -> None:
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump(job, fh)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(PEERS / "wsstorm.py"), fh.name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        started.append(self.proc)
-        split.pin_load(self.proc.pid)
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        if command:
-            self.proc.stdin.write(f"{command}\n".encode())
-            self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            msg = f"storm generator exited ({self.proc.poll()})"
-            raise RuntimeError(msg)
-        result: dict[str, Any] = json.loads(line)
-        return result
+        super().__init__("wsstorm.py", job, started, split)
 
 
 def publisher(started: Procs, split: Split, redis_url: str, *args: str) -> PipePublisher:
@@ -463,14 +443,7 @@ def main() -> None:
     started = time.monotonic()
     results = asyncio.run(run(args, split))
     results["seconds"] = time.monotonic() - started
-    result = contract(results)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
-    print(summary(result))
+    write_outputs(args, contract(results), results)
     print(f"({results['seconds']:.0f} s)")
 
 

@@ -15,6 +15,7 @@ to the others (:class:`Split`); other users of the machine are not pinned.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -186,11 +187,56 @@ def start_peer(
     return port, proc
 
 
-class Load:
-    """A wsload process (pinned to the load CPUs).
+class Generator:
+    """A load generator in a process of its own (``peers/<script>``, pinned to the load
+    CPUs): it reads its job from a JSON file, then answers each command on stdin with one
+    JSON line (the first line, ``ask("")``, says it is ready)."""
+
+    def __init__(
+        self,
+        script: str,
+        job: dict[str, Any],
+        started: Procs,
+        split: Split,
+        *,
+        python: str = sys.executable,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(job, fh)
+        self.proc = subprocess.Popen(
+            [python, str(PEERS / script), fh.name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=pass_fds,
+        )
+        started.append(self.proc)
+        split.pin_load(self.proc.pid)
+
+    def say(self, command: str) -> None:
+        """Send a command without waiting for an answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((command + "\n").encode())
+        self.proc.stdin.flush()
+
+    def ask(self, command: str) -> dict[str, Any]:
+        """Send ``command`` (unless empty) and return the next line the generator prints."""
+        assert self.proc.stdout is not None
+        if command:
+            self.say(command)
+        line = self.proc.stdout.readline()
+        if not line:
+            msg = f"load generator {self.proc.args!r} exited ({self.proc.poll()})"
+            raise RuntimeError(msg)
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+
+class Load(Generator):
+    """A ``peers/wsload.py`` process.
 
     With ``notify``, the generator reports each message that reached every connection on a
-    pipe of its own (:meth:`completed`), for windowed publishing (:func:`windowed`).
+    pipe of its own (:meth:`completed`), for windowed publishing.
     """
 
     def __init__(
@@ -202,31 +248,10 @@ class Load:
         if notify:
             self._notices, write_end = os.pipe()
             job = {**job, "notify_fd": write_end}
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump(job, fh)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(PEERS / "wsload.py"), fh.name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            pass_fds=() if write_end is None else (write_end,),
-        )
+        fds = () if write_end is None else (write_end,)
+        super().__init__("wsload.py", job, started, split, pass_fds=fds)
         if write_end is not None:
             os.close(write_end)
-        started.append(self.proc)
-        split.pin_load(self.proc.pid)
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        if command:
-            self.proc.stdin.write((command + "\n").encode())
-            self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            msg = f"load generator exited ({self.proc.poll()})"
-            raise RuntimeError(msg)
-        result: dict[str, Any] = json.loads(line)
-        return result
 
     def ready(self) -> int:
         return int(self.ask("")["ready"])
@@ -537,6 +562,17 @@ def row(
         "met": met,
         "note": note,
     }
+
+
+def write_outputs(args: argparse.Namespace, result: dict[str, Any], raw: dict[str, Any]) -> None:
+    """``--json-out`` (the contract) and ``--out`` (every raw measurement), then the table."""
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(raw, indent=1))
+    print(summary(result))
 
 
 def number(value: float | None, unit: str) -> str:

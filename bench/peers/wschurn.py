@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from wsload import _mask, _request, loads
+from wsload import _mask, _request, loads, next_frame
 
 
 class Churner(asyncio.Protocol):
@@ -101,28 +101,15 @@ class Churner(asyncio.Protocol):
             self.upgraded = True
             if self.dialect == "chorus":
                 self.ready.set_result(None)
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            length, start = buf[pos + 1] & 0x7F, pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
-            end = start + length
-            if end > size:
-                break
-            opcode = buf[pos] & 0x0F
-            pos = end
+        pos = 0
+        while (frame := next_frame(buf, pos)) is not None:
+            opcode, start, pos = frame
             if opcode == 0x1:
-                self.on_text(bytes(buf[start:end]))
+                self.on_text(bytes(buf[start:pos]))
             elif opcode == 0x9:
-                self.transport.write(_mask(bytes(buf[start:end]), 0xA))  # type: ignore[union-attr]
+                self.transport.write(_mask(bytes(buf[start:pos]), 0xA))  # type: ignore[union-attr]
             elif opcode == 0x8:
-                self.errors.append(f"closed: {bytes(buf[start:end])[2:].decode(errors='replace')}")
+                self.errors.append(f"closed: {bytes(buf[start:pos])[2:].decode(errors='replace')}")
                 self.transport.close()  # type: ignore[union-attr]
                 return
         del buf[:pos]

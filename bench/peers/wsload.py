@@ -102,6 +102,30 @@ class Stats:
 STATS = Stats()
 
 
+def next_frame(buf: bytearray, pos: int) -> tuple[int, int, int] | None:
+    """The server frame at ``buf[pos:]`` as (opcode, payload start, payload end), or None
+    while it is incomplete (server frames are unmasked: RFC 6455 5.2)."""
+    size = len(buf)
+    if size - pos < 2:
+        return None
+    length = buf[pos + 1] & 0x7F
+    start = pos + 2
+    if length == 126:
+        if size - pos < 4:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        start = pos + 4
+    elif length == 127:
+        if size - pos < 10:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        start = pos + 10
+    end = start + length
+    if end > size:
+        return None
+    return buf[pos] & 0x0F, start, end
+
+
 def _mask(payload: bytes, opcode: int = 0x1) -> bytes:
     key = os.urandom(4)
     n = len(payload)
@@ -178,32 +202,16 @@ class Client(asyncio.Protocol):
             if self.dialect != "socketio":
                 self.ready.set_result(None)
         now = time.time()
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                start = pos + 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                start = pos + 10
-            end = start + length
-            if end > size:
-                break
-            opcode = buf[pos] & 0x0F
-            pos = end
+        pos = 0
+        while (frame := next_frame(buf, pos)) is not None:
+            opcode, start, pos = frame
             if opcode == 0x1:
-                self.on_text(buf, start, end, now)
+                self.on_text(buf, start, pos, now)
             elif opcode == 0x8:
                 self.transport.close()  # type: ignore[union-attr]
                 return
             elif opcode == 0x9:  # answer protocol pings, or the server drops us after a while
-                self.transport.write(_mask(bytes(buf[start:end]), 0xA))  # type: ignore[union-attr]
+                self.transport.write(_mask(bytes(buf[start:pos]), 0xA))  # type: ignore[union-attr]
         del buf[:pos]
 
     def on_text(self, buf: bytearray, start: int, end: int, now: float) -> None:

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from wsload import _mask, _request, loads
+from wsload import _mask, _request, loads, next_frame
 
 from chorus_client import Backoff
 
@@ -160,28 +160,15 @@ class Connection(asyncio.Protocol):
             self.upgraded = True
             STATS.connected += 1
             self.client.backoff.reset()
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            length, start = buf[pos + 1] & 0x7F, pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
-            end = start + length
-            if end > size:
-                break
-            opcode = buf[pos] & 0x0F
-            pos = end
+        pos = 0
+        while (frame := next_frame(buf, pos)) is not None:
+            opcode, start, pos = frame
             if opcode == 0x1:
-                self.on_text(bytes(buf[start:end]))
+                self.on_text(bytes(buf[start:pos]))
             elif opcode == 0x9:
-                self.transport.write(_mask(bytes(buf[start:end]), 0xA))  # type: ignore[union-attr]
+                self.transport.write(_mask(bytes(buf[start:pos]), 0xA))  # type: ignore[union-attr]
             elif opcode == 0x8:
-                payload = bytes(buf[start:end])
+                payload = bytes(buf[start:pos])
                 if len(payload) >= 2:
                     self.close_code = str(int.from_bytes(payload[:2], "big"))
                 self.transport.close()  # type: ignore[union-attr]

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 
 from chorus_common.events import EventBus, pubsub_channel, room_channel
-from chorus_common.redis_client import create_redis
 from chorus_realtime.domain.connection import Connection
 from chorus_realtime.domain.hub import Batch, Hub
 from chorus_realtime.metrics import DELIVERIES
@@ -52,21 +49,6 @@ def frames(data: bytes) -> list[bytes]:
         out.append(data[pos : pos + length])
         pos += length
     return out
-
-
-@pytest.fixture
-async def bus(redis_url: str) -> AsyncIterator[EventBus]:
-    redis = create_redis(redis_url, client_name="connection-tests")
-    yield EventBus(redis, history_size=1000, history_ttl=86_400)
-    await redis.aclose()
-
-
-@pytest.fixture
-async def hub(redis_url: str, bus: EventBus) -> AsyncIterator[Hub]:
-    hub = Hub(redis_url=redis_url, bus=bus, client_name="connection-test")
-    await hub.start()
-    yield hub
-    await hub.stop()
 
 
 def connection(hub: Hub, bus: EventBus, socket: Socket | None) -> Connection:

@@ -6,13 +6,10 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 
 from chorus_common.events import EventBus, pubsub_channel, room_channel
-from chorus_common.redis_client import create_redis
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
 from chorus_realtime.domain.hub import Batch, Hub
@@ -47,21 +44,6 @@ class Collector:
             while len(self.frames) < count:
                 self.changed.clear()
                 await self.changed.wait()
-
-
-@pytest.fixture
-async def bus(redis_url: str) -> AsyncIterator[EventBus]:
-    redis = create_redis(redis_url, client_name="hub-tests")
-    yield EventBus(redis, history_size=1000, history_ttl=86_400)
-    await redis.aclose()
-
-
-@pytest.fixture
-async def hub(redis_url: str, bus: EventBus) -> AsyncIterator[Hub]:
-    hub = Hub(redis_url=redis_url, bus=bus, client_name="hub-test")
-    await hub.start()
-    yield hub
-    await hub.stop()
 
 
 def _channel() -> str:
