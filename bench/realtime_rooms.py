@@ -111,20 +111,23 @@ class Churn(Generator):
 async def saturate(
     load: Load, pub: PipePublisher, burst: int, members: int, pids: list[int]
 ) -> dict[str, Any]:
-    """One burst of ``burst`` messages over the rooms; its deliveries/s and CPU/delivery."""
+    """One burst of ``burst`` messages over the rooms; its deliveries/s and CPU/delivery
+    (``pids``: the servers, Redis last)."""
     await asyncio.sleep(SETTLE_S)
     load.ask("report")
-    cpu0 = cpu_seconds(pids)
+    cpu0, redis0 = cpu_seconds(pids), cpu_seconds(pids[-1:])
     await pub.burst(burst)
     await wait_delivered(load, burst * members)
-    cpu1 = cpu_seconds(pids)
+    cpu1, redis1 = cpu_seconds(pids), cpu_seconds(pids[-1:])
     report = load.ask("report")
     span = max(1e-6, report["last"] - report["first"])
+    delivered = max(1, report["messages"])
     return {
         "delivered": report["messages"],
         "expected": burst * members,
         "deliveries_per_s": report["messages"] / span,
-        "cpu_us_per_delivery": (cpu1 - cpu0) / max(1, report["messages"]) * 1e6,
+        "cpu_us_per_delivery": (cpu1 - cpu0) / delivered * 1e6,
+        "redis_us_per_delivery": (redis1 - redis0) / delivered * 1e6,
     }
 
 
@@ -225,6 +228,7 @@ async def system(
         "system": name,
         "deliveries_per_s": rate,
         "cpu_us_per_delivery": spread([s["cpu_us_per_delivery"] for s in saturation]),
+        "redis_us_per_delivery": spread([s["redis_us_per_delivery"] for s in saturation]),
         "half_rate_msgs_per_s": msgs_per_s / 2,
         "half_p50_ms": spread([h["p50_ms"] for h in halves]),
         "half_p99_ms": spread([h["p99_ms"] for h in halves]),
@@ -482,7 +486,10 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
             s is not None
             and (median(c["cpu_us_per_delivery"]) or 0)
             <= 0.5 * (median(s["cpu_us_per_delivery"]) or 0),
-            note=f"user + system CPU of the 2 server processes and Redis / deliveries; {runs}",
+            note="user + system CPU of the 2 server processes and Redis / deliveries (Redis: "
+            f"Chorus {median(c['redis_us_per_delivery']) or 0:.1f} us"
+            + (f", peer {median(s['redis_us_per_delivery']) or 0:.1f} us" if s else "")
+            + f"); {runs}",
         ),
         row(
             f"Publish->deliver p99 at half of each system's saturation rate, {shape}",
@@ -551,15 +558,15 @@ def main() -> None:
     )
     parser.add_argument("--rooms", type=int, default=1000)
     parser.add_argument("--members", type=int, default=10, help="connections per room")
-    parser.add_argument("--burst", type=int, default=20_000, help="messages per Chorus burst")
+    parser.add_argument("--burst", type=int, default=8_000, help="messages per Chorus burst")
     parser.add_argument(
-        "--peer-burst", type=int, default=4_000, help="messages per python-socketio burst"
+        "--peer-burst", type=int, default=1_000, help="messages per python-socketio burst"
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="length of a paced run")
     parser.add_argument("--concurrency", type=int, default=64, help="publishes in flight")
     parser.add_argument("--churners", type=int, default=200)
-    parser.add_argument("--churn-seconds", type=float, default=4.0)
+    parser.add_argument("--churn-seconds", type=float, default=3.0)
     parser.add_argument("--sample-every", type=int, default=10)
     parser.add_argument(
         "--systems", nargs="+", choices=["chorus", "socketio"], default=["chorus", "socketio"]
