@@ -98,14 +98,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.
 
 @contextlib.contextmanager
 def spawn(
-    argv: list[str], ready_url: str, env: dict[str, str], log: Path
+    argv: list[str], ready_url: str, env: dict[str, str], log: Path, *, timeout: float = 120.0
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
         try:
-            wait_ready(ready_url, process)
+            wait_ready(ready_url, process, timeout)
             yield process
         finally:
             process.send_signal(signal.SIGINT)
@@ -344,6 +344,7 @@ def main(args: argparse.Namespace) -> None:
                     f"http://127.0.0.1:{lite_port}/health/liveliness",
                     {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
                     work / "litellm.log",
+                    timeout=300.0,  # a large proxy: ~20 s on 2 quiet cores, minutes on busy ones
                 )
             )
             plan.append(Target("litellm", lite_port, LITELLM_KEY, litellm))

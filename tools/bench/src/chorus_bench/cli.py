@@ -29,7 +29,7 @@ BENCHES = {
     "realtime_fanout": 420.0,
     "realtime_rooms": 480.0,
     "realtime_storm": 420.0,
-    "gateway_llm": 480.0,
+    "gateway_llm": 600.0,
     "api_users": 360.0,
     "api_dashboard": 360.0,
     "worker_jobs": 360.0,

@@ -88,8 +88,19 @@ def python_venv(
     (venv / MARKER).unlink(missing_ok=True)
     uv = uv_command()
     _run([*uv, "venv", "-q", "--clear", "--python", python, str(venv)], f"creating {name}")
+    # Compiled now, not at the peer's first start (LiteLLM's first import would otherwise
+    # compile thousands of modules inside the benchmark's wait for it to be ready).
     _run(
-        [*uv, "pip", "install", "-q", "--python", str(interpreter), *packages],
+        [
+            *uv,
+            "pip",
+            "install",
+            "-q",
+            "--compile-bytecode",
+            "--python",
+            str(interpreter),
+            *packages,
+        ],
         f"installing into {name}",
     )
     (venv / MARKER).write_text(_wanted(packages), encoding="utf-8")
