@@ -188,3 +188,28 @@ async def test_a_canary_stuck_behind_a_moving_backlog_does_not_rebuild(
                 await asyncio.sleep(0.05)
     finally:
         await canary.stop()
+
+
+async def test_a_history_read_ahead_of_pub_sub_does_not_hide_live_events_from_others(
+    hub: Hub, bus: EventBus
+) -> None:
+    channel = _channel()
+    live, joining = Collector(), Collector()
+    await hub.subscribe(channel, live)
+    await hub.subscribe(channel, joining)
+    # The joining subscriber read history up to an id whose pub/sub message has not been
+    # dispatched yet (its read ran ahead of the connection): that event is still the
+    # others' to receive when it arrives.
+    conn = hub._conn
+    assert conn is not None
+    assert conn._transport is not None
+    conn._transport.pause_reading()  # the pub/sub connection lags behind the history read
+    try:
+        ahead = await bus.publish(channel, "message", {"message": "racing"}, sender="t")
+        hub.note_position(channel, ahead.id)
+    finally:
+        conn._transport.resume_reading()
+    await live.until(1)
+    await bus.publish(channel, "message", {"message": "next"}, sender="t")
+    await live.until(2)
+    assert live.texts() == ["racing", "next"]

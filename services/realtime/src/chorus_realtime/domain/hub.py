@@ -118,9 +118,12 @@ class Hub:
         self._pending: dict[str, int] = {}
         self._confirmed: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        #: Newest stream id dispatched (or known to subscribers) per channel.
+        #: Newest stream id dispatched live per channel: what is not above it is dropped.
         self._last: dict[str, tuple[int, int]] = {}
         self._last_text: dict[str, str] = {}
+        #: Before any live event of a channel: the oldest position its subscribers started
+        #: from (their history reads), where a gap replay would start.
+        self._noted: dict[str, tuple[tuple[int, int], str]] = {}
         #: Channels replaying a gap after a rebuild: live frames held here meanwhile.
         self._held: dict[str, list[OutFrame]] = {}
         self._conn: PubSubConnection | None = None
@@ -212,6 +215,7 @@ class Hub:
         self._confirmed.discard(channel)
         self._last.pop(channel, None)
         self._last_text.pop(channel, None)
+        self._noted.pop(channel, None)
         self._held.pop(channel, None)
         if self._conn is not None and self._conn.open:
             self._conn.unsubscribe(pubsub_channel(channel).encode())
@@ -222,13 +226,19 @@ class Hub:
         self._send_subscribe(channel)
 
     def note_position(self, channel: str, stream_id: str | None) -> None:
-        """A subscriber knows ``channel`` up to ``stream_id``: replay gaps from there on."""
-        if stream_id is None or channel not in self._sinks:
+        """A subscriber knows ``channel`` up to ``stream_id`` (from history): a gap replay
+        after a rebuild starts there if no live event was dispatched yet.
+
+        It never moves the live position: that history read may have run ahead of the
+        pub/sub connection, and a live event at or below ``stream_id`` still on its way must
+        reach the other subscribers (this one skips it: its connection knows the id).
+        """
+        if stream_id is None or channel not in self._sinks or channel in self._last:
             return
         key = parse_stream_id(stream_id)
-        if key > self._last.get(channel, (0, 0)):
-            self._last[channel] = key
-            self._last_text[channel] = stream_id
+        noted = self._noted.get(channel)
+        if noted is None or key < noted[0]:
+            self._noted[channel] = (key, stream_id)
 
     def _send_subscribe(self, channel: str) -> None:
         self._confirmed.discard(channel)
@@ -383,7 +393,7 @@ class Hub:
             self._conn = conn
             resumed = reason != "start"
             for channel in self._sinks:
-                if resumed and channel in self._last:
+                if resumed and (channel in self._last or channel in self._noted):
                     # Hold live events until the gap is replayed from the stream.
                     self._held.setdefault(channel, [])
                 self._pending[channel] = 1
@@ -399,7 +409,9 @@ class Hub:
 
     async def _replay_gap(self, channel: str) -> None:
         """After a rebuild: deliver what ``channel`` got while unheard, then the held frames."""
-        replayed = await self._read_gap(channel, self._last_text.get(channel))
+        noted = self._noted.get(channel)
+        since = self._last_text.get(channel) or (noted[1] if noted else None)
+        replayed = await self._read_gap(channel, since)
         held = self._held.pop(channel, [])
         targets = self._targets.get(channel)
         if targets is not None:
