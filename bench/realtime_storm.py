@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -159,7 +160,11 @@ async def storm(args: argparse.Namespace, split: Split, work: Path) -> dict[str,
                 storm_pub.rate(args.storm_rate, seconds), other_pub.rate(args.other_rate, seconds)
             )
             await asyncio.sleep(SETTLE_S)
-            others.ask("report")
+            # The publishers are processes of their own: measure "before" once their
+            # messages flow (a loaded machine takes seconds to start them).
+            deadline = time.monotonic() + 60
+            while not others.ask("report")["messages"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
             await asyncio.sleep(args.before)
             before = others.ask("report 1000")
             clients.ask("mark")
@@ -179,6 +184,8 @@ async def storm(args: argparse.Namespace, split: Split, work: Path) -> dict[str,
             profiler.stop()
             during = others.ask("report 1000")
             traffic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await traffic
             # The rooms' traffic goes on a little, then every message must have arrived.
             await asyncio.sleep(1.0)
             final = await asyncio.to_thread(clients.ask, "report")
