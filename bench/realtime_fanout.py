@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import tempfile
 import time
@@ -64,6 +63,7 @@ from realtime_support import (
     Publisher,
     ServerLatency,
     Split,
+    bench_main,
     chorus_targets,
     cpu_seconds,
     cpu_split_seconds,
@@ -71,6 +71,7 @@ from realtime_support import (
     peer_python,
     pooled,
     processes,
+    raise_fd_limit,
     redis_pid,
     row,
     rss,
@@ -79,7 +80,6 @@ from realtime_support import (
     start_chorus,
     start_peer,
     wait_delivered,
-    write_outputs,
 )
 
 from chorus_common.events import EventBus
@@ -561,8 +561,7 @@ async def idle_memory(
 
 
 async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     split.pin_load(os.getpid())
     python = peer_python()
     work = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
@@ -951,12 +950,7 @@ def main() -> None:
     if args.long:
         for name, value in LONG.items():
             setattr(args, name, value)
-    split = Split.parse(args.server_cpus, args.load_cpus)
-    started = time.monotonic()
-    results = asyncio.run(run(args, split))
-    results["seconds"] = time.monotonic() - started
-    write_outputs(args, contract(results), results)
-    print(f"({results['seconds']:.0f} s)")
+    bench_main(args, run, contract)
 
 
 if __name__ == "__main__":

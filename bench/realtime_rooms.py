@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,18 +50,19 @@ from realtime_support import (
     PipePublisher,
     Procs,
     Split,
+    bench_main,
     cpu_seconds,
     median,
     peer_python,
     pooled,
     processes,
+    raise_fd_limit,
     redis_pid,
     row,
     spread,
     start_chorus,
     start_peer,
     wait_delivered,
-    write_outputs,
 )
 
 from chorus_common.tokens import TokenService
@@ -396,8 +396,7 @@ async def bench_socketio(
 
 
 async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     split.pin_load(os.getpid())
     python = peer_python()
     work = Path(tempfile.mkdtemp(prefix="bench-rooms-"))
@@ -578,12 +577,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.concurrency >= args.rooms:
         parser.error("--concurrency must stay below --rooms (a room's messages stay in order)")
-    split = Split.parse(args.server_cpus, args.load_cpus)
-    started = time.monotonic()
-    results = asyncio.run(run(args, split))
-    results["seconds_total"] = time.monotonic() - started
-    write_outputs(args, contract(results), results)
-    print(f"({results['seconds_total']:.0f} s)")
+    bench_main(args, run, contract)
 
 
 if __name__ == "__main__":

@@ -49,14 +49,15 @@ from realtime_support import (
     Procs,
     Profiler,
     Split,
+    bench_main,
     cpu_seconds,
     processes,
+    raise_fd_limit,
     redis_pid,
     row,
     rss,
     settled_rss,
     start_chorus,
-    write_outputs,
 )
 
 from chorus_common.tokens import TokenService
@@ -266,12 +267,7 @@ async def idle(args: argparse.Namespace, split: Split, work: Path) -> dict[str, 
 
 
 async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
-    hard = max(args.max_fds, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-    try:  # root may raise its own hard limit (every process started here inherits it)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit(args.max_fds)
     split.pin_load(os.getpid())
     work = Path(tempfile.mkdtemp(prefix="bench-storm-"))
     results: dict[str, Any] = {
@@ -446,12 +442,7 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, help="write the bench contract JSON here")
     parser.add_argument("--out", type=Path, help="also write every raw measurement here")
     args = parser.parse_args()
-    split = Split.parse(args.server_cpus, args.load_cpus)
-    started = time.monotonic()
-    results = asyncio.run(run(args, split))
-    results["seconds"] = time.monotonic() - started
-    write_outputs(args, contract(results), results)
-    print(f"({results['seconds']:.0f} s)")
+    bench_main(args, run, contract)
 
 
 if __name__ == "__main__":

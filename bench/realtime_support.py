@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -562,6 +563,32 @@ def row(
         "met": met,
         "note": note,
     }
+
+
+def raise_fd_limit(wanted: int = 0) -> int:
+    """Raise this process's file descriptor limit (every process it starts inherits it) to
+    its hard limit, or to ``wanted`` where root may raise the hard limit too; returns it."""
+    hard = max(wanted, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # raising the hard limit takes CAP_SYS_RESOURCE
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def bench_main(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, Split], Coroutine[Any, Any, dict[str, Any]]],
+    contract: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Run a bench on the CPU split ``args`` ask for; write its contract and raw results."""
+    split = Split.parse(args.server_cpus, args.load_cpus)
+    started = time.monotonic()
+    results = asyncio.run(run(args, split))
+    results["seconds_total"] = time.monotonic() - started
+    write_outputs(args, contract(results), results)
+    print(f"({results['seconds_total']:.0f} s)")
 
 
 def write_outputs(args: argparse.Namespace, result: dict[str, Any], raw: dict[str, Any]) -> None:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import resource
 import socket
 import sys
 import time
 from typing import Any
 
-from wsload import _mask, _request, loads, next_frame
+from wsload import _mask, _request, loads, messages, read_job, take_status
 
 
 class Churner(asyncio.Protocol):
@@ -91,28 +90,22 @@ class Churner(asyncio.Protocol):
         buf = self.buf
         buf += data
         if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            status = take_status(buf)
+            if status is None:
                 return
-            if b" 101 " not in bytes(buf[:end]).split(b"\r\n", 1)[0]:
-                self.ready.set_exception(ConnectionError(bytes(buf[:end]).decode()))
+            if b" 101 " not in status:
+                self.ready.set_exception(ConnectionError(status.decode()))
                 return
-            del buf[: end + 4]
             self.upgraded = True
             if self.dialect == "chorus":
                 self.ready.set_result(None)
-        pos = 0
-        while (frame := next_frame(buf, pos)) is not None:
-            opcode, start, pos = frame
+        for opcode, payload in messages(buf, self.transport):  # type: ignore[arg-type]
             if opcode == 0x1:
-                self.on_text(bytes(buf[start:pos]))
-            elif opcode == 0x9:
-                self.transport.write(_mask(bytes(buf[start:pos]), 0xA))  # type: ignore[union-attr]
-            elif opcode == 0x8:
-                self.errors.append(f"closed: {bytes(buf[start:pos])[2:].decode(errors='replace')}")
+                self.on_text(payload)
+            else:
+                self.errors.append(f"closed: {payload[2:].decode(errors='replace')}")
                 self.transport.close()  # type: ignore[union-attr]
                 return
-        del buf[:pos]
 
     def on_text(self, payload: bytes) -> None:
         if self.dialect == "socketio":
@@ -151,10 +144,7 @@ def _same(churner: Churner) -> Churner:
 
 
 async def main() -> None:
-    with open(sys.argv[1]) as fh:
-        job = json.load(fh)
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    job = read_job()
     loop = asyncio.get_running_loop()
     churners: list[Churner] = []
     for target in job["targets"]:

@@ -38,7 +38,7 @@ import resource
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 try:
@@ -185,15 +185,13 @@ class Client(asyncio.Protocol):
         buf = self.buf
         buf += data
         if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            status = take_status(buf)
+            if status is None:
                 return
-            status = bytes(buf[:end]).split(b"\r\n", 1)[0]
             if b" 101 " not in status:
                 if not self.ready.done():
                     self.ready.set_exception(ConnectionError(status.decode()))
                 return
-            del buf[: end + 4]
             self.upgraded = True
             if self.stall:
                 self.transport.pause_reading()  # type: ignore[union-attr]
@@ -298,11 +296,47 @@ def _request(host: str, port: int, path: str, headers: list[str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-async def main() -> None:
-    with open(sys.argv[1]) as fh:
-        job = json.load(fh)
+def take_status(buf: bytearray) -> bytes | None:
+    """The status line of the upgrade response at the start of ``buf`` (its head is then
+    dropped from ``buf``), or None while the head is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    status = bytes(buf[:end]).split(b"\r\n", 1)[0]
+    del buf[: end + 4]
+    return status
+
+
+def messages(buf: bytearray, transport: asyncio.Transport) -> Iterator[tuple[int, bytes]]:
+    """The complete text (0x1) and close (0x8) frames in ``buf`` as (opcode, payload);
+    answers pings itself, and drops what it walked from ``buf`` when done or closed.
+
+    For clients that parse every frame anyway (a generator step per frame is too dear for
+    the fan-out clients above, which walk frames inline)."""
+    pos = 0
+    try:
+        while (frame := next_frame(buf, pos)) is not None:
+            opcode, start, pos = frame
+            if opcode == 0x9:
+                transport.write(_mask(bytes(buf[start:pos]), 0xA))
+            elif opcode in (0x1, 0x8):
+                yield opcode, bytes(buf[start:pos])
+    finally:
+        del buf[:pos]
+
+
+def read_job() -> dict[str, Any]:
+    """The JSON job in the file argv[1]; raises this process's file descriptor limit to
+    its hard limit on the way (one per connection)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with open(sys.argv[1]) as fh:
+        job: dict[str, Any] = json.load(fh)
+    return job
+
+
+async def main() -> None:
+    job = read_job()
     loop = asyncio.get_running_loop()
     clients: list[Client] = []
     targets = job["targets"]  # [{"host", "port", "path", "headers": [...]}]

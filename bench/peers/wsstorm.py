@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import socket
 import sys
 import time
 from collections import Counter
 from typing import Any
 
-from wsload import _mask, _request, loads, next_frame
+from wsload import _request, loads, messages, read_job, take_status
 
 from chorus_client import Backoff
 
@@ -148,11 +147,9 @@ class Connection(asyncio.Protocol):
         buf = self.buf
         buf += data
         if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            status = take_status(buf)
+            if status is None:
                 return
-            status = bytes(buf[:end]).split(b"\r\n", 1)[0]
-            del buf[: end + 4]
             if b" 101 " not in status:
                 self.close_code = status.decode(errors="replace")[9:12]
                 self.transport.close()  # type: ignore[union-attr]
@@ -160,20 +157,14 @@ class Connection(asyncio.Protocol):
             self.upgraded = True
             STATS.connected += 1
             self.client.backoff.reset()
-        pos = 0
-        while (frame := next_frame(buf, pos)) is not None:
-            opcode, start, pos = frame
+        for opcode, payload in messages(buf, self.transport):  # type: ignore[arg-type]
             if opcode == 0x1:
-                self.on_text(bytes(buf[start:pos]))
-            elif opcode == 0x9:
-                self.transport.write(_mask(bytes(buf[start:pos]), 0xA))  # type: ignore[union-attr]
-            elif opcode == 0x8:
-                payload = bytes(buf[start:pos])
+                self.on_text(payload)
+            else:
                 if len(payload) >= 2:
                     self.close_code = str(int.from_bytes(payload[:2], "big"))
                 self.transport.close()  # type: ignore[union-attr]
                 return
-        del buf[:pos]
 
     def on_text(self, payload: bytes) -> None:
         if payload.startswith(b'{"id"'):
@@ -183,10 +174,7 @@ class Connection(asyncio.Protocol):
 
 
 async def main() -> None:
-    with open(sys.argv[1]) as fh:
-        job = json.load(fh)
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    job = read_job()
     clients = [StormClient(target) for target in job["targets"]]
     slots = asyncio.Semaphore(job.get("concurrency", 100))
 
