@@ -519,8 +519,10 @@ def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "chunks/s per core",
                 target,
                 lambda _, ratio, bound=bound: ratio >= bound,
-                "SSE events delivered / CPU seconds of the proxy process (psutil); the "
-                "peer's in its first run only (each run leaves it draining the cut streams)",
+                "SSE events delivered / CPU seconds of the proxy process (psutil), over "
+                "--seconds or, for a proxy that answered fewer events than streams by then, "
+                "until it did (at most 5x as long); the peer's in its first run only (each "
+                "run leaves it draining the cut streams)",
             )
         )
     if "litellm" in rows:
