@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from chorus_common.app import create_service_app
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis, redis_check
 from chorus_common.tokens import TokenService
 from chorus_gateway import __version__
@@ -77,7 +78,7 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
         app.state.health.add_check("redis", redis_check(redis))
         limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
         recorder = UsageRecorder(
-            ArqRedis(connection_pool=redis.connection_pool),
+            ArqRedis(connection_pool=redis.connection_pool, **JOB_CODEC),
             queue_name=settings.gateway_usage_queue,
             buffer=settings.gateway_usage_buffer,
         )

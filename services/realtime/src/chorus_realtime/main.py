@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from chorus_common.app import create_service_app
 from chorus_common.events import EventBus
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis, redis_check
 from chorus_common.tokens import TokenService
 from chorus_realtime import __version__
@@ -78,7 +79,11 @@ def create_app(settings: RealtimeSettings) -> FastAPI:
                 ttl=timedelta(hours=1),
             ),
             assistant=Assistant(
-                ArqRedis(redis.connection_pool, default_queue_name=settings.arq_queue_name),
+                ArqRedis(
+                    redis.connection_pool,
+                    default_queue_name=settings.arq_queue_name,
+                    **JOB_CODEC,
+                ),
                 mention=settings.assistant_mention,
                 queue_name=settings.arq_queue_name,
             ),

@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from chorus_common.events import EventBus, room_channel
+from chorus_common.queue import deserialize_job
 from chorus_common.tokens import TokenService
 from chorus_e2e.realtime_client import RoomClient
 
@@ -217,7 +218,7 @@ async def test_assistant_mention_enqueues_exactly_one_job(
     job_id = f"assistant:{room}:{acks['q1']}"
     keys = [k async for k in redis.scan_iter(match=f"arq:job:assistant:{room}:*")]
     assert keys == [f"arq:job:{job_id}".encode()]
-    info = await Job(job_id, ArqRedis(redis.connection_pool)).info()
+    info = await Job(job_id, ArqRedis(redis.connection_pool), _deserializer=deserialize_job).info()
     assert info is not None
     assert info.function == "answer_in_room"
     assert info.kwargs == {

@@ -28,6 +28,7 @@ from arq.cron import cron
 from arq.worker import Function, Worker, func
 from redis.exceptions import RedisError
 
+from chorus_common.queue import JOB_CODEC
 from chorus_worker.context import SETTINGS_KEY, on_shutdown, on_startup
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
@@ -131,6 +132,7 @@ def worker_settings(settings: WorkerServiceSettings) -> dict[str, Any]:
         "ctx": {SETTINGS_KEY: settings},
         # The process (``service.py``) owns SIGTERM: it drains the HTTP side too.
         "handle_signals": False,
+        **JOB_CODEC,
     }
 
 

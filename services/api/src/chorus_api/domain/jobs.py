@@ -123,7 +123,7 @@ async def job_status(arq: ArqRedis, *, job_id: str, user_id: int) -> JobView:
     owner = await arq.get(OWNER_PREFIX + job_id)
     if owner is None or owner.decode() != str(user_id):
         raise NotFoundError(job_id)
-    job = Job(job_id, redis=arq)
+    job = Job(job_id, redis=arq, _deserializer=arq.job_deserializer)
     status = await job.status()
     try:
         info = await job.info()
