@@ -5,7 +5,9 @@ for arq (this module and ``worker.py`` are where arq's terms appear). For each a
 
 - the lag from when the job became due to now, and the attempt's duration, are observed;
 - the job runs under its timeout;
-- success → counted. :class:`PermanentJobError` → a dead letter now, no retry;
+- success → counted. :class:`PermanentJobError`, or Postgres refusing the job's data
+  (a data or constraint error: a NUL character, a value out of range — the same input
+  fails the same way every time) → a dead letter now, no retry;
 - anything else (:class:`TemporaryJobError`, a timeout, an unexpected exception) → arq
   ``Retry`` with capped exponential backoff and jitter, until ``max_tries`` is spent, then
   a dead letter. A job may also raise arq's ``Retry`` itself to pick its own delay;
@@ -35,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chorus_worker.context import JobContext, resources
 from chorus_worker.dead_letters import record_dead_letter
-from chorus_worker.errors import DeadLetteredError, PermanentJobError
+from chorus_worker.errors import DeadLetteredError, PermanentJobError, refused_by_postgres
 from chorus_worker.metrics import (
     DEAD_LETTERS,
     JOB_DURATION,
@@ -154,7 +156,7 @@ class _Attempt:
             JOBS_RETRIED.labels(self.spec.name).inc()
             raise
         except Exception as exc:
-            if self.job_try >= self.spec.max_tries:
+            if self.job_try >= self.spec.max_tries or refused_by_postgres(exc):
                 await self._give_up(exc)
             delay = self._backoff()
             JOBS_RETRIED.labels(self.spec.name).inc()
