@@ -29,12 +29,15 @@ class RedisServer:
     """A Redis server on ``127.0.0.1:port`` with its files in ``data_dir``.
 
     The append-only file is on (fsync every second), as a production Redis would run: a
-    restart keeps the streams, so clients resume across it.
+    restart keeps the streams, so clients resume across it. Memory is bounded like the
+    chart's bundled Redis: ``maxmemory`` with the ``noeviction`` policy — at the limit,
+    writes fail loudly instead of arq jobs, rate-limit buckets or history vanishing.
     """
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, *, maxmemory: str = "384mb") -> None:
         self.data_dir = data_dir
         self.port = port
+        self.maxmemory = maxmemory
 
     @property
     def url(self) -> str:
@@ -68,6 +71,10 @@ class RedisServer:
                 "warning",
                 "--maxclients",
                 "20000",
+                "--maxmemory",
+                self.maxmemory,
+                "--maxmemory-policy",
+                "noeviction",
             ],
             ready_check=self.answers_ping,
         )
