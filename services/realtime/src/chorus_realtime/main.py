@@ -20,6 +20,7 @@ from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
+from chorus_realtime.domain.quotas import Quotas, QuotaSettings
 from chorus_realtime.domain.realtime import Realtime, replica_name
 from chorus_realtime.domain.registry import Registry
 from chorus_realtime.routes import presence, sse, ws
@@ -86,6 +87,15 @@ def create_app(settings: RealtimeSettings) -> FastAPI:
                 ),
                 mention=settings.assistant_mention,
                 queue_name=settings.arq_queue_name,
+                max_pending=settings.assistant_max_pending_per_user,
+            ),
+            quotas=Quotas(
+                redis,
+                QuotaSettings(
+                    bytes_per_second=settings.user_bytes_per_second,
+                    bytes_burst=settings.user_bytes_burst,
+                    new_rooms_per_minute=settings.user_new_rooms_per_minute,
+                ),
             ),
         )
         app.state.redis = redis

@@ -17,6 +17,7 @@ from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
+from chorus_realtime.domain.quotas import Quotas
 from chorus_realtime.domain.registry import Registry
 
 __all__ = ["Realtime", "replica_name"]
@@ -41,6 +42,7 @@ class Realtime:
     registry: Registry
     tokens: TokenService
     assistant: Assistant | None
+    quotas: Quotas | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
