@@ -49,6 +49,8 @@ def settings_for(redis_url: str, providers: Any, **overrides: Any) -> GatewaySet
         "gateway_api_keys": f"worker:{WORKER_KEY}",
         "gateway_breaker_failures": 1000,
         "gateway_keepalive_seconds": 30.0,
+        # Most tests call the mock's models with a user token; the allow-list has its own.
+        "gateway_user_models": "*",
     }
     values.update(overrides)
     return GatewaySettings(**values)

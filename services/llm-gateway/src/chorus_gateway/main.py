@@ -53,6 +53,12 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     declare_series(catalog.served())
     api_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
     keys = {p.name: resolve_api_key(p, env) for p in config.providers}
+    user_models = settings.user_models
+    if user_models is not None:
+        unknown = sorted(m for m in user_models if catalog.resolve(m) is None)
+        if unknown:
+            msg = f"GATEWAY_USER_MODELS names models no provider serves: {', '.join(unknown)}"
+            raise ValueError(msg)
     authenticator = Authenticator(
         tokens=TokenService(
             secret=settings.jwt_secret.get_secret_value(),
@@ -65,6 +71,7 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
             tokens_per_minute=settings.gateway_tokens_per_minute,
             concurrent_streams=settings.gateway_concurrent_streams,
         ),
+        user_models=user_models,
     )
 
     @asynccontextmanager

@@ -31,7 +31,12 @@ from chorus_gateway.domain.call import (
 from chorus_gateway.domain.errors import GatewayError
 from chorus_gateway.domain.interrupt import Interruptible
 from chorus_gateway.domain.metrics import FALLBACKS, NO_PROVIDER, OVERHEAD, UPSTREAM_ERRORS
-from chorus_gateway.domain.relay import client_error, failure_error, response_headers
+from chorus_gateway.domain.relay import (
+    client_error,
+    failure_error,
+    log_failure,
+    response_headers,
+)
 from chorus_gateway.domain.routing import Attempt, ProviderPool
 from chorus_gateway.domain.token_estimate import estimate_completion_tokens
 from chorus_gateway.domain.upstream import UpstreamFailure
@@ -82,6 +87,7 @@ class Completion(Interruptible):
                     body = await self._send(attempt)
                 except UpstreamFailure as exc:
                     UPSTREAM_ERRORS.labels(attempt.provider, exc.kind).inc()
+                    log_failure(self.call, attempt.provider, exc)
                     if exc.client_error:
                         attempt.breaker.success()
                         return self._refuse(client_error(exc), attempt.provider)

@@ -14,6 +14,12 @@ are watched by a lazy timer; a client disconnect interrupts the read and closes 
 upstream connection in the same loop turn. A failure now can no longer be hidden: the
 client gets ``data: {"error": …}`` then ``data: [DONE]``.
 
+What a provider says when it fails — its error body, its error event mid-stream, the
+connection error — is logged with the request id, never relayed: clients get the
+gateway's own message and code (``upstream_error``, ``upstream_timeout``). Only a refusal
+of the request itself (a provider's 400/413/422 with OpenAI's error object) reaches the
+client as the provider worded it, since it is about what the client sent.
+
 ``x-chorus-overhead-ms`` on a stream is the gateway's share of the time to first byte:
 time from the request's arrival to the headers, minus the time spent waiting on
 providers (every attempt's request-to-first-chunk). Headers forced out early by a
@@ -106,11 +112,12 @@ def response_headers(call: Call, extra: dict[str, str]) -> Headers:
 
 
 def failure_error(failure: UpstreamFailure | None, model: str) -> GatewayError:
-    """What the client is told when no attempt succeeded."""
+    """What the client is told when no attempt succeeded: our words, never the provider's
+    (those are logged where the attempt failed, see :func:`log_failure`)."""
     if failure is None:
         return bad_gateway(f"No provider could serve `{model}`.")
     if failure.timeout:
-        return gateway_timeout(f"The provider did not answer in time: {failure.message}.")
+        return gateway_timeout(f"No provider of `{model}` answered in time.")
     if failure.status == 429:
         seconds = failure.retry_after or "1"
         return GatewayError(
@@ -120,11 +127,26 @@ def failure_error(failure: UpstreamFailure | None, model: str) -> GatewayError:
             code="rate_limit_exceeded",
             headers={"retry-after": seconds},
         )
-    return bad_gateway(f"The provider failed: {failure.message}.")
+    return bad_gateway(f"The provider of `{model}` failed; try again later.")
+
+
+def log_failure(call: Call, provider: str, failure: UpstreamFailure) -> None:
+    """Log what a provider said when an attempt failed (clients never see it)."""
+    logger.warning(
+        "attempt on %s failed (%s): %s",
+        provider,
+        failure.kind,
+        failure.message,
+        extra={"usage_request_id": call.request_id, "provider": provider},
+    )
 
 
 def client_error(failure: UpstreamFailure) -> GatewayError:
-    """The provider's refusal of the request itself, relayed in OpenAI's shape."""
+    """The provider's refusal of the request itself, relayed in OpenAI's shape.
+
+    Only OpenAI's error object is relayed; any other body (an HTML page of some proxy in
+    front of the provider) is replaced by our own words.
+    """
     try:
         body = orjson.loads(failure.body or b"")
         inner = body["error"]
@@ -137,7 +159,9 @@ def client_error(failure: UpstreamFailure) -> GatewayError:
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return GatewayError(
-            failure.status or 400, failure.message, error_type="invalid_request_error"
+            failure.status or 400,
+            "The provider refused the request as invalid.",
+            error_type="invalid_request_error",
         )
 
 
@@ -211,6 +235,7 @@ class StreamRelay(Interruptible):
                     opened = await self._open(attempt)
                 except UpstreamFailure as exc:
                     UPSTREAM_ERRORS.labels(attempt.provider, exc.kind).inc()
+                    log_failure(self.call, attempt.provider, exc)
                     if exc.client_error:
                         attempt.breaker.success()
                         return await self._refuse(client_error(exc), attempt.provider)
@@ -382,12 +407,25 @@ class StreamRelay(Interruptible):
         if finished and scanner.error is None:
             await self.client.end(b"" if scanner.done else DONE)
             return self._ending(200, COMPLETED, provider, streaming)
-        if finished:  # the provider sent an error event (already forwarded) and stopped
+        if finished:  # the provider sent an error event (already told, our way) and stopped
             kind, status = "stream_error", 502
             tail = DONE
+            logger.warning(
+                "%s sent an error event mid-stream: %s",
+                provider,
+                scanner.error,
+                extra={"usage_request_id": self.call.request_id, "provider": provider},
+            )
         elif broken is not None:
             kind, status = "dropped", 502
-            tail = scanner.error_event(bad_gateway(f"The provider {broken}.")) + DONE
+            logger.warning(
+                "%s: %s",
+                provider,
+                broken,
+                extra={"usage_request_id": self.call.request_id, "provider": provider},
+            )
+            error = bad_gateway("The provider's stream broke off; the answer is incomplete.")
+            tail = scanner.error_event(error) + DONE
         elif self.reason == CLIENT_DISCONNECTED:
             return self._ending(CLIENT_CLOSED, CUT_OFF, provider, streaming)
         else:
