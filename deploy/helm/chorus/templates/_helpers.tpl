@@ -155,6 +155,13 @@ DB_READ_POOL_SIZE: {{ $v.database.readPoolSize | quote }}
 {{- end }}
 {{- if eq .key "llmGateway" }}
 LLM_PROVIDERS: "/etc/chorus/llm-providers/llm-providers.yaml"
+GATEWAY_USER_MODELS: {{ $own.userModels | quote }}
+{{- end }}
+{{- if eq .key "realtime" }}
+USER_BYTES_PER_SECOND: {{ $own.userQuotas.bytesPerSecond | quote }}
+USER_BYTES_BURST: {{ $own.userQuotas.bytesBurst | quote }}
+USER_NEW_ROOMS_PER_MINUTE: {{ $own.userQuotas.newRoomsPerMinute | quote }}
+ASSISTANT_MAX_PENDING_PER_USER: {{ $own.userQuotas.assistantMaxPending | quote }}
 {{- end }}
 {{- if eq .key "worker" }}
 SMTP_HOST: {{ $own.smtp.host | quote }}
@@ -164,6 +171,8 @@ SMTP_STARTTLS: {{ $own.smtp.starttls | quote }}
 LLM_GATEWAY_URL: {{ default (printf "http://%s-llm-gateway:8000" (include "chorus.fullname" $root)) $own.llmGatewayUrl | quote }}
 ASSISTANT_MODEL: {{ $own.assistantModel | quote }}
 MAX_JOBS: {{ $own.maxJobs | quote }}
+ASSISTANT_MAX_JOBS: {{ $own.assistantMaxJobs | quote }}
+ROOM_MESSAGES_RETENTION_DAYS: {{ $own.roomMessagesRetentionDays | quote }}
 JOB_COMPLETION_WAIT: {{ $own.jobCompletionWaitSeconds | quote }}
 {{- end }}
 {{- range $name, $value := $own.extraEnv }}

@@ -10,6 +10,7 @@ reverse order. The completion endpoints are raw ASGI routes, reached through
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -44,6 +45,8 @@ from chorus_gateway.settings import GatewaySettings
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("chorus.gateway")
+
 
 def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None = None) -> FastAPI:
     """Build the llm-gateway; ``environ`` resolves providers' ``api_key_env`` (os.environ)."""
@@ -57,8 +60,10 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     if user_models is not None:
         unknown = sorted(m for m in user_models if catalog.resolve(m) is None)
         if unknown:
-            msg = f"GATEWAY_USER_MODELS names models no provider serves: {', '.join(unknown)}"
-            raise ValueError(msg)
+            # Safe, if surprising: users simply cannot call what does not exist.
+            logger.warning(
+                "GATEWAY_USER_MODELS names models no provider serves: %s", ", ".join(unknown)
+            )
     authenticator = Authenticator(
         tokens=TokenService(
             secret=settings.jwt_secret.get_secret_value(),
