@@ -22,7 +22,7 @@ from chorus_devstack.servers import (
     RunningSmtpSink,
 )
 from chorus_schema.migrate import upgrade
-from chorus_worker.queue import create_queue_redis
+from chorus_worker.transport.queue import create_queue_redis
 
 from .harness import Harness, make_settings
 

@@ -30,9 +30,10 @@ from chorus_common.queue import deserialize_job
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_schema.models import User
-from chorus_worker.context import RESOURCES_KEY, SETTINGS_KEY, JobContext, Resources
+from chorus_worker.main import create_worker
+from chorus_worker.resources import RESOURCES_KEY, SETTINGS_KEY, JobContext, Resources
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, build_worker
+from chorus_worker.transport.worker import ChorusWorker
 
 TEST_SECRET = "a-test-secret-that-is-long-enough-for-hs256-keys"
 
@@ -164,7 +165,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running_worker(settings: WorkerServiceSettings) -> AsyncIterator[ChorusWorker]:
     """A worker running in this event loop (its HTTP side is tested separately)."""
-    worker = build_worker(settings)
+    worker = create_worker(settings)
     task = asyncio.create_task(worker.async_run())
 
     async def started() -> bool:

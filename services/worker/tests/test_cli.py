@@ -8,7 +8,7 @@ import sys
 
 import orjson
 
-from chorus_worker.dead_letters import record_dead_letter
+from chorus_worker.domain.dead_letters import record_dead_letter
 
 from .harness import TEST_SECRET, Harness
 

@@ -1,9 +1,9 @@
 """``Annotated`` dependencies, so route signatures read like prose.
 
 ``SessionDep`` is one transactional ``AsyncSession`` per request (never shared across
-tasks), admitted to the pool in arrival order (:class:`chorus_api.pool.PoolGate`), for
+tasks), admitted to the pool in arrival order (:class:`chorus_api.transport.pool.PoolGate`), for
 routes that write; ``ReadSessionDep`` is an autocommit session for routes that
-only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.pool`). A route takes one
+only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.transport.pool`). A route takes one
 of the two, never both. ``CurrentUserId``
 is the verified token's subject without touching the database; ``CurrentUser`` loads the
 account too (401 once it has been deleted). Every dependency is ``async def``: FastAPI
@@ -24,9 +24,9 @@ from chorus_api.domain.errors import UserGoneError
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.domain.users import get_user
-from chorus_api.reader import Reader
 from chorus_api.resources import Resources
 from chorus_api.settings import ApiSettings
+from chorus_api.transport.reader import Reader
 from chorus_common.events import EventBus
 from chorus_common.tokens import InvalidTokenError, TokenService
 from chorus_schema.models import User

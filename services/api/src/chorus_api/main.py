@@ -9,13 +9,13 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from chorus_api import __version__
-from chorus_api.body_limit import BodyLimitMiddleware
-from chorus_api.method_not_allowed import install_method_not_allowed_handler
 from chorus_api.resources import open_resources
 from chorus_api.routes import auth, dashboard, jobs, orders, rooms, users
+from chorus_api.routes.method_not_allowed import install_method_not_allowed_handler
+from chorus_api.routes.unavailable import install_unavailable_handlers
+from chorus_api.routes.webclient import install_web_client
 from chorus_api.settings import ApiSettings
-from chorus_api.unavailable import install_unavailable_handlers
-from chorus_api.webclient import install_web_client
+from chorus_api.transport.body_limit import BodyLimitMiddleware
 from chorus_common.app import create_service_app
 from chorus_common.database import DatabaseCheck
 from chorus_common.redis_client import redis_check

@@ -1,7 +1,7 @@
 """Everything the api holds open while it runs, created and closed by the lifespan.
 
 One engine and its pool, shared by transactional sessions (writes) and autocommit sessions
-(reads); a plain asyncpg pool for the session-less :class:`~chorus_api.reader.Reader` (hot
+(reads); a plain asyncpg pool for the session-less :class:`~chorus_api.transport.reader.Reader` (hot
 reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
 client whose connection pool the arq client and the event bus share; the token service,
 the password hasher and the login limiter. Routes reach them through the ``Annotated``
@@ -22,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.metrics import track_pool, track_read_pool, untrack_pool
-from chorus_api.pool import PoolGate, discard_closed_connections, read_sessionmaker
-from chorus_api.reader import Reader, close_read_pool, create_read_pool
 from chorus_api.settings import ApiSettings
+from chorus_api.transport.pool import PoolGate, discard_closed_connections, read_sessionmaker
+from chorus_api.transport.reader import Reader, close_read_pool, create_read_pool
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC

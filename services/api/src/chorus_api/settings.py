@@ -19,7 +19,7 @@ class ApiSettings(DatabaseSettings):
 
     service_name: str = "api"
     #: Off by default: the api discards server-closed connections at checkout for free
-    #: (chorus_api.pool); true adds SQLAlchemy's ping, three round trips per checkout.
+    #: (chorus_api.transport.pool); true adds SQLAlchemy's ping, three round trips per checkout.
     db_pool_pre_ping: bool = False
     db_read_pool_size: int = Field(
         default=10,

@@ -1,7 +1,8 @@
 """Job status for its owner, through every state, with a real arq worker running the jobs.
 
 The worker here is arq itself with stand-in job functions of the contract's names (the
-real jobs live in the worker service); the api only reads what arq records.
+real jobs live in the worker service) and the shared JSON codec; the api only reads what
+arq records.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ async def test_job_status_through_its_life(
         burst=True,
         handle_signals=False,
         poll_delay=0.01,
+        **JOB_CODEC,  # the worker's encoding: JSON jobs and results
     )
     running = asyncio.create_task(worker.main())
     try:

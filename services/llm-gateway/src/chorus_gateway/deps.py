@@ -1,4 +1,9 @@
-"""Annotated dependencies, so routes read like prose."""
+"""``Annotated`` dependencies, so routes read like prose.
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread
+pool, a thread hop per dependency per request. The completion routes are raw ASGI and
+read ``scope["app"].state.resources`` themselves.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,33 @@ from fastapi import Depends, Request
 
 from chorus_gateway.domain.auth import Principal
 from chorus_gateway.domain.gateway import Gateway
+from chorus_gateway.resources import Resources
+from chorus_gateway.settings import GatewaySettings
 
-__all__ = ["GatewayDep", "PrincipalDep"]
-
-
-def get_gateway(request: Request) -> Gateway:
-    """The gateway built by the lifespan."""
-    gateway: Gateway = request.app.state.gateway
-    return gateway
+__all__ = ["GatewayDep", "PrincipalDep", "ResourcesDep", "SettingsDep"]
 
 
-def get_principal(request: Request) -> Principal:
+async def _resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(_resources)]
+
+
+async def _gateway(resources: ResourcesDep) -> Gateway:
+    return resources.gateway
+
+
+async def _settings(resources: ResourcesDep) -> GatewaySettings:
+    return resources.settings
+
+
+async def _principal(request: Request, gateway: Annotated[Gateway, Depends(_gateway)]) -> Principal:
     """The authenticated caller (401 in OpenAI's shape otherwise)."""
-    return get_gateway(request).authenticate(request.headers.get("authorization"))
+    return gateway.authenticate(request.headers.get("authorization"))
 
 
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+GatewayDep = Annotated[Gateway, Depends(_gateway)]
+SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+PrincipalDep = Annotated[Principal, Depends(_principal)]

@@ -2,10 +2,9 @@
 
 ``create_app`` reads the provider and API-key configuration at once (a bad
 ``LLM_PROVIDERS`` stops the process before it serves); the lifespan opens what needs a
-running loop — Redis (limits and the arq queue share one pool), one ``AsyncOpenAI``
-client per provider, the lease renewer and the usage recorder — and closes them in
-reverse order. The completion endpoints are raw ASGI routes, reached through
-``routes.fast_path`` past FastAPI's layers; ``/v1/models`` is FastAPI.
+running loop (``resources``) and closes it in reverse order. The completion endpoints
+are raw ASGI routes, reached through ``transport.fast_path`` past FastAPI's layers;
+``/v1/models`` is FastAPI.
 """
 
 from __future__ import annotations
@@ -16,32 +15,25 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from arq.connections import ArqRedis
 from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from chorus_common.app import create_service_app
-from chorus_common.queue import JOB_CODEC
-from chorus_common.redis_client import create_redis, redis_check
+from chorus_common.redis_client import redis_check
 from chorus_common.tokens import TokenService
 from chorus_gateway import __version__
 from chorus_gateway.domain.api_keys import ApiKeys, parse_api_keys
 from chorus_gateway.domain.auth import Authenticator, Limits
-from chorus_gateway.domain.call import Accounting
-from chorus_gateway.domain.gateway import Gateway, GatewayOptions
-from chorus_gateway.domain.limits import Limiter
-from chorus_gateway.domain.metrics import declare_series
 from chorus_gateway.domain.providers import Catalog, load_providers, resolve_api_key
-from chorus_gateway.domain.routing import ProviderPool
-from chorus_gateway.domain.upstream import Upstream
-from chorus_gateway.domain.usage import UsageRecorder
+from chorus_gateway.metrics import declare_series
+from chorus_gateway.resources import open_resources
 from chorus_gateway.routes import models
 from chorus_gateway.routes.chat_completions import ChatCompletions
 from chorus_gateway.routes.chat_stream import ChatStream
-from chorus_gateway.routes.fast_path import FastPath
 from chorus_gateway.routes.openai_errors import install_openai_errors
 from chorus_gateway.settings import GatewaySettings
+from chorus_gateway.transport.fast_path import FastPath
 
 __all__ = ["create_app"]
 
@@ -81,45 +73,16 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(
-            settings.redis_url,
-            client_name="chorus-gateway",
-            max_connections=settings.redis_max_connections,
-        )
-        app.state.redis = redis
-        app.state.health.add_check("redis", redis_check(redis))
-        limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
-        recorder = UsageRecorder(
-            ArqRedis(connection_pool=redis.connection_pool, **JOB_CODEC),
-            queue_name=settings.gateway_usage_queue,
-            buffer=settings.gateway_usage_buffer,
-        )
-        pool = ProviderPool(
-            {p.name: Upstream(p, keys[p.name]) for p in config.providers},
-            max_attempts=settings.gateway_max_attempts,
-            breaker_failures=settings.gateway_breaker_failures,
-            breaker_cooldown=settings.gateway_breaker_cooldown_seconds,
-        )
-        app.state.gateway = Gateway(
+        async with open_resources(
+            settings,
+            providers=config,
             catalog=catalog,
             authenticator=authenticator,
-            limiter=limiter,
-            pool=pool,
-            accounting=Accounting(limiter, recorder),
-            options=GatewayOptions(
-                default_max_tokens=settings.gateway_default_max_tokens,
-                keepalive_seconds=settings.gateway_keepalive_seconds,
-            ),
-        )
-        limiter.start()
-        recorder.start()
-        try:
+            api_keys=keys,
+        ) as resources:
+            app.state.resources = resources
+            app.state.health.add_check("redis", redis_check(resources.redis))
             yield
-        finally:
-            await limiter.stop()
-            await recorder.stop()
-            await pool.aclose()
-            await redis.aclose()
 
     app = create_service_app(
         settings,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from chorus_gateway.domain.sse import TextDeltas
+from chorus_gateway.transport.sse import TextDeltas
 from chorus_mock_openai import completion_text
 from chorus_mock_openai.testing import MockServer
 

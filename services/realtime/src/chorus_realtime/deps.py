@@ -1,4 +1,8 @@
-"""Annotated dependencies, so routes read like prose (works for HTTP and WebSocket)."""
+"""``Annotated`` dependencies, so routes read like prose (HTTP and WebSocket alike).
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread
+pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,21 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from chorus_realtime.domain.realtime import Realtime
+from chorus_realtime.resources import Resources
 from chorus_realtime.settings import RealtimeSettings
 
-__all__ = ["RealtimeDep", "SettingsDep"]
+__all__ = ["ResourcesDep", "SettingsDep"]
 
 
-def _realtime(connection: HTTPConnection) -> Realtime:
-    realtime: Realtime = connection.app.state.realtime
-    return realtime
+async def _resources(connection: HTTPConnection) -> Resources:
+    resources: Resources = connection.app.state.resources
+    return resources
 
 
-def _settings(connection: HTTPConnection) -> RealtimeSettings:
+async def _settings(connection: HTTPConnection) -> RealtimeSettings:
     settings: RealtimeSettings = connection.app.state.settings
     return settings
 
 
-RealtimeDep = Annotated[Realtime, Depends(_realtime)]
+ResourcesDep = Annotated[Resources, Depends(_resources)]
 SettingsDep = Annotated[RealtimeSettings, Depends(_settings)]

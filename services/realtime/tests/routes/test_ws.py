@@ -213,7 +213,10 @@ async def test_assistant_mention_enqueues_exactly_one_job(
         await client.wait_subscribed()
         await client.say("@assistant hi", ref="q1")
         await client.say("just chatting about @assistant", ref="q2")
-        await client.wait_for(lambda: len(client.of_type("ack")) == 2)
+        # An ack and the echo of the message are separate frames: wait for both.
+        await client.wait_for(
+            lambda: len(client.of_type("ack")) == 2 and len(client.messages()) == 2
+        )
         acks = {f["ref"]: f["id"] for f in client.of_type("ack")}
         assert client.messages() == ["@assistant hi", "just chatting about @assistant"]
     job_id = f"assistant:{room}:{acks['q1']}"

@@ -11,8 +11,8 @@ from sqlalchemy import select, text
 
 from chorus_common.events import room_channel, stream_key
 from chorus_schema.models import FailedJob, RoomMessage, User
-from chorus_worker.context import JobContext, Resources
 from chorus_worker.jobs.persistence import LOCK_KEY, persist_messages, progress_key
+from chorus_worker.resources import JobContext, Resources
 
 from ..harness import Harness, eventually, metric, running_worker
 

@@ -10,9 +10,9 @@ from chorus_common.events import user_channel
 from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningSmtpSink
 from chorus_schema.models import FailedJob, Notification, User
-from chorus_worker.context import Resources
-from chorus_worker.dead_letters import replay
+from chorus_worker.domain.dead_letters import replay
 from chorus_worker.jobs.welcome import send_welcome_email
+from chorus_worker.resources import Resources
 
 from ..harness import Harness, dead_lettered, eventually, metric, running_worker
 

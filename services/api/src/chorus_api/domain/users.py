@@ -20,7 +20,7 @@ from chorus_api.domain.errors import (
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher, check_password_policy
 from chorus_api.metrics import LOGIN_FAILURES
-from chorus_api.reader import Reader
+from chorus_api.transport.reader import Reader
 from chorus_schema.models import Order, User
 
 __all__ = [
@@ -175,7 +175,7 @@ async def get_user_with_orders(reader: Reader, *, user_id: int) -> UserWithOrder
     """The account with its orders (newest first); :class:`NotFoundError` if none.
 
     A read-only request gains nothing from the ORM's identity map, so this runs on the
-    :class:`~chorus_api.reader.Reader` (no session; see that module for the trade-off).
+    :class:`~chorus_api.transport.reader.Reader` (no session; see that module for the trade-off).
     """
     rows = await reader.fetch(_USER_WITH_ORDERS, user_id=user_id)
     if not rows:

@@ -24,7 +24,7 @@ from chorus_api.domain.errors import (
 from chorus_api.domain.jobs import enqueue_analytics, enqueue_welcome_email
 from chorus_api.domain.passwords import MAX_PASSWORD_LENGTH
 from chorus_api.domain.users import authenticate, existing_account, register_user
-from chorus_api.openapi import error_responses
+from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.auth import TokenOut
 from chorus_api.schemas.fields import Text
 from chorus_api.schemas.users import RegisterIn, UserOut

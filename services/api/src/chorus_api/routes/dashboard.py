@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from chorus_api.deps import CurrentUserId, ReadSessionDep
 from chorus_api.domain.dashboard import load_dashboard
 from chorus_api.domain.errors import UserGoneError
-from chorus_api.openapi import error_responses
+from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.dashboard import DashboardOut
 
 __all__ = ["router"]

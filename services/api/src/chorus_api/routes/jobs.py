@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path
 from chorus_api.deps import ArqDep, CurrentUserId
 from chorus_api.domain.errors import NotFoundError
 from chorus_api.domain.jobs import job_status
-from chorus_api.openapi import error_responses
+from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.jobs import JobOut
 
 __all__ = ["router"]

@@ -23,7 +23,7 @@ from chorus_api.domain.orders import (
     update_order,
 )
 from chorus_api.domain.pages import DEFAULT_PAGE_SIZE
-from chorus_api.openapi import error_responses
+from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.orders import OrderCreateIn, OrderOut, OrderStatus, OrderUpdateIn
 from chorus_api.schemas.pages import CursorQuery, LimitQuery, PageOut

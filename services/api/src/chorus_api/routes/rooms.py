@@ -10,7 +10,7 @@ from chorus_api.deps import CurrentUserId, ReadSessionDep
 from chorus_api.domain.errors import InvalidCursorError
 from chorus_api.domain.pages import DEFAULT_PAGE_SIZE
 from chorus_api.domain.rooms import message_envelope, room_history
-from chorus_api.openapi import error_responses
+from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.pages import CursorQuery, LimitQuery, PageOut
 from chorus_api.schemas.rooms import MessageOut
 

@@ -38,10 +38,10 @@ from chorus_api.domain.errors import (
     WeakPasswordError,
 )
 from chorus_api.domain.users import delete_user, get_user, get_user_with_orders, update_user
-from chorus_api.openapi import error_responses
-from chorus_api.reader import Reader
+from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.users import UserOut, UserUpdateIn, UserWithOrdersOut
+from chorus_api.transport.reader import Reader
 
 __all__ = ["fast_routes", "router"]
 

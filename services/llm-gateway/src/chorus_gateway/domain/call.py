@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from chorus_gateway.domain.auth import Principal
 from chorus_gateway.domain.chat_request import ChatRequest
 from chorus_gateway.domain.limits import Admission, Limiter
-from chorus_gateway.domain.metrics import NO_PROVIDER, REQUESTS, TIME_PER_OUTPUT_TOKEN, TOKENS
 from chorus_gateway.domain.providers import ModelRoute
 from chorus_gateway.domain.usage import UsageRecord, UsageRecorder
+from chorus_gateway.metrics import NO_PROVIDER, REQUESTS, TIME_PER_OUTPUT_TOKEN, TOKENS
 
 __all__ = ["Accounting", "Call", "Ending"]
 

@@ -30,7 +30,6 @@ from chorus_gateway.domain.call import (
 )
 from chorus_gateway.domain.errors import GatewayError
 from chorus_gateway.domain.interrupt import Interruptible
-from chorus_gateway.domain.metrics import FALLBACKS, NO_PROVIDER, OVERHEAD, UPSTREAM_ERRORS
 from chorus_gateway.domain.relay import (
     client_error,
     failure_error,
@@ -40,6 +39,7 @@ from chorus_gateway.domain.relay import (
 from chorus_gateway.domain.routing import Attempt, ProviderPool
 from chorus_gateway.domain.token_estimate import estimate_completion_tokens
 from chorus_gateway.domain.upstream import UpstreamFailure
+from chorus_gateway.metrics import FALLBACKS, NO_PROVIDER, OVERHEAD, UPSTREAM_ERRORS
 
 __all__ = ["Answer", "Completion"]
 

@@ -21,11 +21,11 @@ from chorus_gateway.domain.chat_request import ChatRequest
 from chorus_gateway.domain.completion import Completion
 from chorus_gateway.domain.errors import model_not_found
 from chorus_gateway.domain.limits import Admission, Limiter, RateLimited
-from chorus_gateway.domain.metrics import RATELIMIT_REJECTIONS
 from chorus_gateway.domain.providers import Catalog
 from chorus_gateway.domain.relay import ClientStream, StreamRelay
 from chorus_gateway.domain.routing import ProviderPool
-from chorus_gateway.domain.sse import StreamScanner
+from chorus_gateway.metrics import RATELIMIT_REJECTIONS
+from chorus_gateway.transport.sse import StreamScanner
 
 __all__ = ["Gateway", "GatewayOptions"]
 

@@ -55,14 +55,16 @@ from chorus_gateway.domain.errors import (
     gateway_timeout,
     service_unavailable,
 )
-from chorus_gateway.domain.http1 import StreamResponse
 from chorus_gateway.domain.interrupt import (
     CLIENT_DISCONNECTED,
     TIMEOUT_IDLE,
     Interruptible,
     Watchdog,
 )
-from chorus_gateway.domain.metrics import (
+from chorus_gateway.domain.routing import Attempt, ProviderPool
+from chorus_gateway.domain.token_estimate import estimate_completion_tokens
+from chorus_gateway.domain.upstream import UpstreamFailure
+from chorus_gateway.metrics import (
     FALLBACKS,
     NO_PROVIDER,
     OVERHEAD,
@@ -70,10 +72,8 @@ from chorus_gateway.domain.metrics import (
     TTFT,
     UPSTREAM_ERRORS,
 )
-from chorus_gateway.domain.routing import Attempt, ProviderPool
-from chorus_gateway.domain.sse import DONE, KEEPALIVE, StreamScanner
-from chorus_gateway.domain.token_estimate import estimate_completion_tokens
-from chorus_gateway.domain.upstream import UpstreamFailure
+from chorus_gateway.transport.http1 import StreamResponse
+from chorus_gateway.transport.sse import DONE, KEEPALIVE, StreamScanner
 
 __all__ = ["ClientStream", "StreamRelay", "failure_error", "response_headers"]
 

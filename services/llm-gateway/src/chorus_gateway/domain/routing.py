@@ -17,9 +17,9 @@ from functools import partial
 
 from chorus_gateway.domain.breaker import CircuitBreaker
 from chorus_gateway.domain.errors import no_provider_available
-from chorus_gateway.domain.metrics import PROVIDER_CIRCUIT_OPEN
 from chorus_gateway.domain.providers import ModelRoute, Target
 from chorus_gateway.domain.upstream import Upstream
+from chorus_gateway.metrics import PROVIDER_CIRCUIT_OPEN
 
 __all__ = ["Attempt", "ProviderPool"]
 

@@ -27,8 +27,8 @@ from openai import (
     DefaultAioHttpClient,
 )
 
-from chorus_gateway.domain.http1 import ConnectError, Http1Pool, StreamResponse
 from chorus_gateway.domain.providers import ProviderConfig
+from chorus_gateway.transport.http1 import ConnectError, Http1Pool, StreamResponse
 
 __all__ = ["Upstream", "UpstreamFailure"]
 

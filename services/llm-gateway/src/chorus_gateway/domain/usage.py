@@ -31,7 +31,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
-from chorus_gateway.domain.metrics import USAGE_DROPPED
+from chorus_gateway.metrics import USAGE_DROPPED
 
 __all__ = ["JOB_NAME", "UsageRecord", "UsageRecorder"]
 

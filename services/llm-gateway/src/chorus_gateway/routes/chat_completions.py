@@ -18,8 +18,7 @@ from starlette.types import Receive, Scope, Send
 from chorus_gateway.domain.chat_request import ChatRequest, parse_chat_request
 from chorus_gateway.domain.errors import GatewayError, service_unavailable
 from chorus_gateway.domain.gateway import Gateway
-from chorus_gateway.domain.sse import OpenAIPassThrough, StreamScanner
-from chorus_gateway.routes.asgi import (
+from chorus_gateway.transport.asgi import (
     AsgiClientStream,
     header,
     read_body,
@@ -27,6 +26,7 @@ from chorus_gateway.routes.asgi import (
     send_error,
     send_json,
 )
+from chorus_gateway.transport.sse import OpenAIPassThrough, StreamScanner
 
 __all__ = ["ChatCompletions"]
 
@@ -42,7 +42,7 @@ class ChatCompletions:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
         started = time.perf_counter()
-        gateway: Gateway = scope["app"].state.gateway
+        gateway: Gateway = scope["app"].state.resources.gateway
         try:
             principal = gateway.authenticate(header(scope, b"authorization"))
             raw = await read_body(receive, self._max_body)

@@ -19,14 +19,14 @@ from starlette.types import Receive, Scope, Send
 from chorus_gateway.domain.chat_request import parse_playground_request
 from chorus_gateway.domain.errors import GatewayError, service_unavailable
 from chorus_gateway.domain.gateway import Gateway
-from chorus_gateway.domain.sse import TextDeltas
-from chorus_gateway.routes.asgi import (
+from chorus_gateway.transport.asgi import (
     AsgiClientStream,
     header,
     read_body,
     run_interruptible,
     send_error,
 )
+from chorus_gateway.transport.sse import TextDeltas
 
 __all__ = ["ChatStream"]
 
@@ -43,7 +43,7 @@ class ChatStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
         started = time.perf_counter()
-        gateway: Gateway = scope["app"].state.gateway
+        gateway: Gateway = scope["app"].state.resources.gateway
         try:
             principal = gateway.authenticate(header(scope, b"authorization"))
             raw = await read_body(receive, self._max_body)

@@ -24,8 +24,8 @@ from typing import Protocol
 
 from chorus_common.events import EventBus, parse_stream_id, pubsub_channel
 from chorus_realtime.domain.frames import OutFrame
-from chorus_realtime.domain.pubsub import PubSubConnection, RedisAddress, open_pubsub
 from chorus_realtime.metrics import CHANNELS, PUBSUB_RECONNECTS
+from chorus_realtime.transport.pubsub import PubSubConnection, RedisAddress, open_pubsub
 
 __all__ = ["Hub", "HubUnavailableError", "Sink"]
 

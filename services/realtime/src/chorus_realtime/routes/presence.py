@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from chorus_common.errors import ErrorResponse
 from chorus_common.events import InvalidChannelError, room_channel
 from chorus_common.tokens import InvalidTokenError, bearer_token
-from chorus_realtime.deps import RealtimeDep
+from chorus_realtime.deps import ResourcesDep
 
 __all__ = ["router"]
 
@@ -38,7 +38,7 @@ class RoomPresence(BaseModel):
 async def room_presence(
     room: str,
     request: Request,
-    rt: RealtimeDep,
+    rt: ResourcesDep,
     token: str | None = Query(default=None, description="JWT, if not sent as a header"),
 ) -> RoomPresence:
     """Members of ``room`` with their connection counts (any signed-in user may ask)."""

@@ -16,11 +16,11 @@ from sse_starlette.sse import EventSourceResponse
 
 from chorus_common.events import user_channel
 from chorus_common.tokens import InvalidTokenError, bearer_token
-from chorus_realtime.deps import RealtimeDep, SettingsDep
+from chorus_realtime.deps import ResourcesDep, SettingsDep
 from chorus_realtime.domain.connection import Connection
 from chorus_realtime.domain.hub import HubUnavailableError
-from chorus_realtime.domain.realtime import Realtime
 from chorus_realtime.metrics import REJECTED
+from chorus_realtime.resources import Resources
 
 __all__ = ["router"]
 
@@ -38,7 +38,7 @@ def _refuse(status: int, code: str, message: str, metric: str) -> HTTPException:
     return HTTPException(status, {"code": code, "message": message}, headers=headers)
 
 
-async def _stream(rt: Realtime, connection: Connection) -> AsyncIterator[bytes]:
+async def _stream(rt: Resources, connection: Connection) -> AsyncIterator[bytes]:
     try:
         async for frame in connection.frames():
             yield frame.sse()
@@ -51,7 +51,7 @@ async def _stream(rt: Realtime, connection: Connection) -> AsyncIterator[bytes]:
 
 
 async def _open(
-    request: Request, rt: Realtime, settings: SettingsDep, path_user: str | None, token: str | None
+    request: Request, rt: Resources, settings: SettingsDep, path_user: str | None, token: str | None
 ) -> EventSourceResponse:
     raw = bearer_token(request.headers.get("authorization")) or token
     if not raw:
@@ -97,7 +97,7 @@ async def _open(
 @router.get("/events", summary="Stream your notifications (SSE)")
 async def my_events(
     request: Request,
-    rt: RealtimeDep,
+    rt: ResourcesDep,
     settings: SettingsDep,
     token: str | None = Query(default=None, description="JWT, for clients without headers"),
     last_event_id: str | None = Query(default=None, description="fallback for Last-Event-ID"),
@@ -110,7 +110,7 @@ async def my_events(
 async def user_events(  # noqa: PLR0917 - FastAPI parameters
     user_id: str,
     request: Request,
-    rt: RealtimeDep,
+    rt: ResourcesDep,
     settings: SettingsDep,
     token: str | None = Query(default=None),
     last_event_id: str | None = Query(default=None),

@@ -28,12 +28,12 @@ from chorus_common.request_context import RequestContextMiddleware
 from chorus_common.tokens import InvalidTokenError
 from chorus_realtime.domain.connection import CloseCode, Connection
 from chorus_realtime.domain.hub import HubUnavailableError
-from chorus_realtime.domain.realtime import Realtime
 from chorus_realtime.domain.session import CloseConnection, Session, SessionLimits
 from chorus_realtime.metrics import REJECTED
+from chorus_realtime.resources import Resources
 from chorus_realtime.settings import RealtimeSettings
-from chorus_realtime.wsprotocol import TRANSPORT_EXTENSION, FrameTransport
-from chorus_realtime.wswriter import Flusher, SocketWriter
+from chorus_realtime.transport.wsprotocol import TRANSPORT_EXTENSION, FrameTransport
+from chorus_realtime.transport.wswriter import Flusher, SocketWriter
 
 __all__ = ["SUBPROTOCOL", "RoomSockets", "room_socket", "token_from_subprotocols"]
 
@@ -102,7 +102,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
     room = room_of(scope)
     assert room is not None
     state = scope["app"].state
-    rt: Realtime = state.realtime
+    rt: Resources = state.resources
     settings: RealtimeSettings = state.settings
     opened = await _open(scope, receive, send, rt=rt, settings=settings, room=room)
     if opened is None:
@@ -152,7 +152,7 @@ async def _open(
     receive: Receive,
     send: Send,
     *,
-    rt: Realtime,
+    rt: Resources,
     settings: RealtimeSettings,
     room: str,
 ) -> tuple[str, str | None, FrameTransport] | None:
@@ -184,7 +184,7 @@ async def _open(
 
 
 async def _admit(
-    rt: Realtime, settings: RealtimeSettings, send: Send, room: str, token: str | None
+    rt: Resources, settings: RealtimeSettings, send: Send, room: str, token: str | None
 ) -> str | None:
     """The user of an accepted socket, or None after closing it with the reason."""
     user = await _authenticate(rt, send, room, token)
@@ -204,7 +204,7 @@ async def _admit(
     return user
 
 
-async def _authenticate(rt: Realtime, send: Send, room: str, token: str | None) -> str | None:
+async def _authenticate(rt: Resources, send: Send, room: str, token: str | None) -> str | None:
     """The token's user if this replica takes the socket, else None (closed with why)."""
     if not rt.registry.accepting:
         await _refuse(send, CloseCode.RESTART, "server restarting", "draining")

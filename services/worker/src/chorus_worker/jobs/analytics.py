@@ -21,8 +21,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from chorus_common.text import find_unstorable
 from chorus_schema.models import AnalyticsDaily, AnalyticsEvent
-from chorus_worker.context import JobContext, resources
-from chorus_worker.errors import PermanentJobError
+from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.errors import PermanentJobError
 
 __all__ = ["MAX_PROPERTIES_BYTES", "record_analytics"]
 

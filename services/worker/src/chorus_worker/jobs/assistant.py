@@ -45,9 +45,9 @@ from chorus_common.events import (
     parse_stream_id,
     room_channel,
 )
-from chorus_worker.context import JobContext, resources
-from chorus_worker.deltas import ASSISTANT_SENDER, DeltaPublisher
-from chorus_worker.errors import PermanentJobError
+from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.deltas import ASSISTANT_SENDER, DeltaPublisher
+from chorus_worker.domain.errors import PermanentJobError
 from chorus_worker.metrics import ASSISTANT_REPLIES
 
 __all__ = ["JOB_ID_PREFIX", "answer_in_room", "done_key", "pending_key"]

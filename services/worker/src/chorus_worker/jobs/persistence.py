@@ -59,10 +59,10 @@ from chorus_common.events import (
 )
 from chorus_common.text import find_unstorable
 from chorus_schema.models import FailedJob, RoomMessage, User
-from chorus_worker.context import JobContext, resources
-from chorus_worker.dead_letters import add_dead_letter
-from chorus_worker.errors import refused_by_postgres
-from chorus_worker.locks import redis_lock
+from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.dead_letters import add_dead_letter
+from chorus_worker.domain.errors import refused_by_postgres
+from chorus_worker.domain.locks import redis_lock
 from chorus_worker.metrics import DEAD_LETTERS, MESSAGES_PERSISTED, PERSIST_GAPS
 
 __all__ = ["LOCK_KEY", "PERSISTED_TYPES", "persist_messages", "progress_key"]

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from chorus_schema.models import RoomMessage
-from chorus_worker.context import JobContext, resources
+from chorus_worker.deps import JobContext, resources
 from chorus_worker.metrics import ROOM_MESSAGES_PRUNED
 
 __all__ = ["prune_room_messages"]

@@ -18,8 +18,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from chorus_common.text import unstorable
 from chorus_schema.models import LlmUsageDaily, LlmUsageEvent, User
-from chorus_worker.context import JobContext, resources
-from chorus_worker.errors import PermanentJobError
+from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.errors import PermanentJobError
 
 __all__ = ["Usage", "record_llm_usage"]
 

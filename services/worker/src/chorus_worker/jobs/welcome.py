@@ -40,10 +40,10 @@ from sqlalchemy import func, update
 
 from chorus_schema.models import User
 from chorus_schema.notifications import add_notification, publish_notification
-from chorus_worker.context import JobContext, resources
-from chorus_worker.errors import PermanentJobError, TemporaryJobError
-from chorus_worker.locks import redis_lock
-from chorus_worker.mail import DeliveryError
+from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
+from chorus_worker.domain.locks import redis_lock
+from chorus_worker.domain.mail import DeliveryError
 from chorus_worker.metrics import EMAILS_SENT
 from chorus_worker.settings import WorkerServiceSettings
 

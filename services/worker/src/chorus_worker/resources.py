@@ -3,8 +3,8 @@
 arq hands every job the worker's ``ctx`` dict; ours carries the settings (put there when
 the worker is built) and, after startup, one :class:`Resources` holding the Postgres
 engine and sessions, the Redis client arq itself uses (with the event bus on top), the
-SMTP mailer and the ``openai`` client for the gateway. Jobs reach them with
-:func:`resources`, which keeps the dict's ``Any`` at this edge.
+SMTP mailer and the ``openai`` client for the gateway. Jobs reach them through
+:mod:`chorus_worker.deps`, which keeps the dict's ``Any`` at that edge.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
-from chorus_worker.mail import Mailer
+from chorus_worker.domain.mail import Mailer
 from chorus_worker.settings import WorkerServiceSettings
 
-__all__ = ["JobContext", "Resources", "on_shutdown", "on_startup", "resources", "settings_of"]
+__all__ = ["RESOURCES_KEY", "SETTINGS_KEY", "JobContext", "Resources", "on_shutdown", "on_startup"]
 
 #: What arq passes to every job and hook.
 JobContext = dict[str, Any]
@@ -72,23 +72,11 @@ class Resources:
         await self.engine.dispose()
 
 
-def settings_of(ctx: JobContext) -> WorkerServiceSettings:
-    """The settings the worker was built with."""
-    settings = ctx[SETTINGS_KEY]
-    assert isinstance(settings, WorkerServiceSettings)
-    return settings
-
-
-def resources(ctx: JobContext) -> Resources:
-    """The clients opened at startup."""
-    found = ctx[RESOURCES_KEY]
-    assert isinstance(found, Resources)
-    return found
-
-
 async def on_startup(ctx: JobContext) -> None:
     """arq hook: open the clients, next to the Redis pool arq put in ``ctx['redis']``."""
-    ctx[RESOURCES_KEY] = Resources.open(settings_of(ctx), ctx["redis"])
+    settings = ctx[SETTINGS_KEY]
+    assert isinstance(settings, WorkerServiceSettings)
+    ctx[RESOURCES_KEY] = Resources.open(settings, ctx["redis"])
 
 
 async def on_shutdown(ctx: JobContext) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from chorus_gateway.domain.metrics import declare_series
 from chorus_gateway.domain.providers import Catalog, ProvidersConfig
+from chorus_gateway.metrics import declare_series
 
 
 def test_every_configured_series_is_exported_at_zero_from_the_start() -> None:

@@ -18,7 +18,7 @@ connection arguments (the same URL, connect timeout, ``application_name`` and
 outside any transaction, and leaves no session state), and counted by
 ``chorus_api_db_read_pool_in_use``. asyncpg replaces a connection the server closed at its
 next checkout; a connection that fails while checked out is closed rather than handed to
-the next request half-used; a database outage is still a 503 (``chorus_api.unavailable``
+the next request half-used; a database outage is still a 503 (``chorus_api.routes.unavailable``
 maps asyncpg's errors as well as SQLAlchemy's).
 
 What a :class:`Reader` keeps: statements are SQLAlchemy Core built from the shared models
@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeEngine
 
-from chorus_api.pool import PoolGate
+from chorus_api.transport.pool import PoolGate
 from chorus_common.database import connect_args
 from chorus_common.settings import DatabaseSettings
 

@@ -16,9 +16,9 @@ from aiosmtplib import (
 
 from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningSmtpSink
-from chorus_worker.mail import DeliveryError, Mailer, classify
+from chorus_worker.domain.mail import DeliveryError, Mailer, classify
 
-from .harness import make_settings
+from ..harness import make_settings
 
 
 def _message() -> EmailMessage:

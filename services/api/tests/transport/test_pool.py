@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from chorus_api.pool import PoolGate
-from chorus_api.unavailable import is_database_unavailable
+from chorus_api.routes.unavailable import is_database_unavailable
+from chorus_api.transport.pool import PoolGate
 
 
 async def test_waiters_are_admitted_first_come_first_served() -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from .support import Account
+from ..support import Account
 
 
 async def test_declared_length_over_the_limit(client: httpx.AsyncClient, account: Account) -> None:

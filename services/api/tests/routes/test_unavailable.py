@@ -14,7 +14,7 @@ from chorus_devstack.servers import RunningPostgres
 from chorus_devstack.testing import base_url, serve_app
 from chorus_schema.migrate import upgrade
 
-from .support import new_account
+from ..support import new_account
 
 
 @pytest.mark.slow

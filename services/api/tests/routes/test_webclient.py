@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from chorus_api.webclient import STATIC_DIR
+from chorus_api.routes.webclient import STATIC_DIR
 
 
 async def test_the_page_is_served_at_the_root(client: httpx.AsyncClient) -> None:

@@ -16,13 +16,14 @@ from sqlalchemy import select
 
 from chorus_devstack.servers import RunningMockOpenAI, RunningRedis
 from chorus_schema.models import FailedJob
-from chorus_worker.dead_letters import ReplayRefusedError, replay
-from chorus_worker.policy import JobSpec
-from chorus_worker.queue import create_queue_redis
+from chorus_worker.domain.dead_letters import ReplayRefusedError, replay
+from chorus_worker.main import create_worker, job_specs
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, arq_function, job_specs, worker_settings
+from chorus_worker.transport.policy import JobSpec
+from chorus_worker.transport.queue import create_queue_redis
+from chorus_worker.transport.worker import ChorusWorker
 
-from .harness import Harness, eventually, metric, running_worker
+from ..harness import Harness, eventually, metric, running_worker
 
 GATES: dict[str, asyncio.Event] = {}
 STARTED: list[str] = []
@@ -39,12 +40,9 @@ async def gated(ctx: dict[str, Any], name: str) -> str:
 @contextlib.asynccontextmanager
 async def gated_worker(settings: WorkerServiceSettings) -> AsyncIterator[ChorusWorker]:
     """A worker with the real jobs plus ``gated``."""
-    options = worker_settings(settings)
-    options["functions"] = [
-        *(arq_function(spec, settings) for spec in job_specs(settings)),
-        arq_function(JobSpec(gated, max_tries=3, timeout=30), settings),
-    ]
-    worker = ChorusWorker(settings, redis_pool=create_queue_redis(settings), **options)
+    worker = create_worker(
+        settings, jobs=[*job_specs(settings), JobSpec(gated, max_tries=3, timeout=30)]
+    )
     task = asyncio.create_task(worker.async_run())
 
     async def alive() -> bool:
@@ -70,13 +68,8 @@ async def never_enqueued(ctx: dict[str, Any]) -> None:
 async def test_every_function_exports_its_series_at_zero_from_the_start(harness: Harness) -> None:
     # rate()/increase() miss a counter's first increment when the series is born at 1:
     # the first dead letter after a restart would not fire ChorusWorkerDeadLetters.
-    options = worker_settings(harness.settings)
-    options["functions"] = [
-        arq_function(JobSpec(never_enqueued, max_tries=1, timeout=5), harness.settings)
-    ]
-    pool = create_queue_redis(harness.settings)
-    ChorusWorker(harness.settings, redis_pool=pool, **options)
-    await pool.aclose()
+    worker = create_worker(harness.settings, jobs=[JobSpec(never_enqueued, max_tries=1, timeout=5)])
+    await worker.pool.aclose()
     for name in (
         "chorus_worker_jobs_started_total",
         "chorus_worker_jobs_succeeded_total",

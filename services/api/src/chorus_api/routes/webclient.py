@@ -24,7 +24,7 @@ from starlette.types import Scope
 
 __all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "install_web_client"]
 
-STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+STATIC_DIR: Final = Path(__file__).resolve().parent.parent / "static"
 
 CONTENT_SECURITY_POLICY: Final = "; ".join(
     [

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from chorus_worker.dead_letters import (
+from chorus_worker.domain.dead_letters import (
     DeadLetterNotFoundError,
     ReplayRefusedError,
     encode_arguments,
@@ -15,7 +15,7 @@ from chorus_worker.dead_letters import (
     replay,
 )
 
-from .harness import Harness
+from ..harness import Harness
 
 
 def test_arguments_json_cannot_hold_are_kept_as_text() -> None:

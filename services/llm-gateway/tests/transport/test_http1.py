@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import uvloop
 
-from chorus_gateway.domain.http1 import Http1Pool
+from chorus_gateway.transport.http1 import Http1Pool
 
 Scenario = Callable[[str, list[str]], Awaitable[None]]
 

@@ -1,9 +1,7 @@
-"""The arq worker: its settings, the registered jobs, and the loop's three additions.
+"""The arq worker the process runs: arq's ``Worker`` with the loop's three additions.
 
-:func:`worker_settings` is arq's ``WorkerSettings`` built from our settings (a dict: arq
-accepts one wherever it takes the class, e.g. ``arq.worker.create_worker``), and
-:func:`build_worker` makes the :class:`ChorusWorker` that ``python -m chorus_worker`` runs.
-arq stays at this edge; jobs are plain functions in ``chorus_worker.jobs``.
+What it runs is declared in :class:`chorus_worker.main.WorkerSettings`; arq stays at this
+edge (and ``policy.py``); jobs are plain functions in ``chorus_worker.jobs``.
 
 :class:`ChorusWorker` is arq's ``Worker`` with:
 
@@ -17,7 +15,7 @@ arq stays at this edge; jobs are plain functions in ``chorus_worker.jobs``.
 - **slots the assistant cannot take**: at most ``ASSISTANT_MAX_JOBS`` assistant answers
   run at once, so a flood of ``@assistant`` leaves the other slots to welcome mails, usage
   and history. Assistant jobs over that cap stay queued, and the loop reads past a page
-  full of them to find the other jobs behind;
+  full of them (arq's read offset) to find the other jobs behind;
 - **JSON jobs only**: jobs are read with ``chorus_common.queue``'s codec; a payload that is
   not a JSON job (a pickle written straight into Redis) is never run — arq fails it, and
   this worker also dead-letters it (``unreadable_payload``), logs and counts it.
@@ -29,49 +27,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final
 
 import orjson
 from arq.constants import job_key_prefix
-from arq.cron import cron
-from arq.worker import Function, Worker, func
+from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from chorus_common.queue import JOB_CODEC, UnreadableJobError, deserialize_job
-from chorus_worker.context import RESOURCES_KEY, SETTINGS_KEY, on_shutdown, on_startup, resources
-from chorus_worker.dead_letters import UNREADABLE_PAYLOAD, record_dead_letter
-from chorus_worker.jobs.analytics import record_analytics
+from chorus_common.queue import UnreadableJobError, deserialize_job
+from chorus_worker.deps import resources
+from chorus_worker.domain.dead_letters import UNREADABLE_PAYLOAD, record_dead_letter
 from chorus_worker.jobs.assistant import JOB_ID_PREFIX as ASSISTANT_JOB_PREFIX
-from chorus_worker.jobs.assistant import answer_in_room
-from chorus_worker.jobs.noop import noop
-from chorus_worker.jobs.persistence import persist_messages
-from chorus_worker.jobs.retention import prune_room_messages
-from chorus_worker.jobs.usage import record_llm_usage
-from chorus_worker.jobs.welcome import send_welcome_email
 from chorus_worker.metrics import DEAD_LETTERS, QUEUE_DEPTH, UNREADABLE_JOBS, declare_functions
-from chorus_worker.policy import DEAD_LETTER_WRITE_TRIES, JobSpec, instrument
-from chorus_worker.queue import create_queue_redis
+from chorus_worker.resources import RESOURCES_KEY
 from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.wakeup import QueueWakeup
+from chorus_worker.transport.policy import ARQ_TIMEOUT_MARGIN
+from chorus_worker.transport.wakeup import QueueWakeup
 
-if TYPE_CHECKING:
-    from arq.typing import WorkerCoroutine
-
-__all__ = [
-    "ChorusWorker",
-    "arq_function",
-    "build_worker",
-    "cron_specs",
-    "job_specs",
-    "worker_settings",
-]
+__all__ = ["ChorusWorker"]
 
 logger = logging.getLogger("chorus.worker")
 
 #: Seconds between polls while keyspace events flow: only a safety net for a lost event.
 SAFETY_POLL_SECONDS: Final = 0.5
-#: arq's own timeout sits this far behind ours, so ours fires first and is handled.
-_ARQ_TIMEOUT_MARGIN: Final = 2.0
 #: After a crash a job stays claimed until its in-progress key expires: longest timeout + this.
 _IN_PROGRESS_MARGIN: Final = 5.0
 _DEPTH_REFRESH_SECONDS: Final = 1.0
@@ -84,83 +62,6 @@ _REQUEUE_SECONDS: Final = 5.0
 _PREVIEW_BYTES: Final = 300
 
 
-def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
-    """The jobs enqueuers may call (DESIGN.md's contract; README lists their arguments)."""
-    return [
-        JobSpec(send_welcome_email, max_tries=settings.max_tries, timeout=settings.job_timeout),
-        JobSpec(record_analytics, max_tries=settings.max_tries, timeout=settings.job_timeout),
-        JobSpec(record_llm_usage, max_tries=settings.max_tries, timeout=settings.job_timeout),
-        # A retried answer starts over in front of the room: a few tries, not ten.
-        JobSpec(
-            answer_in_room,
-            max_tries=min(3, settings.max_tries),
-            timeout=settings.assistant_job_timeout,
-        ),
-        JobSpec(noop, max_tries=settings.max_tries, timeout=settings.job_timeout),
-    ]
-
-
-def cron_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
-    """Jobs the worker schedules itself; a failed run is retried by the next one."""
-    return [
-        JobSpec(persist_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False),
-        JobSpec(prune_room_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False),
-    ]
-
-
-def _schedule(spec: JobSpec, settings: WorkerServiceSettings) -> dict[str, Any]:
-    """When a cron job runs: ``persist_messages`` every ``PERSIST_INTERVAL`` seconds, the
-    pruning of old history every ten minutes (each run deletes in bounded batches)."""
-    if spec.function is prune_room_messages:
-        return {"minute": set(range(0, 60, 10)), "second": 30}
-    return {"second": set(range(0, 60, settings.persist_interval))}
-
-
-def arq_function(spec: JobSpec, settings: WorkerServiceSettings) -> Function:
-    """A job, wrapped in the policy, as arq registers it."""
-    return func(
-        cast("WorkerCoroutine", instrument(spec, settings)),
-        name=spec.name,
-        timeout=spec.timeout + _ARQ_TIMEOUT_MARGIN,
-        max_tries=spec.max_tries + DEAD_LETTER_WRITE_TRIES,
-    )
-
-
-def worker_settings(settings: WorkerServiceSettings) -> dict[str, Any]:
-    """arq's ``WorkerSettings`` for our jobs, as keyword arguments of ``arq.worker.Worker``."""
-    functions = [arq_function(spec, settings) for spec in job_specs(settings)]
-    cron_jobs = [
-        cron(
-            cast("WorkerCoroutine", instrument(spec, settings)),
-            name=spec.name,
-            **_schedule(spec, settings),
-            microsecond=0,
-            run_at_startup=True,
-            timeout=spec.timeout + _ARQ_TIMEOUT_MARGIN,
-            max_tries=spec.max_tries,
-            keep_result=0,
-        )
-        for spec in cron_specs(settings)
-    ]
-    return {
-        "functions": functions,
-        "cron_jobs": cron_jobs,
-        "queue_name": settings.queue_name,
-        "max_jobs": settings.max_jobs,
-        "job_timeout": settings.job_timeout + _ARQ_TIMEOUT_MARGIN,
-        "keep_result": settings.keep_result,
-        "max_tries": settings.max_tries,
-        "poll_delay": settings.poll_delay,
-        "job_completion_wait": settings.job_completion_wait,
-        "on_startup": on_startup,
-        "on_shutdown": on_shutdown,
-        "ctx": {SETTINGS_KEY: settings},
-        # The process (``service.py``) owns SIGTERM: it drains the HTTP side too.
-        "handle_signals": False,
-        **JOB_CODEC,
-    }
-
-
 class ChorusWorker(Worker):
     """arq's worker, woken by keyspace events, with a heartbeat and a drain."""
 
@@ -170,8 +71,12 @@ class ChorusWorker(Worker):
         # arq's loop must not sleep on its own: each turn of ours waits for a reason to poll.
         super().__init__(poll_delay=0, **kwargs)
         declare_functions([*self.functions, UNREADABLE_PAYLOAD])
-        longest = max(s.timeout for s in [*job_specs(settings), *cron_specs(settings)])
-        self.in_progress_timeout_s = longest + _IN_PROGRESS_MARGIN
+        # The longest job timeout of ours (arq's sit ARQ_TIMEOUT_MARGIN behind them).
+        longest = max(
+            (f.timeout_s for f in self.functions.values() if f.timeout_s is not None),
+            default=self.job_timeout_s,
+        )
+        self.in_progress_timeout_s = longest - ARQ_TIMEOUT_MARGIN + _IN_PROGRESS_MARGIN
         self._wake = asyncio.Event()
         self._saturated = False
         #: Assistant jobs were left queued because their slots were taken.
@@ -406,6 +311,22 @@ class ChorusWorker(Worker):
             await asyncio.wait(pending, timeout=_REQUEUE_SECONDS)
 
 
+def _unreadable(result_data: bytes | None) -> bool:
+    """True for the result arq writes when a job's payload could not be deserialized."""
+    if result_data is None:
+        return False
+    try:
+        result = orjson.loads(result_data)
+    except orjson.JSONDecodeError:
+        return False
+    error = result.get("r") if isinstance(result, dict) else None
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("error"), dict)
+        and error["error"].get("type") == "DeserializationError"
+    )
+
+
 def _cancel_requested() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
@@ -430,26 +351,3 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]], *, grace: float) -> None:
             logger.error("%d tasks ignored cancellation for %ss", len(pending), grace)
             return
         _, pending = await asyncio.wait(pending, timeout=min(0.1, remaining))
-
-
-def _unreadable(result_data: bytes | None) -> bool:
-    """True for the result arq writes when a job's payload could not be deserialized."""
-    if result_data is None:
-        return False
-    try:
-        result = orjson.loads(result_data)
-    except orjson.JSONDecodeError:
-        return False
-    error = result.get("r") if isinstance(result, dict) else None
-    return (
-        isinstance(error, dict)
-        and isinstance(error.get("error"), dict)
-        and error["error"].get("type") == "DeserializationError"
-    )
-
-
-def build_worker(settings: WorkerServiceSettings) -> ChorusWorker:
-    """The worker ``python -m chorus_worker`` runs; call inside the running event loop."""
-    return ChorusWorker(
-        settings, redis_pool=create_queue_redis(settings), **worker_settings(settings)
-    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from chorus_gateway.domain.sse import OpenAIPassThrough
+from chorus_gateway.transport.sse import OpenAIPassThrough
 
 ROLE = (
     b'data: {"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],'

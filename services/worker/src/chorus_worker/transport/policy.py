@@ -1,7 +1,8 @@
 """How every job runs: metrics, a timeout, retries with backoff, and dead letters.
 
 Jobs stay plain ``async def job(ctx, ...)`` functions; :func:`instrument` wraps each one
-for arq (this module and ``worker.py`` are where arq's terms appear). For each attempt:
+and :func:`arq_function` / :func:`arq_cron` register it with arq (this module and
+``worker.py`` are where arq's terms appear). For each attempt:
 
 - the lag from when the job became due to now, and the attempt's duration, are observed;
 - the job runs under its timeout;
@@ -29,15 +30,16 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
 import orjson
-from arq.worker import Retry
+from arq.cron import CronJob, cron
+from arq.worker import Function, Retry, func
 from sqlalchemy.exc import SQLAlchemyError
 
-from chorus_worker.context import JobContext, resources
-from chorus_worker.dead_letters import record_dead_letter
-from chorus_worker.errors import DeadLetteredError, PermanentJobError, refused_by_postgres
+from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.dead_letters import record_dead_letter
+from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError, refused_by_postgres
 from chorus_worker.metrics import (
     DEAD_LETTERS,
     JOB_DURATION,
@@ -50,10 +52,16 @@ from chorus_worker.metrics import (
 )
 from chorus_worker.settings import WorkerServiceSettings
 
+if TYPE_CHECKING:
+    from arq.typing import WorkerCoroutine
+
 __all__ = [
+    "ARQ_TIMEOUT_MARGIN",
     "DEAD_LETTER_WRITE_TRIES",
     "JobFunction",
     "JobSpec",
+    "arq_cron",
+    "arq_function",
     "backoff_delay",
     "describe",
     "instrument",
@@ -67,6 +75,8 @@ JobFunction = Callable[..., Awaitable[Any]]
 
 #: Deliveries arq allows beyond ``max_tries``, spent only on writing a refused dead letter.
 DEAD_LETTER_WRITE_TRIES: Final = 20
+#: arq's own timeout sits this far behind ours, so ours fires first and is handled.
+ARQ_TIMEOUT_MARGIN: Final = 2.0
 _PENDING_PREFIX: Final = "chorus:dead-letter:pending:"
 _PENDING_TTL_SECONDS: Final = 7 * 86_400
 
@@ -271,3 +281,38 @@ def instrument(spec: JobSpec, settings: WorkerServiceSettings) -> JobFunction:
     run.__name__ = run.__qualname__ = name
     run.__doc__ = spec.function.__doc__
     return run
+
+
+def arq_function(spec: JobSpec, settings: WorkerServiceSettings) -> Function:
+    """A job, wrapped in the policy, as arq registers it."""
+    return func(
+        cast("WorkerCoroutine", instrument(spec, settings)),
+        name=spec.name,
+        timeout=spec.timeout + ARQ_TIMEOUT_MARGIN,
+        max_tries=spec.max_tries + DEAD_LETTER_WRITE_TRIES,
+    )
+
+
+def arq_cron(
+    spec: JobSpec,
+    settings: WorkerServiceSettings,
+    *,
+    every: int = 1,
+    every_minutes: int | None = None,
+) -> CronJob:
+    """A job the worker schedules itself: every ``every`` seconds (a divisor of 60), or,
+    with ``every_minutes`` (a divisor of 60), at second 30 of every such minute."""
+    if every_minutes is None:
+        schedule: dict[str, Any] = {"second": set(range(0, 60, every))}
+    else:
+        schedule = {"minute": set(range(0, 60, every_minutes)), "second": 30}
+    return cron(
+        cast("WorkerCoroutine", instrument(spec, settings)),
+        name=spec.name,
+        **schedule,
+        microsecond=0,
+        run_at_startup=True,
+        timeout=spec.timeout + ARQ_TIMEOUT_MARGIN,
+        max_tries=spec.max_tries,
+        keep_result=0,
+    )

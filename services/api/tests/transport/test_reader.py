@@ -11,9 +11,9 @@ from sqlalchemy import JSON, Enum, Numeric, bindparam, cast, select
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from chorus_api.pool import PoolGate
-from chorus_api.reader import CompiledQuery, Reader, close_read_pool, create_read_pool
 from chorus_api.settings import ApiSettings
+from chorus_api.transport.pool import PoolGate
+from chorus_api.transport.reader import CompiledQuery, Reader, close_read_pool, create_read_pool
 from chorus_schema.models import User
 
 _BY_ID = select(User.id, User.email).where(User.id == bindparam("user_id"))

@@ -12,9 +12,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from chorus_common.events import EventBus, room_channel, stream_key
 from chorus_common.redis_client import create_redis
 from chorus_devstack.ports import free_port
-from chorus_worker.deltas import DeltaPublisher
+from chorus_worker.domain.deltas import DeltaPublisher
 
-from .harness import Harness
+from ..harness import Harness
 
 
 async def _deltas(harness: Harness, room: str) -> list[dict[str, object]]:

@@ -21,7 +21,7 @@ import logging
 from starlette.types import Send
 
 from chorus_realtime.domain.connection import CloseCode, Connection
-from chorus_realtime.wsprotocol import FrameTransport
+from chorus_realtime.transport.wsprotocol import FrameTransport
 
 __all__ = ["Flusher", "SocketWriter"]
 

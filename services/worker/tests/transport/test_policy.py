@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -18,19 +19,20 @@ from chorus_common.database import create_sessionmaker
 from chorus_devstack.servers import RunningPostgres
 from chorus_schema.migrate import upgrade
 from chorus_schema.models import FailedJob
-from chorus_worker.context import resources
-from chorus_worker.errors import PermanentJobError, TemporaryJobError
-from chorus_worker.policy import (
+from chorus_worker.deps import resources
+from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
+from chorus_worker.main import WorkerSettings
+from chorus_worker.settings import WorkerServiceSettings
+from chorus_worker.transport.policy import (
     JobSpec,
     backoff_delay,
     describe,
     pending_dead_letter_key,
 )
-from chorus_worker.queue import create_queue_redis
-from chorus_worker.settings import WorkerServiceSettings
-from chorus_worker.worker import ChorusWorker, arq_function, worker_settings
+from chorus_worker.transport.queue import create_queue_redis
+from chorus_worker.transport.worker import ChorusWorker
 
-from .harness import Harness, dead_lettered, eventually, metric
+from ..harness import Harness, dead_lettered, eventually, metric
 
 CALLS: Counter[str] = Counter()
 
@@ -93,10 +95,10 @@ async def policy_worker(
     settings: WorkerServiceSettings, *, max_tries: int = 3
 ) -> AsyncIterator[ChorusWorker]:
     """A worker running only this module's jobs, under the real policy."""
-    options = worker_settings(settings)
-    options["functions"] = [arq_function(spec, settings) for spec in _specs(max_tries)]
-    options["cron_jobs"] = []
-    worker = ChorusWorker(settings, redis_pool=create_queue_redis(settings), **options)
+    declared = replace(WorkerSettings.from_settings(settings, jobs=_specs(max_tries)), cron_jobs=())
+    worker = ChorusWorker(
+        settings, redis_pool=create_queue_redis(settings), **declared.worker_arguments()
+    )
     task = asyncio.create_task(worker.async_run())
     await eventually(lambda: _alive(worker, task), what="the worker")
     try:

@@ -1,0 +1,1 @@
+"""Transport and fast paths: the request body cap, pool admission and the session-less Reader."""

@@ -1,0 +1,153 @@
+"""Everything one replica holds open while it runs, opened and closed by the lifespan.
+
+:func:`open_resources` builds the parts — one Redis client (commands, presence, the arq
+queue), the event bus with the configured history, the hub and its pub/sub connection,
+presence, the canary, the registry of this replica's connections, the token verifier,
+the assistant's enqueuer and the per-user quotas — starts them, and stops them in reverse
+order. Routes reach them through :mod:`chorus_realtime.deps` (the WebSocket endpoint,
+plain ASGI, from ``scope["app"].state.resources``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from chorus_common.events import EventBus
+from chorus_common.queue import JOB_CODEC
+from chorus_common.redis_client import create_redis
+from chorus_common.tokens import TokenService
+from chorus_realtime.domain.assistant import Assistant
+from chorus_realtime.domain.canary import Canary
+from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.presence import Presence
+from chorus_realtime.domain.quotas import Quotas, QuotaSettings
+from chorus_realtime.domain.registry import Registry
+from chorus_realtime.settings import RealtimeSettings
+
+__all__ = ["Resources", "open_resources", "replica_name"]
+
+logger = logging.getLogger("chorus.realtime")
+
+
+def replica_name(instance_id: str) -> str:
+    """``INSTANCE_ID`` plus a per-boot suffix: a restarted pod is a new replica."""
+    return f"{instance_id.replace('|', '_')}.{os.urandom(3).hex()}"
+
+
+@dataclass
+class Resources:
+    """The replica's parts."""
+
+    redis: Redis
+    bus: EventBus
+    hub: Hub
+    presence: Presence
+    canary: Canary
+    registry: Registry
+    tokens: TokenService
+    assistant: Assistant | None
+    quotas: Quotas | None = None
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``coro`` in the background (cleanup that must outlive a cancelled request)."""
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("%s failed: %s", task.get_name(), task.exception())
+
+    async def start(self) -> None:
+        """Start the hub, presence heartbeats and the canary."""
+        await self.hub.start()
+        await self.presence.start()
+        await self.canary.start()
+
+    async def stop(self) -> None:
+        """Stop in reverse order, letting background cleanups finish briefly first."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=2.0)
+        await self.canary.stop()
+        await self.presence.stop()
+        await self.hub.stop()
+
+    async def ready(self) -> None:
+        """Readiness: the pub/sub connection is up and the last canary came back."""
+        if not self.hub.connected:
+            msg = "pub/sub connection down"
+            raise RuntimeError(msg)
+        if not self.canary.healthy:
+            msg = "canary did not come back"
+            raise RuntimeError(msg)
+
+
+@asynccontextmanager
+async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]:
+    """Build and start the replica's parts (none needs Redis up yet); stop them on exit."""
+    replica = replica_name(settings.instance_id)
+    redis = create_redis(
+        settings.redis_url,
+        client_name=f"chorus-realtime:{replica}",
+        max_connections=settings.redis_max_connections,
+    )
+    bus = EventBus(redis, history_size=settings.history_size, history_ttl=settings.history_ttl)
+    hub = Hub(
+        redis_url=settings.redis_url,
+        bus=bus,
+        client_name=f"chorus-realtime-pubsub:{replica}",
+        replay_limit=settings.replay_max,
+    )
+    resources = Resources(
+        redis=redis,
+        bus=bus,
+        hub=hub,
+        presence=Presence(redis, replica=replica, ttl=settings.presence_ttl),
+        canary=Canary(
+            hub=hub,
+            bus=bus,
+            instance=replica,
+            interval=settings.canary_interval,
+            timeout=settings.canary_timeout,
+        ),
+        registry=Registry(),
+        tokens=TokenService(
+            secret=settings.jwt_secret.get_secret_value(),
+            issuer=settings.jwt_issuer,
+            ttl=timedelta(hours=1),
+        ),
+        assistant=Assistant(
+            ArqRedis(
+                redis.connection_pool, default_queue_name=settings.arq_queue_name, **JOB_CODEC
+            ),
+            mention=settings.assistant_mention,
+            queue_name=settings.arq_queue_name,
+            max_pending=settings.assistant_max_pending_per_user,
+        ),
+        quotas=Quotas(
+            redis,
+            QuotaSettings(
+                bytes_per_second=settings.user_bytes_per_second,
+                bytes_burst=settings.user_bytes_burst,
+                new_rooms_per_minute=settings.user_new_rooms_per_minute,
+            ),
+        ),
+    )
+    await resources.start()
+    try:
+        yield resources
+    finally:
+        await resources.stop()
+        await redis.aclose()
