@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from chorus_schema.models import RoomMessage
-from chorus_worker.resources import Resources
 from chorus_worker.jobs.retention import prune_room_messages
+from chorus_worker.resources import Resources
 
 from ..harness import Harness, metric
 
