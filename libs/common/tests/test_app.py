@@ -5,12 +5,17 @@ from __future__ import annotations
 import httpx
 
 
-async def test_docs_live_under_the_prefix(probe_client: httpx.AsyncClient) -> None:
+async def test_the_schema_lives_under_the_prefix(probe_client: httpx.AsyncClient) -> None:
     spec = (await probe_client.get("/p/openapi.json")).json()
     assert "/items/{item_id}" in spec["paths"]
     # Operational endpoints are not part of the public API description.
     assert "/healthz" not in spec["paths"]
-    assert (await probe_client.get("/p/docs")).status_code == 200
+
+
+async def test_no_docs_page_loads_scripts_from_a_cdn(probe_client: httpx.AsyncClient) -> None:
+    # FastAPI's own pages (Swagger UI, ReDoc) pull their scripts from a public CDN.
+    for path in ("/p/docs", "/p/redoc", "/docs", "/redoc"):
+        assert (await probe_client.get(path)).status_code == 404, path
 
 
 async def test_operational_endpoints_exist(probe_client: httpx.AsyncClient) -> None:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from redis.asyncio import Redis
 
+from chorus_common.redis_client import create_redis
 from chorus_common.tokens import (
+    ACCOUNT_DELETED,
     LEEWAY_SECONDS,
     InvalidTokenError,
+    RevokedTokenError,
     TokenService,
+    TokenVerifier,
+    TokenVersions,
     VerifiedTokens,
     bearer_token,
+    token_version_key,
 )
+from chorus_devstack.servers import RunningRedis
 
 
 @pytest.fixture
@@ -128,3 +138,69 @@ def test_verified_tokens_forget_the_oldest_when_full(tokens: TokenService) -> No
     assert len(verified) == 2
     assert verified.verify(third) is claims[2]
     assert verified.verify(first) is not claims[0]  # forgotten: decoded again
+
+
+def test_tokens_carry_the_account_version(tokens: TokenService, secret: str) -> None:
+    assert tokens.verify(tokens.issue(5)).version == 1
+    assert tokens.verify(tokens.issue(5, version=3)).version == 3
+    now = datetime.now(UTC)
+    claims = {"sub": "5", "iss": "chorus", "iat": now, "exp": now + timedelta(hours=1)}
+    # Issued before versions existed: the first version, revoked by the first change.
+    assert tokens.verify(jwt.encode(claims, secret, "HS256")).version == 1
+    for bad in (0, -1, "2", True, 1.5):
+        with pytest.raises(InvalidTokenError, match="version"):
+            tokens.verify(jwt.encode({**claims, "ver": bad}, secret, "HS256"))
+
+
+@pytest.fixture
+async def redis(redis_server: RunningRedis) -> AsyncIterator[Redis]:
+    client = create_redis(redis_server.url, client_name="tokens-tests")
+    yield client
+    await client.aclose()
+
+
+async def test_token_versions_read_redis_and_remember_briefly(redis: Redis) -> None:
+    now = [1000.0]
+    versions = TokenVersions(redis, cache_seconds=5, clock=lambda: now[0])
+    subject = f"u{os.urandom(4).hex()}"
+    assert await versions.minimum(subject) == 0  # no key: nothing revoked
+    await redis.set(token_version_key(subject), 3)
+    now[0] += 4.9
+    assert await versions.minimum(subject) == 0  # remembered: at most 5 s stale
+    now[0] += 0.2
+    assert await versions.minimum(subject) == 3
+    others = [f"{subject}-{n}" for n in range(1200)]  # more than one MGET's worth
+    await redis.set(token_version_key(others[-1]), ACCOUNT_DELETED)
+    await redis.set(token_version_key(others[0]), "garbage")
+    found = await versions.minimums([subject, *others])
+    assert found[subject] == 3
+    assert found[others[-1]] == ACCOUNT_DELETED
+    assert found[others[0]] == ACCOUNT_DELETED  # unreadable: refuse rather than accept
+    assert found[others[1]] == 0
+    versions.remember(subject, 4)  # what the api knows right after writing it
+    assert await versions.minimum(subject) == 4
+
+
+async def test_token_versions_forget_the_oldest_when_full(redis: Redis) -> None:
+    versions = TokenVersions(redis, cache_seconds=60, max_entries=2)
+    for subject in ("a", "b", "c"):
+        versions.remember(subject, 7)
+    await redis.delete(token_version_key("a"))
+    assert await versions.minimum("a") == 0  # forgotten: read again
+    assert await versions.minimum("c") == 7
+
+
+async def test_the_verifier_refuses_revoked_tokens(tokens: TokenService, redis: Redis) -> None:
+    verifier = TokenVerifier(tokens, TokenVersions(redis, cache_seconds=0))
+    subject = str(int.from_bytes(os.urandom(4), "big"))
+    old, new = tokens.issue(subject), tokens.issue(subject, version=2)
+    assert (await verifier.verify(old)).subject == subject
+    await redis.set(token_version_key(subject), 2)
+    with pytest.raises(RevokedTokenError):
+        await verifier.verify(old)
+    assert (await verifier.verify(new)).version == 2
+    await redis.set(token_version_key(subject), ACCOUNT_DELETED)
+    with pytest.raises(RevokedTokenError):
+        await verifier.verify(new)
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify("not.a.token")

@@ -21,6 +21,11 @@ def make_settings(**overrides: Any) -> ApiSettings:
         "jwt_secret": TEST_SECRET,
         "log_level": "WARNING",
         "access_log": False,
+        # Revocations reach the api within a second, and Redis is repaired as often.
+        "token_version_cache_seconds": 1.0,
+        "token_resync_seconds": 1.0,
+        # The suite registers from many addresses at once; the global limit has its test.
+        "signup_max_per_minute": 100_000,
     }
     values.update(overrides)
     return ApiSettings(**values)
@@ -46,32 +51,57 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def register(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> int:
-    """Register and return the new user id."""
+def address(host: str) -> dict[str, str]:
+    """Headers that make a request come from ``host`` (the tests' peer is a trusted proxy)."""
+    return {"X-Forwarded-For": host}
+
+
+def random_address() -> dict[str, str]:
+    """:func:`address` of a private-range host no other test uses (limits are per address)."""
+    raw = os.urandom(3)
+    return address(f"10.{raw[0]}.{raw[1]}.{raw[2]}")
+
+
+async def register(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD, **headers: str
+) -> httpx.Response:
+    """Register (from a fresh address unless ``headers`` say otherwise); 202 expected."""
     response = await client.post(
-        "/api/auth/register", json={"email": email, "password": password, "full_name": "Test User"}
+        "/api/auth/register",
+        json={"email": email, "password": password, "full_name": "Test User"},
+        headers=headers or random_address(),
     )
-    assert response.status_code == 201, response.text
-    user_id: int = response.json()["id"]
-    return user_id
+    assert response.status_code == 202, response.text
+    return response
 
 
 async def login(
     client: httpx.AsyncClient, email: str, password: str = PASSWORD, **headers: str
 ) -> httpx.Response:
-    """POST the OAuth2 password form."""
-    return await client.post(
-        "/api/auth/token", data={"username": email, "password": password}, headers=headers
+    """POST the OAuth2 password form (from a fresh address unless ``headers`` say otherwise).
+
+    The client does not keep the device cookie the api sets: a test that means to be a
+    known device sends it itself (``Cookie`` header), so no test is one by accident.
+    """
+    response = await client.post(
+        "/api/auth/token",
+        data={"username": email, "password": password},
+        headers=headers or random_address(),
     )
+    client.cookies.clear()
+    return response
 
 
 async def new_account(client: httpx.AsyncClient, prefix: str = "user") -> Account:
     """Register a fresh user and log in."""
     email = unique_email(prefix)
-    user_id = await register(client, email)
+    await register(client, email)
     response = await login(client, email)
     assert response.status_code == 200, response.text
-    return Account(user_id, email, PASSWORD, response.json()["access_token"])
+    token = response.json()["access_token"]
+    me = await client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200, me.text
+    return Account(me.json()["id"], email, PASSWORD, token)
 
 
 def room_message(

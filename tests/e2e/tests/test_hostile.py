@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import openai
@@ -23,13 +24,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from chorus_client import SUBPROTOCOL, EventStreamClient, RoomClient
 from chorus_common.redis_client import create_redis
 from chorus_common.tokens import TokenService
 from chorus_devstack.stack import Stack
-from chorus_e2e.accounts import Account, log_in, sign_up
-from chorus_e2e.chat import history, metric_value
+from chorus_e2e.accounts import Account, client_address, log_in, sign_up
+from chorus_e2e.chat import closed, history, metric_value
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import SUBPROTOCOL, EventStreamClient, RoomClient
 
 
 @pytest.fixture
@@ -110,6 +111,12 @@ async def still_served(bystander: RoomClient, other: Account, ingress: str, room
     assert bystander.closes == []
 
 
+def error_code(frame: dict[str, object]) -> object:
+    """The ``data.code`` of an error frame (None if it has none)."""
+    data = frame.get("data")
+    return data.get("code") if isinstance(data, dict) else None
+
+
 async def test_malformed_frames_get_an_error_and_the_connection_stays(
     ingress: str, room: str, attacker: Account, bystander: RoomClient
 ) -> None:
@@ -141,10 +148,9 @@ async def test_an_oversize_frame_closes_1009_and_a_flood_closes_1008(
     await flood(flooder, orjson.dumps({"type": "message", "message": "spam"}).decode(), 500)
     received = await frames_until_closed(flooder)
     assert flooder.close_code == 1008
-    assert any(
-        f.get("type") == "error" and dict(f.get("data") or {}).get("code") == "rate_limited"
-        for f in received
-    ), received
+    assert any(f.get("type") == "error" and error_code(f) == "rate_limited" for f in received), (
+        received
+    )
     # The bystander got only what the limiter let through (burst 40, refilling at 20/s,
     # not the 500 sent), and is still served.
     assert set(bystander.messages()) <= {"spam"}
@@ -179,7 +185,7 @@ async def test_forged_and_expired_tokens_are_refused_on_every_protocol(
         assert response.json()["error"]["code"] == "invalid_token"
         # WebSocket: closed 1008 before anything is joined
         async with RoomClient([ingress], room, token, reconnect=False) as ws:
-            await ws.wait_for(lambda w=ws: bool(w.closes))
+            await ws.wait_for(closed(ws))
         assert ws.closes[0].code == 1008, (kind, ws.closes)
         assert ws.of_type("subscribed") == []
         # SSE
@@ -219,21 +225,48 @@ async def test_another_users_event_stream_is_forbidden(
     assert own.connects == 1
 
 
-async def test_password_guessing_is_locked_out_without_locking_out_others(
+async def test_password_guessing_is_slowed_without_locking_out_the_owner(
     http: httpx.AsyncClient, victim: Account, attacker: Account
 ) -> None:
+    there = client_address()
     statuses = []
     for _ in range(7):
         response = await http.post(
-            "/api/auth/token", data={"username": victim.email, "password": "Wrong-Guess-123"}
+            "/api/auth/token",
+            data={"username": victim.email, "password": "Wrong-Guess-123"},
+            headers=there,
         )
         statuses.append(response.status_code)
-    assert statuses[:5] == [401] * 5
-    assert statuses[5:] == [429, 429]
+    # Three quick guesses, then growing delays (one may run out on a slow machine).
+    assert statuses[:3] == [401] * 3
+    assert statuses[-1] == 429
+    assert statuses.count(401) <= 4, statuses
     assert int(response.headers["retry-after"]) > 0
     assert response.json()["error"]["code"] == "too_many_attempts"
-    # The attacker's own account (same client address, under its limit) is unaffected.
+    # The owner, elsewhere, logs in as ever; so does the attacker's own account.
+    assert await log_in(http, victim.email)
     assert await log_in(http, attacker.email)
+
+
+async def say_acknowledged(ingress: str, room: str, token: str, text: str) -> None:
+    """Say ``text`` in ``room`` and wait for the server's ``ack``."""
+    async with RoomClient([ingress], room, token) as speaker:
+        await speaker.wait_subscribed()
+        await speaker.say(text, ref="r")
+        await speaker.wait_for(lambda: bool(speaker.of_type("ack")))
+
+
+async def persisted(
+    http: httpx.AsyncClient, room: str, token: str, text: str
+) -> list[dict[str, Any]]:
+    """``room``'s stored history, once ``text`` is in it."""
+
+    def holds(items: list[dict[str, Any]]) -> bool:
+        return any(i["data"].get("message") == text for i in items)
+
+    return await eventually(
+        lambda: history(http, room, token), until=holds, what=f"{text!r} persisted"
+    )
 
 
 async def test_one_nul_character_stops_no_rooms_history(
@@ -280,18 +313,11 @@ async def test_one_nul_character_stops_no_rooms_history(
     finally:
         await redis.aclose()
     other = f"{room}-other"
-    for where, text in ((room, "after the poison"), (other, "elsewhere")):
-        async with RoomClient([ingress], where, victim.token) as speaker:
-            await speaker.wait_subscribed()
-            await speaker.say(text, ref="r")
-            await speaker.wait_for(lambda s=speaker: bool(s.of_type("ack")))  # type: ignore[misc]
-
-    for where, text in ((room, "after the poison"), (other, "elsewhere")):
-        stored = await eventually(
-            lambda w=where: history(http, w, victim.token),  # type: ignore[misc]
-            until=lambda items, t=text: any(i["data"].get("message") == t for i in items),  # type: ignore[misc]
-            what=f"{text!r} persisted",
-        )
+    said = {room: "after the poison", other: "elsewhere"}
+    for where, text in said.items():
+        await say_acknowledged(ingress, where, victim.token, text)
+    for where, text in said.items():
+        stored = await persisted(http, where, victim.token, text)
         assert all("\x00" not in str(i["data"]) for i in stored)
     dead = await eventually(
         lambda: ops.get(f"{stack.url('worker')}/metrics"),

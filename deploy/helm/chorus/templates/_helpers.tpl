@@ -21,25 +21,30 @@ Names, labels and the per-service settings shared by every template.
 
 {{/*
 The four services: values key → object name, Python module, whether it uses Postgres,
-whether the ingress routes to it. The route table names services by object name.
+whether it publishes events (and so reads the history settings). The route table names
+services by object name.
 */}}
 {{- define "chorus.services" -}}
 api:
   name: api
   module: chorus_api
   database: true
+  events: true
 realtime:
   name: realtime
   module: chorus_realtime
   database: false
+  events: true
 llmGateway:
   name: llm-gateway
   module: chorus_gateway
   database: false
+  events: false
 worker:
   name: worker
   module: chorus_worker
   database: true
+  events: true
 {{- end }}
 
 {{- define "chorus.labels" -}}
@@ -133,8 +138,14 @@ HOST: "0.0.0.0"
 PORT: "8000"
 FORWARDED_ALLOW_IPS: {{ $v.config.forwardedAllowIps | quote }}
 JWT_ISSUER: {{ $v.config.jwtIssuer | quote }}
+TOKEN_VERSION_CACHE_SECONDS: {{ $v.config.tokenVersionCacheSeconds | quote }}
 REDIS_MAX_CONNECTIONS: {{ $v.config.redisMaxConnections | quote }}
 READY_CHECK_TIMEOUT: {{ $v.config.readyCheckTimeout | quote }}
+ARQ_QUEUE_NAME: {{ $v.config.queueName | quote }}
+{{- if $svc.events }}
+HISTORY_SIZE: {{ $v.events.historySize | quote }}
+HISTORY_TTL: {{ $v.events.historyTtl | quote }}
+{{- end }}
 {{- if eq .key "worker" }}
 DRAIN_SECONDS: "0"
 {{- else }}
@@ -152,6 +163,17 @@ DB_STATEMENT_TIMEOUT_MS: {{ $v.database.statementTimeoutMs | quote }}
 {{- end }}
 {{- if eq .key "api" }}
 DB_READ_POOL_SIZE: {{ $v.database.readPoolSize | quote }}
+ACCESS_TOKEN_TTL_SECONDS: {{ $own.auth.accessTokenTtlSeconds | quote }}
+TOKEN_RESYNC_SECONDS: {{ $own.auth.tokenResyncSeconds | quote }}
+LOGIN_WINDOW_SECONDS: {{ $own.auth.loginWindowSeconds | quote }}
+LOGIN_FREE_FAILURES: {{ $own.auth.loginFreeFailures | quote }}
+LOGIN_MAX_FAILURES_PER_ACCOUNT: {{ $own.auth.loginMaxFailuresPerAccount | quote }}
+LOGIN_MAX_FAILURES_PER_ADDRESS: {{ $own.auth.loginMaxFailuresPerAddress | quote }}
+LOGIN_MAX_FAILURES_PER_DEVICE: {{ $own.auth.loginMaxFailuresPerDevice | quote }}
+LOGIN_DEVICE_COOKIE_DAYS: {{ $own.auth.loginDeviceCookieDays | quote }}
+SIGNUP_WINDOW_SECONDS: {{ $own.auth.signupWindowSeconds | quote }}
+SIGNUP_MAX_PER_ADDRESS: {{ $own.auth.signupMaxPerAddress | quote }}
+SIGNUP_MAX_PER_MINUTE: {{ $own.auth.signupMaxPerMinute | quote }}
 {{- end }}
 {{- if eq .key "llmGateway" }}
 LLM_PROVIDERS: "/etc/chorus/llm-providers/llm-providers.yaml"

@@ -1,6 +1,7 @@
 """The app factory helper: what every Chorus HTTP service has, wired the same way.
 
-``create_service_app`` builds a FastAPI app with logging configured, the lifecycle and
+``create_service_app`` builds a FastAPI app with logging configured (and a warning for
+each setting given by a deprecated name), the lifecycle and
 health registry on ``app.state``, ``/healthz`` ``/readyz`` ``/metrics``, the JSON error
 handlers and the pure-ASGI middleware. A service passes its own lifespan (which creates
 pools and clients and registers readiness checks) and its routers, so each service's
@@ -45,13 +46,18 @@ def create_service_app(
 ) -> FastAPI:
     """A FastAPI app with the Chorus plumbing installed.
 
-    ``docs_prefix="/api"`` serves ``/api/docs`` and ``/api/openapi.json``; None hides docs.
+    ``docs_prefix="/api"`` serves ``/api/openapi.json``; None publishes no schema. FastAPI's
+    own docs pages are never served: they load their scripts from a public CDN into a
+    page of our origin. A service that wants an interactive page serves one from its own
+    files (the api does, see ``chorus_api.routes.apidocs``).
     """
     configure_logging(
         service=settings.service_name,
         level=settings.log_level,
         fmt=settings.effective_log_format,
     )
+    for warning in settings.deprecations():
+        logger.warning(warning)
 
     @asynccontextmanager
     async def chorus_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,7 +74,7 @@ def create_service_app(
         version=version,
         description=description,
         lifespan=chorus_lifespan,
-        docs_url=f"{docs_prefix}/docs" if docs_prefix is not None else None,
+        docs_url=None,
         redoc_url=None,
         openapi_url=f"{docs_prefix}/openapi.json" if docs_prefix is not None else None,
         openapi_tags=openapi_tags,

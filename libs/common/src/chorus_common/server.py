@@ -107,12 +107,17 @@ def uvicorn_config(app: FastAPI, settings: ServiceSettings, **options: Any) -> u
         "log_config": None,
         "access_log": False,
         "proxy_headers": True,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "forwarded_allow_ips": settings.trusted_proxies,
         "timeout_graceful_shutdown": settings.graceful_timeout,
         "timeout_keep_alive": KEEPALIVE_SECONDS,
         "server_header": False,
     }
     base.update(options)
+    if base["forwarded_allow_ips"] == "*" and not settings.is_dev:
+        logger.warning(
+            "FORWARDED_ALLOW_IPS=* outside ENV=dev: any client can choose its address with "
+            "X-Forwarded-For (and a fresh per-address limit with it); set the proxies' range"
+        )
     return uvicorn.Config(app, **base)
 
 

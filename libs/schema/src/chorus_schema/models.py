@@ -4,6 +4,8 @@ Who writes what:
 
 - ``users``, ``orders``, ``notifications``: the api (the worker sets ``welcome_sent_at`` and
   adds notifications such as "welcome mail sent");
+- ``token_revocations``: the api, when a password changes or an account is deleted (the
+  source of truth of token revocation, copied to Redis for every service to read);
 - ``room_messages``: the worker's ``persist_messages`` copies room events from the Redis
   streams, exactly once thanks to the unique stream position; ``prune_room_messages``
   deletes those older than ``ROOM_MESSAGES_RETENTION_DAYS``;
@@ -49,6 +51,7 @@ __all__ = [
     "Notification",
     "Order",
     "RoomMessage",
+    "TokenRevocation",
     "User",
 ]
 
@@ -90,6 +93,9 @@ class User(Base):
     )
     #: Set by the worker in the transaction that records the welcome mail as sent.
     welcome_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Carried by every token issued (``ver``); raised when the password changes, which
+    #: revokes every token issued before (see ``token_revocations``).
+    token_version: Mapped[int] = mapped_column(Integer, server_default="1")
 
     orders: Mapped[list[Order]] = relationship(
         back_populates="user",
@@ -97,6 +103,24 @@ class User(Base):
         passive_deletes=True,
         order_by="Order.id.desc()",
     )
+
+
+class TokenRevocation(Base):
+    """The lowest token version an account accepts since ``revoked_at``.
+
+    Written in the transaction that changes the password (``users.token_version``) or
+    deletes the account (the version then refuses every token), and copied to Redis for
+    the three services to check. No foreign key: a deleted account's revocation must
+    outlive its row. Rows older than the longest token lifetime revoke nothing any more
+    and are removed.
+    """
+
+    __tablename__ = "token_revocations"
+    __table_args__ = (Index("ix_token_revocations_revoked_at", "revoked_at"),)
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    min_version: Mapped[int] = mapped_column(Integer)
+    revoked_at: Mapped[datetime] = _now()
 
 
 class Order(Base):

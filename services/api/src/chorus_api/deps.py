@@ -4,10 +4,13 @@
 tasks), admitted to the pool in arrival order (:class:`chorus_api.transport.pool.PoolGate`), for
 routes that write; ``ReadSessionDep`` is an autocommit session for routes that
 only read (no BEGIN/ROLLBACK round trips, see :mod:`chorus_api.transport.pool`). A route takes one
-of the two, never both. ``CurrentUserId``
-is the verified token's subject without touching the database; ``CurrentUser`` loads the
-account too (401 once it has been deleted). Every dependency is ``async def``: FastAPI
-runs plain ``def`` dependencies in a thread pool, a thread hop per dependency per request.
+of the two, never both. Routes that run argon2 take ``OpenSessionDep`` instead and open
+a session only around their queries, so no connection waits on a hash.
+``CurrentUserId`` is the subject of a verified, unrevoked token without touching the
+database.
+``ClientDep`` is where a password attempt comes from (address, device cookie). Every
+dependency is ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool, a
+thread hop per dependency per request.
 """
 
 from __future__ import annotations
@@ -18,32 +21,32 @@ from typing import Annotated
 from arq.connections import ArqRedis
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from chorus_api.domain.errors import UserGoneError
-from chorus_api.domain.login_limits import LoginLimiter
-from chorus_api.domain.passwords import PasswordHasher
-from chorus_api.domain.users import get_user
+from chorus_api.domain.credentials import Client, Credentials
+from chorus_api.domain.devices import COOKIE_NAME
+from chorus_api.domain.revocations import Revocations
+from chorus_api.domain.signup_limits import SignupLimiter
 from chorus_api.resources import Resources
 from chorus_api.settings import ApiSettings
+from chorus_api.transport.pool import SessionFactory
 from chorus_api.transport.reader import Reader
 from chorus_common.events import EventBus
-from chorus_common.tokens import InvalidTokenError, TokenService
-from chorus_schema.models import User
+from chorus_common.tokens import InvalidTokenError, RevokedTokenError, TokenService
 
 __all__ = [
     "ArqDep",
     "BusDep",
-    "ClientAddress",
-    "CurrentUser",
+    "ClientDep",
+    "CredentialsDep",
     "CurrentUserId",
-    "HasherDep",
-    "LimiterDep",
+    "OpenSessionDep",
     "ReadSessionDep",
     "ReaderDep",
+    "RevocationsDep",
     "SessionDep",
-    "SessionsDep",
     "SettingsDep",
+    "SignupLimiterDep",
     "TokensDep",
     "authenticated_user_id",
     "oauth2_scheme",
@@ -73,8 +76,8 @@ async def _read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def _sessions(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
-    return resources.read_sessions
+async def _open_session(resources: ResourcesDep) -> SessionFactory:
+    return resources.open_session
 
 
 async def _reader(request: Request) -> Reader:
@@ -84,10 +87,10 @@ async def _reader(request: Request) -> Reader:
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
-#: The read session factory, for work that needs several sessions at once.
-SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 #: Session-less reads on the pool's asyncpg connections, for hot read-only routes.
 ReaderDep = Annotated[Reader, Depends(_reader)]
+#: Opens an admitted transactional session when the route needs it (after argon2).
+OpenSessionDep = Annotated[SessionFactory, Depends(_open_session)]
 
 
 async def _arq(resources: ResourcesDep) -> ArqRedis:
@@ -102,12 +105,16 @@ async def _tokens(resources: ResourcesDep) -> TokenService:
     return resources.tokens
 
 
-async def _hasher(resources: ResourcesDep) -> PasswordHasher:
-    return resources.hasher
+async def _credentials(resources: ResourcesDep) -> Credentials:
+    return resources.credentials
 
 
-async def _limiter(resources: ResourcesDep) -> LoginLimiter:
-    return resources.login_limiter
+async def _signup_limiter(resources: ResourcesDep) -> SignupLimiter:
+    return resources.signup_limiter
+
+
+async def _revocations(resources: ResourcesDep) -> Revocations:
+    return resources.revocations
 
 
 async def _settings(resources: ResourcesDep) -> ApiSettings:
@@ -117,8 +124,9 @@ async def _settings(resources: ResourcesDep) -> ApiSettings:
 ArqDep = Annotated[ArqRedis, Depends(_arq)]
 BusDep = Annotated[EventBus, Depends(_bus)]
 TokensDep = Annotated[TokenService, Depends(_tokens)]
-HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
-LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
+CredentialsDep = Annotated[Credentials, Depends(_credentials)]
+SignupLimiterDep = Annotated[SignupLimiter, Depends(_signup_limiter)]
+RevocationsDep = Annotated[Revocations, Depends(_revocations)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 
 
@@ -130,18 +138,25 @@ def _unauthorized(code: str, message: str) -> HTTPException:
     )
 
 
-def authenticated_user_id(request: Request, token: str | None) -> int:
-    """The user id of a verified bearer ``token``; the JSON 401 otherwise.
+async def authenticated_user_id(request: Request, token: str | None) -> int:
+    """The user id of a verified, unrevoked bearer ``token``; the JSON 401 otherwise.
 
-    Verification is remembered per token (:class:`~chorus_common.tokens.VerifiedTokens`):
-    every authenticated request comes through here.
+    Verification is remembered per token and the account's token version for
+    ``TOKEN_VERSION_CACHE_SECONDS`` (:class:`~chorus_common.tokens.TokenVerifier`): every
+    authenticated request comes through here. Redis unreachable → 503 (the common error
+    handlers): whether the token was revoked cannot be told then, and we do not guess.
     """
     if token is None:
         raise _unauthorized("not_authenticated", "A bearer token is required.")
     resources: Resources = request.app.state.resources
     try:
-        claims = resources.verified_tokens.verify(token)
+        claims = await resources.token_verifier.verify(token)
         return int(claims.subject)
+    except RevokedTokenError:
+        raise _unauthorized(
+            "invalid_token",
+            "The access token was revoked (password changed or account deleted); log in again.",
+        ) from None
     except (InvalidTokenError, ValueError):
         raise _unauthorized("invalid_token", "The access token is invalid or expired.") from None
 
@@ -151,27 +166,18 @@ async def _current_user_id(
 ) -> int:
     # Resources straight from the request, not through ResourcesDep -> TokensDep: two
     # dependency resolutions fewer on every authenticated route.
-    return authenticated_user_id(request, token)
+    return await authenticated_user_id(request, token)
 
 
 CurrentUserId = Annotated[int, Depends(_current_user_id)]
 
 
-async def _current_user(session: SessionDep, user_id: CurrentUserId) -> User:
-    try:
-        return await get_user(session, user_id=user_id)
-    except UserGoneError:
-        raise _unauthorized("invalid_token", "The token's account no longer exists.") from None
-
-
-#: The account, loaded in the request's transactional session (for routes that change it).
-CurrentUser = Annotated[User, Depends(_current_user)]
-
-
-async def _client_address(request: Request) -> str:
+async def _client(request: Request) -> Client:
     # uvicorn already replaced the peer with the X-Forwarded-For client when the peer is
     # one of FORWARDED_ALLOW_IPS; an untrusted peer cannot choose its own address here.
-    return request.client.host if request.client is not None else "unknown"
+    address = request.client.host if request.client is not None else "unknown"
+    return Client(address=address, device_cookie=request.cookies.get(COOKIE_NAME))
 
 
-ClientAddress = Annotated[str, Depends(_client_address)]
+#: Where a password attempt comes from: the client address and its device cookie.
+ClientDep = Annotated[Client, Depends(_client)]

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from chorus_api import __version__
 from chorus_api.resources import open_resources
 from chorus_api.routes import auth, dashboard, jobs, orders, rooms, users
+from chorus_api.routes.apidocs import install_api_docs
 from chorus_api.routes.method_not_allowed import install_method_not_allowed_handler
 from chorus_api.routes.unavailable import install_unavailable_handlers
 from chorus_api.routes.webclient import install_web_client
@@ -71,6 +72,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     # Ahead of every router: a fast path answers only what its router would answer alike.
     app.router.routes[:0] = users.fast_routes
+    install_api_docs(app)
     install_unavailable_handlers(app)
     install_method_not_allowed_handler(app)
     # After the routers: the page at "/" and the client's files under "/web".

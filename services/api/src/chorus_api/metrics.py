@@ -3,8 +3,15 @@
 - ``chorus_api_db_pool_in_use`` / ``chorus_api_db_pool_overflow``: read from the
   SQLAlchemy pool at scrape time, so they are exact whenever Prometheus looks;
   ``chorus_api_db_read_pool_in_use``: the same for the Reader's asyncpg pool;
-- ``chorus_api_login_failures_total{reason}``: ``unknown_email``, ``wrong_password``,
+- ``chorus_api_login_failures_total{reason}``: refused password attempts (logins and
+  password checks of profile changes) — ``unknown_email``, ``wrong_password``, and the
+  limits: ``delayed`` (an account+address pair in its progressive delay),
   ``locked_account``, ``locked_address``;
+- ``chorus_api_signups_total{outcome}``: ``created``, ``existing_email`` (answered alike,
+  the owner is mailed), ``refused_address``, ``refused_global`` (the sign-up limits);
+- ``chorus_api_token_revocations_total{reason}``: ``password_changed``,
+  ``account_deleted``; ``chorus_api_token_revocation_sync_failures_total``: copies to Redis
+  that failed (the periodic resync repairs them);
 - ``chorus_api_jobs_enqueued_total{function}`` and ``chorus_api_jobs_deduplicated_total
   {function}`` (an enqueue arq refused because a job with that id already exists).
 """
@@ -23,6 +30,9 @@ __all__ = [
     "JOBS_ENQUEUED",
     "LOGIN_FAILURES",
     "LOGIN_FAILURE_REASONS",
+    "SIGNUPS",
+    "TOKEN_REVOCATIONS",
+    "TOKEN_REVOCATION_SYNC_FAILURES",
     "track_pool",
     "track_read_pool",
     "untrack_pool",
@@ -41,11 +51,39 @@ DB_READ_POOL_IN_USE = Gauge(
     "(at most DB_READ_POOL_SIZE).",
 )
 LOGIN_FAILURES = Counter(
-    "chorus_api_login_failures_total", "Refused logins, by reason.", ["reason"]
+    "chorus_api_login_failures_total",
+    "Refused password attempts (logins, profile changes), by reason.",
+    ["reason"],
 )
-LOGIN_FAILURE_REASONS = ("unknown_email", "wrong_password", "locked_account", "locked_address")
+LOGIN_FAILURE_REASONS = (
+    "unknown_email",
+    "wrong_password",
+    "delayed",
+    "locked_account",
+    "locked_address",
+)
 for _reason in LOGIN_FAILURE_REASONS:
     LOGIN_FAILURES.labels(_reason)
+
+SIGNUPS = Counter(
+    "chorus_api_signups_total",
+    "Registrations, by outcome (existing e-mails are answered like new ones).",
+    ["outcome"],
+)
+for _outcome in ("created", "existing_email", "refused_address", "refused_global"):
+    SIGNUPS.labels(_outcome)
+
+TOKEN_REVOCATIONS = Counter(
+    "chorus_api_token_revocations_total",
+    "Accounts whose tokens were revoked, by reason.",
+    ["reason"],
+)
+for _reason in ("password_changed", "account_deleted"):
+    TOKEN_REVOCATIONS.labels(_reason)
+TOKEN_REVOCATION_SYNC_FAILURES = Counter(
+    "chorus_api_token_revocation_sync_failures_total",
+    "Token revocations that could not be copied to Redis (the periodic resync retries).",
+)
 
 JOBS_ENQUEUED = Counter(
     "chorus_api_jobs_enqueued_total",
@@ -57,7 +95,7 @@ JOBS_DEDUPLICATED = Counter(
     "Enqueues arq refused because a job with the same id was queued, running or kept.",
     ["function"],
 )
-for _function in ("send_welcome_email", "record_analytics"):
+for _function in ("send_welcome_email", "send_account_exists_email", "record_analytics"):
     JOBS_ENQUEUED.labels(_function)
     JOBS_DEDUPLICATED.labels(_function)
 

@@ -3,13 +3,17 @@
 One engine and its pool, shared by transactional sessions (writes) and autocommit sessions
 (reads); a plain asyncpg pool for the session-less :class:`~chorus_api.transport.reader.Reader` (hot
 reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
-client whose connection pool the arq client and the event bus share; the token service,
-the password hasher and the login limiter. Routes reach them through the ``Annotated``
-dependencies of :mod:`chorus_api.deps`.
+client whose connection pool the arq client and the event bus share; the token service
+and its verifier (signature, then revocation), the password hasher behind the login
+limits, the sign-up limits, and the task that keeps Redis's copy of token revocations in
+step with Postgres. Routes reach them through the ``Annotated`` dependencies of
+:mod:`chorus_api.deps`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,17 +23,27 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chorus_api.domain.credentials import Credentials
+from chorus_api.domain.devices import DeviceCookies
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
+from chorus_api.domain.revocations import Revocations
+from chorus_api.domain.signup_limits import SignupLimiter
 from chorus_api.metrics import track_pool, track_read_pool, untrack_pool
 from chorus_api.settings import ApiSettings
-from chorus_api.transport.pool import PoolGate, discard_closed_connections, read_sessionmaker
+from chorus_api.transport.pool import (
+    PoolGate,
+    SessionFactory,
+    admitted_sessions,
+    discard_closed_connections,
+    read_sessionmaker,
+)
 from chorus_api.transport.reader import Reader, close_read_pool, create_read_pool
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
-from chorus_common.tokens import TokenService, VerifiedTokens
+from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 
 __all__ = ["Resources", "open_resources"]
 
@@ -43,15 +57,18 @@ class Resources:
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]
     pool_gate: PoolGate
+    #: A transactional session admitted through the gate, opened only when needed.
+    open_session: SessionFactory
     reader: Reader
     redis: Redis
     arq: ArqRedis
     bus: EventBus
     tokens: TokenService
-    #: ``tokens.verify`` remembering the tokens that passed (bearer auth on every request).
-    verified_tokens: VerifiedTokens
-    hasher: PasswordHasher
-    login_limiter: LoginLimiter
+    #: Bearer auth on every request: signature and claims (remembered), then revocation.
+    token_verifier: TokenVerifier
+    revocations: Revocations
+    credentials: Credentials
+    signup_limiter: SignupLimiter
 
 
 @asynccontextmanager
@@ -71,7 +88,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     )
     # arq's create_pool() would open a second pool and insist on connecting at startup;
     # its client is a redis.asyncio.Redis subclass, so it can share ours instead.
-    arq = ArqRedis(pool_or_conn=redis.connection_pool, **JOB_CODEC)
+    arq = ArqRedis(
+        pool_or_conn=redis.connection_pool,
+        default_queue_name=settings.arq_queue_name,
+        **JOB_CODEC,
+    )
     pool_gate = PoolGate(
         slots=settings.db_pool_size + settings.db_max_overflow,
         timeout=settings.db_pool_timeout,
@@ -81,15 +102,24 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         issuer=settings.jwt_issuer,
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
     )
+    versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
+    sessions = create_sessionmaker(engine)
+    open_session = admitted_sessions(pool_gate, sessions)
+    revocations = Revocations(redis, versions)
     track_pool(engine)
     track_read_pool(read_pool)
+    resync = asyncio.create_task(
+        revocations.run(open_session, interval=settings.token_resync_seconds),
+        name="token-revocation-resync",
+    )
     try:
         yield Resources(
             settings=settings,
             engine=engine,
-            sessions=create_sessionmaker(engine),
+            sessions=sessions,
             read_sessions=read_sessionmaker(engine),
             pool_gate=pool_gate,
+            open_session=open_session,
             reader=Reader(
                 read_pool,
                 PoolGate(slots=settings.db_read_pool_size, timeout=settings.db_pool_timeout),
@@ -97,18 +127,36 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             ),
             redis=redis,
             arq=arq,
-            bus=EventBus(redis),
+            bus=EventBus.from_settings(redis, settings),
             tokens=tokens,
-            verified_tokens=VerifiedTokens(tokens),
-            hasher=PasswordHasher(concurrency=settings.password_hash_concurrency),
-            login_limiter=LoginLimiter(
+            token_verifier=TokenVerifier(tokens, versions),
+            revocations=revocations,
+            credentials=Credentials(
+                hasher=PasswordHasher(concurrency=settings.password_hash_concurrency),
+                limiter=LoginLimiter(
+                    redis,
+                    window_seconds=settings.login_window_seconds,
+                    free_failures=settings.login_free_failures,
+                    max_per_account=settings.login_max_failures_per_account,
+                    max_per_address=settings.login_max_failures_per_address,
+                    max_per_device=settings.login_max_failures_per_device,
+                ),
+                devices=DeviceCookies(
+                    settings.jwt_secret.get_secret_value(),
+                    max_age_seconds=settings.login_device_cookie_days * 86_400,
+                ),
+            ),
+            signup_limiter=SignupLimiter(
                 redis,
-                window_seconds=settings.login_window_seconds,
-                max_per_account=settings.login_max_failures_per_account,
-                max_per_address=settings.login_max_failures_per_address,
+                window_seconds=settings.signup_window_seconds,
+                max_per_address=settings.signup_max_per_address,
+                max_per_minute=settings.signup_max_per_minute,
             ),
         )
     finally:
+        resync.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await resync
         untrack_pool()
         await arq.aclose()
         await redis.aclose()

@@ -1,21 +1,33 @@
-"""Settings of the api service (environment variables; see DESIGN.md for shared names).
+"""Settings of the api service (environment variables; the README lists them all, and
+``docs/design.md`` the ones shared with other services).
 
-Beyond the common and Postgres settings, the api reads its own knobs: token lifetime, the
-login limits, the request body cap and how many password hashes may run at once. Every
-default works on a plain cluster; the README lists them all.
+Beyond the common and Postgres settings, the api reads its own knobs: token lifetime and
+revocation resync, the login and sign-up limits, device cookies, the request body cap and
+how many password hashes may run at once. Every default works on a plain cluster;
+``docs/security.md`` says what each limit protects.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from chorus_common.settings import DatabaseSettings
+from chorus_common.settings import (
+    BodyLimitSettings,
+    EventHistorySettings,
+    PostgresSettings,
+    QueueSettings,
+    RedisSettings,
+)
+from chorus_common.tokens import MAX_TOKEN_TTL_SECONDS
 
 __all__ = ["ApiSettings"]
 
 
-class ApiSettings(DatabaseSettings):
-    """The api's settings: the common ones, Postgres, and the api's own limits."""
+class ApiSettings(
+    QueueSettings, EventHistorySettings, BodyLimitSettings, RedisSettings, PostgresSettings
+):
+    """The api's settings: the shared ones (it enqueues jobs, publishes events, takes
+    bodies, uses Redis and Postgres) and the api's own limits."""
 
     service_name: str = "api"
     #: Off by default: the api discards server-closed connections at checkout for free
@@ -32,19 +44,45 @@ class ApiSettings(DatabaseSettings):
     )
 
     access_token_ttl_seconds: int = Field(
-        default=3600, ge=60, le=86_400, description="lifetime of issued access tokens"
+        default=3600, ge=60, le=MAX_TOKEN_TTL_SECONDS, description="lifetime of issued tokens"
+    )
+    token_resync_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds between copies of recent token revocations from Postgres to Redis",
     )
     login_window_seconds: int = Field(
         default=900, ge=1, description="window over which failed logins are counted"
     )
+    login_free_failures: int = Field(
+        default=3,
+        ge=1,
+        description="failures for one account from one address before progressive delays",
+    )
     login_max_failures_per_account: int = Field(
-        default=5, ge=1, description="failed logins for one e-mail in a window before 429"
+        default=10,
+        ge=1,
+        description="failures of one account from unknown devices in a window before 429 for them",
     )
     login_max_failures_per_address: int = Field(
-        default=20, ge=1, description="failed logins from one client address in a window before 429"
+        default=20,
+        ge=1,
+        description="failures from one address in a window before the address is throttled",
     )
-    max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
+    login_max_failures_per_device: int = Field(
+        default=5, ge=1, description="failures with one device cookie in a window before 429"
+    )
+    login_device_cookie_days: int = Field(
+        default=180, ge=1, le=400, description="lifetime of the known-device cookie"
+    )
+    signup_window_seconds: int = Field(
+        default=3600, ge=1, description="window of the per-address sign-up limit"
+    )
+    signup_max_per_address: int = Field(
+        default=10, ge=1, description="sign-ups from one client address per window before 429"
+    )
+    signup_max_per_minute: int = Field(
+        default=300, ge=1, description="sign-ups per minute across the deployment before 429"
     )
     password_hash_concurrency: int = Field(
         default=4,

@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 import httpx
 
+from chorus_api.routes.apidocs import SWAGGER_UI_FILES, swagger_ui_dir
 
-async def test_docs_are_served(client: httpx.AsyncClient) -> None:
+
+async def test_docs_are_served_from_our_own_origin(client: httpx.AsyncClient) -> None:
     docs = await client.get("/api/docs")
     assert docs.status_code == 200
-    assert "swagger" in docs.text.lower()
+    assert docs.headers["content-type"].startswith("text/html")
+    references = re.findall(r'(?:src|href)="([^"]*)"', docs.text)
+    assert references, docs.text
+    for url in references:
+        # Same origin only: a path, never a scheme, a host or a protocol-relative URL.
+        parts = urlsplit(url)
+        assert not parts.scheme, url
+        assert not parts.netloc, url
+        assert url.startswith("/"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+    assert "<script>" not in docs.text  # no inline script: every script is a file
+    policy = docs.headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["default-src"] == "'none'"
+    assert "http" not in policy  # no other origin anywhere in the policy
+    bundle = await client.get("/api/docs/swagger-ui-bundle.js")
+    assert bundle.headers["content-type"].startswith("text/javascript")
+    assert b"SwaggerUIBundle" in bundle.content
+    init = await client.get("/api/docs/init.js")
+    assert '"/api/openapi.json"' in init.text
+    assert "validatorUrl: null" in init.text  # no call to the public validator either
+
+
+def test_the_pinned_swagger_ui_files_are_there() -> None:
+    # fastapi-offline's package data is all we use of it (pinned in pyproject.toml).
+    directory = swagger_ui_dir()
+    for name in SWAGGER_UI_FILES:
+        assert (directory / name).stat().st_size > 100_000, name
+    assert b'PACKAGE_VERSION:"5.' in (directory / "swagger-ui-bundle.js").read_bytes()
 
 
 async def test_every_operation_documents_its_errors(client: httpx.AsyncClient) -> None:

@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import orjson
 from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chorus_api.domain.orders import OrderChanges, update_order
 from chorus_common.events import EventBus, user_channel
 
 from ..support import Account, new_account
@@ -22,8 +24,29 @@ async def _create(client: httpx.AsyncClient, account: Account, **fields: Any) ->
     return created
 
 
+async def _shop_moves(
+    sessions: async_sessionmaker[AsyncSession],
+    arq: ArqRedis,
+    account: Account,
+    order_id: int,
+    status: str,
+) -> None:
+    """What the shop's own code (payments, shipping) does: a service-side status change."""
+    async with sessions() as session:
+        await update_order(
+            session,
+            EventBus(arq, history_size=1000, history_ttl=86_400),
+            user_id=account.id,
+            order_id=order_id,
+            changes=OrderChanges(status=status),
+            by="service",
+        )
+
+
 async def _events(arq: ArqRedis, user_id: int, count: int = 50) -> list[dict[str, Any]]:
-    raw = await EventBus(arq).latest(user_channel(user_id), count=count)
+    raw = await EventBus(arq, history_size=1000, history_ttl=86_400).latest(
+        user_channel(user_id), count=count
+    )
     return [orjson.loads(event) for event in raw]
 
 
@@ -90,12 +113,15 @@ async def test_bad_cursors_are_422(client: httpx.AsyncClient, account: Account) 
         assert response.status_code == 422, cursor
 
 
-async def test_status_filter(client: httpx.AsyncClient, account: Account) -> None:
+async def test_status_filter(
+    client: httpx.AsyncClient,
+    account: Account,
+    sessions: async_sessionmaker[AsyncSession],
+    arq: ArqRedis,
+) -> None:
     paid = await _create(client, account, item="paid one")
     await _create(client, account, item="still pending")
-    await client.patch(
-        f"/api/orders/{paid['id']}", json={"status": "paid"}, headers=account.headers
-    )
+    await _shop_moves(sessions, arq, account, paid["id"], "paid")
     only_paid = await client.get("/api/orders?status=paid", headers=account.headers)
     assert [o["item"] for o in only_paid.json()["items"]] == ["paid one"]
     pending = await client.get("/api/orders?status=pending", headers=account.headers)
@@ -117,24 +143,64 @@ async def test_another_users_order_is_404(client: httpx.AsyncClient, account: Ac
     assert still.json()["status"] == "pending"
 
 
-async def test_lifecycle(client: httpx.AsyncClient, account: Account) -> None:
+async def test_the_buyer_may_only_cancel_a_pending_order(
+    client: httpx.AsyncClient,
+    account: Account,
+    sessions: async_sessionmaker[AsyncSession],
+    arq: ArqRedis,
+) -> None:
     order = await _create(client, account)
     url = f"/api/orders/{order['id']}"
 
     async def move(status: str) -> httpx.Response:
         return await client.patch(url, json={"status": status}, headers=account.headers)
 
-    assert (await move("shipped")).status_code == 409  # not paid yet
-    assert (await move("paid")).json()["status"] == "paid"
+    # Paying is the shop's: the lifecycle allows it, the buyer may not do it.
+    refused = await move("paid")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "transition_forbidden"
+    assert "cancel" in refused.json()["error"]["message"]
+    assert (await move("shipped")).json()["error"]["code"] == "invalid_transition"  # not paid
+    await _shop_moves(sessions, arq, account, order["id"], "paid")
+    # A paid order: shipping and refunding (cancelling) are the shop's too.
+    for status in ("shipped", "cancelled"):
+        assert (await move(status)).json()["error"]["code"] == "transition_forbidden", status
+    assert (await client.get(url, headers=account.headers)).json()["status"] == "paid"
+    # A pending order the buyer cancels.
+    other = await _create(client, account)
+    cancelled = await client.patch(
+        f"/api/orders/{other['id']}", json={"status": "cancelled"}, headers=account.headers
+    )
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+
+
+async def test_lifecycle(
+    client: httpx.AsyncClient,
+    account: Account,
+    sessions: async_sessionmaker[AsyncSession],
+    arq: ArqRedis,
+) -> None:
+    order = await _create(client, account)
+    url = f"/api/orders/{order['id']}"
+
+    async def status() -> str:
+        value: str = (await client.get(url, headers=account.headers)).json()["status"]
+        return value
+
+    await _shop_moves(sessions, arq, account, order["id"], "paid")
+    assert await status() == "paid"
     edit = await client.patch(url, json={"amount_cents": 1}, headers=account.headers)
     assert edit.status_code == 409
     assert edit.json()["error"]["code"] == "order_not_editable"
-    assert (await move("pending")).status_code == 409
-    assert (await move("shipped")).json()["status"] == "shipped"
-    final = await move("cancelled")
+    await _shop_moves(sessions, arq, account, order["id"], "shipped")
+    assert await status() == "shipped"
+    final = await client.patch(url, json={"status": "cancelled"}, headers=account.headers)
     assert final.status_code == 409
     assert final.json()["error"]["code"] == "invalid_transition"
-    assert (await move("shipped")).status_code == 200  # same status: nothing to do
+    # Setting the current status again is nothing to do.
+    same = await client.patch(url, json={"status": "shipped"}, headers=account.headers)
+    assert same.status_code == 200
 
 
 async def test_invalid_orders_are_422(client: httpx.AsyncClient, account: Account) -> None:
@@ -158,7 +224,7 @@ async def test_changes_publish_events_on_the_users_channel(
 ) -> None:
     order = await _create(client, account, item="evented")
     await client.patch(
-        f"/api/orders/{order['id']}", json={"status": "paid"}, headers=account.headers
+        f"/api/orders/{order['id']}", json={"status": "cancelled"}, headers=account.headers
     )
     await client.delete(f"/api/orders/{order['id']}", headers=account.headers)
 
@@ -168,7 +234,7 @@ async def test_changes_publish_events_on_the_users_channel(
     assert created["channel"] == f"user:{account.id}"
     assert created["from"] == "api"
     assert created["data"]["order"] == order
-    assert updated["data"]["order"]["status"] == "paid"
+    assert updated["data"]["order"]["status"] == "cancelled"
     assert updated["data"]["previous_status"] == "pending"
     assert updated["data"]["changed"] == ["status"]
     assert deleted["data"]["order_id"] == order["id"]

@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
+from arq.connections import ArqRedis
 
 from chorus_api.schemas.users import UserWithOrdersOut
-from chorus_common.tokens import TokenService
+from chorus_common.tokens import ACCOUNT_DELETED, TokenService, token_version_key
 
-from ..support import PASSWORD, TEST_SECRET, Account, login, new_account, unique_email
+from ..support import (
+    PASSWORD,
+    TEST_SECRET,
+    Account,
+    login,
+    new_account,
+    random_address,
+    unique_email,
+)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _token(response: httpx.Response) -> str:
+    token: str = response.json()["access_token"]
+    return token
+
+
+async def _refused_everywhere(client: httpx.AsyncClient, account_id: int, token: str) -> None:
+    """Every kind of authenticated route answers 401 ``invalid_token`` to ``token``."""
+    for method, path in [
+        ("GET", "/api/users/me"),
+        ("GET", f"/api/users/{account_id}"),  # the fast path
+        ("GET", "/api/orders"),
+        ("GET", "/api/dashboard"),
+    ]:
+        response = await client.request(method, path, headers=_bearer(token))
+        assert response.status_code == 401, (path, response.text)
+        assert response.json()["error"]["code"] == "invalid_token", path
 
 
 async def test_me(client: httpx.AsyncClient, account: Account) -> None:
@@ -66,7 +98,7 @@ async def test_changing_credentials_needs_the_current_password(
     wrong = await client.patch(
         "/api/users/me",
         json={"password": "Brand-New-Pass-1", "current_password": "Wrong-Horse-42"},
-        headers=account.headers,
+        headers={**account.headers, **random_address()},
     )
     assert wrong.status_code == 403
     weak = await client.patch(
@@ -102,8 +134,78 @@ async def test_email_of_another_account_is_409(client: httpx.AsyncClient, accoun
     assert response.json()["error"]["code"] == "email_taken"
 
 
-async def test_delete_me_removes_the_account_and_its_orders(
+async def test_a_new_password_revokes_every_token_of_the_account(
+    client: httpx.AsyncClient, account: Account, arq: ArqRedis
+) -> None:
+    second = (await login(client, account.email)).json()["access_token"]  # another device
+    changed = await client.patch(
+        "/api/users/me",
+        json={"password": "Brand-New-Pass-1", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200
+    # Both tokens end at once in this process (the others within a second: the cache).
+    for token in (account.token, second):
+        await _refused_everywhere(client, account.id, token)
+    revoked = await client.get("/api/users/me", headers=account.headers)
+    assert "revoked" in revoked.json()["error"]["message"]
+    # Redis holds the account's new minimum version for the other services.
+    assert await arq.get(token_version_key(str(account.id))) == b"2"
+    fresh = await login(client, account.email, "Brand-New-Pass-1")
+    claims = TokenService(secret=TEST_SECRET, issuer="chorus").verify(fresh.json()["access_token"])
+    assert claims.version == 2
+    assert (
+        await client.get("/api/users/me", headers=_bearer(fresh.json()["access_token"]))
+    ).status_code == 200
+    # A new name is no reason to end anyone's session.
+    renamed = await client.patch(
+        "/api/users/me", json={"full_name": "Still Here"}, headers=_bearer(_token(fresh))
+    )
+    assert renamed.status_code == 200
+    assert (await client.get("/api/users/me", headers=_bearer(_token(fresh)))).status_code == 200
+
+
+async def test_revocations_lost_by_redis_come_back_from_postgres(
+    client: httpx.AsyncClient, account: Account, arq: ArqRedis
+) -> None:
+    changed = await client.patch(
+        "/api/users/me",
+        json={"password": "Brand-New-Pass-1", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200
+    key = token_version_key(str(account.id))
+    await arq.delete(key)  # Redis restarted without its data, or the write was lost
+    # Every api process copies live revocations back (TOKEN_RESYNC_SECONDS, 1 s here)...
+    for _ in range(200):
+        if await arq.get(key) is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert await arq.get(key) == b"2"
+    assert 86_000 < await arq.ttl(key) <= 86_460
+    # ...so the old token stays refused by every process, whatever it remembered.
+    await _refused_everywhere(client, account.id, account.token)
+
+
+async def test_deleting_the_account_needs_its_password(
     client: httpx.AsyncClient, account: Account
+) -> None:
+    here = random_address()
+    no_body = await client.delete("/api/users/me", headers={**account.headers, **here})
+    assert no_body.status_code == 422
+    wrong = await client.request(
+        "DELETE",
+        "/api/users/me",
+        json={"current_password": "Wrong-Horse-42"},
+        headers={**account.headers, **here},
+    )
+    assert wrong.status_code == 403
+    assert wrong.json()["error"]["code"] == "invalid_credentials"
+    assert (await client.get("/api/users/me", headers=account.headers)).status_code == 200
+
+
+async def test_delete_me_removes_the_account_and_ends_its_tokens(
+    client: httpx.AsyncClient, account: Account, arq: ArqRedis
 ) -> None:
     order = await client.post(
         "/api/orders",
@@ -111,15 +213,18 @@ async def test_delete_me_removes_the_account_and_its_orders(
         headers=account.headers,
     )
     assert order.status_code == 201
-    assert (await client.delete("/api/users/me", headers=account.headers)).status_code == 204
-    # The token is still signed and unexpired, but its account is gone.
-    assert (await client.get("/api/users/me", headers=account.headers)).status_code == 401
-    assert (await client.get("/api/dashboard", headers=account.headers)).status_code == 401
+    deleted = await client.request(
+        "DELETE", "/api/users/me", json={"current_password": PASSWORD}, headers=account.headers
+    )
+    assert deleted.status_code == 204
+    # The token is still signed and unexpired, but its account revoked it on the way out.
+    await _refused_everywhere(client, account.id, account.token)
     created = await client.post(
         "/api/orders", json={"item": "x", "quantity": 1, "amount_cents": 1}, headers=account.headers
     )
     assert created.status_code == 401
     assert (await login(client, account.email)).status_code == 401
+    assert await arq.get(token_version_key(str(account.id))) == str(ACCOUNT_DELETED).encode()
 
 
 async def test_user_with_orders(client: httpx.AsyncClient, account: Account) -> None:

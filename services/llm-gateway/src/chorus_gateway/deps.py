@@ -37,7 +37,7 @@ async def _settings(resources: ResourcesDep) -> GatewaySettings:
 
 async def _principal(request: Request, gateway: Annotated[Gateway, Depends(_gateway)]) -> Principal:
     """The authenticated caller (401 in OpenAI's shape otherwise)."""
-    return gateway.authenticate(request.headers.get("authorization"))
+    return await gateway.authenticate(request.headers.get("authorization"))
 
 
 GatewayDep = Annotated[Gateway, Depends(_gateway)]

@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.routing import Route
@@ -24,7 +23,7 @@ from chorus_common.redis_client import redis_check
 from chorus_common.tokens import TokenService
 from chorus_gateway import __version__
 from chorus_gateway.domain.api_keys import ApiKeys, parse_api_keys
-from chorus_gateway.domain.auth import Authenticator, Limits
+from chorus_gateway.domain.auth import Limits
 from chorus_gateway.domain.providers import Catalog, load_providers, resolve_api_key
 from chorus_gateway.metrics import declare_series
 from chorus_gateway.resources import open_resources
@@ -46,7 +45,7 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     config = load_providers(settings.llm_providers)
     catalog = Catalog(config)
     declare_series(catalog.served())
-    api_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
+    service_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
     keys = {p.name: resolve_api_key(p, env) for p in config.providers}
     user_models = settings.user_models
     if user_models is not None:
@@ -56,19 +55,11 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
             logger.warning(
                 "GATEWAY_USER_MODELS names models no provider serves: %s", ", ".join(unknown)
             )
-    authenticator = Authenticator(
-        tokens=TokenService(
-            secret=settings.jwt_secret.get_secret_value(),
-            issuer=settings.jwt_issuer,
-            ttl=timedelta(hours=1),
-        ),
-        api_keys=api_keys,
-        defaults=Limits(
-            requests_per_minute=settings.gateway_requests_per_minute,
-            tokens_per_minute=settings.gateway_tokens_per_minute,
-            concurrent_streams=settings.gateway_concurrent_streams,
-        ),
-        user_models=user_models,
+    tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
+    defaults = Limits(
+        requests_per_minute=settings.gateway_requests_per_minute,
+        tokens_per_minute=settings.gateway_tokens_per_minute,
+        concurrent_streams=settings.gateway_concurrent_streams,
     )
 
     @asynccontextmanager
@@ -77,7 +68,9 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
             settings,
             providers=config,
             catalog=catalog,
-            authenticator=authenticator,
+            tokens=tokens,
+            service_keys=service_keys,
+            limits=defaults,
             api_keys=keys,
         ) as resources:
             app.state.resources = resources
@@ -93,7 +86,7 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
         routers=[models.router],
     )
     install_openai_errors(app)
-    body_limit = settings.gateway_max_body_bytes
+    body_limit = settings.max_body_bytes
     completions = [
         Route(
             "/v1/chat/completions",

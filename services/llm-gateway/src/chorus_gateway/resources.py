@@ -1,10 +1,11 @@
 """Everything the gateway holds open while it runs, opened and closed by the lifespan.
 
-One Redis client (the limits and the arq queue of usage jobs share its pool), the limiter
-and its lease renewer, the usage recorder, one upstream client per provider, and the
+One Redis client (the limits, the accounts' token versions and the arq queue of usage
+jobs share its pool), the limiter and its lease renewer, the usage recorder, one upstream
+client per provider, the authenticator (whose token check reads Redis), and the
 :class:`~chorus_gateway.domain.gateway.Gateway` facade the routes call. What needs no
-running loop — the provider configuration, the catalogue, the authenticator — is read
-by ``create_app`` before the process serves, so a bad configuration stops it at once.
+running loop — the provider configuration, the catalogue, the API keys — is read by
+``create_app`` before the process serves, so a bad configuration stops it at once.
 Routes reach the resources through :mod:`chorus_gateway.deps` (the raw-ASGI completion
 routes, from ``scope["app"].state.resources``).
 """
@@ -20,7 +21,9 @@ from redis.asyncio import Redis
 
 from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
-from chorus_gateway.domain.auth import Authenticator
+from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
+from chorus_gateway.domain.api_keys import ApiKeys
+from chorus_gateway.domain.auth import Authenticator, Limits
 from chorus_gateway.domain.call import Accounting
 from chorus_gateway.domain.gateway import Gateway, GatewayOptions
 from chorus_gateway.domain.limits import Limiter
@@ -48,12 +51,16 @@ async def open_resources(
     *,
     providers: ProvidersConfig,
     catalog: Catalog,
-    authenticator: Authenticator,
+    tokens: TokenService,
+    service_keys: ApiKeys,
+    limits: Limits,
     api_keys: Mapping[str, str],
 ) -> AsyncIterator[Resources]:
     """Open the clients (none connects yet) and start the background tasks; close on exit.
 
-    ``api_keys`` maps each provider's name to the key it is called with.
+    ``service_keys`` are the gateway's own API keys (``GATEWAY_API_KEYS``), ``limits`` the
+    default per-caller limits; ``api_keys`` maps each provider's name to the key it is
+    called with.
     """
     redis = create_redis(
         settings.redis_url,
@@ -61,9 +68,16 @@ async def open_resources(
         max_connections=settings.redis_max_connections,
     )
     limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
+    versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
+    authenticator = Authenticator(
+        tokens=TokenVerifier(tokens, versions),
+        api_keys=service_keys,
+        defaults=limits,
+        user_models=settings.user_models,
+    )
     recorder = UsageRecorder(
         ArqRedis(connection_pool=redis.connection_pool, **JOB_CODEC),
-        queue_name=settings.gateway_usage_queue,
+        queue_name=settings.arq_queue_name,
         buffer=settings.gateway_usage_buffer,
     )
     pool = ProviderPool(

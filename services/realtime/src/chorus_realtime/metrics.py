@@ -1,4 +1,5 @@
-"""Prometheus metrics of the realtime service (names fixed by the brief; labels bounded)."""
+"""Prometheus metrics of the realtime service (names are a contract, ``docs/design.md``; labels
+bounded)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "RECOVERIES",
     "REJECTED",
     "SLOW_CLIENT_DISCONNECTS",
+    "TOKEN_CLOSES",
 ]
 
 CONNECTIONS = Gauge(
@@ -120,6 +122,11 @@ REJECTED = Counter(
     "Connections or frames refused, by reason.",
     ["reason"],
 )
+TOKEN_CLOSES = Counter(
+    "chorus_realtime_token_closes_total",
+    "Open connections closed because their token expired or was revoked, by reason.",
+    ["reason"],
+)
 
 
 def _declare_series() -> None:
@@ -150,6 +157,8 @@ def _declare_series() -> None:
         CONNECTIONS.labels(transport)
     for reason in ("start", "error", "canary"):
         PUBSUB_RECONNECTS.labels(reason)
+    for reason in ("expired", "revoked"):
+        TOKEN_CLOSES.labels(reason)
 
 
 _declare_series()

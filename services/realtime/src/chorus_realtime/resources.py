@@ -2,10 +2,11 @@
 
 :func:`open_resources` builds the parts — one Redis client (commands, presence, the arq
 queue), the event bus with the configured history, the hub and its pub/sub connection,
-presence, the canary, the registry of this replica's connections, the token verifier,
-the assistant's enqueuer and the per-user quotas — starts them, and stops them in reverse
-order. Routes reach them through :mod:`chorus_realtime.deps` (the WebSocket endpoint,
-plain ASGI, from ``scope["app"].state.resources``).
+presence, the canary, the registry of this replica's connections, the token verifier (with
+the accounts' token versions), the token watch that closes connections whose token expired
+or was revoked, the assistant's enqueuer and the per-user quotas — starts them, and stops
+them in reverse order. Routes reach them through :mod:`chorus_realtime.deps` (the
+WebSocket endpoint, plain ASGI, from ``scope["app"].state.resources``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -25,13 +25,14 @@ from redis.asyncio import Redis
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
-from chorus_common.tokens import TokenService
+from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
 from chorus_realtime.domain.quotas import Quotas, QuotaSettings
 from chorus_realtime.domain.registry import Registry
+from chorus_realtime.domain.token_watch import TokenWatch
 from chorus_realtime.settings import RealtimeSettings
 
 __all__ = ["Resources", "open_resources", "replica_name"]
@@ -54,7 +55,8 @@ class Resources:
     presence: Presence
     canary: Canary
     registry: Registry
-    tokens: TokenService
+    tokens: TokenVerifier
+    token_watch: TokenWatch
     assistant: Assistant | None
     quotas: Quotas | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -71,15 +73,17 @@ class Resources:
             logger.warning("%s failed: %s", task.get_name(), task.exception())
 
     async def start(self) -> None:
-        """Start the hub, presence heartbeats and the canary."""
+        """Start the hub, presence heartbeats, the canary and the token watch."""
         await self.hub.start()
         await self.presence.start()
         await self.canary.start()
+        self.token_watch.start()
 
     async def stop(self) -> None:
         """Stop in reverse order, letting background cleanups finish briefly first."""
         if self._background:
             await asyncio.wait(list(self._background), timeout=2.0)
+        await self.token_watch.stop()
         await self.canary.stop()
         await self.presence.stop()
         await self.hub.stop()
@@ -103,13 +107,15 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
         client_name=f"chorus-realtime:{replica}",
         max_connections=settings.redis_max_connections,
     )
-    bus = EventBus(redis, history_size=settings.history_size, history_ttl=settings.history_ttl)
+    bus = EventBus.from_settings(redis, settings)
     hub = Hub(
         redis_url=settings.redis_url,
         bus=bus,
         client_name=f"chorus-realtime-pubsub:{replica}",
         replay_limit=settings.replay_max,
     )
+    registry = Registry()
+    versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
     resources = Resources(
         redis=redis,
         bus=bus,
@@ -122,12 +128,12 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
             interval=settings.canary_interval,
             timeout=settings.canary_timeout,
         ),
-        registry=Registry(),
-        tokens=TokenService(
-            secret=settings.jwt_secret.get_secret_value(),
-            issuer=settings.jwt_issuer,
-            ttl=timedelta(hours=1),
+        registry=registry,
+        tokens=TokenVerifier(
+            TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer),
+            versions,
         ),
+        token_watch=TokenWatch(registry, versions, interval=settings.token_version_cache_seconds),
         assistant=Assistant(
             ArqRedis(
                 redis.connection_pool, default_queue_name=settings.arq_queue_name, **JOB_CODEC

@@ -7,12 +7,17 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from chorus_common.settings import ServiceSettings
+from chorus_common.settings import (
+    EventHistorySettings,
+    QueueSettings,
+    RedisSettings,
+    ServiceSettings,
+)
 
 __all__ = ["RealtimeSettings"]
 
 
-class RealtimeSettings(ServiceSettings):
+class RealtimeSettings(QueueSettings, EventHistorySettings, RedisSettings, ServiceSettings):
     """The realtime service's settings, with defaults that work on a plain cluster."""
 
     service_name: str = "realtime"
@@ -58,8 +63,6 @@ class RealtimeSettings(ServiceSettings):
     send_queue_max_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="bytes queued for one client, ditto"
     )
-    history_size: int = Field(default=1000, ge=1, description="events kept per channel")
-    history_ttl: int = Field(default=86_400, ge=0, description="seconds a quiet channel lives")
     replay_max: int = Field(
         default=1000, ge=1, description="events replayed on resume; more → recovered false"
     )
@@ -83,7 +86,6 @@ class RealtimeSettings(ServiceSettings):
     assistant_max_pending_per_user: int = Field(
         default=3, ge=1, description="questions one user may have waiting for an answer"
     )
-    arq_queue_name: str = Field(default="arq:queue", description="the worker's arq queue")
 
     @model_validator(mode="after")
     def _a_message_fits_the_bucket(self) -> Self:

@@ -31,7 +31,9 @@ async def test_only_rooms_without_history_cost_a_room(redis: Redis) -> None:
     one, two = Quotas(redis, SETTINGS), Quotas(redis, SETTINGS)
     user = f"u{os.urandom(4).hex()}"
     existing = room_channel(f"busy-{os.urandom(3).hex()}")
-    await EventBus(redis).publish(existing, "message", {"message": "hi"}, sender="x")
+    await EventBus(redis, history_size=1000, history_ttl=86_400).publish(
+        existing, "message", {"message": "hi"}, sender="x"
+    )
     for _ in range(5):
         await one.enter_room(user, existing)
     await one.enter_room(user, room_channel(f"new-{os.urandom(3).hex()}"))

@@ -17,10 +17,10 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from chorus_client import RoomClient
 from chorus_common.events import EventBus, room_channel
 from chorus_common.queue import deserialize_job
 from chorus_common.tokens import TokenService
-from chorus_e2e.realtime_client import RoomClient
 
 from ..conftest import Replica, ReplicaFactory
 
@@ -145,7 +145,7 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays(
         await client.wait_subscribed()
         for frame in ({"type": "dance"}, {"type": "message", "message": ""}, [1, 2]):
             await client.send(frame)  # type: ignore[arg-type]
-        await client._ws.send("{not json")  # type: ignore[union-attr]
+        await client.send_text("{not json")
         await client.send({"type": "subscribe", "channel": "user:someone-else"})
         await client.wait_for(lambda: len(client.of_type("error")) == 5)
         codes = [f["data"]["code"] for f in client.of_type("error")]
@@ -165,7 +165,7 @@ async def test_resume_with_since_replays_then_goes_live(
     pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
 ) -> None:
     one, two = pair
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
     for n in range(1, 5):
@@ -190,7 +190,7 @@ async def test_subscribe_frame_multiplexes_rooms_with_resume(
 ) -> None:
     one, _ = pair
     other = f"{room}-b"
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     anchor = await bus.publish(room_channel(other), "message", {"message": "old"}, sender="t")
     await bus.publish(room_channel(other), "message", {"message": "missed"}, sender="t")
     async with RoomClient([one.url], room, tokens.issue(11)) as client:
@@ -273,7 +273,7 @@ async def test_sigkill_a_replica_mid_stream_the_client_resumes_elsewhere_losing_
 ) -> None:
     one = make_replica(redis_url)
     two = make_replica(redis_url)
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     token = tokens.issue(14)
     async with RoomClient([one.url, two.url], room, token) as client:
         await client.wait_subscribed()
@@ -309,7 +309,7 @@ async def test_a_stalled_client_is_disconnected_and_others_get_everything(
     http: httpx.AsyncClient,
 ) -> None:
     replica = make_replica(redis_url, SEND_QUEUE_MAX_MESSAGES="50")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     # A client that stops reading: tiny receive buffer, and nothing ever consumes frames.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -353,7 +353,7 @@ async def test_drain_closes_1012_with_the_last_id(
     http: httpx.AsyncClient,
 ) -> None:
     replica = make_replica(redis_url, DRAIN_SECONDS="2")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     async with RoomClient([replica.url], room, tokens.issue(18), reconnect=False) as client:
         await client.wait_subscribed()
         last = None
@@ -477,7 +477,9 @@ async def test_a_users_new_rooms_are_limited_across_replicas(
     two = make_replica(redis_url, USER_NEW_ROOMS_PER_MINUTE="2")
     token = tokens.issue(user_id())
     existing = f"{room}-old"
-    await EventBus(redis).publish(room_channel(existing), "message", {"message": "hi"}, sender="x")
+    await EventBus(redis, history_size=1000, history_ttl=86_400).publish(
+        room_channel(existing), "message", {"message": "hi"}, sender="x"
+    )
     async with (
         RoomClient([one.url], f"{room}-1", token) as a,
         RoomClient([two.url], f"{room}-2", token) as b,
@@ -544,7 +546,7 @@ async def test_a_replay_counts_against_the_send_queue(
 ) -> None:
     """What a resume would replay must fit the send queue, or it is not read at all."""
     replica = make_replica(redis_url, SEND_QUEUE_MAX_BYTES="65536")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     first = await bus.publish(channel, "message", {"message": "start"}, sender="t")
     for n in range(30):
@@ -580,7 +582,7 @@ async def test_resuming_a_large_history_and_never_reading_costs_a_replica_little
     """A client that asks for 9 MB of history and reads nothing: the replica does not fetch
     it, so it holds none of it."""
     replica = make_replica(redis_url)
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     payload = "x" * 15_000
     ids = [

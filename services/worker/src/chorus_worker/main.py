@@ -44,9 +44,9 @@ from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis, redis_check
 from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_worker import __version__
+from chorus_worker.jobs.account_exists import send_account_exists_email
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
-from chorus_worker.jobs.noop import noop
 from chorus_worker.jobs.persistence import persist_messages
 from chorus_worker.jobs.retention import prune_room_messages
 from chorus_worker.jobs.usage import record_llm_usage
@@ -76,6 +76,9 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
     """The jobs enqueuers may call, and how each is run."""
     return [
         JobSpec(send_welcome_email, max_tries=settings.max_tries, timeout=settings.job_timeout),
+        JobSpec(
+            send_account_exists_email, max_tries=settings.max_tries, timeout=settings.job_timeout
+        ),
         JobSpec(record_analytics, max_tries=settings.max_tries, timeout=settings.job_timeout),
         JobSpec(record_llm_usage, max_tries=settings.max_tries, timeout=settings.job_timeout),
         # A retried answer starts over in front of the room: a few tries, not ten.
@@ -84,7 +87,6 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
             max_tries=min(3, settings.max_tries),
             timeout=settings.assistant_job_timeout,
         ),
-        JobSpec(noop, max_tries=settings.max_tries, timeout=settings.job_timeout),
     ]
 
 
@@ -143,7 +145,7 @@ class WorkerSettings:
                 arq_cron(spec, settings, **_schedule(spec, settings))
                 for spec in cron_specs(settings)
             ),
-            queue_name=settings.queue_name,
+            queue_name=settings.arq_queue_name,
             max_jobs=settings.max_jobs,
             job_timeout=settings.job_timeout + ARQ_TIMEOUT_MARGIN,
             keep_result=settings.keep_result,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from sqlalchemy import select
 
 from chorus_common.events import user_channel
@@ -11,7 +12,7 @@ from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningSmtpSink
 from chorus_schema.models import FailedJob, Notification, User
 from chorus_worker.domain.dead_letters import replay
-from chorus_worker.jobs.welcome import send_welcome_email
+from chorus_worker.jobs.welcome import greeting_name, send_welcome_email
 from chorus_worker.resources import Resources
 
 from ..harness import Harness, dead_lettered, eventually, metric, running_worker
@@ -112,7 +113,7 @@ async def test_a_permanent_refusal_is_dead_lettered_at_once_and_replayed_after_t
 
         smtp.set_mode("accept")  # the operator fixed the mail server
         job_id = await replay(
-            harness.sessions, harness.queue, dead.id, queue_name=harness.settings.queue_name
+            harness.sessions, harness.queue, dead.id, queue_name=harness.settings.arq_queue_name
         )
         result = await harness.outcome(harness.job(job_id))
 
@@ -186,3 +187,39 @@ async def test_a_user_who_is_gone_gets_no_mail_and_bad_ids_are_dead_letters(
         assert await harness.outcome(gone) == {"status": "skipped", "reason": "no such user"}
         assert dead_lettered(await harness.outcome(bad))
     assert smtp.messages() == []
+
+
+async def test_a_name_that_could_be_a_link_is_not_mailed_to_a_stranger(
+    harness: Harness, smtp: RunningSmtpSink
+) -> None:
+    # Anyone can register anyone's address, naming themselves a message with a link.
+    bait = "Claim your prize at http://evil.example/win"
+    async with running_worker(harness.settings):
+        user = await harness.register_user("victim@example.com", bait)
+        result = await harness.outcome(harness.job(f"welcome:{user.id}"))
+    assert result["status"] == "sent"
+    [mail] = smtp.messages()
+    for part in ("text", "html", "to", "subject"):
+        assert "evil" not in str(mail[part]), part
+        assert "prize" not in str(mail[part]), part
+    assert str(mail["text"]).startswith("Hi,\r\n")
+    assert "<p>Hi,</p>" in str(mail["html"])
+
+
+@pytest.mark.parametrize(
+    ("full_name", "greeting"),
+    [
+        ("Ada Lovelace", "Ada Lovelace"),
+        ("J.R.R. Tolkien", "J.R.R. Tolkien"),
+        ("  Grace   Hopper ", "Grace Hopper"),
+        ("see evil.com", None),
+        ("WWW.EVIL.ORG", None),
+        ("mail me@evil.example", None),
+        ("ftp://files", None),
+        ("evil\u3002com", None),  # an ideographic full stop: linkified as a dot
+        ("Ada\u202eevol", None),  # a right-to-left override reverses what follows
+        ("x" * 65, None),
+    ],
+)
+def test_greeting_names(full_name: str, greeting: str | None) -> None:
+    assert greeting_name(full_name) == greeting

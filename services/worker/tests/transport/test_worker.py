@@ -214,7 +214,7 @@ async def test_a_pickled_payload_written_into_redis_is_never_run(
     proof = tmp_path / "unpickled"
     job = {"t": 1, "f": "noop", "a": (_TouchOnUnpickle(proof),), "k": {}, "et": 1}
     await harness.queue.set(b"arq:job:evil", pickle.dumps(job), px=60_000)
-    await harness.queue.zadd(harness.settings.queue_name, {"evil": 1})
+    await harness.queue.zadd(harness.settings.arq_queue_name, {"evil": 1})
     refused = metric("chorus_worker_unreadable_jobs_total")
     async with running_worker(harness.settings):
 
@@ -229,7 +229,7 @@ async def test_a_pickled_payload_written_into_redis_is_never_run(
     assert dead.args["payload"].startswith("b'\\x80")
     assert metric("chorus_worker_unreadable_jobs_total") == refused + 1
     assert any("refused job evil without running it" in r.getMessage() for r in caplog.records)
-    assert await harness.queue.zscore(harness.settings.queue_name, "evil") is None
+    assert await harness.queue.zscore(harness.settings.arq_queue_name, "evil") is None
     with pytest.raises(ReplayRefusedError, match="nothing to run again"):
         await replay(harness.sessions, harness.queue, dead.id, queue_name="arq:queue")
 
@@ -260,5 +260,5 @@ async def test_a_flood_of_questions_leaves_slots_for_the_other_jobs(
             j for j, t in worker.tasks.items() if j.startswith("assistant:") and not t.done()
         ]
         assert len(running) == 2
-        waiting = await harness.queue.zcard(settings.queue_name)
+        waiting = await harness.queue.zcard(settings.arq_queue_name)
         assert waiting >= flood  # the others are still queued, not lost

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DomainError",
     "DuplicateEmailError",
+    "ForbiddenTransitionError",
     "InvalidCredentialsError",
     "InvalidCursorError",
     "InvalidTransitionError",
@@ -45,10 +46,14 @@ class UserGoneError(DomainError):
 
 
 class RateLimitedError(DomainError):
-    """Too many attempts; retry after ``retry_after`` seconds."""
+    """Too many attempts; retry after ``retry_after`` seconds.
+
+    ``scope`` names the limit: ``delay``, ``account``, ``address`` (logins) or
+    ``address``, ``global`` (sign-ups).
+    """
 
     def __init__(self, scope: str, retry_after: int) -> None:
-        super().__init__(f"too many failed logins for this {scope}")
+        super().__init__(f"rate limited ({scope}); retry in {retry_after} s")
         self.scope = scope
         self.retry_after = retry_after
 
@@ -60,6 +65,10 @@ class InvalidTransitionError(DomainError):
         super().__init__(f"an order cannot go from {current!r} to {requested!r}")
         self.current = current
         self.requested = requested
+
+
+class ForbiddenTransitionError(InvalidTransitionError):
+    """A status change the lifecycle allows, but only the shop may make (payment, shipping)."""
 
 
 class OrderNotEditableError(DomainError):

@@ -1,6 +1,6 @@
 """Background jobs: enqueueing on arq with an owner, and their status for that owner.
 
-Job names and arguments are the contract with the worker (DESIGN.md). Whoever enqueues on
+Job names and arguments are the contract with the worker (``docs/design.md``). Whoever enqueues on
 a user's behalf records ``chorus:job-owner:<job_id>`` = user id (7 days), which is what
 ``GET /api/jobs/{id}`` checks: a job that is not yours does not exist, as far as you know.
 """
@@ -8,6 +8,7 @@ a user's behalf records ``chorus:job-owner:<job_id>`` = user id (7 days), which 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,7 +24,9 @@ __all__ = [
     "OWNER_PREFIX",
     "OWNER_TTL_SECONDS",
     "JobView",
+    "account_exists_job_id",
     "enqueue",
+    "enqueue_account_exists_email",
     "enqueue_analytics",
     "enqueue_welcome_email",
     "job_status",
@@ -89,6 +92,31 @@ async def enqueue_welcome_email(arq: ArqRedis, *, user_id: int) -> str | None:
     )
 
 
+#: At most one "someone tried to sign up with your address" mail per account per this.
+ACCOUNT_EXISTS_MAIL_SECONDS = 3600
+
+
+def account_exists_job_id(user_id: int, *, now: float | None = None) -> str:
+    """The id of the account-exists mail job of ``user_id`` for the current hour."""
+    bucket = int((time.time() if now is None else now) // ACCOUNT_EXISTS_MAIL_SECONDS)
+    return f"account-exists:{user_id}:{bucket}"
+
+
+async def enqueue_account_exists_email(arq: ArqRedis, *, user_id: int) -> str | None:
+    """``send_account_exists_email(user_id)``: someone registered the owner's address.
+
+    The job id changes every hour and arq keeps a finished job's result for as long, so
+    however often strangers try the address its owner gets at most one mail an hour.
+    """
+    return await enqueue(
+        arq,
+        function="send_account_exists_email",
+        args=(user_id,),
+        job_id=account_exists_job_id(user_id),
+        owner_id=user_id,
+    )
+
+
 async def enqueue_analytics(arq: ArqRedis, *, event: str, properties: dict[str, Any]) -> None:
     """``record_analytics(event, properties)``, best effort: analytics never fail a request.
 
@@ -123,7 +151,12 @@ async def job_status(arq: ArqRedis, *, job_id: str, user_id: int) -> JobView:
     owner = await arq.get(OWNER_PREFIX + job_id)
     if owner is None or owner.decode() != str(user_id):
         raise NotFoundError(job_id)
-    job = Job(job_id, redis=arq, _deserializer=arq.job_deserializer)
+    job = Job(
+        job_id,
+        redis=arq,
+        _queue_name=arq.default_queue_name,
+        _deserializer=arq.job_deserializer,
+    )
     status = await job.status()
     try:
         info = await job.info()

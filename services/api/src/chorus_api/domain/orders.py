@@ -6,18 +6,22 @@ Lifecycle (anything else is a 409 ``invalid_transition``)::
        │          │
        └──────────┴──► cancelled
 
-``shipped`` and ``cancelled`` are final. ``item``, ``quantity`` and ``amount_cents`` (the
-order's total, in cents) may only change while the order is ``pending`` (409
-``order_not_editable`` after). An order of another user is "not found": we never say it
-exists. Every change adds a notification in the same transaction and, once committed,
-publishes ``order.created``/``order.updated``/``order.deleted`` on ``user:<id>``.
+``shipped`` and ``cancelled`` are final. Who moves it: **the buyer may only cancel a
+pending order**; ``paid`` (payment), ``shipped`` and cancelling a paid order (a refund)
+are the shop's — service code calls :func:`update_order` with ``by="service"``, and a
+buyer asking for them gets 403 ``transition_forbidden``. ``item``, ``quantity`` and
+``amount_cents`` (the order's total, in cents) may only change while the order is
+``pending`` (409 ``order_not_editable`` after). An order of another user is "not found":
+we never say it exists. Every change adds a notification in the same transaction and,
+once committed, publishes ``order.created``/``order.updated``/``order.deleted`` on
+``user:<id>``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_api.domain.cursors import decode_cursor, encode_cursor
 from chorus_api.domain.errors import (
+    ForbiddenTransitionError,
     InvalidCursorError,
     InvalidTransitionError,
     NotFoundError,
@@ -37,7 +42,9 @@ from chorus_schema.models import Notification, Order
 from chorus_schema.notifications import add_notification, publish_notification
 
 __all__ = [
+    "BUYER_TRANSITIONS",
     "TRANSITIONS",
+    "Actor",
     "OrderChanges",
     "create_order",
     "delete_order",
@@ -55,6 +62,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "shipped": frozenset(),
     "cancelled": frozenset(),
 }
+#: The part of the lifecycle a buyer may move on their own order: cancel it while pending.
+BUYER_TRANSITIONS: dict[str, frozenset[str]] = {"pending": frozenset({"cancelled"})}
+#: Who asks for a change: the order's buyer (the api's routes) or the shop's own code.
+Actor = Literal["buyer", "service"]
 _LIST = "orders"
 SENDER = "api"
 
@@ -159,8 +170,13 @@ async def update_order(
     user_id: int,
     order_id: int,
     changes: OrderChanges,
+    by: Actor = "buyer",
 ) -> Order:
-    """Apply ``changes`` under a row lock, following the lifecycle; notify if anything moved."""
+    """Apply ``changes`` under a row lock, following the lifecycle; notify if anything moved.
+
+    A status change the lifecycle allows but ``by`` may not make is
+    :class:`ForbiddenTransitionError`; one the lifecycle forbids, :class:`InvalidTransitionError`.
+    """
     order = await get_order(session, user_id=user_id, order_id=order_id, for_update=True)
     edits = {
         field: value
@@ -173,8 +189,11 @@ async def update_order(
             f"only pending orders can be edited; this one is {order.status}"
         )
     elif changes.status is not None and changes.status != order.status:
-        if changes.status in TRANSITIONS[order.status]:
+        allowed = TRANSITIONS if by == "service" else BUYER_TRANSITIONS
+        if changes.status in allowed.get(order.status, frozenset()):
             edits["status"] = changes.status
+        elif changes.status in TRANSITIONS[order.status]:
+            error = ForbiddenTransitionError(order.status, changes.status)
         else:
             error = InvalidTransitionError(order.status, changes.status)
     if error is not None or not edits:

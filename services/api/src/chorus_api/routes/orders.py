@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from chorus_api.deps import BusDep, CurrentUserId, ReadSessionDep, SessionDep
 from chorus_api.domain.errors import (
+    ForbiddenTransitionError,
     InvalidCursorError,
     InvalidTransitionError,
     NotFoundError,
@@ -98,7 +99,18 @@ async def read(order_id: OrderId, user_id: CurrentUserId, session: ReadSessionDe
 
 @router.patch(
     "/{order_id}",
-    responses=error_responses(400, 401, 404, 409, 413, 422, 503, s409="invalid_transition"),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        422,
+        503,
+        s403="transition_forbidden",
+        s409="invalid_transition",
+    ),
 )
 async def update(
     order_id: OrderId,
@@ -109,9 +121,11 @@ async def update(
 ) -> OrderOut:
     """Edit a pending order or move it along its lifecycle; publishes ``order.updated``.
 
-    pending → paid | cancelled; paid → shipped | cancelled; shipped and cancelled are
-    final (409 ``invalid_transition``). Item, quantity and amount change only while
-    pending (409 ``order_not_editable``).
+    The lifecycle is pending → paid | cancelled, paid → shipped | cancelled; shipped and
+    cancelled are final (409 ``invalid_transition``). You may cancel a pending order;
+    paying, shipping and cancelling a paid order are the shop's (403
+    ``transition_forbidden``). Item, quantity and amount change only while pending (409
+    ``order_not_editable``).
     """
     changes = OrderChanges(
         item=body.item, quantity=body.quantity, amount_cents=body.amount_cents, status=body.status
@@ -122,6 +136,15 @@ async def update(
         )
     except NotFoundError:
         raise _not_found() from None
+    except ForbiddenTransitionError as exc:
+        raise HTTPException(
+            403,
+            {
+                "code": "transition_forbidden",
+                "message": f"Only the shop moves an order from {exc.current!r} to "
+                f"{exc.requested!r}; you may cancel an order while it is pending.",
+            },
+        ) from None
     except InvalidTransitionError as exc:
         raise HTTPException(409, {"code": "invalid_transition", "message": str(exc)}) from None
     except OrderNotEditableError as exc:

@@ -13,6 +13,8 @@ documents the operation in the OpenAPI schema.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 import orjson
@@ -21,12 +23,13 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from chorus_api.deps import (
-    CurrentUser,
+    ClientDep,
+    CredentialsDep,
     CurrentUserId,
-    HasherDep,
+    OpenSessionDep,
     ReaderDep,
     ReadSessionDep,
-    SessionDep,
+    RevocationsDep,
     authenticated_user_id,
     oauth2_scheme,
 )
@@ -34,18 +37,47 @@ from chorus_api.domain.errors import (
     DuplicateEmailError,
     InvalidCredentialsError,
     NotFoundError,
+    RateLimitedError,
     UserGoneError,
     WeakPasswordError,
 )
-from chorus_api.domain.users import delete_user, get_user, get_user_with_orders, update_user
+from chorus_api.domain.users import (
+    ProfileChanges,
+    delete_user,
+    get_user,
+    get_user_with_orders,
+    update_user,
+)
+from chorus_api.routes.errors import too_many_attempts, weak_password
 from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
-from chorus_api.schemas.users import UserOut, UserUpdateIn, UserWithOrdersOut
+from chorus_api.schemas.users import AccountDeleteIn, UserOut, UserUpdateIn, UserWithOrdersOut
 from chorus_api.transport.reader import Reader
 
 __all__ = ["fast_routes", "router"]
 
 router = APIRouter(prefix="/api/users", tags=["users"])
+
+
+def _token_gone() -> HTTPException:
+    return HTTPException(
+        401,
+        {"code": "invalid_token", "message": "The token's account no longer exists."},
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+@contextlib.contextmanager
+def _password_checked() -> Iterator[None]:
+    """What a route that checks the account's password answers: 401, 429 or 403."""
+    try:
+        yield
+    except UserGoneError:
+        raise _token_gone() from None
+    except RateLimitedError as exc:
+        raise too_many_attempts(exc) from None
+    except InvalidCredentialsError as exc:
+        raise HTTPException(403, {"code": "invalid_credentials", "message": str(exc)}) from None
 
 
 @router.get("/me", responses=error_responses(401, 503))
@@ -54,45 +86,46 @@ async def read_me(user_id: CurrentUserId, session: ReadSessionDep) -> UserOut:
     try:
         user = await get_user(session, user_id=user_id)
     except UserGoneError:
-        raise HTTPException(
-            401,
-            {"code": "invalid_token", "message": "The token's account no longer exists."},
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from None
+        raise _token_gone() from None
     return UserOut.model_validate(user)
 
 
 @router.patch(
     "/me",
     responses=error_responses(
-        400, 401, 403, 409, 413, 422, 503, s409="email_taken", s403="invalid_credentials"
+        400, 401, 403, 409, 413, 422, 429, 503, s409="email_taken", s403="invalid_credentials"
     ),
 )
-async def update_me(
-    body: UserUpdateIn, user: CurrentUser, session: SessionDep, hasher: HasherDep
+async def update_me(  # noqa: PLR0917 - FastAPI parameters
+    body: UserUpdateIn,
+    user_id: CurrentUserId,
+    open_session: OpenSessionDep,
+    credentials: CredentialsDep,
+    revocations: RevocationsDep,
+    client: ClientDep,
 ) -> UserOut:
-    """Change the name, e-mail or password; the last two need ``current_password`` (403)."""
+    """Change the name, e-mail or password; the last two need ``current_password`` (403).
+
+    Password checks are limited like logins (429 ``too_many_attempts``). A new password
+    revokes every token of the account — this one too: log in again with it.
+    """
     try:
-        updated = await update_user(
-            session,
-            hasher=hasher,
-            user=user,
-            full_name=body.full_name,
-            email=body.email,
-            new_password=body.password,
-            current_password=body.current_password,
-        )
-    except InvalidCredentialsError as exc:
-        raise HTTPException(403, {"code": "invalid_credentials", "message": str(exc)}) from None
+        with _password_checked():
+            updated = await update_user(
+                open_session,
+                credentials=credentials,
+                revocations=revocations,
+                user_id=user_id,
+                changes=ProfileChanges(
+                    full_name=body.full_name,
+                    email=body.email,
+                    password=body.password,
+                    current_password=body.current_password,
+                ),
+                client=client,
+            )
     except WeakPasswordError as exc:
-        raise HTTPException(
-            422,
-            {
-                "code": "weak_password",
-                "message": "The password is too weak.",
-                "details": exc.reasons,
-            },
-        ) from None
+        raise weak_password(exc) from None
     except DuplicateEmailError:
         raise HTTPException(
             409, {"code": "email_taken", "message": "An account with this e-mail already exists."}
@@ -100,10 +133,33 @@ async def update_me(
     return UserOut.model_validate(updated)
 
 
-@router.delete("/me", status_code=204, responses=error_responses(401, 503))
-async def delete_me(user: CurrentUser, session: SessionDep) -> Response:
-    """Delete the account with its orders and notifications. Its tokens stop working."""
-    await delete_user(session, user=user)
+@router.delete(
+    "/me",
+    status_code=204,
+    responses=error_responses(400, 401, 403, 413, 422, 429, 503, s403="invalid_credentials"),
+)
+async def delete_me(  # noqa: PLR0917 - FastAPI parameters
+    body: AccountDeleteIn,
+    user_id: CurrentUserId,
+    open_session: OpenSessionDep,
+    credentials: CredentialsDep,
+    revocations: RevocationsDep,
+    client: ClientDep,
+) -> Response:
+    """Delete the account with its orders and notifications; its password confirms it.
+
+    Every token of the account stops working, in every service. The password check is
+    limited like a login (429 ``too_many_attempts``).
+    """
+    with _password_checked():
+        await delete_user(
+            open_session,
+            credentials=credentials,
+            revocations=revocations,
+            user_id=user_id,
+            password=body.current_password,
+            client=client,
+        )
     return Response(status_code=204)
 
 
@@ -140,7 +196,7 @@ async def _user_with_orders(reader: Reader, *, user_id: int, current_user_id: in
 
 async def _read_user_fast(request: Request) -> Response:
     """:func:`read_user` for a GET whose id :class:`_PlainIdRoute` has already checked."""
-    current_user_id = authenticated_user_id(request, await oauth2_scheme(request))
+    current_user_id = await authenticated_user_id(request, await oauth2_scheme(request))
     reader: Reader = request.app.state.resources.reader
     user_id: int = request.path_params["user_id"]
     return await _user_with_orders(reader, user_id=user_id, current_user_id=current_user_id)

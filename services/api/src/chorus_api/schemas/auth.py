@@ -1,4 +1,4 @@
-"""Access tokens."""
+"""Registration answers and access tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +6,33 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["TokenOut"]
+REGISTRATION_MESSAGE = (
+    "If this address was new, its account is ready: log in with your password. "
+    "If it already had an account, we sent its owner an e-mail instead."
+)
+
+__all__ = ["RegistrationOut", "TokenOut"]
+
+
+class RegistrationOut(BaseModel):
+    """A registration was accepted: the same answer whether the address was new or not."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "status": "accepted",
+                    "message": REGISTRATION_MESSAGE,
+                }
+            ]
+        }
+    )
+
+    #: The address as stored (trimmed, lower-cased).
+    email: str
+    status: Literal["accepted"] = "accepted"
+    message: str = REGISTRATION_MESSAGE
 
 
 class TokenOut(BaseModel):

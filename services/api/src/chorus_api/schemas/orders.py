@@ -44,15 +44,16 @@ class OrderCreateIn(BaseModel):
 
 
 class OrderUpdateIn(BaseModel):
-    """Changes to an order: edits while ``pending``, and lifecycle moves.
+    """Changes to an order: edits while ``pending``, and cancelling it while ``pending``.
 
-    pending → paid | cancelled; paid → shipped | cancelled; shipped and cancelled are final.
+    The lifecycle is pending → paid | cancelled, paid → shipped | cancelled; shipped and
+    cancelled are final. Paying, shipping and cancelling a paid order are the shop's.
     """
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"status": "paid"}, {"quantity": 3, "amount_cents": 14997}]
+            "examples": [{"status": "cancelled"}, {"quantity": 3, "amount_cents": 14997}]
         },
     )
 

@@ -11,7 +11,7 @@ from chorus_api.domain.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from chorus_api.schemas.fields import Text
 from chorus_api.schemas.orders import OrderOut
 
-__all__ = ["RegisterIn", "UserOut", "UserUpdateIn", "UserWithOrdersOut"]
+__all__ = ["AccountDeleteIn", "RegisterIn", "UserOut", "UserUpdateIn", "UserWithOrdersOut"]
 
 #: RFC 5321's limit for a forward path; the ``users.email`` column is as long.
 Email = Annotated[EmailStr, Field(max_length=320)]
@@ -27,6 +27,7 @@ Password = Annotated[
     ),
 ]
 FullName = Annotated[Text, Field(min_length=1, max_length=200)]
+CurrentPassword = Annotated[Text, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
 
 
 class RegisterIn(BaseModel):
@@ -61,9 +62,18 @@ class UserUpdateIn(BaseModel):
     full_name: FullName | None = None
     email: Email | None = None
     password: Password | None = None
-    current_password: (
-        Annotated[Text, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)] | None
-    ) = None
+    current_password: CurrentPassword | None = None
+
+
+class AccountDeleteIn(BaseModel):
+    """Deleting the account needs its password (a stolen token alone cannot do it)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"current_password": "Analytical-Engine-1843"}]},
+    )
+
+    current_password: CurrentPassword
 
 
 class UserOut(BaseModel):

@@ -78,9 +78,19 @@ byId("signup-form").addEventListener("submit", async (event) => {
   const password = String(form.get("password"));
   try {
     await api.post("/api/auth/register", { email, password, full_name: String(form.get("full_name")) });
-    await logIn(email, password);
   } catch (error) {
     byId("auth-error").textContent = explain(error);
+    return;
+  }
+  try {
+    await logIn(email, password);
+  } catch (error) {
+    // Registering an address that already has an account answers like a new one (so it
+    // reveals nothing); its owner gets an e-mail, and this password does not log in.
+    byId("auth-error").textContent =
+      error instanceof ApiError && error.status === 401
+        ? "This password does not open an account for this address. If the address already had one, we e-mailed its owner."
+        : explain(error);
   }
 });
 

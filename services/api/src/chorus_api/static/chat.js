@@ -113,7 +113,12 @@ export class ChatView {
     }
   }
 
-  onStatus({ state, reason }) {
+  onStatus({ state, reason, code }) {
+    if (code === 4401) {
+      // The token expired or was revoked: the whole session is over, not just this room.
+      this.api.onUnauthorized(new Error(reason));
+      return;
+    }
     const labels = {
       connecting: "connecting…",
       live: "connected",

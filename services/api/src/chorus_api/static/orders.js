@@ -1,12 +1,15 @@
-// Orders: place one, move it through its lifecycle, and the dashboard's totals.
+// Orders: place one, cancel it while pending, and the dashboard's totals.
 
 import { explain } from "./api.js";
 import { byId, h, money } from "./dom.js";
 
-/** The transitions the api allows from each status (services/api/README.md, Orders). */
+/**
+ * What a buyer may do from each status (services/api/README.md, Orders): cancel a pending
+ * order. Paying and shipping are the shop's; their updates arrive as notifications.
+ */
 const NEXT = {
-  pending: [["paid", "Mark paid"], ["cancelled", "Cancel"]],
-  paid: [["shipped", "Mark shipped"], ["cancelled", "Cancel"]],
+  pending: [["cancelled", "Cancel"]],
+  paid: [],
   shipped: [],
   cancelled: [],
 };

@@ -8,8 +8,11 @@
 
 import { Backoff } from "./backoff.js";
 
-/** Close codes after which reconnecting cannot help: bad token or room, flooding, too big. */
-const FINAL_CLOSE_CODES = new Set([1008, 1009]);
+/**
+ * Close codes after which reconnecting cannot help: bad token or room, flooding, too big,
+ * and 4401 — the token expired or was revoked (password changed, account deleted).
+ */
+const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401]);
 const SEEN_LIMIT = 20000;
 /** Messages kept while the socket is down; past this the composer keeps the text. */
 const OUTBOX_LIMIT = 20;
@@ -24,7 +27,7 @@ export function compareIds(a, b) {
 export class RoomConnection extends EventTarget {
   /**
    * Events dispatched: "frame" (detail: a server frame, durable ones once each),
-   * "status" (detail: {state: connecting|live|reconnecting|offline|refused, reason?}),
+   * "status" (detail: {state: connecting|live|reconnecting|offline|refused, reason?, code?}),
    * "resumed" (detail: the `subscribed` frame of a reconnection), "flushed" (detail: how
    * many queued messages went out), "unsent" (detail: the queued message frames, when the
    * room refused us and they never will).
@@ -170,7 +173,7 @@ export class RoomConnection extends EventTarget {
     if (this.closed) return;
     if (FINAL_CLOSE_CODES.has(event.code)) {
       this.refused = true;
-      this.status("refused", event.reason || `closed (${event.code})`);
+      this.status("refused", event.reason || `closed (${event.code})`, event.code);
       if (this.outbox.length) this.emit("unsent", this.outbox.splice(0));
       return;
     }
@@ -186,8 +189,8 @@ export class RoomConnection extends EventTarget {
     this.timer = setTimeout(() => this.connect(), immediate ? 0 : delay);
   }
 
-  status(state, reason) {
-    this.emit("status", { state, reason });
+  status(state, reason, code) {
+    this.emit("status", { state, reason, code });
   }
 
   emit(type, detail) {

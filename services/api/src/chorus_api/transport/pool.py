@@ -30,8 +30,8 @@ to the figure in the README against raw asyncpg):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -39,7 +39,17 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-__all__ = ["PoolGate", "discard_closed_connections", "read_sessionmaker"]
+__all__ = [
+    "PoolGate",
+    "SessionFactory",
+    "admitted_sessions",
+    "discard_closed_connections",
+    "read_sessionmaker",
+]
+
+#: Opens a session admitted through the pool gate, when the work needs one — for routes
+#: that do slow work first (argon2) and must not hold a connection meanwhile.
+SessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
 class PoolGate:
@@ -65,6 +75,17 @@ class PoolGate:
             yield
         finally:
             self._semaphore.release()
+
+
+def admitted_sessions(gate: PoolGate, sessions: async_sessionmaker[AsyncSession]) -> SessionFactory:
+    """A :data:`SessionFactory`: a slot of ``gate``, then a session of ``sessions``."""
+
+    @asynccontextmanager
+    async def open_session() -> AsyncIterator[AsyncSession]:
+        async with gate.slot(), sessions() as session:
+            yield session
+
+    return open_session
 
 
 def discard_closed_connections(engine: AsyncEngine) -> None:

@@ -2,8 +2,10 @@
 
 Both arrive as ``Authorization: Bearer <credential>`` (the ``openai`` SDK's ``api_key``).
 A credential shaped like a JWT (three dot-separated parts) is verified as an access
-token; anything else is looked up among the API keys. The principal's ``subject`` —
-``user:<id>`` or ``key:<name>`` — is what limits and usage are counted against.
+token — signature, claims and revocation, as the api and realtime check it
+(``chorus_common.tokens.TokenVerifier``); anything else is looked up among the API keys.
+The principal's ``subject`` — ``user:<id>`` or ``key:<name>`` — is what limits and usage
+are counted against.
 
 Users may call only the models listed for them (``GATEWAY_USER_MODELS``; ``*`` for all);
 any other model is, to them, one that does not exist (404, and ``/v1/models`` does not
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chorus_common.tokens import InvalidTokenError, TokenService, bearer_token
+from chorus_common.tokens import InvalidTokenError, TokenVerifier, bearer_token
 from chorus_gateway.domain.api_keys import ApiKeys
 from chorus_gateway.domain.errors import (
     GatewayError,
@@ -83,7 +85,7 @@ class Authenticator:
     def __init__(
         self,
         *,
-        tokens: TokenService,
+        tokens: TokenVerifier,
         api_keys: ApiKeys,
         defaults: Limits,
         user_models: frozenset[str] | None = None,
@@ -93,13 +95,16 @@ class Authenticator:
         self._defaults = defaults
         self._user_models = user_models
 
-    def authenticate(self, authorization: str | None) -> Principal:
-        """The caller behind ``authorization``; :class:`GatewayError` (401) otherwise."""
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller behind ``authorization``; :class:`GatewayError` (401) otherwise.
+
+        A Redis error propagates (whether a token was revoked cannot be told then).
+        """
         credential = bearer_token(authorization)
         if credential is None:
             raise missing_api_key()
         if credential.count(".") == 2:
-            return self._user(credential)
+            return await self._user(credential)
         key = self._keys.find(credential)
         if key is None:
             raise invalid_api_key(credential)
@@ -117,9 +122,9 @@ class Authenticator:
         )
         return Principal(f"key:{key.name}", None, limits, key.models, end_users)
 
-    def _user(self, token: str) -> Principal:
+    async def _user(self, token: str) -> Principal:
         try:
-            claims = self._tokens.verify(token)
+            claims = await self._tokens.verify(token)
         except InvalidTokenError as exc:
             raise _token_error(token, str(exc)) from None
         user_id = int(claims.subject) if claims.subject.isdigit() else None

@@ -58,9 +58,9 @@ class Gateway:
         self.accounting = accounting
         self.options = options
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None) -> Principal:
         """The caller, or a 401 :class:`GatewayError`."""
-        return self.authenticator.authenticate(authorization)
+        return await self.authenticator.authenticate(authorization)
 
     async def prepare(
         self, principal: Principal, request: ChatRequest, *, started: float | None = None

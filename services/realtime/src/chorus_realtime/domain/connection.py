@@ -22,6 +22,7 @@ The writer side is :meth:`Connection.frames`: the transport iterates it and writ
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, KeysView
 from dataclasses import dataclass
 from itertools import count
@@ -54,6 +55,8 @@ class CloseCode:
     TRY_AGAIN: Final = 1013
     #: The client read too slowly: its send queue overflowed (application range).
     SLOW_CONSUMER: Final = 4008
+    #: The connection's token expired or was revoked: log in again, then reconnect.
+    UNAUTHORIZED: Final = 4401
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +95,13 @@ class Connection:
         "bus",
         "close_code",
         "close_reason",
+        "expires_at",
         "hub",
         "id",
         "outbox",
         "replay_max",
         "sent",
+        "token_version",
         "transport",
         "user",
     )
@@ -112,9 +117,14 @@ class Connection:
         max_queue_bytes: int,
         replay_max: int,
         abort: Callable[[], None] | None = None,
+        expires_at: float = math.inf,
+        token_version: int = 1,
     ) -> None:
         self.id = next(_ids)
         self.user = user
+        #: When the connection's token expires (Unix time), and the version it carries.
+        self.expires_at = expires_at
+        self.token_version = token_version
         self.transport: Transport = transport
         self.hub = hub
         self.bus = bus

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 
 from chorus_realtime.domain.connection import CloseCode, Connection
 from chorus_realtime.metrics import CONNECTIONS
@@ -48,6 +49,10 @@ class Registry:
             CONNECTIONS.labels(connection.transport).dec()
         if not self._connections:
             self._empty.set()
+
+    def __iter__(self) -> Iterator[Connection]:
+        """The open connections (a snapshot: closing them while iterating is fine)."""
+        return iter(list(self._connections))
 
     def count(self, user: str) -> int:
         """Connections of ``user`` on this replica."""

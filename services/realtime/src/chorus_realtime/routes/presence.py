@@ -46,7 +46,7 @@ async def room_presence(
     if not raw:
         raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
     try:
-        rt.tokens.verify(raw)
+        await rt.tokens.verify(raw)
     except InvalidTokenError:
         raise HTTPException(401, "invalid token", {"WWW-Authenticate": "Bearer"}) from None
     try:

@@ -3,7 +3,8 @@
 The stream is the user's ``user:<id>`` channel. Every event carries ``id:`` = its stream
 id, so a reconnecting ``EventSource`` sends ``Last-Event-ID`` and resumes exactly where
 it stopped, on any replica (``?last_event_id=`` does the same for clients that cannot
-set the header). The first event says whether the resume ``recovered`` everything.
+set the header). The first event says whether the resume ``recovered`` everything. The
+stream ends when its token expires or is revoked (a reconnect with it is then a 401).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
 from chorus_common.events import user_channel
-from chorus_common.tokens import InvalidTokenError, bearer_token
+from chorus_common.tokens import InvalidTokenError, RevokedTokenError, bearer_token
 from chorus_realtime.deps import ResourcesDep, SettingsDep
 from chorus_realtime.domain.connection import Connection
 from chorus_realtime.domain.hub import HubUnavailableError
@@ -57,9 +58,12 @@ async def _open(
     if not raw:
         raise _refuse(401, "unauthorized", "a bearer token is required", "auth")
     try:
-        user = rt.tokens.verify(raw).subject
+        claims = await rt.tokens.verify(raw)
+    except RevokedTokenError:
+        raise _refuse(401, "unauthorized", "token revoked", "auth") from None
     except InvalidTokenError:
         raise _refuse(401, "unauthorized", "invalid token", "auth") from None
+    user = claims.subject
     if path_user is not None and path_user != user:
         raise _refuse(403, "forbidden", "you can only stream your own events", "forbidden")
     if not rt.registry.accepting:
@@ -74,6 +78,8 @@ async def _open(
         max_queue_frames=settings.send_queue_max_messages,
         max_queue_bytes=settings.send_queue_max_bytes,
         replay_max=settings.replay_max,
+        expires_at=claims.expires_at.timestamp(),
+        token_version=claims.version,
     )
     since = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     rt.registry.add(connection)

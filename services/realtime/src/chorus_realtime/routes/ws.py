@@ -2,7 +2,9 @@
 
 Authentication happens after the upgrade so that a refusal is a close code the client can
 read (1008 with a reason) rather than an opaque failed handshake; nothing is joined or
-subscribed before the token is verified.
+subscribed before the token is verified — signature, claims and revocation, as the api
+and the gateway check it (``chorus_common.tokens.TokenVerifier``). Once open, the socket
+is closed with 4401 when its token expires or is revoked (``domain/token_watch.py``).
 
 The endpoint is plain ASGI, reached through :class:`RoomSockets` ahead of the HTTP
 middleware stack. An idle WebSocket keeps its ASGI call open for as long as it lives, and
@@ -25,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus_common.events import InvalidChannelError, room_channel
 from chorus_common.request_context import RequestContextMiddleware
-from chorus_common.tokens import InvalidTokenError
+from chorus_common.tokens import AccessClaims, InvalidTokenError, RevokedTokenError
 from chorus_realtime.domain.connection import CloseCode, Connection
 from chorus_realtime.domain.hub import HubUnavailableError
 from chorus_realtime.domain.session import CloseConnection, Session, SessionLimits
@@ -107,7 +109,8 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
     opened = await _open(scope, receive, send, rt=rt, settings=settings, room=room)
     if opened is None:
         return
-    user, since, transport = opened
+    claims, since, transport = opened
+    user = claims.subject
     connection = Connection(
         user=user,
         transport="ws",
@@ -117,6 +120,8 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
         max_queue_bytes=settings.send_queue_max_bytes,
         replay_max=settings.replay_max,
         abort=transport.abort,
+        expires_at=claims.expires_at.timestamp(),
+        token_version=claims.version,
     )
     session = Session(
         connection=connection,
@@ -155,8 +160,8 @@ async def _open(
     rt: Resources,
     settings: RealtimeSettings,
     room: str,
-) -> tuple[str, str | None, FrameTransport] | None:
-    """Accept and admit the socket: its user, resume offset and transport, or None (closed).
+) -> tuple[AccessClaims, str | None, FrameTransport] | None:
+    """Accept and admit the socket: its token, resume offset and transport, or None (closed).
 
     What only the handshake needed (headers, the offered subprotocols with the token) is
     dropped from the scope, which lives as long as the socket.
@@ -177,22 +182,27 @@ async def _open(
     await send(accept)
     scope["headers"] = ()
     scope["subprotocols"] = ()
-    user = await _admit(
+    claims = await _admit(
         rt, settings, send, room, query.get("token") or token_from_subprotocols(offered)
     )
-    return None if user is None else (user, query.get("since"), transport)
+    return None if claims is None else (claims, query.get("since"), transport)
 
 
 async def _admit(
     rt: Resources, settings: RealtimeSettings, send: Send, room: str, token: str | None
-) -> str | None:
-    """The user of an accepted socket, or None after closing it with the reason."""
-    user = await _authenticate(rt, send, room, token)
-    if user is None:
+) -> AccessClaims | None:
+    """The token of an accepted socket, or None after closing it with the reason."""
+    try:
+        claims = await _authenticate(rt, send, room, token)
+    except (RedisError, OSError) as exc:
+        logger.warning("refusing a socket, Redis unavailable: %s", exc)
+        await _close(send, CloseCode.TRY_AGAIN, "backend unavailable; retry")
+        return None
+    if claims is None:
         return None
     try:
         admitted = await rt.presence.acquire_connection(
-            user, limit=settings.max_connections_per_user
+            claims.subject, limit=settings.max_connections_per_user
         )
     except (RedisError, OSError) as exc:
         logger.warning("refusing a socket, Redis unavailable: %s", exc)
@@ -201,11 +211,13 @@ async def _admit(
     if not admitted:
         await _refuse(send, CloseCode.POLICY, "too many connections", "user_connections")
         return None
-    return user
+    return claims
 
 
-async def _authenticate(rt: Resources, send: Send, room: str, token: str | None) -> str | None:
-    """The token's user if this replica takes the socket, else None (closed with why)."""
+async def _authenticate(
+    rt: Resources, send: Send, room: str, token: str | None
+) -> AccessClaims | None:
+    """The token's claims if this replica takes the socket, else None (closed with why)."""
     if not rt.registry.accepting:
         await _refuse(send, CloseCode.RESTART, "server restarting", "draining")
         return None
@@ -213,7 +225,10 @@ async def _authenticate(rt: Resources, send: Send, room: str, token: str | None)
         await _refuse(send, CloseCode.POLICY, "missing token", "auth")
         return None
     try:
-        user = rt.tokens.verify(token).subject
+        claims = await rt.tokens.verify(token)
+    except RevokedTokenError:
+        await _refuse(send, CloseCode.POLICY, "token revoked", "auth")
+        return None
     except InvalidTokenError:
         await _refuse(send, CloseCode.POLICY, "invalid token", "auth")
         return None
@@ -222,7 +237,7 @@ async def _authenticate(rt: Resources, send: Send, room: str, token: str | None)
     except InvalidChannelError:
         await _refuse(send, CloseCode.POLICY, "invalid room name", "invalid_room")
         return None
-    return user
+    return claims
 
 
 async def _serve(receive: Receive, session: Session, since: str | None) -> None:

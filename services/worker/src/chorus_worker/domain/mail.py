@@ -21,9 +21,10 @@ from aiosmtplib import (
     SMTPResponseException,
 )
 
+from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
 from chorus_worker.settings import WorkerServiceSettings
 
-__all__ = ["DeliveryError", "Mailer", "classify"]
+__all__ = ["DeliveryError", "Mailer", "classify", "send_from_job"]
 
 
 class DeliveryError(Exception):
@@ -110,3 +111,14 @@ class Mailer:
             )
         except (SMTPException, OSError) as exc:
             raise classify(exc) from exc
+
+
+async def send_from_job(mailer: Mailer, message: EmailMessage) -> None:
+    """Send ``message`` for a job: a temporary failure is a :class:`TemporaryJobError`
+    (retried with backoff), a permanent one a :class:`PermanentJobError` (dead-lettered)."""
+    try:
+        await mailer.send(message)
+    except DeliveryError as exc:
+        if exc.temporary:
+            raise TemporaryJobError(str(exc)) from exc
+        raise PermanentJobError(str(exc)) from exc

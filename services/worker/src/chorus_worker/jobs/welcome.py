@@ -24,12 +24,21 @@ records the send without mailing again.
 
 SMTP 4xx replies and unreachable servers retry with backoff (``TemporaryJobError``); 5xx
 replies dead-letter the job at once (``PermanentJobError``), for ``replay`` once fixed.
+
+**Nothing linkable from the registrant.** Anyone can register any address, so this mail
+may reach a stranger, from our domain, with text the registrant chose. The only such
+text is the name, and it is used only when it cannot become a link or a trick
+(:func:`greeting_name`: no URL, domain or address, no control or bidirectional
+characters, at most 64 characters); otherwise the mail greets without it. The HTML part
+escapes it besides.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import re
+import unicodedata
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -41,19 +50,27 @@ from sqlalchemy import func, update
 from chorus_schema.models import User
 from chorus_schema.notifications import add_notification, publish_notification
 from chorus_worker.deps import JobContext, resources
-from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
+from chorus_worker.domain.errors import TemporaryJobError
 from chorus_worker.domain.locks import redis_lock
-from chorus_worker.domain.mail import DeliveryError
+from chorus_worker.domain.mail import send_from_job
+from chorus_worker.jobs.arguments import valid_user_id
 from chorus_worker.metrics import EMAILS_SENT
 from chorus_worker.settings import WorkerServiceSettings
 
-__all__ = ["message_id_for", "render_welcome", "send_welcome_email"]
+__all__ = ["greeting_name", "message_id_for", "render_welcome", "send_welcome_email"]
 
 logger = logging.getLogger("chorus.worker.welcome")
 
 NOTIFICATION_TYPE: Final = "welcome.sent"
 SUBJECT: Final = "Welcome to Chorus"
 _SENT_TTL_SECONDS: Final = 7 * 86_400
+#: Longest name a greeting carries; a longer "name" is a message, not a name.
+MAX_GREETING_NAME: Final = 64
+#: What mail clients turn into links: schemes, www., e-mail addresses, dotted domains
+#: (with any of the dots a linkifier may take for one).
+_LINKABLE = re.compile(
+    r"://|www[.\u3002\uff0e\uff61]|@|[\w-][.\u3002\uff0e\uff61][^\W\d_]{2,}", re.IGNORECASE
+)
 
 
 def _sent_key(user_id: int) -> str:
@@ -70,28 +87,43 @@ def message_id_for(user_id: int, created_at: datetime, sender: str) -> str:
     return f"<welcome.{user_id}.{int(created_at.timestamp())}@{domain}>"
 
 
+def greeting_name(full_name: str) -> str | None:
+    """``full_name`` if it is safe to put in a mail to a stranger, else None.
+
+    Safe: at most :data:`MAX_GREETING_NAME` characters, nothing a mail client would link
+    (a URL, ``www.``, an address, a dotted domain), no control, format or bidirectional
+    characters (which can make text read other than it is).
+    """
+    name = " ".join(full_name.split())
+    if not name or len(name) > MAX_GREETING_NAME or _LINKABLE.search(name):
+        return None
+    if any(unicodedata.category(char) in {"Cc", "Cf", "Co", "Cs"} for char in name):
+        return None
+    return name
+
+
 def render_welcome(user: User, settings: WorkerServiceSettings) -> EmailMessage:
     """The welcome mail for ``user``: plain text with an HTML alternative."""
-    name = user.full_name.strip() or user.email
+    name = greeting_name(user.full_name)
     message = EmailMessage()
     message["From"] = settings.smtp_from
-    message["To"] = formataddr((name, user.email))
+    message["To"] = formataddr((name, user.email)) if name else user.email
     message["Subject"] = SUBJECT
     message["Message-ID"] = message_id_for(user.id, user.created_at, settings.sender_address)
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    hello = f"Hi {name}," if name else "Hi,"
     message.set_content(
-        f"Hi {name},\n\n"
+        f"{hello}\n\n"
         "welcome to Chorus! Your account is ready: join a room, say hello, and ask\n"
         "@assistant anything.\n\n"
         f"Get started: {settings.app_url}\n\n"
         "— The Chorus team\n"
     )
-    safe_name = html.escape(name)
     safe_url = html.escape(settings.app_url, quote=True)
     message.add_alternative(
         "<!doctype html>\n<html><body>\n"
-        f"<p>Hi {safe_name},</p>\n"
+        f"<p>{html.escape(hello)}</p>\n"
         "<p>welcome to <strong>Chorus</strong>! Your account is ready: join a room, say "
         "hello, and ask <code>@assistant</code> anything.</p>\n"
         f'<p><a href="{safe_url}">Get started</a></p>\n'
@@ -99,21 +131,6 @@ def render_welcome(user: User, settings: WorkerServiceSettings) -> EmailMessage:
         subtype="html",
     )
     return message
-
-
-def _valid_user_id(user_id: Any) -> int:
-    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
-        msg = f"user_id must be an integer, not {type(user_id).__name__}"
-        raise PermanentJobError(msg)
-    try:
-        value = int(user_id)
-    except ValueError:
-        msg = f"user_id must be an integer, not {user_id!r}"
-        raise PermanentJobError(msg) from None
-    if value < 1:
-        msg = f"user_id must be positive, not {value}"
-        raise PermanentJobError(msg)
-    return value
 
 
 async def _deliver(ctx: JobContext, user: User) -> str:
@@ -129,12 +146,7 @@ async def _deliver(ctx: JobContext, user: User) -> str:
         if already is not None:
             return bytes(already).decode()
         message = render_welcome(user, found.settings)
-        try:
-            await found.mailer.send(message)
-        except DeliveryError as exc:
-            if exc.temporary:
-                raise TemporaryJobError(str(exc)) from exc
-            raise PermanentJobError(str(exc)) from exc
+        await send_from_job(found.mailer, message)
         message_id = str(message["Message-ID"])
         EMAILS_SENT.inc()
         try:
@@ -148,7 +160,7 @@ async def _deliver(ctx: JobContext, user: User) -> str:
 
 async def send_welcome_email(ctx: JobContext, user_id: int) -> dict[str, Any]:
     """Mail the welcome message to user ``user_id`` (once), then notify them."""
-    uid = _valid_user_id(user_id)
+    uid = valid_user_id(user_id)
     found = resources(ctx)
     async with found.sessions() as session:
         user = await session.get(User, uid)

@@ -37,7 +37,7 @@ def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
         decode_responses=False,
     )
-    redis.default_queue_name = settings.queue_name
+    redis.default_queue_name = settings.arq_queue_name
     # from_url hands keyword arguments to the connection pool, not to ArqRedis itself.
     redis.job_serializer = JOB_CODEC["job_serializer"]
     redis.job_deserializer = JOB_CODEC["job_deserializer"]

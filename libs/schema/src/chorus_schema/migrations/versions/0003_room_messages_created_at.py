@@ -5,8 +5,8 @@ batches (``WHERE created_at < cutoff``). Rows arrive in time order, so a BRIN in
 few kilobytes per gigabyte of table, next to nothing to maintain on insert — finds the old
 ones without reading the whole table; a B-tree would cost as much as the data it indexes.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-29 10:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
