@@ -64,6 +64,11 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not config.providers:
+            logger.warning(
+                "LLM_PROVIDERS lists no provider: no model is served "
+                "(every request answers 404 model_not_found) until one is configured"
+            )
         async with open_resources(
             settings,
             providers=config,

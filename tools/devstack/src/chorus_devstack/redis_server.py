@@ -34,9 +34,20 @@ class RedisServer:
     writes fail loudly instead of arq jobs, rate-limit buckets or history vanishing.
     """
 
-    def __init__(self, data_dir: Path, port: int, *, maxmemory: str = "384mb") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        bind: tuple[str, ...] = ("127.0.0.1",),
+        password: str | None = None,
+        maxmemory: str = "384mb",
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
+        #: Addresses to listen on; 127.0.0.1 must be one of them (readiness).
+        self.bind = bind
+        self.password = password
         self.maxmemory = maxmemory
 
     @property
@@ -54,7 +65,7 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                *self.bind,
                 "--dir",
                 str(self.data_dir),
                 "--save",
@@ -75,6 +86,7 @@ class RedisServer:
                 self.maxmemory,
                 "--maxmemory-policy",
                 "noeviction",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             ready_check=self.answers_ping,
         )
@@ -83,7 +95,14 @@ class RedisServer:
         """True when the server answers PING (a raw RESP exchange, no client needed)."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                sock.sendall(auth + b"PING\r\n")
+                reply = b""
+                while reply.count(b"\r\n") < (2 if auth else 1):
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        return False
+                    reply += chunk
+                return reply.split(b"\r\n")[-2].startswith(b"+PONG")
         except OSError:
             return False
