@@ -247,6 +247,22 @@ def room_of(index: int, rooms: int, members: int) -> int:
     return (index // members) % rooms
 
 
+async def connect(
+    dialect: str,
+    targets: list[dict[str, Any]],
+    args: argparse.Namespace,
+    started: Procs,
+    split: Split,
+) -> tuple[Load, float]:
+    """A load generator with every target connected, and the seconds that took."""
+    connecting = time.monotonic()
+    load = Load(
+        {"dialect": dialect, "targets": targets, "sample_every": args.sample_every}, started, split
+    )
+    await asyncio.to_thread(load.ready)
+    return load, time.monotonic() - connecting
+
+
 async def bench_chorus(
     args: argparse.Namespace, split: Split, redis: RunningRedis, work: Path
 ) -> dict[str, Any]:
@@ -272,14 +288,7 @@ async def bench_chorus(
             }
             for i in range(connections)
         ]
-        connecting = time.monotonic()
-        load = Load(
-            {"dialect": "chorus", "targets": targets, "sample_every": args.sample_every},
-            started,
-            split,
-        )
-        await asyncio.to_thread(load.ready)
-        connect_s = time.monotonic() - connecting
+        load, connect_s = await connect("chorus", targets, args, started, split)
         churners = Churn(
             {
                 "dialect": "chorus",
@@ -357,14 +366,7 @@ async def bench_socketio(
             }
             for i in range(connections)
         ]
-        connecting = time.monotonic()
-        load = Load(
-            {"dialect": "socketio", "targets": targets, "sample_every": args.sample_every},
-            started,
-            split,
-        )
-        await asyncio.to_thread(load.ready)
-        connect_s = time.monotonic() - connecting
+        load, connect_s = await connect("socketio", targets, args, started, split)
         churners = Churn(
             {
                 "dialect": "socketio",
