@@ -11,6 +11,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 from prometheus_client import REGISTRY
 
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
 from chorus_devstack.servers import RunningRedis
 from chorus_gateway.domain.usage import JOB_NAME, UsageRecord, UsageRecorder
@@ -19,6 +20,8 @@ from chorus_gateway.domain.usage import JOB_NAME, UsageRecord, UsageRecorder
 @pytest.fixture
 async def arq_redis(gateway_redis: RunningRedis) -> AsyncIterator[ArqRedis]:
     client = ArqRedis.from_url(gateway_redis.url)
+    client.job_serializer = JOB_CODEC["job_serializer"]
+    client.job_deserializer = JOB_CODEC["job_deserializer"]
     yield client
     await client.aclose()
 
@@ -45,7 +48,7 @@ async def test_a_usage_job_is_an_arq_job_queued_once_per_request(arq_redis: ArqR
         await recorder.stop()
 
     assert await arq_redis.zrange("arq:queue", 0, -1) == [b"usage:r1"]
-    job = Job("usage:r1", arq_redis)
+    job = Job("usage:r1", arq_redis, _deserializer=arq_redis.job_deserializer)
     assert await job.status() is JobStatus.queued
     info = await job.info()
     assert info is not None

@@ -26,6 +26,7 @@ __all__ = [
     "PERSIST_GAPS",
     "QUEUE_DEPTH",
     "QUEUE_WAKEUPS_ACTIVE",
+    "ROOM_MESSAGES_PRUNED",
     "UNREADABLE_JOBS",
     "declare_functions",
 ]
@@ -81,7 +82,12 @@ PERSIST_GAPS = Counter(
 )
 UNREADABLE_JOBS = Counter(
     "chorus_worker_unreadable_jobs_total",
-    "Queue entries that could not be read as jobs (not a job id): never run.",
+    "Queue entries that were not jobs (a job id that is not UTF-8, a payload that is not"
+    " a JSON job, e.g. a pickle written into Redis): never run.",
+)
+ROOM_MESSAGES_PRUNED = Counter(
+    "chorus_worker_room_messages_pruned_total",
+    "room_messages rows deleted for being older than ROOM_MESSAGES_RETENTION_DAYS.",
 )
 ASSISTANT_REPLIES = Counter(
     "chorus_worker_assistant_replies_total",

@@ -10,7 +10,19 @@ Subscribing follows the only order that can neither lose nor repeat an event:
    events; the writer drops any event whose stream id is not above the last one it wrote
    for that channel, so the overlap between 2 and 3 is sent once.
 
-The writer side is :meth:`Connection.frames`: the transport iterates it and writes.
+The replay counts against the send queue's bounds like live events: what a resume would
+replay is measured in Redis first (``EventBus.history(max_bytes=…)``), and a backlog that
+would not fit the room left in the queue is not read at all — the client gets
+``recovered: false`` and refetches history over HTTP, page by page. So a client that
+resumes from an old id and never reads costs a replica no more than a full send queue.
+
+Live events take the shortest path there is: when nothing is queued for the client and
+its socket takes data, :meth:`Connection.deliver` writes them at once through
+:attr:`Connection.direct` (the WebSocket writer's), in the bytes the hub built once for
+every socket. Anything else — a subscription still replaying, a client reading slowly, a
+transport without a direct path (SSE) — goes through the bounded send queue, which the
+transport drains: :meth:`Connection.take_all` (WebSocket) or :meth:`Connection.frames`
+(SSE).
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from typing import Final, Literal
 
 from chorus_common.events import EventBus, InvalidStreamIdError, parse_stream_id
 from chorus_realtime.domain.frames import OutFrame
-from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.hub import Batch, Hub
 from chorus_realtime.domain.outbox import Outbox
 from chorus_realtime.metrics import DELIVERIES, RECOVERIES, SLOW_CLIENT_DISCONNECTS
 
@@ -34,6 +46,8 @@ logger = logging.getLogger("chorus.realtime.connection")
 
 Transport = Literal["ws", "sse"]
 _ids = count(1)
+#: Room kept in the send queue for the ``subscribed`` frame ahead of a replay.
+_SUBSCRIBED_ROOM: Final = 1024
 
 
 class CloseCode:
@@ -87,12 +101,12 @@ class Connection:
         "bus",
         "close_code",
         "close_reason",
+        "direct",
         "expires_at",
         "hub",
         "id",
         "outbox",
         "replay_max",
-        "sent",
         "token_version",
         "transport",
         "user",
@@ -130,7 +144,9 @@ class Connection:
         self._left: dict[str, str] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
-        self.sent = 0
+        #: Writes WebSocket bytes to the client now and says True, or says False when its
+        #: socket is not taking data (set by the WebSocket writer; None once closing).
+        self.direct: Callable[[bytes], bool] | None = None
 
     def __hash__(self) -> int:
         return self.id
@@ -159,8 +175,30 @@ class Connection:
 
     # -- receiving from the hub --------------------------------------------------------------
 
-    def deliver(self, frame: OutFrame) -> None:
-        """Queue a live event (from the hub; never blocks)."""
+    def deliver(self, batch: Batch) -> bool:
+        """Live events from the hub (never blocks); True when all were written at once.
+
+        Written at once only if that keeps the order and sends each event once: nothing is
+        queued or replaying, and the batch is newer than what the client got on its channel
+        (the hub's batches ascend, so its first stream id says it). Otherwise queued, and
+        :meth:`take_all` counts them when they leave.
+        """
+        direct = self.direct
+        if direct is not None and not self._holding and not self.outbox:
+            cursor = self._channels.get(batch.channel)
+            if cursor is not None:
+                first, known = batch.first_key, cursor.last_key
+                if (first is None or known is None or first > known) and direct(batch.wire):
+                    if batch.last_key is not None:
+                        cursor.last_key, cursor.last_id = batch.last_key, batch.last_id
+                    return True
+        for frame in batch.frames:
+            if not self._queue(frame):
+                break
+        return False
+
+    def _queue(self, frame: OutFrame) -> bool:
+        """Hold (while its channel replays) or queue a live frame; False on overflow."""
         if self._holding:
             cursor = self._channels.get(frame.channel)  # type: ignore[arg-type]
             held = None if cursor is None else cursor.held
@@ -168,9 +206,17 @@ class Connection:
                 held.append(frame)
                 if len(held) > self.outbox.max_frames:
                     self._overflow()
-                return
+                    return False
+                return True
         if not self.outbox.put(frame):
             self._overflow()
+            return False
+        return True
+
+    def interrupted(self) -> None:
+        """The hub lost events of a channel of ours (a pub/sub reconnect whose gap it could
+        not replay): close, so that the client resumes from its own last id (1013)."""
+        self.close(CloseCode.TRY_AGAIN, "events missed while resubscribing; resume")
 
     def send(self, frame: OutFrame) -> None:
         """Queue a reply to this client (control frames, errors), outside the bounds."""
@@ -213,7 +259,9 @@ class Connection:
             )
         )
         for frame in replay:
-            self.send(frame)
+            if not self.outbox.put(frame):
+                self._overflow()
+                break
         held, cursor.held = cursor.held or [], None
         self._holding -= 1
         for frame in held:
@@ -235,12 +283,19 @@ class Connection:
             position = await self.bus.position(channel)
             resume = Resume(channel, False, False, 0, position.last_id, position.epoch)
             return resume, []
+        outbox = self.outbox
         # One more than REPLAY_MAX is read: a full page of exactly REPLAY_MAX is replayable.
-        history = await self.bus.history(channel, since, limit=self.replay_max + 1)
-        if not history.recovered or len(history.events) > self.replay_max:
-            # Part of what the client missed is gone (or too much to replay): say so and
-            # send nothing old; the client refetches state and continues live from here.
-            RECOVERIES.labels("miss").inc()
+        history = await self.bus.history(
+            channel,
+            since,
+            limit=max(1, min(self.replay_max + 1, outbox.max_frames - len(outbox) - 1)),
+            max_bytes=outbox.max_bytes - outbox.size - _SUBSCRIBED_ROOM,
+        )
+        if not history.recovered or history.more or history.too_large:
+            # Part of what the client missed is gone (or too much to replay, or to hold in
+            # its send queue): say so and send nothing old; the client refetches state and
+            # continues live from here.
+            RECOVERIES.labels("too_large" if history.too_large else "miss").inc()
             position = await self.bus.position(channel)
             return Resume(channel, True, False, 0, position.last_id, position.epoch), []
         RECOVERIES.labels("hit").inc()
@@ -293,8 +348,7 @@ class Connection:
                     cursor.last_key = key
                     cursor.last_id = frame.id
             kept.append(frame)
-        self.sent += len(kept)
-        DELIVERIES.delivered_all([frame.published_at for frame in kept], len(kept))
+        DELIVERIES.delivered([frame.published_at for frame in kept])
         return kept
 
     def farewell(self) -> OutFrame | None:
@@ -324,6 +378,7 @@ class Connection:
             return
         self.close_code = code
         self.close_reason = reason
+        self.direct = None  # from now on the writer sends what is queued, then closes
         if not flush:
             self.outbox.clear()
         self.outbox.close()
