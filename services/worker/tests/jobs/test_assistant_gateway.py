@@ -9,6 +9,7 @@ error event mid-stream) — and the tests assert the exact code the room gets fo
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from arq.jobs import deserialize_job
 from pydantic import SecretStr
 
 from chorus_common.events import room_channel
+from chorus_common.queue import JOB_CODEC
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_devstack.servers import RunningMockOpenAI, RunningRedis
@@ -83,7 +85,8 @@ class Gateway:
         finally:
             client.close()
 
-        found = [deserialize_job(raw).args[0] for raw in jobs if raw is not None]
+        codec = JOB_CODEC["job_deserializer"]
+        found = [deserialize_job(r, deserializer=codec).args[0] for r in jobs if r is not None]
         return [(usage["subject"], usage["user_id"]) for usage in found]
 
 
@@ -148,26 +151,42 @@ async def test_an_answer_through_the_gateway_is_billed_to_the_member_who_asked(
     assert ("key:worker", 4242) in gateway.usage_subjects()
 
 
+#: What the room is told of a gateway failure: our own words, never the gateway's.
+COULD_NOT = {"code": "gateway_error", "message": "The assistant could not answer this time."}
+
+
+def failed_statuses(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The status of each failed gateway call, as the worker logged it ('' for none)."""
+    return [
+        str(r.args[1]).strip()
+        for r in caplog.records
+        if isinstance(r.args, tuple) and str(r.msg).startswith("assistant call failed")
+    ]
+
+
 async def test_the_gateways_own_refusals_reach_the_room_by_code(
-    harness: Harness, gateway: Gateway
+    harness: Harness, gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING)
     async with running_worker(_settings(harness, gateway, key="not-a-key-it-knows")):
         wrong_key = await _ask(harness, "@assistant hi")
     async with running_worker(_settings(harness, gateway, key=LIMITED_KEY)):
         allowed = await _ask(harness, "@assistant once [mock tokens=2]")
         limited = await _ask(harness, "@assistant twice")
 
-    assert wrong_key["error"]["code"] == "gateway_error"
-    assert "(401)" in wrong_key["error"]["message"]
+    assert wrong_key["error"] == COULD_NOT
     assert wrong_key["message"] == ""
     assert "error" not in allowed
     assert limited["error"]["code"] == "rate_limited"
     assert limited["message"] == ""
+    # The operator sees what the gateway answered: its 401, then its 429.
+    assert failed_statuses(caplog) == ["401", "429"]
 
 
 async def test_a_failing_provider_reaches_the_room_as_the_gateway_reports_it(
-    harness: Harness, gateway: Gateway
+    harness: Harness, gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING)
     async with running_worker(_settings(harness, gateway)):
         # Every attempt fails before the first token: the gateway's 502.
         refused = await _ask(harness, "@assistant hi [mock fault=error_before_start]")
@@ -180,12 +199,13 @@ async def test_a_failing_provider_reaches_the_room_as_the_gateway_reports_it(
         # The provider's connection drops after two: the gateway's own upstream_error event.
         dropped = await _ask(harness, "@assistant hi [mock tokens=8 fault=drop fault_after=2]")
 
-    assert refused["error"]["code"] == "gateway_error"
-    assert "(502)" in refused["error"]["message"]
-    assert silent["error"]["code"] == "gateway_error"
-    assert "(504)" in silent["error"]["message"]
-    assert (broken["error"]["code"], broken["message"]) == ("gateway_error", completion_text(3))
-    assert (dropped["error"]["code"], dropped["message"]) == ("gateway_error", completion_text(2))
+    assert refused["error"] == COULD_NOT
+    assert silent["error"] == COULD_NOT
+    assert (broken["error"], broken["message"]) == (COULD_NOT, completion_text(3))
+    assert (dropped["error"], dropped["message"]) == (COULD_NOT, completion_text(2))
+    # The gateway's 502 and 504, then its error events mid-stream (no status: the
+    # response had begun with a 200).
+    assert failed_statuses(caplog) == ["502", "504", "", ""]
 
 
 async def test_a_gateway_that_is_down_is_unreachable_for_the_room(
