@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from chorus_common.events import EventBus, pubsub_channel, room_channel
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
 from chorus_realtime.domain.hub import Hub
+from chorus_realtime.transport.topology import SINGLE, SingleTopology
 
 
 class Collector:
@@ -46,7 +47,8 @@ async def bus(redis_url: str) -> AsyncIterator[EventBus]:
 
 @pytest.fixture
 async def hub(redis_url: str, bus: EventBus) -> AsyncIterator[Hub]:
-    hub = Hub(redis_url=redis_url, bus=bus, client_name="hub-test")
+    topology = SingleTopology(RedisEndpoint(url=redis_url), client_name="hub-test")
+    hub = Hub(topology=topology, bus=bus, client_name="hub-test")
     await hub.start()
     yield hub
     await hub.stop()
@@ -106,11 +108,11 @@ async def test_a_deaf_connection_is_noticed_rebuilt_and_the_gap_replayed(
         async with asyncio.timeout(5):
             while not canary.healthy:
                 await asyncio.sleep(0.05)
-        # Make the connection deaf behind the hub's back: Redis drops its subscriptions
-        # while the socket stays open and error-free.
-        conn = hub._conn
-        assert conn is not None
-        conn.unsubscribe(pubsub_channel(channel).encode(), pubsub_channel(canary.channel).encode())
+        # Make the connection deaf behind the hub's back, as a half-open socket is: it
+        # stays open and error-free, and nothing arrives on it any more.
+        conn = hub._links[SINGLE].conn
+        assert conn is not None and conn._transport is not None
+        conn._transport.pause_reading()
         for n in range(1, 6):
             await bus.publish(channel, "message", {"message": f"m{n}"}, sender="t")
         # The canary fails, the hub rebuilds, and what it did not hear is replayed.
