@@ -16,28 +16,40 @@ Sentinel closes the clients of every server it reconfigures).
 
 **Cluster.** :func:`create_cluster` is redis-py's ``RedisCluster`` for
 ``REALTIME_REDIS_CLUSTER``: it follows ``MOVED`` and ``ASK`` redirections and re-reads
-the slot map after a node fails; :class:`ClusterCheck` is its readiness check.
+the slot map after a node fails. Where redis-py would close the connections to *every*
+node when one fails (failing, and retrying, the commands in flight on healthy nodes — a
+script run twice is an event published twice), :class:`ChannelCluster` only re-reads the
+slot map and keeps the connections of the nodes still there: a room on another node
+never notices. No readiness check uses it: a cluster failover must not
+take the api or the worker out of service (only some channels' events wait for it), and
+realtime's canary checks the way through each node it subscribes on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, NodesManager, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chorus_common.settings import ClusterSeeds, RedisSettings
+from chorus_common.settings import ClusterSeeds, EventHistorySettings, RedisSettings
 
 __all__ = [
-    "ClusterCheck",
+    "ChannelCluster",
     "RedisEndpoint",
+    "create_channel_cluster",
     "create_cluster",
     "create_redis",
     "redis_check",
@@ -188,6 +200,160 @@ def create_redis(
     return redis_class.from_pool(pool)
 
 
+logger = logging.getLogger("chorus.redis")
+
+#: Seconds between two re-reads of a cluster's slot map while nodes keep failing.
+_REFRESH_SPACING = 0.1
+
+#: Set while a :class:`ChannelCluster` runs a command in this task: an ``aclose()`` then
+#: comes from redis-py's error handling, not from the client's owner.
+_IN_COMMAND: ContextVar[bool] = ContextVar("chorus_cluster_in_command", default=False)
+
+
+@contextmanager
+def _in_command() -> Iterator[None]:
+    token = _IN_COMMAND.set(True)
+    try:
+        yield
+    finally:
+        _IN_COMMAND.reset(token)
+
+
+class _Node(ClusterNode):
+    """A node that takes back its connection when sending fails (redis-py's leaks it, so a
+    node that stays in the slot map while it is down runs out of connections)."""
+
+    __slots__ = ()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        connection = self.acquire_connection()
+        try:
+            await connection.send_packed_command(connection.pack_command(*args), False)
+        except BaseException:
+            self._free.append(connection)
+            raise
+        try:
+            return await self.parse_response(connection, args[0], **kwargs)
+        finally:
+            self._free.append(connection)
+
+
+class _KeepingNodesManager(NodesManager):
+    """Re-reads the slot map but keeps the node objects — and their open connections — of
+    the servers still in it (redis-py builds new ones and disconnects the old, failing
+    every command in flight)."""
+
+    __slots__ = ()
+
+    def set_nodes(
+        self,
+        old: dict[str, ClusterNode],
+        new: dict[str, ClusterNode],
+        remove_old: bool = False,
+    ) -> None:
+        for node in new.values():
+            if type(node) is ClusterNode:
+                node.__class__ = _Node
+        if old is self.nodes_cache and old:
+            kept: dict[str, ClusterNode] = {}
+            for name, node in new.items():
+                current = old.get(name)
+                if current is None or current is node:
+                    kept[name] = node
+                else:
+                    current.server_type = node.server_type
+                    kept[name] = current
+            lists: dict[int, list[ClusterNode]] = {}
+            for slot, nodes in self.slots_cache.items():
+                mapped = lists.get(id(nodes))
+                if mapped is None:
+                    mapped = lists[id(nodes)] = [kept.get(n.name, n) for n in nodes]
+                self.slots_cache[slot] = mapped
+            new = kept
+        super().set_nodes(old, new, remove_old)
+
+
+class _ChannelPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        with _in_command():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+class ChannelCluster(RedisCluster):
+    """redis-py's cluster client, but a failing node costs only its own commands.
+
+    On a connection error redis-py calls ``aclose()``, closing every node's connections so
+    that the next command re-reads the slot map — and every command waits for that read.
+    Here that call, made while a command runs, starts one re-read in the background
+    (coalescing the requests that arrive meanwhile); commands for the other nodes go on
+    with the map they have, and a command for the failed node fails fast until the map
+    names its successor. The owner's ``aclose()`` still closes everything.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nodes_manager.__class__ = _KeepingNodesManager
+        self._refresh: asyncio.Task[None] | None = None
+        self._refresh_again = False
+
+    async def initialize(self) -> ChannelCluster:
+        """Read the slot map and the command table before the first command. Unlike
+        redis-py, a failed read closes no connection, and the command table is not read
+        again at each re-read (from whichever node is listed first — perhaps a dead one)."""
+        if self._initialize:
+            if not self._lock:
+                self._lock = asyncio.Lock()
+            async with self._lock:
+                if self._initialize:
+                    await self.nodes_manager.initialize()
+                    if not self.commands_parser.commands:
+                        await self.commands_parser.initialize(self.nodes_manager.default_node)
+                    self._initialize = False
+        return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _in_command():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        if transaction:
+            raise RedisClusterException("transaction is deprecated in cluster mode")
+        return _ChannelPipeline(self)
+
+    async def aclose(self) -> None:
+        if _IN_COMMAND.get():
+            self._refresh_soon()
+            return
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._refresh
+            self._refresh = None
+        await super().aclose()
+
+    def _refresh_soon(self) -> None:
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh_again = True
+            return
+        self._refresh = asyncio.create_task(self._refresh_map(), name="cluster-slot-map")
+
+    async def _refresh_map(self) -> None:
+        while True:
+            self._refresh_again = False
+            try:
+                await self.nodes_manager.initialize()
+            except (RedisError, OSError) as exc:
+                logger.info("re-reading the cluster's slot map failed: %s", exc)
+                self._refresh_again = True
+            if not self._refresh_again:
+                return
+            await asyncio.sleep(_REFRESH_SPACING)
+
+
 def create_cluster(
     seeds: ClusterSeeds,
     *,
@@ -195,14 +361,14 @@ def create_cluster(
     max_connections: int = 64,
     socket_timeout: float | None = 5.0,
     retries: int = 3,
-) -> RedisCluster:
+) -> ChannelCluster:
     """A Redis Cluster client (commands; sharded pub/sub is realtime's own connection).
 
     ``max_connections`` bounds the connections to each node. Nothing connects before the
     first command, so a service starts while the cluster is still forming.
     """
-    cluster: RedisCluster = RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in seeds.nodes],
+    return ChannelCluster(
+        startup_nodes=[_Node(host, port) for host, port in seeds.nodes],
         username=seeds.username,
         password=seeds.password,
         ssl=seeds.tls,
@@ -217,7 +383,17 @@ def create_cluster(
         cluster_error_retry_attempts=retries,
         decode_responses=False,
     )
-    return cluster
+
+
+def create_channel_cluster(
+    settings: EventHistorySettings, *, client_name: str, max_connections: int = 64
+) -> RedisCluster | None:
+    """The client of the cluster the channels live on (``REALTIME_REDIS_CLUSTER``), or
+    None when they live on the main Redis. The owner closes it."""
+    seeds = settings.cluster_seeds
+    if seeds is None:
+        return None
+    return create_cluster(seeds, client_name=client_name, max_connections=max_connections)
 
 
 def redis_check(client: Redis) -> RedisCheck:
@@ -234,40 +410,3 @@ class RedisCheck:
     async def __call__(self) -> None:
         """Raise unless Redis answers PING."""
         await self.client.ping()
-
-
-class ClusterCheck:
-    """Readiness of a Redis Cluster: a node answers and says every slot is served.
-
-    ``cluster_state:fail`` — a primary is down and its replica not yet promoted, or slots
-    are not covered — fails the check: events of some channels cannot be published.
-    """
-
-    def __init__(self, client: RedisCluster) -> None:
-        self.client = client
-
-    async def __call__(self) -> None:
-        """Raise unless a node reports ``cluster_state:ok``."""
-        await self.client.initialize()
-        errors: list[str] = []
-        for node in self.client.get_primaries():
-            try:
-                info = await self.client.execute_command("CLUSTER INFO", target_nodes=node)
-            except (RedisError, OSError) as exc:
-                errors.append(f"{node.name}: {exc}")
-                continue
-            state = _cluster_state(info)
-            if state == "ok":
-                return
-            errors.append(f"{node.name}: cluster_state:{state}")
-        raise RuntimeError("; ".join(errors) or "no cluster node known")
-
-
-def _cluster_state(info: Any) -> str:
-    if isinstance(info, dict):
-        return str(info.get("cluster_state", "unknown"))
-    text = info.decode() if isinstance(info, bytes) else str(info)
-    for line in text.splitlines():
-        if line.startswith("cluster_state:"):
-            return line.partition(":")[2].strip()
-    return "unknown"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_gateway.domain.api_keys import ApiKeys
 from chorus_gateway.domain.auth import Authenticator, Limits
@@ -62,7 +62,7 @@ async def open_resources(
     called with.
     """
     redis = create_redis(
-        settings.redis_url,
+        RedisEndpoint.from_settings(settings),
         client_name="chorus-gateway",
         max_connections=settings.redis_max_connections,
     )

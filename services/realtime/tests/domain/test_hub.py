@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from chorus_common.events import EventBus, pubsub_channel, room_channel
+from chorus_common.events import EventBus, room_channel
 from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
@@ -111,7 +111,8 @@ async def test_a_deaf_connection_is_noticed_rebuilt_and_the_gap_replayed(
         # Make the connection deaf behind the hub's back, as a half-open socket is: it
         # stays open and error-free, and nothing arrives on it any more.
         conn = hub._links[SINGLE].conn
-        assert conn is not None and conn._transport is not None
+        assert conn is not None
+        assert conn._transport is not None
         conn._transport.pause_reading()
         for n in range(1, 6):
             await bus.publish(channel, "message", {"message": f"m{n}"}, sender="t")

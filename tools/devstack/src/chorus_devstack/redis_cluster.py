@@ -70,9 +70,7 @@ class RedisClusterGroup:
         if isinstance(info, dict):
             return {str(k): str(v) for k, v in info.items()}
         text = info.decode() if isinstance(info, bytes) else str(info)
-        return dict(
-            line.strip().partition(":")[::2] for line in text.splitlines() if ":" in line
-        )
+        return dict(line.strip().partition(":")[::2] for line in text.splitlines() if ":" in line)
 
     def form(self, timeout: float = 60.0) -> None:
         """Create the cluster (unless the nodes already form one) and wait until it serves."""

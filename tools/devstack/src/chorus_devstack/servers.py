@@ -131,9 +131,11 @@ class RunningGroup:
         self.processes[name].kill()
 
     def start_again(self, name: str) -> None:
-        """Start a stopped or killed process again on its port and data; wait until ready."""
+        """Start a stopped or killed process again on its port and data; wait until ready
+        (a process still running is left alone)."""
         process = self.processes[name]
-        process.start()
+        if not process.running():
+            process.start()
         process.wait_ready()
 
 

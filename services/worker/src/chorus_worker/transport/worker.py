@@ -25,6 +25,7 @@ from typing import Any, Final
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from chorus_common.redis_client import RedisEndpoint
 from chorus_worker.metrics import QUEUE_DEPTH, declare_functions
 from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.transport.policy import ARQ_TIMEOUT_MARGIN
@@ -78,7 +79,7 @@ class ChorusWorker(Worker):
         if self.settings.queue_wakeup == "keyspace":
             db = int(self.pool.connection_pool.connection_kwargs.get("db", 0))
             self.wakeup = QueueWakeup(
-                self.settings.redis_url,
+                RedisEndpoint.from_settings(self.settings),
                 queue=self.queue_name,
                 db=db,
                 wake=self._wake.set,
