@@ -322,7 +322,8 @@ class ChannelCluster(RedisCluster):
             raise RedisClusterException("shard_hint is deprecated in cluster mode")
         if transaction:
             raise RedisClusterException("transaction is deprecated in cluster mode")
-        return _ChannelPipeline(self)
+        # redis-py's commands protocol declares connection_pool abstract; clusters have none.
+        return _ChannelPipeline(self)  # type: ignore[abstract]
 
     async def aclose(self) -> None:
         if _IN_COMMAND.get():
@@ -367,7 +368,7 @@ def create_cluster(
     ``max_connections`` bounds the connections to each node. Nothing connects before the
     first command, so a service starts while the cluster is still forming.
     """
-    return ChannelCluster(
+    return ChannelCluster(  # type: ignore[abstract] # as for _ChannelPipeline
         startup_nodes=[_Node(host, port) for host, port in seeds.nodes],
         username=seeds.username,
         password=seeds.password,
