@@ -110,6 +110,24 @@ if #newest > 0 then id = newest[1][1] end
 return {id, redis.call('GET', KEYS[2])}
 """
 
+# KEYS: stream, epoch. ARGV: offset, most entries, most bytes. Returns {offset found (0|1),
+# epoch, entries after the offset, their bytes, the entries — or, over the bytes, the
+# last id only}: the size is measured in Redis, so a page too large is never sent.
+_BOUNDED_HISTORY_LUA = """
+local anchor = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+local epoch = redis.call('GET', KEYS[2])
+local size = 0
+for i = 1, #entries do
+  local fields = entries[i][2]
+  for j = 2, #fields, 2 do size = size + #fields[j] end
+end
+if size > tonumber(ARGV[3]) then
+  return {#anchor, epoch, #entries, size, entries[#entries][1]}
+end
+return {#anchor, epoch, #entries, size, entries}
+"""
+
 
 class InvalidChannelError(ValueError):
     """A room name or user id that cannot form a channel."""
@@ -241,7 +259,8 @@ class History:
 
     ``recovered`` is False when the offset is no longer in the stream (trimmed away, or
     the stream was reset): the client may have missed events and should refetch state.
-    ``more`` says the page was full; ask again from ``last_id``.
+    ``more`` says the page was full; ask again from ``last_id``. ``too_large`` says the
+    page was over the size asked for: ``events`` is then empty.
     """
 
     recovered: bool
@@ -249,6 +268,7 @@ class History:
     last_id: str | None
     epoch: str | None
     more: bool
+    too_large: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +284,15 @@ class Position:
 
 def _entry_envelope(entry_id: bytes, body: bytes) -> bytes:
     return b'{"id":"' + entry_id + b'",' + body[1:]
+
+
+def _field(fields: list[bytes]) -> bytes:
+    """The envelope in a stream entry's flat ``[field, value, ...]`` list, as Lua returns it."""
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == ENTRY_FIELD:
+            return fields[index + 1]
+    msg = "a stream entry without its envelope"
+    raise ValueError(msg)
 
 
 class EventBus:
@@ -293,6 +322,7 @@ class EventBus:
         )
         self._history = register_script(redis, _HISTORY_LUA)
         self._position = register_script(redis, _POSITION_LUA)
+        self._bounded_history = register_script(redis, _BOUNDED_HISTORY_LUA)
 
     @classmethod
     def from_settings(cls, redis: EventRedis, settings: EventHistorySettings) -> EventBus:
@@ -349,23 +379,45 @@ class EventBus:
         )
         return Position(last_id=_text(newest), epoch=_text(epoch))
 
-    async def history(self, channel: str, since: str, *, limit: int = 1000) -> History:
+    async def history(
+        self, channel: str, since: str, *, limit: int = 1000, max_bytes: int | None = None
+    ) -> History:
         """Events published after ``since``, and whether nothing in between was lost.
 
         The offset's own entry is looked up in the same script as the page: if it is still
-        in the stream, every later entry is too (trimming removes from the head).
+        in the stream, every later entry is too (trimming removes from the head). With
+        ``max_bytes``, a page whose stored events add up to more is not sent at all
+        (``too_large``): Redis measures it, so the caller never holds more than it asked.
         """
         parse_stream_id(since)
-        anchor, entries, epoch = await self._history(
-            keys=[self.layout.stream(channel), self.layout.epoch(channel)], args=[since, limit]
-        )
-        events = [_entry_envelope(entry_id, _envelope_of(fields)) for entry_id, fields in entries]
+        keys = [self.layout.stream(channel), self.layout.epoch(channel)]
+        if max_bytes is not None:
+            return await self._bounded(keys, since, limit, max_bytes)
+        anchor, entries, epoch = await self._history(keys=keys, args=[since, limit])
+        events = [_entry_envelope(entry_id, _field(fields)) for entry_id, fields in entries]
         return History(
             recovered=bool(anchor),
             events=events,
             last_id=entries[-1][0].decode() if entries else None,
             epoch=_text(epoch),
             more=len(entries) == limit,
+        )
+
+    async def _bounded(self, keys: list[str], since: str, limit: int, max_bytes: int) -> History:
+        found, raw_epoch, count, size, page = await self._bounded_history(
+            keys=keys, args=[since, limit, max(0, max_bytes)]
+        )
+        epoch = raw_epoch.decode() if isinstance(raw_epoch, bytes) else None
+        if size > max_bytes:
+            last = page.decode() if isinstance(page, bytes) else None
+            return History(bool(found), [], last, epoch, count == limit, too_large=True)
+        events = [_entry_envelope(entry_id, _field(fields)) for entry_id, fields in page]
+        return History(
+            recovered=bool(found),
+            events=events,
+            last_id=page[-1][0].decode() if page else None,
+            epoch=epoch,
+            more=count == limit,
         )
 
     async def latest(self, channel: str, *, count: int) -> list[bytes]:
@@ -382,12 +434,3 @@ def register_script(redis: EventRedis, script: str) -> AsyncScript:
 
 def _text(value: object) -> str | None:
     return value.decode() if isinstance(value, bytes) else None
-
-
-def _envelope_of(fields: list[bytes]) -> bytes:
-    """The envelope in a stream entry's flat ``[field, value, ...]`` list, as Lua returns it."""
-    for index in range(0, len(fields) - 1, 2):
-        if fields[index] == ENTRY_FIELD:
-            return fields[index + 1]
-    msg = "a stream entry without its envelope"
-    raise ValueError(msg)

@@ -23,6 +23,12 @@ slot map and keeps the connections of the nodes still there: a room on another n
 never notices. No readiness check uses it: a cluster failover must not
 take the api or the worker out of service (only some channels' events wait for it), and
 realtime's canary checks the way through each node it subscribes on.
+
+The readiness check also reports how full Redis is: it asks ``INFO memory`` instead of
+``PING`` and exports ``chorus_redis_memory_used_bytes`` and ``chorus_redis_memory_max_bytes``
+(``maxmemory``, 0 when unlimited), so the alerts on Redis memory need no exporter of
+their own. A Redis that refuses ``INFO`` (an ACL) is pinged instead, and the gauges stay
+where they were.
 """
 
 from __future__ import annotations
@@ -35,18 +41,21 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from prometheus_client import Gauge
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, NodesManager, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chorus_common.settings import ClusterSeeds, EventHistorySettings, RedisSettings
 
 __all__ = [
+    "REDIS_MEMORY_MAX",
+    "REDIS_MEMORY_USED",
     "ChannelCluster",
     "RedisEndpoint",
     "create_channel_cluster",
@@ -56,6 +65,17 @@ __all__ = [
 ]
 
 R = TypeVar("R", bound=Redis)
+
+logger = logging.getLogger("chorus.redis")
+
+REDIS_MEMORY_USED = Gauge(
+    "chorus_redis_memory_used_bytes",
+    "Redis used_memory (INFO memory) at this process's last readiness check.",
+)
+REDIS_MEMORY_MAX = Gauge(
+    "chorus_redis_memory_max_bytes",
+    "Redis maxmemory (0: no limit) at this process's last readiness check.",
+)
 
 #: Seconds to wait for a Sentinel's answer before asking the next one.
 SENTINEL_TIMEOUT = 1.0
@@ -199,8 +219,6 @@ def create_redis(
     # from_pool: the client owns the pool, so aclose() closes its connections too.
     return redis_class.from_pool(pool)
 
-
-logger = logging.getLogger("chorus.redis")
 
 #: Seconds between two re-reads of a cluster's slot map while nodes keep failing.
 _REFRESH_SPACING = 0.1
@@ -398,7 +416,7 @@ def create_channel_cluster(
 
 
 def redis_check(client: Redis) -> RedisCheck:
-    """A readiness check that pings ``client`` (for :meth:`Health.add_check`)."""
+    """A readiness check that asks ``client`` for its memory (for :meth:`Health.add_check`)."""
     return RedisCheck(client)
 
 
@@ -407,7 +425,18 @@ class RedisCheck:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
+        self.info_allowed = True
 
     async def __call__(self) -> None:
-        """Raise unless Redis answers PING."""
+        """Raise unless Redis answers; note its memory use on the way."""
+        if self.info_allowed:
+            try:
+                memory = await self.client.info("memory")
+            except ResponseError as exc:
+                logger.warning("Redis refuses INFO (%s): readiness pings it instead", exc)
+                self.info_allowed = False
+            else:
+                REDIS_MEMORY_USED.set(float(memory.get("used_memory", 0)))
+                REDIS_MEMORY_MAX.set(float(memory.get("maxmemory", 0)))
+                return
         await self.client.ping()

@@ -53,7 +53,9 @@ class RedisServer:
     """A Redis server on ``127.0.0.1:port`` with its files in ``data_dir``.
 
     The append-only file is on (fsync every second), as a production Redis would run: a
-    restart keeps the streams, so clients resume across it.
+    restart keeps the streams, so clients resume across it. Memory is bounded like the
+    chart's bundled Redis: ``maxmemory`` with the ``noeviction`` policy — at the limit,
+    writes fail loudly instead of arq jobs, rate-limit buckets or history vanishing.
 
     A member of a Sentinel group (``replica_of``, ``config_file``) keeps its settings in
     ``redis.conf`` in its data directory, written once: Sentinel rewrites it when it
@@ -74,6 +76,7 @@ class RedisServer:
         config_file: bool = False,
         cluster_port: int | None = None,
         cluster_node_timeout_ms: int = 1000,
+        maxmemory: str = "384mb",
     ) -> None:
         self.data_dir = data_dir
         self.port = port
@@ -85,6 +88,7 @@ class RedisServer:
         self.config_file = config_file
         self.cluster_port = cluster_port
         self.cluster_node_timeout_ms = cluster_node_timeout_ms
+        self.maxmemory = maxmemory
 
     @property
     def url(self) -> str:
@@ -109,6 +113,8 @@ class RedisServer:
             ("daemonize", "no"),
             ("loglevel", "warning"),
             ("maxclients", "20000"),
+            ("maxmemory", self.maxmemory),
+            ("maxmemory-policy", "noeviction"),
         ]
         if self.password:
             directives += [("requirepass", self.password), ("masterauth", self.password)]

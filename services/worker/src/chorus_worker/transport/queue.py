@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_worker.settings import WorkerServiceSettings
 
@@ -33,4 +34,7 @@ def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
         redis_class=ArqRedis,
     )
     redis.default_queue_name = settings.arq_queue_name
+    # from_url hands keyword arguments to the connection pool, not to ArqRedis itself.
+    redis.job_serializer = JOB_CODEC["job_serializer"]
+    redis.job_deserializer = JOB_CODEC["job_deserializer"]
     return redis
