@@ -128,6 +128,9 @@ class RedisServer:
                 ("cluster-node-timeout", str(self.cluster_node_timeout_ms)),
                 # Failed-over slots come back to serve as soon as a replica takes them.
                 ("cluster-replica-validity-factor", "0"),
+                # A node that fails costs only its own slots: the others go on serving
+                # theirs while its replica takes over (the default refuses every slot).
+                ("cluster-require-full-coverage", "no"),
             ]
         return directives
 
