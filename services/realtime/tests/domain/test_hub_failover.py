@@ -28,7 +28,7 @@ from chorus_common.settings import RedisSettings, parse_cluster_seeds
 from chorus_devstack.servers import RunningRedisCluster, RunningSentinelGroup
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
-from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.hub import Batch, Hub
 from chorus_realtime.transport.topology import ClusterTopology, SingleTopology
 
 
@@ -40,10 +40,15 @@ class Recorder:
     frames: list[OutFrame] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
+    interruptions: int = 0
 
-    def deliver(self, frame: OutFrame) -> None:
-        self.frames.append(frame)
-        self.arrivals.append(time.monotonic())
+    def deliver(self, batch: Batch) -> bool:
+        self.frames.extend(batch.frames)
+        self.arrivals.extend([time.monotonic()] * len(batch.frames))
+        return False
+
+    def interrupted(self) -> None:
+        self.interruptions += 1
 
     def texts(self) -> list[str]:
         return [orjson.loads(f.text)["data"]["message"] for f in self.frames]
@@ -79,6 +84,7 @@ class Recorder:
         assert not twice, f"published twice: {twice}"
         lost = sorted(set(self.acked) - set(texts))
         assert not lost, f"acknowledged but never delivered: {lost}"
+        assert self.interruptions == 0, "the gap was not replayed"
 
 
 async def _live(hub: Hub, timeout: float = 30.0) -> None:

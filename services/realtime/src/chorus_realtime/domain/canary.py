@@ -12,6 +12,12 @@ On a Redis Cluster the hub holds a connection per node serving subscribed channe
 each is checked through a channel of its own node (``replica:<instance>:<n>``, the first
 such name whose hash slot that node owns): a node that went deaf is rebuilt alone, and
 the replica is ready only while every connection hears its canary.
+
+A connection that is late but busy is not deaf: under a burst the canary waits behind
+thousands of events, and rebuilding then would throw that backlog away and add a replay
+of every channel to the load. So while events keep arriving the canary waits on, up to
+``PATIENCE`` timeouts; only a connection that received nothing for a whole ``timeout``
+(or a canary that is still missing after that) counts as deaf.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from chorus_realtime.metrics import CANARY_FAILURES, CANARY_LAG
 __all__ = ["Canary"]
 
 logger = logging.getLogger("chorus.realtime.canary")
+
+#: A canary stuck behind a backlog that keeps moving is waited for up to this many timeouts.
+PATIENCE = 10
 
 
 class Canary:
@@ -98,30 +107,52 @@ class Canary:
         CANARY_LAG.set(self.last_lag)
         self._returned[channel].set()
 
-    async def _probe_one(self, channel: str, seq: int) -> bool:
+    async def _probe_one(self, node: str, channel: str, seq: int) -> bool | None:
+        """One canary through ``node``'s connection: True when it came back in time, False
+        when it did not, None when that connection was replaced meanwhile (nothing to judge)."""
         returned = self._returned[channel]
         returned.clear()
         self._sent[channel] = (seq, time.monotonic())
+        generation = self.hub.node_generation(node)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that races the awaited result, and then stop() would wait for ever.
         try:
-            await asyncio.wait_for(
-                self.bus.publish_ephemeral(channel, "canary", {"seq": seq}, sender=self.instance),
-                self.timeout,
-            )
-            await asyncio.wait_for(returned.wait(), self.timeout)
-        except Exception as exc:  # Redis down, or the canary is late: both are failures.
+            async with asyncio.timeout(self.timeout):
+                await self.bus.publish_ephemeral(
+                    channel, "canary", {"seq": seq}, sender=self.instance
+                )
+            for waited in range(1, PATIENCE + 1):
+                received = self.hub.received
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        await returned.wait()
+                    break
+                except TimeoutError:
+                    if self.hub.node_generation(node) != generation:
+                        return None
+                    if waited == PATIENCE or self.hub.received == received:
+                        raise
+                    logger.info(
+                        "canary %d on %s late behind %d events; waiting on",
+                        seq,
+                        channel,
+                        self.hub.received - received,
+                    )
+        except Exception as exc:  # Redis down, or the canary is lost: both are failures.
             logger.warning("canary %d on %s failed: %s", seq, channel, type(exc).__name__)
             return False
         return True
 
     async def probe(self) -> list[str]:
         """Send one canary through each connection and wait for them; returns the nodes
-        whose canary did not come back in time (empty: all did)."""
+        whose canary did not come back in time (empty: all did, or could not be judged)."""
         self._seq += 1
         nodes = list(self._channels)
         results = await asyncio.gather(
-            *(self._probe_one(self._channels[node], self._seq) for node in nodes)
+            *(self._probe_one(node, self._channels[node], self._seq) for node in nodes)
         )
-        return [node for node, ok in zip(nodes, results, strict=True) if not ok]
+        # None: that connection was replaced while its canary was out — not a failure.
+        return [node for node, ok in zip(nodes, results, strict=True) if ok is False]
 
     async def _run(self) -> None:
         while True:

@@ -5,7 +5,9 @@ during the gap are lost without anyone knowing, which is how "deaf listeners" ha
 This connection does the opposite. It is a bare RESP protocol (hiredis parses) whose
 loss is reported at once, so :mod:`hub` can rebuild it, resubscribe every channel and
 replay what the gap swallowed from the streams. Pushes are handed to callbacks from
-``data_received`` — no task switch between the socket and the send queues — and
+``data_received`` — no task switch between the socket and the clients' sockets; the
+messages of one read go together, in order, so a burst fans out as one write per client —
+and
 ``SUBSCRIBE``/``UNSUBSCRIBE`` are written synchronously, so their order on the wire is
 the order in which the hub decided them.
 
@@ -32,8 +34,8 @@ import hiredis
 
 __all__ = ["NotPrimaryError", "PubSubConnection", "RedisAddress", "open_pubsub"]
 
-#: ``(channel, payload)`` of a published message.
-MessageHandler = Callable[[bytes, bytes], None]
+#: The ``(channel, payload)`` of each message of one read, in order (never empty).
+MessagesHandler = Callable[[list[tuple[bytes, bytes]]], None]
 #: ``(channel, subscribed)``: the server confirmed a SUBSCRIBE (True) or UNSUBSCRIBE —
 #: or, sharded, unsubscribed the connection itself because the slot moved.
 AckHandler = Callable[[bytes, bool], None]
@@ -94,13 +96,13 @@ class PubSubConnection(asyncio.Protocol):
     def __init__(
         self,
         *,
-        on_message: MessageHandler,
+        on_messages: MessagesHandler,
         on_ack: AckHandler,
         on_lost: LostHandler,
         on_error: ErrorHandler | None = None,
         sharded: bool = False,
     ) -> None:
-        self._on_message = on_message
+        self._on_messages = on_messages
         self._on_ack = on_ack
         self._on_lost = on_lost
         self._on_error = on_error
@@ -135,7 +137,9 @@ class PubSubConnection(asyncio.Protocol):
             self._write(_command(*parts))
         return self._handshake
 
-    def _handshake_reply(self, reply: object) -> None:
+    def _handshake_reply(self, reply: object) -> bool:
+        """One reply to AUTH / CLIENT SETNAME / ROLE; False (and the connection dropped) on
+        an error or a server that is not a primary."""
         self._handshake_left -= 1
         error: Exception | None = None
         if self._handshake_left == 0:  # ROLE's answer; a server that refuses it (an ACL
@@ -148,21 +152,28 @@ class PubSubConnection(asyncio.Protocol):
             if not self._handshake.done():
                 self._handshake.set_exception(error)
             self.abort()
-        elif self._handshake_left == 0 and not self._handshake.done():
+            return False
+        if self._handshake_left == 0 and not self._handshake.done():
             self._handshake.set_result(None)
+        return True
 
     def data_received(self, data: bytes) -> None:
-        """Parse every complete reply and hand it on."""
+        """Parse every complete reply and hand it on: messages together, acks in between."""
         reader = self._reader
         reader.feed(data)
+        messages: list[tuple[bytes, bytes]] = []
         while True:
             reply = reader.gets()
             if reply is False:
-                return
+                break
             if self._handshake_left:
-                self._handshake_reply(reply)
+                if not self._handshake_reply(reply):
+                    return
                 continue
             if isinstance(reply, hiredis.ReplyError):
+                if messages:
+                    self._on_messages(messages)
+                    messages = []
                 if self._on_error is not None:
                     self._on_error(str(reply))
                 continue
@@ -170,11 +181,16 @@ class PubSubConnection(asyncio.Protocol):
                 continue
             kind = reply[0]
             if kind == self._message:
-                self._on_message(reply[1], reply[2])
-            elif kind == self._subscribed:
-                self._on_ack(reply[1], True)
-            elif kind == self._unsubscribed:
-                self._on_ack(reply[1], False)
+                messages.append((reply[1], reply[2]))
+                continue
+            if kind not in (self._subscribed, self._unsubscribed):
+                continue
+            if messages:  # what came before an ack is handed on before it
+                self._on_messages(messages)
+                messages = []
+            self._on_ack(reply[1], kind == self._subscribed)
+        if messages:
+            self._on_messages(messages)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Report the loss once."""
@@ -221,7 +237,7 @@ async def open_pubsub(
     *,
     client_name: str,
     connect_timeout: float,
-    on_message: MessageHandler,
+    on_messages: MessagesHandler,
     on_ack: AckHandler,
     on_lost: LostHandler,
     on_error: ErrorHandler | None = None,
@@ -233,7 +249,7 @@ async def open_pubsub(
 
     def factory() -> PubSubConnection:
         return PubSubConnection(
-            on_message=on_message,
+            on_messages=on_messages,
             on_ack=on_ack,
             on_lost=on_lost,
             on_error=on_error,
