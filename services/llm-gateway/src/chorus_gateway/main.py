@@ -55,6 +55,12 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
             logger.warning(
                 "GATEWAY_USER_MODELS names models no provider serves: %s", ", ".join(unknown)
             )
+    unpriced = catalog.unpriced()
+    if unpriced:
+        # Budgets cannot count what has no price: such calls cost nothing against them.
+        logger.warning(
+            "models served without a price (free against budgets): %s", ", ".join(unpriced)
+        )
     tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
     defaults = Limits(
         requests_per_minute=settings.gateway_requests_per_minute,

@@ -27,6 +27,7 @@ from chorus_gateway.domain.call import (
     Accounting,
     Call,
     Ending,
+    cached_tokens,
     response_headers,
 )
 from chorus_gateway.domain.errors import GatewayError
@@ -117,6 +118,7 @@ class Completion(Interruptible):
         if usage is not None:
             ending.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             ending.completion_tokens = int(usage.get("completion_tokens") or 0)
+            ending.cached_tokens = cached_tokens(usage)
         else:
             ending.prompt_tokens = self.call.request.prompt_estimate
             ending.completion_tokens = estimate_completion_tokens(text_length, 0)

@@ -48,6 +48,7 @@ from chorus_gateway.domain.call import (
     Call,
     Ending,
     Headers,
+    cached_tokens,
     response_headers,
 )
 from chorus_gateway.domain.errors import (
@@ -370,6 +371,7 @@ class StreamRelay(Interruptible):
         if usage is not None:
             ending.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             ending.completion_tokens = int(usage.get("completion_tokens") or 0)
+            ending.cached_tokens = cached_tokens(usage)
         else:
             chars, chunks = scanner.delivered()
             ending.prompt_tokens = self.call.request.prompt_estimate
