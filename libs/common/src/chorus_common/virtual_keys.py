@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 __all__ = [
@@ -27,12 +29,14 @@ __all__ = [
     "INVALIDATION_CHANNEL",
     "SECRET_PREFIX",
     "Budget",
+    "budget_period",
     "BudgetPeriod",
     "KeyRecord",
     "directory_key",
     "is_virtual_key",
     "new_secret",
     "secret_digest",
+    "spend_counter",
 ]
 
 SECRET_PREFIX: Final = "sk-chorus-"  # noqa: S105 - a prefix, not a secret
@@ -75,6 +79,30 @@ class Budget:
     scope: str
     limit_micros: int
     period: BudgetPeriod
+
+
+#: Spend counters outlive their period by this much, so a call begun in it still settles.
+SPEND_GRACE_MS: Final = 86_400_000
+
+
+def spend_counter(tag: str, budget: Budget, now: datetime) -> tuple[str, int, int]:
+    """Where the gateway counts ``budget``'s spend in the period holding ``now`` (UTC).
+
+    Returns the Redis key (in the slot of ``tag``, the key's owner), its expiry in ms (0:
+    none) and the seconds until the period ends (0: never). Periods are calendar days and
+    months in UTC; ``total`` never resets.
+    """
+    if budget.period == "total":
+        return f"chorus:gw:spend:{{{tag}}}:{budget.scope}:total", 0, 0
+    if budget.period == "day":
+        bucket = now.strftime("d%Y%m%d")
+        end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    else:
+        bucket = now.strftime("m%Y%m")
+        end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    left_ms = math.ceil((end - now).total_seconds() * 1000)
+    key = f"chorus:gw:spend:{{{tag}}}:{budget.scope}:{bucket}"
+    return key, left_ms + SPEND_GRACE_MS, math.ceil(left_ms / 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +148,7 @@ class KeyRecord:
             concurrent_streams=_optional_int(data.get("concurrent_streams")),
             expires_at=float(data["expires_at"]) if data.get("expires_at") is not None else None,
             budgets=tuple(
-                Budget(str(b["scope"]), int(b["limit_micros"]), _period(b["period"]))
+                Budget(str(b["scope"]), int(b["limit_micros"]), budget_period(b["period"]))
                 for b in data.get("budgets") or ()
             ),
         )
@@ -135,7 +163,8 @@ def _optional_int(value: object) -> int | None:
     return value
 
 
-def _period(value: object) -> BudgetPeriod:
+def budget_period(value: object) -> BudgetPeriod:
+    """``value`` as a budget period (``ValueError`` if it is not one)."""
     if value == "day":
         return "day"
     if value == "month":

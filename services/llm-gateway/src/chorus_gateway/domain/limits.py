@@ -40,11 +40,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from chorus_common.virtual_keys import Budget
+from chorus_common.virtual_keys import Budget, spend_counter
 from chorus_gateway.domain.auth import Limits, Principal
 from chorus_gateway.domain.errors import GatewayError
 
@@ -303,26 +303,6 @@ def _budget_refusal(budget: Budget, micros: int, left: int, retry_s: int) -> Rat
     )
 
 
-#: Spend counters outlive their period by this much, so a call that began in it settles.
-_SPEND_GRACE_MS = 86_400_000
-
-
-def _spend_counter(tag: str, budget: Budget, now: datetime) -> tuple[str, int, int]:
-    """The counter of ``budget``'s current period, its expiry (ms; 0: none) and the seconds
-    until the period ends (0: never)."""
-    if budget.period == "total":
-        return f"chorus:gw:spend:{{{tag}}}:{budget.scope}:total", 0, 0
-    if budget.period == "day":
-        bucket = now.strftime("d%Y%m%d")
-        end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
-    else:
-        bucket = now.strftime("m%Y%m")
-        end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    left_ms = math.ceil((end - now).total_seconds() * 1000)
-    key = f"chorus:gw:spend:{{{tag}}}:{budget.scope}:{bucket}"
-    return key, left_ms + _SPEND_GRACE_MS, math.ceil(left_ms / 1000)
-
-
 #: Numbers the admission script returns per set of limits, after its four leading ones.
 _PER_BUCKET = 5
 
@@ -466,7 +446,7 @@ class Limiter:
             args.append(micros)
             now = datetime.now(UTC)
             for budget in principal.budgets:
-                key, ttl_ms, period_left = _spend_counter(tag, budget, now)
+                key, ttl_ms, period_left = spend_counter(tag, budget, now)
                 spend_keys.append(key)
                 periods.append(period_left)
                 args += [budget.limit_micros, ttl_ms]
