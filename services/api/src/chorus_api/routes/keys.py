@@ -51,7 +51,7 @@ async def _out(directory: KeyDirectory, rows: list[tuple[VirtualKey, Team | None
     return out
 
 
-@router.post("", status_code=201, responses=error_responses(400, 401, 403, 404, 409, 413, 422))
+@router.post("", status_code=201, responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503))
 async def create(
     body: KeyCreateIn,
     user_id: CurrentUserId,
@@ -87,7 +87,7 @@ async def create(
     return KeyCreatedOut(key=out, secret=secret)
 
 
-@router.get("", responses=error_responses(401, 403, 404, 422))
+@router.get("", responses=error_responses(401, 403, 404, 422, 503))
 async def list_(
     *,
     user_id: CurrentUserId,
@@ -113,7 +113,7 @@ async def list_(
     return await _out(directory, rows)
 
 
-@router.get("/{key_id}", responses=error_responses(401, 404, 422))
+@router.get("/{key_id}", responses=error_responses(401, 404, 422, 503))
 async def read(
     key_id: KeyId,
     user_id: CurrentUserId,
@@ -131,7 +131,7 @@ async def read(
     return out
 
 
-@router.post("/{key_id}/rotate", responses=error_responses(401, 403, 404, 422))
+@router.post("/{key_id}/rotate", responses=error_responses(400, 401, 403, 404, 413, 422, 503))
 async def rotate(
     *,
     key_id: KeyId,
@@ -155,7 +155,7 @@ async def rotate(
     return KeyCreatedOut(key=out, secret=secret)
 
 
-@router.delete("/{key_id}", status_code=204, responses=error_responses(401, 403, 404, 422))
+@router.delete("/{key_id}", status_code=204, responses=error_responses(401, 403, 404, 422, 503))
 async def revoke(
     key_id: KeyId,
     user_id: CurrentUserId,

@@ -67,7 +67,7 @@ async def _detail(
     )
 
 
-@router.post("", status_code=201, responses=error_responses(400, 401, 409, 413, 422))
+@router.post("", status_code=201, responses=error_responses(400, 401, 409, 413, 422, 503))
 async def create(
     body: TeamCreateIn,
     user_id: CurrentUserId,
@@ -91,7 +91,7 @@ async def create(
     return await _detail(directory, team, members)
 
 
-@router.get("", responses=error_responses(401, 403, 422))
+@router.get("", responses=error_responses(401, 403, 422, 503))
 async def list_(
     *,
     user_id: CurrentUserId,
@@ -115,7 +115,7 @@ async def list_(
     ]
 
 
-@router.get("/{team_id}", responses=error_responses(401, 404, 422))
+@router.get("/{team_id}", responses=error_responses(401, 404, 422, 503))
 async def read(
     team_id: TeamId,
     user_id: CurrentUserId,
@@ -132,7 +132,9 @@ async def read(
     return await _detail(directory, team, members)
 
 
-@router.post("/{team_id}/members", responses=error_responses(401, 403, 404, 409, 422))
+@router.post(
+    "/{team_id}/members", responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503)
+)
 async def add(
     team_id: TeamId,
     body: MemberIn,
@@ -163,7 +165,7 @@ async def add(
 @router.delete(
     "/{team_id}/members/{member_id}",
     status_code=204,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def remove(
     team_id: TeamId,
@@ -182,7 +184,7 @@ async def remove(
         raise forbidden(exc) from None
 
 
-@router.put("/{team_id}/budget", responses=error_responses(401, 403, 404, 422))
+@router.put("/{team_id}/budget", responses=error_responses(400, 401, 403, 404, 413, 422, 503))
 async def set_budget(
     *,
     team_id: TeamId,

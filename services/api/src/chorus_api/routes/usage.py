@@ -19,8 +19,11 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
 
+# A calendar day only (pydantic's date would also take a Unix time such as 0).
+_ISO_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
-@router.get("", responses=error_responses(401, 404, 422))
+
+@router.get("", responses=error_responses(401, 404, 422, 503))
 async def usage(
     *,
     user_id: CurrentUserId,
@@ -31,16 +34,23 @@ async def usage(
     user: Annotated[
         Id | None, Query(description="A user (yourself unless you are an administrator).")
     ] = None,
-    start: Annotated[date | None, Query(alias="from", description="First UTC day.")] = None,
-    end: Annotated[date | None, Query(alias="to", description="Last UTC day (today).")] = None,
+    start: Annotated[
+        str | None, Query(alias="from", pattern=_ISO_DAY, description="First UTC day.")
+    ] = None,
+    end: Annotated[
+        str | None, Query(alias="to", pattern=_ISO_DAY, description="Last UTC day (today).")
+    ] = None,
 ) -> UsageOut:
     """Spend and tokens per UTC day and model, oldest first, over at most a year (the
     last 30 days by default). Give at most one of ``key_id``, ``team_id``, ``user``;
     none is your own usage (every call billed to you, by any key or token)."""
     if sum(x is not None for x in (key_id, team_id, user)) > 1:
         raise _invalid("Give at most one of key_id, team_id, user.")
-    last = end or datetime.now(UTC).date()
-    first = start or last - timedelta(days=29)
+    try:
+        last = date.fromisoformat(end) if end else datetime.now(UTC).date()
+        first = date.fromisoformat(start) if start else last - timedelta(days=29)
+    except ValueError:
+        raise _invalid("from and to are days: YYYY-MM-DD.") from None
     if first > last or (last - first).days >= MAX_DAYS:
         raise _invalid(f"from must be before to, at most {MAX_DAYS} days apart.")
     actor = await actor_of(session, user_id, settings)

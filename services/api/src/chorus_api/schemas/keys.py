@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from chorus_api.schemas.fields import JSON_INTEGER, Id, Text
+from chorus_api.schemas.fields import JSON_INTEGER, Text
 
 __all__ = [
     "BudgetIn",
@@ -36,6 +36,8 @@ BudgetPeriod = Literal["day", "month", "total"]
 MAX_MICROS = 10**15
 #: Per-key limits up to a billion a minute (0: unlimited, as in the gateway).
 Limit = Annotated[int, Field(ge=0, le=10**9), JSON_INTEGER]
+#: An id in a JSON body: within what a JSON number carries exactly (every client's parser).
+JsonId = Annotated[int, Field(ge=1, le=2**53 - 1), JSON_INTEGER]
 Name = Annotated[Text, Field(min_length=1, max_length=100)]
 ModelName = Annotated[Text, Field(min_length=1, max_length=128)]
 
@@ -77,7 +79,7 @@ class KeyCreateIn(BaseModel):
     )
 
     name: Name
-    team_id: Id | None = None
+    team_id: JsonId | None = None
     models: Annotated[list[ModelName], Field(min_length=1, max_length=100)] | None = Field(
         default=None, description="Models (or aliases) it may call; omitted: every model."
     )
