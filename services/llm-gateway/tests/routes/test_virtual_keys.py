@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, RateLimitError
 
 from chorus_common.virtual_keys import Budget, KeyRecord
 from chorus_devstack.servers import RunningRedis
@@ -251,3 +251,26 @@ async def test_a_team_budget_is_shared_by_all_of_the_teams_keys(
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_responses_and_embeddings_are_priced_and_held_to_the_budget(
+    listening: tuple[str, str], redis_sync: redis.Redis
+) -> None:
+    key_id = secrets.randbelow(10**9) + 1
+    # input 2 + output 5 tokens at 1 and 2 micros: 12; the budget fits one such call.
+    key = record(id=key_id, budgets=(Budget(f"vkey:{key_id}", 15, "total"),))
+    secret = issue_virtual_key(redis_sync, key)
+    sdk = AsyncOpenAI(base_url=f"{listening[1]}/v1", api_key=secret, max_retries=0)
+    try:
+        answer = await sdk.responses.create(model="mock-gpt", input="say it", max_output_tokens=5)
+        assert answer.usage is not None
+        with pytest.raises(RateLimitError) as refused:
+            await sdk.responses.create(model="mock-gpt", input="say it", max_output_tokens=5)
+        assert refused.value.code == "budget_exceeded"
+        # 3 micros left: an embedding of 2 input tokens still fits.
+        embedded = await sdk.embeddings.create(model="mock-gpt", input="hello")
+        assert embedded.usage.prompt_tokens == 2
+    finally:
+        await sdk.close()
+    jobs = await UsageJobs(redis_sync, subject=f"vkey:{key_id}").wait(2)
+    assert sorted(job["cost_micros"] for job in jobs) == [2, 12]

@@ -20,7 +20,7 @@ from chorus_gateway.domain.providers import ModelRoute
 from chorus_gateway.domain.usage import UsageRecord, UsageRecorder
 from chorus_gateway.metrics import NO_PROVIDER, REQUESTS, SPEND, TIME_PER_OUTPUT_TOKEN, TOKENS
 
-__all__ = ["Accounting", "Call", "Ending", "Headers", "cached_tokens", "response_headers"]
+__all__ = ["Accounting", "Call", "Ending", "Headers", "response_headers", "usage_counts"]
 
 #: Response headers as ASGI carries them.
 Headers = list[tuple[bytes, bytes]]
@@ -64,14 +64,19 @@ class Call:
         return self.admission
 
 
-def cached_tokens(usage: dict[str, object]) -> int:
-    """``usage.prompt_tokens_details.cached_tokens`` (0 when the provider does not say)."""
+def usage_counts(usage: dict[str, object]) -> tuple[int, int, int]:
+    """``(prompt, completion, cached prompt)`` tokens of a provider's ``usage`` object —
+    chat's and legacy completions' ``prompt_tokens``/``completion_tokens``, embeddings'
+    ``prompt_tokens`` alone, or responses' ``input_tokens``/``output_tokens``."""
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
     details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
-    if isinstance(details, dict):
-        value = details.get("cached_tokens")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return 0
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return _count(prompt), _count(completion), _count(cached)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def response_headers(call: Call, extra: dict[str, str]) -> Headers:

@@ -123,20 +123,28 @@ class Upstream:
             for k, v in {**self.client.default_headers, **self.client.auth_headers}.items()
             if isinstance(v, str)
         }
-        self._streams = Http1Pool(
-            str(self.client.base_url).rstrip("/") + "/chat/completions",
-            headers,
-            max_connections=config.max_connections,
-            connect_timeout=timeouts.connect,
-            keepalive_expiry=_KEEPALIVE_EXPIRY,
-        )
+        self._stream_headers = headers
+        self._streams: dict[str, Http1Pool] = {}
+        self._stream_pool("/chat/completions")
 
-    async def send(self, body: bytes) -> httpx2.Response:
-        """POST ``/chat/completions`` (not streamed); the response, or a failure."""
-        try:
-            return await self.client.post(
-                "/chat/completions", cast_to=httpx2.Response, content=body, stream=False
+    def _stream_pool(self, path: str) -> Http1Pool:
+        """The stream pool of one endpoint (its request head is encoded once)."""
+        pool = self._streams.get(path)
+        if pool is None:
+            config = self.config
+            pool = self._streams[path] = Http1Pool(
+                str(self.client.base_url).rstrip("/") + path,
+                self._stream_headers,
+                max_connections=config.max_connections,
+                connect_timeout=config.timeouts.connect,
+                keepalive_expiry=_KEEPALIVE_EXPIRY,
             )
+        return pool
+
+    async def send(self, body: bytes, path: str = "/chat/completions") -> httpx2.Response:
+        """POST ``path`` (not streamed); the response, or a failure."""
+        try:
+            return await self.client.post(path, cast_to=httpx2.Response, content=body, stream=False)
         except APIStatusError as error:
             raise _status_failure(error) from None
         except APITimeoutError:
@@ -146,10 +154,10 @@ class Upstream:
             detail = f"{type(cause).__name__}: {cause}" if cause else str(error)
             raise UpstreamFailure("connect", f"connection failed ({detail})") from None
 
-    async def send_stream(self, body: bytes) -> StreamResponse:
-        """POST a streamed ``/chat/completions``; the response (body unread), or a failure."""
+    async def send_stream(self, body: bytes, path: str = "/chat/completions") -> StreamResponse:
+        """POST a streamed ``path``; the response (body unread), or a failure."""
         try:
-            response = await self._streams.post(body)
+            response = await self._stream_pool(path).post(body)
         except ConnectError as error:
             raise UpstreamFailure("connect", f"connection failed ({error})") from None
         except OSError as error:
@@ -166,5 +174,6 @@ class Upstream:
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        await self._streams.aclose()
+        for pool in self._streams.values():
+            await pool.aclose()
         await self.client.close()
