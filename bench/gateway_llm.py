@@ -9,7 +9,10 @@ workspace lock), all pointed at the same mock, and measures through each:
 
 - **TTFT**: time from sending a streamed request to its first ``data: {`` event,
   sequential, one keep-alive connection, p50 and p90 over ``--requests`` requests
-  (mock TTFT 0, 16 tokens). Overhead = p50(target) - p50(direct).
+  (mock TTFT 0, 16 tokens). Overhead = p50(target) - p50(direct). The gateway is measured
+  twice: with a service key (``GATEWAY_API_KEYS``) and with a virtual key carrying a
+  monthly spend budget (written to Redis as the api writes it), whose admission also
+  reserves the worst-case cost and which does not take the headroom shortcut.
 - **Throughput**: ``--streams`` concurrent keep-alive connections streaming back to back
   for ``--seconds`` (mock ``--stream-tokens`` 50 per stream, no delays): SSE events/s delivered, and
   events/s per core of the target's own process (its CPU time from psutil).
@@ -48,13 +51,18 @@ from typing import Any
 
 import httpx
 import psutil
+import redis as redis_sync
+
+from chorus_common.virtual_keys import Budget, KeyRecord, directory_key, new_secret, secret_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / "bench" / ".venvs"
 RESULTS = ROOT / "bench" / "results" / "raw"
 BENCH_KEY = "bench-key-0123456789"
 LITELLM_KEY = "sk-bench-master-key"
-TARGETS = ("direct", "gateway", "litellm")
+TARGETS = ("direct", "gateway", "gateway-vkey", "litellm")
+#: A budgeted virtual key may add at most this to the service key's TTFT overhead.
+VKEY_EXTRA_TARGET_MS = 0.2
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET_RATIO = 3.0
 MAX_SAMPLES = 5000
@@ -366,6 +374,52 @@ def measure(
     return row
 
 
+def measure_ttft(
+    name: str, port: int, key: str, process: psutil.Process, args: argparse.Namespace
+) -> dict[str, Any]:
+    """TTFT only (the throughput phase is the service key's)."""
+    samples, _, _ = run_loadgen("ttft", port, key, args, process)
+    row = {
+        "target": name,
+        "ttft_p50_ms": statistics.median(samples) * 1000,
+        "ttft_samples_ms": [s * 1000 for s in samples],
+        "ttft_p90_ms": statistics.quantiles(samples, n=10)[-1] * 1000,
+    }
+    print(
+        f"  {name:8s} ttft p50 {row['ttft_p50_ms']:.3f} ms p90 {row['ttft_p90_ms']:.3f} ms",
+        flush=True,
+    )
+    return row
+
+
+def budgeted_key(redis_port: int) -> str:
+    """A virtual key with generous limits and a monthly budget, as the api writes it."""
+    secret = new_secret()
+    record = KeyRecord(
+        id=1,
+        name="bench",
+        owner="user:1",
+        user_id=1,
+        team_id=None,
+        requests_per_minute=10**9,
+        tokens_per_minute=10**9,
+        concurrent_streams=100_000,
+        budgets=(Budget("vkey:1", 10**15, "month"),),
+    )
+    client = redis_sync.Redis(port=redis_port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.set(directory_key(secret_digest(secret)), record.to_json())
+            break
+        except redis_sync.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    client.close()
+    return secret
+
+
 def main(args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
@@ -381,6 +435,7 @@ def main(args: argparse.Namespace) -> None:
                 "base_url": f"{mock_url}/v1",
                 "api_key": "sk-mock",
                 "models": ["mock-gpt"],
+                "prices": {"mock-gpt": {"input": 2.5, "output": 10.0}},
             }
         ],
         "aliases": {"assistant": "mock-gpt"},
@@ -433,6 +488,7 @@ def main(args: argparse.Namespace) -> None:
                 work / "gateway.log",
             )
         )
+        vkey = budgeted_key(redis_port)
         litellm = None
         if python is not None:
             config = litellm_config(work / "litellm.yaml", mock_url)
@@ -468,6 +524,9 @@ def main(args: argparse.Namespace) -> None:
             for name, port, key, proc in plan:
                 row = measure(name, port, key, psutil.Process(proc.pid), args)
                 rows.setdefault(name, {"runs": []})["runs"].append(row)
+                if name == "gateway":
+                    row = measure_ttft("gateway-vkey", port, vkey, psutil.Process(proc.pid), args)
+                    rows.setdefault("gateway-vkey", {"runs": []})["runs"].append(row)
                 # The load generator cut its streams at the deadline; LiteLLM keeps reading
                 # them from the mock. Start nothing until every target is idle again.
                 for process in (mock, proc):
@@ -501,6 +560,9 @@ def _ratio(chorus: float | None, peer: float | None) -> float | None:
 def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of the bench result contract (median over runs, [min, max] spread)."""
     gw_over = _overheads(rows, "gateway")
+    vkey_over = _overheads(rows, "gateway-vkey") if "gateway-vkey" in rows else []
+    vkey_extra = [v - g for v, g in zip(vkey_over, gw_over, strict=True)]
+    extra_med = _median(vkey_extra)
     lite_over = _overheads(rows, "litellm") if "litellm" in rows else []
     direct = _values(rows, "direct", "ttft_p50_ms")
     gw_over_med, lite_over_med = _median(gw_over), _median(lite_over)
@@ -525,6 +587,21 @@ def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "met": gw_over_med <= TTFT_TARGET_MS if gw_over_med is not None else None,
             "note": "overhead = p50 TTFT through the gateway - p50 TTFT direct, same run; "
             "gateway with limits on (Redis) and usage jobs",
+        },
+        {
+            "figure": "Gateway TTFT overhead p50 with a budgeted virtual key (vs a service key)",
+            "peer": "same gateway, service key (its overhead)",
+            "peer_value": gw_over_med,
+            "peer_spread": _spread(gw_over),
+            "chorus": _median(vkey_over),
+            "chorus_spread": _spread(vkey_over),
+            "unit": "ms",
+            "ratio": None,
+            "target": f"<= +{VKEY_EXTRA_TARGET_MS:g} ms",
+            "met": extra_med <= VKEY_EXTRA_TARGET_MS if extra_med is not None else None,
+            "note": "per run: virtual-key overhead minus service-key overhead, median "
+            f"{extra_med if extra_med is not None else float('nan'):.3f} ms; the budget is "
+            "reserved in the admission script, before any upstream call",
         },
         {
             "figure": "Gateway TTFT overhead p50, sequential streams (vs LiteLLM's overhead)",
@@ -570,7 +647,12 @@ def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def distributions(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """TTFT samples of every system (all runs; at most 5,000 each)."""
-    labels = {"direct": "direct to mock", "gateway": "chorus gateway", "litellm": "LiteLLM proxy"}
+    labels = {
+        "direct": "direct to mock",
+        "gateway": "chorus gateway",
+        "gateway-vkey": "chorus gateway, budgeted virtual key",
+        "litellm": "LiteLLM proxy",
+    }
     series: dict[str, list[float]] = {}
     for name, label in labels.items():
         if name in rows:

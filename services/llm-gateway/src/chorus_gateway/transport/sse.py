@@ -69,6 +69,17 @@ def _payload(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    """An event's data as a JSON object, or None if it is not one."""
+    if not payload.startswith(b"{"):
+        return None
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 class StreamScanner:
     """Cuts upstream bytes into complete events and notes usage, errors and ``[DONE]``."""
 
@@ -120,13 +131,8 @@ class StreamScanner:
         if payload == _DONE_MARK:
             self.done = True
             return None
-        if not payload.startswith(b"{"):
-            return None
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(chunk, dict):
+        chunk = _json_object(payload)
+        if chunk is None:
             return None
         error = chunk.get("error")
         if isinstance(error, dict) and self.error is None:
@@ -241,13 +247,8 @@ class ResponsesPassThrough(StreamScanner):
         return b"\n\n".join(kept) + b"\n\n" if kept else None
 
     def _note(self, payload: bytes) -> dict[str, Any] | None:
-        if not payload.startswith(b"{"):
-            return None
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(event, dict):
+        event = _json_object(payload)
+        if event is None:
             return None
         kind = event.get("type")
         if kind == "error" and self.error is None:
