@@ -274,3 +274,34 @@ async def test_responses_and_embeddings_are_priced_and_held_to_the_budget(
         await sdk.close()
     jobs = await UsageJobs(redis_sync, subject=f"vkey:{key_id}").wait(2)
     assert sorted(job["cost_micros"] for job in jobs) == [2, 12]
+
+
+async def test_a_stream_cut_off_by_its_client_settles_what_was_delivered(
+    listening: tuple[str, str], redis_sync: redis.Redis
+) -> None:
+    key_id = secrets.randbelow(10**9) + 1
+    key = record(id=key_id, budgets=(Budget(f"vkey:{key_id}", 10**6, "day"),))
+    secret = issue_virtual_key(redis_sync, key)
+    body = chat("[mock tokens=200 inter_token_ms=20]", stream=True, max_tokens=200)
+    headers = {"authorization": f"Bearer {secret}"}
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream(
+            "POST", f"{listening[0]}/v1/chat/completions", json=body, headers=headers
+        ) as response,
+    ):
+        received = b""
+        async for piece in response.aiter_bytes():
+            received += piece
+            if received.count(b'"content"') >= 5:
+                break
+    (job,) = await UsageJobs(redis_sync, subject=f"vkey:{key_id}").wait(1)
+    assert (job["outcome"], job["estimated"]) == ("cut_off", True)
+    worst = job["prompt_tokens"] * 1 + 200 * 2
+    assert 0 < job["cost_micros"] < worst
+    assert job["cost_micros"] == job["prompt_tokens"] + 2 * job["completion_tokens"]
+    (counter,) = redis_sync.keys(f"chorus:gw:spend:{{{key.owner}}}:vkey:{key_id}:d*")
+    deadline = time.monotonic() + 5
+    while int(redis_sync.get(counter) or 0) != job["cost_micros"]:
+        assert time.monotonic() < deadline, (redis_sync.get(counter), job)
+        await asyncio.sleep(0.02)
