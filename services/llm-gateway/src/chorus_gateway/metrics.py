@@ -120,6 +120,9 @@ LIMITS = (
     "end_user_requests",
     "end_user_tokens",
     "end_user_concurrency",
+    "owner_requests",
+    "owner_tokens",
+    "owner_concurrency",
     "budget",
 )
 

@@ -305,3 +305,36 @@ async def test_a_stream_cut_off_by_its_client_settles_what_was_delivered(
     while int(redis_sync.get(counter) or 0) != job["cost_micros"]:
         assert time.monotonic() < deadline, (redis_sync.get(counter), job)
         await asyncio.sleep(0.02)
+
+
+async def test_more_keys_never_mean_more_capacity_than_their_owner_has(
+    gateway_redis: RunningRedis, providers: dict[str, Any], redis_sync: redis.Redis
+) -> None:
+    settings = settings_for(gateway_redis.url, providers, gateway_concurrent_streams=2)
+    owner = secrets.randbelow(10**9) + 1
+    # Each key asks for more than the default; it gets the default at most, and both
+    # keys together get what their owner gets.
+    secrets_ = [
+        issue_virtual_key(
+            redis_sync,
+            record(
+                id=secrets.randbelow(10**9) + 1,
+                owner=f"user:{owner}",
+                user_id=owner,
+                concurrent_streams=100,
+            ),
+        )
+        for _ in range(2)
+    ]
+    body = chat("[mock ttft_ms=400]", stream=True, max_tokens=2)
+    async with running_gateway(settings) as url, httpx.AsyncClient(timeout=30) as http:
+
+        async def one(secret: str) -> httpx.Response:
+            headers = {"authorization": f"Bearer {secret}"}
+            return await http.post(f"{url}/v1/chat/completions", json=body, headers=headers)
+
+        answers = await asyncio.gather(*(one(secrets_[i % 2]) for i in range(6)))
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(200) == 2, statuses
+    refused = next(a for a in answers if a.status_code == 429)
+    assert f"user:{owner}" in refused.json()["error"]["message"]

@@ -56,6 +56,10 @@ class Principal:
     models: frozenset[str] | None = None
     #: A service key's limits for each end user it calls for (None for a user).
     end_user_limits: Limits | None = None
+    #: A virtual key's owner (``user:<id>``/``team:<id>``) and the limits all its keys
+    #: and tokens share (the defaults): more keys never mean more capacity.
+    owner: str | None = None
+    owner_limits: Limits | None = None
     #: Spend budgets every call is reserved against (a virtual key's, its team's).
     budgets: tuple[Budget, ...] = ()
     #: The Redis slot (hash tag) of every counter of this caller: a virtual key's owner,
@@ -151,11 +155,12 @@ class Authenticator:
         return Principal(f"key:{key.name}", None, limits, key.models, end_users)
 
     def _virtual_principal(self, record: KeyRecord) -> Principal:
+        # A key's own limits can only narrow the defaults: its owner set them.
         d = self._defaults
         limits = Limits(
-            requests_per_minute=_pick(record.requests_per_minute, d.requests_per_minute),
-            tokens_per_minute=_pick(record.tokens_per_minute, d.tokens_per_minute),
-            concurrent_streams=_pick(record.concurrent_streams, d.concurrent_streams),
+            requests_per_minute=_narrow(record.requests_per_minute, d.requests_per_minute),
+            tokens_per_minute=_narrow(record.tokens_per_minute, d.tokens_per_minute),
+            concurrent_streams=_narrow(record.concurrent_streams, d.concurrent_streams),
         )
         return Principal(
             f"vkey:{record.id}",
@@ -166,6 +171,8 @@ class Authenticator:
             slot=record.owner,
             key_id=record.id,
             team_id=record.team_id,
+            owner=record.owner,
+            owner_limits=d,
         )
 
     async def _user(self, token: str) -> Principal:
@@ -177,6 +184,13 @@ class Authenticator:
         return Principal(
             f"{USER_PREFIX}{claims.subject}", user_id, self._defaults, self._user_models
         )
+
+
+def _narrow(own: int | None, default: int) -> int:
+    """A virtual key's limit: at most the default (0 = unlimited on either side)."""
+    if own is None or own == 0:
+        return default
+    return own if default == 0 else min(own, default)
 
 
 def _pick(override: int | None, default: int) -> int:

@@ -421,6 +421,11 @@ class Limiter:
         """
         tag = principal.tag
         buckets = [_Bucket(principal.subject, _keys(principal.subject, tag=tag), principal.limits)]
+        if principal.owner is not None and principal.owner_limits is not None:
+            # Every key of one owner (and a user's own token) share the owner's limits.
+            buckets.append(
+                _Bucket(principal.owner, _keys(principal.owner), principal.owner_limits, "owner_")
+            )
         share = principal.end_user_limits if end_user is not None else None
         if share is not None and end_user is not None:
             buckets.append(
@@ -465,8 +470,9 @@ class Limiter:
             which = answer[2].decode() if isinstance(answer[2], bytes) else str(answer[2])
             headers = _headers(refusing.limits, answer, index)
             raise _rejection(refusing, which, _int(answer[3]), cost, headers)
-        # The tighter share speaks for the request in the headers: what it can do next.
-        index = len(buckets) - 1
+        # The tighter share speaks for the request in the headers: what it can do next (a
+        # virtual key's own limits are at most its owner's).
+        index = 0 if principal.owner is not None else len(buckets) - 1
         headers = _headers(buckets[index].limits, answer, index)
         leases = [b.keys[2] for b in buckets if b.limits.concurrent_streams]
         if leases:
