@@ -64,15 +64,19 @@ async def open_resources(
     default per-caller limits; ``api_keys`` maps each provider's name to the key it is
     called with.
     """
+    endpoint = RedisEndpoint.from_settings(settings)
     redis = create_redis(
-        RedisEndpoint.from_settings(settings),
+        endpoint,
         client_name="chorus-gateway",
         max_connections=settings.redis_max_connections,
     )
     limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
     versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
     virtual_keys = KeyResolver(
-        redis, redis_url=settings.redis_url, cache_seconds=settings.gateway_key_cache_seconds
+        # Its invalidation listener follows the primary behind Sentinels like every client.
+        redis,
+        redis_url=endpoint,
+        cache_seconds=settings.gateway_key_cache_seconds,
     )
     authenticator = Authenticator(
         tokens=TokenVerifier(tokens, versions),
