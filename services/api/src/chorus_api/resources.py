@@ -5,9 +5,9 @@ One engine and its pool, shared by transactional sessions (writes) and autocommi
 reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
 client whose connection pool the arq client and the event bus share; the token service
 and its verifier (signature, then revocation), the password hasher behind the login
-limits, the sign-up limits, and the task that keeps Redis's copy of token revocations in
-step with Postgres. Routes reach them through the ``Annotated`` dependencies of
-:mod:`chorus_api.deps`.
+limits, the sign-up limits, and the tasks that keep Redis's copies of token revocations
+and of virtual keys in step with Postgres. Routes reach them through the ``Annotated``
+dependencies of :mod:`chorus_api.deps`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from datetime import timedelta
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_api.domain.credentials import Credentials
 from chorus_api.domain.devices import DeviceCookies
+from chorus_api.domain.key_directory import KeyDirectory
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.domain.revocations import Revocations
@@ -42,7 +44,7 @@ from chorus_api.transport.reader import Reader, close_read_pool, create_read_poo
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_channel_cluster, create_redis
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 
 __all__ = ["Resources", "open_resources"]
@@ -62,11 +64,15 @@ class Resources:
     reader: Reader
     redis: Redis
     arq: ArqRedis
+    #: The cluster's client when the channels live on one (``REALTIME_REDIS_CLUSTER``).
+    cluster: RedisCluster | None
     bus: EventBus
     tokens: TokenService
     #: Bearer auth on every request: signature and claims (remembered), then revocation.
     token_verifier: TokenVerifier
     revocations: Revocations
+    #: Virtual keys' copy in Redis, for the gateways.
+    key_directory: KeyDirectory
     credentials: Credentials
     signup_limiter: SignupLimiter
 
@@ -82,9 +88,12 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     discard_closed_connections(engine)
     read_pool = await create_read_pool(engine, settings, size=settings.db_read_pool_size)
     redis = create_redis(
-        settings.redis_url,
+        RedisEndpoint.from_settings(settings),
         client_name="chorus-api",
         max_connections=settings.redis_max_connections,
+    )
+    cluster = create_channel_cluster(
+        settings, client_name="chorus-api", max_connections=settings.redis_max_connections
     )
     # arq's create_pool() would open a second pool and insist on connecting at startup;
     # its client is a redis.asyncio.Redis subclass, so it can share ours instead.
@@ -112,6 +121,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         revocations.run(open_session, interval=settings.token_resync_seconds),
         name="token-revocation-resync",
     )
+    key_directory = KeyDirectory(redis)
+    key_resync = asyncio.create_task(
+        key_directory.run(open_session, interval=settings.key_resync_seconds),
+        name="virtual-key-resync",
+    )
     try:
         yield Resources(
             settings=settings,
@@ -127,10 +141,12 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             ),
             redis=redis,
             arq=arq,
-            bus=EventBus.from_settings(redis, settings),
+            cluster=cluster,
+            bus=EventBus.from_settings(redis if cluster is None else cluster, settings),
             tokens=tokens,
             token_verifier=TokenVerifier(tokens, versions),
             revocations=revocations,
+            key_directory=key_directory,
             credentials=Credentials(
                 hasher=PasswordHasher(concurrency=settings.password_hash_concurrency),
                 limiter=LoginLimiter(
@@ -154,11 +170,14 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             ),
         )
     finally:
-        resync.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await resync
+        for task in (resync, key_resync):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         untrack_pool()
         await arq.aclose()
         await redis.aclose()
+        if cluster is not None:
+            await cluster.aclose()
         await close_read_pool(read_pool, grace=settings.graceful_timeout)
         await engine.dispose()
