@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from chorus_common.job_tracing import traced_serializer
 from chorus_common.redis_client import create_redis
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_gateway.domain.api_keys import ApiKeys
@@ -72,7 +73,7 @@ async def open_resources(
         tokens=TokenVerifier(tokens, versions), api_keys=service_keys, defaults=limits
     )
     recorder = UsageRecorder(
-        ArqRedis(connection_pool=redis.connection_pool),
+        ArqRedis(connection_pool=redis.connection_pool, job_serializer=traced_serializer()),
         queue_name=settings.arq_queue_name,
         buffer=settings.gateway_usage_buffer,
     )

@@ -24,6 +24,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from chorus_common.events import EventBus
+from chorus_common.job_tracing import traced_serializer
 from chorus_common.redis_client import create_redis
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_realtime.domain.assistant import Assistant
@@ -133,7 +134,11 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
         ),
         token_watch=TokenWatch(registry, versions, interval=settings.token_version_cache_seconds),
         assistant=Assistant(
-            ArqRedis(redis.connection_pool, default_queue_name=settings.arq_queue_name),
+            ArqRedis(
+                redis.connection_pool,
+                default_queue_name=settings.arq_queue_name,
+                job_serializer=traced_serializer(),
+            ),
             mention=settings.assistant_mention,
             queue_name=settings.arq_queue_name,
         ),

@@ -31,7 +31,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from arq.cron import CronJob
@@ -40,6 +40,7 @@ from fastapi import FastAPI
 
 from chorus_common.app import create_service_app
 from chorus_common.database import DatabaseCheck, create_engine
+from chorus_common.job_tracing import traced_deserializer
 from chorus_common.redis_client import create_redis, redis_check
 from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_worker import __version__
@@ -90,7 +91,15 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
 
 def cron_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
     """Jobs the worker schedules itself; a failed run is retried by the next one."""
-    return [JobSpec(persist_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False)]
+    return [
+        JobSpec(
+            persist_messages,
+            max_tries=1,
+            timeout=settings.job_timeout,
+            dead_letter=False,
+            traced=False,
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,8 @@ class WorkerSettings:
     ctx: dict[str, Any]
     on_startup: Hook = on_startup
     on_shutdown: Hook = on_shutdown
+    #: Reads the enqueuer's trace context from each job (chorus_common.job_tracing).
+    job_deserializer: Callable[[bytes], dict[str, Any]] = field(default_factory=traced_deserializer)
     #: The process (:func:`serve`) owns SIGTERM: it drains the HTTP side too.
     handle_signals: bool = False
 

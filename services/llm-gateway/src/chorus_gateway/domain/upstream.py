@@ -29,6 +29,7 @@ from openai import (
     DefaultAioHttpClient,
 )
 
+from chorus_common.trace_context import trace_headers
 from chorus_gateway.domain.providers import ProviderConfig
 from chorus_gateway.transport.http1 import ConnectError, Http1Pool, StreamResponse
 
@@ -133,9 +134,14 @@ class Upstream:
 
     async def send(self, body: bytes) -> httpx2.Response:
         """POST ``/chat/completions`` (not streamed); the response, or a failure."""
+        headers = trace_headers()
         try:
             return await self.client.post(
-                "/chat/completions", cast_to=httpx2.Response, content=body, stream=False
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                content=body,
+                stream=False,
+                options={"headers": headers} if headers else {},
             )
         except APIStatusError as error:
             raise _status_failure(error) from None
@@ -147,9 +153,16 @@ class Upstream:
             raise UpstreamFailure("connect", f"connection failed ({detail})") from None
 
     async def send_stream(self, body: bytes) -> StreamResponse:
-        """POST a streamed ``/chat/completions``; the response (body unread), or a failure."""
+        """POST a streamed ``/chat/completions``; the response (body unread), or a failure.
+
+        With tracing on, the request carries the current span's ``traceparent``.
+        """
+        headers = trace_headers()
+        extra = b""
+        if headers:
+            extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
         try:
-            response = await self._streams.post(body)
+            response = await self._streams.post(body, extra)
         except ConnectError as error:
             raise UpstreamFailure("connect", f"connection failed ({error})") from None
         except OSError as error:

@@ -12,6 +12,8 @@ from typing import Final
 
 from arq.connections import ArqRedis
 
+from chorus_common.job_tracing import enqueue_span
+
 __all__ = ["JOB_FUNCTION", "Assistant", "job_id"]
 
 JOB_FUNCTION: Final = "answer_in_room"
@@ -52,13 +54,14 @@ class Assistant:
         """Enqueue ``answer_in_room`` for a published message; returns the job id."""
         job = job_id(room, message_id)
         await self.arq.set(JOB_OWNER_PREFIX + job, user_id, ex=JOB_OWNER_TTL)
-        await self.arq.enqueue_job(
-            JOB_FUNCTION,
-            room=room,
-            message_id=message_id,
-            prompt=prompt,
-            user_id=user_id,
-            _job_id=job,
-            _queue_name=self.queue_name,
-        )
+        with enqueue_span(JOB_FUNCTION, queue=self.queue_name, job_id=job):
+            await self.arq.enqueue_job(
+                JOB_FUNCTION,
+                room=room,
+                message_id=message_id,
+                prompt=prompt,
+                user_id=user_id,
+                _job_id=job,
+                _queue_name=self.queue_name,
+            )
         return job

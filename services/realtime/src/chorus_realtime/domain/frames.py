@@ -155,11 +155,15 @@ class FrameError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:
-    """``{"type": "message", "message": "...", "channel"?, "ref"?}``: say something."""
+    """``{"type": "message", "message": "...", "channel"?, "ref"?, "traceparent"?}``.
+
+    ``traceparent`` (W3C) makes the message part of the client's trace.
+    """
 
     text: str
     channel: str | None
     ref: str | None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +218,12 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
         text = body.get("message")
         if not isinstance(text, str) or not text.strip():
             raise FrameError("invalid_message", "'message' must be a non-empty string")
-        return SendMessage(text, _optional_str(body, "channel"), _optional_str(body, "ref"))
+        return SendMessage(
+            text,
+            _optional_str(body, "channel"),
+            _optional_str(body, "ref"),
+            _optional_str(body, "traceparent", limit=512),
+        )
     if kind == "typing":
         return Typing(_optional_str(body, "channel"))
     if kind == "ping":

@@ -5,6 +5,12 @@ anything that must end the connection raises :class:`CloseConnection` with the c
 close with. Rooms joined — the path's room and any a ``subscribe`` frame adds — count in
 presence, and a user's first connection to a room publishes ``join`` (its last,
 ``leave``), durably, through the EventBus like every other event.
+
+With tracing on, each ``message`` frame is a server span ``receive message``: the child
+of the frame's ``traceparent`` when it has one, else the root of a new trace linked to
+the ``traceparent`` the WebSocket upgrade request carried (a socket lives for hours; its
+messages are operations of their own). Publishing the message and enqueueing the
+assistant's answer happen inside it.
 """
 
 from __future__ import annotations
@@ -12,12 +18,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
+
 from chorus_common.events import (
     EventBus,
     InvalidChannelError,
     room_channel,
     user_channel,
 )
+from chorus_common.trace_context import context_from_traceparent
+from chorus_common.tracing import record_failure, tracer
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.connection import CloseCode, Connection, Resume
 from chorus_realtime.domain.frames import (
@@ -73,6 +84,7 @@ class Session:
         "limits",
         "presence",
         "room_channel",
+        "upgrade",
         "user",
     )
 
@@ -85,6 +97,7 @@ class Session:
         presence: Presence,
         assistant: Assistant | None,
         limits: SessionLimits,
+        upgrade: SpanContext | None = None,
     ) -> None:
         self.connection = connection
         self.user = connection.user
@@ -93,6 +106,8 @@ class Session:
         self.presence = presence
         self.assistant = assistant
         self.limits = limits
+        #: The trace context of the upgrade request, which messages without one link to.
+        self.upgrade = upgrade
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
         #: Rooms this session counts in presence (a tuple: it rarely changes).
         self._rooms: tuple[str, ...] = ()
@@ -125,9 +140,13 @@ class Session:
 
     async def _dispatch(self, frame: object) -> None:
         match frame:
-            case SendMessage(text=text, channel=channel, ref=ref):
+            case SendMessage(text=text, channel=channel, ref=ref, traceparent=traceparent):
                 MESSAGES_IN.labels("message").inc()
-                await self._say(text, self._room_for(channel), ref)
+                tracing = tracer()
+                if tracing is None:
+                    await self._say(text, self._room_for(channel), ref)
+                else:
+                    await self._say_traced(tracing, text, channel, ref, traceparent)
             case Typing(channel=channel):
                 MESSAGES_IN.labels("typing").inc()
                 await self.bus.publish_ephemeral(
@@ -160,6 +179,35 @@ class Session:
         except InvalidChannelError as exc:
             raise FrameError("invalid_channel", str(exc)) from exc
         raise FrameError("forbidden_channel", "only rooms and your own user channel")
+
+    async def _say_traced(
+        self,
+        tracing: Tracer,
+        text: str,
+        channel: str | None,
+        ref: str | None,
+        traceparent: str | None,
+    ) -> None:
+        parent = context_from_traceparent(traceparent)
+        links = [Link(self.upgrade)] if parent is None and self.upgrade is not None else None
+        span = tracing.start_span(
+            "receive message",
+            context=parent,
+            kind=SpanKind.SERVER,
+            links=links,
+            attributes={
+                "messaging.system": "websocket",
+                "messaging.operation.type": "receive",
+                "messaging.destination.name": channel or self.room_channel,
+                "enduser.id": self.user,
+            },
+        )
+        with trace.use_span(span, end_on_exit=True, record_exception=False):
+            try:
+                await self._say(text, self._room_for(channel), ref)
+            except BaseException as exc:
+                record_failure(span, exc)
+                raise
 
     async def _say(self, text: str, channel: str, ref: str | None) -> None:
         published = await self.bus.publish(channel, "message", {"message": text}, sender=self.user)

@@ -8,6 +8,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chorus_common.job_tracing import traced_serializer
 from chorus_worker.settings import WorkerServiceSettings
 
 __all__ = ["create_queue_redis"]
@@ -37,4 +38,6 @@ def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
         decode_responses=False,
     )
     redis.default_queue_name = settings.arq_queue_name
+    # Jobs it enqueues (cron runs, replays) carry the enqueuing span (job_tracing).
+    redis.job_serializer = traced_serializer()
     return redis
