@@ -27,9 +27,16 @@ help: ## Show this help
 
 ##@ Run
 
+# `make up TRACING=1` exports every service's spans to a local OTLP receiver (`make traces`
+# reads them); TRACING=0.1 samples a tenth of the traces.
+TRACING ?=
 .PHONY: up
-up: venv system-deps-up ## Run the whole system locally (Ctrl-C stops it); prints the URLs
-	$(PY) -m chorus_devstack up
+up: venv system-deps-up ## Run the whole system locally (Ctrl-C stops it); prints the URLs (TRACING=1: spans too)
+	$(PY) -m chorus_devstack up $(if $(TRACING),--tracing --tracing-ratio $(TRACING))
+
+.PHONY: traces
+traces: venv ## List the traces of `make up TRACING=1` (TRACE=<id> draws one; SLOWEST=1 sorts by duration)
+	$(PY) -m chorus_devstack traces $(TRACE) $(if $(SLOWEST),--slowest)
 
 .PHONY: down
 down: ## Stop a system started with `make up` in another terminal

@@ -54,6 +54,25 @@ def mock_openai_spec(port: int, *args: str, host: str = "127.0.0.1") -> ProcessS
     )
 
 
+def otlp_receiver_spec(port: int, out: Path, *, host: str = "127.0.0.1") -> ProcessSpec:
+    """The OTLP/HTTP trace receiver (``chorus_devstack.otlp_receiver``), spans also in ``out``."""
+    return ProcessSpec(
+        name="otlp-receiver",
+        argv=[
+            sys.executable,
+            "-m",
+            "chorus_devstack.otlp_receiver",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--out",
+            str(out),
+        ],
+        ready_url=f"http://{host}:{port}/healthz",
+    )
+
+
 class LocalServer:
     """A server process that can be stopped and started again in place."""
 

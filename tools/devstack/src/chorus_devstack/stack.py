@@ -1,10 +1,10 @@
 """The whole Chorus system as local processes: what ``make up`` and the e2e tests run.
 
-Start order follows the dependencies: Postgres, Redis, the SMTP sink and the mock OpenAI
-upstream (in parallel); the schema migration; the four services (realtime and, if asked,
-the gateway as several replicas); nginx as the ingress; Prometheus when asked. Every
-process is waited on through its readiness probe; :meth:`Stack.stop` stops them in
-reverse order and nothing outlives the stack.
+Start order follows the dependencies: Postgres, Redis, the SMTP sink, the mock OpenAI
+upstream and, with tracing on, the OTLP receiver (in parallel); the schema migration;
+the four services (realtime and, if asked, the gateway as several replicas); nginx as
+the ingress; Prometheus when asked. Every process is waited on through its readiness
+probe; :meth:`Stack.stop` stops them in reverse order and nothing outlives the stack.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from chorus_devstack.process import ManagedProcess, ProcessDiedError, ProcessSpe
 from chorus_devstack.prometheus import prometheus_spec, render_prometheus_config
 from chorus_devstack.redis_server import RedisServer
 from chorus_devstack.routes import load_routes, repo_root
-from chorus_devstack.servers import mock_openai_spec, smtp_sink_spec
+from chorus_devstack.servers import mock_openai_spec, otlp_receiver_spec, smtp_sink_spec
 
 __all__ = ["GATEWAY_API_KEY", "Ports", "Stack", "StackOptions"]
 
@@ -51,6 +51,7 @@ class Ports:
     prometheus: int = 9090
     postgres: int = 15432
     redis: int = 16379
+    otlp: int = 4318
 
     @classmethod
     def free(cls) -> Ports:
@@ -67,6 +68,7 @@ class Ports:
             prometheus=free_port(),
             postgres=free_port(),
             redis=free_port(),
+            otlp=free_port(),
         )
 
 
@@ -97,6 +99,11 @@ class StackOptions:
     fast_storage: bool = True
     #: Alert rule files Prometheus loads (when ``prometheus`` is on).
     rule_files: tuple[Path, ...] = ()
+    #: Run the OTLP receiver and have every service export its spans to it.
+    tracing: bool = False
+    #: ``OTEL_TRACES_SAMPLER`` and ``…_ARG`` of every service when tracing.
+    tracing_sampler: str = "parentbased_always_on"
+    tracing_ratio: float | None = None
 
 
 class Stack:
@@ -148,6 +155,7 @@ class Stack:
             "mock-openai": ports.mock_openai,
             "smtp-sink": ports.smtp_http,
             "prometheus": ports.prometheus,
+            "otlp-receiver": ports.otlp,
         }
         if name in fixed:
             return f"http://127.0.0.1:{fixed[name]}"
@@ -191,6 +199,19 @@ class Stack:
             }
         )
 
+    def _tracing_env(self) -> dict[str, str]:
+        """The standard OTEL_* variables: spans to the receiver, exported within 0.2 s."""
+        if not self.options.tracing:
+            return {}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.url("otlp-receiver"),
+            "OTEL_TRACES_SAMPLER": self.options.tracing_sampler,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+        if self.options.tracing_ratio is not None:
+            env["OTEL_TRACES_SAMPLER_ARG"] = str(self.options.tracing_ratio)
+        return env
+
     def env_for(self, name: str) -> dict[str, str]:
         """The environment a process gets: the services' setting names, this stack's addresses."""
         service = name.rpartition("-")[0] if name[-1].isdigit() else name
@@ -206,6 +227,7 @@ class Stack:
             "JWT_SECRET": self.options.jwt_secret,
             "JWT_ISSUER": "chorus",
             **self.options.shared_env,
+            **self._tracing_env(),
         }
         gateway = self.url("ingress") if self.with_nginx else self.url("llm-gateway-1")
         per_service: dict[str, dict[str, str]] = {
@@ -254,6 +276,8 @@ class Stack:
         specs.append(smtp_sink_spec(ports.smtp, ports.smtp_http, self.state_dir / "mail"))
         if not self.options.llm_providers:
             specs.append(mock_openai_spec(ports.mock_openai))
+        if self.options.tracing:
+            specs.append(otlp_receiver_spec(ports.otlp, self.state_dir / "spans.jsonl"))
         return specs
 
     def service_specs(self) -> list[ProcessSpec]:
