@@ -142,6 +142,15 @@ TOKEN_VERSION_CACHE_SECONDS: {{ $v.config.tokenVersionCacheSeconds | quote }}
 REDIS_MAX_CONNECTIONS: {{ $v.config.redisMaxConnections | quote }}
 READY_CHECK_TIMEOUT: {{ $v.config.readyCheckTimeout | quote }}
 ARQ_QUEUE_NAME: {{ $v.config.queueName | quote }}
+{{- with $v.tracing }}
+{{- if .endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .endpoint | quote }}
+OTEL_SERVICE_NAME: {{ printf "chorus-%s" $svc.name | quote }}
+OTEL_TRACES_SAMPLER: {{ .sampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ .samplerRatio | quote }}
+OTEL_RESOURCE_ATTRIBUTES: {{ printf "k8s.namespace.name=%s,%s" $root.Release.Namespace .resourceAttributes | trimSuffix "," | quote }}
+{{- end }}
+{{- end }}
 {{- if $svc.events }}
 HISTORY_SIZE: {{ $v.events.historySize | quote }}
 HISTORY_TTL: {{ $v.events.historyTtl | quote }}

@@ -109,9 +109,9 @@ class TracingSettings(BaseSettings):
 
     Tracing is on only when an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
     ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and ``OTEL_SDK_DISABLED`` is not true. The
-    other standard variables (``OTEL_EXPORTER_OTLP_HEADERS``, ``…_TIMEOUT``,
-    ``…_COMPRESSION``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``) are read by the
-    OpenTelemetry SDK itself, as the specification says.
+    SDK itself reads the rest of the standard variables, as the specification says
+    (``OTEL_EXPORTER_OTLP_HEADERS``, ``…_TIMEOUT``, ``…_COMPRESSION``, ``OTEL_BSP_*``,
+    ``OTEL_RESOURCE_ATTRIBUTES``); the two the chart sets are declared here too.
     """
 
     model_config = _CONFIG
@@ -136,6 +136,12 @@ class TracingSettings(BaseSettings):
     )
     otel_service_name: str | None = Field(
         default=None, description="service.name of the spans; default chorus-<service>"
+    )
+    otel_resource_attributes: str | None = Field(
+        default=None, description="extra resource attributes, key=value,… (read by the SDK)"
+    )
+    otel_exporter_otlp_headers: SecretStr | None = Field(
+        default=None, description="headers of every export, key=value,… (read by the SDK)"
     )
     otel_traces_sampler: TraceSampler = "parentbased_always_on"
     otel_traces_sampler_arg: float | None = Field(
