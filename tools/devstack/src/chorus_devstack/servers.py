@@ -18,7 +18,14 @@ from chorus_devstack.postgres import EmbeddedPostgres
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_devstack.redis_server import RedisServer
 
-__all__ = ["LocalServer", "RunningMockOpenAI", "RunningPostgres", "RunningRedis", "RunningSmtpSink"]
+__all__ = [
+    "LocalServer",
+    "RunningMockOpenAI",
+    "RunningOtlpReceiver",
+    "RunningPostgres",
+    "RunningRedis",
+    "RunningSmtpSink",
+]
 
 
 def smtp_sink_spec(
@@ -188,3 +195,26 @@ class RunningMockOpenAI(LocalServer):
         self.url = f"http://127.0.0.1:{self.port}"
         spec = mock_openai_spec(self.port, *args)
         super().__init__(spec, directory)
+
+
+class RunningOtlpReceiver(LocalServer):
+    """The OTLP/HTTP trace receiver on a free port: ``url`` is an exporter's endpoint."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(otlp_receiver_spec(self.port, directory / "spans.jsonl"), directory)
+
+    def spans(self, **filters: str) -> list[dict[str, Any]]:
+        """The spans received (``trace_id=``, ``name=``, ``service=`` filter them)."""
+        items: list[dict[str, Any]] = httpx.get(f"{self.url}/spans", params=filters).json()["items"]
+        return items
+
+    def stats(self) -> dict[str, int]:
+        """Export requests and spans received since the start."""
+        stats: dict[str, int] = httpx.get(f"{self.url}/stats").json()
+        return stats
+
+    def clear(self) -> None:
+        """Forget the spans received."""
+        httpx.delete(f"{self.url}/spans").raise_for_status()
