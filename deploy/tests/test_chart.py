@@ -426,3 +426,20 @@ def test_tracing_values_reach_every_service_alike() -> None:
 def test_a_tracing_endpoint_that_is_not_an_http_url_refuses_to_render(endpoint: str) -> None:
     with pytest.raises(helm.HelmError):
         render({"tracing": {"endpoint": endpoint}})
+
+
+def test_with_network_policies_every_service_may_reach_the_collector_only_when_tracing() -> None:
+    isolated = {"networkPolicy": {"enabled": True}}
+    untraced, traced = render(isolated), render(isolated | {"tracing": TRACING})
+
+    def collector_egress(rendered: Rendered, service: str) -> list[Any]:
+        policy = rendered.get("NetworkPolicy", f"chorus-{service}")["spec"]
+        collector = {"port": 4318, "protocol": "TCP"}
+        return [rule for rule in policy["egress"] if collector in rule["ports"]]
+
+    for service in SERVICES:
+        assert collector_egress(untraced, service) == []
+        [rule] = collector_egress(traced, service)
+        assert rule["to"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}
+        ]
