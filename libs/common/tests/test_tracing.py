@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from chorus_devstack.servers import RunningOtlpReceiver, RunningRedis
 PROBE = Path(__file__).with_name("tracing_probe.py")
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
+UNSAMPLED_TRACE_ID = "1bf7651916cd43dd8448eb211c80319c"
 
 
 def run_probe(redis: RunningRedis, **otel: str) -> dict[str, Any]:
@@ -60,6 +62,7 @@ def test_without_an_endpoint_a_request_does_no_tracing_work(redis_server: Runnin
     envelope = report["said"]["envelope"]
     assert "traceparent" not in envelope
     assert "'tp'" not in report["said"]["job"]
+    assert "'tp'" not in report["said_unsampled"]["job"]
     assert not [line for line in report["logs"] if "trace_id" in line]
     assert "trace_id" not in report["metrics"]
 
@@ -117,6 +120,16 @@ def test_with_an_endpoint_requests_events_jobs_logs_and_metrics_carry_the_trace(
     assert f"00-{TRACE_ID}-{enqueue['span_id']}-01" in report["said"]["job"]
     # The Redis commands are children (the maintained redis-py instrumentation).
     assert any(s["kind"] == "CLIENT" and s["parent_span_id"] == publish["span_id"] for s in spans)
+
+    # A caller's unsampled trace costs no span here: the Redis instrumentation is told to
+    # stay quiet, the event carries nothing, and the job carries the "not sampled" context
+    # on, so the worker drops the trace too rather than sampling a fragment of it.
+    assert report["said"]["instrumented"] is True
+    unsampled = report["said_unsampled"]
+    assert unsampled["instrumented"] is False
+    assert "traceparent" not in unsampled["envelope"]
+    assert re.search(f"00-{UNSAMPLED_TRACE_ID}-[0-9a-f]{{16}}-00", unsampled["job"])
+    assert not [s for s in spans if s["trace_id"] == UNSAMPLED_TRACE_ID]
 
     # Log lines written in the request carry its trace and span.
     [line] = [line for line in report["logs"] if line["msg"] == "serving item 7"]

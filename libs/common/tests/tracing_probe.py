@@ -4,8 +4,9 @@
 (tracing set up from this process's ``OTEL_*`` environment, as in any service), sends it
 requests over ASGI — one with a ``traceparent`` header, one that fails, a probe — and
 prints a JSON report: whether the SDK was loaded, the threads running, what each request
-answered, the envelope of an event and the job published inside a traced request, the
-OpenMetrics exposition, and the log lines written. Run in a process of its own because
+answered, the envelope of an event and the job published inside a traced request (and
+inside one whose trace is not sampled), the OpenMetrics exposition, and the log lines
+written. Run in a process of its own because
 tracing is set up once per process.
 """
 
@@ -26,6 +27,8 @@ from arq.connections import ArqRedis
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
 from chorus_common.app import create_service_app
 from chorus_common.events import EventBus
 from chorus_common.job_tracing import enqueue_span, traced_serializer
@@ -34,6 +37,8 @@ from chorus_common.settings import ServiceSettings
 from chorus_common.tracing import tracer
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+#: A caller whose trace is not sampled.
+UNSAMPLED = "00-1bf7651916cd43dd8448eb211c80319c-c7ad6b7169203331-00"
 
 
 def build(redis_url: str) -> FastAPI:
@@ -61,7 +66,13 @@ def build(redis_url: str) -> FastAPI:
             await arq.enqueue_job("probe_job", 1, _job_id=job_id)
         job = await redis.get(f"arq:job:{job_id}")
         assert job is not None
-        return {"envelope": orjson.loads(published.payload), "job": repr(job)}
+        await redis.delete(f"arq:job:{job_id}")
+        return {
+            "envelope": orjson.loads(published.payload),
+            "job": repr(job),
+            # Whether redis-py's and asyncpg's instrumentations would make spans here.
+            "instrumented": is_instrumentation_enabled(),
+        }
 
     settings = ServiceSettings(env="dev", service_name="probe")
     return create_service_app(settings, title="probe", version="1.2.3", routers=[router])
@@ -84,12 +95,14 @@ async def main(redis_url: str) -> dict[str, Any]:
         failed = await client.get("/boom")
         probe = await client.get("/readyz")
         said = await client.post("/say", headers={"traceparent": TRACEPARENT})
+        unsampled = await client.post("/say", headers={"traceparent": UNSAMPLED})
         metrics = await client.get(
             "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
         )
         report["threads"] = sorted(t.name for t in threading.enumerate())
         report["statuses"] = [traced.status_code, failed.status_code, probe.status_code]
         report["said"] = said.json()
+        report["said_unsampled"] = unsampled.json()
         report["metrics_type"] = metrics.headers["content-type"]
         report["metrics"] = metrics.text
     report["sdk_loaded"] = sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk"))

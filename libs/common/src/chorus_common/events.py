@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 
 from chorus_common.settings import EventHistorySettings
 from chorus_common.trace_context import current_traceparent
-from chorus_common.tracing import tracer
+from chorus_common.tracing import child_tracer
 
 __all__ = [
     "Envelope",
@@ -239,8 +239,8 @@ class EventBus:
         self, channel: str, type_: str, data: dict[str, Any], *, sender: str
     ) -> Published:
         """Append to the channel's history and deliver live, atomically; returns the id."""
-        tracing = tracer()
-        if tracing is None:
+        tracing = child_tracer()
+        if tracing is None:  # off, or in an unsampled trace: no span, no traceparent
             return await self._publish_body(channel, self.encode(channel, type_, data, sender))
         attributes = {
             "messaging.system": "redis",

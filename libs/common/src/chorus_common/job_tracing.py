@@ -24,11 +24,12 @@ from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Final
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from chorus_common.trace_context import current_traceparent
-from chorus_common.tracing import tracer
+from chorus_common.tracing import child_tracer, current, tracer
 
 __all__ = [
     "JOB_TRACE_KEY",
@@ -94,10 +95,23 @@ def job_traceparent() -> str | None:
 def enqueue_span(
     function: str, *, queue: str, job_id: str | None = None, parent: Context | None = None
 ) -> AbstractContextManager[object]:
-    """The producer span around enqueueing ``function``; a no-op while tracing is off."""
-    tracing = tracer()
-    if tracing is None:
-        return _NO_SPAN
+    """The producer span around enqueueing ``function``; a no-op while tracing is off.
+
+    Its parent is ``parent`` when given (a context carried from elsewhere), else the
+    current span. In an unsampled trace there is no span: the job carries the unsampled
+    context on, so the worker drops the trace too.
+    """
+    if parent is None:
+        tracing = child_tracer()
+        if tracing is None:
+            return _NO_SPAN
+    else:
+        tracing = tracer()
+        if tracing is None:
+            return _NO_SPAN
+        remote = trace.get_current_span(parent)
+        if not remote.get_span_context().trace_flags.sampled:
+            return current(remote, end=False)
     attributes = {
         "messaging.system": "arq",
         "messaging.operation.type": "send",

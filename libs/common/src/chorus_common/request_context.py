@@ -23,7 +23,6 @@ import re
 import time
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,7 +30,7 @@ from chorus_common.errors import error_response
 from chorus_common.http_metrics import UNMATCHED, route_template
 from chorus_common.logs import request_id_var
 from chorus_common.trace_context import context_from_headers
-from chorus_common.tracing import record_failure, tracer
+from chorus_common.tracing import context_with, record_failure, tracer
 
 __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware"]
 
@@ -80,7 +79,7 @@ class RequestContextMiddleware:
         attached: object = None
         if tracing is not None and scope["path"] not in UNTRACED_PATHS:
             span = _server_span(tracing, scope, request_id)
-            attached = otel_context.attach(trace.set_span_in_context(span))
+            attached = otel_context.attach(context_with(span))
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status

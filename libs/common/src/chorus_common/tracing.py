@@ -21,13 +21,26 @@ costs one check of :func:`tracer` (None). With an endpoint it installs:
 
 Our own spans (HTTP server spans, events, jobs, realtime delivery, the gateway's relay)
 are made where the work is, each behind ``tracer() is not None``.
+
+An unsampled trace costs its root span and nothing more. The root of an operation (a
+request, a message, a job) is made current with :func:`current`, which — when the trace
+is not sampled and the sampler follows the parent (``parentbased_*``, so every child
+would be dropped anyway) — also sets the specification's ``suppress_instrumentation``
+flag: the Redis and SQL instrumentations then skip their spans after one look at the
+context, and :func:`child_tracer` tells our own code not to make any. The trace context
+still travels on (its ``traceparent`` says "not sampled"), so the next service drops the
+trace too instead of sampling a fragment of it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
 from chorus_common.settings import TracingSettings
@@ -36,7 +49,10 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
+    "child_tracer",
     "configure_tracing",
+    "context_with",
+    "current",
     "current_ids",
     "exemplar",
     "record_failure",
@@ -46,6 +62,8 @@ __all__ = [
 
 #: The instrumentation scope of every span Chorus makes itself.
 SCOPE = "chorus"
+#: The context flag instrumentations check before making a span (its public spelling).
+QUIET: Final = "suppress_instrumentation"
 
 
 class _State:
@@ -53,6 +71,8 @@ class _State:
 
     provider: TracerProvider | None = None
     tracer: Tracer | None = None
+    #: Whether the sampler follows the parent's decision (``parentbased_*``).
+    parent_based: bool = True
 
 
 _state = _State()
@@ -78,7 +98,46 @@ def configure_tracing(settings: TracingSettings, *, service: str, version: str =
 
     _state.provider = install_provider(settings, service=service, version=version)
     _state.tracer = _state.provider.get_tracer(SCOPE, version or None)
+    _state.parent_based = settings.otel_traces_sampler.startswith("parentbased_")
     return True
+
+
+def child_tracer() -> Tracer | None:
+    """The tracer for a child of the current span; None when off or the trace is unsampled.
+
+    Under a parent-based sampler a child of an unsampled span is dropped whatever it is,
+    so not making it at all is the same trace for less work.
+    """
+    if _state.tracer is None or otel_context.get_value(QUIET):
+        return None
+    return _state.tracer
+
+
+def context_with(span: Span, parent: Context | None = None) -> Context:
+    """``parent`` (or the current context) with ``span`` current, quiet if it is unsampled."""
+    context = trace.set_span_in_context(span, parent)
+    if _state.parent_based and not span.get_span_context().trace_flags.sampled:
+        context = otel_context.set_value(QUIET, True, context)
+    return context
+
+
+@contextmanager
+def current(span: Span, *, end: bool = True) -> Iterator[Span]:
+    """``span`` current for the block (see :func:`context_with`); a failure marks it.
+
+    The root span of an operation goes through here, so that an unsampled one quiets
+    everything under it. With ``end``, the span ends with the block.
+    """
+    token = otel_context.attach(context_with(span))
+    try:
+        yield span
+    except BaseException as exc:
+        record_failure(span, exc)
+        raise
+    finally:
+        otel_context.detach(token)
+        if end:
+            span.end()
 
 
 def shutdown_tracing() -> None:

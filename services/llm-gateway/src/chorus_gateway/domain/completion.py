@@ -22,7 +22,7 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from chorus_common.tracing import record_failure, tracer
+from chorus_common.tracing import child_tracer, record_failure
 from chorus_gateway.domain.call import (
     CLIENT_CLOSED,
     COMPLETED,
@@ -101,7 +101,7 @@ class Completion(Interruptible):
         return self._answer(outcome.attempt, outcome.result)
 
     async def _send(self, attempt: Attempt) -> bytes:
-        tracing = tracer()
+        tracing = child_tracer()
         if tracing is None:
             return await self._send_once(attempt)
         span = self._span = start_attempt_span(tracing, self.call, attempt)

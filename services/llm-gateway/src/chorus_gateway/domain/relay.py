@@ -41,7 +41,7 @@ from opentelemetry.trace import Span
 from redis.exceptions import RedisError
 
 from chorus_common.genai_tracing import first_chunk
-from chorus_common.tracing import exemplar, record_failure, tracer
+from chorus_common.tracing import child_tracer, exemplar, record_failure
 from chorus_gateway.domain.call import (
     CLIENT_CLOSED,
     COMPLETED,
@@ -196,7 +196,7 @@ class StreamRelay(Interruptible):
     async def _open_afresh(self, attempt: Attempt) -> _Opened:
         """An attempt: a new scanner (nothing of an earlier attempt's stream counts), open."""
         self._scanner = self._new_scanner()
-        tracing = tracer()
+        tracing = child_tracer()
         if tracing is None:
             return await self._open(attempt)
         span = self._span = start_attempt_span(tracing, self.call, attempt)

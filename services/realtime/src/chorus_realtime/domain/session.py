@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
 
 from chorus_common.events import (
@@ -28,7 +27,7 @@ from chorus_common.events import (
     user_channel,
 )
 from chorus_common.trace_context import context_from_traceparent
-from chorus_common.tracing import record_failure, tracer
+from chorus_common.tracing import current, tracer
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.connection import CloseCode, Connection, Resume
 from chorus_realtime.domain.frames import (
@@ -202,12 +201,8 @@ class Session:
                 "enduser.id": self.user,
             },
         )
-        with trace.use_span(span, end_on_exit=True, record_exception=False):
-            try:
-                await self._say(text, self._room_for(channel), ref)
-            except BaseException as exc:
-                record_failure(span, exc)
-                raise
+        with current(span):
+            await self._say(text, self._room_for(channel), ref)
 
     async def _say(self, text: str, channel: str, ref: str | None) -> None:
         published = await self.bus.publish(channel, "message", {"message": text}, sender=self.user)

@@ -45,7 +45,7 @@ from chorus_common.events import (
 )
 from chorus_common.genai_tracing import finished, first_chunk, start_chat_span
 from chorus_common.trace_context import trace_headers
-from chorus_common.tracing import tracer
+from chorus_common.tracing import child_tracer
 from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.deltas import ASSISTANT_SENDER, DeltaPublisher
 from chorus_worker.domain.errors import PermanentJobError
@@ -146,7 +146,7 @@ async def _stream(
     ctx: JobContext, question: str, user_id: str, publisher: DeltaPublisher
 ) -> dict[str, int] | None:
     """Ask the gateway and feed the publisher; returns the usage the stream reported."""
-    tracing = tracer()
+    tracing = child_tracer()
     if tracing is None:
         return await _ask(ctx, question, user_id, publisher, None)
     settings = resources(ctx).settings

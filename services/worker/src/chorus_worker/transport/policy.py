@@ -40,13 +40,12 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 import orjson
 from arq.cron import CronJob, cron
 from arq.worker import Function, Retry, func
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
 from chorus_common.job_tracing import job_traceparent
 from chorus_common.trace_context import context_from_traceparent
-from chorus_common.tracing import exemplar, record_failure, tracer
+from chorus_common.tracing import current, exemplar, tracer
 from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.dead_letters import record_dead_letter
 from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError
@@ -307,12 +306,8 @@ def instrument(spec: JobSpec, settings: WorkerServiceSettings) -> JobFunction:
                 "chorus.job.try": ctx["job_try"],
             },
         )
-        with trace.use_span(span, end_on_exit=True, record_exception=False):
-            try:
-                return await attempt(ctx, args, kwargs)
-            except BaseException as exc:
-                record_failure(span, exc)
-                raise
+        with current(span):
+            return await attempt(ctx, args, kwargs)
 
     run.__name__ = run.__qualname__ = name
     run.__doc__ = spec.function.__doc__
