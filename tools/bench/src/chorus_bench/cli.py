@@ -22,7 +22,14 @@ from chorus_bench.plots import plot_distribution
 from chorus_bench.report import Machine, Outcome, render
 from chorus_bench.runner import Script, run_script
 
-BENCHES = ("realtime_fanout", "gateway_llm", "api_users", "api_dashboard", "worker_jobs")
+BENCHES = (
+    "realtime_fanout",
+    "gateway_llm",
+    "api_users",
+    "api_dashboard",
+    "worker_jobs",
+    "tracing",
+)
 DEFAULT_TIMEOUT = 360.0
 
 
