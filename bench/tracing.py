@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -139,7 +140,27 @@ def finish(child: subprocess.Popen[str], command: str = "go") -> dict[str, Any]:
 # -- the gateway ---------------------------------------------------------------------------------
 
 
-def gateway_request(port: int) -> bytes:
+def warm_up_trace(mode: str) -> tuple[str, str]:
+    """A sampled ``(traceparent, trace id)`` for a mode's warm-up; empty when off."""
+    if not MODES[mode]:
+        return "", ""
+    trace_id = os.urandom(16).hex()
+    return f"00-{trace_id}-{os.urandom(8).hex()}-01", trace_id
+
+
+def wait_for_export(receiver: RunningOtlpReceiver, trace_id: str, service: str) -> None:
+    """Until ``service`` has exported the warm-up trace: its exporter's first POST (which
+    loads the HTTP client and the protobuf encoders) is then behind the measurement."""
+    if not trace_id:
+        return
+    deadline = time.monotonic() + 30
+    while not receiver.spans(trace_id=trace_id, service=service):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{service} exported nothing of its warm-up trace")
+        time.sleep(0.2)
+
+
+def gateway_request(port: int, traceparent: str = "") -> bytes:
     body = json.dumps(
         {
             "model": "mock-gpt",
@@ -147,9 +168,10 @@ def gateway_request(port: int) -> bytes:
             "stream": True,
         }
     ).encode()
+    trace = f"traceparent: {traceparent}\r\n" if traceparent else ""
     return (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {BENCH_KEY}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {BENCH_KEY}\r\nContent-Type: application/json\r\n{trace}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
@@ -169,12 +191,15 @@ async def stream_once(
             return
 
 
-async def gateway_load(port: int, streams: int, seconds: float) -> dict[str, Any]:
-    """``streams`` connections streaming back to back for ``seconds``; requests completed."""
+async def gateway_load(port: int, streams: int, seconds: float, warm: str) -> dict[str, Any]:
+    """``streams`` connections streaming back to back for ``seconds``; requests completed.
+
+    Each connection first streams one warm-up request, traced (``warm``) when tracing is on.
+    """
     request = gateway_request(port)
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(streams)]
     for reader, writer in connections:
-        await stream_once(reader, writer, request)
+        await stream_once(reader, writer, gateway_request(port, warm))
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     done = 0
@@ -233,12 +258,14 @@ def measure_gateway(
             ]
         ),
     }
+    traceparent, trace_id = warm_up_trace(mode)
     with service("chorus_gateway", port, env, work / f"gateway-{mode}.log") as process:
         load = helper(
             "--loadgen", "gateway", "--port", str(port), "--streams", str(args.streams),
-            "--seconds", str(args.seconds),
+            "--seconds", str(args.seconds), "--traceparent", traceparent,
         )  # fmt: skip
         handshake(load)
+        wait_for_export(receiver, trace_id, "chorus-llm-gateway")
         before = cpu_seconds(process)
         result = finish(load)
         used = cpu_seconds(process) - before
@@ -284,17 +311,28 @@ async def subscribers_load(port: int, count: int) -> dict[str, Any]:
     return {"received": received}
 
 
-async def publish_events(redis_url: str, events: int, rate: float) -> dict[str, Any]:
-    """Publish ``events`` at ``rate``/s through the EventBus, traced as configured."""
+async def publish_events(redis_url: str, events: int, rate: float, warm: str) -> dict[str, Any]:
+    """Publish ``events`` at ``rate``/s through the EventBus, traced as configured.
+
+    First one ``warmup`` event (not counted by the clients), in the sampled trace ``warm``
+    when tracing is on.
+    """
+    from opentelemetry import context  # noqa: PLC0415
     from redis.asyncio import Redis  # noqa: PLC0415
 
     from chorus_common.events import EventBus  # noqa: PLC0415
     from chorus_common.settings import ServiceSettings  # noqa: PLC0415
+    from chorus_common.trace_context import context_from_traceparent  # noqa: PLC0415
     from chorus_common.tracing import configure_tracing, shutdown_tracing  # noqa: PLC0415
 
     configure_tracing(ServiceSettings(env="dev"), service="bench-publisher")
     redis = Redis.from_url(redis_url)
     bus = EventBus(redis, history_size=1000, history_ttl=600)
+    parent = context_from_traceparent(warm)
+    token = context.attach(parent) if parent is not None else None
+    await bus.publish(f"room:{ROOM}", "warmup", {}, sender="bench")
+    if token is not None:
+        context.detach(token)
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     loop = asyncio.get_running_loop()
@@ -329,11 +367,13 @@ def measure_realtime(
         load = helper("--loadgen", "realtime", "--port", str(port), "--subscribers",
                       str(args.subscribers))  # fmt: skip
         handshake(load)
+        traceparent, trace_id = warm_up_trace(mode)
         publisher = helper(
             "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
-            env=otel_env(mode, receiver) | {"ENV": "dev"},
+            "--traceparent", traceparent, env=otel_env(mode, receiver) | {"ENV": "dev"},
         )  # fmt: skip
         handshake(publisher)
+        wait_for_export(receiver, trace_id, "chorus-realtime")
         before = cpu_seconds(process)
         finish(publisher)
         expected = args.events * args.subscribers
@@ -443,34 +483,43 @@ def main(args: argparse.Namespace) -> None:
         print(f"{r['figure']}: {r['peer_value']:.1f} -> {r['chorus']:.1f} ({r['ratio']:.3f}x)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1))
+    shutil.rmtree(work, ignore_errors=True)  # kept when a run fails: its logs are there
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--streams", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--subscribers", type=int, default=200)
-    parser.add_argument("--events", type=int, default=1500)
+    parser.add_argument("--events", type=int, default=1200)
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--json-out", default=None)
     parser.add_argument("--timeout", type=float, default=None, help="(the harness's; unused)")
     parser.add_argument("--loadgen", choices=("gateway", "realtime"), default=None)
     parser.add_argument("--publish", metavar="REDIS_URL", default=None)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--traceparent", default="", help="(helpers) the warm-up's trace")
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     arguments = parse()
     if arguments.loadgen == "gateway":
-        outcome = asyncio.run(gateway_load(arguments.port, arguments.streams, arguments.seconds))
+        warm = arguments.traceparent
+        outcome = asyncio.run(
+            gateway_load(arguments.port, arguments.streams, arguments.seconds, warm)
+        )
         print(json.dumps(outcome), flush=True)
     elif arguments.loadgen == "realtime":
         outcome = asyncio.run(subscribers_load(arguments.port, arguments.subscribers))
         print(json.dumps(outcome), flush=True)
     elif arguments.publish:
-        outcome = asyncio.run(publish_events(arguments.publish, arguments.events, arguments.rate))
+        outcome = asyncio.run(
+            publish_events(
+                arguments.publish, arguments.events, arguments.rate, arguments.traceparent
+            )
+        )
         print(json.dumps(outcome), flush=True)
     else:
         main(arguments)
