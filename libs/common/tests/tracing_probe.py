@@ -25,9 +25,8 @@ import httpx
 import orjson
 from arq.connections import ArqRedis
 from fastapi import APIRouter, FastAPI
-from redis.asyncio import Redis
-
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from redis.asyncio import Redis
 
 from chorus_common.app import create_service_app
 from chorus_common.events import EventBus
