@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 import psutil
+from gateway_llm import cpu_seconds, request_bytes
 
 from chorus_common.tokens import TokenService
 from chorus_devstack.ports import free_port
@@ -67,16 +68,6 @@ def otel_env(mode: str, receiver: RunningOtlpReceiver) -> dict[str, str]:
     if MODES[mode]:
         env.update(MODES[mode], OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url)
     return env
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    """User + system CPU of ``process`` and its children."""
-    total = 0.0
-    for p in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            times = p.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 @contextlib.contextmanager
@@ -161,19 +152,11 @@ def wait_for_export(receiver: RunningOtlpReceiver, trace_id: str, service: str) 
 
 
 def gateway_request(port: int, traceparent: str = "") -> bytes:
-    body = json.dumps(
-        {
-            "model": "mock-gpt",
-            "messages": [{"role": "user", "content": "bench [mock tokens=16]"}],
-            "stream": True,
-        }
-    ).encode()
-    trace = f"traceparent: {traceparent}\r\n" if traceparent else ""
-    return (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {BENCH_KEY}\r\nContent-Type: application/json\r\n{trace}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    """A streamed completion of 16 tokens (gateway_llm's request), with ``traceparent``."""
+    request = request_bytes(port, BENCH_KEY, 16)
+    if not traceparent:
+        return request
+    return request.replace(b"\r\n", f"\r\ntraceparent: {traceparent}\r\n".encode(), 1)
 
 
 async def stream_once(
@@ -221,19 +204,27 @@ async def gateway_load(port: int, streams: int, seconds: float, warm: str) -> di
     return {"requests": done}
 
 
-def measure_gateway(
-    mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
-) -> float:
-    """CPU microseconds of the gateway per streamed request in ``mode``."""
-    port = free_port()
-    big = 10**9
-    env = otel_env(mode, receiver) | {
+def service_env(
+    mode: str, receiver: RunningOtlpReceiver, port: int, redis_url: str
+) -> dict[str, str]:
+    """What a service under test runs with in ``mode``, before its own settings."""
+    return otel_env(mode, receiver) | {
         "ENV": "dev",
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "ACCESS_LOG": "false",
         "REDIS_URL": redis_url,
+    }
+
+
+def measure_gateway(
+    mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
+) -> float:
+    """CPU microseconds of the gateway per streamed request in ``mode``."""
+    port = free_port()
+    big = 10**9
+    env = service_env(mode, receiver, port, redis_url) | {
         "LLM_PROVIDERS": json.dumps(
             {
                 "providers": [
@@ -350,13 +341,7 @@ def measure_realtime(
 ) -> float:
     """CPU nanoseconds of realtime per delivery in ``mode``."""
     port = free_port()
-    env = otel_env(mode, receiver) | {
-        "ENV": "dev",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-        "ACCESS_LOG": "false",
-        "REDIS_URL": redis_url,
+    env = service_env(mode, receiver, port, redis_url) | {
         "JWT_SECRET": SECRET,
         "INSTANCE_ID": f"bench-{mode}",
         "MAX_CONNECTIONS_PER_USER": "100000",
