@@ -6,10 +6,11 @@ One run starts Redis, the mock OpenAI upstream and the devstack's OTLP receiver 
 OTLP/HTTP endpoint, decoding every export), then measures each mode in turn — modes
 interleaved, a fresh service process per mode:
 
-- **gateway**: ``--streams`` concurrent keep-alive connections stream completions (16
-  tokens each, mock TTFT 0) back to back for ``--seconds``; figure: the gateway process's
-  CPU time per completed request (psutil). Requests carry no ``traceparent``, so at 10%
-  the gateway samples a tenth of them itself, as a cluster's entry point would.
+- **gateway**: ``--gateway-rate`` requests/s (a fixed rate, the same in every mode) over
+  ``--streams`` keep-alive connections stream completions (16 tokens each, mock TTFT 0)
+  for ``--seconds``; figure: the gateway process's CPU time per completed request
+  (psutil). Requests carry no ``traceparent``, so at 10% the gateway samples a tenth of
+  them itself, as a cluster's entry point would.
 - **realtime**: ``--subscribers`` WebSocket clients in one room (a load generator of its
   own) while a publisher process publishes ``--events`` events at ``--rate``/s through
   ``EventBus.publish``, traced with the same sampler (so envelopes carry a ``traceparent``,
@@ -174,10 +175,16 @@ async def stream_once(
             return
 
 
-async def gateway_load(port: int, streams: int, seconds: float, warm: str) -> dict[str, Any]:
-    """``streams`` connections streaming back to back for ``seconds``; requests completed.
+async def gateway_load(
+    port: int, streams: int, seconds: float, rate: float, warm: str
+) -> dict[str, Any]:
+    """``rate`` requests/s over ``streams`` connections for ``seconds``; requests completed.
 
-    Each connection first streams one warm-up request, traced (``warm``) when tracing is on.
+    The rate is fixed (open loop) so that every mode serves the same load: CPU per request
+    falls as a busier event loop batches more work per turn, so a closed loop would credit
+    whichever mode happened to get more of a shared machine. A connection whose answer
+    comes late starts its next request at once. Each connection first streams one
+    warm-up request, traced (``warm``) when tracing is on.
     """
     request = gateway_request(port)
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(streams)]
@@ -187,13 +194,22 @@ async def gateway_load(port: int, streams: int, seconds: float, warm: str) -> di
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     done = 0
 
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    interval = streams / rate  # between two requests of one connection
+
+    async def worker(
+        offset: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         nonlocal done
+        due = start + offset
         while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
             await stream_once(reader, writer, request)
             done += 1
+            due += interval
 
-    tasks = [asyncio.create_task(worker(r, w)) for r, w in connections]
+    tasks = [asyncio.create_task(worker(i / rate, r, w)) for i, (r, w) in enumerate(connections)]
     finished, _ = await asyncio.wait(tasks, timeout=seconds)
     for task in finished:
         task.result()
@@ -253,6 +269,7 @@ def measure_gateway(
     with service("chorus_gateway", port, env, work / f"gateway-{mode}.log") as process:
         load = helper(
             "--loadgen", "gateway", "--port", str(port), "--streams", str(args.streams),
+            "--gateway-rate", str(args.gateway_rate),
             "--seconds", str(args.seconds), "--traceparent", traceparent,
         )  # fmt: skip
         handshake(load)
@@ -410,7 +427,8 @@ def main(args: argparse.Namespace) -> None:
     gateway: dict[str, list[float]] = {mode: [] for mode in MODES}
     realtime: dict[str, list[float]] = {mode: [] for mode in MODES}
     print(
-        f"gateway: {args.streams} streams for {args.seconds:g}s; realtime: {args.subscribers} "
+        f"gateway: {args.gateway_rate:g} requests/s on {args.streams} streams for "
+        f"{args.seconds:g}s; realtime: {args.subscribers} "
         f"sockets, {args.events} events at {args.rate:g}/s; {args.runs} runs, modes interleaved "
         f"(load average {load_before[0]:.1f})",
         flush=True,
@@ -475,6 +493,7 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--streams", type=int, default=32)
+    parser.add_argument("--gateway-rate", type=float, default=200.0, help="requests/s")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument("--events", type=int, default=1200)
@@ -493,7 +512,9 @@ if __name__ == "__main__":
     if arguments.loadgen == "gateway":
         warm = arguments.traceparent
         outcome = asyncio.run(
-            gateway_load(arguments.port, arguments.streams, arguments.seconds, warm)
+            gateway_load(
+                arguments.port, arguments.streams, arguments.seconds, arguments.gateway_rate, warm
+            )
         )
         print(json.dumps(outcome), flush=True)
     elif arguments.loadgen == "realtime":
