@@ -61,8 +61,8 @@ def test_without_an_endpoint_a_request_does_no_tracing_work(redis_server: Runnin
     # The traceparent a client sent is not carried on: events and jobs are as they were.
     envelope = report["said"]["envelope"]
     assert "traceparent" not in envelope
-    assert "'tp'" not in report["said"]["job"]
-    assert "'tp'" not in report["said_unsampled"]["job"]
+    assert "tp" not in report["said"]["job"]
+    assert "tp" not in report["said_unsampled"]["job"]
     assert not [line for line in report["logs"] if "trace_id" in line]
     assert "trace_id" not in report["metrics"]
 
@@ -117,7 +117,7 @@ def test_with_an_endpoint_requests_events_jobs_logs_and_metrics_carry_the_trace(
     # So is an enqueue: the job carries the enqueue span for the worker.
     [enqueue] = [s for s in spans if s["name"] == "enqueue probe_job"]
     assert enqueue["parent_span_id"] == said["span_id"]
-    assert f"00-{TRACE_ID}-{enqueue['span_id']}-01" in report["said"]["job"]
+    assert report["said"]["job"]["tp"] == f"00-{TRACE_ID}-{enqueue['span_id']}-01"
     # The Redis commands are children (the maintained redis-py instrumentation).
     assert any(s["kind"] == "CLIENT" and s["parent_span_id"] == publish["span_id"] for s in spans)
 
@@ -128,7 +128,7 @@ def test_with_an_endpoint_requests_events_jobs_logs_and_metrics_carry_the_trace(
     unsampled = report["said_unsampled"]
     assert unsampled["instrumented"] is False
     assert "traceparent" not in unsampled["envelope"]
-    assert re.search(f"00-{UNSAMPLED_TRACE_ID}-[0-9a-f]{{16}}-00", unsampled["job"])
+    assert re.fullmatch(f"00-{UNSAMPLED_TRACE_ID}-[0-9a-f]{{16}}-00", unsampled["job"]["tp"])
     assert not [s for s in spans if s["trace_id"] == UNSAMPLED_TRACE_ID]
 
     # Log lines written in the request carry its trace and span.

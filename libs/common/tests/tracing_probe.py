@@ -30,8 +30,9 @@ from redis.asyncio import Redis
 
 from chorus_common.app import create_service_app
 from chorus_common.events import EventBus
-from chorus_common.job_tracing import enqueue_span, traced_serializer
+from chorus_common.job_tracing import enqueue_span
 from chorus_common.logs import JsonFormatter
+from chorus_common.queue import JOB_CODEC
 from chorus_common.settings import ServiceSettings
 from chorus_common.tracing import tracer
 
@@ -45,7 +46,7 @@ def build(redis_url: str) -> FastAPI:
     router = APIRouter()
     redis = Redis.from_url(redis_url)
     bus = EventBus(redis, history_size=10, history_ttl=60)
-    arq = ArqRedis(redis.connection_pool, job_serializer=traced_serializer())
+    arq = ArqRedis(redis.connection_pool, **JOB_CODEC)
 
     @router.get("/items/{item_id}")
     async def item(item_id: int) -> dict[str, int]:
@@ -68,7 +69,7 @@ def build(redis_url: str) -> FastAPI:
         await redis.delete(f"arq:job:{job_id}")
         return {
             "envelope": orjson.loads(published.payload),
-            "job": repr(job),
+            "job": orjson.loads(job),
             # Whether redis-py's and asyncpg's instrumentations would make spans here.
             "instrumented": is_instrumentation_enabled(),
         }

@@ -1,11 +1,11 @@
 """Trace context through the arq queue: a job continues the trace that enqueued it.
 
 Every producer — the api, realtime, the gateway, the worker itself (cron, replays) —
-encodes its jobs with the job serializer of its ``ArqRedis``; built with
-:func:`traced_serializer`, that serializer adds the enqueuing span's ``traceparent`` to
-the job as the entry ``tp``, beside arq's own (``f``, ``a``, ``k``, ``t``, ``et``). arq
-reads only its own entries, so any arq worker still runs the job; a job enqueued outside
-a trace, or with tracing off, is byte for byte what it was.
+encodes its jobs with the one codec of the queue, ``chorus_common.queue.JOB_CODEC``,
+whose serializer is wrapped by :func:`traced_serializer`: it adds the enqueuing span's
+``traceparent`` to the job as the entry ``tp``, beside arq's own (``f``, ``a``, ``k``,
+``t``, ``et``). arq reads only its own entries, so any arq worker still runs the job; a
+job enqueued outside a trace, or with tracing off, is byte for byte what it was.
 
 The worker's deserializer (:func:`traced_deserializer`) remembers the ``tp`` of the job
 it is about to start in a context variable: arq decodes the job in the task that then
@@ -18,7 +18,6 @@ around its enqueue (a no-op with tracing off), the span the job's trace hangs fr
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
@@ -49,18 +48,8 @@ _incoming: ContextVar[str | None] = ContextVar("chorus_job_traceparent", default
 _NO_SPAN: Final = nullcontext()
 
 
-def _pickle(data: dict[str, Any]) -> bytes:
-    return pickle.dumps(data)
-
-
-def _unpickle(payload: bytes) -> dict[str, Any]:
-    data: dict[str, Any] = pickle.loads(payload)  # noqa: S301 - arq's own encoding
-    return data
-
-
-def traced_serializer(serialize: Serializer | None = None) -> Serializer:
-    """``serialize`` (arq's pickle by default) adding ``tp`` to jobs enqueued in a span."""
-    inner = serialize or _pickle
+def traced_serializer(inner: Serializer) -> Serializer:
+    """``inner`` adding ``tp`` to jobs enqueued in a span."""
 
     def serialize_job(data: dict[str, Any]) -> bytes:
         # A job has "f" and no "s" (arq's results have both): only jobs carry the context.
@@ -73,9 +62,8 @@ def traced_serializer(serialize: Serializer | None = None) -> Serializer:
     return serialize_job
 
 
-def traced_deserializer(deserialize: Deserializer | None = None) -> Deserializer:
-    """``deserialize`` remembering the job's ``tp`` for :func:`job_traceparent`."""
-    inner = deserialize or _unpickle
+def traced_deserializer(inner: Deserializer) -> Deserializer:
+    """``inner`` remembering the job's ``tp`` for :func:`job_traceparent`."""
 
     def deserialize_job(payload: bytes) -> dict[str, Any]:
         data = inner(payload)

@@ -6,6 +6,10 @@ close with. Rooms joined — the path's room and any a ``subscribe`` frame adds 
 presence, and a user's first connection to a room publishes ``join`` (its last,
 ``leave``), durably, through the EventBus like every other event.
 
+What a user sends is charged to their quotas (``quotas.py``) before anything is stored:
+the bytes of each message, and each room that did not exist yet. An ``@assistant``
+question also needs a free place among the user's pending questions (``assistant.py``).
+
 With tracing on, each ``message`` frame is a server span ``receive message``: the child
 of the frame's ``traceparent`` when it has one, else the root of a new trace linked to
 the ``traceparent`` the WebSocket upgrade request carried (a socket lives for hours; its
@@ -42,6 +46,7 @@ from chorus_realtime.domain.frames import (
     parse_client_frame,
 )
 from chorus_realtime.domain.presence import Presence
+from chorus_realtime.domain.quotas import QuotaExceeded, Quotas
 from chorus_realtime.domain.ratelimit import TokenBucket
 from chorus_realtime.metrics import MESSAGES_IN, REJECTED
 
@@ -82,6 +87,7 @@ class Session:
         "connection",
         "limits",
         "presence",
+        "quotas",
         "room_channel",
         "upgrade",
         "user",
@@ -96,6 +102,7 @@ class Session:
         presence: Presence,
         assistant: Assistant | None,
         limits: SessionLimits,
+        quotas: Quotas | None = None,
         upgrade: SpanContext | None = None,
     ) -> None:
         self.connection = connection
@@ -105,6 +112,7 @@ class Session:
         self.presence = presence
         self.assistant = assistant
         self.limits = limits
+        self.quotas = quotas
         #: The trace context of the upgrade request, which messages without one link to.
         self.upgrade = upgrade
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
@@ -113,7 +121,12 @@ class Session:
 
     async def open(self, since: str | None) -> Resume:
         """Subscribe to the path's room (resuming from ``since``) and join it."""
-        return await self._subscribe(self.room_channel, since)
+        try:
+            return await self._subscribe(self.room_channel, since)
+        except FrameError as exc:
+            # The room itself cannot be entered (a new room over the user's quota).
+            self.connection.send(exc.frame())
+            raise CloseConnection(CloseCode.POLICY, exc.message[:120]) from None
 
     async def handle(self, raw: str) -> None:
         """Act on one client frame."""
@@ -130,12 +143,12 @@ class Session:
             frame = parse_client_frame(raw)
         except FrameError as exc:
             MESSAGES_IN.labels("invalid").inc()
-            self.connection.send(error_frame(exc.code, exc.message))
+            self.connection.send(exc.frame())
             return
         try:
             await self._dispatch(frame)
         except FrameError as exc:
-            self.connection.send(error_frame(exc.code, exc.message))
+            self.connection.send(exc.frame())
 
     async def _dispatch(self, frame: object) -> None:
         match frame:
@@ -205,6 +218,18 @@ class Session:
             await self._say(text, self._room_for(channel), ref)
 
     async def _say(self, text: str, channel: str, ref: str | None) -> None:
+        details = {"ref": ref} if ref is not None else {}
+        if self.quotas is not None:
+            try:
+                await self.quotas.charge_bytes(self.user, len(text.encode()))
+            except QuotaExceeded as exc:
+                REJECTED.labels("user_bytes").inc()
+                raise FrameError(
+                    "quota_exceeded",
+                    f"you are sending too much; retry in {exc.retry_after:g}s",
+                    retry_after=exc.retry_after,
+                    **details,
+                ) from None
         published = await self.bus.publish(channel, "message", {"message": text}, sender=self.user)
         if ref is not None:
             self.connection.send(
@@ -213,18 +238,38 @@ class Session:
         if self.assistant is not None:
             prompt = self.assistant.prompt(text)
             if prompt is not None:
-                await self.assistant.ask(
+                asked = await self.assistant.ask(
                     room=channel.removeprefix(ROOM_PREFIX),
                     message_id=published.id,
                     prompt=prompt,
                     user_id=self.user,
                 )
+                if asked is None:
+                    REJECTED.labels("assistant_busy").inc()
+                    raise FrameError(
+                        "assistant_busy",
+                        f"you have {self.assistant.max_pending} questions waiting for the "
+                        "assistant; ask again once one is answered",
+                        id=published.id,
+                        **details,
+                    )
 
     async def _subscribe(self, channel: str, since: str | None) -> Resume:
         if channel in self.connection.channels:
             raise FrameError("already_subscribed", f"already subscribed to {channel}")
         if len(self.connection.channels) >= self.limits.max_channels:
             raise FrameError("too_many_channels", "unsubscribe from a channel first")
+        if self.quotas is not None and channel.startswith(ROOM_PREFIX):
+            try:
+                await self.quotas.enter_room(self.user, channel)
+            except QuotaExceeded as exc:
+                REJECTED.labels("user_rooms").inc()
+                raise FrameError(
+                    "room_quota",
+                    f"too many new rooms; retry in {exc.retry_after:g}s",
+                    channel=channel,
+                    retry_after=exc.retry_after,
+                ) from None
         resume = await self.connection.subscribe(channel, since)
         if channel.startswith(ROOM_PREFIX):
             self._rooms = (*self._rooms, channel)

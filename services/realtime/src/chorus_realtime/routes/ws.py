@@ -138,6 +138,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
             burst=settings.message_burst,
             max_channels=settings.max_channels_per_connection,
         ),
+        quotas=rt.quotas,
         upgrade=upgrade,
     )
     writer = SocketWriter(connection, transport, send, flusher)
