@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 import psutil
-from gateway_llm import cpu_seconds, request_bytes
+from gateway_llm import cpu_seconds
 
 from chorus_common.tokens import TokenService
 from chorus_devstack.ports import free_port
@@ -153,11 +153,20 @@ def wait_for_export(receiver: RunningOtlpReceiver, trace_id: str, service: str) 
 
 
 def gateway_request(port: int, traceparent: str = "") -> bytes:
-    """A streamed completion of 16 tokens (gateway_llm's request), with ``traceparent``."""
-    request = request_bytes(port, BENCH_KEY, 16)
-    if not traceparent:
-        return request
-    return request.replace(b"\r\n", f"\r\ntraceparent: {traceparent}\r\n".encode(), 1)
+    """A streamed completion of 16 tokens, with ``traceparent`` when given."""
+    body = json.dumps(
+        {
+            "model": "mock-gpt",
+            "messages": [{"role": "user", "content": "bench [mock tokens=16]"}],
+            "stream": True,
+        }
+    ).encode()
+    trace = f"traceparent: {traceparent}\r\n" if traceparent else ""
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {BENCH_KEY}\r\nContent-Type: application/json\r\n{trace}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def stream_once(
