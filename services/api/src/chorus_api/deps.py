@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_api.domain.credentials import Client, Credentials
 from chorus_api.domain.devices import COOKIE_NAME
+from chorus_api.domain.key_directory import KeyDirectory
 from chorus_api.domain.revocations import Revocations
 from chorus_api.domain.signup_limits import SignupLimiter
 from chorus_api.resources import Resources
@@ -40,6 +41,7 @@ __all__ = [
     "ClientDep",
     "CredentialsDep",
     "CurrentUserId",
+    "KeyDirectoryDep",
     "OpenSessionDep",
     "ReadSessionDep",
     "ReaderDep",
@@ -117,6 +119,10 @@ async def _revocations(resources: ResourcesDep) -> Revocations:
     return resources.revocations
 
 
+async def _key_directory(resources: ResourcesDep) -> KeyDirectory:
+    return resources.key_directory
+
+
 async def _settings(resources: ResourcesDep) -> ApiSettings:
     return resources.settings
 
@@ -128,6 +134,7 @@ CredentialsDep = Annotated[Credentials, Depends(_credentials)]
 SignupLimiterDep = Annotated[SignupLimiter, Depends(_signup_limiter)]
 RevocationsDep = Annotated[Revocations, Depends(_revocations)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
+KeyDirectoryDep = Annotated[KeyDirectory, Depends(_key_directory)]
 
 
 def _unauthorized(code: str, message: str) -> HTTPException:

@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 
 from chorus_api import __version__
 from chorus_api.resources import open_resources
-from chorus_api.routes import auth, dashboard, jobs, orders, rooms, users
+from chorus_api.routes import auth, dashboard, jobs, keys, orders, rooms, teams, usage, users
 from chorus_api.routes.apidocs import install_api_docs
 from chorus_api.routes.method_not_allowed import install_method_not_allowed_handler
 from chorus_api.routes.unavailable import install_unavailable_handlers
@@ -30,6 +30,9 @@ TAGS = [
     {"name": "dashboard", "description": "Home screen data in one call."},
     {"name": "rooms", "description": "Stored chat history of rooms."},
     {"name": "jobs", "description": "Background jobs enqueued on your behalf."},
+    {"name": "keys", "description": "Virtual keys for the LLM gateway, with limits and budgets."},
+    {"name": "teams", "description": "Teams sharing keys and a budget."},
+    {"name": "usage", "description": "LLM spend and tokens per day and model."},
 ]
 
 DESCRIPTION = """\
@@ -66,6 +69,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             dashboard.router,
             rooms.router,
             jobs.router,
+            keys.router,
+            teams.router,
+            usage.router,
         ],
         docs_prefix="/api",
         openapi_tags=TAGS,

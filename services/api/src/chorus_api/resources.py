@@ -5,9 +5,9 @@ One engine and its pool, shared by transactional sessions (writes) and autocommi
 reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
 client whose connection pool the arq client and the event bus share; the token service
 and its verifier (signature, then revocation), the password hasher behind the login
-limits, the sign-up limits, and the task that keeps Redis's copy of token revocations in
-step with Postgres. Routes reach them through the ``Annotated`` dependencies of
-:mod:`chorus_api.deps`.
+limits, the sign-up limits, and the tasks that keep Redis's copies of token revocations
+and of virtual keys in step with Postgres. Routes reach them through the ``Annotated``
+dependencies of :mod:`chorus_api.deps`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_api.domain.credentials import Credentials
 from chorus_api.domain.devices import DeviceCookies
+from chorus_api.domain.key_directory import KeyDirectory
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.domain.revocations import Revocations
@@ -67,6 +68,8 @@ class Resources:
     #: Bearer auth on every request: signature and claims (remembered), then revocation.
     token_verifier: TokenVerifier
     revocations: Revocations
+    #: Virtual keys' copy in Redis, for the gateways.
+    key_directory: KeyDirectory
     credentials: Credentials
     signup_limiter: SignupLimiter
 
@@ -112,6 +115,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         revocations.run(open_session, interval=settings.token_resync_seconds),
         name="token-revocation-resync",
     )
+    key_directory = KeyDirectory(redis)
+    key_resync = asyncio.create_task(
+        key_directory.run(open_session, interval=settings.key_resync_seconds),
+        name="virtual-key-resync",
+    )
     try:
         yield Resources(
             settings=settings,
@@ -131,6 +139,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             tokens=tokens,
             token_verifier=TokenVerifier(tokens, versions),
             revocations=revocations,
+            key_directory=key_directory,
             credentials=Credentials(
                 hasher=PasswordHasher(concurrency=settings.password_hash_concurrency),
                 limiter=LoginLimiter(
@@ -154,9 +163,10 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             ),
         )
     finally:
-        resync.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await resync
+        for task in (resync, key_resync):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         untrack_pool()
         await arq.aclose()
         await redis.aclose()

@@ -5,10 +5,13 @@ from __future__ import annotations
 __all__ = [
     "DomainError",
     "DuplicateEmailError",
+    "DuplicateNameError",
+    "ForbiddenError",
     "ForbiddenTransitionError",
     "InvalidCredentialsError",
     "InvalidCursorError",
     "InvalidTransitionError",
+    "LimitReachedError",
     "NotFoundError",
     "OrderNotEditableError",
     "RateLimitedError",
@@ -77,3 +80,15 @@ class OrderNotEditableError(DomainError):
 
 class InvalidCursorError(DomainError):
     """A pagination cursor we did not issue (or from another list)."""
+
+
+class ForbiddenError(DomainError):
+    """The actor may see the thing but not do this to it; the message says why."""
+
+
+class LimitReachedError(DomainError):
+    """A per-user or per-team bound (keys, teams, members) is reached."""
+
+
+class DuplicateNameError(DomainError):
+    """Another team already has this name."""

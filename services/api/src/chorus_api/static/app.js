@@ -1,4 +1,4 @@
-// Chorus in the browser: sign in, then rooms, notifications, orders and the playground.
+// Chorus in the browser: sign in, then rooms, notifications, orders, the playground and keys.
 //
 // The access token lives in memory and in sessionStorage (this tab only, gone when it
 // closes); it is sent in Authorization headers and the WebSocket subprotocol, never in
@@ -7,6 +7,7 @@
 import { Api, ApiError, explain } from "./api.js";
 import { ChatView } from "./chat.js";
 import { byId } from "./dom.js";
+import { KeysView } from "./keys.js";
 import { NotificationsView } from "./notifications.js";
 import { OrdersView } from "./orders.js";
 import { PlaygroundView } from "./playground.js";
@@ -19,6 +20,7 @@ const chat = new ChatView(api, () => ({ id: session.user && session.user.id, tok
 const notifications = new NotificationsView();
 const orders = new OrdersView(api);
 new PlaygroundView(api);
+const keys = new KeysView(api);
 
 notifications.addEventListener("notification", (event) => {
   if (event.detail.type.startsWith("order.")) orders.refresh().catch(() => {});
@@ -38,11 +40,13 @@ async function signIn(token) {
   await notifications.start(token);
   const dashboard = await orders.refresh();
   notifications.addStored(dashboard.notifications);
+  await keys.refresh();
 }
 
 function signOut(message = "") {
   chat.leave();
   notifications.stop();
+  keys.clear();
   session.token = null;
   session.user = null;
   sessionStorage.removeItem(TOKEN_KEY);
