@@ -22,7 +22,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_common.virtual_keys import (
     INVALIDATE_ALL,
     INVALIDATION_CHANNEL,
@@ -46,7 +46,7 @@ class KeyResolver:
         self,
         redis: Redis,
         *,
-        redis_url: str,
+        redis_url: str | RedisEndpoint,
         cache_seconds: float,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
