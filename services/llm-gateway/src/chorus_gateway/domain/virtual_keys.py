@@ -9,6 +9,9 @@ while the listener is not subscribed (starting, or reconnecting after Redis went
 nothing is served from the cache at all — every lookup reads Redis — so a revocation is
 never missed in the gap. Unknown keys are remembered too (a flood of guesses costs Redis
 one read per guess per TTL at most), bounded by ``max_entries``.
+
+A user's own budget is resolved the same way (:meth:`KeyResolver.user_budget`): read
+once, cached, dropped when the api publishes ``user:<id>``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from chorus_common.redis_client import create_redis
 from chorus_common.virtual_keys import (
     INVALIDATE_ALL,
     INVALIDATION_CHANNEL,
+    Budget,
     KeyRecord,
     directory_key,
     secret_digest,
+    user_budget_key,
+    user_budget_subject,
 )
 from chorus_gateway.metrics import VIRTUAL_KEY_LOOKUPS
 
@@ -58,6 +64,8 @@ class KeyResolver:
         self._clock = clock
         #: digest -> (monotonic expiry, record or None for "no such key").
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        #: ``user:<id>`` -> (monotonic expiry, the user's own budget or None).
+        self._budgets: dict[str, tuple[float, Budget | None]] = {}
         #: Only while subscribed is a cached entry trusted.
         self.listening = False
         #: Bumped by every invalidation: a read that raced one is not cached.
@@ -89,13 +97,38 @@ class KeyResolver:
             cache[digest] = (now + self._cache_seconds, record)
         return record
 
+    async def user_budget(self, user_id: int) -> Budget | None:
+        """The user's own budget, or None. Redis errors propagate."""
+        subject = user_budget_subject(user_id)
+        now = self._clock()
+        if self.listening:
+            entry = self._budgets.get(subject)
+            if entry is not None and entry[0] > now:
+                return entry[1]
+        generation = self._generation
+        raw = await self._redis.get(user_budget_key(user_id))
+        budget: Budget | None = None
+        if raw is not None:
+            try:
+                budget = Budget.from_json(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error("unreadable budget of %s: %s", subject, exc)
+        if self.listening and generation == self._generation:
+            cache = self._budgets
+            if subject not in cache and len(cache) >= self._max_entries:
+                del cache[next(iter(cache))]
+            cache[subject] = (now + self._cache_seconds, budget)
+        return budget
+
     def forget(self, digest: str) -> None:
-        """Drop one key's entry (``*``: every entry)."""
+        """Drop one key's (or ``user:<id>``'s budget) entry (``*``: every entry)."""
         self._generation += 1
         if digest == INVALIDATE_ALL:
             self._cache.clear()
+            self._budgets.clear()
         else:
             self._cache.pop(digest, None)
+            self._budgets.pop(digest, None)
 
     def start(self) -> None:
         """Start listening for invalidations."""
@@ -122,6 +155,7 @@ class KeyResolver:
                     await pubsub.subscribe(INVALIDATION_CHANNEL)
                     # Whatever changed while nobody listened: start from nothing.
                     self._cache.clear()
+                    self._budgets.clear()
                     self.listening = True
                     backoff = 0.1
                     async for message in pubsub.listen():
@@ -135,6 +169,7 @@ class KeyResolver:
             finally:
                 self.listening = False
                 self._cache.clear()
+                self._budgets.clear()
                 await client.aclose()
             await asyncio.sleep(backoff)
             backoff = min(_MAX_BACKOFF, backoff * 2)
