@@ -195,16 +195,19 @@ class KeyDirectory:
         if team.budget_micros is None or team.budget_period is None:
             return None
         budget = Budget(f"team:{team.id}", team.budget_micros, budget_period(team.budget_period))
-        raw = await self._redis.get(spend_counter(f"team:{team.id}", budget, datetime.now(UTC))[0])
-        return max(0, int(raw or 0))
+        return await self._spent(budget.scope, budget)
 
     async def user_spend(self, user: User) -> int | None:
         """The current period's spend (micros) of a user's own budget (None: no budget)."""
         budget = user_budget_of(user)
         if budget is None:
             return None
-        key = spend_counter(user_budget_subject(user.id), budget, datetime.now(UTC))[0]
-        return max(0, int(await self._redis.get(key) or 0))
+        return await self._spent(budget.scope, budget)
+
+    async def _spent(self, tag: str, budget: Budget) -> int:
+        """The current period's spend of ``budget``, counted in the slot ``tag``."""
+        raw = await self._redis.get(spend_counter(tag, budget, datetime.now(UTC))[0])
+        return max(0, int(raw or 0))
 
     async def resync(self, open_session: SessionFactory) -> int:
         """Re-copy every live key (and re-delete recently revoked ones) and every user's
