@@ -26,7 +26,7 @@ from typing import TypeVar, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_common.virtual_keys import (
     INVALIDATE_ALL,
     INVALIDATION_CHANNEL,
@@ -54,7 +54,7 @@ class KeyResolver:
         self,
         redis: Redis,
         *,
-        redis_url: str,
+        redis_url: str | RedisEndpoint,
         cache_seconds: float,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
