@@ -1,7 +1,8 @@
 """The end-to-end suite's system: every process of Chorus, started once per run.
 
-The stack runs as in a cluster — two realtime and two gateway replicas behind nginx, and
-Prometheus scraping everything with the chart's alert rules — and tests reach the services
+The stack runs as in a cluster — two realtime and two gateway replicas behind nginx,
+Prometheus scraping everything with the chart's alert rules, and every service exporting
+its spans (all of them) to an OTLP receiver — and tests reach the services
 only through the ingress. Test-only tools (the SMTP sink's inbox, the mock upstream's
 control API, Prometheus, a read-only look at Postgres for what no API shows) stand where an
 operator would look. When a test fails, the tail of every process's log is attached to its
@@ -45,6 +46,7 @@ ORDER = (
     "test_chat",
     "test_assistant",
     "test_llm",
+    "test_tracing",
     "test_orders",
     "test_shared_settings",
     "test_alerts",
@@ -110,6 +112,7 @@ def stack() -> Iterator[Stack]:
             nginx=True,
             prometheus=True,
             rule_files=(chart_rules(state_dir / "rules", alert_for=ALERT_FOR),),
+            tracing=True,
             shared_env=SHARED_ENV,
             extra_env={
                 "realtime": REALTIME_ENV,

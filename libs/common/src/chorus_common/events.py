@@ -2,7 +2,9 @@
 
 This module is the one way anything is published in Chorus (``docs/design.md``):
 
-- every event is the JSON envelope ``{"id", "channel", "type", "data", "ts", "from"}``;
+- every event is the JSON envelope ``{"id", "channel", "type", "data", "ts", "from"}``,
+  plus ``traceparent`` (W3C) when it was published inside a traced operation — always
+  the envelope's last key, so a subscriber finds it without parsing the event again;
 - channels are ``room:<name>`` and ``user:<id>``;
 - a durable publish is one Lua script: ``XADD chorus:stream:<channel> MAXLEN ~ <history>``
   then ``PUBLISH chorus:pub:<channel>`` with the envelope carrying the new stream id — so a
@@ -29,6 +31,10 @@ settings, so every publisher writes where realtime reads.
 
 The envelope is serialised once, by the publisher; the stored entry and the published
 message are the same bytes except for the id, which the script splices in.
+
+With tracing on, a durable publish is a producer span ``publish <type>`` and the
+envelope's ``traceparent`` names it, so whoever delivers the event (realtime) continues
+the publisher's trace.
 """
 
 from __future__ import annotations
@@ -39,12 +45,15 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from chorus_common.settings import EventHistorySettings
+from chorus_common.trace_context import current_traceparent
+from chorus_common.tracing import child_tracer
 
 __all__ = [
     "CLUSTER",
@@ -246,6 +255,8 @@ class Envelope(BaseModel):
     data: dict[str, Any]
     ts: str
     from_: str = Field(alias="from")
+    #: The publisher's span (W3C ``traceparent``), when it published inside a trace.
+    traceparent: str | None = None
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
@@ -253,8 +264,11 @@ class Envelope(BaseModel):
         return cls.model_validate(orjson.loads(raw))
 
     def to_json(self) -> bytes:
-        """The wire form, with ``from`` spelled as on the wire."""
-        return orjson.dumps(self.model_dump(by_alias=True))
+        """The wire form, with ``from`` spelled as on the wire (no null ``traceparent``)."""
+        body = self.model_dump(by_alias=True)
+        if body["traceparent"] is None:
+            del body["traceparent"]
+        return orjson.dumps(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,11 +362,24 @@ class EventBus:
         )
 
     @staticmethod
-    def encode(channel: str, type_: str, data: dict[str, Any], sender: str) -> bytes:
+    def encode(
+        channel: str,
+        type_: str,
+        data: dict[str, Any],
+        sender: str,
+        traceparent: str | None = None,
+    ) -> bytes:
         """The envelope without its id: a JSON object the script completes."""
-        return orjson.dumps(
-            {"channel": channel, "type": type_, "data": data, "ts": utc_timestamp(), "from": sender}
-        )
+        envelope = {
+            "channel": channel,
+            "type": type_,
+            "data": data,
+            "ts": utc_timestamp(),
+            "from": sender,
+        }
+        if traceparent is not None:
+            envelope["traceparent"] = traceparent  # last: see the module's docstring
+        return orjson.dumps(envelope)
 
     def keys(self, channel: str) -> list[str]:
         """The keys a script passes to ``publish`` (:data:`PUBLISH_LUA_FUNCTION`), in order."""
@@ -385,7 +412,25 @@ class EventBus:
         self, channel: str, type_: str, data: dict[str, Any], *, sender: str
     ) -> Published:
         """Append to the channel's history and deliver live, atomically; returns the id."""
-        body = self.encode(channel, type_, data, sender)
+        tracing = child_tracer()
+        if tracing is None:  # off, or in an unsampled trace: no span, no traceparent
+            return await self._publish_body(channel, self.encode(channel, type_, data, sender))
+        attributes = {
+            "messaging.system": "redis",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": channel,
+            "chorus.event.type": type_,
+        }
+        with tracing.start_as_current_span(
+            f"publish {type_}", kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            body = self.encode(channel, type_, data, sender, current_traceparent())
+            published = await self._publish_body(channel, body)
+            span.set_attribute("messaging.message.id", published.id)
+            return published
+
+    async def _publish_body(self, channel: str, body: bytes) -> Published:
         layout = self.layout
         raw_id = await self._publish(
             keys=self.keys(channel),

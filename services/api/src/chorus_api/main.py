@@ -10,7 +10,18 @@ from starlette.middleware import Middleware
 
 from chorus_api import __version__
 from chorus_api.resources import open_resources
-from chorus_api.routes import auth, dashboard, jobs, keys, orders, rooms, teams, usage, users
+from chorus_api.routes import (
+    auth,
+    dashboard,
+    jobs,
+    keys,
+    orders,
+    rooms,
+    teams,
+    usage,
+    user_budgets,
+    users,
+)
 from chorus_api.routes.apidocs import install_api_docs
 from chorus_api.routes.method_not_allowed import install_method_not_allowed_handler
 from chorus_api.routes.unavailable import install_unavailable_handlers
@@ -71,6 +82,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             jobs.router,
             keys.router,
             teams.router,
+            user_budgets.router,
             usage.router,
         ],
         docs_prefix="/api",

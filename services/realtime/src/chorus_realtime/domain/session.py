@@ -9,6 +9,12 @@ presence, and a user's first connection to a room publishes ``join`` (its last,
 What a user sends is charged to their quotas (``quotas.py``) before anything is stored:
 the bytes of each message, and each room that did not exist yet. An ``@assistant``
 question also needs a free place among the user's pending questions (``assistant.py``).
+
+With tracing on, each ``message`` frame is a server span ``receive message``: the child
+of the frame's ``traceparent`` when it has one, else the root of a new trace linked to
+the ``traceparent`` the WebSocket upgrade request carried (a socket lives for hours; its
+messages are operations of their own). Publishing the message and enqueueing the
+assistant's answer happen inside it.
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
+
 from chorus_common.events import (
     EventBus,
     InvalidChannelError,
     room_channel,
     user_channel,
 )
+from chorus_common.trace_context import context_from_traceparent
+from chorus_common.tracing import current, tracer
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.connection import CloseCode, Connection, Resume
 from chorus_realtime.domain.frames import (
@@ -79,6 +89,7 @@ class Session:
         "presence",
         "quotas",
         "room_channel",
+        "upgrade",
         "user",
     )
 
@@ -92,6 +103,7 @@ class Session:
         assistant: Assistant | None,
         limits: SessionLimits,
         quotas: Quotas | None = None,
+        upgrade: SpanContext | None = None,
     ) -> None:
         self.connection = connection
         self.user = connection.user
@@ -101,6 +113,8 @@ class Session:
         self.assistant = assistant
         self.limits = limits
         self.quotas = quotas
+        #: The trace context of the upgrade request, which messages without one link to.
+        self.upgrade = upgrade
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
         #: Rooms this session counts in presence (a tuple: it rarely changes).
         self._rooms: tuple[str, ...] = ()
@@ -138,9 +152,13 @@ class Session:
 
     async def _dispatch(self, frame: object) -> None:
         match frame:
-            case SendMessage(text=text, channel=channel, ref=ref):
+            case SendMessage(text=text, channel=channel, ref=ref, traceparent=traceparent):
                 MESSAGES_IN.labels("message").inc()
-                await self._say(text, self._room_for(channel), ref)
+                tracing = tracer()
+                if tracing is None:
+                    await self._say(text, self._room_for(channel), ref)
+                else:
+                    await self._say_traced(tracing, text, channel, ref, traceparent)
             case Typing(channel=channel):
                 MESSAGES_IN.labels("typing").inc()
                 await self.bus.publish_ephemeral(
@@ -173,6 +191,31 @@ class Session:
         except InvalidChannelError as exc:
             raise FrameError("invalid_channel", str(exc)) from exc
         raise FrameError("forbidden_channel", "only rooms and your own user channel")
+
+    async def _say_traced(
+        self,
+        tracing: Tracer,
+        text: str,
+        channel: str | None,
+        ref: str | None,
+        traceparent: str | None,
+    ) -> None:
+        parent = context_from_traceparent(traceparent)
+        links = [Link(self.upgrade)] if parent is None and self.upgrade is not None else None
+        span = tracing.start_span(
+            "receive message",
+            context=parent,
+            kind=SpanKind.SERVER,
+            links=links,
+            attributes={
+                "messaging.system": "websocket",
+                "messaging.operation.type": "receive",
+                "messaging.destination.name": channel or self.room_channel,
+                "enduser.id": self.user,
+            },
+        )
+        with current(span):
+            await self._say(text, self._room_for(channel), ref)
 
     async def _say(self, text: str, channel: str, ref: str | None) -> None:
         details = {"ref": ref} if ref is not None else {}
