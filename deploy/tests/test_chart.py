@@ -367,6 +367,27 @@ def test_runbook_urls_come_from_a_value() -> None:
     assert [link["url"] for link in dashboard["links"] if link["title"] == "Runbook"] == [base]
 
 
+def test_an_alerts_for_duration_comes_from_a_value_when_given() -> None:
+    overrides = {"ChorusWorkerQueueLag": "30m", "ChorusTargetDown": "15s"}
+    rendered = render({"metrics": {"prometheusRule": {"enabled": True, "forOverrides": overrides}}})
+    source = yaml.safe_load((CHART.parents[1] / "prometheus" / "chorus.rules.yaml").read_text())
+    expected = {r["alert"]: r["for"] for g in source["groups"] for r in g["rules"]}
+    expected.update(overrides)
+    rules = rendered.get("PrometheusRule", "chorus")["spec"]["groups"]
+    assert {r["alert"]: r["for"] for g in rules for r in g["rules"]} == expected
+    # A name that is no alert is a mistake to say out loud, not a setting to ignore.
+    with pytest.raises(helm.HelmError, match="no alert named ChorusNoSuchAlert"):
+        render(
+            {
+                "metrics": {
+                    "prometheusRule": {"enabled": True, "forOverrides": {"ChorusNoSuchAlert": "1m"}}
+                }
+            }
+        )
+    with pytest.raises(helm.HelmError, match="forOverrides"):
+        render({"metrics": {"prometheusRule": {"forOverrides": {"ChorusTargetDown": "soon"}}}})
+
+
 def test_dashboard_configmap_is_labelled_for_grafana(default: Rendered) -> None:
     configmap = default.get("ConfigMap", "chorus-dashboard")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"

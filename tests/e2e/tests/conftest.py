@@ -10,7 +10,13 @@ report.
 
 Tests run in a fixed order (``ORDER``): the happy-path journeys, then the check that no alert
 fired during them, then the faults (each restores what it broke), then the operator's check
-that every dashboard query has data over the whole run.
+that every dashboard query has data over the whole run. Each test also runs alone
+(``pytest tests/e2e -k name``): the operator's checks produce the everyday traffic they
+read (``everyday_traffic``) instead of relying on the journeys before them.
+
+Prometheus evaluates the chart's alert rules as the chart renders them, with one value
+changed: every alert's ``for:`` is ``ALERT_FOR`` (``metrics.prometheusRule.forOverrides``),
+so a condition that holds for longer than that fires during the run.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from redis.asyncio import Redis
 from chorus_devstack.nginx import nginx_binary
 from chorus_devstack.prometheus import prometheus_binary
 from chorus_devstack.stack import Ports, Stack, StackOptions
-from chorus_e2e.prometheus import RULES
+from chorus_e2e.prometheus import ALERT_FOR, Prometheus, chart_rules
 from chorus_e2e.system import REALTIME_ENV, SHARED_ENV, WORKER_ENV
+from chorus_e2e.traffic import everyday_use, scraped
 
 #: Modules in the order they run; tests within a module keep their file order.
 ORDER = (
@@ -104,7 +111,7 @@ def stack() -> Iterator[Stack]:
             gateway_replicas=2,
             nginx=True,
             prometheus=True,
-            rule_files=(RULES,),
+            rule_files=(chart_rules(state_dir / "rules", alert_for=ALERT_FOR),),
             tracing=True,
             shared_env=SHARED_ENV,
             extra_env={
@@ -126,6 +133,17 @@ def stack() -> Iterator[Stack]:
     finally:
         system.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def everyday_traffic(stack: Stack) -> None:
+    """Everyday use of the system, twice, seen by Prometheus growing (once a run)."""
+    async with httpx.AsyncClient(trust_env=False, timeout=15.0) as client:
+        prometheus = Prometheus(client, stack.url("prometheus"))
+        await everyday_use(stack.url("ingress"))
+        await scraped(prometheus, rising=False)
+        await everyday_use(stack.url("ingress"))
+        await scraped(prometheus, rising=True)
 
 
 @pytest.fixture(scope="session")

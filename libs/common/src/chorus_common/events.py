@@ -58,6 +58,7 @@ from chorus_common.tracing import child_tracer
 __all__ = [
     "CLUSTER",
     "PLAIN",
+    "PUBLISH_LUA_FUNCTION",
     "Envelope",
     "EventBus",
     "EventRedis",
@@ -88,20 +89,31 @@ _STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 #: The client the channels live on: the main Redis, or the cluster's client.
 EventRedis = Redis | RedisCluster
 
+#: Lua defining ``publish(stream, epoch, pubsub, body, maxlen, ttl)`` → the new stream id:
+#: the durable publish, for any script that must change state of its own and publish in the
+#: same atomic step (presence publishes ``join``/``leave`` with the count it just computed).
+#: ``stream`` and ``epoch`` must be among the script's KEYS (:meth:`EventBus.keys`), and
+#: ``{publish}`` replaced by the layout's command (:meth:`EventBus.script`): PUBLISH, or
+#: SPUBLISH on a cluster (the shard channel shares the keys' slot).
+PUBLISH_LUA_FUNCTION: Final = """
+local function publish(stream, epoch, pubsub, body, maxlen, ttl)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
+  redis.call('SET', epoch, id, 'NX')
+  if ttl > 0 then
+    redis.call('EXPIRE', stream, ttl)
+    redis.call('EXPIRE', epoch, ttl)
+  end
+  redis.call('{publish}', pubsub, '{"id":"' .. id .. '",' .. string.sub(body, 2))
+  return id
+end
+"""
+
 # KEYS: stream, epoch. ARGV: pub/sub channel, body (a JSON object without "id"),
 # approximate max length, ttl seconds (0 = none). Returns the new stream id.
-# {publish} is PUBLISH, or SPUBLISH on a cluster (the shard channel shares the keys' slot).
-_PUBLISH_LUA = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
-redis.call('SET', KEYS[2], id, 'NX')
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-redis.call('{publish}', ARGV[1], '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2))
-return id
-"""
+_PUBLISH_LUA = (
+    PUBLISH_LUA_FUNCTION
+    + "return publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))\n"
+)
 
 # KEYS: stream, epoch. ARGV: offset, most entries. Returns {the offset's own entry (0 or
 # 1 of them), the entries after it, the epoch}: read together, as one atomic step.
@@ -331,9 +343,7 @@ class EventBus:
         self.layout = layout
         self.history_size = history_size
         self.history_ttl = history_ttl
-        self._publish = register_script(
-            redis, _PUBLISH_LUA.replace("{publish}", layout.publish_command)
-        )
+        self._publish = self.script(_PUBLISH_LUA)
         self._history = register_script(redis, _HISTORY_LUA)
         self._position = register_script(redis, _POSITION_LUA)
         self._bounded_history = register_script(redis, _BOUNDED_HISTORY_LUA)
@@ -371,6 +381,33 @@ class EventBus:
             envelope["traceparent"] = traceparent  # last: see the module's docstring
         return orjson.dumps(envelope)
 
+    def keys(self, channel: str) -> list[str]:
+        """The keys a script passes to ``publish`` (:data:`PUBLISH_LUA_FUNCTION`), in order."""
+        return [self.layout.stream(channel), self.layout.epoch(channel)]
+
+    def script(self, source: str) -> AsyncScript:
+        """A script including :data:`PUBLISH_LUA_FUNCTION`, registered on the bus's Redis
+        with the layout's publish command."""
+        return register_script(self.redis, source.replace("{publish}", self.layout.publish_command))
+
+    @staticmethod
+    def encode_around(
+        channel: str, type_: str, data: dict[str, Any], *, sender: str, blank: str
+    ) -> tuple[bytes, bytes]:
+        """The envelope without its id, split where the integer ``data[blank]`` goes.
+
+        A script publishing a number it computes itself joins ``head .. n .. tail``. The
+        blank comes first in ``data``, so ``"data":{"<blank>":`` occurs once: a string
+        value cannot hold an unescaped quote.
+        """
+        body = EventBus.encode(channel, type_, {blank: 0, **data}, sender)
+        marker = b'"data":{' + orjson.dumps(blank) + b":"
+        head, found, tail = body.partition(marker + b"0")
+        if not found:
+            msg = f"data[{blank!r}] did not encode as the integer blank"
+            raise ValueError(msg)
+        return head + marker, tail
+
     async def publish(
         self, channel: str, type_: str, data: dict[str, Any], *, sender: str
     ) -> Published:
@@ -396,7 +433,7 @@ class EventBus:
     async def _publish_body(self, channel: str, body: bytes) -> Published:
         layout = self.layout
         raw_id = await self._publish(
-            keys=[layout.stream(channel), layout.epoch(channel)],
+            keys=self.keys(channel),
             args=[layout.pubsub(channel), body, self.history_size, self.history_ttl],
         )
         entry_id = raw_id if isinstance(raw_id, bytes) else str(raw_id).encode()

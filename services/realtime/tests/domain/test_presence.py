@@ -1,4 +1,5 @@
-"""Presence across replicas, and a dead replica dropping out — on one Redis and a cluster."""
+"""Presence across replicas, a dead replica dropping out, and the join/leave events — on one
+Redis and a cluster."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from chorus_common.events import CLUSTER, PLAIN, EventRedis, KeyLayout
+from chorus_common.events import CLUSTER, PLAIN, EventBus, EventRedis, KeyLayout
 from chorus_common.redis_client import create_cluster
 from chorus_common.settings import parse_cluster_seeds
 from chorus_devstack.servers import RunningRedisCluster
 from chorus_realtime.domain.presence import (
     ALIVE_PREFIX,
+    CONNS_PREFIX,
     PRESENCE_PREFIX,
     REPLICA_PREFIX,
     Presence,
@@ -31,13 +34,21 @@ async def cluster(redis_cluster: RunningRedisCluster) -> AsyncIterator[RedisClus
     await client.aclose()
 
 
+def bus_of(events: EventRedis, layout: KeyLayout = PLAIN) -> EventBus:
+    return EventBus(events, history_size=1000, history_ttl=600, layout=layout)
+
+
 def _pair(redis: Redis, events: EventRedis, layout: KeyLayout) -> tuple[Presence, Presence]:
     return tuple(  # type: ignore[return-value]
-        Presence(
-            redis, replica=f"{name}.{os.urandom(2).hex()}", ttl=30, events=events, layout=layout
-        )
+        Presence(redis, bus_of(events, layout), replica=f"{name}.{os.urandom(2).hex()}", ttl=30)
         for name in ("one", "two")
     )
+
+
+async def room_events(events: EventRedis, layout: KeyLayout, channel: str) -> list[dict]:
+    """The channel's history, oldest first: what a client resuming from the start gets."""
+    entries = await events.xrange(layout.stream(channel))
+    return [orjson.loads(fields[b"e"]) | {"id": i.decode()} for i, fields in entries]
 
 
 async def _joins_and_deaths(
@@ -46,9 +57,10 @@ async def _joins_and_deaths(
     one, two = _pair(redis, events, layout)
     await one.heartbeat()
     await two.heartbeat()
-    assert (await one.join(channel, "a")).user_connections == 1
+    first = await one.join(channel, "a")
+    assert first.user_connections == 1
     change = await two.join(channel, "a")
-    assert (change.user_connections, change.members) == (2, 1)
+    assert (change.user_connections, change.members, change.event_id) == (2, 1, None)
     assert (await two.join(channel, "b")).members == 2
     assert await one.members(channel) == {"a": 2, "b": 1}
     # Replica two dies without cleaning up: once its keys expire, its members are gone too.
@@ -57,6 +69,49 @@ async def _joins_and_deaths(
     assert await one.members(channel) == {"a": 1}
     change = await one.leave(channel, "a")
     assert (change.user_connections, change.members) == (0, 0)
+    # Only a user's first connection joined and their last left; each event says who and
+    # how many were then in the room, and its id is the one the change returned.
+    history = await room_events(events, layout, channel)
+    assert [(e["type"], e["data"], e["from"]) for e in history] == [
+        ("join", {"count": 1, "user_id": "a"}, "a"),
+        ("join", {"count": 2, "user_id": "b"}, "b"),
+        ("leave", {"count": 0, "user_id": "a"}, "a"),
+    ]
+    assert (history[0]["id"], history[2]["id"]) == (first.event_id, change.event_id)
+
+
+async def _concurrent(redis: Redis, events: EventRedis, layout: KeyLayout) -> None:
+    # Users joining at once on two replicas: the count and its event are one step, so in
+    # event order the counts are 1, 2, 3, … — never a later event with a smaller count.
+    channel = f"room:concurrent-{os.urandom(4).hex()}"
+    replicas = _pair(redis, events, layout)
+    for replica in replicas:
+        await replica.heartbeat()
+    users = [f"u{n}" for n in range(40)]
+    joined = await asyncio.gather(
+        *(replicas[n % 2].join(channel, user) for n, user in enumerate(users))
+    )
+    left = await asyncio.gather(
+        *(replicas[n % 2].leave(channel, user) for n, user in enumerate(users))
+    )
+    history = await room_events(events, layout, channel)
+    assert [e["type"] for e in history] == ["join"] * 40 + ["leave"] * 40
+    assert [e["data"]["count"] for e in history] == [*range(1, 41), *range(39, -1, -1)]
+    assert sorted(e["data"]["user_id"] for e in history[:40]) == sorted(users)
+    # Each change's own answer names its event, with the count the event carries.
+    by_id = {e["id"]: e["data"]["count"] for e in history}
+    assert all(by_id[c.event_id] == c.members for c in (*joined, *left) if c.event_id)
+    assert sum(c.event_id is not None for c in (*joined, *left)) == 80
+
+
+async def test_concurrent_joins_and_leaves_publish_counts_in_event_order(redis: Redis) -> None:
+    await _concurrent(redis, redis, PLAIN)
+
+
+async def test_on_a_cluster_concurrent_joins_publish_counts_in_event_order(
+    redis: Redis, cluster: RedisCluster
+) -> None:
+    await _concurrent(redis, cluster, CLUSTER)
 
 
 async def test_joins_count_users_across_replicas_and_dead_replicas_expire(redis: Redis) -> None:
@@ -81,7 +136,7 @@ async def test_a_replica_of_the_previous_release_counts_while_its_key_lives(
     redis: Redis,
 ) -> None:
     channel = f"room:presence-{os.urandom(4).hex()}"
-    new = Presence(redis, replica=f"new.{os.urandom(2).hex()}", ttl=30)
+    new = Presence(redis, bus_of(redis), replica=f"new.{os.urandom(2).hex()}", ttl=30)
     old = f"old.{os.urandom(2).hex()}"
     # What a replica without per-channel liveness keys wrote: its field and its global key.
     await redis.hset(PRESENCE_PREFIX + channel, f"{old}|x", 1)
@@ -93,7 +148,7 @@ async def test_a_replica_of_the_previous_release_counts_while_its_key_lives(
 
 async def test_connection_quota(redis: Redis) -> None:
     user = f"u{os.urandom(3).hex()}"
-    one = Presence(redis, replica=f"one.{os.urandom(2).hex()}", ttl=30)
+    one = Presence(redis, bus_of(redis), replica=f"one.{os.urandom(2).hex()}", ttl=30)
     await one.heartbeat()
     assert await one.acquire_connection(user, limit=2)
     assert await one.acquire_connection(user, limit=2)
@@ -101,3 +156,4 @@ async def test_connection_quota(redis: Redis) -> None:
     await one.release_connection(user)
     assert await one.acquire_connection(user, limit=2)
     await asyncio.gather(one.release_connection(user), one.release_connection(user))
+    assert await redis.hgetall(CONNS_PREFIX + user) == {}

@@ -4,7 +4,7 @@ The transport (``routes/ws.py``) reads frames and hands them to :meth:`Session.h
 anything that must end the connection raises :class:`CloseConnection` with the code to
 close with. Rooms joined — the path's room and any a ``subscribe`` frame adds — count in
 presence, and a user's first connection to a room publishes ``join`` (its last,
-``leave``), durably, through the EventBus like every other event.
+``leave``), durably, in the same Redis script as the presence change (``presence.py``).
 
 What a user sends is charged to their quotas (``quotas.py``) before anything is stored:
 the bytes of each message, and each room that did not exist yet. An ``@assistant``
@@ -273,14 +273,7 @@ class Session:
         resume = await self.connection.subscribe(channel, since)
         if channel.startswith(ROOM_PREFIX):
             self._rooms = (*self._rooms, channel)
-            change = await self.presence.join(channel, self.user)
-            if change.user_connections == 1:
-                await self.bus.publish(
-                    channel,
-                    "join",
-                    {"user_id": self.user, "count": change.members},
-                    sender=self.user,
-                )
+            await self.presence.join(channel, self.user)
         return resume
 
     async def _unsubscribe(self, channel: str) -> None:
@@ -293,14 +286,7 @@ class Session:
 
     async def _leave(self, channel: str) -> None:
         self._rooms = tuple(room for room in self._rooms if room != channel)
-        change = await self.presence.leave(channel, self.user)
-        if change.user_connections == 0:
-            await self.bus.publish(
-                channel,
-                "leave",
-                {"user_id": self.user, "count": change.members},
-                sender=self.user,
-            )
+        await self.presence.leave(channel, self.user)
 
     async def close(self) -> None:
         """Leave every room (the connection is gone); Redis errors are logged, not raised."""
