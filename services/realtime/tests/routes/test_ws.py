@@ -411,6 +411,9 @@ async def test_drain_closes_1012_with_the_last_id(
     bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     async with RoomClient([replica.url], room, tokens.issue(18), reconnect=False) as client:
         await client.wait_subscribed()
+        # Its own join is published after `subscribed`: wait for it, so the last event in the
+        # room is the last message below.
+        await client.wait_for(lambda: bool(client.of_type("join")))
         last = None
         for n in range(5):
             last = (
