@@ -20,6 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chorus_common.rooms import DirectoryUnavailableError
+
 __all__ = [
     "ErrorBody",
     "ErrorResponse",
@@ -109,11 +111,23 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _rooms_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("room access lists unavailable: %s", exc)
+    return error_response(
+        503,
+        "unavailable",
+        "Room access cannot be checked right now; retry shortly.",
+        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, expected or not, answer in the standard JSON shape."""
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+    # Nobody can tell who may enter a room: refuse (never guess) and say when to retry.
+    app.add_exception_handler(DirectoryUnavailableError, _rooms_unavailable)
     # Unexpected exceptions are answered by RequestContextMiddleware, which sits outside
     # Starlette's exception layer and so can still attach X-Request-ID to the 500.

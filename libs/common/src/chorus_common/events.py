@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 __all__ = [
+    "EPOCH_PREFIX",
+    "PUBLISH_FUNCTION_LUA",
     "Envelope",
     "EventBus",
     "History",
@@ -53,19 +55,30 @@ _ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _USER_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 
-# KEYS: stream, epoch. ARGV: pub/sub channel, body (a JSON object without "id"),
-# approximate max length, ttl seconds (0 = none). Returns the new stream id.
-_PUBLISH_LUA = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
-redis.call('SET', KEYS[2], id, 'NX')
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
+#: The durable publish as a Lua function, for this module's script and for scripts that
+#: publish after checks of their own (``chorus_common.rooms``): stream key, epoch key, pub/sub
+#: channel, body (a JSON object without "id"), approximate max length, ttl seconds (0 =
+#: none). Returns the new stream id.
+PUBLISH_FUNCTION_LUA = """
+local function chorus_publish(stream, epoch, channel, body, maxlen, ttl)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
+  redis.call('SET', epoch, id, 'NX')
+  local seconds = tonumber(ttl)
+  if seconds > 0 then
+    redis.call('EXPIRE', stream, seconds)
+    redis.call('EXPIRE', epoch, seconds)
+  end
+  redis.call('PUBLISH', channel, '{"id":"' .. id .. '",' .. string.sub(body, 2))
+  return id
 end
-redis.call('PUBLISH', ARGV[1], '{"id":"' .. id .. '",' .. string.sub(ARGV[2], 2))
-return id
 """
+
+# KEYS: stream, epoch. ARGV: pub/sub channel, body, approximate max length, ttl seconds.
+# Returns the new stream id.
+_PUBLISH_LUA = (
+    PUBLISH_FUNCTION_LUA
+    + "return chorus_publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+)
 
 
 class InvalidChannelError(ValueError):
