@@ -9,8 +9,19 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from chorus_api import __version__
+from chorus_api.domain.room_acl import AclLoadedCheck
 from chorus_api.resources import open_resources
-from chorus_api.routes import auth, dashboard, jobs, orders, rooms, users
+from chorus_api.routes import (
+    auth,
+    dashboard,
+    dms,
+    invitations,
+    jobs,
+    members,
+    orders,
+    rooms,
+    users,
+)
 from chorus_api.routes.apidocs import install_api_docs
 from chorus_api.routes.method_not_allowed import install_method_not_allowed_handler
 from chorus_api.routes.unavailable import install_unavailable_handlers
@@ -28,12 +39,19 @@ TAGS = [
     {"name": "users", "description": "Your account."},
     {"name": "orders", "description": "Your orders: CRUD, keyset pagination, lifecycle."},
     {"name": "dashboard", "description": "Home screen data in one call."},
-    {"name": "rooms", "description": "Stored chat history of rooms."},
+    {
+        "name": "rooms",
+        "description": (
+            "Rooms people own (public or private), their members and roles, invitations, "
+            "direct messages, and stored history."
+        ),
+    },
     {"name": "jobs", "description": "Background jobs enqueued on your behalf."},
 ]
 
 DESCRIPTION = """\
-Users, auth, orders, dashboard, room history and job status for Chorus.
+Users, auth, orders, dashboard, rooms (members, invitations, direct messages, history)
+and job status for Chorus.
 
 Authenticate with `POST /api/auth/token` (OAuth2 password form) and send
 `Authorization: Bearer <access_token>`. Errors are always
@@ -51,6 +69,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             app.state.resources = resources
             app.state.health.add_check("postgres", DatabaseCheck(resources.engine))
             app.state.health.add_check("redis", redis_check(resources.redis))
+            app.state.health.add_check("rooms", AclLoadedCheck(resources.rooms.directory))
             yield
 
     app = create_service_app(
@@ -65,6 +84,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             orders.router,
             dashboard.router,
             rooms.router,
+            members.router,
+            invitations.router,
+            dms.router,
             jobs.router,
         ],
         docs_prefix="/api",

@@ -5,8 +5,9 @@ One engine and its pool, shared by transactional sessions (writes) and autocommi
 reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
 client whose connection pool the arq client and the event bus share; the token service
 and its verifier (signature, then revocation), the password hasher behind the login
-limits, the sign-up limits, and the task that keeps Redis's copy of token revocations in
-step with Postgres. Routes reach them through the ``Annotated`` dependencies of
+limits, the sign-up limits, the room services (access lists in Redis, quotas), and the
+tasks that keep Redis's copies of token revocations and room access lists in step with
+Postgres. Routes reach them through the ``Annotated`` dependencies of
 :mod:`chorus_api.deps`.
 """
 
@@ -27,7 +28,10 @@ from chorus_api.domain.credentials import Credentials
 from chorus_api.domain.devices import DeviceCookies
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
+from chorus_api.domain.quotas import Quotas
 from chorus_api.domain.revocations import Revocations
+from chorus_api.domain.room_acl import AclWriter, RoomAclSync
+from chorus_api.domain.rooms import RoomLimits, RoomServices
 from chorus_api.domain.signup_limits import SignupLimiter
 from chorus_api.metrics import track_pool, track_read_pool, untrack_pool
 from chorus_api.settings import ApiSettings
@@ -42,6 +46,7 @@ from chorus_api.transport.reader import Reader, close_read_pool, create_read_poo
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
 from chorus_common.redis_client import create_redis
+from chorus_common.rooms import RoomDirectory
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 
 __all__ = ["Resources", "open_resources"]
@@ -68,6 +73,7 @@ class Resources:
     revocations: Revocations
     credentials: Credentials
     signup_limiter: SignupLimiter
+    rooms: RoomServices
 
 
 @asynccontextmanager
@@ -107,6 +113,12 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         revocations.run(open_session, interval=settings.token_resync_seconds),
         name="token-revocation-resync",
     )
+    bus = EventBus(redis)
+    directory = RoomDirectory(redis)
+    room_sync = asyncio.create_task(
+        RoomAclSync(directory).run(open_session, interval=settings.room_acl_resync_seconds),
+        name="room-acl-resync",
+    )
     try:
         yield Resources(
             settings=settings,
@@ -122,7 +134,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             ),
             redis=redis,
             arq=arq,
-            bus=EventBus(redis),
+            bus=bus,
             tokens=tokens,
             token_verifier=TokenVerifier(tokens, versions),
             revocations=revocations,
@@ -147,11 +159,29 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
                 max_per_address=settings.signup_max_per_address,
                 max_per_minute=settings.signup_max_per_minute,
             ),
+            rooms=RoomServices(
+                writer=AclWriter(directory, bus),
+                directory=directory,
+                bus=bus,
+                arq=arq,
+                quotas=Quotas(redis),
+                limits=RoomLimits(
+                    max_owned=settings.rooms_max_owned,
+                    max_members=settings.room_max_members,
+                    max_pending_invitations=settings.room_max_pending_invitations,
+                    invitations_per_hour=settings.room_invitations_per_hour,
+                    invitation_mails_per_address_per_day=(
+                        settings.room_invitation_mails_per_address_per_day
+                    ),
+                    dms_per_hour=settings.dm_opens_per_hour,
+                ),
+            ),
         )
     finally:
-        resync.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await resync
+        for task in (resync, room_sync):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         untrack_pool()
         await arq.aclose()
         await redis.aclose()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
+    "ConflictError",
     "DomainError",
     "DuplicateEmailError",
+    "ForbiddenError",
     "ForbiddenTransitionError",
     "InvalidCredentialsError",
     "InvalidCursorError",
     "InvalidTransitionError",
+    "LimitReachedError",
     "NotFoundError",
     "OrderNotEditableError",
     "RateLimitedError",
@@ -77,3 +80,31 @@ class OrderNotEditableError(DomainError):
 
 class InvalidCursorError(DomainError):
     """A pagination cursor we did not issue (or from another list)."""
+
+
+class ForbiddenError(DomainError):
+    """You may see the thing, but not do this to it (your role does not allow it)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ConflictError(DomainError):
+    """The request conflicts with the current state (``code`` says how)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class LimitReachedError(DomainError):
+    """A count limit (rooms per owner, members per room…) would be exceeded."""
+
+    def __init__(self, limit: str, maximum: int, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.maximum = maximum
+        self.message = message

@@ -20,7 +20,7 @@ from chorus_api.domain.pages import Page
 from chorus_common.events import InvalidStreamIdError, parse_stream_id, room_channel
 from chorus_schema.models import RoomMessage
 
-__all__ = ["message_envelope", "room_history"]
+__all__ = ["message_envelope", "room_history", "stream_position"]
 
 _LIST = "room"
 
@@ -37,7 +37,8 @@ def message_envelope(message: RoomMessage) -> dict[str, Any]:
     }
 
 
-def _position(value: str) -> tuple[int, int]:
+def stream_position(value: str) -> tuple[int, int]:
+    """A stream id as the two integers it is stored as; :class:`InvalidCursorError` if not one."""
     try:
         ms, seq = parse_stream_id(value)
     except InvalidStreamIdError as exc:
@@ -67,7 +68,7 @@ async def room_history(
             raise InvalidCursorError(msg)
         before = key
     if before is not None:
-        query = query.where(position < tuple_(*_position(before)))
+        query = query.where(position < tuple_(*stream_position(before)))
     query = query.order_by(RoomMessage.stream_ms.desc(), RoomMessage.stream_seq.desc())
     rows = list((await session.scalars(query.limit(limit + 1))).all())
     items = rows[:limit]
