@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PYTEST ?= $(VENV)/bin/pytest
 PYTEST_ARGS ?=
 SYSTEM_DEPS := tools/bootstrap/system-deps.sh
-WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml tests/e2e/pyproject.toml)
+WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml clients/*/pyproject.toml tests/e2e/pyproject.toml)
 
 ##@ General
 
@@ -59,11 +59,22 @@ fmt: venv ## Format and auto-fix the code (ruff)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# mypy --strict: every workspace package, the benchmarks (their scripts import each other
+# by file, hence MYPYPATH), and the test suites of the client, the tools and the system.
+# Each test directory is checked on its own: they are not packages, and each has a conftest.
+MYPY_PACKAGES := libs/common/src libs/schema/src services/api/src services/realtime/src \
+	services/llm-gateway/src services/worker/src clients/python/src tools/devstack/src \
+	tools/mock-openai/src tools/bench/src tests/e2e/src
+MYPY_TESTS := clients/python/tests tools/devstack/tests tools/mock-openai/tests tools/bench/tests \
+	tests/e2e/tests tests/browser
+
 .PHONY: lint
-lint: venv ## Lint (ruff) and type-check (mypy --strict on libs, services, tools)
+lint: venv ## Lint (ruff) and type-check (mypy --strict: every package, bench/, the system tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/common/src libs/schema/src services/api/src services/realtime/src services/llm-gateway/src services/worker/src tools/devstack/src tools/mock-openai/src tools/bench/src bench/run.py bench/worker_jobs.py
+	$(VENV)/bin/mypy $(MYPY_PACKAGES)
+	MYPYPATH=bench $(VENV)/bin/mypy bench
+	@for tests in $(MYPY_TESTS); do echo "mypy $$tests"; $(VENV)/bin/mypy $$tests || exit 1; done
 
 .PHONY: system-deps-up system-deps-test system-deps-unit
 system-deps-up:
@@ -84,7 +95,7 @@ test: venv system-deps-test ## Everything: unit and service tests, chart checks,
 
 .PHONY: test-unit
 test-unit: venv system-deps-unit ## Unit and service tests (real Postgres, Redis, SMTP, and the devstack's nginx and Prometheus)
-	$(PYTEST) libs services tools $(PYTEST_ARGS)
+	$(PYTEST) libs services tools clients $(PYTEST_ARGS)
 
 .PHONY: e2e
 e2e: venv system-deps-test ## The whole system through the ingress, as clients see it

@@ -3,7 +3,8 @@
 One api process (real uvicorn, uvloop + httptools) serves both variants side by side: the
 production route ``/api/dashboard`` (:func:`chorus_api.domain.dashboard.load_dashboard`,
 one round trip) and, added by this script only, ``/bench/dashboard-concurrent``
-(:func:`load_dashboard_concurrently`, three sessions gathered). ``wrk`` loads them in turn
+(:func:`load_dashboard_concurrently`, three sessions gathered). Before timing, both must
+answer the same document for the same user. ``wrk`` loads them in turn
 over several rounds at a fixed connection count, with the api's default pool (10 + 10
 overflow), on a database with 1,000 users, 20,000 orders, 100,000 room messages and
 30,000 notifications. Errors (pool timeouts) are counted, not hidden. The api runs on one
@@ -21,9 +22,12 @@ noisy, the ratio less so.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 from pathlib import Path
+from typing import Annotated, Any
 
+import httpx
 from api_support import (
     JWT_SECRET,
     LOAD_CPUS,
@@ -42,15 +46,25 @@ from api_support import (
     spread,
     write_result,
 )
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chorus_api.deps import CurrentUserId, SessionsDep
-from chorus_api.domain.dashboard import load_dashboard_concurrently
+from chorus_api.deps import CurrentUserId
+from chorus_api.domain.dashboard import (
+    RECENT_NOTIFICATIONS,
+    Dashboard,
+    DashboardStats,
+    DashboardUser,
+)
+from chorus_api.domain.errors import UserGoneError
 from chorus_api.main import create_app
+from chorus_api.resources import Resources
 from chorus_api.schemas.dashboard import DashboardOut
 from chorus_api.settings import ApiSettings
 from chorus_common.server import run
 from chorus_common.tokens import TokenService
+from chorus_schema.models import Notification, Order, RoomMessage, User
 
 SEED = """
 INSERT INTO users (email, full_name, password_hash)
@@ -70,18 +84,102 @@ SELECT u, 'order.created', jsonb_build_object('order', jsonb_build_object('id', 
 ANALYZE;
 """
 USER_ID = 500
+PATHS = {"one statement": "/api/dashboard", "concurrent": "/bench/dashboard-concurrent"}
 PEER = "three concurrent queries, one session each"
 
 
-#: The variant the api does not serve, mounted only in this benchmark's process.
+# -- the variant the api does not serve, mounted only in this benchmark's process ----------
+
+
+async def _user(sessions: async_sessionmaker[AsyncSession], user_id: int) -> DashboardUser:
+    async with sessions() as session:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise UserGoneError(user_id)
+        return DashboardUser(user.id, user.email, user.full_name, user.created_at)
+
+
+async def _stats(sessions: async_sessionmaker[AsyncSession], user_id: int) -> DashboardStats:
+    orders = select(func.count()).where(Order.user_id == user_id).scalar_subquery()
+    spent = (
+        select(func.coalesce(func.sum(Order.amount_cents), 0))
+        .where(Order.user_id == user_id, Order.status != "cancelled")
+        .scalar_subquery()
+    )
+    messages = (
+        select(func.count())
+        .where(RoomMessage.user_id == user_id, RoomMessage.type == "message")
+        .scalar_subquery()
+    )
+    async with sessions() as session:
+        row = (await session.execute(select(orders, spent, messages))).one()
+        return DashboardStats(int(row[0]), int(row[1]), int(row[2]))
+
+
+async def _notifications(
+    sessions: async_sessionmaker[AsyncSession], user_id: int
+) -> list[dict[str, Any]]:
+    query = (
+        select(Notification)
+        .where(Notification.user_id == user_id)
+        .order_by(Notification.id.desc())
+        .limit(RECENT_NOTIFICATIONS)
+    )
+    async with sessions() as session:
+        return [
+            {
+                "id": n.id,
+                "type": n.type,
+                "data": n.data,
+                "created_at": n.created_at,
+                "read_at": n.read_at,
+            }
+            for n in await session.scalars(query)
+        ]
+
+
+async def load_dashboard_concurrently(
+    sessions: async_sessionmaker[AsyncSession], *, user_id: int
+) -> Dashboard:
+    """The dashboard as three concurrent queries, each in a session of its own."""
+    user, stats, notifications = await asyncio.gather(
+        _user(sessions, user_id), _stats(sessions, user_id), _notifications(sessions, user_id)
+    )
+    return Dashboard(user=user, stats=stats, notifications=notifications)
+
+
+async def _read_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    resources: Resources = request.app.state.resources
+    return resources.read_sessions
+
+
 router = APIRouter()
 
 
 @router.get("/bench/dashboard-concurrent")
-async def concurrent(user_id: CurrentUserId, sessions: SessionsDep) -> DashboardOut:
+async def concurrent(
+    user_id: CurrentUserId,
+    sessions: Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessions)],
+) -> DashboardOut:
     """Three queries at once, a session each."""
     board = await load_dashboard_concurrently(sessions, user_id=user_id)
     return DashboardOut.model_validate(board, from_attributes=True)
+
+
+def check_variants_agree(base_url: str, token: str) -> None:
+    """Both routes answer the same document (the benchmark compares only their speed)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base_url, headers=headers, trust_env=False) as client:
+        one, three = (client.get(path).json() for path in PATHS.values())
+
+    def essence(board: dict[str, Any]) -> tuple[object, ...]:
+        # JSONB renders the notifications' timestamps itself: compare what they say.
+        notes = [(n["id"], n["type"], n["data"]) for n in board["notifications"]]
+        return board["user"], board["stats"], notes
+
+    if essence(one) != essence(three):
+        msg = f"the dashboard variants disagree:\n{one}\n{three}"
+        raise SystemExit(msg)
 
 
 def serve(port: int) -> None:
@@ -106,7 +204,7 @@ def main() -> None:
         return
 
     token = TokenService(secret=JWT_SECRET, issuer="chorus").issue(USER_ID)
-    paths = {"one statement": "/api/dashboard", "concurrent": "/bench/dashboard-concurrent"}
+    paths = PATHS
     runs: dict[str, list[Measured]] = {name: [] for name in paths}
     load_before = load_average()
     with infrastructure("api-dashboard-bench") as infra:
@@ -114,6 +212,7 @@ def main() -> None:
         port = free()
         argv = python(__file__, "--serve", str(port))
         with process("api", argv, api_env(infra, port), port, infra.workdir) as api:
+            check_variants_agree(f"http://127.0.0.1:{port}", token)
             for path in paths.values():
                 measure(api, path, token=token, seconds=2, connections=args.connections)
             for round_ in range(args.rounds):

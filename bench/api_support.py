@@ -178,7 +178,8 @@ def process(
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) process ``pid`` has used so far."""
     times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    used: float = times.user + times.system
+    return used
 
 
 def free() -> int:

@@ -378,7 +378,7 @@ def main() -> None:
 
 def _quantile(run: Measured, q: float) -> float:
     """The run's latency quantile ``q`` (0-1) in ms, from wrk's evenly spaced quantiles."""
-    samples = run.load.latency_ms
+    samples: list[float] = run.load.latency_ms
     return samples[min(len(samples) - 1, int(q * len(samples)))]
 
 

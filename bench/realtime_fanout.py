@@ -1,11 +1,11 @@
-"""Fan-out benchmark: Chorus realtime against python-socketio and the seed's ConnectionManager.
+"""Fan-out benchmark: Chorus realtime against python-socketio and a plain ConnectionManager.
 
 One run, same machine, same load generator (``peers/wsload.py``, a lean uvloop client in
 its own process), every figure repeated ``--runs`` times and reported as the median with
 the spread (min-max):
 
 1. 1 room x SUBSCRIBERS subscribers — over 2 Chorus replicas, over 2 python-socketio
-   processes (AsyncRedisManager), and on the seed's single process — then bursts of
+   processes (AsyncRedisManager), and on an in-process ConnectionManager — then bursts of
    messages published as fast as the publisher can: deliveries/s (wall clock) and
    deliveries per server CPU-second ("per core"). python-socketio delivers ~40x slower, so
    its bursts are shorter (``--socketio-burst``) to take about as long.
@@ -87,7 +87,10 @@ class Split:
         available = sorted(os.sched_getaffinity(0))
         if server is None and load is None and len(available) < 2:
             return cls(set(available), set(available))
-        cpus = lambda s: {int(c) for c in s.split(",")}  # noqa: E731
+
+        def cpus(spec: str) -> set[int]:
+            return {int(c) for c in spec.split(",")}
+
         return cls(
             cpus(server) if server else {available[0]},
             cpus(load) if load else set(available[1:]),
@@ -100,7 +103,9 @@ class Split:
         os.sched_setaffinity(pid, self.load)
 
     def describe(self) -> str:
-        fmt = lambda s: ",".join(map(str, sorted(s)))  # noqa: E731
+        def fmt(cpus: set[int]) -> str:
+            return ",".join(map(str, sorted(cpus)))
+
         if self.server == self.load:
             return f"no pinning possible: everything shares CPU(s) {fmt(self.server)}"
         return (
@@ -352,7 +357,7 @@ class PipePublisher(Publisher):
 
 
 class SeedPublisher(Publisher):
-    """A WebSocket client of the seed: whatever it sends is broadcast."""
+    """A WebSocket client of the ConnectionManager: whatever it sends is broadcast."""
 
     def __init__(self, url: str) -> None:
         self.url, self.n, self.ws = url, 0, None
@@ -732,13 +737,13 @@ async def bench_socketio(
         )
 
 
-async def bench_seed(args: argparse.Namespace, split: Split, work: Path) -> dict[str, Any]:
+async def bench_manager(args: argparse.Namespace, split: Split, work: Path) -> dict[str, Any]:
     n = args.subscribers
     with processes() as started:
-        port, seed = start_peer(started, split, "seed_server.py", work / "seed.log")
+        port, manager = start_peer(started, split, "manager_server.py", work / "manager.log")
         targets = [{"host": "127.0.0.1", "port": port, "path": f"/ws/{i}"} for i in range(n)]
         load = Load(
-            {"dialect": "seed", "targets": targets, "sample_every": args.sample_every},
+            {"dialect": "manager", "targets": targets, "sample_every": args.sample_every},
             started,
             split,
         )
@@ -746,7 +751,12 @@ async def bench_seed(args: argparse.Namespace, split: Split, work: Path) -> dict
         publisher = SeedPublisher(f"ws://127.0.0.1:{port}/ws/0")
         await publisher.open()
         return await fanout(
-            "seed ConnectionManager", load, publisher, [seed.pid], args, burst=args.seed_burst
+            "in-process ConnectionManager",
+            load,
+            publisher,
+            [manager.pid],
+            args,
+            burst=args.manager_burst,
         )
 
 
@@ -760,7 +770,7 @@ async def idle_memory(
     figure fits in the default run's time.
     """
     tokens = TokenService(secret=SECRET, issuer="chorus")
-    idle = args.idle
+    idle: int = args.idle
     anywhere = Split(split.server | split.load, split.server | split.load)
 
     async def measure(
@@ -852,13 +862,13 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     else:
         split.pin_server(redis_server.process.pid)
     redis = create_redis(redis_server.url, client_name="bench")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     try:
         if "fanout" in args.only or "chorus" in args.only:
             results |= await bench_chorus(args, split, redis_server.url, bus, work)
         if "fanout" in args.only:
             results["socketio"] = await bench_socketio(args, split, redis_server.url, python, work)
-            results["seed"] = await bench_seed(args, split, work)
+            results["manager"] = await bench_manager(args, split, work)
         if "memory" in args.only:
             results["memory"] = await idle_memory(args, split, redis_server.url, python, work)
     finally:
@@ -912,12 +922,12 @@ def row(
 
 def contract(r: dict[str, Any]) -> dict[str, Any]:
     """The bench JSON contract: rows (figure, peer, Chorus, ratio, target, met) + samples."""
-    c, s, seed, mem = r.get("chorus"), r.get("socketio"), r.get("seed"), r.get("memory")
+    c, s, manager, mem = r.get("chorus"), r.get("socketio"), r.get("manager"), r.get("memory")
     runs = f"median (min-max) of {r['runs']} run(s)"
     subs = f"1 room x {r['subscribers']:,} subscribers"
     rows: list[dict[str, Any]] = []
     peers = [("python-socketio + AsyncRedisManager (2 processes)", s)]
-    peers.append(("seed ConnectionManager (1 process)", seed))
+    peers.append(("in-process ConnectionManager (1 process)", manager))
     for peer, p in peers:
         if c is None or p is None:
             continue
@@ -1011,7 +1021,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
         )
     series = {
         name: system["half_samples_ms"]
-        for name, system in (("Chorus", c), ("python-socketio", s), ("seed", seed))
+        for name, system in (("Chorus", c), ("python-socketio", s), ("ConnectionManager", manager))
         if system is not None and system.get("half_samples_ms")
     }
     distributions = []
@@ -1084,7 +1094,7 @@ LONG = {
     "half_seconds": 4.0,
     "burst": 200,
     "socketio_burst": 200,
-    "seed_burst": 200,
+    "manager_burst": 200,
     "memory_runs": 2,
 }
 
@@ -1101,7 +1111,9 @@ def main() -> None:
         default=50,
         help="messages per python-socketio burst (it delivers ~40x slower: ~3 s each)",
     )
-    parser.add_argument("--seed-burst", type=int, default=100, help="messages per seed burst")
+    parser.add_argument(
+        "--manager-burst", type=int, default=100, help="messages per ConnectionManager burst"
+    )
     parser.add_argument("--half-seconds", type=float, default=2.0, help="length of a paced run")
     parser.add_argument("--runs", type=int, default=3, help="repetitions per fan-out figure")
     parser.add_argument(

@@ -5,8 +5,10 @@
 
 Starts its own Redis, then runs one worker process at a time against it:
 
-- **chorus**: ``python -m chorus_worker`` as deployed (defaults: keyspace wake-ups, the
-  job policy and metrics around every job, the persistence cron running);
+- **chorus**: the worker as ``python -m chorus_worker`` runs it (``serve``, defaults:
+  keyspace wake-ups, the job policy and metrics around every job, the persistence cron
+  running), with this benchmark's ``noop`` job registered next to the real ones
+  (``--serve-chorus``: the worker ships no job that does nothing);
 - **arq (same settings)**: a bare ``arq.worker.Worker`` with our ``MAX_JOBS``,
   ``POLL_DELAY``, ``KEEP_RESULT`` and job timeout;
 - **arq (defaults)**: a bare worker as arq ships it (``poll_delay`` 0.5 s), for latency;
@@ -35,7 +37,7 @@ batches of the samples) and every worker's enqueue→start samples for the plots
 arq workers use the workspace's own arq (the version our worker runs on), so no extra venv
 is needed.
 
-The machine is shared (2 cores, several engineers): numbers are noisy; compare ratios
+The machine may be shared (2 cores, other work running): numbers are noisy; compare ratios
 from one run, not absolute figures across runs.
 """
 
@@ -69,7 +71,22 @@ SECRET = "bench-secret-that-is-long-enough-for-hs256-keys"
 
 
 async def noop(ctx: dict[str, object]) -> None:
-    """The bare worker's job (same name as ours)."""
+    """The benchmark's unit of work: a job that does nothing, for both workers."""
+
+
+def serve_chorus() -> int:
+    """Run our worker, as ``python -m chorus_worker`` does, plus ``noop`` (``--serve-chorus``)."""
+    import uvloop  # noqa: PLC0415
+
+    from chorus_worker.main import job_specs, serve  # noqa: PLC0415
+    from chorus_worker.transport.policy import JobSpec  # noqa: PLC0415
+
+    settings = WorkerServiceSettings()
+    jobs = [
+        *job_specs(settings),
+        JobSpec(noop, max_tries=settings.max_tries, timeout=settings.job_timeout),
+    ]
+    return uvloop.run(serve(settings, jobs=jobs))
 
 
 def serve_bare(
@@ -253,7 +270,7 @@ def chorus_process(redis_url: str, log_dir: Path, **env: str) -> ManagedProcess:
     return ManagedProcess(
         ProcessSpec(
             name=f"chorus-worker-{port}",
-            argv=[sys.executable, "-m", "chorus_worker"],
+            argv=[sys.executable, __file__, "--serve-chorus"],
             env={
                 "ENV": "dev",
                 "JWT_SECRET": SECRET,
@@ -325,7 +342,7 @@ async def main(jobs: int, samples: int, rounds: int, json_out: Path | None) -> N
         try:
             print(f"throughput: {rounds} rounds of {jobs} jobs each, alternating ...", flush=True)
             mine, theirs = await race(
-                chorus_process(server.url, root, QUEUE_NAME="bench:chorus"),
+                chorus_process(server.url, root, ARQ_QUEUE_NAME="bench:chorus"),
                 queues["chorus"],
                 bare_process(
                     server.url,
@@ -536,6 +553,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--queue", default=QUEUE)
     parser.add_argument("--serve-bare", metavar="REDIS_URL")
+    parser.add_argument("--serve-chorus", action="store_true")
     parser.add_argument("--poll-delay", type=float, default=0.5)
     parser.add_argument("--max-jobs", type=int, default=10)
     parser.add_argument("--keep-result", type=int, default=3600)
@@ -545,6 +563,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--json-out", type=Path, help="write the bench result contract here")
     args = parser.parse_args()
+    if args.serve_chorus:
+        sys.exit(serve_chorus())
     if args.serve_bare:
         serve_bare(
             args.serve_bare,

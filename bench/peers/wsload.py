@@ -8,7 +8,7 @@ under test. Speaks three dialects:
 - ``chorus``: ``/ws/<room>`` frames are envelopes; published messages carry ``data.t``;
 - ``socketio``: engine.io v4 over WebSocket (``40`` connect, ``2``/``3`` ping-pong,
   events ``42["message",{...}]``);
-- ``seed``: the FastAPI-docs ConnectionManager, which broadcasts the raw text it got.
+- ``manager``: the FastAPI-docs ConnectionManager, which broadcasts the raw text it got.
 
 Reads a JSON job from the file argv[1]; prints ``ready`` once every connection is up, then on each
 ``report`` line on stdin prints a JSON report (counts, latency percentiles) and resets.
@@ -26,12 +26,13 @@ import resource
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 try:
     import orjson
 
-    loads = orjson.loads
+    loads: Callable[[str | bytes], Any] = orjson.loads
 except ImportError:  # pragma: no cover
     loads = json.loads
 
@@ -261,7 +262,7 @@ async def main() -> None:
             print(json.dumps(STATS.report(samples)), flush=True)
             STATS.reset()
         elif line.startswith("send "):
-            # "send <text>": the first client sends a frame (the seed's publisher path).
+            # "send <text>": the first client sends a frame (the manager's publisher path).
             clients[0].send_text(line[5:])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import helm_python as helm
@@ -339,6 +340,22 @@ def test_monitoring_objects_carry_extra_labels(production: Rendered) -> None:
     assert sorted(s["metadata"]["labels"]["chorus.io/job"] for s in selected) == sorted(
         f"chorus-{s}" for s in SERVICES
     )
+
+
+def test_runbook_urls_come_from_a_value() -> None:
+    base = "https://wiki.example.com/ops/chorus-runbook"
+    rendered = render({"metrics": {"runbookUrl": base, "prometheusRule": {"enabled": True}}})
+    source = yaml.safe_load((CHART.parents[1] / "prometheus" / "chorus.rules.yaml").read_text())
+    sections = {
+        r["alert"]: r["annotations"]["runbook_url"].split("#", 1)[1]
+        for g in source["groups"]
+        for r in g["rules"]
+    }
+    rules = rendered.get("PrometheusRule", "chorus")["spec"]["groups"]
+    urls = {r["alert"]: r["annotations"]["runbook_url"] for g in rules for r in g["rules"]}
+    assert urls == {alert: f"{base}#{section}" for alert, section in sections.items()}
+    dashboard = json.loads(rendered.get("ConfigMap", "chorus-dashboard")["data"]["chorus.json"])
+    assert [link["url"] for link in dashboard["links"] if link["title"] == "Runbook"] == [base]
 
 
 def test_dashboard_configmap_is_labelled_for_grafana(default: Rendered) -> None:

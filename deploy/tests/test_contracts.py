@@ -1,4 +1,4 @@
-"""The chart against the services it deploys (DESIGN.md/brief contracts).
+"""The chart against the services it deploys (the contracts of ``docs/design.md``).
 
 Every environment variable a container gets is a field of its service's settings class and
 every required field is provided; every probe/scrape path is a route of the service and the
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from deploycheck.chart import REPO, SCENARIOS, Rendered
+from deploycheck.chart import REPO, SCENARIOS, Rendered, render
 from deploycheck.contracts import (
     create_apps,
     env_violations,
@@ -24,6 +24,7 @@ from deploycheck.contracts import (
     serves,
     settings_classes,
     settings_env_names,
+    shared_setting_violations,
 )
 from deploycheck.metrics import (
     dashboard_exprs,
@@ -58,6 +59,33 @@ def test_probe_paths_and_ports_are_served(
     scenarios: dict[str, Rendered], scenario: str, apps: dict[str, FastAPI]
 ) -> None:
     assert probe_violations(scenarios[scenario], apps) == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_shared_settings_have_one_value_for_every_service(
+    scenarios: dict[str, Rendered], scenario: str
+) -> None:
+    assert shared_setting_violations(scenarios[scenario], settings_classes()) == []
+
+
+def test_a_service_given_its_own_queue_or_history_fails_the_check() -> None:
+    rendered = render(
+        {
+            "worker": {"extraEnv": {"ARQ_QUEUE_NAME": "worker:only"}},
+            "realtime": {"extraEnv": {"HISTORY_SIZE": "50"}},
+        }
+    )
+    problems = shared_setting_violations(rendered, settings_classes())
+    assert any(p.startswith("ARQ_QUEUE_NAME has more than one value") for p in problems)
+    assert any(p.startswith("HISTORY_SIZE has more than one value") for p in problems)
+
+
+def test_a_service_that_misses_a_shared_setting_fails_the_check(default: Rendered) -> None:
+    classes = settings_classes()
+    problems = shared_setting_violations(default, {**classes, "llm-gateway": classes["api"]})
+    assert "Deployment/chorus-llm-gateway: HISTORY_SIZE is read by llm-gateway but not set" in (
+        problems
+    )
 
 
 def test_a_setting_renamed_in_a_service_fails_the_check(default: Rendered) -> None:

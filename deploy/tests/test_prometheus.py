@@ -86,7 +86,7 @@ def test_every_alert_links_to_a_runbook_section() -> None:
             assert rule["labels"]["severity"] in ("warning", "critical")
 
 
-def test_alerts_cover_the_issue_list() -> None:
+def test_alerts_cover_the_contract_metrics() -> None:
     metrics = referenced_metrics(rule_exprs(RULES))
     for name in (
         "up",

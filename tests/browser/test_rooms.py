@@ -67,7 +67,8 @@ def replicas_in_presence(stack: Stack, room: str) -> dict[str, str]:
     """user id → replica, from realtime's presence hash (fields ``<replica>|<user>``)."""
     client = redis.Redis.from_url(stack.redis_url)
     try:
-        fields = [f.decode() for f in client.hkeys(f"chorus:presence:room:{room}")]
+        keys: list[bytes] = client.hkeys(f"chorus:presence:room:{room}")  # type: ignore[assignment]
+        fields = [f.decode() for f in keys]
     finally:
         client.close()
     # <replica> is INSTANCE_ID plus a per-boot suffix.

@@ -25,6 +25,7 @@ __all__ = [
     "serves",
     "settings_classes",
     "settings_env_names",
+    "shared_setting_violations",
 ]
 
 #: Service → (settings class, app factory), as the entry points build them.
@@ -116,6 +117,56 @@ def env_violations(rendered: Rendered, classes: Mapping[str, type[BaseSettings]]
         # Outside ENV=dev the services refuse the default JWT secret: it must be provided.
         if "JWT_SECRET" not in given:
             problems.append(f"{where}: JWT_SECRET is not provided")
+    return problems
+
+
+#: Settings every service that reads them must get with one value: the system's contract
+#: (tokens, the job queue, event history, the shared stores).
+ONE_VALUE = (
+    "ARQ_QUEUE_NAME",
+    "HISTORY_SIZE",
+    "HISTORY_TTL",
+    "JWT_ISSUER",
+    "JWT_SECRET",
+    "REDIS_URL",
+    "DATABASE_URL",
+)
+
+
+def _given(rendered: Rendered, container: dict[str, Any]) -> dict[str, object]:
+    """Name → value (or the Secret key it comes from) of a container's environment."""
+    given: dict[str, object] = {}
+    for source in container.get("envFrom", []):
+        given.update(rendered.get("ConfigMap", source["configMapRef"]["name"])["data"])
+    for entry in container.get("env", []):
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        given[entry["name"]] = (ref["name"], ref["key"]) if ref else entry.get("value")
+    return given
+
+
+def shared_setting_violations(
+    rendered: Rendered, classes: Mapping[str, type[BaseSettings]]
+) -> list[str]:
+    """Settings of :data:`ONE_VALUE` a reader is not given, or given a value of its own."""
+    readers: dict[str, set[str]] = {}
+    for service, settings in classes.items():
+        for name in settings_env_names(settings):
+            readers.setdefault(name, set()).add(service)
+    values: dict[str, dict[str, object]] = {}
+    problems = []
+    for service, where, container in _service_containers(rendered):
+        given = _given(rendered, container)
+        for name in ONE_VALUE:
+            if service not in readers.get(name, set()):
+                continue
+            if name not in given:
+                problems.append(f"{where}: {name} is read by {service} but not set")
+            else:
+                values.setdefault(name, {})[where] = given[name]
+    for name, by_where in sorted(values.items()):
+        if len({repr(value) for value in by_where.values()}) > 1:
+            spread = ", ".join(f"{where}={value!r}" for where, value in sorted(by_where.items()))
+            problems.append(f"{name} has more than one value: {spread}")
     return problems
 
 

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import text
 
 from chorus_common.database import DatabaseCheck, create_engine, create_sessionmaker
-from chorus_common.settings import DatabaseSettings
+from chorus_common.settings import PostgresSettings
 from chorus_devstack.servers import RunningPostgres
 
 
-def _settings(url: str, secret: str, **extra: object) -> DatabaseSettings:
-    return DatabaseSettings(env="test", jwt_secret=secret, database_url=url, **extra)  # type: ignore[arg-type]
+def _settings(url: str, secret: str, **extra: object) -> PostgresSettings:
+    return PostgresSettings(env="test", jwt_secret=secret, database_url=url, **extra)  # type: ignore[arg-type]
 
 
 async def test_engine_applies_pool_and_statement_timeout(

@@ -90,7 +90,7 @@ def test_bad_stream_ids_are_refused(bad: str) -> None:
 
 
 async def test_publish_is_delivered_with_its_stream_id(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     ready = asyncio.Event()
     collector = asyncio.create_task(_collect(redis, channel, 1, ready))
     await ready.wait()
@@ -110,7 +110,7 @@ async def test_publish_is_delivered_with_its_stream_id(redis: Redis, channel: st
 async def test_concurrent_publishes_get_increasing_ids_in_delivery_order(
     redis: Redis, channel: str
 ) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     ready = asyncio.Event()
     collector = asyncio.create_task(_collect(redis, channel, 200, ready))
     await ready.wait()
@@ -135,7 +135,7 @@ async def test_publish_is_atomic_history_never_lags_delivery(
 ) -> None:
     # A subscriber that receives an event and immediately reads history must find it there:
     # XADD and PUBLISH run in one script, so no client sees one without the other.
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     reader = create_redis(redis_server.url, client_name="test-reader")
     try:
         first = await bus.publish(channel, "message", {"n": -1}, sender="t")
@@ -151,7 +151,9 @@ async def test_publish_is_atomic_history_never_lags_delivery(
             message = await asyncio.wait_for(_next_message(pubsub), timeout=5)
             event_id = Envelope.from_json(message).id
             assert event_id is not None
-            history = await EventBus(reader).history(channel, first.id)
+            history = await EventBus(reader, history_size=1000, history_ttl=86_400).history(
+                channel, first.id
+            )
             assert event_id in {Envelope.from_json(e).id for e in history.events}
             seen += 1
         await publisher
@@ -161,7 +163,7 @@ async def test_publish_is_atomic_history_never_lags_delivery(
 
 
 async def test_history_since_an_offset(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(10)]
     history = await bus.history(channel, ids[3])
     assert history.recovered is True
@@ -175,7 +177,7 @@ async def test_history_since_an_offset(redis: Redis, channel: str) -> None:
 
 
 async def test_history_pages(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(7)]
     page = await bus.history(channel, ids[0], limit=3)
     assert page.more is True
@@ -185,7 +187,7 @@ async def test_history_pages(redis: Redis, channel: str) -> None:
 
 
 async def test_trimmed_offset_is_not_recovered(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis, history_size=5)
+    bus = EventBus(redis, history_size=5, history_ttl=86_400)
     ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(300)]
     # MAXLEN ~ trims whole radix-tree nodes, so the length is approximate but bounded.
     assert await redis.xlen(stream_key(channel)) < 300
@@ -198,7 +200,7 @@ async def test_trimmed_offset_is_not_recovered(redis: Redis, channel: str) -> No
 
 
 async def test_reset_stream_is_detected(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     old = await bus.publish(channel, "message", {"n": 1}, sender="t")
     await redis.delete(stream_key(channel), f"chorus:epoch:{channel}")
     # A reset stream (Redis restarted without its data) starts over at the current time; a
@@ -213,7 +215,7 @@ async def test_reset_stream_is_detected(redis: Redis, channel: str) -> None:
 
 
 async def test_ephemeral_events_skip_history(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     ready = asyncio.Event()
     collector = asyncio.create_task(_collect(redis, channel, 1, ready))
     await ready.wait()
@@ -224,14 +226,14 @@ async def test_ephemeral_events_skip_history(redis: Redis, channel: str) -> None
 
 
 async def test_history_expires_with_the_channel(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis, history_ttl=60)
+    bus = EventBus(redis, history_size=1000, history_ttl=60)
     await bus.publish(channel, "message", {}, sender="t")
     assert 0 < await redis.ttl(stream_key(channel)) <= 60
     assert 0 < await redis.ttl(f"chorus:epoch:{channel}") <= 60
 
 
 async def test_position_is_the_newest_id_and_the_epoch(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     empty = await bus.position(channel)
     assert (empty.last_id, empty.epoch) == (None, None)
     first = await bus.publish(channel, "message", {"n": 1}, sender="t")

@@ -17,7 +17,7 @@ from chorus_devstack.testing import base_url, serve_app
 
 
 def redis_app(secret: str, url: str) -> FastAPI:
-    settings = ServiceSettings(env="test", jwt_secret=secret, redis_url=url, ready_check_timeout=1)
+    settings = ServiceSettings(env="test", jwt_secret=secret, ready_check_timeout=1)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

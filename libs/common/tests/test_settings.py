@@ -1,11 +1,32 @@
-"""Settings: DESIGN.md's env names, secure defaults outside dev."""
+"""Settings: one environment name per setting, old names for one release, secure defaults."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 from pydantic import ValidationError
 
-from chorus_common.settings import INSECURE_JWT_SECRET, DatabaseSettings, ServiceSettings
+from chorus_common.app import create_service_app
+from chorus_common.settings import (
+    INSECURE_JWT_SECRET,
+    BodyLimitSettings,
+    EventHistorySettings,
+    PostgresSettings,
+    QueueSettings,
+    RedisSettings,
+    ServiceSettings,
+)
+
+
+class EveryShared(
+    QueueSettings, EventHistorySettings, BodyLimitSettings, RedisSettings, ServiceSettings
+):
+    """A service that reads every shared setting."""
+
+
+class BaseFirst(ServiceSettings, QueueSettings, RedisSettings):
+    """The same mixins listed after the base: the base's configuration must still hold."""
 
 
 def test_reads_design_env_names(monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
@@ -15,7 +36,7 @@ def test_reads_design_env_names(monkeypatch: pytest.MonkeyPatch, secret: str) ->
     monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("LOG_FORMAT", "console")
-    settings = ServiceSettings()
+    settings = EveryShared()
     assert settings.env.value == "staging"
     assert settings.jwt_issuer == "issuer-x"
     assert settings.redis_url == "redis://cache:6379/2"
@@ -59,17 +80,96 @@ def test_dev_accepts_default_secret_and_logs_to_console(secret: str) -> None:
     ],
 )
 def test_database_url_gets_asyncpg_driver(given: str, expected: str) -> None:
-    assert DatabaseSettings(env="dev", database_url=given).database_url == expected
+    assert PostgresSettings(env="dev", database_url=given).database_url == expected
 
 
 def test_database_url_rejects_other_databases() -> None:
     with pytest.raises(ValidationError, match="DATABASE_URL"):
-        DatabaseSettings(env="dev", database_url="mysql://u@db/c")
+        PostgresSettings(env="dev", database_url="mysql://u@db/c")
 
 
 def test_secret_is_not_printed(secret: str) -> None:
     settings = ServiceSettings(env="test", jwt_secret=secret)
     assert secret not in repr(settings)
+
+
+def test_shared_settings_have_one_name_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "ARQ_QUEUE_NAME": "chorus:jobs",
+        "HISTORY_SIZE": "50",
+        "HISTORY_TTL": "600",
+        "MAX_BODY_BYTES": "4096",
+        "REDIS_MAX_CONNECTIONS": "8",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = EveryShared(env="dev")
+    assert settings.arq_queue_name == "chorus:jobs"
+    assert (settings.history_size, settings.history_ttl) == (50, 600)
+    assert settings.max_body_bytes == 4096
+    assert settings.redis_max_connections == 8
+    assert settings.deprecations() == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "value", "field"),
+    [
+        ("QUEUE_NAME", "ARQ_QUEUE_NAME", "old:queue", "arq_queue_name"),
+        ("GATEWAY_USAGE_QUEUE", "ARQ_QUEUE_NAME", "old:queue", "arq_queue_name"),
+        ("GATEWAY_MAX_BODY_BYTES", "MAX_BODY_BYTES", 2048, "max_body_bytes"),
+    ],
+)
+def test_an_old_name_still_works_for_a_release_and_is_reported(
+    monkeypatch: pytest.MonkeyPatch, old: str, new: str, value: object, field: str
+) -> None:
+    monkeypatch.setenv(old, str(value))
+    settings = EveryShared(env="dev")
+    assert getattr(settings, field) == value
+    [warning] = settings.deprecations()
+    assert warning.startswith(f"{old} is deprecated")
+    assert warning.endswith(f"set {new} instead")
+
+
+def test_the_new_name_wins_over_an_old_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_NAME", "old:queue")
+    monkeypatch.setenv("ARQ_QUEUE_NAME", "new:queue")
+    settings = EveryShared(env="dev")
+    assert settings.arq_queue_name == "new:queue"
+    assert len(settings.deprecations()) == 1
+
+
+def test_an_old_name_given_in_code_is_reported_too() -> None:
+    settings = EveryShared(env="dev", queue_name="old:queue")  # type: ignore[call-arg]
+    assert settings.arq_queue_name == "old:queue"
+    assert settings.deprecations()[0].startswith("QUEUE_NAME is deprecated")
+
+
+def test_the_app_factory_logs_each_deprecation(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("GATEWAY_USAGE_QUEUE", "old:queue")
+    settings = EveryShared(env="dev")
+    with caplog.at_level(logging.WARNING, logger="chorus.app"):
+        create_service_app(settings, title="t", version="0")
+    assert any(
+        r.levelno == logging.WARNING and "GATEWAY_USAGE_QUEUE is deprecated" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_mixins_keep_the_base_configuration_in_any_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOT_A_SETTING", "ignored")
+    for settings_class in (EveryShared, BaseFirst):
+        settings = settings_class(env="dev", unknown="ignored")  # type: ignore[call-arg]
+        with pytest.raises(ValidationError, match="frozen"):
+            settings.arq_queue_name = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "values", [{"history_size": 0}, {"history_ttl": -1}, {"max_body_bytes": 10}]
+)
+def test_shared_settings_are_validated(values: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        EveryShared(env="dev", **values)  # type: ignore[arg-type]
 
 
 def test_every_peer_is_a_trusted_proxy_only_in_dev(secret: str) -> None:

@@ -31,11 +31,15 @@ async def test_row_then_event(postgres_server: RunningPostgres, redis_server: Ru
             notification = await add_notification(
                 session, user_id=user.id, type_="order.created", data={"order_id": 5}
             )
-        published = await publish_notification(EventBus(redis), notification, sender="api")
+        published = await publish_notification(
+            EventBus(redis, history_size=1000, history_ttl=86_400), notification, sender="api"
+        )
         async with sessions() as session:
             stored = (await session.execute(select(Notification))).scalars().one()
         assert stored.type == "order.created"
-        [event] = await EventBus(redis).latest(user_channel(user.id), count=1)
+        [event] = await EventBus(redis, history_size=1000, history_ttl=86_400).latest(
+            user_channel(user.id), count=1
+        )
         assert published.payload == event
         assert b'"notification_id":' + str(stored.id).encode() in event
         assert b'"order_id":5' in event

@@ -9,11 +9,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from chorus_client import RoomClient
 from chorus_common.events import EventBus, room_channel
 from chorus_common.redis_client import create_redis
 from chorus_common.tokens import TokenService
 from chorus_devstack.servers import RunningRedis
-from chorus_e2e.realtime_client import RoomClient
 
 from .conftest import ReplicaFactory
 
@@ -52,7 +52,7 @@ async def test_redis_restart_readiness_503_then_200_and_rooms_resubscribe(
         # still connected to it (whether or not it also reconnected meanwhile).
         redis = create_redis(private_redis.url, client_name="t")
         try:
-            await EventBus(redis).publish(
+            await EventBus(redis, history_size=1000, history_ttl=86_400).publish(
                 room_channel(room), "message", {"message": "after restart"}, sender="t"
             )
             await client.wait_for(lambda: "after restart" in client.messages())

@@ -90,7 +90,7 @@ async def harness(
             settings=settings,
             queue=queue,
             sessions=create_sessionmaker(engine),
-            bus=EventBus(queue),
+            bus=EventBus(queue, history_size=1000, history_ttl=86_400),
         )
     finally:
         await queue.aclose()

@@ -29,14 +29,27 @@ from chorus_common.events import EventBus, room_channel, stream_key
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_schema.models import User
-from chorus_worker.main import create_worker
+from chorus_worker.main import create_worker, job_specs
 from chorus_worker.resources import RESOURCES_KEY, SETTINGS_KEY, JobContext, Resources
 from chorus_worker.settings import WorkerServiceSettings
+from chorus_worker.transport.policy import JobSpec
 from chorus_worker.transport.worker import ChorusWorker
 
 TEST_SECRET = "a-test-secret-that-is-long-enough-for-hs256-keys"
 
 T = TypeVar("T")
+
+
+async def noop(ctx: JobContext) -> None:
+    """A job that does nothing: the tests' unit of work for the queue and the loop."""
+
+
+def jobs_with_noop(settings: WorkerServiceSettings) -> list[JobSpec]:
+    """The worker's jobs plus :func:`noop`."""
+    return [
+        *job_specs(settings),
+        JobSpec(noop, max_tries=settings.max_tries, timeout=settings.job_timeout),
+    ]
 
 
 def make_settings(**values: Any) -> WorkerServiceSettings:
@@ -151,8 +164,9 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: WorkerServiceSettings) -> AsyncIterator[ChorusWorker]:
-    """A worker running in this event loop (its HTTP side is tested separately)."""
-    worker = create_worker(settings)
+    """A worker running in this event loop, with :func:`noop` (its HTTP side is tested
+    separately)."""
+    worker = create_worker(settings, jobs=jobs_with_noop(settings))
     task = asyncio.create_task(worker.async_run())
 
     async def started() -> bool:

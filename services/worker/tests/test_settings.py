@@ -49,7 +49,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_are_sane() -> None:
     settings = make_settings()
-    assert settings.queue_name == "arq:queue"
+    assert settings.arq_queue_name == "arq:queue"
     assert settings.service_name == "worker"
     assert settings.assistant_job_timeout > settings.assistant_timeout
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from chorus_devstack.nginx import nginx_binary
 from chorus_devstack.prometheus import prometheus_binary
@@ -37,6 +38,7 @@ ORDER = (
     "test_assistant",
     "test_llm",
     "test_orders",
+    "test_shared_settings",
     "test_alerts",
     "test_faults_realtime",
     "test_faults_worker",
@@ -79,8 +81,12 @@ def llm_providers(mock_url: str) -> str:
     )
 
 
-#: Realtime keeps 100 events per room (the chat journey outgrows it); replicas drain for 2 s.
-REALTIME_ENV = {"HISTORY_SIZE": "100", "DRAIN_SECONDS": "2", "GRACEFUL_TIMEOUT": "2"}
+#: The shared settings, set once for every service: channels keep 100 events (the chat
+#: journey outgrows it) for an hour, and jobs travel on a queue of their own — so every
+#: journey shows the api, realtime, the gateway and the worker agreeing on both.
+SHARED_ENV = {"HISTORY_SIZE": "100", "HISTORY_TTL": "3600", "ARQ_QUEUE_NAME": "chorus:e2e:jobs"}
+#: Realtime replicas drain for 2 s.
+REALTIME_ENV = {"DRAIN_SECONDS": "2", "GRACEFUL_TIMEOUT": "2"}
 #: Short job timeouts: a killed worker's job is redelivered once its claim expires
 #: (longest timeout + 5 s), and the assistant gives up on a silent gateway after 3 s.
 WORKER_ENV = {
@@ -113,6 +119,7 @@ def stack() -> Iterator[Stack]:
             nginx=True,
             prometheus=True,
             rule_files=(RULES,),
+            shared_env=SHARED_ENV,
             extra_env={
                 "realtime": REALTIME_ENV,
                 "worker": WORKER_ENV,
@@ -152,6 +159,16 @@ async def ops(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for test-side tools (SMTP inbox, mock upstream, Prometheus)."""
     async with httpx.AsyncClient(trust_env=False, timeout=15.0) as client:
         yield client
+
+
+@pytest.fixture
+async def redis(stack: Stack) -> AsyncIterator[Redis]:
+    """The system's Redis, for what no public API shows (streams, the job queue)."""
+    client = Redis.from_url(stack.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import os
 import asyncpg
 import httpx
 
+from chorus_client import Frame, RoomClient
 from chorus_e2e.accounts import sign_up
-from chorus_e2e.chat import history
+from chorus_e2e.chat import answered, history
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import Frame, RoomClient
 from chorus_mock_openai import completion_text
 
 
@@ -35,9 +35,7 @@ async def test_the_assistant_answers_every_member_and_bills_the_asker(
         await mine.wait_for(lambda: bool(mine.messages()))
         [question] = [e for e in mine.events if e["type"] == "message"]
         for client in (mine, theirs):
-            await client.wait_for(
-                lambda c=client: bool(reply_to(c, question["id"], "ai.done")), timeout=30
-            )
+            await client.wait_for(answered(client, question["id"]), timeout=30)
 
     expected = completion_text(16)  # the mock upstream's answer, tokens as configured
     for client in (mine, theirs):

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from functools import partial
 
 import httpx
 
+from chorus_client import RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import sign_up
-from chorus_e2e.chat import history, metric_value, send_paced, stream_key
+from chorus_e2e.chat import has_messages, history, metric_value, send_paced, stream_key
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import RoomClient
 
 #: Realtime keeps ~100 events per room in this stack (conftest): 255 outgrow it.
 PER_USER = 85
@@ -34,7 +35,7 @@ async def test_three_users_chat_across_replicas_in_one_order_with_full_history(
         # The ingress spread the three sockets over both replicas (no stickiness).
         for replica in stack.replicas("realtime"):
             await eventually(
-                lambda r=replica: ops.get(f"{stack.url(r)}/metrics"),
+                partial(ops.get, f"{stack.url(replica)}/metrics"),
                 until=lambda m: (
                     metric_value(m.text, "chorus_realtime_connections", '{transport="ws"}') >= 1
                 ),
@@ -65,7 +66,7 @@ async def test_three_users_chat_across_replicas_in_one_order_with_full_history(
         )
         total = 3 * PER_USER
         for client in clients:
-            await client.wait_for(lambda c=client: len(c.messages()) >= total, timeout=30)
+            await client.wait_for(has_messages(client, total), timeout=30)
 
         # One order everywhere: the stream's; each sender's own messages in sending order.
         orders = [[e["id"] for e in c.events if e["type"] == "message"] for c in clients]

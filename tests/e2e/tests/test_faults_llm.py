@@ -16,9 +16,10 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from chorus_client import RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import Account, sign_up
-from chorus_e2e.realtime_client import RoomClient
+from chorus_e2e.chat import answered
 from chorus_mock_openai import completion_text
 
 #: However the upstream fails, the client hears about it within this (a hang is a bug).
@@ -123,13 +124,7 @@ async def test_a_failing_upstream_never_leaves_a_room_waiting_for_the_assistant(
         await asker.wait_for(lambda: bool(asker.messages()))
         question = next(e for e in asker.events if e["type"] == "message")
         for client in (asker, mate):
-            await client.wait_for(
-                lambda c=client: any(
-                    e["type"] == "ai.done" and e["data"]["reply_to"] == question["id"]
-                    for e in c.events
-                ),
-                timeout=NO_HANG,
-            )
+            await client.wait_for(answered(client, question["id"]), timeout=NO_HANG)
     for client in (asker, mate):
         [done] = [e for e in client.events if e["type"] == "ai.done"]
         assert done["data"]["error"]["code"], done

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from chorus_client import Backoff, RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import Account, sign_up
-from chorus_e2e.chat import acknowledged, assert_exactly_once, chatter
-from chorus_e2e.realtime_client import Backoff, RoomClient
+from chorus_e2e.chat import acknowledged, assert_exactly_once, chatter, has_messages, received_all
 
 
 @pytest.fixture
@@ -52,18 +52,18 @@ async def under_load(
     senders = [asyncio.create_task(chatter(c, f"u{i}", stop)) for i, c in enumerate(clients)]
     # The load is flowing everywhere before the fault strikes.
     for client in clients:
-        await client.wait_for(lambda c=client: len(c.messages()) >= 15, timeout=20)
+        await client.wait_for(has_messages(client, 15), timeout=20)
     await fault()
     # And it keeps flowing after: everyone receives a fresh batch.
     marks = [len(c.messages()) for c in clients]
     for client, mark in zip(clients, marks, strict=True):
-        await client.wait_for(lambda c=client, m=mark: len(c.messages()) >= m + 15, timeout=30)
+        await client.wait_for(has_messages(client, mark + 15), timeout=30)
     stop.set()
     sent = [text for batch in await asyncio.gather(*senders) for text in batch]
     # Settle: a last acknowledged message, seen by all, closes the comparison.
     await clients[0].say("final", ref="final")
     for client in clients:
-        await client.wait_for(lambda c=client: "final" in c.messages(), timeout=20)
+        await client.wait_for(received_all(client, ["final"]), timeout=20)
     acked = set().union(*(acknowledged(c) for c in clients))
     return [*sent, "final"], acked
 

@@ -8,14 +8,21 @@ Redis restarted during a chat → every service recovers by itself and the clien
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import httpx
 
+from chorus_client import Backoff, RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import log_in, sign_up
-from chorus_e2e.chat import acknowledged, assert_exactly_once
+from chorus_e2e.chat import (
+    acknowledged,
+    acknowledged_all,
+    assert_exactly_once,
+    has_messages,
+    received_all,
+)
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import Backoff, RoomClient
 
 SERVICES = ("api", "realtime-1", "realtime-2", "llm-gateway-1", "llm-gateway-2", "worker")
 
@@ -29,7 +36,7 @@ async def all_ready(stack: Stack, ops: httpx.AsyncClient) -> None:
     """Wait until every service answers its readiness probe."""
     for name in SERVICES:
         await eventually(
-            lambda n=name: ops.get(f"{stack.url(n)}/readyz"),
+            partial(ops.get, f"{stack.url(name)}/readyz"),
             until=lambda r: r.status_code == 200,
             timeout=40,
             what=f"{name} ready",
@@ -106,7 +113,7 @@ async def test_redis_restart_during_a_chat_heals_without_restarts(
         for text in sent:
             await clients[0].say(text, ref=text)
         for client in clients:
-            await client.wait_for(lambda c=client: len(c.messages()) == 5)
+            await client.wait_for(has_messages(client, 5))
 
         stack.restart("redis")  # SIGTERM (the AOF is flushed), start, wait for PING
 
@@ -115,10 +122,10 @@ async def test_redis_restart_during_a_chat_heals_without_restarts(
         for i, text in enumerate(after):
             await clients[i % 2].say(text, ref=text)
         for client in clients:
-            await client.wait_for(lambda c=client: set(after) <= set(c.messages()), timeout=30)
+            await client.wait_for(received_all(client, after), timeout=30)
         for i, client in enumerate(clients):
             mine = set(after[i::2])
-            await client.wait_for(lambda c=client, m=mine: m <= acknowledged(c))
+            await client.wait_for(acknowledged_all(client, mine))
         acked = set().union(*(acknowledged(c) for c in clients))
         assert_exactly_once(clients, sent + after, acked)
         assert set(after) <= acked

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from chorus_client import EventStreamClient, Frame
 from chorus_e2e.accounts import sign_up
-from chorus_e2e.realtime_client import EventStreamClient, Frame
 
 
 def order_events(stream: EventStreamClient) -> list[Frame]:

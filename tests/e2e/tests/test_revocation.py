@@ -15,9 +15,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from chorus_client import SUBPROTOCOL, EventStreamClient, RoomClient
 from chorus_e2e.accounts import PASSWORD, Account, log_in, sign_up
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import SUBPROTOCOL, EventStreamClient, RoomClient
 
 NEW_PASSWORD = "Another-Horse-77"
 

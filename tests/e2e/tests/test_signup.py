@@ -7,10 +7,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from chorus_client import EventStreamClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import sign_up
 from chorus_e2e.polling import eventually
-from chorus_e2e.realtime_client import EventStreamClient
 
 
 async def mails_to(ops: httpx.AsyncClient, stack: Stack, address: str) -> list[dict[str, Any]]:

@@ -21,25 +21,30 @@ Names, labels and the per-service settings shared by every template.
 
 {{/*
 The four services: values key → object name, Python module, whether it uses Postgres,
-whether the ingress routes to it. The route table names services by object name.
+whether it publishes events (and so reads the history settings). The route table names
+services by object name.
 */}}
 {{- define "chorus.services" -}}
 api:
   name: api
   module: chorus_api
   database: true
+  events: true
 realtime:
   name: realtime
   module: chorus_realtime
   database: false
+  events: true
 llmGateway:
   name: llm-gateway
   module: chorus_gateway
   database: false
+  events: false
 worker:
   name: worker
   module: chorus_worker
   database: true
+  events: true
 {{- end }}
 
 {{- define "chorus.labels" -}}
@@ -136,6 +141,11 @@ JWT_ISSUER: {{ $v.config.jwtIssuer | quote }}
 TOKEN_VERSION_CACHE_SECONDS: {{ $v.config.tokenVersionCacheSeconds | quote }}
 REDIS_MAX_CONNECTIONS: {{ $v.config.redisMaxConnections | quote }}
 READY_CHECK_TIMEOUT: {{ $v.config.readyCheckTimeout | quote }}
+ARQ_QUEUE_NAME: {{ $v.config.queueName | quote }}
+{{- if $svc.events }}
+HISTORY_SIZE: {{ $v.events.historySize | quote }}
+HISTORY_TTL: {{ $v.events.historyTtl | quote }}
+{{- end }}
 {{- if eq .key "worker" }}
 DRAIN_SECONDS: "0"
 {{- else }}

@@ -1,6 +1,7 @@
 """The app factory helper: what every Chorus HTTP service has, wired the same way.
 
-``create_service_app`` builds a FastAPI app with logging configured, the lifecycle and
+``create_service_app`` builds a FastAPI app with logging configured (and a warning for
+each setting given by a deprecated name), the lifecycle and
 health registry on ``app.state``, ``/healthz`` ``/readyz`` ``/metrics``, the JSON error
 handlers and the pure-ASGI middleware. A service passes its own lifespan (which creates
 pools and clients and registers readiness checks) and its routers, so each service's
@@ -55,6 +56,8 @@ def create_service_app(
         level=settings.log_level,
         fmt=settings.effective_log_format,
     )
+    for warning in settings.deprecations():
+        logger.warning(warning)
 
     @asynccontextmanager
     async def chorus_lifespan(app: FastAPI) -> AsyncIterator[None]:

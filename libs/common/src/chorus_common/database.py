@@ -1,6 +1,6 @@
 """The Postgres engine and session factory (async SQLAlchemy 2 on asyncpg).
 
-Pool size, overflow, timeouts and pre-ping come from :class:`DatabaseSettings`; a
+Pool size, overflow, timeouts and pre-ping come from :class:`PostgresSettings`; a
 statement timeout is set per connection so one runaway query cannot hold a pool slot
 forever. Sessions do not expire objects on commit: responses are built after commits.
 """
@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from chorus_common.settings import DatabaseSettings
+from chorus_common.settings import PostgresSettings
 
 __all__ = ["DatabaseCheck", "connect_args", "create_engine", "create_sessionmaker"]
 
 
-def connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+def connect_args(settings: PostgresSettings) -> dict[str, Any]:
     """What every connection is opened with besides the URL: ``asyncpg.connect`` arguments."""
     server_settings = {"application_name": settings.service_name}
     if settings.db_statement_timeout_ms:
@@ -30,7 +30,7 @@ def connect_args(settings: DatabaseSettings) -> dict[str, Any]:
     return {"timeout": settings.db_connect_timeout, "server_settings": server_settings}
 
 
-def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+def create_engine(settings: PostgresSettings) -> AsyncEngine:
     """An engine with the pool configured from settings."""
     return create_async_engine(
         settings.database_url,

@@ -1,12 +1,16 @@
 """Events: the envelope, channel names, the atomic publish, and history from an offset.
 
-This module is the one way anything is published in Chorus (DESIGN.md):
+This module is the one way anything is published in Chorus (``docs/design.md``):
 
 - every event is the JSON envelope ``{"id", "channel", "type", "data", "ts", "from"}``;
 - channels are ``room:<name>`` and ``user:<id>``;
 - a durable publish is one Lua script: ``XADD chorus:stream:<channel> MAXLEN ~ <history>``
   then ``PUBLISH chorus:pub:<channel>`` with the envelope carrying the new stream id — so a
   subscriber never sees an event that history lacks, and ids increase in publish order;
+- the script trims the stream to ``HISTORY_SIZE`` and renews its ``HISTORY_TTL`` on every
+  publish, so every publisher must use the same two values: a bus is built from
+  :class:`~chorus_common.settings.EventHistorySettings` (:meth:`EventBus.from_settings`),
+  never with defaults of its own;
 - the stream id is the offset a client resumes from; ``chorus:epoch:<channel>`` holds the
   first id of the stream's current incarnation, so a reset stream is detected. Resuming
   checks that the client's offset is still in the stream: a trimmed offset, or one from
@@ -27,6 +31,8 @@ from typing import Any, Final
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
+
+from chorus_common.settings import EventHistorySettings
 
 __all__ = [
     "EPOCH_PREFIX",
@@ -194,7 +200,7 @@ def _entry_envelope(entry_id: bytes, body: bytes) -> bytes:
 class EventBus:
     """Publishes events and reads their history, on one Redis."""
 
-    def __init__(self, redis: Redis, *, history_size: int = 1000, history_ttl: int = 86_400):
+    def __init__(self, redis: Redis, *, history_size: int, history_ttl: int) -> None:
         if history_size < 1:
             msg = "history_size must be at least 1"
             raise ValueError(msg)
@@ -202,6 +208,11 @@ class EventBus:
         self.history_size = history_size
         self.history_ttl = history_ttl
         self._publish = redis.register_script(_PUBLISH_LUA)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: EventHistorySettings) -> EventBus:
+        """The bus of a service: ``HISTORY_SIZE`` and ``HISTORY_TTL`` as configured."""
+        return cls(redis, history_size=settings.history_size, history_ttl=settings.history_ttl)
 
     @staticmethod
     def encode(channel: str, type_: str, data: dict[str, Any], sender: str) -> bytes:

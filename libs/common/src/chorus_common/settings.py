@@ -1,24 +1,55 @@
-"""The settings base every service subclasses.
+"""The settings base every service subclasses, and the mixins for what services share.
 
-One environment variable name per setting across all services (see DESIGN.md):
-``ENV``, ``LOG_LEVEL``, ``LOG_FORMAT``, ``REDIS_URL``, ``JWT_SECRET``, ``JWT_ISSUER``,
-``DATABASE_URL`` (services that use Postgres), ``HOST``, ``PORT`` and the shutdown budget.
+One environment variable name per setting across the whole system (``docs/design.md``
+lists them): a setting two services read is declared once, here, and each service's
+settings class mixes in what it reads:
+
+- :class:`ServiceSettings` — every process: ``ENV``, ``LOG_LEVEL``, ``LOG_FORMAT``,
+  ``JWT_SECRET``, ``JWT_ISSUER``, ``HOST``, ``PORT`` and the shutdown budget;
+- :class:`RedisSettings` — ``REDIS_URL``, ``REDIS_MAX_CONNECTIONS``;
+- :class:`PostgresSettings` — ``DATABASE_URL`` and the ``DB_*`` pool settings;
+- :class:`QueueSettings` — ``ARQ_QUEUE_NAME``, the arq queue every producer enqueues on
+  and the worker runs: one value moves them all together;
+- :class:`EventHistorySettings` — ``HISTORY_SIZE``, ``HISTORY_TTL``: every publisher
+  trims and expires a channel's history with them (the publish script does both on
+  every event, so publishers that disagreed would undo each other);
+- :class:`BodyLimitSettings` — ``MAX_BODY_BYTES``, the largest request body.
+
+A renamed setting keeps its old name for one release: the old name is a later choice of
+the field's :class:`~pydantic.AliasChoices` (see :func:`renamed`), and
+:meth:`ServiceSettings.deprecations` says what to change (``create_service_app`` logs it).
+
 Settings are built once in ``main`` and passed down; domain code never reads ``os.environ``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "INSECURE_JWT_SECRET",
-    "DatabaseSettings",
+    "BodyLimitSettings",
     "Environment",
+    "EventHistorySettings",
+    "PostgresSettings",
+    "QueueSettings",
+    "RedisSettings",
     "ServiceSettings",
+    "renamed",
 ]
 
 #: The secret a developer gets when they set nothing. Accepted only with ``ENV=dev``.
@@ -26,6 +57,28 @@ INSECURE_JWT_SECRET = "chorus-dev-insecure-jwt-secret-change-me"  # noqa: S105
 
 #: HS256 keys shorter than the hash output are brute-forceable offline (RFC 7518 §3.2).
 MIN_JWT_SECRET_LENGTH = 32
+
+#: arq's own default queue, so a plain arq client and Chorus agree out of the box.
+DEFAULT_QUEUE_NAME = "arq:queue"
+
+#: The configuration of the base and of every mixin: pydantic merges the configs of all
+#: bases in order, so a mixin with BaseSettings' defaults could otherwise undo these.
+_CONFIG = SettingsConfigDict(
+    env_file=None,
+    extra="ignore",
+    frozen=True,
+    case_sensitive=False,
+    validate_default=True,
+)
+
+
+def renamed(name: str, *old_names: str) -> AliasChoices:
+    """The environment names of a renamed setting: ``name`` first, then its old names.
+
+    The old names still work (for one release) and are reported by
+    :meth:`ServiceSettings.deprecations`; when both are set, ``name`` wins.
+    """
+    return AliasChoices(name, *old_names)
 
 
 class Environment(StrEnum):
@@ -40,13 +93,7 @@ class Environment(StrEnum):
 class ServiceSettings(BaseSettings):
     """Settings every Chorus process has. Subclass per service; never instantiate at import."""
 
-    model_config = SettingsConfigDict(
-        env_file=None,
-        extra="ignore",
-        frozen=True,
-        case_sensitive=False,
-        validate_default=True,
-    )
+    model_config = _CONFIG
 
     # The default is production so that forgetting ENV fails safe (the secret check below).
     env: Environment = Environment.PRODUCTION
@@ -66,9 +113,6 @@ class ServiceSettings(BaseSettings):
             "trusted — the ingress controller's range; unset: '*' with ENV=dev, else 127.0.0.1"
         ),
     )
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_max_connections: int = Field(default=64, ge=1)
 
     jwt_secret: SecretStr = SecretStr(INSECURE_JWT_SECRET)
     jwt_issuer: str = "chorus"
@@ -91,6 +135,29 @@ class ServiceSettings(BaseSettings):
     graceful_timeout: float = Field(
         default=10.0, ge=0, description="after draining: seconds uvicorn waits for requests"
     )
+
+    #: "OLD_NAME → NEW_NAME" of renamed settings this instance was given by an old name.
+    _deprecated: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _note_old_names(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        settings = handler(data)
+        given = {k.lower() for k in data} if isinstance(data, Mapping) else set()
+        environ = {k.lower() for k in os.environ}
+        found: list[tuple[str, str]] = []
+        for field in cls.model_fields.values():
+            choices = field.validation_alias
+            if not isinstance(choices, AliasChoices):
+                continue
+            names = [c for c in choices.choices if isinstance(c, str)]
+            found += [
+                (old.upper(), names[0].upper())
+                for old in names[1:]
+                if old.lower() in given or old.lower() in environ
+            ]
+        settings._deprecated = tuple(found)
+        return settings
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -134,9 +201,25 @@ class ServiceSettings(BaseSettings):
             return self.log_format
         return "console" if self.is_dev else "json"
 
+    def deprecations(self) -> list[str]:
+        """A warning for each setting given by an old name (which stops working next release)."""
+        return [
+            f"{old} is deprecated and will stop working in the next release: set {new} instead"
+            for old, new in self._deprecated
+        ]
 
-class DatabaseSettings(ServiceSettings):
-    """Settings of a service that talks to Postgres."""
+
+class RedisSettings(BaseSettings):
+    """Where Redis is, for every service that talks to it."""
+
+    model_config = _CONFIG
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = Field(default=64, ge=1)
+
+
+class PostgresSettings(ServiceSettings):
+    """Settings of a service that talks to Postgres (a base: the pool is named after it)."""
 
     database_url: str = "postgresql+asyncpg://chorus:chorus@127.0.0.1:5432/chorus"
     db_pool_size: int = Field(default=10, ge=1)
@@ -158,3 +241,51 @@ class DatabaseSettings(ServiceSettings):
             msg = "DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL"
             raise ValueError(msg)
         return value
+
+
+class QueueSettings(BaseSettings):
+    """The arq queue: the api, realtime and the gateway enqueue on it, the worker runs it."""
+
+    model_config = _CONFIG
+
+    arq_queue_name: str = Field(
+        default=DEFAULT_QUEUE_NAME,
+        min_length=1,
+        validation_alias=renamed("arq_queue_name", "queue_name", "gateway_usage_queue"),
+        description="the arq queue (a Redis sorted set) of every producer and the worker",
+    )
+
+
+class EventHistorySettings(BaseSettings):
+    """How much history every channel keeps, for every service that publishes events."""
+
+    model_config = _CONFIG
+
+    history_size: int = Field(
+        default=1000, ge=1, description="events kept per channel (approximately: MAXLEN ~)"
+    )
+    history_ttl: int = Field(
+        default=86_400, ge=0, description="seconds a quiet channel's history lives; 0 = forever"
+    )
+
+
+#: Body limits: the api's JSON bodies are small; the gateway's prompts can be large.
+API_BODY_LIMIT = 64 * 1024
+
+
+def body_limit_field(default: int) -> Any:
+    """``MAX_BODY_BYTES`` with a service's own default (the gateway's is larger)."""
+    return Field(
+        default=default,
+        ge=1024,
+        validation_alias=renamed("max_body_bytes", "gateway_max_body_bytes"),
+        description="largest request body accepted (413 beyond)",
+    )
+
+
+class BodyLimitSettings(BaseSettings):
+    """The largest request body an HTTP service accepts."""
+
+    model_config = _CONFIG
+
+    max_body_bytes: int = body_limit_field(API_BODY_LIMIT)

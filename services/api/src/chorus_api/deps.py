@@ -21,7 +21,7 @@ from typing import Annotated
 from arq.connections import ArqRedis
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_api.domain.credentials import Client, Credentials
 from chorus_api.domain.devices import COOKIE_NAME
@@ -47,7 +47,6 @@ __all__ = [
     "RevocationsDep",
     "RoomsDep",
     "SessionDep",
-    "SessionsDep",
     "SettingsDep",
     "SignupLimiterDep",
     "TokensDep",
@@ -79,10 +78,6 @@ async def _read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def _sessions(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
-    return resources.read_sessions
-
-
 async def _open_session(resources: ResourcesDep) -> SessionFactory:
     return resources.open_session
 
@@ -94,8 +89,6 @@ async def _reader(request: Request) -> Reader:
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
-#: The read session factory, for work that needs several sessions at once.
-SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 #: Session-less reads on the pool's asyncpg connections, for hot read-only routes.
 ReaderDep = Annotated[Reader, Depends(_reader)]
 #: Opens an admitted transactional session when the route needs it (after argon2).

@@ -93,7 +93,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     )
     # arq's create_pool() would open a second pool and insist on connecting at startup;
     # its client is a redis.asyncio.Redis subclass, so it can share ours instead.
-    arq = ArqRedis(pool_or_conn=redis.connection_pool)
+    arq = ArqRedis(pool_or_conn=redis.connection_pool, default_queue_name=settings.arq_queue_name)
     pool_gate = PoolGate(
         slots=settings.db_pool_size + settings.db_max_overflow,
         timeout=settings.db_pool_timeout,
@@ -113,7 +113,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         revocations.run(open_session, interval=settings.token_resync_seconds),
         name="token-revocation-resync",
     )
-    bus = EventBus(redis)
+    bus = EventBus.from_settings(redis, settings)
     directory = RoomDirectory(redis)
     room_sync = asyncio.create_task(
         RoomAclSync(directory).run(open_session, interval=settings.room_acl_resync_seconds),

@@ -1,4 +1,5 @@
-"""Settings of the api service (environment variables; the README lists them all).
+"""Settings of the api service (environment variables; the README lists them all, and
+``docs/design.md`` the ones shared with other services).
 
 Beyond the common and Postgres settings, the api reads its own knobs: token lifetime and
 revocation resync, the login and sign-up limits, device cookies, the request body cap, how
@@ -10,14 +11,23 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from chorus_common.settings import DatabaseSettings
+from chorus_common.settings import (
+    BodyLimitSettings,
+    EventHistorySettings,
+    PostgresSettings,
+    QueueSettings,
+    RedisSettings,
+)
 from chorus_common.tokens import MAX_TOKEN_TTL_SECONDS
 
 __all__ = ["ApiSettings"]
 
 
-class ApiSettings(DatabaseSettings):
-    """The api's settings: the common ones, Postgres, and the api's own limits."""
+class ApiSettings(
+    QueueSettings, EventHistorySettings, BodyLimitSettings, RedisSettings, PostgresSettings
+):
+    """The api's settings: the shared ones (it enqueues jobs, publishes events, takes
+    bodies, uses Redis and Postgres) and the api's own limits."""
 
     service_name: str = "api"
     #: Off by default: the api discards server-closed connections at checkout for free
@@ -73,9 +83,6 @@ class ApiSettings(DatabaseSettings):
     )
     signup_max_per_minute: int = Field(
         default=300, ge=1, description="sign-ups per minute across the deployment before 429"
-    )
-    max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
     room_acl_resync_seconds: float = Field(
         default=15.0,

@@ -35,7 +35,7 @@ async def _shop_moves(
     async with sessions() as session:
         await update_order(
             session,
-            EventBus(arq),
+            EventBus(arq, history_size=1000, history_ttl=86_400),
             user_id=account.id,
             order_id=order_id,
             changes=OrderChanges(status=status),
@@ -44,7 +44,9 @@ async def _shop_moves(
 
 
 async def _events(arq: ArqRedis, user_id: int, count: int = 50) -> list[dict[str, Any]]:
-    raw = await EventBus(arq).latest(user_channel(user_id), count=count)
+    raw = await EventBus(arq, history_size=1000, history_ttl=86_400).latest(
+        user_channel(user_id), count=count
+    )
     return [orjson.loads(event) for event in raw]
 
 

@@ -75,7 +75,7 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
         routers=[models.router],
     )
     install_openai_errors(app)
-    body_limit = settings.gateway_max_body_bytes
+    body_limit = settings.max_body_bytes
     completions = [
         Route(
             "/v1/chat/completions",

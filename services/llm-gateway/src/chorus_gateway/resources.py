@@ -73,7 +73,7 @@ async def open_resources(
     )
     recorder = UsageRecorder(
         ArqRedis(connection_pool=redis.connection_pool),
-        queue_name=settings.gateway_usage_queue,
+        queue_name=settings.arq_queue_name,
         buffer=settings.gateway_usage_buffer,
     )
     pool = ProviderPool(

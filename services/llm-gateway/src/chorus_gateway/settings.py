@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from chorus_common.settings import ServiceSettings
+from chorus_common.settings import (
+    BodyLimitSettings,
+    QueueSettings,
+    RedisSettings,
+    ServiceSettings,
+    body_limit_field,
+)
 
 __all__ = ["GatewaySettings"]
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(QueueSettings, BodyLimitSettings, RedisSettings, ServiceSettings):
     """The gateway's settings."""
 
     service_name: str = "llm-gateway"
@@ -54,12 +60,12 @@ class GatewaySettings(ServiceSettings):
     gateway_keepalive_seconds: float = Field(
         default=5.0, gt=0, description="SSE keep-alive comment interval before the first token."
     )
-    gateway_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: MAX_BODY_BYTES: prompts with long conversations are large; 8 MiB here.
+    max_body_bytes: int = body_limit_field(8 * 1024 * 1024)
     gateway_playground_model: str = Field(
         default="assistant", description="Model (or alias) answering POST /chat/stream."
     )
 
-    gateway_usage_queue: str = Field(default="arq:queue", description="arq queue of usage jobs.")
     gateway_usage_buffer: int = Field(
         default=10_000, ge=1, description="Usage records held while Redis is slow or away."
     )

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from chorus_devstack.servers import RunningRedis
 from chorus_gateway.domain.auth import Limits, Principal
-from chorus_gateway.domain.limits import Limiter, RateLimited, format_duration
+from chorus_gateway.domain.limits import WINDOW_MS, Limiter, RateLimited, format_duration
 
 
 @pytest.fixture
@@ -121,3 +121,17 @@ async def test_no_headroom_after_a_refusal(redis_client: Redis) -> None:
     with pytest.raises(RateLimited):
         await limiter.admit(who, cost=1, member="b")
     assert not limiter.headroom(who, cost=1)
+
+
+async def test_buckets_refill_over_the_window(redis_client: Redis) -> None:
+    # Two requests a window: after one, the next is a full token away — half the window
+    # for a bucket of two; an empty bucket of one is the whole window away.
+    limiter = Limiter(redis_client, lease_seconds=30)
+    admitted = await limiter.admit(principal("user:w1", rpm=2), cost=1, member="a")
+    assert admitted.headers["x-ratelimit-reset-requests"] == format_duration(WINDOW_MS // 2)
+    lone = principal("user:w2", rpm=1)
+    await limiter.admit(lone, cost=1, member="b")
+    with pytest.raises(RateLimited) as refused:
+        await limiter.admit(lone, cost=1, member="c")
+    retry_after = int(refused.value.headers["retry-after"])
+    assert WINDOW_MS / 1000 - 2 <= retry_after <= WINDOW_MS / 1000

@@ -114,7 +114,7 @@ async def test_unknown_v1_urls_and_methods(gateway_url: str) -> None:
 async def test_body_over_the_limit_is_413(
     gateway_redis: RunningRedis, providers: dict[str, Any], auth: dict[str, str]
 ) -> None:
-    settings = settings_for(gateway_redis.url, providers, gateway_max_body_bytes=2048)
+    settings = settings_for(gateway_redis.url, providers, max_body_bytes=2048)
     big = {**BODY, "messages": [{"role": "user", "content": "x" * 4000}]}
     async with running_gateway(settings) as url:
         response = await post(url, big, auth)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the realtime service (names fixed by the brief; labels bounded)."""
+"""Prometheus metrics of the realtime service (names are a contract, ``docs/design.md``; labels
+bounded)."""
 
 from __future__ import annotations
 

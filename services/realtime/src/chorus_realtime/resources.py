@@ -105,7 +105,7 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
         client_name=f"chorus-realtime:{replica}",
         max_connections=settings.redis_max_connections,
     )
-    bus = EventBus(redis, history_size=settings.history_size, history_ttl=settings.history_ttl)
+    bus = EventBus.from_settings(redis, settings)
     hub = Hub(
         redis_url=settings.redis_url,
         bus=bus,

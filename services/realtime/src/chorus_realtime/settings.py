@@ -6,12 +6,17 @@ import socket
 
 from pydantic import Field
 
-from chorus_common.settings import ServiceSettings
+from chorus_common.settings import (
+    EventHistorySettings,
+    QueueSettings,
+    RedisSettings,
+    ServiceSettings,
+)
 
 __all__ = ["RealtimeSettings"]
 
 
-class RealtimeSettings(ServiceSettings):
+class RealtimeSettings(QueueSettings, EventHistorySettings, RedisSettings, ServiceSettings):
     """The realtime service's settings, with defaults that work on a plain cluster."""
 
     service_name: str = "realtime"
@@ -48,8 +53,6 @@ class RealtimeSettings(ServiceSettings):
     send_queue_max_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="bytes queued for one client, ditto"
     )
-    history_size: int = Field(default=1000, ge=1, description="events kept per channel")
-    history_ttl: int = Field(default=86_400, ge=0, description="seconds a quiet channel lives")
     replay_max: int = Field(
         default=1000, ge=1, description="events replayed on resume; more → recovered false"
     )
@@ -70,4 +73,3 @@ class RealtimeSettings(ServiceSettings):
     assistant_mention: str = Field(
         default="@assistant", min_length=1, description="prefix that asks the assistant"
     )
-    arq_queue_name: str = Field(default="arq:queue", description="the worker's arq queue")

@@ -40,7 +40,7 @@ class Collector:
 @pytest.fixture
 async def bus(redis_url: str) -> AsyncIterator[EventBus]:
     redis = create_redis(redis_url, client_name="hub-tests")
-    yield EventBus(redis)
+    yield EventBus(redis, history_size=1000, history_ttl=86_400)
     await redis.aclose()
 
 

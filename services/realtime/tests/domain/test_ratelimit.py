@@ -11,7 +11,10 @@ def test_burst_then_refuse() -> None:
 
 
 def test_refills_at_the_rate() -> None:
-    bucket = TokenBucket(rate=1000.0, burst=1)
+    now = [100.0]
+    bucket = TokenBucket(rate=1000.0, burst=1, clock=lambda: now[0])
     assert bucket.take()
-    bucket._stamp -= 0.01  # as if 10 ms passed
+    assert not bucket.take()
+    now[0] += 0.01  # 10 ms later: ten tokens' worth, capped at the burst of one
     assert bucket.take()
+    assert not bucket.take()

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from chorus_client import EventStreamClient
 from chorus_common.events import EventBus, user_channel
 from chorus_common.tokens import TokenService
-from chorus_e2e.realtime_client import EventStreamClient
 
 from ..conftest import Replica, ReplicaFactory
 
@@ -34,7 +34,7 @@ async def test_stream_headers_ids_and_resume_with_last_event_id(
     pair: tuple[Replica, Replica], tokens: TokenService, redis: Redis, http: httpx.AsyncClient
 ) -> None:
     one, two = pair
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = user_channel(23)
     token = tokens.issue(23)
     async with EventStreamClient([one.url], token, path="/events/23") as client:
@@ -73,7 +73,7 @@ async def test_sigkill_a_replica_the_sse_client_resumes_losing_nothing(
 ) -> None:
     one = make_replica(redis_url)
     two = make_replica(redis_url)
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = user_channel(24)
 
     async def publish() -> list[str]:

@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from chorus_client import EventStreamClient, RoomClient
 from chorus_common.tokens import TokenService, token_version_key
 from chorus_devstack.servers import RunningRedis
-from chorus_e2e.realtime_client import EventStreamClient, RoomClient
 
 from ..conftest import Replica
 

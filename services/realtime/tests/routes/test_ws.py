@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from chorus_client import RoomClient
 from chorus_common.events import EventBus, room_channel
 from chorus_common.tokens import TokenService
-from chorus_e2e.realtime_client import RoomClient
 
 from ..conftest import Replica, ReplicaFactory
 
@@ -143,7 +143,7 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays(
         await client.wait_subscribed()
         for frame in ({"type": "dance"}, {"type": "message", "message": ""}, [1, 2]):
             await client.send(frame)  # type: ignore[arg-type]
-        await client._ws.send("{not json")  # type: ignore[union-attr]
+        await client.send_text("{not json")
         await client.send({"type": "subscribe", "channel": "user:someone-else"})
         await client.wait_for(lambda: len(client.of_type("error")) == 5)
         codes = [f["data"]["code"] for f in client.of_type("error")]
@@ -163,7 +163,7 @@ async def test_resume_with_since_replays_then_goes_live(
     pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
 ) -> None:
     one, two = pair
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
     for n in range(1, 5):
@@ -188,7 +188,7 @@ async def test_subscribe_frame_multiplexes_rooms_with_resume(
 ) -> None:
     one, _ = pair
     other = f"{room}-b"
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     anchor = await bus.publish(room_channel(other), "message", {"message": "old"}, sender="t")
     await bus.publish(room_channel(other), "message", {"message": "missed"}, sender="t")
     async with RoomClient([one.url], room, tokens.issue(11)) as client:
@@ -271,7 +271,7 @@ async def test_sigkill_a_replica_mid_stream_the_client_resumes_elsewhere_losing_
 ) -> None:
     one = make_replica(redis_url)
     two = make_replica(redis_url)
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     token = tokens.issue(14)
     async with RoomClient([one.url, two.url], room, token) as client:
         await client.wait_subscribed()
@@ -307,7 +307,7 @@ async def test_a_stalled_client_is_disconnected_and_others_get_everything(
     http: httpx.AsyncClient,
 ) -> None:
     replica = make_replica(redis_url, SEND_QUEUE_MAX_MESSAGES="50")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     # A client that stops reading: tiny receive buffer, and nothing ever consumes frames.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -351,7 +351,7 @@ async def test_drain_closes_1012_with_the_last_id(
     http: httpx.AsyncClient,
 ) -> None:
     replica = make_replica(redis_url, DRAIN_SECONDS="2")
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     async with RoomClient([replica.url], room, tokens.issue(18), reconnect=False) as client:
         await client.wait_subscribed()
         last = None

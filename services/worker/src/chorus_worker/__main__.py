@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -33,6 +34,8 @@ from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.transport.queue import create_queue_redis
 
 __all__ = ["main", "parser"]
+
+logger = logging.getLogger("chorus.worker")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,7 +91,7 @@ async def _replay(settings: WorkerServiceSettings, dead_letter_id: int, *, force
             create_sessionmaker(engine),
             queue,
             dead_letter_id,
-            queue_name=settings.queue_name,
+            queue_name=settings.arq_queue_name,
             force=force,
         )
     except (DeadLetterNotFoundError, ReplayRefusedError) as exc:
@@ -131,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return uvloop.run(serve(settings))
     configure_logging(service=settings.service_name, level="WARNING", fmt="console")
+    for warning in settings.deprecations():
+        logger.warning(warning)
     if args.command == "replay":
         return asyncio.run(_replay(settings, args.id, force=args.force))
     return asyncio.run(_list(settings, args))

@@ -46,7 +46,6 @@ from chorus_worker import __version__
 from chorus_worker.jobs.account_exists import send_account_exists_email
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
-from chorus_worker.jobs.noop import noop
 from chorus_worker.jobs.persistence import persist_messages
 from chorus_worker.jobs.room_invitation import send_room_invitation_email
 from chorus_worker.jobs.usage import record_llm_usage
@@ -90,7 +89,6 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
             max_tries=min(3, settings.max_tries),
             timeout=settings.assistant_job_timeout,
         ),
-        JobSpec(noop, max_tries=settings.max_tries, timeout=settings.job_timeout),
     ]
 
 
@@ -135,7 +133,7 @@ class WorkerSettings:
                 arq_cron(spec, settings, every=settings.persist_interval)
                 for spec in cron_specs(settings)
             ),
-            queue_name=settings.queue_name,
+            queue_name=settings.arq_queue_name,
             max_jobs=settings.max_jobs,
             job_timeout=settings.job_timeout + ARQ_TIMEOUT_MARGIN,
             keep_result=settings.keep_result,

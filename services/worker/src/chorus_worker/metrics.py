@@ -1,7 +1,7 @@
 """The worker's Prometheus metrics (served on its HTTP port's ``/metrics``).
 
 Labels stay bounded: ``function`` is one of the registered job names. Names are the
-contract with the chart's alerts and dashboards (the brief's list); the ones after the
+contract with the chart's alerts and dashboards (``docs/design.md``); the ones after the
 contract's are extras this service adds.
 """
 

@@ -59,7 +59,7 @@ class Resources:
         return cls(
             settings=settings,
             redis=redis,
-            bus=EventBus(redis),
+            bus=EventBus.from_settings(redis, settings),
             engine=engine,
             sessions=create_sessionmaker(engine),
             mailer=Mailer.from_settings(settings),

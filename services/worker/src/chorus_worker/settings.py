@@ -12,7 +12,12 @@ from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from chorus_common.settings import DatabaseSettings
+from chorus_common.settings import (
+    EventHistorySettings,
+    PostgresSettings,
+    QueueSettings,
+    RedisSettings,
+)
 
 __all__ = ["WorkerServiceSettings"]
 
@@ -20,13 +25,12 @@ __all__ = ["WorkerServiceSettings"]
 _MINUTE_DIVISORS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
 
 
-class WorkerServiceSettings(DatabaseSettings):
+class WorkerServiceSettings(QueueSettings, EventHistorySettings, RedisSettings, PostgresSettings):
     """The worker's settings: the common ones, Postgres, the arq loop, SMTP and the assistant."""
 
     service_name: str = "worker"
 
     # -- the arq loop ----------------------------------------------------------------------
-    queue_name: str = Field(default="arq:queue", min_length=1, description="arq queue (zset)")
     max_jobs: int = Field(default=10, ge=1, description="jobs run concurrently")
     job_completion_wait: int = Field(
         default=20, ge=0, description="seconds running jobs get to finish after SIGTERM"

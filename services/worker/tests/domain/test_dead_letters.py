@@ -55,20 +55,28 @@ async def test_record_list_and_replay_once(harness: Harness) -> None:
     ] == [second]
 
     job_id = await replay(
-        harness.sessions, harness.queue, first, queue_name=harness.settings.queue_name
+        harness.sessions, harness.queue, first, queue_name=harness.settings.arq_queue_name
     )
     job = await Job(job_id, harness.queue).info()
     assert job is not None
     assert (job.function, job.args) == ("send_welcome_email", (1,))
 
     with pytest.raises(ReplayRefusedError, match="--force"):
-        await replay(harness.sessions, harness.queue, first, queue_name=harness.settings.queue_name)
+        await replay(
+            harness.sessions, harness.queue, first, queue_name=harness.settings.arq_queue_name
+        )
     forced = await replay(
-        harness.sessions, harness.queue, first, queue_name=harness.settings.queue_name, force=True
+        harness.sessions,
+        harness.queue,
+        first,
+        queue_name=harness.settings.arq_queue_name,
+        force=True,
     )
     assert forced != job_id
     assert [d.id for d in await list_dead_letters(harness.sessions)] == [second]
     assert len(await list_dead_letters(harness.sessions, include_replayed=True)) == 2
 
     with pytest.raises(DeadLetterNotFoundError):
-        await replay(harness.sessions, harness.queue, 999, queue_name=harness.settings.queue_name)
+        await replay(
+            harness.sessions, harness.queue, 999, queue_name=harness.settings.arq_queue_name
+        )

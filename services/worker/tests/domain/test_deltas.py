@@ -72,7 +72,12 @@ async def test_nothing_added_publishes_nothing(harness: Harness) -> None:
 
 async def test_a_publishing_failure_surfaces() -> None:
     redis = create_redis(f"redis://127.0.0.1:{free_port()}/0", client_name="t", retries=0)
-    publisher = DeltaPublisher(EventBus(redis), room_channel("gone"), reply_to="1-0", interval=0)
+    publisher = DeltaPublisher(
+        EventBus(redis, history_size=1000, history_ttl=86_400),
+        room_channel("gone"),
+        reply_to="1-0",
+        interval=0,
+    )
     publisher.start()
     publisher.add("x")
     with pytest.raises(RedisConnectionError):

@@ -114,7 +114,7 @@ async def test_a_permanent_refusal_is_dead_lettered_at_once_and_replayed_after_t
 
         smtp.set_mode("accept")  # the operator fixed the mail server
         job_id = await replay(
-            harness.sessions, harness.queue, dead.id, queue_name=harness.settings.queue_name
+            harness.sessions, harness.queue, dead.id, queue_name=harness.settings.arq_queue_name
         )
         result = await harness.outcome(harness.job(job_id))
 

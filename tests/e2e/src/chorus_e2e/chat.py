@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from chorus_e2e.realtime_client import RoomClient
+from chorus_client import RoomClient
 
 __all__ = [
     "acknowledged",
+    "acknowledged_all",
+    "answered",
     "assert_exactly_once",
     "chatter",
+    "closed",
+    "has_messages",
     "history",
     "metric_value",
+    "received_all",
     "send_paced",
     "stream_key",
 ]
@@ -101,6 +107,35 @@ async def chatter(
 def acknowledged(client: RoomClient) -> set[str]:
     """Texts the server confirmed it published for this client."""
     return {str(f["ref"]) for f in client.of_type("ack")}
+
+
+def has_messages(client: RoomClient, count: int) -> Callable[[], bool]:
+    """For ``wait_for``: ``client`` has received at least ``count`` chat messages."""
+    return lambda: len(client.messages()) >= count
+
+
+def received_all(client: RoomClient, texts: Iterable[str]) -> Callable[[], bool]:
+    """For ``wait_for``: ``client`` has received every one of ``texts``."""
+    wanted = set(texts)
+    return lambda: wanted <= set(client.messages())
+
+
+def acknowledged_all(client: RoomClient, texts: Iterable[str]) -> Callable[[], bool]:
+    """For ``wait_for``: the server acknowledged every one of ``texts`` to ``client``."""
+    wanted = set(texts)
+    return lambda: wanted <= acknowledged(client)
+
+
+def closed(client: RoomClient) -> Callable[[], bool]:
+    """For ``wait_for``: a connection of ``client`` has ended."""
+    return lambda: bool(client.closes)
+
+
+def answered(client: RoomClient, message_id: str) -> Callable[[], bool]:
+    """For ``wait_for``: the assistant's ``ai.done`` answering ``message_id`` arrived."""
+    return lambda: any(
+        e["type"] == "ai.done" and e["data"]["reply_to"] == message_id for e in client.events
+    )
 
 
 def assert_exactly_once(clients: list[RoomClient], sent: list[str], acked: set[str]) -> None:

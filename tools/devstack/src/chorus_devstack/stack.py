@@ -38,7 +38,7 @@ GATEWAY_API_KEY = "chorus-dev-worker-key"
 
 @dataclass(frozen=True)
 class Ports:
-    """Where each process listens. The defaults are DESIGN.md's local ports."""
+    """Where each process listens. The defaults are the documented local ports."""
 
     ingress: int = 8080
     api: int = 8001
@@ -88,6 +88,9 @@ class StackOptions:
     llm_providers: str | None = None
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     log_level: str = "INFO"
+    #: Settings every service gets, set once: the shared names (``ARQ_QUEUE_NAME``,
+    #: ``HISTORY_SIZE``, ``HISTORY_TTL``...) must have one value across the system.
+    shared_env: Mapping[str, str] = field(default_factory=dict)
     #: Extra environment per process name (``api``, ``realtime``, ``worker``...).
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: Trade crash safety for speed (tests): Postgres without fsync.
@@ -189,7 +192,7 @@ class Stack:
         )
 
     def env_for(self, name: str) -> dict[str, str]:
-        """The environment a process gets: DESIGN.md's names, this stack's addresses."""
+        """The environment a process gets: the services' setting names, this stack's addresses."""
         service = name.rpartition("-")[0] if name[-1].isdigit() else name
         port = self.url(name).rsplit(":", 1)[1]
         env = {
@@ -202,6 +205,7 @@ class Stack:
             "REDIS_URL": self.redis_url,
             "JWT_SECRET": self.options.jwt_secret,
             "JWT_ISSUER": "chorus",
+            **self.options.shared_env,
         }
         gateway = self.url("ingress") if self.with_nginx else self.url("llm-gateway-1")
         per_service: dict[str, dict[str, str]] = {

@@ -4,17 +4,13 @@ Stats: ``orders`` counts every order; ``total_spent_cents`` sums ``amount_cents`
 orders not cancelled; ``messages_sent`` counts the user's chat messages persisted in
 ``room_messages`` (type ``message``, not AI answers).
 
-Two ways to gather it are kept side by side and measured by ``bench/api_dashboard.py``:
-
-- :func:`load_dashboard_concurrently` — what the seed meant: three queries at once, each in
-  a session of its own (one ``AsyncSession`` shared across ``asyncio.gather`` is forbidden:
-  a session is one connection and one transaction, not safe for concurrent use);
-- :func:`load_dashboard` — everything in ONE statement: a lateral aggregate over
-  ``orders``, a scalar subquery over ``room_messages`` and a JSON array of the ten newest
-  notifications, all keyed by the user's primary key.
-
-The api serves :func:`load_dashboard`: in the bench (16 connections, default pool of
-10 + 10) it answered 2.6x to 4.1x the requests of the concurrent variant across runs
+Everything comes from ONE statement: a lateral aggregate over ``orders``, a scalar
+subquery over ``room_messages`` and a JSON array of the ten newest notifications, all keyed
+by the user's primary key. ``bench/api_dashboard.py`` measures it against the obvious
+alternative — three queries at once, each in a session of its own (one ``AsyncSession``
+shared across ``asyncio.gather`` is forbidden: a session is one connection and one
+transaction) — which it mounts next to the real route. With 16 connections and the
+default pool (10 + 10) the single statement answered 2.6x to 4.1x the requests across runs
 (e.g. 596 vs 230 req/s, 31 vs 70 ms mean latency). The reason is structural: one round
 trip and one pooled connection per request instead of three of each, and one session's
 overhead instead of three. Concurrency inside a request only pays when the queries are
@@ -25,18 +21,16 @@ timeouts likelier).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, DateTime, String
 
 from chorus_api.domain.errors import UserGoneError
-from chorus_schema.models import Notification, Order, RoomMessage, User
 
 __all__ = [
     "RECENT_NOTIFICATIONS",
@@ -44,7 +38,6 @@ __all__ = [
     "DashboardStats",
     "DashboardUser",
     "load_dashboard",
-    "load_dashboard_concurrently",
 ]
 
 RECENT_NOTIFICATIONS = 10
@@ -111,7 +104,7 @@ _ONE_ROUND_TRIP = text(
 
 
 async def load_dashboard(session: AsyncSession, *, user_id: int) -> Dashboard:
-    """The dashboard in one SQL statement (the variant the api serves)."""
+    """The dashboard in one SQL statement."""
     row = (
         await session.execute(_ONE_ROUND_TRIP, {"user_id": user_id, "recent": RECENT_NOTIFICATIONS})
     ).one_or_none()
@@ -122,60 +115,3 @@ async def load_dashboard(session: AsyncSession, *, user_id: int) -> Dashboard:
         stats=DashboardStats(int(row.orders), int(row.total_spent_cents), int(row.messages_sent)),
         notifications=list(row.notifications),
     )
-
-
-async def _user(sessions: async_sessionmaker[AsyncSession], user_id: int) -> DashboardUser:
-    async with sessions() as session:
-        user = await session.get(User, user_id)
-        if user is None:
-            raise UserGoneError(user_id)
-        return DashboardUser(user.id, user.email, user.full_name, user.created_at)
-
-
-async def _stats(sessions: async_sessionmaker[AsyncSession], user_id: int) -> DashboardStats:
-    orders = select(func.count()).where(Order.user_id == user_id).scalar_subquery()
-    spent = (
-        select(func.coalesce(func.sum(Order.amount_cents), 0))
-        .where(Order.user_id == user_id, Order.status != "cancelled")
-        .scalar_subquery()
-    )
-    messages = (
-        select(func.count())
-        .where(RoomMessage.user_id == user_id, RoomMessage.type == "message")
-        .scalar_subquery()
-    )
-    async with sessions() as session:
-        row = (await session.execute(select(orders, spent, messages))).one()
-        return DashboardStats(int(row[0]), int(row[1]), int(row[2]))
-
-
-async def _notifications(
-    sessions: async_sessionmaker[AsyncSession], user_id: int
-) -> list[dict[str, Any]]:
-    query = (
-        select(Notification)
-        .where(Notification.user_id == user_id)
-        .order_by(Notification.id.desc())
-        .limit(RECENT_NOTIFICATIONS)
-    )
-    async with sessions() as session:
-        return [
-            {
-                "id": n.id,
-                "type": n.type,
-                "data": n.data,
-                "created_at": n.created_at,
-                "read_at": n.read_at,
-            }
-            for n in await session.scalars(query)
-        ]
-
-
-async def load_dashboard_concurrently(
-    sessions: async_sessionmaker[AsyncSession], *, user_id: int
-) -> Dashboard:
-    """The dashboard as three concurrent queries, each in its own session (benchmarked)."""
-    user, stats, notifications = await asyncio.gather(
-        _user(sessions, user_id), _stats(sessions, user_id), _notifications(sessions, user_id)
-    )
-    return Dashboard(user=user, stats=stats, notifications=notifications)

@@ -1,6 +1,6 @@
 """Background jobs: enqueueing on arq with an owner, and their status for that owner.
 
-Job names and arguments are the contract with the worker (DESIGN.md). Whoever enqueues on
+Job names and arguments are the contract with the worker (``docs/design.md``). Whoever enqueues on
 a user's behalf records ``chorus:job-owner:<job_id>`` = user id (7 days), which is what
 ``GET /api/jobs/{id}`` checks: a job that is not yours does not exist, as far as you know.
 """
@@ -151,7 +151,7 @@ async def job_status(arq: ArqRedis, *, job_id: str, user_id: int) -> JobView:
     owner = await arq.get(OWNER_PREFIX + job_id)
     if owner is None or owner.decode() != str(user_id):
         raise NotFoundError(job_id)
-    job = Job(job_id, redis=arq)
+    job = Job(job_id, redis=arq, _queue_name=arq.default_queue_name)
     status = await job.status()
     try:
         info = await job.info()

@@ -183,7 +183,7 @@ class UserWithOrders(TypedDict):
 
 
 # The account and its orders eagerly, in one round trip: a LEFT JOIN (one row per order,
-# or one row of NULL order columns) instead of the seed's ``selectinload`` (two queries
+# or one row of NULL order columns) instead of ORM loading with ``selectinload`` (two queries
 # through the ORM). The user's columns repeat on every row — a few hundred bytes per order
 # over a local network, cheaper than a second round trip — and ``ix_orders_user_id_id``
 # serves the join and the order. Built once, compiled once by the Reader.

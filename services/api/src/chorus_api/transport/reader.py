@@ -48,7 +48,7 @@ from sqlalchemy.types import TypeEngine
 
 from chorus_api.transport.pool import PoolGate
 from chorus_common.database import connect_args
-from chorus_common.settings import DatabaseSettings
+from chorus_common.settings import PostgresSettings
 
 __all__ = ["AnySelect", "CompiledQuery", "Reader", "close_read_pool", "create_read_pool"]
 
@@ -104,7 +104,7 @@ async def _leave_as_is(connection: asyncpg.Connection) -> None:
 
 
 async def create_read_pool(
-    engine: AsyncEngine, settings: DatabaseSettings, *, size: int
+    engine: AsyncEngine, settings: PostgresSettings, *, size: int
 ) -> asyncpg.Pool:
     """An asyncpg pool of up to ``size`` connections to the engine's database, made on demand.
 

@@ -19,7 +19,10 @@ from chorus_gateway.domain.providers import ModelRoute
 from chorus_gateway.domain.usage import UsageRecord, UsageRecorder
 from chorus_gateway.metrics import NO_PROVIDER, REQUESTS, TIME_PER_OUTPUT_TOKEN, TOKENS
 
-__all__ = ["Accounting", "Call", "Ending"]
+__all__ = ["Accounting", "Call", "Ending", "Headers", "response_headers"]
+
+#: Response headers as ASGI carries them.
+Headers = list[tuple[bytes, bytes]]
 
 logger = logging.getLogger("chorus.gateway.call")
 
@@ -58,6 +61,13 @@ class Call:
             assert self.admitting is not None
             self.admission = await self.admitting
         return self.admission
+
+
+def response_headers(call: Call, extra: dict[str, str]) -> Headers:
+    """The rate-limit headers of ``call`` plus ``extra``, encoded."""
+    limits = call.admission.headers if call.admission is not None else {}
+    merged = {**limits, **extra}
+    return [(k.encode(), v.encode()) for k, v in merged.items()]
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""A non-streamed completion: attempts with fallback, then the provider's body as is.
+"""A non-streamed completion: attempts with fallback (``fallback``), then the provider's body.
 
 The whole call is bounded by the provider's ``total`` timeout (there is no first token
 to time). The body is relayed byte for byte; it is parsed only to read ``usage`` (an
@@ -27,14 +27,15 @@ from chorus_gateway.domain.call import (
     Accounting,
     Call,
     Ending,
+    response_headers,
 )
 from chorus_gateway.domain.errors import GatewayError
+from chorus_gateway.domain.fallback import Fallback, Refusal
 from chorus_gateway.domain.interrupt import Interruptible
-from chorus_gateway.domain.relay import client_error, failure_error, response_headers
 from chorus_gateway.domain.routing import Attempt, ProviderPool
 from chorus_gateway.domain.token_estimate import estimate_completion_tokens
 from chorus_gateway.domain.upstream import UpstreamFailure
-from chorus_gateway.metrics import FALLBACKS, NO_PROVIDER, OVERHEAD, UPSTREAM_ERRORS
+from chorus_gateway.metrics import OVERHEAD
 
 __all__ = ["Answer", "Completion"]
 
@@ -70,30 +71,12 @@ class Completion(Interruptible):
         return answer
 
     async def _run(self) -> tuple[Answer | None, Ending]:
-        failure: UpstreamFailure | None = None
-        previous: str | None = None
-        attempt: Attempt | None = None
+        fallback = Fallback(self._pool, self.call.route)
         try:
-            for attempt in self._pool.attempts(self.call.route):
-                if previous is not None:
-                    FALLBACKS.labels(previous, attempt.provider).inc()
-                previous = attempt.provider
-                try:
-                    body = await self._send(attempt)
-                except UpstreamFailure as exc:
-                    UPSTREAM_ERRORS.labels(attempt.provider, exc.kind).inc()
-                    if exc.client_error:
-                        attempt.breaker.success()
-                        return self._refuse(client_error(exc), attempt.provider)
-                    attempt.breaker.failure()
-                    failure = exc
-                    continue
-                attempt.breaker.success()
-                await self.close_interrupts()
-                return self._answer(attempt, body)
-        except GatewayError as exc:
-            return self._refuse(exc, NO_PROVIDER)
+            outcome = await fallback.first(self._send)
+            await self.close_interrupts()
         except asyncio.CancelledError:
+            attempt = fallback.current
             if attempt is not None:
                 attempt.breaker.release()
             if not self.absorb():
@@ -104,10 +87,9 @@ class Completion(Interruptible):
                 ending.provider, ending.engaged, ending.estimated = attempt.provider, True, True
                 ending.prompt_tokens = self.call.request.prompt_estimate
             return None, ending
-        await self.close_interrupts()
-        return self._refuse(
-            failure_error(failure, self.call.route.requested), previous or NO_PROVIDER
-        )
+        if isinstance(outcome, Refusal):
+            return self._refuse(outcome.error, outcome.provider)
+        return self._answer(outcome.attempt, outcome.result)
 
     async def _send(self, attempt: Attempt) -> bytes:
         config = attempt.upstream.config

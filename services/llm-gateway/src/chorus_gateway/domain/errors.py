@@ -71,7 +71,7 @@ def invalid_request(message: str, *, param: str | None = None) -> GatewayError:
 
 
 def body_too_large(limit: int) -> GatewayError:
-    """413 for a body over ``GATEWAY_MAX_BODY_BYTES``."""
+    """413 for a body over ``MAX_BODY_BYTES``."""
     return GatewayError(
         413,
         f"Request body too large: the limit is {limit} bytes.",

@@ -43,31 +43,36 @@ __all__ = ["Admission", "Limiter", "RateLimited", "format_duration"]
 
 logger = logging.getLogger("chorus.gateway.limits")
 
+#: The limits are per minute: a bucket refills from empty to ``limit`` in this window.
 WINDOW_MS = 60_000
 #: How long an admission answer is trusted as a hint of a subject's headroom.
 HEADROOM_SECONDS = 5.0
 _HEADROOM_SUBJECTS = 10_000
 
-_LEVEL_LUA = """
+# WINDOW is WINDOW_MS, written into the scripts' text (their SHA follows the constant).
+_LEVEL_LUA = (
+    f"local WINDOW = {WINDOW_MS}\n"
+    + """
 local function level(key, cap, now)
   local v = redis.call('HMGET', key, 'l', 't')
   local l = tonumber(v[1])
   if l == nil then return cap end
-  l = l + (now - tonumber(v[2])) * cap / 60000
+  l = l + (now - tonumber(v[2])) * cap / WINDOW
   if l > cap then l = cap end
   return l
 end
 local function store(key, l, cap, now)
   redis.call('HSET', key, 'l', tostring(l), 't', now)
-  redis.call('PEXPIRE', key, math.ceil((cap - l) * 60000 / cap) + 1000)
+  redis.call('PEXPIRE', key, math.ceil((cap - l) * WINDOW / cap) + 1000)
 end
 local function reset_ms(l, cap)
   if cap <= 0 then return 0 end
-  return math.ceil((cap - l) * 60000 / cap)
+  return math.ceil((cap - l) * WINDOW / cap)
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
+)
 
 # KEYS: requests bucket, tokens bucket, leases. ARGV: rpm, tpm, concurrency, cost, lease
 # member, lease ms. Returns {admitted, limit, retry ms, requests left, tokens left,
@@ -89,13 +94,13 @@ local function answer(ok, which, retry)
           reset_ms(tok, tpm), slots - active}
 end
 if rpm > 0 and req < 1 then
-  return answer(0, 'requests', math.ceil((1 - req) * 60000 / rpm))
+  return answer(0, 'requests', math.ceil((1 - req) * WINDOW / rpm))
 end
 if tpm > 0 and cost > tpm then
   return answer(0, 'tokens_too_large', 0)
 end
 if tpm > 0 and tok < cost then
-  return answer(0, 'tokens', math.ceil((cost - tok) * 60000 / tpm))
+  return answer(0, 'tokens', math.ceil((cost - tok) * WINDOW / tpm))
 end
 if slots > 0 and active >= slots then
   return answer(0, 'concurrency', 1000)

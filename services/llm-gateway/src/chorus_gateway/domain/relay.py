@@ -3,7 +3,7 @@
 Phase 1, until the first chunk: the provider is asked (``include_usage`` always on) and
 its first data event awaited under the time-to-first-token timeout. Nothing has reached
 the client yet, so a failure — connection error, 5xx/429, an error event, a dropped or
-timed-out stream — moves to the next attempt (``routing``). If the wait outlasts
+timed-out stream — moves to the next attempt (``fallback``). If the wait outlasts
 ``GATEWAY_KEEPALIVE_SECONDS`` the response headers go out and ``: keep-alive`` comments
 keep proxies and clients from timing out; a later failure is then told in-stream. A
 client error (400 from the provider) is relayed as is, never retried.
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import httpx2
-import orjson
 from redis.exceptions import RedisError
 
 from chorus_gateway.domain.call import (
@@ -42,6 +41,8 @@ from chorus_gateway.domain.call import (
     Accounting,
     Call,
     Ending,
+    Headers,
+    response_headers,
 )
 from chorus_gateway.domain.errors import (
     GatewayError,
@@ -49,6 +50,7 @@ from chorus_gateway.domain.errors import (
     gateway_timeout,
     service_unavailable,
 )
+from chorus_gateway.domain.fallback import Fallback, Refusal
 from chorus_gateway.domain.interrupt import (
     CLIENT_DISCONNECTED,
     TIMEOUT_IDLE,
@@ -59,8 +61,6 @@ from chorus_gateway.domain.routing import Attempt, ProviderPool
 from chorus_gateway.domain.token_estimate import estimate_completion_tokens
 from chorus_gateway.domain.upstream import UpstreamFailure
 from chorus_gateway.metrics import (
-    FALLBACKS,
-    NO_PROVIDER,
     OVERHEAD,
     STREAMS_IN_FLIGHT,
     TTFT,
@@ -69,9 +69,8 @@ from chorus_gateway.metrics import (
 from chorus_gateway.transport.http1 import StreamResponse
 from chorus_gateway.transport.sse import DONE, KEEPALIVE, StreamScanner
 
-__all__ = ["ClientStream", "StreamRelay", "failure_error", "response_headers"]
+__all__ = ["ClientStream", "StreamRelay"]
 
-Headers = list[tuple[bytes, bytes]]
 _JSON = (b"content-type", b"application/json")
 logger = logging.getLogger("chorus.gateway.relay")
 
@@ -96,49 +95,6 @@ class ClientStream(Protocol):
 
     async def end(self, data: bytes = b"") -> None:
         """Send the last body bytes and finish the response."""
-
-
-def response_headers(call: Call, extra: dict[str, str]) -> Headers:
-    """The rate-limit headers of ``call`` plus ``extra``, encoded."""
-    limits = call.admission.headers if call.admission is not None else {}
-    merged = {**limits, **extra}
-    return [(k.encode(), v.encode()) for k, v in merged.items()]
-
-
-def failure_error(failure: UpstreamFailure | None, model: str) -> GatewayError:
-    """What the client is told when no attempt succeeded."""
-    if failure is None:
-        return bad_gateway(f"No provider could serve `{model}`.")
-    if failure.timeout:
-        return gateway_timeout(f"The provider did not answer in time: {failure.message}.")
-    if failure.status == 429:
-        seconds = failure.retry_after or "1"
-        return GatewayError(
-            429,
-            f"The providers of `{model}` are rate limiting; retry in {seconds}s.",
-            error_type="requests",
-            code="rate_limit_exceeded",
-            headers={"retry-after": seconds},
-        )
-    return bad_gateway(f"The provider failed: {failure.message}.")
-
-
-def client_error(failure: UpstreamFailure) -> GatewayError:
-    """The provider's refusal of the request itself, relayed in OpenAI's shape."""
-    try:
-        body = orjson.loads(failure.body or b"")
-        inner = body["error"]
-        return GatewayError(
-            failure.status or 400,
-            str(inner.get("message") or failure.message),
-            error_type=str(inner.get("type") or "invalid_request_error"),
-            code=inner.get("code"),
-            param=inner.get("param"),
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        return GatewayError(
-            failure.status or 400, failure.message, error_type="invalid_request_error"
-        )
 
 
 class _Refused(Exception):
@@ -198,29 +154,12 @@ class StreamRelay(Interruptible):
             await self._accounting.finish(self.call, ending)
 
     async def _run(self) -> Ending:
-        failure: UpstreamFailure | None = None
-        previous: str | None = None
-        attempt: Attempt | None = None
+        fallback = Fallback(self._pool, self.call.route)
         try:
-            for attempt in self._pool.attempts(self.call.route):
-                if previous is not None:
-                    FALLBACKS.labels(previous, attempt.provider).inc()
-                previous = attempt.provider
-                self._scanner = self._new_scanner()
-                try:
-                    opened = await self._open(attempt)
-                except UpstreamFailure as exc:
-                    UPSTREAM_ERRORS.labels(attempt.provider, exc.kind).inc()
-                    if exc.client_error:
-                        attempt.breaker.success()
-                        return await self._refuse(client_error(exc), attempt.provider)
-                    attempt.breaker.failure()
-                    failure = exc
-                    continue
-                attempt.breaker.success()
-                return await self._stream(attempt, opened)
-        except GatewayError as exc:
-            return await self._refuse(exc, NO_PROVIDER)
+            outcome = await fallback.first(self._open_afresh)
+            if isinstance(outcome, Refusal):
+                return await self._refuse(outcome.error, outcome.provider)
+            return await self._stream(outcome.attempt, outcome.result)
         except _Refused as exc:
             # The provider already had the request (cancelled at once): bill the prompt.
             ending = await self._refuse(exc.error, exc.provider)
@@ -229,18 +168,20 @@ class StreamRelay(Interruptible):
             ending.estimated = True
             return ending
         except asyncio.CancelledError:
+            attempt = fallback.current
             if attempt is not None:
                 attempt.breaker.release()
             if not self.absorb():
                 raise
             await self.close_interrupts()
             return self._cut_off_before_start(attempt)
-        return await self._refuse(
-            failure_error(failure, self.call.route.requested),
-            previous or NO_PROVIDER,
-        )
 
     # -- phase 1: the first chunk -----------------------------------------------------------
+
+    async def _open_afresh(self, attempt: Attempt) -> _Opened:
+        """An attempt: a new scanner (nothing of an earlier attempt's stream counts), open."""
+        self._scanner = self._new_scanner()
+        return await self._open(attempt)
 
     async def _open(self, attempt: Attempt) -> _Opened:
         upstream = attempt.upstream

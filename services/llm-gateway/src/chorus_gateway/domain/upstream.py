@@ -1,18 +1,20 @@
-"""One provider's client: an ``openai.AsyncOpenAI`` on a pool sized for many streams.
+"""One provider's client: the ``openai`` SDK for plain calls, a lean HTTP/1.1 pool for streams.
 
-The SDK holds the provider's configuration (base URL, auth, its headers) and the HTTP
-pool (httpx2 over aiohttp, whose C parser reads a stream several times faster than h11).
-Non-streamed calls go through ``AsyncOpenAI.post`` (``cast_to=httpx2.Response``: the body
-is relayed, never parsed into models); streams are sent through the same pool with the
-headers the SDK computed, skipping its per-call machinery. Either way a stream's bytes
-are relayed as they arrive, never parsed into models and re-encoded.
-The SDK's own retries are off: the gateway retries and falls back itself, and only
-before the first byte.
+The SDK's ``AsyncOpenAI`` holds the provider's configuration (base URL, auth, its
+headers) and sends the non-streamed calls: ``AsyncOpenAI.post`` with ``cast_to`` the raw
+response, so the body is relayed, never parsed into models, over the SDK's HTTP pool
+(httpx2 on aiohttp, whose C parser reads several times faster than h11). Streams do not
+go through the SDK: they are sent on a pool of our own (``transport/http1.Http1Pool``,
+httptools) with the headers the SDK computes (auth, its identification) encoded once,
+skipping the SDK's per-call machinery, and their bytes are relayed as they arrive. The
+SDK's own retries are off: the gateway retries and falls back itself, and only before the
+first byte.
 
-Pool: ``max_connections`` connections, all kept alive (a burst of 200 streams would
-otherwise reconnect 100 of them every time); the connect/pool/write timeouts are the
-provider's ``connect``; the read timeout is off because the relay enforces the
-time-to-first-token, idle and total timeouts itself, each with its own error.
+Both pools hold ``max_connections`` connections, all kept alive (a burst of 200 streams
+would otherwise reconnect 100 of them every time); connecting (and, for the SDK, the
+pool wait and writes) is bounded by the provider's ``connect`` timeout; reads are not:
+the relay enforces the time-to-first-token, idle and total timeouts itself, each with its
+own error.
 """
 
 from __future__ import annotations

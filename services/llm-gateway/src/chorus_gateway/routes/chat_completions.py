@@ -7,30 +7,22 @@ later errors are in-stream events (``domain.relay``).
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from functools import partial
 
-from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
 from chorus_gateway.domain.chat_request import ChatRequest, parse_chat_request
-from chorus_gateway.domain.errors import GatewayError, service_unavailable
-from chorus_gateway.domain.gateway import Gateway
+from chorus_gateway.domain.errors import GatewayError
+from chorus_gateway.routes.admission import admit
 from chorus_gateway.transport.asgi import (
     AsgiClientStream,
-    header,
-    read_body,
     run_interruptible,
-    send_error,
     send_json,
 )
 from chorus_gateway.transport.sse import OpenAIPassThrough, StreamScanner
 
 __all__ = ["ChatCompletions"]
-
-logger = logging.getLogger("chorus.gateway.routes")
 
 
 class ChatCompletions:
@@ -41,30 +33,29 @@ class ChatCompletions:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
-        started = time.perf_counter()
-        gateway: Gateway = scope["app"].state.resources.gateway
-        try:
-            principal = await gateway.authenticate(header(scope, b"authorization"))
-            raw = await read_body(receive, self._max_body)
-            if raw is None:
-                return
-            request = parse_chat_request(raw)
-            call = await gateway.prepare(principal, request, started=started)
-        except GatewayError as error:
-            await send_error(send, error)
+        admitted = await admit(
+            scope,
+            receive,
+            send,
+            max_body=self._max_body,
+            parse=parse_chat_request,
+            error_body=_openai_shape,
+        )
+        if admitted is None:
             return
-        except RedisError as exc:
-            logger.warning("rate limiter unavailable: %s", exc)
-            await send_error(send, service_unavailable())
-            return
-        if request.stream:
-            relay = gateway.relay(call, AsgiClientStream(send), _scanner(request))
+        gateway, call = admitted
+        if call.request.stream:
+            relay = gateway.relay(call, AsgiClientStream(send), _scanner(call.request))
             await run_interruptible(relay, relay.run(), receive)
             return
         completion = gateway.completion(call)
         answer = await run_interruptible(completion, completion.run(), receive)
         if answer is not None:
             await send_json(send, answer.status, answer.body, answer.headers)
+
+
+def _openai_shape(error: GatewayError) -> None:
+    """OpenAI's error shape: ``send_error``'s default."""
 
 
 def _scanner(request: ChatRequest) -> Callable[[], StreamScanner]:

@@ -1,4 +1,4 @@
-"""``POST /chat/stream``: the seed's playground endpoint, kept for the browser demo.
+"""``POST /chat/stream``: the playground's simple streaming endpoint (the browser demo).
 
 ``{"content": "…", "model"?: "…", "max_tokens"?: n}`` → ``text/event-stream`` of
 ``data: <text delta>`` events and a final ``data: [DONE]``. Same credentials, limits,
@@ -10,27 +10,20 @@ fallback, usage and cancellation as ``/v1``; the model defaults to
 
 from __future__ import annotations
 
-import logging
-import time
+from functools import partial
 
-from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
 from chorus_gateway.domain.chat_request import parse_playground_request
-from chorus_gateway.domain.errors import GatewayError, service_unavailable
-from chorus_gateway.domain.gateway import Gateway
+from chorus_gateway.domain.errors import GatewayError
+from chorus_gateway.routes.admission import admit
 from chorus_gateway.transport.asgi import (
     AsgiClientStream,
-    header,
-    read_body,
     run_interruptible,
-    send_error,
 )
 from chorus_gateway.transport.sse import TextDeltas
 
 __all__ = ["ChatStream"]
-
-logger = logging.getLogger("chorus.gateway.routes")
 
 
 class ChatStream:
@@ -38,26 +31,20 @@ class ChatStream:
 
     def __init__(self, *, max_body_bytes: int, model: str) -> None:
         self._max_body = max_body_bytes
-        self._model = model
+        self._parse = partial(parse_playground_request, default_model=model)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
-        started = time.perf_counter()
-        gateway: Gateway = scope["app"].state.resources.gateway
-        try:
-            principal = await gateway.authenticate(header(scope, b"authorization"))
-            raw = await read_body(receive, self._max_body)
-            if raw is None:
-                return
-            request = parse_playground_request(raw, default_model=self._model)
-            call = await gateway.prepare(principal, request, started=started)
-        except GatewayError as error:
-            await send_error(send, error, error.chorus_body())
+        admitted = await admit(
+            scope,
+            receive,
+            send,
+            max_body=self._max_body,
+            parse=self._parse,
+            error_body=GatewayError.chorus_body,
+        )
+        if admitted is None:
             return
-        except RedisError as exc:
-            logger.warning("rate limiter unavailable: %s", exc)
-            unavailable = service_unavailable()
-            await send_error(send, unavailable, unavailable.chorus_body())
-            return
+        gateway, call = admitted
         relay = gateway.relay(call, AsgiClientStream(send), TextDeltas)
         await run_interruptible(relay, relay.run(), receive)

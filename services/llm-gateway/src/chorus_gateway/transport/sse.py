@@ -190,7 +190,7 @@ def _is_usage_chunk(chunk: dict[str, Any]) -> bool:
 
 
 class TextDeltas(StreamScanner):
-    """The seed's playground format: ``data: <text delta>`` events, then ``data: [DONE]``.
+    """The playground's format: ``data: <text delta>`` events, then ``data: [DONE]``.
 
     A delta holding line breaks becomes one event of several ``data:`` lines (SSE joins
     them with ``\\n``), so text survives the framing intact.

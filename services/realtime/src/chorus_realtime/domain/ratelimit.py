@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 __all__ = ["TokenBucket"]
 
@@ -10,17 +11,20 @@ __all__ = ["TokenBucket"]
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; one token per frame."""
 
-    __slots__ = ("_stamp", "_tokens", "burst", "rate")
+    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate")
 
-    def __init__(self, *, rate: float, burst: int) -> None:
+    def __init__(
+        self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = float(burst)
+        self._clock = clock
         self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        self._stamp = clock()
 
     def take(self) -> bool:
         """Spend a token; False when the bucket is empty (the client floods)."""
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
         if self._tokens < 1.0:

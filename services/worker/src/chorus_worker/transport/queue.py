@@ -36,5 +36,5 @@ def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
         decode_responses=False,
     )
-    redis.default_queue_name = settings.queue_name
+    redis.default_queue_name = settings.arq_queue_name
     return redis

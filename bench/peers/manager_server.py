@@ -1,4 +1,4 @@
-"""Peer: "the seed's in-process ConnectionManager" — the FastAPI docs' classic, faithfully.
+"""Peer: a plain in-process ConnectionManager — the FastAPI docs' classic, faithfully.
 
 A list of sockets; ``broadcast`` awaits ``send_text`` on each in turn, in one process.
 Whatever a client sends is broadcast to every connected client.
