@@ -108,7 +108,7 @@ async def test_large_access_lists_are_written_whole(directory: RoomDirectory, ro
 async def test_a_write_publishes_its_event_in_the_same_step(
     directory: RoomDirectory, redis: Redis, room: str
 ) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     pubsub = redis.pubsub()
     await pubsub.subscribe(pubsub_channel(channel))
@@ -140,7 +140,7 @@ async def test_a_write_publishes_its_event_in_the_same_step(
 async def test_guarded_publish_refuses_in_redis_itself(
     directory: RoomDirectory, redis: Redis, room: str
 ) -> None:
-    bus = EventBus(redis)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     await directory.write(room, _acl(RoomState.PRIVATE, 1, u1="owner"))
     refused = await directory.publish(bus, room, user="2", type_="message", data={"message": "x"})
@@ -172,7 +172,13 @@ async def test_nothing_is_let_in_while_the_lists_are_not_loaded(
         with pytest.raises(DirectoryUnavailableError):
             await rooms.check(room, "1")
         with pytest.raises(DirectoryUnavailableError):
-            await rooms.publish(EventBus(client), room, user="1", type_="message", data={})
+            await rooms.publish(
+                EventBus(client, history_size=1000, history_ttl=86_400),
+                room,
+                user="1",
+                type_="message",
+                data={},
+            )
         # A room whose list is there is answered even so; the marker opens the rest.
         await rooms.write(room, _acl(RoomState.PRIVATE, 1, u1="owner"))
         assert (await rooms.check(room, "1")).verdict is Verdict.MEMBER

@@ -69,7 +69,9 @@ async def test_names_in_use_and_reserved_names_are_refused(
     assert again.json()["error"]["code"] == "room_name_taken"
     # A name people already talk in (it has history) cannot be taken over.
     used = room_name("used")
-    await EventBus(arq).publish(room_channel(used), "message", {"message": "hi"}, sender="1")
+    await EventBus(arq, history_size=1000, history_ttl=86_400).publish(
+        room_channel(used), "message", {"message": "hi"}, sender="1"
+    )
     taken = await client.post("/api/rooms", json={"name": used}, headers=account.headers)
     assert taken.status_code == 409
     for bad in ({"name": "dm.1.2"}, {"name": "-x"}, {"name": "ok", "visibility": "secret"}):
@@ -112,7 +114,9 @@ async def test_owner_and_admins_change_a_room_members_do_not(
     )
     assert closed.json()["visibility"] == "private"
     assert (await RoomDirectory(arq).check(name, str(outsider.id))).verdict is Verdict.DENIED
-    history = await EventBus(arq).history(room_channel(name), "0-0")
+    history = await EventBus(arq, history_size=1000, history_ttl=86_400).history(
+        room_channel(name), "0-0"
+    )
     updates = [e for e in history.events if b'"room.updated"' in e]
     assert b'"visibility":"private"' in updates[-1]
 
@@ -123,7 +127,9 @@ async def test_only_the_owner_deletes_and_the_name_stays_taken(
     owner, admin = await new_account(client, "owner"), await new_account(client, "admin")
     name = await create_room(client, owner, visibility="public")
     await add_member(client, name, owner, admin, role="admin")
-    await EventBus(arq).publish(room_channel(name), "message", {"message": "old"}, sender="1")
+    await EventBus(arq, history_size=1000, history_ttl=86_400).publish(
+        room_channel(name), "message", {"message": "old"}, sender="1"
+    )
     assert (await client.delete(f"/api/rooms/{name}", headers=admin.headers)).status_code == 403
     assert (await client.delete(f"/api/rooms/{name}", headers=owner.headers)).status_code == 204
     assert (await client.get(f"/api/rooms/{name}", headers=owner.headers)).status_code == 404

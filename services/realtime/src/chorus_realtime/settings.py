@@ -63,6 +63,17 @@ class RealtimeSettings(QueueSettings, EventHistorySettings, RedisSettings, Servi
         default=30.0, gt=0, description="seconds a dead replica's members stay listed"
     )
 
+    # -- rooms -------------------------------------------------------------------------------
+    room_access_recheck_seconds: float = Field(
+        default=5.0,
+        ge=1,
+        le=60,
+        description=(
+            "seconds between re-checks of the access of this replica's room subscribers: the "
+            "longest a missed access event could leave someone in a room"
+        ),
+    )
+
     # -- self-check --------------------------------------------------------------------------
     canary_interval: float = Field(default=5.0, gt=0, description="seconds between canaries")
     canary_timeout: float = Field(

@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 
 from chorus_common.events import InvalidStreamIdError, parse_stream_id, utc_timestamp
+from chorus_common.rooms import ACCESS_EVENT_TYPES
 
 __all__ = [
     "ClientFrame",
@@ -65,6 +66,9 @@ class OutFrame:
     published_at: float | None = None
     #: The UTF-8 text as received from Redis, when the frame came from there.
     data: bytes | None = None
+    #: An event that takes access to its room away from someone (``member.removed``…):
+    #: the hub hands it to the room guard before delivering it or anything after it.
+    access: bool = False
     #: Characters of the frame (its weight in a send queue).
     size: int = field(default=0, init=False)
     _sse: bytes | None = field(default=None, init=False)
@@ -104,6 +108,7 @@ class OutFrame:
             key=key,
             published_at=_epoch_seconds(envelope.get("ts")) if live else None,
             data=payload,
+            access=envelope.get("type") in ACCESS_EVENT_TYPES,
         )
 
     @classmethod
@@ -147,10 +152,15 @@ def error_frame(code: str, message: str, *, channel: str | None = None) -> OutFr
 class FrameError(ValueError):
     """A client frame we cannot act on; ``code`` goes into the error frame."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, channel: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.channel = channel
+
+    def frame(self) -> OutFrame:
+        """The ``error`` frame telling the client."""
+        return error_frame(self.code, self.message, channel=self.channel)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,9 @@
   event between the two.
 - Each published envelope is parsed once (:class:`OutFrame`) and the same frame object is
   appended to every subscriber's send queue from ``data_received``.
+- An event that takes access to a room away (``member.removed``…, ``OutFrame.access``) is
+  handed to :attr:`Hub.on_access` first, which drops the subscribers it concerns: they get
+  neither it nor anything published after it — in stream order, live or replayed.
 - When the connection is lost, or the canary says it went deaf, the hub rebuilds it with
   backoff, resubscribes every channel and, per channel, replays from the stream what was
   published while it was not listening (live events for that channel are held meanwhile
@@ -87,6 +90,8 @@ class Hub:
         self._generation = 0
         self._rebuild_reason = "error"
         self.rebuilds = 0
+        #: Called with (channel, frame) for an access event, before anyone receives it.
+        self.on_access: Callable[[str, OutFrame], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -163,6 +168,10 @@ class Hub:
         self._held.pop(channel, None)
         if self._conn is not None and self._conn.open:
             self._conn.unsubscribe(pubsub_channel(channel).encode())
+
+    def subscribers(self, channel: str) -> tuple[Sink, ...]:
+        """The local subscribers of ``channel`` (a snapshot)."""
+        return self._targets.get(channel, ())
 
     def tap(self, channel: str, callback: Callable[[bytes], None]) -> None:
         """Listen to ``channel``'s raw payloads for as long as the hub runs (the canary)."""
@@ -258,6 +267,11 @@ class Hub:
             self._last[channel] = key
             assert frame.id is not None
             self._last_text[channel] = frame.id
+        if frame.access and self.on_access is not None:
+            # Rare (membership changes): the guard unsubscribes whoever lost access, so
+            # they receive neither this event nor, since they are gone, any later one.
+            self.on_access(channel, frame)
+            targets = self._targets.get(channel, ())
         for sink in targets:
             sink.deliver(frame)
 

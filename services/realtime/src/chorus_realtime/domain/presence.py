@@ -3,7 +3,9 @@
 Model (all in Redis, so any replica answers the same):
 
 - ``chorus:presence:<channel>`` is a hash whose fields are ``<replica>|<user id>`` and
-  whose values are that user's connection count on that replica.
+  whose values are that user's connection count on that replica; beside it,
+  ``chorus:presence-names:<channel>`` holds each present user's display name (from their
+  token at join), so presence shows people, not numbers.
 - ``chorus:conns:<user id>`` is a hash ``<replica>`` → connections (the per-user limit).
 - ``chorus:replica:<replica>`` exists while the replica lives: every replica refreshes its
   key (``SET … EX presence_ttl``) and the TTL of the hashes it has members in, every
@@ -29,11 +31,12 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-__all__ = ["Change", "Presence"]
+__all__ = ["Change", "Presence", "Present"]
 
 logger = logging.getLogger("chorus.realtime.presence")
 
 PRESENCE_PREFIX: Final = "chorus:presence:"
+NAMES_PREFIX: Final = "chorus:presence-names:"
 CONNS_PREFIX: Final = "chorus:conns:"
 REPLICA_PREFIX: Final = "chorus:replica:"
 
@@ -73,21 +76,27 @@ local function aggregate(key, self_replica, prefix, with_user)
 end
 """
 
-# KEYS: presence hash. ARGV: replica, user, delta, ttl, replica key prefix.
-# Returns {this user's connections in the room, distinct members}.
+# KEYS: presence hash, names hash. ARGV: replica, user, delta, ttl, replica key prefix,
+# display name ('' for none). Returns {this user's connections in the room, distinct members}.
 _CHANGE_LUA = (
     _AGGREGATE
     + """
 local field = ARGV[1] .. '|' .. ARGV[2]
 local n = redis.call('HINCRBY', KEYS[1], field, tonumber(ARGV[3]))
 if n <= 0 then redis.call('HDEL', KEYS[1], field) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[6]) end
 local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[5], true)
-if #users > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4])) end
+if (per_user[ARGV[2]] or 0) == 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if #users > 0 then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+end
 return {per_user[ARGV[2]] or 0, #users}
 """
 )
 
-# KEYS: presence hash. ARGV: replica, replica key prefix. Returns {user, count, ...}.
+# KEYS: presence hash, names hash. ARGV: replica, replica key prefix.
+# Returns {user, count, name ('' if unknown), ...}.
 _MEMBERS_LUA = (
     _AGGREGATE
     + """
@@ -96,6 +105,7 @@ local out = {}
 for _, user in ipairs(users) do
   table.insert(out, user)
   table.insert(out, per_user[user])
+  table.insert(out, redis.call('HGET', KEYS[2], user) or '')
 end
 return out
 """
@@ -125,11 +135,23 @@ return 1
 
 
 @dataclass(frozen=True, slots=True)
+class Present:
+    """A user present in a room: their connections and display name (None if unknown)."""
+
+    connections: int
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """The outcome of a join or leave: the user's connections left, distinct members."""
 
     user_connections: int
     members: int
+
+
+def _text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class Presence:
@@ -153,10 +175,10 @@ class Presence:
 
     # -- membership --------------------------------------------------------------------------
 
-    async def join(self, channel: str, user: str) -> Change:
-        """Count one more connection of ``user`` in ``channel``."""
+    async def join(self, channel: str, user: str, name: str | None = None) -> Change:
+        """Count one more connection of ``user`` (called ``name``) in ``channel``."""
         self._rooms[channel][user] += 1
-        return await self._apply(channel, user, 1)
+        return await self._apply(channel, user, 1, name)
 
     async def leave(self, channel: str, user: str) -> Change:
         """Count one connection fewer."""
@@ -169,21 +191,22 @@ class Presence:
                 del self._rooms[channel]
         return await self._apply(channel, user, -1)
 
-    async def _apply(self, channel: str, user: str, delta: int) -> Change:
+    async def _apply(self, channel: str, user: str, delta: int, name: str | None = None) -> Change:
         raw = await self._change(
-            keys=[PRESENCE_PREFIX + channel],
-            args=[self.replica, user, delta, self.ttl, REPLICA_PREFIX],
+            keys=[PRESENCE_PREFIX + channel, NAMES_PREFIX + channel],
+            args=[self.replica, user, delta, self.ttl, REPLICA_PREFIX, name or ""],
         )
         return Change(int(raw[0]), int(raw[1]))
 
-    async def members(self, channel: str) -> dict[str, int]:
-        """Users present in ``channel`` on any live replica, with their connection counts."""
+    async def members(self, channel: str) -> dict[str, Present]:
+        """Users present in ``channel`` on any live replica: connections and display names."""
         raw = await self._members(
-            keys=[PRESENCE_PREFIX + channel], args=[self.replica, REPLICA_PREFIX]
+            keys=[PRESENCE_PREFIX + channel, NAMES_PREFIX + channel],
+            args=[self.replica, REPLICA_PREFIX],
         )
         return {
-            (raw[i].decode() if isinstance(raw[i], bytes) else str(raw[i])): int(raw[i + 1])
-            for i in range(0, len(raw), 2)
+            _text(raw[i]): Present(int(raw[i + 1]), _text(raw[i + 2]) or None)
+            for i in range(0, len(raw), 3)
         }
 
     # -- connection quota --------------------------------------------------------------------
@@ -213,6 +236,7 @@ class Presence:
             pipe.set(REPLICA_PREFIX + self.replica, "1", ex=self.ttl)
             for channel in list(self._rooms):
                 pipe.expire(PRESENCE_PREFIX + channel, self.ttl)
+                pipe.expire(NAMES_PREFIX + channel, self.ttl)
             for user in list(self._users):
                 pipe.expire(CONNS_PREFIX + user, self.ttl)
             await pipe.execute()

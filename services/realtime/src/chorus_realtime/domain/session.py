@@ -5,12 +5,28 @@ anything that must end the connection raises :class:`CloseConnection` with the c
 close with. Rooms joined — the path's room and any a ``subscribe`` frame adds — count in
 presence, and a user's first connection to a room publishes ``join`` (its last,
 ``leave``), durably, through the EventBus like every other event.
+
+**Who may enter** is the rule of ``chorus_common.rooms``, asked through the room guard
+(``access.py``) before and right after subscribing: the path's room refused is close
+**4403**, a ``subscribe`` refused is an ``error`` frame ``forbidden`` (the socket stays);
+when the rule cannot be checked, 1013 / ``unavailable``. **Writing** — messages, typing,
+and with them the ``@assistant`` trigger — goes through one script that applies the same
+rule in Redis as it publishes, so someone removed a moment ago cannot post, whatever this
+replica has processed. Access taken away inside (the guard revokes the subscription) ends
+the socket with 4403 for its own room, or an ``unsubscribed`` frame with the reason for
+another.
+
+**People, not numbers.** What the session publishes carries the user's display name
+(``data.name``, from the token), and a message in a direct-message room also tells the
+other person on their ``user:`` channel (``dm.message``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any, Final
 
 from chorus_common.events import (
     EventBus,
@@ -18,8 +34,10 @@ from chorus_common.events import (
     room_channel,
     user_channel,
 )
+from chorus_common.rooms import DirectoryUnavailableError, dm_peer
+from chorus_realtime.domain.access import ROOM_PREFIX, RoomGuard
 from chorus_realtime.domain.assistant import Assistant
-from chorus_realtime.domain.connection import CloseCode, Connection, Resume
+from chorus_realtime.domain.connection import CloseCode, Connection, Resume, RevokedError
 from chorus_realtime.domain.frames import (
     FrameError,
     OutFrame,
@@ -33,13 +51,25 @@ from chorus_realtime.domain.frames import (
 )
 from chorus_realtime.domain.presence import Presence
 from chorus_realtime.domain.ratelimit import TokenBucket
-from chorus_realtime.metrics import MESSAGES_IN, REJECTED
+from chorus_realtime.metrics import MESSAGES_IN, REJECTED, ROOM_REFUSALS
 
 __all__ = ["CloseConnection", "Session", "SessionLimits"]
 
 logger = logging.getLogger("chorus.realtime.session")
 
-ROOM_PREFIX = "room:"
+#: Characters of a direct message repeated in the receiver's ``dm.message`` notification.
+DM_PREVIEW_CHARS: Final = 140
+#: What a refused room is told (the same whether it is private, deleted or a stranger's DM).
+FORBIDDEN_MESSAGE: Final = "you may not enter this room"
+UNAVAILABLE_MESSAGE: Final = "room access cannot be checked right now; retry"
+_REVOKED_REASONS: Final = {
+    "removed": "removed from the room",
+    "left": "you left the room",
+    "private": "the room became private",
+    "deleted": "the room was deleted",
+    "recheck": "access to the room was withdrawn",
+    "unavailable": "room access cannot be checked; retry",
+}
 
 
 class CloseConnection(Exception):
@@ -67,10 +97,13 @@ class Session:
     __slots__ = (
         "_bucket",
         "_rooms",
+        "_tasks",
         "assistant",
         "bus",
         "connection",
+        "guard",
         "limits",
+        "name",
         "presence",
         "room_channel",
         "user",
@@ -83,23 +116,38 @@ class Session:
         room: str,
         bus: EventBus,
         presence: Presence,
+        guard: RoomGuard,
         assistant: Assistant | None,
         limits: SessionLimits,
+        name: str | None = None,
     ) -> None:
         self.connection = connection
         self.user = connection.user
+        self.name = name
         self.room_channel = room_channel(room)
         self.bus = bus
         self.presence = presence
+        self.guard = guard
         self.assistant = assistant
         self.limits = limits
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
         #: Rooms this session counts in presence (a tuple: it rarely changes).
         self._rooms: tuple[str, ...] = ()
+        self._tasks: set[asyncio.Task[None]] = set()
+        connection.on_revoke = self._revoked
 
     async def open(self, since: str | None) -> Resume:
-        """Subscribe to the path's room (resuming from ``since``) and join it."""
-        return await self._subscribe(self.room_channel, since)
+        """Subscribe to the path's room (resuming from ``since``) and join it.
+
+        Refused: close 4403 (1013 when access cannot be checked).
+        """
+        try:
+            return await self._subscribe(self.room_channel, since, action="join")
+        except FrameError as exc:
+            self.connection.send(exc.frame())
+            if exc.code == "unavailable":
+                raise CloseConnection(CloseCode.TRY_AGAIN, UNAVAILABLE_MESSAGE) from None
+            raise CloseConnection(CloseCode.FORBIDDEN, FORBIDDEN_MESSAGE) from None
 
     async def handle(self, raw: str) -> None:
         """Act on one client frame."""
@@ -116,12 +164,12 @@ class Session:
             frame = parse_client_frame(raw)
         except FrameError as exc:
             MESSAGES_IN.labels("invalid").inc()
-            self.connection.send(error_frame(exc.code, exc.message))
+            self.connection.send(exc.frame())
             return
         try:
             await self._dispatch(frame)
         except FrameError as exc:
-            self.connection.send(error_frame(exc.code, exc.message))
+            self.connection.send(exc.frame())
 
     async def _dispatch(self, frame: object) -> None:
         match frame:
@@ -130,28 +178,26 @@ class Session:
                 await self._say(text, self._room_for(channel), ref)
             case Typing(channel=channel):
                 MESSAGES_IN.labels("typing").inc()
-                await self.bus.publish_ephemeral(
-                    self._room_for(channel), "typing", {"user_id": self.user}, sender=self.user
-                )
+                await self._typing(self._room_for(channel))
             case Ping():
                 MESSAGES_IN.labels("ping").inc()
                 self.connection.send(OutFrame.control({"type": "pong"}))
             case Subscribe(channel=channel, since=since):
                 MESSAGES_IN.labels("subscribe").inc()
-                await self._subscribe(self._allowed(channel), since)
+                await self._subscribe(self._allowed(channel), since, action="subscribe")
             case Unsubscribe(channel=channel):
                 MESSAGES_IN.labels("unsubscribe").inc()
                 await self._unsubscribe(channel)
 
     def _room_for(self, channel: str | None) -> str:
         if channel is None:
-            return self.room_channel
+            channel = self.room_channel
         if channel not in self._rooms:
             raise FrameError("not_subscribed", f"subscribe to {channel} before writing to it")
         return channel
 
     def _allowed(self, channel: str) -> str:
-        """Rooms are open to any signed-in user; a user channel only to its user."""
+        """A room (the guard decides which), or the user's own channel."""
         try:
             if channel.startswith(ROOM_PREFIX):
                 return room_channel(channel.removeprefix(ROOM_PREFIX))
@@ -161,39 +207,107 @@ class Session:
             raise FrameError("invalid_channel", str(exc)) from exc
         raise FrameError("forbidden_channel", "only rooms and your own user channel")
 
+    def _person(self, **data: Any) -> dict[str, Any]:
+        """``data`` with the user's display name, when the token carries one."""
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+    async def _publish(
+        self, channel: str, type_: str, data: dict[str, Any], *, durable: bool, action: str
+    ) -> str:
+        """Publish the user's event if the rule lets them (one script); its stream id."""
+        room = channel.removeprefix(ROOM_PREFIX)
+        try:
+            published = await self.guard.directory.publish(
+                self.bus, room, user=self.user, type_=type_, data=data, durable=durable
+            )
+        except DirectoryUnavailableError:
+            ROOM_REFUSALS.labels(action, "unavailable").inc()
+            raise FrameError("unavailable", UNAVAILABLE_MESSAGE, channel=channel) from None
+        if published is None:
+            ROOM_REFUSALS.labels(action, "forbidden").inc()
+            raise FrameError("forbidden", FORBIDDEN_MESSAGE, channel=channel)
+        return published.id
+
+    async def _typing(self, channel: str) -> None:
+        await self._publish(
+            channel, "typing", self._person(user_id=self.user), durable=False, action="typing"
+        )
+
     async def _say(self, text: str, channel: str, ref: str | None) -> None:
-        published = await self.bus.publish(channel, "message", {"message": text}, sender=self.user)
+        message_id = await self._publish(
+            channel, "message", self._person(message=text), durable=True, action="message"
+        )
         if ref is not None:
             self.connection.send(
-                OutFrame.control({"type": "ack", "ref": ref, "id": published.id}, channel=channel)
+                OutFrame.control({"type": "ack", "ref": ref, "id": message_id}, channel=channel)
             )
+        room = channel.removeprefix(ROOM_PREFIX)
+        peer = dm_peer(room, self.user)
+        if peer is not None:
+            await self._tell_peer(peer, room, message_id, text)
         if self.assistant is not None:
             prompt = self.assistant.prompt(text)
             if prompt is not None:
                 await self.assistant.ask(
-                    room=channel.removeprefix(ROOM_PREFIX),
-                    message_id=published.id,
-                    prompt=prompt,
-                    user_id=self.user,
+                    room=room, message_id=message_id, prompt=prompt, user_id=self.user
                 )
 
-    async def _subscribe(self, channel: str, since: str | None) -> Resume:
+    async def _tell_peer(self, peer: str, room: str, message_id: str, text: str) -> None:
+        """``dm.message`` on the other person's channel (unread counts, a notification)."""
+        try:
+            await self.bus.publish(
+                user_channel(peer),
+                "dm.message",
+                self._person(
+                    room=room,
+                    message_id=message_id,
+                    user_id=self.user,
+                    preview=text[:DM_PREVIEW_CHARS],
+                ),
+                sender=self.user,
+            )
+        except InvalidChannelError:
+            logger.warning("a direct-message room with an odd peer: %s", room)
+
+    async def _subscribe(self, channel: str, since: str | None, *, action: str) -> Resume:
         if channel in self.connection.channels:
             raise FrameError("already_subscribed", f"already subscribed to {channel}")
         if len(self.connection.channels) >= self.limits.max_channels:
             raise FrameError("too_many_channels", "unsubscribe from a channel first")
-        resume = await self.connection.subscribe(channel, since)
-        if channel.startswith(ROOM_PREFIX):
-            self._rooms = (*self._rooms, channel)
-            change = await self.presence.join(channel, self.user)
-            if change.user_connections == 1:
-                await self.bus.publish(
-                    channel,
-                    "join",
-                    {"user_id": self.user, "count": change.members},
-                    sender=self.user,
-                )
+        if not channel.startswith(ROOM_PREFIX):
+            return await self.connection.subscribe(channel, since)
+        room = channel.removeprefix(ROOM_PREFIX)
+
+        async def admit() -> None:
+            await self._check(room, channel, action)
+
+        # Checked before subscribing (an outsider costs no subscription) and once the
+        # subscription is live, before history is read: nothing can slip in between.
+        await admit()
+        try:
+            resume = await self.connection.subscribe(channel, since, admit=admit)
+        except RevokedError:
+            raise FrameError("forbidden", FORBIDDEN_MESSAGE, channel=channel) from None
+        self._rooms = (*self._rooms, channel)
+        change = await self.presence.join(channel, self.user, self.name)
+        if change.user_connections == 1:
+            await self.bus.publish(
+                channel,
+                "join",
+                self._person(user_id=self.user, count=change.members),
+                sender=self.user,
+            )
         return resume
+
+    async def _check(self, room: str, channel: str, action: str) -> None:
+        try:
+            access = await self.guard.check(room, self.user, action=action)
+        except DirectoryUnavailableError:
+            raise FrameError("unavailable", UNAVAILABLE_MESSAGE, channel=channel) from None
+        if not access.allowed:
+            raise FrameError("forbidden", FORBIDDEN_MESSAGE, channel=channel)
 
     async def _unsubscribe(self, channel: str) -> None:
         if channel not in self.connection.channels:
@@ -203,22 +317,39 @@ class Session:
         if channel in self._rooms:
             await self._leave(channel)
 
+    def _revoked(self, channel: str, reason: str) -> None:
+        """Access to ``channel`` was taken away (the connection already stopped it)."""
+        if channel == self.room_channel:
+            code = CloseCode.TRY_AGAIN if reason == "unavailable" else CloseCode.FORBIDDEN
+            self.connection.close(code, _REVOKED_REASONS.get(reason, "forbidden"))
+        if channel in self._rooms:
+            task = asyncio.get_running_loop().create_task(self._leave_quietly(channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def _leave(self, channel: str) -> None:
+        if channel not in self._rooms:
+            return
         self._rooms = tuple(room for room in self._rooms if room != channel)
         change = await self.presence.leave(channel, self.user)
         if change.user_connections == 0:
             await self.bus.publish(
                 channel,
                 "leave",
-                {"user_id": self.user, "count": change.members},
+                self._person(user_id=self.user, count=change.members),
                 sender=self.user,
             )
+
+    async def _leave_quietly(self, channel: str) -> None:
+        try:
+            await self._leave(channel)
+        except Exception as exc:
+            logger.warning("could not record leaving %s: %s", channel, exc)
 
     async def close(self) -> None:
         """Leave every room (the connection is gone); Redis errors are logged, not raised."""
         self.connection.unsubscribe_all()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for channel in self._rooms:
-            try:
-                await self._leave(channel)
-            except Exception as exc:
-                logger.warning("could not record leaving %s: %s", channel, exc)
+            await self._leave_quietly(channel)
