@@ -13,6 +13,7 @@ from redis.asyncio.client import PubSub
 
 from chorus_common.events import (
     Envelope,
+    FROM_START,
     EventBus,
     InvalidChannelError,
     InvalidStreamIdError,
@@ -246,3 +247,19 @@ async def test_position_is_the_newest_id_and_the_epoch(redis: Redis, channel: st
     history = await bus.history(channel, position.last_id)
     assert history.recovered is True
     assert history.events == []
+
+
+async def test_history_from_the_start_while_the_stream_holds_its_first_event(
+    redis: Redis, channel: str
+) -> None:
+    bus = EventBus(redis, history_size=10, history_ttl=0)
+    empty = await bus.history(channel, FROM_START)
+    assert (empty.recovered, empty.events) == (True, [])
+    ids = [(await bus.publish(channel, "message", {"n": n}, sender="1")).id for n in range(3)]
+    whole = await bus.history(channel, FROM_START)
+    assert whole.recovered is True
+    assert [orjson.loads(e)["id"] for e in whole.events] == ids
+    # Once the head was trimmed, "everything" is no longer there: not recovered.
+    for n in range(300):
+        await bus.publish(channel, "message", {"n": n}, sender="1")
+    assert (await bus.history(channel, FROM_START)).recovered is False

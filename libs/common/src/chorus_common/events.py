@@ -36,6 +36,7 @@ from chorus_common.settings import EventHistorySettings
 
 __all__ = [
     "EPOCH_PREFIX",
+    "FROM_START",
     "PUBLISH_FUNCTION_LUA",
     "Envelope",
     "EventBus",
@@ -56,6 +57,8 @@ PUBSUB_PREFIX: Final = "chorus:pub:"
 EPOCH_PREFIX: Final = "chorus:epoch:"
 #: Field of a stream entry that holds the envelope (without its id).
 ENTRY_FIELD: Final = b"e"
+#: The resume offset that means "everything": before any stream id.
+FROM_START: Final = "0-0"
 
 _ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _USER_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -262,17 +265,27 @@ class EventBus:
 
         The offset's own entry is looked up in the same transaction as the page: if it is
         still in the stream, every later entry is too (trimming removes from the head).
+        :data:`FROM_START` (``0-0``) asks for the whole history: recovered while the stream
+        still holds its first event (its epoch) — a room younger than its history window,
+        which a client that has nothing yet can read in full.
         """
         parse_stream_id(since)
         key = stream_key(channel)
+        from_start = since == FROM_START
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xrange(key, min=since, max=since, count=1)
+            if from_start:
+                pipe.xrange(key, min="-", max="+", count=1)
+            else:
+                pipe.xrange(key, min=since, max=since, count=1)
             pipe.xrange(key, min=f"({since}", max="+", count=limit)
             pipe.get(EPOCH_PREFIX + channel)
             anchor, entries, epoch = await pipe.execute()
         events = [_entry_envelope(entry_id, fields[ENTRY_FIELD]) for entry_id, fields in entries]
+        recovered = bool(anchor)
+        if from_start:
+            recovered = not anchor or anchor[0][0] == epoch
         return History(
-            recovered=bool(anchor),
+            recovered=recovered,
             events=events,
             last_id=entries[-1][0].decode() if entries else None,
             epoch=epoch.decode() if isinstance(epoch, bytes) else epoch,

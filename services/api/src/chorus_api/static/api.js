@@ -60,6 +60,10 @@ export class Api {
   patch(path, json) {
     return this.request("PATCH", path, { json });
   }
+
+  delete(path) {
+    return this.request("DELETE", path);
+  }
 }
 
 /** The ApiError of a failed response body. */

@@ -7,21 +7,40 @@
 import { Api, ApiError, explain } from "./api.js";
 import { ChatView } from "./chat.js";
 import { byId } from "./dom.js";
+import { MembersPanel } from "./members.js";
 import { NotificationsView } from "./notifications.js";
 import { OrdersView } from "./orders.js";
+import { People } from "./people.js";
 import { PlaygroundView } from "./playground.js";
+import { RoomsNav } from "./rooms.js";
 
 const TOKEN_KEY = "chorus.token";
 
 const session = { token: sessionStorage.getItem(TOKEN_KEY), user: null };
 const api = new Api(() => session.token);
-const chat = new ChatView(api, () => ({ id: session.user && session.user.id, token: session.token }));
+const myId = () => session.user && session.user.id;
+const people = new People(api, myId);
+const members = new MembersPanel(api, people, myId);
+const rooms = new RoomsNav(api, people);
+const chat = new ChatView(api, () => ({ id: myId(), token: session.token }), people, members);
 const notifications = new NotificationsView();
 const orders = new OrdersView(api);
 new PlaygroundView(api);
 
+rooms.addEventListener("open", (event) => chat.join(event.detail.room, event.detail));
+chat.addEventListener("joined", (event) => {
+  rooms.current = event.detail.room;
+});
+chat.addEventListener("ended", () => rooms.loadRooms().catch(() => {}));
+chat.isMember = (room) => rooms.isMember(room);
+members.addEventListener("message", (event) => {
+  rooms.startDm(event.detail.userId).catch((error) => chat.notice(explain(error), "error"));
+});
 notifications.addEventListener("notification", (event) => {
-  if (event.detail.type.startsWith("order.")) orders.refresh().catch(() => {});
+  const { type, data } = event.detail;
+  if (type.startsWith("order.")) orders.refresh().catch(() => {});
+  if (type === "dm.message") rooms.onDirectMessage(data);
+  if (type === "room.invited") rooms.loadInvitations().catch(() => {});
 });
 api.onUnauthorized = () => signOut("Your session ended: please log in again.");
 
@@ -36,7 +55,7 @@ async function signIn(token) {
   byId("auth-error").textContent = "";
   byId("room-name").focus();
   await notifications.start(token);
-  const dashboard = await orders.refresh();
+  const [dashboard] = await Promise.all([orders.refresh(), rooms.refresh()]);
   notifications.addStored(dashboard.notifications);
 }
 
@@ -109,4 +128,6 @@ window.chorus = {
   releaseSocket: () => chat.connection && chat.connection.release(),
   /** How many times the room's socket has been subscribed (1 + reconnections). */
   connections: () => (chat.connection ? chat.connection.connections : 0),
+  /** The stream ids of the room's messages on screen, in order. */
+  messageIds: () => [...document.querySelectorAll("#messages .msg[data-id]")].map((li) => li.dataset.id),
 };
