@@ -35,6 +35,7 @@ ORDER = (
     "test_smoke",
     "test_signup",
     "test_chat",
+    "test_private_rooms",
     "test_assistant",
     "test_llm",
     "test_orders",
