@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from chorus_common.events import (
-    Envelope,
     FROM_START,
+    Envelope,
     EventBus,
     InvalidChannelError,
     InvalidStreamIdError,
