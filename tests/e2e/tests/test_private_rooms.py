@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 
 import httpx
 import redis.asyncio as aioredis
@@ -107,6 +108,10 @@ async def test_an_outsider_meets_closed_doors_where_members_walk_in(
     assert not [e for e in inside.events if e.get("from") == str(eve.id)]
 
 
+def _closed(client: RoomClient) -> Callable[[], bool]:
+    return lambda: bool(client.closes)
+
+
 async def _sockets_on_both_replicas(
     stack: Stack, ingress: str, room: str, account: Account
 ) -> list[RoomClient]:
@@ -164,7 +169,7 @@ async def test_a_removed_member_stops_receiving_everywhere_within_a_second(
         committed = time.monotonic()
         assert response.status_code == 204, response.text
         for socket in removed:
-            await socket.wait_for(lambda s=socket: bool(s.closes), timeout=1.0)
+            await socket.wait_for(_closed(socket), timeout=1.0)
         closed_within = time.monotonic() - committed
         await owner.wait_for(
             lambda: len([p for p in published if p[0] > committed]) > 50, timeout=10
