@@ -39,6 +39,12 @@ down: ## Stop a system started with `make up` in another terminal
 status: venv ## Show which processes of the local system are running
 	$(PY) -m chorus_devstack status
 
+# `make chart-run VALUES=deploy/helm/chorus/ci/production-values.yaml` (several files: space-separated).
+VALUES ?=
+.PHONY: chart-run
+chart-run: venv system-deps-chart ## Install the Helm chart as local pods, as a strict kubelet would (VALUES=file); prints the URLs, Ctrl-C deletes it
+	$(PY) -m chorus_chartrun $(foreach file,$(VALUES),--values $(file))
+
 ##@ Development
 
 .PHONY: venv
@@ -64,9 +70,9 @@ fmt: venv ## Format and auto-fix the code (ruff)
 # Each test directory is checked on its own: they are not packages, and each has a conftest.
 MYPY_PACKAGES := libs/common/src libs/schema/src services/api/src services/realtime/src \
 	services/llm-gateway/src services/worker/src clients/python/src tools/devstack/src \
-	tools/mock-openai/src tools/bench/src tests/e2e/src
+	tools/mock-openai/src tools/bench/src tools/chart-run/src tests/e2e/src
 MYPY_TESTS := clients/python/tests tools/devstack/tests tools/mock-openai/tests tools/bench/tests \
-	tests/e2e/tests tests/browser
+	tools/chart-run/tests tests/e2e/tests tests/browser tests/chart
 
 .PHONY: lint
 lint: venv ## Lint (ruff) and type-check (mypy --strict: every package, bench/, the system tests)
@@ -76,26 +82,34 @@ lint: venv ## Lint (ruff) and type-check (mypy --strict: every package, bench/, 
 	MYPYPATH=bench $(VENV)/bin/mypy bench
 	@for tests in $(MYPY_TESTS); do echo "mypy $$tests"; $(VENV)/bin/mypy $$tests || exit 1; done
 
-.PHONY: system-deps-up system-deps-test system-deps-unit
+.PHONY: system-deps-up system-deps-test system-deps-unit system-deps-chart
 system-deps-up:
 	@$(SYSTEM_DEPS) nginx
 system-deps-test:
-	@$(SYSTEM_DEPS) nginx prometheus chromium
+	@$(SYSTEM_DEPS) nginx prometheus chromium libnss_wrapper ip
 system-deps-unit:
-	@$(SYSTEM_DEPS) nginx prometheus
+	@$(SYSTEM_DEPS) nginx prometheus libnss_wrapper ip
+# nss_wrapper: the postgres image's entrypoint uses it to run initdb as the chart's user.
+system-deps-chart:
+	@$(SYSTEM_DEPS) nginx libnss_wrapper ip
 
 ##@ Test
 
 .PHONY: test
-test: venv system-deps-test ## Everything: unit and service tests, chart checks, end-to-end, browser
+test: venv system-deps-test ## Everything: unit and service tests, chart checks, the chart run, end-to-end, browser
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory helm-check
+	$(MAKE) --no-print-directory test-chart
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory test-browser
 
 .PHONY: test-unit
 test-unit: venv system-deps-unit ## Unit and service tests (real Postgres, Redis, SMTP, and the devstack's nginx and Prometheus)
 	$(PYTEST) libs services tools clients $(PYTEST_ARGS)
+
+.PHONY: test-chart
+test-chart: venv system-deps-chart ## The chart installed by chart-run with each ci/ values file: ready, helm test, the journey; a broken chart named
+	$(PYTEST) tests/chart $(PYTEST_ARGS)
 
 .PHONY: e2e
 e2e: venv system-deps-test ## The whole system through the ingress, as clients see it

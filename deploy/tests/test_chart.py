@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -245,19 +246,26 @@ def test_a_shutdown_budget_over_the_grace_period_refuses_to_render() -> None:
 
 def test_secrets_are_generated_for_every_key_and_kept_out_of_configmaps(default: Rendered) -> None:
     secret = default.get("Secret", "chorus-secrets")
+    # The optional SMTP credentials are left out when unset: present but empty, the worker
+    # would try to log in with them.
     assert set(secret["data"]) == {
         "DATABASE_URL",
         "REDIS_URL",
         "JWT_SECRET",
         "GATEWAY_API_KEYS",
         "LLM_GATEWAY_API_KEY",
-        "SMTP_USERNAME",
-        "SMTP_PASSWORD",
         "llm-providers.yaml",
     }
     for configmap in default.of_kind("ConfigMap"):
         for key in configmap.get("data", {}):
             assert key not in secret["data"] or key == "llm-providers.yaml", key
+    # The gateway takes name:key entries, and the worker's key is one of them.
+    key = base64.b64decode(secret["data"]["LLM_GATEWAY_API_KEY"]).decode()
+    assert base64.b64decode(secret["data"]["GATEWAY_API_KEYS"]).decode() == f"worker:{key}"
+    with_login = render({"secrets": {"smtpUsername": "chorus", "smtpPassword": "s3cret"}})
+    assert {"SMTP_USERNAME", "SMTP_PASSWORD"} <= set(
+        with_login.get("Secret", "chorus-secrets")["data"]
+    )
 
 
 def test_external_databases_are_required_without_bundled_ones() -> None:

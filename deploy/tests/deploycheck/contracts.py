@@ -21,6 +21,7 @@ __all__ = [
     "container_env",
     "create_apps",
     "env_violations",
+    "load_ref",
     "probe_violations",
     "serves",
     "settings_classes",
@@ -37,14 +38,15 @@ SERVICES = {
 }
 
 
-def _load(ref: str) -> Any:
+def load_ref(ref: str) -> Any:
+    """The object ``module:name`` names."""
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 def settings_classes() -> dict[str, type[BaseSettings]]:
     """Each service's settings class."""
-    return {service: _load(settings) for service, (settings, _) in SERVICES.items()}
+    return {service: load_ref(settings) for service, (settings, _) in SERVICES.items()}
 
 
 #: What a service refuses to start without (the chart always provides these).
@@ -61,7 +63,7 @@ def create_apps() -> dict[str, FastAPI]:
     """Each service's app, built as its entry point builds it (lifespan not started)."""
     classes = settings_classes()
     return {
-        service: _load(factory)(classes[service](env="dev", **MINIMAL_SETTINGS.get(service, {})))
+        service: load_ref(factory)(classes[service](env="dev", **MINIMAL_SETTINGS.get(service, {})))
         for service, (_, factory) in SERVICES.items()
     }
 

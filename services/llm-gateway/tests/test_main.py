@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, NotFoundError
 
 from chorus_devstack.servers import RunningRedis
 from chorus_gateway.domain.api_keys import ApiKeyConfigError
@@ -47,6 +48,21 @@ async def test_providers_from_a_yaml_file(
     assert reply.model == "mock-gpt-mini"
     assert reply.choices[0].message.content == completion_text(16)
     assert models == ["assistant", "chat-small"]
+
+
+async def test_an_empty_provider_list_starts_serving_no_model(gateway_redis: RunningRedis) -> None:
+    # A fresh install (the chart's default secrets.llmProviders: []) must come up.
+    async with running_gateway(settings_for(gateway_redis.url, "[]")) as url:
+        sdk = AsyncOpenAI(base_url=f"{url}/v1", api_key=WORKER_KEY, max_retries=0)
+        async with sdk:
+            assert [m.id async for m in sdk.models.list()] == []
+            with pytest.raises(NotFoundError) as refused:
+                await sdk.chat.completions.create(
+                    model="assistant", messages=[{"role": "user", "content": "hi"}]
+                )
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/readyz")).status_code == 200
+    assert refused.value.code == "model_not_found"
 
 
 @pytest.mark.parametrize(

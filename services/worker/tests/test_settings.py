@@ -47,6 +47,14 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.poll_delay, settings.queue_wakeup) == (0.02, "poll")
 
 
+def test_empty_smtp_credentials_mean_no_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a Secret with the optional keys left blank gives the container.
+    monkeypatch.setenv("SMTP_USERNAME", "")
+    monkeypatch.setenv("SMTP_PASSWORD", "")
+    settings = make_settings()
+    assert (settings.smtp_username, settings.smtp_password) == (None, None)
+
+
 def test_defaults_are_sane() -> None:
     settings = make_settings()
     assert settings.arq_queue_name == "arq:queue"

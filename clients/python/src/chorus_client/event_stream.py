@@ -8,7 +8,7 @@ what it missed before going live, exactly once. A 401 or 403 is final; any other
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 import orjson
@@ -36,6 +36,7 @@ class EventStreamClient(ReconnectingClient):
         backoff: Backoff | None = None,
         on_frame: FrameHandler | None = None,
         max_frames: int | None = None,
+        transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
         super().__init__(base_urls, backoff=backoff, on_frame=on_frame, max_frames=max_frames)
         self.token = token
@@ -43,6 +44,8 @@ class EventStreamClient(ReconnectingClient):
         self.last_id = last_event_id
         #: The HTTP status of every connection attempt that got an answer.
         self.statuses: list[int] = []
+        #: Makes each connection's httpx transport (a CA of your own, a fixed address).
+        self.transport = transport
 
     async def connect_once(self) -> Close | None:
         """One ``GET /events``, read until it ends."""
@@ -53,7 +56,11 @@ class EventStreamClient(ReconnectingClient):
         timeout = httpx.Timeout(5.0, read=READ_TIMEOUT)
         try:
             async with (
-                httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
+                httpx.AsyncClient(
+                    timeout=timeout,
+                    trust_env=False,
+                    transport=self.transport() if self.transport is not None else None,
+                ) as client,
                 aconnect_sse(client, "GET", url, headers=headers) as source,
             ):
                 status = source.response.status_code

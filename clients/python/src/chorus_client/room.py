@@ -9,7 +9,7 @@ gap and no duplicate; its ``subscribed`` frame says whether everything was ``rec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
@@ -49,6 +49,7 @@ class RoomClient(ReconnectingClient):
         reconnect: bool = True,
         on_frame: FrameHandler | None = None,
         max_frames: int | None = None,
+        connect_options: Mapping[str, Any] | None = None,
     ) -> None:
         websocket_urls = [u.replace("http", "ws", 1) for u in base_urls]
         super().__init__(websocket_urls, backoff=backoff, on_frame=on_frame, max_frames=max_frames)
@@ -57,6 +58,9 @@ class RoomClient(ReconnectingClient):
         self.last_id = since
         self.token_in = token_in
         self.reconnect = reconnect
+        #: More arguments of ``websockets.connect``: ``ssl`` (a CA of your own), ``host`` and
+        #: ``port`` (connect elsewhere, keeping the URL's name for Host and TLS), ``proxy``.
+        self.connect_options = dict(connect_options or {})
         self._ws: ClientConnection | None = None
 
     def url(self) -> str:
@@ -82,6 +86,7 @@ class RoomClient(ReconnectingClient):
                 open_timeout=OPEN_TIMEOUT,
                 max_size=MAX_FRAME_BYTES,
                 ping_interval=None,  # the server pings; a pong is automatic
+                **self.connect_options,
             ) as ws:
                 self._ws = ws
                 self.connection_made()

@@ -184,6 +184,9 @@ SMTP_PORT: {{ $own.smtp.port | quote }}
 SMTP_FROM: {{ $own.smtp.from | quote }}
 SMTP_STARTTLS: {{ $own.smtp.starttls | quote }}
 LLM_GATEWAY_URL: {{ default (printf "http://%s-llm-gateway:8000" (include "chorus.fullname" $root)) $own.llmGatewayUrl | quote }}
+{{- with (default (include "chorus.publicUrl" $root) $own.appUrl) }}
+APP_URL: {{ . | quote }}
+{{- end }}
 ASSISTANT_MODEL: {{ $own.assistantModel | quote }}
 MAX_JOBS: {{ $own.maxJobs | quote }}
 JOB_COMPLETION_WAIT: {{ $own.jobCompletionWaitSeconds | quote }}
@@ -191,6 +194,22 @@ JOB_COMPLETION_WAIT: {{ $own.jobCompletionWaitSeconds | quote }}
 {{- range $name, $value := $own.extraEnv }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
+{{- end }}
+
+{{/*
+Where users reach the release: the first Ingress host (https when a TLS entry lists it), else
+the first HTTPRoute hostname (https: Gateways terminate TLS); empty when neither names one.
+*/}}
+{{- define "chorus.publicUrl" -}}
+{{- $v := .Values -}}
+{{- if and $v.ingress.enabled $v.ingress.hosts -}}
+{{- $host := first $v.ingress.hosts -}}
+{{- $tls := false -}}
+{{- range $v.ingress.tls }}{{ if has $host (default (list) .hosts) }}{{ $tls = true }}{{ end }}{{ end -}}
+{{- printf "%s://%s" (ternary "https" "http" $tls) $host -}}
+{{- else if and $v.httpRoute.enabled $v.httpRoute.hostnames -}}
+{{- printf "https://%s" (first $v.httpRoute.hostnames) -}}
+{{- end -}}
 {{- end }}
 
 {{/* Secret environment variables of a service (secretKeyRef). Args: {root, key}. */}}

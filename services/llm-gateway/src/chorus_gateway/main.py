@@ -9,6 +9,7 @@ are raw ASGI routes, reached through ``transport.fast_path`` past FastAPI's laye
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -35,6 +36,8 @@ from chorus_gateway.transport.fast_path import FastPath
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("chorus.gateway")
+
 
 def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None = None) -> FastAPI:
     """Build the llm-gateway; ``environ`` resolves providers' ``api_key_env`` (os.environ)."""
@@ -53,6 +56,11 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not config.providers:
+            logger.warning(
+                "LLM_PROVIDERS lists no provider: no model is served "
+                "(every request answers 404 model_not_found) until one is configured"
+            )
         async with open_resources(
             settings,
             providers=config,

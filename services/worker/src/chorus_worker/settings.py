@@ -126,6 +126,13 @@ class WorkerServiceSettings(QueueSettings, EventHistorySettings, RedisSettings, 
             raise ValueError(msg)
         return value
 
+    @field_validator("smtp_username", "smtp_password", mode="before")
+    @classmethod
+    def _empty_means_no_login(cls, value: object) -> object:
+        # A Secret key present but empty (an optional credential left blank) means "no
+        # login": logging in with empty credentials is refused by relays that take none.
+        return None if value == "" else value
+
     @field_validator("llm_gateway_url", "app_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:

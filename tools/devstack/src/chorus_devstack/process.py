@@ -23,7 +23,15 @@ from typing import TextIO
 
 import httpx
 
-__all__ = ["LogFollower", "ManagedProcess", "ProcessDiedError", "ProcessSpec", "pid_alive"]
+__all__ = [
+    "LogFollower",
+    "ManagedProcess",
+    "ProcessDiedError",
+    "ProcessSpec",
+    "die_with_parent",
+    "pid_alive",
+    "read_tail",
+]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -43,7 +51,18 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _die_with_parent(sig: int) -> Callable[[], None]:
+def read_tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a log file ("" when it does not exist yet)."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def die_with_parent(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the child when its parent dies."""
+
     def preexec() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
@@ -111,7 +130,7 @@ class ManagedProcess:
                 env=env,
                 cwd=self.spec.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(self.spec.death_signal),  # noqa: PLW1509
+                preexec_fn=die_with_parent(self.spec.death_signal),  # noqa: PLW1509
                 user=self.spec.user,
             )
         self.expected_exit = False
@@ -126,11 +145,7 @@ class ManagedProcess:
 
     def tail(self, lines: int = 40) -> str:
         """The last lines of the log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return read_tail(self.log_path, lines)
 
     def _is_ready(self, client: httpx.Client) -> bool:
         if self.spec.ready_check is not None:

@@ -32,9 +32,19 @@ class RedisServer:
     restart keeps the streams, so clients resume across it.
     """
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        bind: tuple[str, ...] = ("127.0.0.1",),
+        password: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
+        #: Addresses to listen on; 127.0.0.1 must be one of them (readiness).
+        self.bind = bind
+        self.password = password
 
     @property
     def url(self) -> str:
@@ -51,7 +61,7 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                *self.bind,
                 "--dir",
                 str(self.data_dir),
                 "--save",
@@ -68,6 +78,7 @@ class RedisServer:
                 "warning",
                 "--maxclients",
                 "20000",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             ready_check=self.answers_ping,
         )
@@ -76,7 +87,14 @@ class RedisServer:
         """True when the server answers PING (a raw RESP exchange, no client needed)."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                sock.sendall(auth + b"PING\r\n")
+                reply = b""
+                while reply.count(b"\r\n") < (2 if auth else 1):
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        return False
+                    reply += chunk
+                return reply.split(b"\r\n")[-2].startswith(b"+PONG")
         except OSError:
             return False

@@ -21,8 +21,10 @@ from chorus_devstack.redis_server import RedisServer
 __all__ = ["LocalServer", "RunningMockOpenAI", "RunningPostgres", "RunningRedis", "RunningSmtpSink"]
 
 
-def smtp_sink_spec(smtp_port: int, http_port: int, maildir: Path) -> ProcessSpec:
-    """The SMTP sink (``chorus_devstack.smtp_sink``) on loopback, ready once its inbox answers."""
+def smtp_sink_spec(
+    smtp_port: int, http_port: int, maildir: Path, *, host: str = "127.0.0.1"
+) -> ProcessSpec:
+    """The SMTP sink (``chorus_devstack.smtp_sink``) on ``host``, ready once its inbox answers."""
     return ProcessSpec(
         name="smtp-sink",
         argv=[
@@ -35,18 +37,20 @@ def smtp_sink_spec(smtp_port: int, http_port: int, maildir: Path) -> ProcessSpec
             str(http_port),
             "--maildir",
             str(maildir),
+            "--host",
+            host,
         ],
-        ready_url=f"http://127.0.0.1:{http_port}/healthz",
+        ready_url=f"http://{host}:{http_port}/healthz",
     )
 
 
-def mock_openai_spec(port: int, *args: str) -> ProcessSpec:
-    """The mock OpenAI upstream on loopback; ``args`` are its own flags (fault modes, pacing)."""
-    argv = [sys.executable, "-m", "chorus_mock_openai", "--host", "127.0.0.1", "--port", str(port)]
+def mock_openai_spec(port: int, *args: str, host: str = "127.0.0.1") -> ProcessSpec:
+    """The mock OpenAI upstream on ``host``; ``args`` are its own flags (fault modes, pacing)."""
+    argv = [sys.executable, "-m", "chorus_mock_openai", "--host", host, "--port", str(port)]
     return ProcessSpec(
         name="mock-openai",
         argv=[*argv, *args],
-        ready_url=f"http://127.0.0.1:{port}/readyz",
+        ready_url=f"http://{host}:{port}/readyz",
     )
 
 

@@ -17,6 +17,10 @@ A provider::
 
 An alias names a public model (``assistant`` → ``mock-gpt``): the worker asks for
 ``assistant`` and operators choose what answers it.
+
+An explicitly empty list (``[]``) is a gateway with no provider yet (a fresh install): it
+starts, lists no model and answers 404 ``model_not_found``. An unset ``LLM_PROVIDERS`` is
+still refused: it is a forgotten setting, not a choice.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ class ProvidersConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    providers: list[ProviderConfig] = Field(min_length=1)
+    providers: list[ProviderConfig]
     aliases: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

