@@ -60,6 +60,7 @@ from websockets.asyncio.client import connect
 
 from chorus_common.events import EventBus, room_channel
 from chorus_common.redis_client import create_redis
+from chorus_common.rooms import RoomDirectory
 from chorus_common.tokens import TokenService
 from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningRedis
@@ -863,6 +864,9 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
         split.pin_server(redis_server.process.pid)
     redis = create_redis(redis_server.url, client_name="bench")
     bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+    # What the api does at startup: the room access lists are in Redis (there are none
+    # here), so realtime lets sockets into rooms that exist by name.
+    await RoomDirectory(redis).mark_loaded()
     try:
         if "fanout" in args.only or "chorus" in args.only:
             results |= await bench_chorus(args, split, redis_server.url, bus, work)
