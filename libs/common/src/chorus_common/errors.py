@@ -9,6 +9,7 @@ a plain-text 500 (``request_context`` answers those).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -101,24 +102,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("redis unavailable: %s", exc)
-    return error_response(
-        503,
-        "unavailable",
-        "A backing service is unavailable; retry shortly.",
-        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
-    )
+ExceptionHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 
 
-async def _rooms_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("room access lists unavailable: %s", exc)
-    return error_response(
-        503,
-        "unavailable",
-        "Room access cannot be checked right now; retry shortly.",
-        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
-    )
+def _unavailable(what: str, message: str) -> ExceptionHandler:
+    """A handler answering 503 ``unavailable`` with ``Retry-After`` (and logging ``what``)."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("%s unavailable: %s", what, exc)
+        return error_response(
+            503, "unavailable", message, headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}
+        )
+
+    return handler
+
+
+_redis_unavailable = _unavailable("redis", "A backing service is unavailable; retry shortly.")
+_rooms_unavailable = _unavailable(
+    "room access lists", "Room access cannot be checked right now; retry shortly."
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:

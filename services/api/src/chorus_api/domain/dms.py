@@ -24,8 +24,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from chorus_api.domain.cursors import decode_cursor, encode_cursor
-from chorus_api.domain.errors import InvalidCursorError, NotFoundError, RateLimitedError
+from chorus_api.domain.cursors import decode_id_cursor, encode_cursor
+from chorus_api.domain.errors import NotFoundError, RateLimitedError
 from chorus_api.domain.pages import Page
 from chorus_api.domain.room_acl import acl_of
 from chorus_api.domain.rooms import RoomServices, RoomView, load_room, refuse, room_view
@@ -132,9 +132,7 @@ async def list_dms(
         .where(Room.kind == "dm", Room.deleted_at.is_(None))
     )
     if cursor is not None:
-        after = decode_cursor(_LIST, cursor)
-        if not isinstance(after, int):
-            raise InvalidCursorError("cursor is malformed")
+        after = decode_id_cursor(_LIST, cursor)
         query = query.where(Room.id < after)
     rows = (await session.execute(query.order_by(Room.id.desc()).limit(limit + 1))).all()
     views = [

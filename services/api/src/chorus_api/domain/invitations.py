@@ -26,11 +26,10 @@ from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chorus_api.domain.cursors import decode_cursor, encode_cursor
+from chorus_api.domain.cursors import decode_id_cursor, encode_cursor
 from chorus_api.domain.errors import (
     ConflictError,
     ForbiddenError,
-    InvalidCursorError,
     LimitReachedError,
     NotFoundError,
     RateLimitedError,
@@ -296,9 +295,7 @@ async def room_invitations(
     require_role(role, ADMIN_ROLES, "see its invitations")
     query = select(RoomInvitation).where(RoomInvitation.room_id == room.id)
     if cursor is not None:
-        after = decode_cursor(_LIST, cursor)
-        if not isinstance(after, int):
-            raise InvalidCursorError("cursor is malformed")
+        after = decode_id_cursor(_LIST, cursor)
         query = query.where(RoomInvitation.id < after)
     rows = list(
         (await session.scalars(query.order_by(RoomInvitation.id.desc()).limit(limit + 1))).all()

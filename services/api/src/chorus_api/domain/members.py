@@ -23,11 +23,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chorus_api.domain.cursors import decode_cursor, encode_cursor
+from chorus_api.domain.cursors import decode_id_cursor, encode_cursor
 from chorus_api.domain.errors import (
     ConflictError,
     ForbiddenError,
-    InvalidCursorError,
     LimitReachedError,
     NotFoundError,
 )
@@ -98,9 +97,7 @@ async def list_members(
         .where(RoomMember.room_id == room.id)
     )
     if cursor is not None:
-        after = decode_cursor(_LIST, cursor)
-        if not isinstance(after, int):
-            raise InvalidCursorError("cursor is malformed")
+        after = decode_id_cursor(_LIST, cursor)
         query = query.where(RoomMember.user_id > after)
     rows = (await session.execute(query.order_by(RoomMember.user_id).limit(limit + 1))).all()
     members = [MemberView(r.user_id, r.full_name, r.role, r.joined_at) for r in rows]

@@ -29,7 +29,7 @@ from sqlalchemy import Select, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chorus_api.domain.cursors import decode_cursor, encode_cursor
+from chorus_api.domain.cursors import decode_cursor, decode_id_cursor, encode_cursor
 from chorus_api.domain.errors import (
     ConflictError,
     ForbiddenError,
@@ -369,9 +369,7 @@ async def my_rooms(
     if kind is not None:
         query = query.where(Room.kind == kind)
     if cursor is not None:
-        after = decode_cursor(_MINE, cursor)
-        if not isinstance(after, int):
-            raise InvalidCursorError("cursor is malformed")
+        after = decode_id_cursor(_MINE, cursor)
         query = query.where(Room.id < after)
     views = await _views(session, query.order_by(Room.id.desc()).limit(limit + 1))
     if len(views) <= limit:

@@ -24,14 +24,11 @@ if an event never arrived, nobody keeps access longer than that.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
 import orjson
-from redis.exceptions import RedisError
 
 from chorus_common.events import room_channel
 from chorus_common.rooms import (
@@ -44,6 +41,7 @@ from chorus_common.rooms import (
 from chorus_realtime.domain.connection import Connection
 from chorus_realtime.domain.frames import OutFrame
 from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.periodic import Periodic
 from chorus_realtime.domain.registry import Registry
 from chorus_realtime.metrics import ROOM_REFUSALS, ROOM_REVOCATIONS
 
@@ -66,7 +64,9 @@ class RoomGuard:
         self.interval = interval
         #: The newest access version of each room this replica has seen (checks, events).
         self._seen: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            self.recheck, interval=interval, name="room-guard", what="re-check room access"
+        )
 
     # -- at the door -------------------------------------------------------------------------
 
@@ -176,24 +176,11 @@ class RoomGuard:
                 revoked += 1
         return revoked
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.recheck()
-            except (RedisError, OSError) as exc:
-                # Redis is away: the pub/sub connection is too, and nothing is delivered.
-                logger.warning("could not re-check room access: %s", exc)
-
     def start(self) -> None:
-        """Re-check every ``interval`` seconds in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="room-guard")
+        """Re-check every ``interval`` seconds in the background (a turn Redis refuses is
+        skipped: the pub/sub connection is away then too, and nothing is delivered)."""
+        self._periodic.start()
 
     async def stop(self) -> None:
         """Stop re-checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

@@ -19,9 +19,7 @@ server's 250 and that write sends it twice).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any, Final
 
 from redis.exceptions import RedisError
@@ -30,7 +28,7 @@ from sqlalchemy.orm import aliased
 
 from chorus_schema.models import Room, RoomInvitation, User
 from chorus_worker.deps import JobContext, resources
-from chorus_worker.domain.mail import send_from_job
+from chorus_worker.domain.mail import notice, send_from_job
 from chorus_worker.jobs.arguments import valid_id
 from chorus_worker.jobs.welcome import greeting_name
 from chorus_worker.metrics import EMAILS_SENT
@@ -48,16 +46,9 @@ def render_room_invitation(
     *, email: str, room: str, inviter: str | None, settings: WorkerServiceSettings
 ) -> EmailMessage:
     """The invitation mail to ``email``: who asked (if safe), which room (if safe), where."""
-    domain = settings.sender_address.rpartition("@")[2] or "chorus.localhost"
     who = greeting_name(inviter or "") or "Someone"
     where = f"the room {safe}" if (safe := greeting_name(room)) else "a room"
-    message = EmailMessage()
-    message["From"] = settings.smtp_from
-    message["To"] = email
-    message["Subject"] = SUBJECT
-    message["Message-ID"] = make_msgid("room-invitation", domain=domain)
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Auto-Submitted"] = "auto-generated"
+    message = notice(settings, to=email, subject=SUBJECT, kind="room-invitation")
     message.set_content(
         "Hi,\n\n"
         f"{who} invited you to {where} on Chorus.\n\n"
