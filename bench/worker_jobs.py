@@ -61,6 +61,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.jobs import Job, serialize_job
 
+from chorus_common.queue import JOB_CODEC
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_devstack.redis_server import RedisServer
@@ -136,6 +137,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def json_jobs(redis: ArqRedis) -> ArqRedis:
+    """``redis`` encoding jobs as every Chorus producer does (``chorus_common.queue``)."""
+    redis.job_serializer = JOB_CODEC["job_serializer"]
+    redis.job_deserializer = JOB_CODEC["job_deserializer"]
+    return redis
+
+
 async def flush(redis: ArqRedis) -> None:
     await redis.flushdb()
 
@@ -162,7 +170,9 @@ async def throughput(redis: ArqRedis, jobs: int) -> float:
             last_score = int(time.time() * 1000)
             for _ in range(min(batch, jobs - first)):
                 job_id = uuid.uuid4().hex
-                body = serialize_job("noop", (), {}, None, last_score)
+                body = serialize_job(
+                    "noop", (), {}, None, last_score, serializer=redis.job_serializer
+                )
                 pipe.psetex(f"arq:job:{job_id}", 86_400_000, body)
                 pipe.zadd(redis.default_queue_name, {job_id: last_score})
             await pipe.execute()
@@ -181,7 +191,8 @@ async def latency(redis: ArqRedis, samples: int) -> list[float]:
         await asyncio.sleep(rng.uniform(0, 0.05))
         job = await redis.enqueue_job("noop")
         assert job is not None
-        while (info := await Job(job.job_id, redis).result_info()) is None:
+        job_info = Job(job.job_id, redis, _deserializer=redis.job_deserializer)
+        while (info := await job_info.result_info()) is None:
             await asyncio.sleep(0.002)
         lags.append((info.start_time - info.enqueue_time).total_seconds() * 1000)
     return lags
@@ -334,9 +345,11 @@ async def main(jobs: int, samples: int, rounds: int, json_out: Path | None) -> N
         redis_process = ManagedProcess(server.spec(), root)
         redis_process.start()
         redis_process.wait_ready()
+        # Chorus's worker reads JSON jobs only (chorus_common.queue); bare arq, its pickles.
         redis = ArqRedis.from_url(server.url)
+        chorus_redis = json_jobs(ArqRedis.from_url(server.url))
         queues = {name: ArqRedis.from_url(server.url) for name in ("chorus", "arq")}
-        queues["chorus"].default_queue_name = "bench:chorus"
+        json_jobs(queues["chorus"]).default_queue_name = "bench:chorus"
         queues["arq"].default_queue_name = "bench:arq"
         assert redis_process.pid is not None
         try:
@@ -357,31 +370,36 @@ async def main(jobs: int, samples: int, rounds: int, json_out: Path | None) -> N
             )
             poll = f"{settings.poll_delay:g}s"
             runs = [
-                (Figures("chorus"), chorus_process(server.url, root), samples),
+                (Figures("chorus"), chorus_process(server.url, root), samples, chorus_redis),
                 (
                     Figures(f"arq, same settings (poll {poll})"),
                     bare_process(
                         server.url, root, poll_delay=settings.poll_delay, settings=settings
                     ),
                     samples,
+                    redis,
                 ),
                 (
                     Figures("arq, defaults (poll 0.5s)"),
                     bare_process(server.url, root, poll_delay=0.5, settings=settings),
                     max(20, samples // 4),
+                    redis,
                 ),
                 (
                     Figures(f"chorus, QUEUE_WAKEUP=poll ({poll})"),
                     chorus_process(server.url, root, QUEUE_WAKEUP="poll"),
                     samples,
+                    chorus_redis,
                 ),
             ]
             results = []
-            for figures, process, n_samples in runs:
+            for figures, process, n_samples, client in runs:
                 print(f"latency and idle CPU: {figures.name} ...", flush=True)
-                results.append(await profile(figures, process, redis, redis_process.pid, n_samples))
+                results.append(
+                    await profile(figures, process, client, redis_process.pid, n_samples)
+                )
         finally:
-            for client in (redis, *queues.values()):
+            for client in (redis, chorus_redis, *queues.values()):
                 await client.aclose()
             redis_process.stop()
 

@@ -132,7 +132,7 @@ async def test_the_openai_sdk_streams_a_completion_through_the_gateway(
             base_url=f"{endpoint.base_url}/v1", api_key=user.token, http_client=transport_client
         )
         stream = await client.chat.completions.create(
-            model="mock-gpt",
+            model="assistant",  # what users may call (llmGateway.userModels)
             messages=[{"role": "user", "content": "Say hello"}],
             stream=True,
             stream_options={"include_usage": True},

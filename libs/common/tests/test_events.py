@@ -187,6 +187,28 @@ async def test_history_pages(redis: Redis, channel: str) -> None:
     assert [orjson.loads(e)["data"]["n"] for e in rest.events] == [4, 5, 6]
 
 
+async def test_history_with_a_size_bound_returns_the_same_or_nothing(
+    redis: Redis, channel: str
+) -> None:
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+    ids = [
+        (await bus.publish(channel, "message", {"n": n, "pad": "x" * 100}, sender="t")).id
+        for n in range(10)
+    ]
+    unbounded = await bus.history(channel, ids[3])
+    bounded = await bus.history(channel, ids[3], max_bytes=10_000)
+    assert bounded == unbounded
+    assert bounded.too_large is False
+    paged = await bus.history(channel, ids[0], limit=3, max_bytes=10_000)
+    assert (paged.more, paged.last_id, len(paged.events)) == (True, ids[3], 3)
+    # Six events of ~170 bytes after ids[3]: over 500 bytes, Redis sends none of them.
+    over = await bus.history(channel, ids[3], max_bytes=500)
+    assert (over.too_large, over.events, over.recovered) == (True, [], True)
+    assert (over.last_id, over.epoch) == (ids[-1], ids[0])
+    gone = await bus.history(channel, "1-0", max_bytes=10_000)
+    assert gone.recovered is False
+
+
 async def test_trimmed_offset_is_not_recovered(redis: Redis, channel: str) -> None:
     bus = EventBus(redis, history_size=5, history_ttl=86_400)
     ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(300)]

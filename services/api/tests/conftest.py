@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from chorus_api.main import create_app
 from chorus_api.settings import ApiSettings
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
 from chorus_devstack.servers import RunningPostgres, RunningRedis
 from chorus_devstack.testing import base_url, serve_app
@@ -75,7 +76,7 @@ async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
 async def arq(redis_server: RunningRedis) -> AsyncIterator[ArqRedis]:
     """A client of the api's Redis, with arq's helpers, to inspect queues and streams."""
     redis = create_redis(redis_server.url, client_name="api-tests")
-    client = ArqRedis(pool_or_conn=redis.connection_pool)
+    client = ArqRedis(pool_or_conn=redis.connection_pool, **JOB_CODEC)
     yield client
     await client.aclose()
     await redis.aclose()

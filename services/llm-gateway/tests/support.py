@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from arq.jobs import deserialize_job
 
+from chorus_common.queue import JOB_CODEC
 from chorus_devstack.testing import base_url, serve_app
 from chorus_gateway.main import create_app
 from chorus_gateway.settings import GatewaySettings
@@ -48,6 +49,8 @@ def settings_for(redis_url: str, providers: Any, **overrides: Any) -> GatewaySet
         "gateway_api_keys": f"worker:{WORKER_KEY}",
         "gateway_breaker_failures": 1000,
         "gateway_keepalive_seconds": 30.0,
+        # Most tests call the mock's models with a user token; the allow-list has its own.
+        "gateway_user_models": "*",
     }
     values.update(overrides)
     return GatewaySettings(**values)
@@ -84,7 +87,7 @@ class UsageJobs:
             raw = self.client.get(b"arq:job:" + job_id)
             if raw is None:
                 continue
-            job = deserialize_job(raw)
+            job = deserialize_job(raw, deserializer=JOB_CODEC["job_deserializer"])
             if job.function != "record_llm_usage":
                 continue
             usage = job.args[0]

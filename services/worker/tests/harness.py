@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chorus_common.events import EventBus, room_channel, stream_key
+from chorus_common.queue import deserialize_job
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessSpec
 from chorus_schema.models import User
@@ -68,6 +69,18 @@ def make_settings(**values: Any) -> WorkerServiceSettings:
     }
     base.update(values)
     return WorkerServiceSettings(**base)
+
+
+def dead_lettered(outcome: object) -> bool:
+    """True for the result arq keeps of a job that ended as a dead letter.
+
+    Results are JSON (``chorus_common.queue``): an exception is kept as its type and message.
+    """
+    return (
+        isinstance(outcome, dict)
+        and isinstance(outcome.get("error"), dict)
+        and outcome["error"].get("type") == "DeadLetteredError"
+    )
 
 
 def metric(name: str, **labels: str) -> float:
@@ -115,10 +128,10 @@ class Harness:
 
     def job(self, job_id: str) -> Job:
         """A handle on job ``job_id`` (e.g. ``welcome:<user id>``)."""
-        return Job(job_id, self.queue)
+        return Job(job_id, self.queue, _deserializer=deserialize_job)
 
     async def outcome(self, job: Job, timeout: float = 15.0) -> Any:
-        """Wait for ``job`` to finish; its result, or the exception it ended with."""
+        """Wait for ``job`` to finish; its result, or the exception it ended with (as JSON)."""
         info = await eventually(job.result_info, timeout=timeout, what=f"job {job.job_id}")
         return info.result
 
@@ -132,7 +145,7 @@ class Harness:
 
     async def status(self, job_id: str) -> JobStatus:
         """arq's view of a job."""
-        return await Job(job_id, self.queue).status()
+        return await Job(job_id, self.queue, _deserializer=deserialize_job).status()
 
     async def user(self, user_id: int) -> User:
         """The user row as it is now."""

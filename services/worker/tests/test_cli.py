@@ -7,7 +7,6 @@ import os
 import sys
 
 import orjson
-from arq.jobs import Job
 
 from chorus_worker.domain.dead_letters import record_dead_letter
 
@@ -58,7 +57,7 @@ async def test_list_and_replay_dead_letters(harness: Harness) -> None:
     status, out, _ = await _cli(harness, "replay", str(dead_id))
     assert status == 0
     job_id = out.strip().rsplit(" ", 1)[1]
-    info = await Job(job_id, harness.queue).info()
+    info = await harness.job(job_id).info()
     assert info is not None
     assert (info.function, info.args) == ("send_welcome_email", (5,))
 

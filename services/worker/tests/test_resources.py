@@ -45,7 +45,8 @@ async def test_jobs_run_from_the_configured_queue_and_publish_with_the_configure
             job = await queue.enqueue_job("send_welcome_email", user.id, _job_id="shared")
             assert job is not None
             assert await harness.queue.zscore(QUEUE, "shared") is not None
-            info = await eventually(Job("shared", queue).result_info, what="the job's result")
+            shared = Job("shared", queue, _deserializer=queue.job_deserializer)
+            info = await eventually(shared.result_info, what="the job's result")
     finally:
         await harness.queue.config_set("stream-node-max-entries", previous)
         await queue.aclose()

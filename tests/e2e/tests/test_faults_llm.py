@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import openai
+import orjson
 import pytest
 from openai import AsyncOpenAI
 
@@ -50,7 +51,7 @@ async def upstream_calls(ops: httpx.AsyncClient, stack: Stack, tag: str) -> list
 async def stream_text(sdk: AsyncOpenAI, content: str) -> str:
     """Stream a completion of ``content``; the text received (raises on a stream error)."""
     stream = await sdk.chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": content}], stream=True
+        model="assistant", messages=[{"role": "user", "content": content}], stream=True
     )
     text = ""
     async for chunk in stream:
@@ -69,7 +70,7 @@ async def test_an_error_before_the_stream_falls_back_to_the_next_provider(
     )
     async with asyncio.timeout(NO_HANG):
         raw = await sdk.chat.completions.with_raw_response.create(
-            model="mock-gpt",
+            model="assistant",
             messages=[{"role": "user", "content": f"hi [mock tag={tag}]"}],
             stream=True,
         )
@@ -130,3 +131,6 @@ async def test_a_failing_upstream_never_leaves_a_room_waiting_for_the_assistant(
         assert done["data"]["error"]["code"], done
         deltas = "".join(e["data"]["delta"] for e in client.events if e["type"] == "ai.delta")
         assert done["data"]["message"] == deltas  # the text so far, nothing invented
+        # What the provider said stays in the logs: the room gets our words and a code.
+        assert "The server had an error" not in done["data"]["error"]["message"]
+        assert "mock" not in orjson.dumps(done["data"]["error"]).decode().lower()

@@ -3,7 +3,7 @@ users of the system do not notice.
 
 Malformed and oversize WebSocket frames, a message flood, forged and expired tokens on
 every protocol (REST, WebSocket, SSE, OpenAI API, playground), another user's SSE path,
-and a password-guessing run.
+a password-guessing run, and text no store can hold.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import openai
@@ -24,10 +25,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from chorus_client import SUBPROTOCOL, EventStreamClient, RoomClient
+from chorus_common.redis_client import create_redis
 from chorus_common.tokens import TokenService
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import Account, client_address, log_in, sign_up
-from chorus_e2e.chat import closed
+from chorus_e2e.chat import closed, history, metric_value
+from chorus_e2e.polling import eventually
 
 
 @pytest.fixture
@@ -243,3 +246,87 @@ async def test_password_guessing_is_slowed_without_locking_out_the_owner(
     # The owner, elsewhere, logs in as ever; so does the attacker's own account.
     assert await log_in(http, victim.email)
     assert await log_in(http, attacker.email)
+
+
+async def say_acknowledged(ingress: str, room: str, token: str, text: str) -> None:
+    """Say ``text`` in ``room`` and wait for the server's ``ack``."""
+    async with RoomClient([ingress], room, token) as speaker:
+        await speaker.wait_subscribed()
+        await speaker.say(text, ref="r")
+        await speaker.wait_for(lambda: bool(speaker.of_type("ack")))
+
+
+async def persisted(
+    http: httpx.AsyncClient, room: str, token: str, text: str
+) -> list[dict[str, Any]]:
+    """``room``'s stored history, once ``text`` is in it."""
+
+    def holds(items: list[dict[str, Any]]) -> bool:
+        return any(i["data"].get("message") == text for i in items)
+
+    return await eventually(
+        lambda: history(http, room, token), until=holds, what=f"{text!r} persisted"
+    )
+
+
+async def test_one_nul_character_stops_no_rooms_history(
+    stack: Stack,
+    ingress: str,
+    http: httpx.AsyncClient,
+    ops: httpx.AsyncClient,
+    attacker: Account,
+    victim: Account,
+    room: str,
+) -> None:
+    """The reproduction: ``{"type":"message","message":"a\\u0000b"}``. Through the ingress it
+    is refused; written straight into Redis (behind every check) it is set aside as a dead
+    letter, and every room's history — its own room's included — keeps being persisted."""
+    ws = await raw_socket(ingress, room, attacker.token)
+    try:
+        await ws.send(orjson.dumps({"type": "message", "message": "a\u0000b", "ref": "p"}))
+        refused = await reply(ws)
+    finally:
+        await ws.close()
+    assert refused["type"] == "error"
+    assert refused["data"] == {
+        "code": "invalid_text",
+        "message": "'message' contains a NUL character (\\u0000)",
+        "ref": "p",
+    }
+
+    redis = create_redis(stack.redis_url, client_name="e2e-poison")
+    try:
+        await redis.xadd(
+            f"chorus:stream:room:{room}",
+            {
+                "e": orjson.dumps(
+                    {
+                        "channel": f"room:{room}",
+                        "type": "message",
+                        "data": {"message": "a\u0000b"},
+                        "ts": "2026-11-29T10:00:00.000Z",
+                        "from": str(attacker.id),
+                    }
+                )
+            },
+        )
+    finally:
+        await redis.aclose()
+    other = f"{room}-other"
+    said = {room: "after the poison", other: "elsewhere"}
+    for where, text in said.items():
+        await say_acknowledged(ingress, where, victim.token, text)
+    for where, text in said.items():
+        stored = await persisted(http, where, victim.token, text)
+        assert all("\x00" not in str(i["data"]) for i in stored)
+    dead = await eventually(
+        lambda: ops.get(f"{stack.url('worker')}/metrics"),
+        until=lambda m: (
+            metric_value(
+                m.text, "chorus_worker_dead_letters_total", '{function="persist_messages"}'
+            )
+            >= 1
+        ),
+        what="the poisoned entry dead-lettered",
+    )
+    assert dead.status_code == 200

@@ -11,6 +11,8 @@ import time
 
 import asyncpg
 import httpx
+import openai
+import pytest
 from openai import AsyncOpenAI
 
 from chorus_devstack.stack import Stack
@@ -41,12 +43,18 @@ async def test_the_openai_sdk_streams_through_the_ingress_with_the_users_token(
     user = await sign_up(http, "developer")
     client = AsyncOpenAI(base_url=f"{ingress}/v1", api_key=user.token, max_retries=0)
     async with client:
+        # Users see and call the models listed for them (GATEWAY_USER_MODELS: the assistant);
+        # to them the provider's own models do not exist.
         models = [m.id async for m in client.models.list()]
-        assert {"mock-gpt", "mock-gpt-mini", "assistant"} <= set(models)
+        assert models == ["assistant"]
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(
+                model="mock-gpt-mini", messages=[{"role": "user", "content": "hi"}]
+            )
 
         tag = f"sdk-{os.urandom(4).hex()}"
         stream = await client.chat.completions.create(
-            model="mock-gpt",
+            model="assistant",
             messages=[{"role": "user", "content": f"Say something [mock {SLOW} tag={tag}]"}],
             stream=True,
             stream_options={"include_usage": True},

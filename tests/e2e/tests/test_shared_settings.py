@@ -142,7 +142,7 @@ async def test_one_queue_setting_moves_every_producer_and_the_worker(
     # The gateway enqueued the usage of a completion; the worker recorded it.
     async with AsyncOpenAI(base_url=f"{ingress}/v1", api_key=user.token, max_retries=0) as llm:
         await llm.chat.completions.create(
-            model="mock-gpt", messages=[{"role": "user", "content": "hello"}]
+            model="assistant", messages=[{"role": "user", "content": "hello"}]
         )
     await eventually(
         lambda: db.fetch("SELECT 1 FROM llm_usage_events WHERE user_id = $1", user.id),

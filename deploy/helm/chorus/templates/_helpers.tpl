@@ -177,6 +177,13 @@ SIGNUP_MAX_PER_MINUTE: {{ $own.auth.signupMaxPerMinute | quote }}
 {{- end }}
 {{- if eq .key "llmGateway" }}
 LLM_PROVIDERS: "/etc/chorus/llm-providers/llm-providers.yaml"
+GATEWAY_USER_MODELS: {{ $own.userModels | quote }}
+{{- end }}
+{{- if eq .key "realtime" }}
+USER_BYTES_PER_SECOND: {{ $own.userQuotas.bytesPerSecond | quote }}
+USER_BYTES_BURST: {{ $own.userQuotas.bytesBurst | quote }}
+USER_NEW_ROOMS_PER_MINUTE: {{ $own.userQuotas.newRoomsPerMinute | quote }}
+ASSISTANT_MAX_PENDING_PER_USER: {{ $own.userQuotas.assistantMaxPending | quote }}
 {{- end }}
 {{- if eq .key "worker" }}
 SMTP_HOST: {{ $own.smtp.host | quote }}
@@ -189,6 +196,8 @@ APP_URL: {{ . | quote }}
 {{- end }}
 ASSISTANT_MODEL: {{ $own.assistantModel | quote }}
 MAX_JOBS: {{ $own.maxJobs | quote }}
+ASSISTANT_MAX_JOBS: {{ $own.assistantMaxJobs | quote }}
+ROOM_MESSAGES_RETENTION_DAYS: {{ $own.roomMessagesRetentionDays | quote }}
 JOB_COMPLETION_WAIT: {{ $own.jobCompletionWaitSeconds | quote }}
 {{- end }}
 {{- range $name, $value := $own.extraEnv }}

@@ -89,6 +89,31 @@ _PUBLISH_LUA = (
     + "return chorus_publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
 )
 
+# KEYS: stream, epoch. ARGV: offset, most entries, most bytes. Returns {offset found (0|1),
+# epoch, entries after the offset, their bytes, the entries — or, over the bytes, the
+# last id only}: the size is measured in Redis, so a page too large is never sent. From
+# FROM_START the offset counts as found while the stream still holds its first event.
+_HISTORY_LUA = """
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+local epoch = redis.call('GET', KEYS[2])
+local found
+if ARGV[1] == '0-0' then
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  found = (#first == 0 or first[1][1] == epoch) and 1 or 0
+else
+  found = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
+end
+local size = 0
+for i = 1, #entries do
+  local fields = entries[i][2]
+  for j = 2, #fields, 2 do size = size + #fields[j] end
+end
+if size > tonumber(ARGV[3]) then
+  return {found, epoch, #entries, size, entries[#entries][1]}
+end
+return {found, epoch, #entries, size, entries}
+"""
+
 
 class InvalidChannelError(ValueError):
     """A room name or user id that cannot form a channel."""
@@ -175,7 +200,8 @@ class History:
 
     ``recovered`` is False when the offset is no longer in the stream (trimmed away, or
     the stream was reset): the client may have missed events and should refetch state.
-    ``more`` says the page was full; ask again from ``last_id``.
+    ``more`` says the page was full; ask again from ``last_id``. ``too_large`` says the
+    page was over the size asked for: ``events`` is then empty.
     """
 
     recovered: bool
@@ -183,6 +209,7 @@ class History:
     last_id: str | None
     epoch: str | None
     more: bool
+    too_large: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +227,15 @@ def _entry_envelope(entry_id: bytes, body: bytes) -> bytes:
     return b'{"id":"' + entry_id + b'",' + body[1:]
 
 
+def _field(fields: list[bytes]) -> bytes:
+    """The envelope in a stream entry's flat ``[field, value, ...]`` list, as Lua returns it."""
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == ENTRY_FIELD:
+            return fields[index + 1]
+    msg = "a stream entry without its envelope"
+    raise ValueError(msg)
+
+
 class EventBus:
     """Publishes events and reads their history, on one Redis."""
 
@@ -211,6 +247,7 @@ class EventBus:
         self.history_size = history_size
         self.history_ttl = history_ttl
         self._publish = redis.register_script(_PUBLISH_LUA)
+        self._history = redis.register_script(_HISTORY_LUA)
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: EventHistorySettings) -> EventBus:
@@ -260,17 +297,23 @@ class EventBus:
             epoch=epoch.decode() if isinstance(epoch, bytes) else epoch,
         )
 
-    async def history(self, channel: str, since: str, *, limit: int = 1000) -> History:
+    async def history(
+        self, channel: str, since: str, *, limit: int = 1000, max_bytes: int | None = None
+    ) -> History:
         """Events published after ``since``, and whether nothing in between was lost.
 
         The offset's own entry is looked up in the same transaction as the page: if it is
         still in the stream, every later entry is too (trimming removes from the head).
         :data:`FROM_START` (``0-0``) asks for the whole history: recovered while the stream
         still holds its first event (its epoch) — a room younger than its history window,
-        which a client that has nothing yet can read in full.
+        which a client that has nothing yet can read in full. With ``max_bytes``, a page
+        whose stored events add up to more is not sent at all (``too_large``): Redis
+        measures it, so the caller never holds more than it asked.
         """
         parse_stream_id(since)
         key = stream_key(channel)
+        if max_bytes is not None:
+            return await self._bounded_history(key, channel, since, limit, max_bytes)
         from_start = since == FROM_START
         async with self.redis.pipeline(transaction=True) as pipe:
             if from_start:
@@ -290,6 +333,25 @@ class EventBus:
             last_id=entries[-1][0].decode() if entries else None,
             epoch=epoch.decode() if isinstance(epoch, bytes) else epoch,
             more=len(entries) == limit,
+        )
+
+    async def _bounded_history(
+        self, key: str, channel: str, since: str, limit: int, max_bytes: int
+    ) -> History:
+        found, raw_epoch, count, size, page = await self._history(
+            keys=[key, EPOCH_PREFIX + channel], args=[since, limit, max(0, max_bytes)]
+        )
+        epoch = raw_epoch.decode() if isinstance(raw_epoch, bytes) else None
+        if size > max_bytes:
+            last = page.decode() if isinstance(page, bytes) else None
+            return History(bool(found), [], last, epoch, count == limit, too_large=True)
+        events = [_entry_envelope(entry_id, _field(fields)) for entry_id, fields in page]
+        return History(
+            recovered=bool(found),
+            events=events,
+            last_id=page[-1][0].decode() if page else None,
+            epoch=epoch,
+            more=count == limit,
         )
 
     async def latest(self, channel: str, *, count: int) -> list[bytes]:

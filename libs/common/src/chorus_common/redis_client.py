@@ -3,17 +3,38 @@
 Connection errors are retried with capped exponential backoff so a Redis failover or
 restart costs a request a few hundred milliseconds rather than an error; idle
 connections are health-checked before reuse so a restarted server is noticed at once.
+
+The readiness check also reports how full Redis is: it asks ``INFO memory`` instead of
+``PING`` and exports ``chorus_redis_memory_used_bytes`` and ``chorus_redis_memory_max_bytes``
+(``maxmemory``, 0 when unlimited), so the alerts on Redis memory need no exporter of
+their own. A Redis that refuses ``INFO`` (an ACL) is pinged instead, and the gauges stay
+where they were.
 """
 
 from __future__ import annotations
 
+import logging
+
+from prometheus_client import Gauge
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["create_redis", "redis_check"]
+__all__ = ["REDIS_MEMORY_MAX", "REDIS_MEMORY_USED", "create_redis", "redis_check"]
+
+logger = logging.getLogger("chorus.redis")
+
+REDIS_MEMORY_USED = Gauge(
+    "chorus_redis_memory_used_bytes",
+    "Redis used_memory (INFO memory) at this process's last readiness check.",
+)
+REDIS_MEMORY_MAX = Gauge(
+    "chorus_redis_memory_max_bytes",
+    "Redis maxmemory (0: no limit) at this process's last readiness check.",
+)
 
 
 def create_redis(
@@ -51,7 +72,7 @@ def create_redis(
 
 
 def redis_check(client: Redis) -> RedisCheck:
-    """A readiness check that pings ``client`` (for :meth:`Health.add_check`)."""
+    """A readiness check that asks ``client`` for its memory (for :meth:`Health.add_check`)."""
     return RedisCheck(client)
 
 
@@ -60,7 +81,18 @@ class RedisCheck:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
+        self.info_allowed = True
 
     async def __call__(self) -> None:
-        """Raise unless Redis answers PING."""
+        """Raise unless Redis answers; note its memory use on the way."""
+        if self.info_allowed:
+            try:
+                memory = await self.client.info("memory")
+            except ResponseError as exc:
+                logger.warning("Redis refuses INFO (%s): readiness pings it instead", exc)
+                self.info_allowed = False
+            else:
+                REDIS_MEMORY_USED.set(float(memory.get("used_memory", 0)))
+                REDIS_MEMORY_MAX.set(float(memory.get("maxmemory", 0)))
+                return
         await self.client.ping()

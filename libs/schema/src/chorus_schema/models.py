@@ -9,7 +9,8 @@ Who writes what:
 - ``rooms``, ``room_members``, ``room_invitations``: the api (rooms people own, who is in
   them, who was asked in; each room's access list is copied to Redis for realtime);
 - ``room_messages``: the worker's ``persist_messages`` copies room events from the Redis
-  streams, exactly once thanks to the unique stream position;
+  streams, exactly once thanks to the unique stream position; ``prune_room_messages``
+  deletes those older than ``ROOM_MESSAGES_RETENTION_DAYS``;
 - ``analytics_events`` / ``analytics_daily``: ``record_analytics`` (the raw event keyed by
   its job id makes a redelivered job a no-op; the rollup moves in the same transaction);
 - ``failed_jobs``: the worker's dead letters;
@@ -296,6 +297,8 @@ class RoomMessage(Base):
     __table_args__ = (
         UniqueConstraint("room", "stream_ms", "stream_seq", name="uq_room_messages_position"),
         Index("ix_room_messages_user_id", "user_id"),
+        # The retention job's range scan; BRIN, since rows arrive in time order.
+        Index("ix_room_messages_created_at", "created_at", postgresql_using="brin"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -45,6 +45,7 @@ from chorus_api.transport.pool import (
 from chorus_api.transport.reader import Reader, close_read_pool, create_read_pool
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
 from chorus_common.rooms import RoomDirectory
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
@@ -93,7 +94,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     )
     # arq's create_pool() would open a second pool and insist on connecting at startup;
     # its client is a redis.asyncio.Redis subclass, so it can share ours instead.
-    arq = ArqRedis(pool_or_conn=redis.connection_pool, default_queue_name=settings.arq_queue_name)
+    arq = ArqRedis(
+        pool_or_conn=redis.connection_pool,
+        default_queue_name=settings.arq_queue_name,
+        **JOB_CODEC,
+    )
     pool_gate = PoolGate(
         slots=settings.db_pool_size + settings.db_max_overflow,
         timeout=settings.db_pool_timeout,

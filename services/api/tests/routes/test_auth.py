@@ -31,7 +31,7 @@ async def _jobs_by_function(arq: ArqRedis, function: str) -> list[str]:
     ids = [raw.decode() for raw in await arq.zrange("arq:queue", 0, -1)]
     found = []
     for job_id in ids:
-        info = await Job(job_id, arq).info()
+        info = await Job(job_id, arq, _deserializer=arq.job_deserializer).info()
         if info is not None and info.function == function:
             found.append(job_id)
     return found
@@ -88,7 +88,7 @@ async def test_an_existing_email_is_answered_like_a_new_one_and_its_owner_mailed
     await register(client, email, "Third-Horse-99")
     job_id = account_exists_job_id(owner_id)
     assert await _jobs_by_function(arq, "send_account_exists_email") == [job_id]
-    info = await Job(job_id, arq).info()
+    info = await Job(job_id, arq, _deserializer=arq.job_deserializer).info()
     assert info is not None
     assert info.args == (owner_id,)
     assert await arq.get(OWNER_PREFIX + job_id) == str(owner_id).encode()
@@ -161,7 +161,7 @@ async def test_registration_enqueues_one_welcome_job_even_when_retried(
         j for j in await _jobs_by_function(arq, "send_welcome_email") if j.endswith(f":{user_id}")
     ]
     assert welcome == [f"welcome:{user_id}"]
-    info = await Job(f"welcome:{user_id}", arq).info()
+    info = await Job(f"welcome:{user_id}", arq, _deserializer=arq.job_deserializer).info()
     assert info is not None
     assert info.args == (user_id,)
     assert await arq.get(OWNER_PREFIX + f"welcome:{user_id}") == str(user_id).encode()
@@ -194,7 +194,7 @@ async def test_registration_records_an_analytics_event(
     # The background task runs after the response: wait for it with a deadline.
     for _ in range(200):
         for job_id in await _jobs_by_function(arq, "record_analytics"):
-            info = await Job(job_id, arq).info()
+            info = await Job(job_id, arq, _deserializer=arq.job_deserializer).info()
             assert info is not None
             if info.args == ("user.registered", {"user_id": user_id}):
                 return

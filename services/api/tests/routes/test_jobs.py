@@ -1,7 +1,8 @@
 """Job status for its owner, through every state, with a real arq worker running the jobs.
 
 The worker here is arq itself with stand-in job functions of the contract's names (the
-real jobs live in the worker service); the api only reads what arq records.
+real jobs live in the worker service) and the shared JSON codec; the api only reads what
+arq records.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from arq.worker import Worker, func
 from chorus_api.domain.jobs import enqueue
 from chorus_api.main import create_app
 from chorus_api.settings import ApiSettings
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
 from chorus_devstack.servers import RunningRedis
 from chorus_devstack.testing import base_url, serve_app
@@ -32,7 +34,7 @@ async def jobs_api(
     """The api on a Redis of this test's own, so the worker sees only this test's jobs."""
     app = create_app(settings.model_copy(update={"redis_url": private_redis.url}))
     redis = create_redis(private_redis.url, client_name="jobs-test")
-    arq = ArqRedis(pool_or_conn=redis.connection_pool)
+    arq = ArqRedis(pool_or_conn=redis.connection_pool, **JOB_CODEC)
     async with (
         serve_app(app) as server,
         httpx.AsyncClient(base_url=base_url(server), trust_env=False, timeout=30) as client,
@@ -105,6 +107,7 @@ async def test_job_status_through_its_life(
         burst=True,
         handle_signals=False,
         poll_delay=0.01,
+        **JOB_CODEC,  # the worker's encoding: JSON jobs and results
     )
     running = asyncio.create_task(worker.main())
     try:

@@ -47,6 +47,14 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
     declare_series(catalog.served())
     service_keys = ApiKeys(parse_api_keys(settings.gateway_api_keys.get_secret_value()))
     keys = {p.name: resolve_api_key(p, env) for p in config.providers}
+    user_models = settings.user_models
+    if user_models is not None:
+        unknown = sorted(m for m in user_models if catalog.resolve(m) is None)
+        if unknown:
+            # Safe, if surprising: users simply cannot call what does not exist.
+            logger.warning(
+                "GATEWAY_USER_MODELS names models no provider serves: %s", ", ".join(unknown)
+            )
     tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
     defaults = Limits(
         requests_per_minute=settings.gateway_requests_per_minute,

@@ -65,7 +65,8 @@ UPSTREAM_ERRORS = Counter(
 )
 RATELIMIT_REJECTIONS = Counter(
     "chorus_gateway_ratelimit_rejections_total",
-    "Requests refused with 429 by the gateway's own limits (requests|tokens|concurrency).",
+    "Requests refused with 429 by the gateway's own limits (requests|tokens|concurrency; "
+    "end_user_* when a service key's share for one end user ran out).",
     ["limit"],
 )
 FALLBACKS = Counter(
@@ -100,7 +101,14 @@ UPSTREAM_ERROR_KINDS = (
     "stream_error",
     "dropped",
 )
-LIMITS = ("requests", "tokens", "concurrency")
+LIMITS = (
+    "requests",
+    "tokens",
+    "concurrency",
+    "end_user_requests",
+    "end_user_tokens",
+    "end_user_concurrency",
+)
 
 
 def declare_series(served: Mapping[str, Collection[str]]) -> None:

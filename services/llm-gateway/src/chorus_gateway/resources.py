@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_gateway.domain.api_keys import ApiKeys
@@ -69,10 +70,13 @@ async def open_resources(
     limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
     versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
     authenticator = Authenticator(
-        tokens=TokenVerifier(tokens, versions), api_keys=service_keys, defaults=limits
+        tokens=TokenVerifier(tokens, versions),
+        api_keys=service_keys,
+        defaults=limits,
+        user_models=settings.user_models,
     )
     recorder = UsageRecorder(
-        ArqRedis(connection_pool=redis.connection_pool),
+        ArqRedis(connection_pool=redis.connection_pool, **JOB_CODEC),
         queue_name=settings.arq_queue_name,
         buffer=settings.gateway_usage_buffer,
     )

@@ -65,6 +65,17 @@ class GatewaySettings(QueueSettings, BodyLimitSettings, RedisSettings, ServiceSe
     gateway_playground_model: str = Field(
         default="assistant", description="Model (or alias) answering POST /chat/stream."
     )
+    gateway_user_models: str = Field(
+        default="assistant",
+        description="Models (or aliases) users may call, comma-separated; * for all of them. "
+        "Service keys may call every model unless their entry lists its own.",
+    )
+
+    @property
+    def user_models(self) -> frozenset[str] | None:
+        """``GATEWAY_USER_MODELS`` as a set; None when users may call every model."""
+        names = {name.strip() for name in self.gateway_user_models.split(",") if name.strip()}
+        return None if "*" in names else frozenset(names)
 
     gateway_usage_buffer: int = Field(
         default=10_000, ge=1, description="Usage records held while Redis is slow or away."

@@ -8,6 +8,7 @@ import pytest
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
+from chorus_common.queue import JOB_CODEC
 from chorus_devstack.servers import RunningRedis
 from chorus_gateway.domain.usage import JOB_NAME, UsageRecord, UsageRecorder
 
@@ -15,6 +16,8 @@ from chorus_gateway.domain.usage import JOB_NAME, UsageRecord, UsageRecorder
 @pytest.fixture
 async def arq_redis(gateway_redis: RunningRedis) -> AsyncIterator[ArqRedis]:
     client = ArqRedis.from_url(gateway_redis.url)
+    client.job_serializer = JOB_CODEC["job_serializer"]
+    client.job_deserializer = JOB_CODEC["job_deserializer"]
     yield client
     await client.aclose()
 
@@ -41,7 +44,7 @@ async def test_a_usage_job_is_an_arq_job_queued_once_per_request(arq_redis: ArqR
         await recorder.stop()
 
     assert await arq_redis.zrange("arq:queue", 0, -1) == [b"usage:r1"]
-    job = Job("usage:r1", arq_redis)
+    job = Job("usage:r1", arq_redis, _deserializer=arq_redis.job_deserializer)
     assert await job.status() is JobStatus.queued
     info = await job.info()
     assert info is not None

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from openai import APIError, AsyncOpenAI, BadRequestError, InternalServerError
 
+from chorus_devstack.ports import free_port
 from chorus_gateway.settings import GatewaySettings
 from chorus_mock_openai import completion_text
 from chorus_mock_openai.testing import MockServer
@@ -404,3 +405,83 @@ async def test_keepalive_comments_flow_while_waiting_for_the_first_token(
     assert body.count(b": keep-alive") >= 2
     assert body.endswith(b"data: [DONE]\n\n")
     assert b'"content":"Chorus"' in body
+
+
+# -- what a provider says stays in the gateway's log -------------------------------------
+
+MOCK_500 = "The server had an error while processing your request"
+
+
+async def test_a_failing_provider_is_told_in_our_words_and_logged(
+    gateway_url: str,
+    upstream: MockServer,
+    backup: MockServer,
+    auth: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for mock in (upstream, backup):
+        mock.configure(fault={"mode": "error_before_start"})
+    async with httpx.AsyncClient(timeout=10) as http:
+        streamed = await http.post(
+            f"{gateway_url}/v1/chat/completions", json=chat(stream=True), headers=auth
+        )
+        whole = await http.post(f"{gateway_url}/v1/chat/completions", json=chat(), headers=auth)
+    for response in (streamed, whole):
+        assert response.status_code == 502
+        error = response.json()["error"]
+        assert error["code"] == "upstream_error"
+        assert error["message"] == "The provider of `mock-gpt` failed; try again later."
+        assert MOCK_500 not in response.text
+        assert "HTTP 500" not in response.text
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"attempt on primary failed (status_5xx): HTTP 500: {MOCK_500}" in logged
+
+
+async def test_an_unreachable_provider_does_not_show_where_it_is(
+    gateway_redis: Any, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()  # nothing listens there
+    providers = [
+        {
+            "name": "internal",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "api_key": "sk",
+            "models": ["mock-gpt"],
+            "timeouts": {"connect": 1.0, "ttft": 1.0, "idle": 1.0, "total": 5.0},
+        }
+    ]
+    settings = settings_for(gateway_redis.url, providers, gateway_max_attempts=1)
+    async with running_gateway(settings) as url, httpx.AsyncClient(timeout=10) as http:
+        streamed = await http.post(
+            f"{url}/v1/chat/completions", json=chat(stream=True), headers=auth
+        )
+        whole = await http.post(f"{url}/v1/chat/completions", json=chat(), headers=auth)
+    for response in (streamed, whole):
+        assert response.status_code == 502
+        assert str(port) not in response.text
+        assert "127.0.0.1" not in response.text
+        assert "connect" not in response.text.lower()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "attempt on internal failed (connect)" in logged
+    assert str(port) in logged
+
+
+async def test_a_providers_error_event_mid_stream_is_replaced_by_ours(
+    gateway_url: str, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{gateway_url}/v1/chat/completions",
+            json=chat("[mock fault=error_mid_stream fault_after=2]", stream=True),
+            headers=auth,
+        ) as response,
+    ):
+        events = await sse_events(response)
+    error = orjson.loads(events[-2])["error"]
+    assert error["code"] == "upstream_error"
+    assert all(MOCK_500.encode() not in e for e in events)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "primary sent an error event mid-stream" in logged
+    assert MOCK_500 in logged

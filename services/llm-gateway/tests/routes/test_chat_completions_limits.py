@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from chorus_devstack.servers import RunningRedis
 from chorus_gateway.domain.token_estimate import estimate_prompt_tokens
 from chorus_mock_openai.testing import MockServer
 
-from ..support import UsageJobs, running_gateway, settings_for, settled, until
+from ..support import WORKER_KEY, UsageJobs, running_gateway, settings_for, settled, until
 
 
 @pytest.fixture
@@ -193,3 +195,56 @@ async def test_a_stream_admitted_alongside_its_upstream_call_is_still_refused_ex
     assert sorted(j["outcome"] for j in jobs) == ["completed", "completed", "error"]
     billed = next(j for j in jobs if j["outcome"] == "error")
     assert (billed["estimated"], billed["completion_tokens"]) == (True, 0)
+
+
+@pytest.mark.parametrize(
+    "limited",
+    [
+        {
+            # What each end user gets of a key: the per-user defaults, 2 requests a minute.
+            "gateway_requests_per_minute": 2,
+            "gateway_tokens_per_minute": 0,
+            "gateway_concurrent_streams": 0,
+            "gateway_api_keys": json.dumps(
+                [{"name": "worker", "key": WORKER_KEY, "requests_per_minute": 100}]
+            ),
+        }
+    ],
+    indirect=True,
+)
+async def test_a_service_key_calling_for_end_users_gives_each_their_own_limits(
+    limited: tuple[str, str],
+) -> None:
+    """The worker asks for room members: one member cannot spend the key, on any replica."""
+    key = {"Authorization": f"Bearer {WORKER_KEY}"}
+    rejected_before = _rejections("end_user_requests")
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def ask(url: str, user: str | None) -> httpx.Response:
+            extra = {"user": user} if user is not None else {}
+            return await http.post(
+                f"{url}/v1/chat/completions",
+                json=body("hi [mock tokens=2]", 5, **extra),
+                headers=key,
+            )
+
+        for_42 = [await ask(limited[i % 2], "42") for i in range(3)]
+        for_43 = await ask(limited[1], "43")
+        anonymous = [await ask(limited[0], None) for _ in range(3)]
+
+    assert [r.status_code for r in for_42] == [200, 200, 429]
+    error = for_42[2].json()["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert "user 42" in error["message"]
+    assert for_42[2].headers["x-ratelimit-limit-requests"] == "2"
+    assert for_43.status_code == 200  # another member's share is untouched
+    assert [r.status_code for r in anonymous] == [200, 200, 200]  # the key's own limit: 100
+    assert _rejections("end_user_requests") == rejected_before + 1
+
+
+def _rejections(limit: str) -> float:
+    # The replicas run in this process: the registry is theirs.
+    return (
+        REGISTRY.get_sample_value("chorus_gateway_ratelimit_rejections_total", {"limit": limit})
+        or 0.0
+    )

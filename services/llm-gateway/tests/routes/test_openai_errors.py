@@ -11,6 +11,7 @@ from openai import AsyncOpenAI, AuthenticationError, NotFoundError, PermissionDe
 
 from chorus_common.tokens import TokenService
 from chorus_devstack.servers import RunningRedis
+from chorus_gateway.main import create_app
 
 from ..support import JWT_SECRET, WORKER_KEY, running_gateway, settings_for
 
@@ -139,3 +140,65 @@ async def test_keys_restricted_to_models_get_403_elsewhere(
     assert allowed.choices[0].message.content
     assert raised.value.code == "model_not_allowed"
     assert listed == ["assistant"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**BODY, "messages": [{"role": "user", "content": "a\u0000b"}]}, "messages[0].content"),
+        (
+            {**BODY, "messages": [{"role": "user", "content": [{"type": "text", "text": "\x00"}]}]},
+            "messages[0].content.0.text",
+        ),
+        (
+            {**BODY, "messages": [{"role": "user", "content": "x", "name": "n\x00"}]},
+            "messages[0].name",
+        ),
+        ({**BODY, "model": "mock-gpt\x00"}, "model"),
+        ({**BODY, "user": "42\x00"}, "user"),
+        ({**BODY, "user": "u" * 257}, "user"),
+    ],
+)
+async def test_text_no_store_can_hold_is_a_400_naming_the_field(
+    gateway_url: str, auth: dict[str, str], upstream: Any, body: Any, param: str
+) -> None:
+    response = await post(gateway_url, body, auth)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+    assert upstream.requests() == []  # nothing reached a provider
+
+
+async def test_users_may_call_only_the_models_listed_for_users(
+    gateway_redis: RunningRedis, providers: dict[str, Any], auth: dict[str, str]
+) -> None:
+    """By default (GATEWAY_USER_MODELS=assistant) a user sees and calls the assistant only;
+    to them the others do not exist. Service keys call every configured model."""
+    settings = settings_for(gateway_redis.url, providers, gateway_user_models="assistant")
+    async with running_gateway(settings) as url:
+        token = auth["authorization"].removeprefix("Bearer ")
+        user = AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+        key = AsyncOpenAI(base_url=f"{url}/v1", api_key=WORKER_KEY, max_retries=0)
+        async with user, key:
+            listed = [m.id async for m in user.models.list()]
+            allowed = await user.chat.completions.create(
+                model="assistant", messages=[{"role": "user", "content": "x"}]
+            )
+            with pytest.raises(NotFoundError) as raised:
+                await user.chat.completions.create(**BODY)
+            with pytest.raises(NotFoundError):
+                await user.models.retrieve("mock-gpt-mini")
+            served = await key.chat.completions.create(**BODY)
+    assert listed == ["assistant"]
+    assert allowed.choices[0].message.content
+    assert raised.value.code == "model_not_found"
+    assert raised.value.status_code == 404
+    assert served.choices[0].message.content
+
+
+def test_an_allow_list_naming_an_unknown_model_is_logged(
+    gateway_redis: RunningRedis, providers: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(gateway_redis.url, providers, gateway_user_models="assistant,gpt-9")
+    create_app(settings)
+    assert "GATEWAY_USER_MODELS names models no provider serves: gpt-9" in caplog.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from chorus_gateway.transport.sse import OpenAIPassThrough
 
 ROLE = (
@@ -42,11 +44,16 @@ def test_crlf_framing_and_comments() -> None:
     assert scanner.data_seen
 
 
-def test_an_error_event_is_noted_and_forwarded() -> None:
+def test_an_error_event_is_noted_and_told_in_our_words() -> None:
     scanner = OpenAIPassThrough(wants_usage=False)
-    event = b'data: {"error":{"message":"boom","type":"server_error"}}\n\n'
-    assert scanner.feed(TOKEN + event) == TOKEN.replace(b',"usage":null', b"") + event
-    assert scanner.error == {"message": "boom", "type": "server_error"}
+    event = b'data: {"error":{"message":"boom at 10.0.0.7","type":"server_error"}}\n\n'
+    out = scanner.feed(TOKEN + event)
+    assert out is not None
+    assert out.startswith(TOKEN.replace(b',"usage":null', b""))
+    told = orjson.loads(out.split(b"\n\n")[1].removeprefix(b"data: "))
+    assert told["error"]["code"] == "upstream_error"
+    assert b"10.0.0.7" not in out
+    assert scanner.error == {"message": "boom at 10.0.0.7", "type": "server_error"}
     assert scanner.data_before_error
 
 

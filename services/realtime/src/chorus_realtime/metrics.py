@@ -102,7 +102,8 @@ SLOW_CLIENT_DISCONNECTS = Counter(
 )
 RECOVERIES = Counter(
     "chorus_realtime_recoveries_total",
-    "Resumes from a stream id: hit (nothing lost) or miss (the offset left history).",
+    "Resumes from a stream id: hit (nothing lost), miss (the offset left history, or more "
+    "than REPLAY_MAX were missed) or too_large (the backlog would not fit the send queue).",
     ["result"],
 )
 CANARY_LAG = Gauge(
@@ -158,11 +159,14 @@ def _declare_series() -> None:
         "flood",
         "too_big",
         "forbidden",
+        "user_bytes",
+        "user_rooms",
+        "assistant_busy",
     ):
         REJECTED.labels(reason)
     for kind in ("message", "typing", "ping", "subscribe", "unsubscribe", "invalid"):
         MESSAGES_IN.labels(kind)
-    for result in ("hit", "miss"):
+    for result in ("hit", "miss", "too_large"):
         RECOVERIES.labels(result)
     for transport in ("ws", "sse"):
         CONNECTIONS.labels(transport)

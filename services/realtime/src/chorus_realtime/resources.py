@@ -4,11 +4,10 @@
 queue), the event bus with the configured history, the hub and its pub/sub connection,
 presence, the canary, the registry of this replica's connections, the token verifier (with
 the accounts' token versions), the token watch that closes connections whose token expired
-or was revoked, the room guard (who may enter a room, and who loses access inside), and the
-assistant's enqueuer — starts them, and stops them in reverse
-order. Routes reach
-them through :mod:`chorus_realtime.deps` (the WebSocket endpoint, plain ASGI, from
-``scope["app"].state.resources``).
+or was revoked, the room guard (who may enter a room, and who loses access inside), the
+assistant's enqueuer and the per-user quotas — starts them, and stops them in reverse order.
+Routes reach them through :mod:`chorus_realtime.deps` (the WebSocket endpoint, plain ASGI,
+from ``scope["app"].state.resources``).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from chorus_common.events import EventBus
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis
 from chorus_common.rooms import RoomDirectory
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
@@ -33,6 +33,7 @@ from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
 from chorus_realtime.domain.presence import Presence
+from chorus_realtime.domain.quotas import Quotas, QuotaSettings
 from chorus_realtime.domain.registry import Registry
 from chorus_realtime.domain.token_watch import TokenWatch
 from chorus_realtime.settings import RealtimeSettings
@@ -61,6 +62,7 @@ class Resources:
     token_watch: TokenWatch
     guard: RoomGuard
     assistant: Assistant | None
+    quotas: Quotas | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
@@ -143,9 +145,20 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
             RoomDirectory(redis), hub, registry, interval=settings.room_access_recheck_seconds
         ),
         assistant=Assistant(
-            ArqRedis(redis.connection_pool, default_queue_name=settings.arq_queue_name),
+            ArqRedis(
+                redis.connection_pool, default_queue_name=settings.arq_queue_name, **JOB_CODEC
+            ),
             mention=settings.assistant_mention,
             queue_name=settings.arq_queue_name,
+            max_pending=settings.assistant_max_pending_per_user,
+        ),
+        quotas=Quotas(
+            redis,
+            QuotaSettings(
+                bytes_per_second=settings.user_bytes_per_second,
+                bytes_burst=settings.user_bytes_burst,
+                new_rooms_per_minute=settings.user_new_rooms_per_minute,
+            ),
         ),
     )
     await resources.start()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from chorus_common.settings import (
     EventHistorySettings,
@@ -45,6 +46,15 @@ class RealtimeSettings(QueueSettings, EventHistorySettings, RedisSettings, Servi
     max_channels_per_connection: int = Field(
         default=16, ge=1, description="channels one WebSocket may subscribe to"
     )
+    user_bytes_per_second: int = Field(
+        default=16_384, ge=1, description="message bytes a user may send per second, all replicas"
+    )
+    user_bytes_burst: int = Field(
+        default=262_144, ge=1, description="message bytes a user may send at once (the bucket)"
+    )
+    user_new_rooms_per_minute: int = Field(
+        default=20, ge=1, description="rooms without history a user may open per minute"
+    )
 
     # -- delivery ----------------------------------------------------------------------------
     send_queue_max_messages: int = Field(
@@ -84,3 +94,13 @@ class RealtimeSettings(QueueSettings, EventHistorySettings, RedisSettings, Servi
     assistant_mention: str = Field(
         default="@assistant", min_length=1, description="prefix that asks the assistant"
     )
+    assistant_max_pending_per_user: int = Field(
+        default=3, ge=1, description="questions one user may have waiting for an answer"
+    )
+
+    @model_validator(mode="after")
+    def _a_message_fits_the_bucket(self) -> Self:
+        if self.user_bytes_burst < self.max_message_bytes:
+            msg = "USER_BYTES_BURST must be at least MAX_MESSAGE_BYTES (or big messages never fit)"
+            raise ValueError(msg)
+        return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from arq.connections import ArqRedis
 
 from chorus_realtime.domain.assistant import Assistant, job_id
 
@@ -19,7 +20,8 @@ from chorus_realtime.domain.assistant import Assistant, job_id
     ],
 )
 def test_prompt(text: str, prompt: str | None) -> None:
-    assistant = Assistant(None, mention="@assistant", queue_name="arq:queue")  # type: ignore[arg-type]
+    # A client that never connects: recognising a mention needs no Redis.
+    assistant = Assistant(ArqRedis(), mention="@assistant", queue_name="arq:queue")
     assert assistant.prompt(text) == prompt
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chorus_client import RoomClient
 from chorus_common.events import EventBus, room_channel
+from chorus_common.queue import deserialize_job
 from chorus_common.tokens import TokenService
 
 from ..conftest import Replica, ReplicaFactory
@@ -220,7 +222,7 @@ async def test_assistant_mention_enqueues_exactly_one_job(
     job_id = f"assistant:{room}:{acks['q1']}"
     keys = [k async for k in redis.scan_iter(match=f"arq:job:assistant:{room}:*")]
     assert keys == [f"arq:job:{job_id}".encode()]
-    info = await Job(job_id, ArqRedis(redis.connection_pool)).info()
+    info = await Job(job_id, ArqRedis(redis.connection_pool), _deserializer=deserialize_job).info()
     assert info is not None
     assert info.function == "answer_in_room"
     assert info.kwargs == {
@@ -388,3 +390,214 @@ async def test_typing_is_ephemeral(
         assert typing["id"] is None
         assert typing["data"] == {"user_id": "19"}
         assert orjson.dumps(typing)
+
+
+async def test_text_no_store_can_hold_gets_an_error_frame_and_is_not_published(
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
+) -> None:
+    """The frame that used to be acked, stored, and then fail every history write."""
+    one, _ = pair
+    async with RoomClient([one.url], room, tokens.issue(21)) as client:
+        await client.wait_subscribed()
+        await client.say("a\u0000b", ref="nul")
+        await client.say("fine", ref="ok")
+        await client.wait_for(lambda: bool(client.of_type("ack")) and bool(client.of_type("error")))
+        [error] = client.of_type("error")
+        assert error["data"]["code"] == "invalid_text"
+        assert "NUL" in error["data"]["message"]
+        assert error["data"]["ref"] == "nul"
+        assert [a["ref"] for a in client.of_type("ack")] == ["ok"]
+        assert not client.closes
+    stored = [
+        orjson.loads(fields[b"e"]) for _, fields in await redis.xrange(f"chorus:stream:room:{room}")
+    ]
+    assert [e["data"]["message"] for e in stored if e["type"] == "message"] == ["fine"]
+
+
+async def _metric(http: httpx.AsyncClient, replica: Replica, series: str) -> float:
+    text = (await http.get(f"{replica.url}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def _rejected(http: httpx.AsyncClient, replicas: list[Replica], reason: str) -> float:
+    """Refusals for ``reason``, summed over ``replicas``."""
+    series = f'chorus_realtime_rejected_total{{reason="{reason}"}}'
+    return sum([await _metric(http, replica, series) for replica in replicas])
+
+
+async def test_a_users_byte_quota_holds_across_replicas(
+    make_replica: ReplicaFactory,
+    redis_url: str,
+    tokens: TokenService,
+    room: str,
+    user_id: Callable[[], str],
+    http: httpx.AsyncClient,
+) -> None:
+    """Two sockets on two replicas share one bucket: 8 KiB, refilled at 100 bytes/s."""
+    env = {"MAX_MESSAGE_BYTES": "4096", "USER_BYTES_BURST": "8192", "USER_BYTES_PER_SECOND": "100"}
+    one = make_replica(redis_url, **env)
+    two = make_replica(redis_url, **env)
+    token = tokens.issue(user_id())
+    async with (
+        RoomClient([one.url], room, token) as a,
+        RoomClient([two.url], room, token) as b,
+    ):
+        await a.wait_subscribed()
+        await b.wait_subscribed()
+        for n in range(3):
+            await a.say(f"a{n}:" + "x" * 2000, ref=f"a{n}")
+            await a.wait_for(lambda n=n: len(a.of_type("ack")) + len(a.of_type("error")) > n)  # type: ignore[misc]
+            await b.say(f"b{n}:" + "x" * 2000, ref=f"b{n}")
+            await b.wait_for(lambda n=n: len(b.of_type("ack")) + len(b.of_type("error")) > n)  # type: ignore[misc]
+        acks = [f["ref"] for f in (*a.of_type("ack"), *b.of_type("ack"))]
+        refused = [f["data"] for f in (*a.of_type("error"), *b.of_type("error"))]
+        assert sorted(acks) == ["a0", "a1", "b0", "b1"]  # 4 x ~2 KB: the bucket, once
+        assert sorted(r["ref"] for r in refused) == ["a2", "b2"]
+        assert {r["code"] for r in refused} == {"quota_exceeded"}
+        assert all(r["retry_after"] > 0 for r in refused)
+        assert not a.closes
+        assert not b.closes
+        await a.wait_for(lambda: len(a.messages()) == 4)
+    assert await _rejected(http, [one, two], "user_bytes") == 2
+
+
+async def test_a_users_new_rooms_are_limited_across_replicas(
+    make_replica: ReplicaFactory,
+    redis_url: str,
+    tokens: TokenService,
+    room: str,
+    user_id: Callable[[], str],
+    redis: Redis,
+    http: httpx.AsyncClient,
+) -> None:
+    one = make_replica(redis_url, USER_NEW_ROOMS_PER_MINUTE="2")
+    two = make_replica(redis_url, USER_NEW_ROOMS_PER_MINUTE="2")
+    token = tokens.issue(user_id())
+    existing = f"{room}-old"
+    await EventBus(redis, history_size=1000, history_ttl=86_400).publish(
+        room_channel(existing), "message", {"message": "hi"}, sender="x"
+    )
+    async with (
+        RoomClient([one.url], f"{room}-1", token) as a,
+        RoomClient([two.url], f"{room}-2", token) as b,
+    ):
+        await a.wait_subscribed()
+        await b.wait_subscribed()
+        await a.send({"type": "subscribe", "channel": f"room:{room}-3"})
+        await a.wait_for(lambda: bool(a.of_type("error")))
+        [error] = a.of_type("error")
+        assert error["data"]["code"] == "room_quota"
+        assert error["channel"] == f"room:{room}-3"
+        # A room that exists costs nothing.
+        await b.send({"type": "subscribe", "channel": f"room:{existing}"})
+        await b.wait_subscribed(count=2)
+        # Nor does the new room get created behind the refusal.
+        assert await redis.exists(f"chorus:stream:room:{room}-3") == 0
+        async with RoomClient([two.url], f"{room}-4", token, reconnect=False) as c:
+            await c.wait_for(lambda: bool(c.closes))
+        assert c.of_type("error")[0]["data"]["code"] == "room_quota"
+        assert c.closes[0].code == 1008
+        assert not a.closes
+        assert not b.closes
+    assert await _rejected(http, [one, two], "user_rooms") == 2
+
+
+async def test_a_user_has_only_a_few_questions_waiting_for_the_assistant(
+    make_replica: ReplicaFactory,
+    redis_url: str,
+    tokens: TokenService,
+    room: str,
+    user_id: Callable[[], str],
+    redis: Redis,
+) -> None:
+    one = make_replica(redis_url, ASSISTANT_MAX_PENDING_PER_USER="2")
+    two = make_replica(redis_url, ASSISTANT_MAX_PENDING_PER_USER="2")
+    user = user_id()
+    token = tokens.issue(user)
+    async with (
+        RoomClient([one.url], room, token) as a,
+        RoomClient([two.url], room, token) as b,
+    ):
+        await a.wait_subscribed()
+        await b.wait_subscribed()
+        for n, client in enumerate((a, b, a, b)):
+            await client.say(f"@assistant question {n}", ref=f"q{n}")
+            await client.wait_for(lambda c=client: bool(c.of_type("ack")))  # type: ignore[misc]
+        await b.wait_for(lambda: len(b.of_type("error")) == 1 and len(a.of_type("error")) == 1)
+    refused = [f["data"] for f in (*a.of_type("error"), *b.of_type("error"))]
+    assert sorted(r["ref"] for r in refused) == ["q2", "q3"]
+    assert {r["code"] for r in refused} == {"assistant_busy"}
+    # Their messages are in the room all the same, but only two answers are queued.
+    queued = [k async for k in redis.scan_iter(match=f"arq:job:assistant:{room}:*")]
+    assert len(queued) == 2
+    assert await redis.zcard(f"chorus:assistant:pending:{user}") == 2
+
+
+async def test_a_replay_counts_against_the_send_queue(
+    make_replica: ReplicaFactory,
+    redis_url: str,
+    tokens: TokenService,
+    room: str,
+    redis: Redis,
+    http: httpx.AsyncClient,
+) -> None:
+    """What a resume would replay must fit the send queue, or it is not read at all."""
+    replica = make_replica(redis_url, SEND_QUEUE_MAX_BYTES="65536")
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+    channel = room_channel(room)
+    first = await bus.publish(channel, "message", {"message": "start"}, sender="t")
+    for n in range(30):
+        await bus.publish(channel, "message", {"message": f"{n}:" + "x" * 1000}, sender="t")
+    token = tokens.issue(22)
+    async with RoomClient([replica.url], room, token, since=first.id) as fits:
+        subscribed = await fits.wait_subscribed()
+        assert (subscribed["recovered"], subscribed["replayed"]) == (True, 30)
+    for n in range(30, 100):  # now ~100 KB after the offset: more than the queue holds
+        await bus.publish(channel, "message", {"message": f"{n}:" + "x" * 1000}, sender="t")
+    too_large = 'chorus_realtime_recoveries_total{result="too_large"}'
+    before = await _metric(http, replica, too_large)
+    async with RoomClient([replica.url], room, token, since=first.id) as behind:
+        subscribed = await behind.wait_subscribed()
+        assert (subscribed["recovered"], subscribed["replayed"]) == (False, 0)
+        await bus.publish(channel, "message", {"message": "live"}, sender="t")
+        await behind.wait_for(lambda: "live" in behind.messages())
+        assert behind.messages() == ["live"]  # nothing old, then live as usual
+    assert await _metric(http, replica, too_large) == before + 1
+
+
+def _rss_bytes(replica: Replica) -> int:
+    popen = replica.process.popen
+    assert popen is not None
+    with open(f"/proc/{popen.pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.slow
+async def test_resuming_a_large_history_and_never_reading_costs_a_replica_little(
+    make_replica: ReplicaFactory, redis_url: str, tokens: TokenService, room: str, redis: Redis
+) -> None:
+    """A client that asks for 9 MB of history and reads nothing: the replica does not fetch
+    it, so it holds none of it."""
+    replica = make_replica(redis_url)
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+    channel = room_channel(room)
+    payload = "x" * 15_000
+    ids = [
+        (await bus.publish(channel, "message", {"message": f"{n}:{payload}"}, sender="t")).id
+        for n in range(600)
+    ]
+    before = _rss_bytes(replica)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", replica.port))
+    url = replica.url.replace("http", "ws") + f"/ws/{room}?since={ids[0]}&token={tokens.issue(23)}"
+    async with connect(url, sock=sock, max_queue=1, ping_interval=None, max_size=2**20) as ws:
+        subscribed = orjson.loads(await ws.recv())
+        assert subscribed["type"] == "subscribed"
+        assert (subscribed["recovered"], subscribed["replayed"]) == (False, 0)
+        # A replay would have been queued with that frame, in the same step: all done.
+        grown = _rss_bytes(replica) - before
+    assert grown < 4 * 1024 * 1024, f"the replica grew by {grown / 2**20:.1f} MiB"

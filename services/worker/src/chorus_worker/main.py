@@ -2,7 +2,7 @@
 
 **What runs.** :class:`WorkerSettings` is arq's ``WorkerSettings`` for Chorus, declared in
 one place: the jobs enqueuers may call (:func:`job_specs`; the names are the contract,
-``README.md`` lists their arguments), the cron job (:func:`cron_specs`), each wrapped in
+``README.md`` lists their arguments), the cron jobs (:func:`cron_specs`), each wrapped in
 the job policy, and the loop's knobs from :class:`WorkerServiceSettings`. Its attributes
 are named as ``arq.worker.Worker``'s arguments, so arq's own ``create_worker`` accepts it;
 :func:`create_worker` builds the :class:`ChorusWorker` the process runs with it.
@@ -40,6 +40,7 @@ from fastapi import FastAPI
 
 from chorus_common.app import create_service_app
 from chorus_common.database import DatabaseCheck, create_engine
+from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import create_redis, redis_check
 from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_worker import __version__
@@ -47,6 +48,7 @@ from chorus_worker.jobs.account_exists import send_account_exists_email
 from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
 from chorus_worker.jobs.persistence import persist_messages
+from chorus_worker.jobs.retention import prune_room_messages
 from chorus_worker.jobs.room_invitation import send_room_invitation_email
 from chorus_worker.jobs.usage import record_llm_usage
 from chorus_worker.jobs.welcome import send_welcome_email
@@ -94,7 +96,18 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
 
 def cron_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
     """Jobs the worker schedules itself; a failed run is retried by the next one."""
-    return [JobSpec(persist_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False)]
+    return [
+        JobSpec(persist_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False),
+        JobSpec(prune_room_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False),
+    ]
+
+
+def _schedule(spec: JobSpec, settings: WorkerServiceSettings) -> dict[str, int]:
+    """When a cron job runs: ``persist_messages`` every ``PERSIST_INTERVAL`` seconds, the
+    pruning of old history every ten minutes (each run deletes in bounded batches)."""
+    if spec.function is prune_room_messages:
+        return {"every_minutes": 10}
+    return {"every": settings.persist_interval}
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,9 @@ class WorkerSettings:
     on_shutdown: Hook = on_shutdown
     #: The process (:func:`serve`) owns SIGTERM: it drains the HTTP side too.
     handle_signals: bool = False
+    #: Jobs and results are JSON, never pickles (``chorus_common.queue``).
+    job_serializer: Callable[[dict[str, Any]], bytes] = JOB_CODEC["job_serializer"]
+    job_deserializer: Callable[[bytes], dict[str, Any]] = JOB_CODEC["job_deserializer"]
 
     @classmethod
     def from_settings(
@@ -130,7 +146,7 @@ class WorkerSettings:
                 for spec in (job_specs(settings) if jobs is None else jobs)
             ),
             cron_jobs=tuple(
-                arq_cron(spec, settings, every=settings.persist_interval)
+                arq_cron(spec, settings, **_schedule(spec, settings))
                 for spec in cron_specs(settings)
             ),
             queue_name=settings.arq_queue_name,

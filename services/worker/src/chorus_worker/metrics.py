@@ -26,6 +26,8 @@ __all__ = [
     "PERSIST_GAPS",
     "QUEUE_DEPTH",
     "QUEUE_WAKEUPS_ACTIVE",
+    "ROOM_MESSAGES_PRUNED",
+    "UNREADABLE_JOBS",
     "declare_functions",
 ]
 
@@ -77,6 +79,14 @@ MESSAGES_PERSISTED = Counter(
 PERSIST_GAPS = Counter(
     "chorus_worker_persist_gaps_total",
     "Times a room's stream had been trimmed past the last persisted entry (events lost).",
+)
+UNREADABLE_JOBS = Counter(
+    "chorus_worker_unreadable_jobs_total",
+    "Queue payloads that were not JSON jobs (e.g. pickles written into Redis): never run.",
+)
+ROOM_MESSAGES_PRUNED = Counter(
+    "chorus_worker_room_messages_pruned_total",
+    "room_messages rows deleted for being older than ROOM_MESSAGES_RETENTION_DAYS.",
 )
 ASSISTANT_REPLIES = Counter(
     "chorus_worker_assistant_replies_total",

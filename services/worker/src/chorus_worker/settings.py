@@ -74,6 +74,15 @@ class WorkerServiceSettings(QueueSettings, EventHistorySettings, RedisSettings, 
     persist_batch: int = Field(
         default=1000, ge=1, le=10_000, description="stream entries read per room and page"
     )
+    room_messages_retention_days: int = Field(
+        default=90, ge=0, description="room history older than this is deleted; 0 keeps it"
+    )
+    retention_batch: int = Field(
+        default=5000, ge=1, le=100_000, description="rows one retention statement deletes"
+    )
+    retention_max_batches: int = Field(
+        default=100, ge=1, description="statements one retention run may issue"
+    )
 
     # -- e-mail ----------------------------------------------------------------------------
     smtp_host: str = "localhost"
@@ -109,6 +118,11 @@ class WorkerServiceSettings(QueueSettings, EventHistorySettings, RedisSettings, 
         default=0.02, ge=0, le=1, description="seconds over which tokens coalesce into one event"
     )
     assistant_max_prompt_chars: int = Field(default=8000, ge=1)
+    assistant_max_jobs: int = Field(
+        default=6,
+        ge=1,
+        description="assistant answers run at once; the other MAX_JOBS slots stay for the rest",
+    )
 
     @field_validator("persist_interval")
     @classmethod
@@ -147,6 +161,12 @@ class WorkerServiceSettings(QueueSettings, EventHistorySettings, RedisSettings, 
             msg = "RETRY_BACKOFF_MAX must be at least RETRY_BACKOFF_BASE"
             raise ValueError(msg)
         return self
+
+    @property
+    def assistant_slots(self) -> int:
+        """Assistant answers run at once: ``ASSISTANT_MAX_JOBS``, leaving at least one of
+        ``MAX_JOBS`` to the other jobs (all of them if ``MAX_JOBS`` is 1)."""
+        return max(1, min(self.assistant_max_jobs, self.max_jobs - 1))
 
     @property
     def sender_address(self) -> str:

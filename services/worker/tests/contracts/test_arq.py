@@ -19,6 +19,7 @@ OVERRIDDEN = {
     "_poll_iteration": ["self"],
     "start_jobs": ["self", "job_ids"],
     "_release_sem_dec_counter_on_complete": ["self"],
+    "finish_failed_job": ["self", "job_id", "result_data"],
     "close": ["self"],
 }
 
@@ -40,6 +41,7 @@ ATTRIBUTES = (
     "queue_name",
     "in_progress_timeout_s",
     "job_timeout_s",
+    "_queue_read_offset",
 )
 
 
@@ -60,6 +62,13 @@ def test_the_loop_calls_the_overridden_methods() -> None:
     assert "await self.start_jobs(" in inspect.getsource(Worker._poll_iteration)
     assert "self._release_sem_dec_counter_on_complete()" in inspect.getsource(Worker.start_jobs)
     assert "self.in_progress_timeout_s" in inspect.getsource(Worker.start_jobs)
+    # Capped assistant jobs are read past by moving the offset the poll reads from.
+    assert "start=self._queue_read_offset" in inspect.getsource(Worker._poll_iteration)
+    # A payload that cannot be deserialized ends in finish_failed_job, as a
+    # DeserializationError result (the worker then dead-letters it).
+    run_job = inspect.getsource(Worker.run_job)
+    assert "deserialize_job_raw(" in run_job
+    assert "self.finish_failed_job(job_id" in run_job
 
 
 async def test_a_built_worker_has_the_attributes_chorus_worker_uses() -> None:

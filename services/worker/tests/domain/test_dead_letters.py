@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from arq.jobs import Job
 
 from chorus_worker.domain.dead_letters import (
     DeadLetterNotFoundError,
@@ -57,7 +56,7 @@ async def test_record_list_and_replay_once(harness: Harness) -> None:
     job_id = await replay(
         harness.sessions, harness.queue, first, queue_name=harness.settings.arq_queue_name
     )
-    job = await Job(job_id, harness.queue).info()
+    job = await harness.job(job_id).info()
     assert job is not None
     assert (job.function, job.args) == ("send_welcome_email", (1,))
 

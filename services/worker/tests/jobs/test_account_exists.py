@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from chorus_devstack.servers import RunningSmtpSink
 from chorus_schema.models import User
-from chorus_worker.domain.errors import DeadLetteredError
 
-from ..harness import Harness, metric, running_worker
+from ..harness import Harness, dead_lettered, metric, running_worker
 
 
 async def test_the_owner_gets_one_plain_mail_per_job(
@@ -55,5 +54,5 @@ async def test_the_same_job_does_not_mail_twice(harness: Harness, smtp: RunningS
         bad = await harness.outcome(await harness.enqueue("send_account_exists_email", "x"))
     assert result == {"status": "already_sent"}
     assert gone == {"status": "skipped", "reason": "no such user"}
-    assert isinstance(bad, DeadLetteredError)
+    assert dead_lettered(bad)
     assert smtp.messages() == []

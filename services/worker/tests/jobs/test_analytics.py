@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from chorus_schema.models import AnalyticsDaily, AnalyticsEvent, FailedJob
-from chorus_worker.domain.errors import DeadLetteredError
 
-from ..harness import Harness, metric, running_worker
+from ..harness import Harness, dead_lettered, metric, running_worker
 
 
 async def _daily(harness: Harness) -> dict[str, int]:
@@ -67,7 +66,7 @@ async def test_bad_events_become_dead_letters(harness: Harness) -> None:
             await harness.enqueue("record_analytics", "ok", {"blob": "x" * 20_000}, _job_id="big"),
         ]
         for job in jobs:
-            assert isinstance(await harness.outcome(job), DeadLetteredError)
+            assert dead_lettered(await harness.outcome(job))
     async with harness.sessions() as session:
         dead = {d.job_id: d for d in (await session.scalars(select(FailedJob))).all()}
     assert {d.tries for d in dead.values()} == {1}
@@ -75,3 +74,23 @@ async def test_bad_events_become_dead_letters(harness: Harness) -> None:
     assert "properties must be an object" in dead["bad-props"].error
     assert "the limit is" in dead["big"].error
     assert await _daily(harness) == {}
+
+
+async def test_text_postgres_cannot_store_is_a_dead_letter_at_once(harness: Harness) -> None:
+    """One poisoned event is set aside on its first try; the others are counted."""
+    retried = metric("chorus_worker_jobs_retried_total", function="record_analytics")
+    async with running_worker(harness.settings):
+        poisoned = await harness.enqueue(
+            "record_analytics", "page.viewed", {"path": "/a\x00b"}, _job_id="nul"
+        )
+        fine = await harness.enqueue("record_analytics", "page.viewed", {"path": "/"})
+        assert dead_lettered(await harness.outcome(poisoned))
+        assert (await harness.outcome(fine))["status"] == "recorded"
+    assert metric("chorus_worker_jobs_retried_total", function="record_analytics") == retried
+    async with harness.sessions() as session:
+        [dead] = (await session.scalars(select(FailedJob))).all()
+    assert (dead.job_id, dead.tries) == ("nul", 1)
+    assert "properties.path contains a NUL character" in dead.error
+    # The dead letter keeps the arguments, the NUL spelled out so Postgres takes the row.
+    assert dead.args == {"args": ["page.viewed", {"path": "/a\\x00b"}], "kwargs": {}}
+    assert await _daily(harness) == {"page.viewed": 1}

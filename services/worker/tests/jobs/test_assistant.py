@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from chorus_common.events import room_channel
+from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningMockOpenAI
 from chorus_mock_openai import completion_text
 from chorus_schema.models import FailedJob
-from chorus_worker.domain.errors import DeadLetteredError
 
-from ..harness import Harness, metric, running_worker
+from ..harness import Harness, dead_lettered, metric, running_worker
 
 
 async def _ask(
@@ -171,7 +172,62 @@ async def test_a_job_for_an_impossible_room_is_a_dead_letter(harness: Harness) -
     async with running_worker(harness.settings):
         job = await harness.enqueue("answer_in_room", "no spaces allowed", "1-0", "hi", "7")
         bad_id = await harness.enqueue("answer_in_room", "lobby", "not-an-id", "hi", "7")
-        assert isinstance(await harness.outcome(job), DeadLetteredError)
-        assert isinstance(await harness.outcome(bad_id), DeadLetteredError)
+        assert dead_lettered(await harness.outcome(job))
+        assert dead_lettered(await harness.outcome(bad_id))
     async with harness.sessions() as session:
         assert len((await session.scalars(select(FailedJob))).all()) == 2
+
+
+async def test_what_the_gateway_said_goes_to_the_log_not_into_the_room(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A room is read by everyone in it: provider bodies and connection errors stay internal."""
+    provider_says = "The server had an error while processing your request"
+    closed_port = free_port()
+    unreachable = harness.settings.model_copy(
+        update={"llm_gateway_url": f"http://127.0.0.1:{closed_port}"}
+    )
+    async with running_worker(harness.settings):
+        before, _ = await _ask(harness, "@assistant hi [mock fault=error_before_start]")
+        mid, _ = await _ask(harness, "@assistant hi [mock tokens=6 fault=error_mid_stream]")
+    async with running_worker(unreachable):
+        refused, _ = await _ask(harness, "@assistant hi")
+    events = await harness.room_events("lobby")
+    errors = {}
+    for message_id in (before, mid, refused):
+        _, [done] = _reply(events, message_id)
+        errors[message_id] = done["data"]["error"]
+    assert [e["code"] for e in errors.values()] == [
+        "gateway_error",
+        "gateway_error",
+        "gateway_unreachable",
+    ]
+    for error in errors.values():
+        shown = error["message"]
+        assert provider_says not in shown
+        assert "500" not in shown
+        assert str(closed_port) not in shown
+        assert "Error" not in shown  # no exception class names either
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("chorus"))
+    assert provider_says in logged
+    assert "InternalServerError 500" in logged
+    assert "APIConnectionError" in logged
+
+
+async def test_a_finished_answer_is_no_longer_pending_for_its_user(harness: Harness) -> None:
+    message = await harness.bus.publish(
+        room_channel("lobby"), "message", {"message": "@assistant hi"}, sender="7"
+    )
+    job_id = f"assistant:lobby:{message.id}"
+    await harness.queue.zadd("chorus:assistant:pending:7", {job_id: 2**40, "another": 2**40})
+    async with running_worker(harness.settings):
+        job = await harness.enqueue(
+            "answer_in_room",
+            "lobby",
+            message.id,
+            "@assistant hi [mock tokens=2]",
+            "7",
+            _job_id=job_id,
+        )
+        assert (await harness.outcome(job))["status"] == "answered"
+    assert await harness.queue.zrange("chorus:assistant:pending:7", 0, -1) == [b"another"]

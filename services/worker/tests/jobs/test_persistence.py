@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from chorus_common.events import room_channel, stream_key
-from chorus_schema.models import RoomMessage, User
+from chorus_schema.models import FailedJob, RoomMessage, User
 from chorus_worker.jobs.persistence import LOCK_KEY, persist_messages, progress_key
 from chorus_worker.resources import JobContext, Resources
 
@@ -164,11 +165,106 @@ async def test_only_one_run_at_a_time(harness: Harness, ctx: JobContext) -> None
     assert await persist_messages(ctx) == {"status": "busy"}
 
 
-async def test_an_unreadable_entry_is_skipped(harness: Harness, ctx: JobContext) -> None:
+async def _dead_letters(harness: Harness) -> list[FailedJob]:
+    async with harness.sessions() as session:
+        return list((await session.scalars(select(FailedJob).order_by(FailedJob.id))).all())
+
+
+def _envelope(room: str, message: object, sender: str = "42") -> bytes:
+    """An entry as the EventBus writes it (without its id), bypassing every check."""
+    return orjson.dumps(
+        {
+            "channel": room_channel(room),
+            "type": "message",
+            "data": {"message": message},
+            "ts": "2026-11-29T10:00:00.000Z",
+            "from": sender,
+        }
+    )
+
+
+async def test_an_unreadable_entry_becomes_a_dead_letter(harness: Harness, ctx: JobContext) -> None:
     key = stream_key(room_channel("lobby"))
-    await harness.queue.xadd(key, {"e": b"not json"})
+    bad = (await harness.queue.xadd(key, {"e": b"not json"})).decode()
     await harness.bus.publish(room_channel("lobby"), "message", {"message": "ok"}, sender="x")
     assert (await persist_messages(ctx))["persisted"] == 1
+    [dead] = await _dead_letters(harness)
+    assert (dead.function, dead.job_id) == ("persist_messages", f"persist:lobby:{bad}")
+    assert dead.args == {"room": "lobby", "entry_id": bad, "entry": "not json"}
+    assert dead.error.startswith("unreadable entry")
+
+
+async def test_a_poisoned_entry_stalls_no_room(
+    harness: Harness, ctx: JobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NUL written straight into a stream (behind every validation): Postgres refuses it
+    in JSONB, and before, the one transaction of every room failed on every run."""
+    lobby, other = room_channel("lobby"), room_channel("other.room")
+    await harness.bus.publish(lobby, "message", {"message": "before"}, sender="x")
+    poison = await harness.queue.xadd(stream_key(lobby), {"e": _envelope("lobby", "a\x00b")})
+    poison_id = poison.decode()
+    await harness.bus.publish(lobby, "message", {"message": "after"}, sender="x")
+    await harness.bus.publish(other, "message", {"message": "elsewhere"}, sender="y")
+    dead_before = metric("chorus_worker_dead_letters_total", function="persist_messages")
+
+    result = await persist_messages(ctx)
+
+    assert (result["status"], result["persisted"]) == ("ok", 3)
+    stored = [(r.room, r.data["message"]) for r in await _stored(harness)]
+    assert stored == [("lobby", "before"), ("lobby", "after"), ("other.room", "elsewhere")]
+    [dead] = await _dead_letters(harness)
+    assert dead.job_id == f"persist:lobby:{poison_id}"
+    assert "NUL" in dead.error
+    assert '"a\\u0000b"' in dead.args["entry"]  # the entry as JSON text: Postgres takes that
+    assert metric("chorus_worker_dead_letters_total", function="persist_messages") == (
+        dead_before + 1
+    )
+    assert any(f"dead-lettered as #{dead.id}" in r.getMessage() for r in caplog.records)
+
+    # The progress moved past it: later runs go on, and record it only once.
+    await harness.bus.publish(lobby, "message", {"message": "later"}, sender="x")
+    assert (await persist_messages(ctx))["persisted"] == 1
+    await harness.queue.delete(progress_key("lobby"))  # even re-reading it from the start
+    await persist_messages(ctx)
+    assert len(await _dead_letters(harness)) == 1
+
+
+async def test_a_row_postgres_refuses_is_isolated_from_its_batch(
+    harness: Harness, ctx: JobContext
+) -> None:
+    """Whatever slips past the checks: batches are halved in savepoints down to the refused
+    row, which becomes a dead letter while every other row of the batch is stored."""
+    # A refusal only the database knows about (as a constraint added by a later schema,
+    # or a value out of some range, would be).
+    async with harness.sessions.begin() as session:
+        await session.execute(
+            text(
+                "ALTER TABLE room_messages ADD CONSTRAINT test_refused "
+                "CHECK (data->>'message' <> 'refused by postgres')"
+            )
+        )
+    try:
+        lobby, other = room_channel("lobby"), room_channel("other.room")
+        for n in range(12):
+            text_ = "refused by postgres" if n in (4, 9) else f"m{n}"
+            await harness.bus.publish(lobby, "message", {"message": text_}, sender="x")
+            await harness.bus.publish(other, "message", {"message": f"o{n}"}, sender="y")
+        result = await persist_messages(ctx)
+    finally:
+        async with harness.sessions.begin() as session:
+            await session.execute(text("ALTER TABLE room_messages DROP CONSTRAINT test_refused"))
+    assert result["persisted"] == 22
+    stored = await _stored(harness)
+    assert [r.data["message"] for r in stored if r.room == "lobby"] == [
+        f"m{n}" for n in range(12) if n not in (4, 9)
+    ]
+    assert [r.data["message"] for r in stored if r.room == "other.room"] == [
+        f"o{n}" for n in range(12)
+    ]
+    dead = await _dead_letters(harness)
+    assert len(dead) == 2
+    assert all("CheckViolationError" in d.error and "test_refused" in d.error for d in dead)
+    assert all('"refused by postgres"' in d.args["entry"] for d in dead)
 
 
 async def test_the_worker_runs_it_every_second(harness: Harness) -> None:

@@ -6,9 +6,8 @@ import os
 
 from chorus_devstack.servers import RunningSmtpSink
 from chorus_schema.models import Room, RoomInvitation, User
-from chorus_worker.domain.errors import DeadLetteredError
 
-from ..harness import Harness, metric, running_worker
+from ..harness import Harness, dead_lettered, metric, running_worker
 
 
 async def _invitation(
@@ -99,5 +98,5 @@ async def test_linkable_names_stay_out_and_a_job_mails_once(
         bad = await harness.outcome(await harness.enqueue("send_room_invitation_email", "x"))
     assert repeated == {"status": "already_sent"}
     assert gone == {"status": "skipped", "reason": "no such invitation"}
-    assert isinstance(bad, DeadLetteredError)
+    assert dead_lettered(bad)
     assert len(smtp.messages()) == 1

@@ -7,9 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from chorus_schema.models import FailedJob, LlmUsageDaily, LlmUsageEvent, User
-from chorus_worker.domain.errors import DeadLetteredError
 
-from ..harness import Harness, running_worker
+from ..harness import Harness, dead_lettered, running_worker
 
 
 def _usage(request_id: str, **values: Any) -> dict[str, Any]:
@@ -61,8 +60,25 @@ async def test_usage_is_recorded_once_and_summed_per_day(harness: Harness) -> No
 async def test_malformed_usage_is_a_dead_letter(harness: Harness) -> None:
     async with running_worker(harness.settings):
         job = await harness.enqueue("record_llm_usage", _usage("req-x", prompt_tokens=-1))
-        assert isinstance(await harness.outcome(job), DeadLetteredError)
+        assert dead_lettered(await harness.outcome(job))
     async with harness.sessions() as session:
         [dead] = (await session.scalars(select(FailedJob))).all()
     assert dead.function == "record_llm_usage"
     assert "prompt_tokens" in dead.error
+
+
+async def test_values_postgres_cannot_store_are_a_dead_letter_at_once(harness: Harness) -> None:
+    """Token counts beyond the columns' range, or NUL in a name, fail the same way every
+    time: no ten tries with backoff, a dead letter on the first."""
+    async with running_worker(harness.settings):
+        big = await harness.enqueue("record_llm_usage", _usage("req-big", prompt_tokens=2**31))
+        nul = await harness.enqueue("record_llm_usage", _usage("req-nul", model="gpt\x00"))
+        assert dead_lettered(await harness.outcome(big))
+        assert dead_lettered(await harness.outcome(nul))
+    async with harness.sessions() as session:
+        found = (await session.scalars(select(FailedJob))).all()
+    dead = {d.args["args"][0]["request_id"]: d for d in found}
+    assert {d.tries for d in dead.values()} == {1}
+    assert "prompt_tokens" in dead["req-big"].error
+    assert "NUL" in dead["req-nul"].error
+    assert dead["req-nul"].args["args"][0]["model"] == "gpt\\x00"

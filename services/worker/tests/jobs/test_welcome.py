@@ -12,11 +12,10 @@ from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningSmtpSink
 from chorus_schema.models import FailedJob, Notification, User
 from chorus_worker.domain.dead_letters import replay
-from chorus_worker.domain.errors import DeadLetteredError
 from chorus_worker.jobs.welcome import greeting_name, send_welcome_email
 from chorus_worker.resources import Resources
 
-from ..harness import Harness, eventually, metric, running_worker
+from ..harness import Harness, dead_lettered, eventually, metric, running_worker
 
 
 async def _mails(smtp: RunningSmtpSink, count: int) -> list[dict[str, object]]:
@@ -93,7 +92,7 @@ async def test_a_permanent_refusal_is_dead_lettered_at_once_and_replayed_after_t
     async with running_worker(harness.settings):
         user = await harness.register_user("alan@example.com", "Alan")
         outcome = await harness.outcome(harness.job(f"welcome:{user.id}"))
-        assert isinstance(outcome, DeadLetteredError)
+        assert dead_lettered(outcome)
 
         async with harness.sessions() as session:
             [dead] = (await session.scalars(select(FailedJob))).all()
@@ -137,7 +136,7 @@ async def test_tries_run_out_against_a_server_that_keeps_refusing(
         user = await harness.register_user("kurt@example.com", "Kurt")
         outcome = await harness.outcome(harness.job(f"welcome:{user.id}"))
 
-    assert isinstance(outcome, DeadLetteredError)
+    assert dead_lettered(outcome)
     async with harness.sessions() as session:
         [dead] = (await session.scalars(select(FailedJob))).all()
     assert dead.tries == 3
@@ -153,7 +152,7 @@ async def test_an_unreachable_server_is_a_temporary_failure(
     async with running_worker(settings):
         user = await harness.register_user("nobody@example.com", "No One")
         outcome = await harness.outcome(harness.job(f"welcome:{user.id}"))
-    assert isinstance(outcome, DeadLetteredError)
+    assert dead_lettered(outcome)
     async with harness.sessions() as session:
         [dead] = (await session.scalars(select(FailedJob))).all()
     assert dead.tries == 2  # retried once: a refused connection may be a restarting server
@@ -186,7 +185,7 @@ async def test_a_user_who_is_gone_gets_no_mail_and_bad_ids_are_dead_letters(
         gone = await harness.enqueue("send_welcome_email", 4242)
         bad = await harness.enqueue("send_welcome_email", "not-a-number")
         assert await harness.outcome(gone) == {"status": "skipped", "reason": "no such user"}
-        assert isinstance(await harness.outcome(bad), DeadLetteredError)
+        assert dead_lettered(await harness.outcome(bad))
     assert smtp.messages() == []
 
 

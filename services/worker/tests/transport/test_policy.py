@@ -12,14 +12,15 @@ from typing import Any
 import orjson
 import pytest
 from arq.worker import Retry
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chorus_common.database import create_sessionmaker
 from chorus_devstack.servers import RunningPostgres
 from chorus_schema.migrate import upgrade
 from chorus_schema.models import FailedJob
-from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError, TemporaryJobError
+from chorus_worker.deps import resources
+from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
 from chorus_worker.main import WorkerSettings
 from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.transport.policy import (
@@ -31,7 +32,7 @@ from chorus_worker.transport.policy import (
 from chorus_worker.transport.queue import create_queue_redis
 from chorus_worker.transport.worker import ChorusWorker
 
-from ..harness import Harness, eventually, metric
+from ..harness import Harness, dead_lettered, eventually, metric
 
 CALLS: Counter[str] = Counter()
 
@@ -65,6 +66,13 @@ async def slow(ctx: dict[str, Any], key: str) -> None:
     await asyncio.sleep(30)
 
 
+async def refused(ctx: dict[str, Any], key: str) -> None:
+    """Sends Postgres a value it refuses (a data exception: the same every time)."""
+    CALLS[key] += 1
+    async with resources(ctx).sessions() as session:
+        await session.execute(text("SELECT CAST('not a number' AS integer)"))
+
+
 async def asks_for_retry(ctx: dict[str, Any], key: str) -> None:
     """Picks its own delay with arq's Retry."""
     CALLS[key] += 1
@@ -78,6 +86,7 @@ def _specs(max_tries: int) -> list[JobSpec]:
         JobSpec(permanent, max_tries=max_tries, timeout=5),
         JobSpec(slow, max_tries=max_tries, timeout=0.2),
         JobSpec(asks_for_retry, max_tries=max_tries, timeout=5),
+        JobSpec(refused, max_tries=max_tries, timeout=5),
     ]
 
 
@@ -165,6 +174,7 @@ async def test_temporary_failures_retry_then_succeed(harness: Harness) -> None:
         ("permanent", 1, "PermanentJobError: bad arguments"),
         ("slow", 3, "TimeoutError"),
         ("asks_for_retry", 3, "RuntimeError: gave up after 3 tries"),
+        ("refused", 1, "DBAPIError: (sqlalchemy.dialects.postgresql.asyncpg.Error) invalid input"),
     ],
 )
 async def test_failures_end_as_one_dead_letter(
@@ -175,7 +185,7 @@ async def test_failures_end_as_one_dead_letter(
     async with policy_worker(harness.settings, max_tries=3):
         job = await harness.enqueue(function, key, _job_id=f"job-{function}")
         outcome = await harness.outcome(job)
-    assert isinstance(outcome, DeadLetteredError)
+    assert dead_lettered(outcome)
     assert CALLS[key] == tries
     [dead] = await _dead_letters(harness)
     assert (dead.function, dead.job_id, dead.tries) == (function, f"job-{function}", tries)
@@ -190,7 +200,7 @@ async def test_a_job_whose_last_try_was_interrupted_is_dead_lettered_without_run
     async with policy_worker(harness.settings, max_tries=3):
         # Delivered for the 4th time: try 3 started and never finished (a killed worker).
         job = await harness.enqueue("flaky", "lost", 0, _job_try=4)
-        assert isinstance(await harness.outcome(job), DeadLetteredError)
+        assert dead_lettered(await harness.outcome(job))
     assert CALLS["lost"] == 0
     [dead] = await _dead_letters(harness)
     assert dead.tries == 3
@@ -204,7 +214,7 @@ async def test_a_parked_verdict_is_written_without_running_the_job_again(
     await harness.queue.set(pending_dead_letter_key("parked-job"), parked)
     async with policy_worker(harness.settings):
         job = await harness.enqueue("flaky", "parked", 0, _job_id="parked-job", _job_try=2)
-        assert isinstance(await harness.outcome(job), DeadLetteredError)
+        assert dead_lettered(await harness.outcome(job))
     assert CALLS["parked"] == 0
     [dead] = await _dead_letters(harness)
     assert (dead.error, dead.tries) == ("PermanentJobError: from before", 1)
@@ -224,7 +234,7 @@ async def test_a_dead_letter_postgres_refused_is_written_once_it_is_back(
         key = pending_dead_letter_key("db-down")
         await eventually(lambda: harness.queue.exists(key), what="the verdict parked in Redis")
         private_postgres.start()
-        assert isinstance(await harness.outcome(job, timeout=30), DeadLetteredError)
+        assert dead_lettered(await harness.outcome(job, timeout=30))
     assert CALLS["db-down"] == 1  # the job ran once; later deliveries only wrote its letter
     engine = create_async_engine(url)
     try:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pickle
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from arq.jobs import JobStatus
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 
-from chorus_devstack.servers import RunningRedis
+from chorus_devstack.servers import RunningMockOpenAI, RunningRedis
+from chorus_schema.models import FailedJob
+from chorus_worker.domain.dead_letters import ReplayRefusedError, replay
 from chorus_worker.main import create_worker, job_specs
 from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.transport.policy import JobSpec
 from chorus_worker.transport.queue import create_queue_redis
 from chorus_worker.transport.worker import ChorusWorker
 
-from ..harness import Harness, eventually, running_worker
+from ..harness import Harness, eventually, metric, running_worker
 
 GATES: dict[str, asyncio.Event] = {}
 STARTED: list[str] = []
@@ -65,7 +70,7 @@ async def test_every_function_exports_its_series_at_zero_from_the_start(harness:
     # the first dead letter after a restart would not fire ChorusWorkerDeadLetters.
     worker = create_worker(harness.settings, jobs=[JobSpec(never_enqueued, max_tries=1, timeout=5)])
     await worker.pool.aclose()
-    for metric in (
+    for name in (
         "chorus_worker_jobs_started_total",
         "chorus_worker_jobs_succeeded_total",
         "chorus_worker_jobs_retried_total",
@@ -75,7 +80,7 @@ async def test_every_function_exports_its_series_at_zero_from_the_start(harness:
         "chorus_worker_job_lag_seconds_count",
     ):
         for function in ("never_enqueued", "persist_messages"):
-            assert REGISTRY.get_sample_value(metric, {"function": function}) is not None, metric
+            assert REGISTRY.get_sample_value(name, {"function": function}) is not None, name
     assert (
         REGISTRY.get_sample_value(
             "chorus_worker_dead_letters_total", {"function": "never_enqueued"}
@@ -190,3 +195,70 @@ async def test_the_loop_survives_a_redis_restart(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class _TouchOnUnpickle:
+    """A pickle whose loading creates a file: what unpickling a payload from Redis runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+async def test_a_pickled_payload_written_into_redis_is_never_run(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Write access to Redis must not be code execution in the worker."""
+    proof = tmp_path / "unpickled"
+    job = {"t": 1, "f": "noop", "a": (_TouchOnUnpickle(proof),), "k": {}, "et": 1}
+    await harness.queue.set(b"arq:job:evil", pickle.dumps(job), px=60_000)
+    await harness.queue.zadd(harness.settings.arq_queue_name, {"evil": 1})
+    refused = metric("chorus_worker_unreadable_jobs_total")
+    async with running_worker(harness.settings):
+
+        async def dead_letter() -> FailedJob | None:
+            async with harness.sessions() as session:
+                return await session.scalar(select(FailedJob).where(FailedJob.job_id == "evil"))
+
+        dead = await eventually(dead_letter, what="the refused payload's dead letter")
+    assert not proof.exists()
+    assert dead.function == "unreadable_payload"
+    assert "pickle" in dead.error
+    assert dead.args["payload"].startswith("b'\\x80")
+    assert metric("chorus_worker_unreadable_jobs_total") == refused + 1
+    assert any("refused job evil without running it" in r.getMessage() for r in caplog.records)
+    assert await harness.queue.zscore(harness.settings.arq_queue_name, "evil") is None
+    with pytest.raises(ReplayRefusedError, match="nothing to run again"):
+        await replay(harness.sessions, harness.queue, dead.id, queue_name="arq:queue")
+
+
+async def test_a_flood_of_questions_leaves_slots_for_the_other_jobs(
+    harness: Harness, mock_openai: RunningMockOpenAI
+) -> None:
+    """Answers that hang hold at most ASSISTANT_MAX_JOBS slots, and the jobs queued behind a
+    page full of them (more than arq reads per poll) still start."""
+    settings = harness.settings.model_copy(
+        update={"max_jobs": 4, "assistant_max_jobs": 2, "assistant_idle_timeout": 60.0}
+    )
+    flood = 120
+    for n in range(flood):
+        await harness.enqueue(
+            "answer_in_room",
+            "lobby",
+            f"1-{n}",
+            "@assistant hi [mock fault=hang]",
+            "7",
+            _job_id=f"assistant:lobby:1-{n}",
+        )
+    async with running_worker(settings) as worker:
+        assert worker.queue_read_limit < flood
+        event = await harness.enqueue("record_analytics", "page.viewed", {})
+        assert (await harness.outcome(event, timeout=20))["status"] == "recorded"
+        running = [
+            j for j, t in worker.tasks.items() if j.startswith("assistant:") and not t.done()
+        ]
+        assert len(running) == 2
+        waiting = await harness.queue.zcard(settings.arq_queue_name)
+        assert waiting >= flood  # the others are still queued, not lost

@@ -29,7 +29,9 @@ class RedisServer:
     """A Redis server on ``127.0.0.1:port`` with its files in ``data_dir``.
 
     The append-only file is on (fsync every second), as a production Redis would run: a
-    restart keeps the streams, so clients resume across it.
+    restart keeps the streams, so clients resume across it. Memory is bounded like the
+    chart's bundled Redis: ``maxmemory`` with the ``noeviction`` policy — at the limit,
+    writes fail loudly instead of arq jobs, rate-limit buckets or history vanishing.
     """
 
     def __init__(
@@ -39,12 +41,14 @@ class RedisServer:
         *,
         bind: tuple[str, ...] = ("127.0.0.1",),
         password: str | None = None,
+        maxmemory: str = "384mb",
     ) -> None:
         self.data_dir = data_dir
         self.port = port
         #: Addresses to listen on; 127.0.0.1 must be one of them (readiness).
         self.bind = bind
         self.password = password
+        self.maxmemory = maxmemory
 
     @property
     def url(self) -> str:
@@ -78,6 +82,10 @@ class RedisServer:
                 "warning",
                 "--maxclients",
                 "20000",
+                "--maxmemory",
+                self.maxmemory,
+                "--maxmemory-policy",
+                "noeviction",
                 *(["--requirepass", self.password] if self.password else []),
             ],
             ready_check=self.answers_ping,

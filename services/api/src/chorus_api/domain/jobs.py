@@ -151,7 +151,12 @@ async def job_status(arq: ArqRedis, *, job_id: str, user_id: int) -> JobView:
     owner = await arq.get(OWNER_PREFIX + job_id)
     if owner is None or owner.decode() != str(user_id):
         raise NotFoundError(job_id)
-    job = Job(job_id, redis=arq, _queue_name=arq.default_queue_name)
+    job = Job(
+        job_id,
+        redis=arq,
+        _queue_name=arq.default_queue_name,
+        _deserializer=arq.job_deserializer,
+    )
     status = await job.status()
     try:
         info = await job.info()

@@ -5,8 +5,9 @@
 refuse ``5.0``, which the published schema allows).
 
 ``Text`` refuses what Postgres cannot store and what no client means to send: the NUL
-character (text and JSONB reject it) and lone UTF-16 surrogates (not encodable as UTF-8).
-Without this, such input would reach the database and fail there as a 500.
+character (text and JSONB reject it) and lone UTF-16 surrogates (not encodable as UTF-8),
+with the check every service applies at its boundary (``chorus_common.text``). Without
+this, such input would reach the database and fail there as a 500.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from chorus_common.text import unstorable
+
 __all__ = ["BIGINT_MAX", "JSON_INTEGER", "Id", "Text"]
 
 #: Primary keys are Postgres bigints; a larger id cannot exist.
@@ -22,14 +25,10 @@ BIGINT_MAX = 2**63 - 1
 
 
 def _storable(value: str) -> str:
-    if "\x00" in value:
-        msg = "must not contain NUL characters"
+    reason = unstorable(value)
+    if reason is not None:
+        msg = f"must be storable text: it {reason}"
         raise ValueError(msg)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        msg = "must be valid Unicode (no lone surrogates)"
-        raise ValueError(msg) from None
     return value
 
 

@@ -8,7 +8,10 @@ Two formats:
   "key_sha256": "<hex>", "requests_per_minute": 60, "tokens_per_minute": 100000,
   "concurrent_streams": 4, "models": ["assistant"]}]``: ``key_sha256`` lets the secret
   itself stay out of the configuration; limits override the defaults for that key;
-  ``models`` (optional) restricts the models the key may call.
+  ``end_user_requests_per_minute`` / ``end_user_tokens_per_minute`` /
+  ``end_user_concurrent_streams`` override what each end user the key calls for (OpenAI's
+  ``user``) may use of it (the per-user defaults otherwise); ``models`` (optional)
+  restricts the models the key may call.
 
 Only SHA-256 digests are kept in memory. A presented key is hashed and the digest is
 looked up, then compared with :func:`hmac.compare_digest`, so neither the lookup nor the
@@ -27,7 +30,14 @@ __all__ = ["ApiKey", "ApiKeyConfigError", "ApiKeys", "parse_api_keys"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_streams")
+_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "concurrent_streams",
+    "end_user_requests_per_minute",
+    "end_user_tokens_per_minute",
+    "end_user_concurrent_streams",
+)
 
 
 class ApiKeyConfigError(ValueError):
@@ -43,6 +53,9 @@ class ApiKey:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     concurrent_streams: int | None = None
+    end_user_requests_per_minute: int | None = None
+    end_user_tokens_per_minute: int | None = None
+    end_user_concurrent_streams: int | None = None
     models: frozenset[str] | None = None
 
 

@@ -6,6 +6,10 @@ token — signature, claims and revocation, as the api and realtime check it
 (``chorus_common.tokens.TokenVerifier``); anything else is looked up among the API keys.
 The principal's ``subject`` — ``user:<id>`` or ``key:<name>`` — is what limits and usage
 are counted against.
+
+Users may call only the models listed for them (``GATEWAY_USER_MODELS``; ``*`` for all);
+any other model is, to them, one that does not exist (404, and ``/v1/models`` does not
+list it). A service key may call every model unless its entry lists ``models`` (403).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from chorus_gateway.domain.errors import (
     invalid_api_key,
     missing_api_key,
     model_not_allowed,
+    model_not_found,
 )
 
 __all__ = ["Authenticator", "Limits", "Principal"]
@@ -43,10 +48,20 @@ class Principal:
     user_id: int | None
     limits: Limits
     models: frozenset[str] | None = None
+    #: A service key's limits for each end user it calls for (None for a user).
+    end_user_limits: Limits | None = None
+
+    @property
+    def is_user(self) -> bool:
+        """A person with an access token (not a service key)."""
+        return self.subject.startswith(USER_PREFIX)
 
     def check_model(self, requested: str) -> None:
-        """Raise 403 when this caller may not use ``requested``."""
+        """Raise when this caller may not use ``requested``: to a user the model does not
+        exist (404), a key is told it is not allowed (403)."""
         if self.models is not None and requested not in self.models:
+            if self.is_user:
+                raise model_not_found(requested)
             raise model_not_allowed(requested)
 
     def billed_user(self, end_user: str | None) -> int | None:
@@ -57,7 +72,7 @@ class Principal:
         end user, and a numeric one is a Chorus user id — so the assistant's tokens count
         for the person who asked, while limits stay those of the key.
         """
-        if self.subject.startswith(USER_PREFIX):
+        if self.is_user:
             return self.user_id
         if end_user is not None and end_user.isdigit() and 0 < int(end_user) < 2**63:
             return int(end_user)
@@ -67,10 +82,18 @@ class Principal:
 class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Principal` or an OpenAI 401."""
 
-    def __init__(self, *, tokens: TokenVerifier, api_keys: ApiKeys, defaults: Limits) -> None:
+    def __init__(
+        self,
+        *,
+        tokens: TokenVerifier,
+        api_keys: ApiKeys,
+        defaults: Limits,
+        user_models: frozenset[str] | None = None,
+    ) -> None:
         self._tokens = tokens
         self._keys = api_keys
         self._defaults = defaults
+        self._user_models = user_models
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The caller behind ``authorization``; :class:`GatewayError` (401) otherwise.
@@ -91,7 +114,13 @@ class Authenticator:
             tokens_per_minute=_pick(key.tokens_per_minute, d.tokens_per_minute),
             concurrent_streams=_pick(key.concurrent_streams, d.concurrent_streams),
         )
-        return Principal(f"key:{key.name}", None, limits, key.models)
+        # Whom a key calls for gets what a user gets, unless the key says otherwise.
+        end_users = Limits(
+            requests_per_minute=_pick(key.end_user_requests_per_minute, d.requests_per_minute),
+            tokens_per_minute=_pick(key.end_user_tokens_per_minute, d.tokens_per_minute),
+            concurrent_streams=_pick(key.end_user_concurrent_streams, d.concurrent_streams),
+        )
+        return Principal(f"key:{key.name}", None, limits, key.models, end_users)
 
     async def _user(self, token: str) -> Principal:
         try:
@@ -99,7 +128,9 @@ class Authenticator:
         except InvalidTokenError as exc:
             raise _token_error(token, str(exc)) from None
         user_id = int(claims.subject) if claims.subject.isdigit() else None
-        return Principal(f"{USER_PREFIX}{claims.subject}", user_id, self._defaults)
+        return Principal(
+            f"{USER_PREFIX}{claims.subject}", user_id, self._defaults, self._user_models
+        )
 
 
 def _pick(override: int | None, default: int) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from chorus_common.text import find_unstorable, unstorable
 from chorus_gateway.domain.errors import invalid_request
 from chorus_gateway.domain.token_estimate import estimate_prompt_tokens
 
@@ -26,6 +27,8 @@ __all__ = ["ChatRequest", "parse_chat_request", "parse_playground_request"]
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _MAX_N = 16
+#: OpenAI's ``user`` names an end user; it keys their limits, so it stays short.
+_MAX_END_USER = 256
 
 
 @dataclass(slots=True)
@@ -104,7 +107,28 @@ def _check_messages(messages: Any) -> list[Any]:
                 f"Invalid type for '{where}.content': expected a string or an array.",
                 param=f"{where}.content",
             )
+        bad = find_unstorable(message)
+        if bad is not None:
+            raise invalid_request(
+                f"Invalid value for '{where}.{bad[0]}': it {bad[1]}.", param=f"{where}.{bad[0]}"
+            )
     return messages
+
+
+def _text(body: dict[str, Any], name: str, *, limit: int) -> str | None:
+    """An optional string field: one no store could hold, or too long, is a 400."""
+    value = body.get(name)
+    if not isinstance(value, str):
+        return None
+    reason = unstorable(value)
+    if reason is not None:
+        raise invalid_request(f"Invalid value for '{name}': it {reason}.", param=name)
+    if len(value) > limit:
+        raise invalid_request(
+            f"Invalid '{name}': string too long. Expected at most {limit} characters.",
+            param=name,
+        )
+    return value
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
@@ -122,6 +146,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid_request("You must provide a model parameter.", param="model")
+    _text(body, "model", limit=256)
     messages = _check_messages(body.get("messages"))
     stream = body.get("stream", False)
     if stream is None:
@@ -157,7 +182,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         max_tokens=min(caps) if caps else None,
         n=n,
         prompt_estimate=estimate_prompt_tokens(messages),
-        end_user=user if isinstance(user := body.get("user"), str) else None,
+        end_user=_text(body, "user", limit=_MAX_END_USER) or None,
     )
 
 
@@ -172,9 +197,11 @@ def parse_playground_request(raw: bytes, *, default_model: str) -> ChatRequest:
     content = body.get("content")
     if not isinstance(content, str) or not content.strip():
         raise invalid_request("'content' must be a non-empty string.", param="content")
+    _text(body, "content", limit=len(content))
     model = body.get("model", default_model)
     if not isinstance(model, str) or not model:
         raise invalid_request("'model' must be a non-empty string.", param="model")
+    _text(body, "model", limit=256)
     max_tokens = _positive_int(body, "max_tokens")
     messages = [{"role": "user", "content": content}]
     upstream: dict[str, Any] = {"model": model, "messages": messages, "stream": True}

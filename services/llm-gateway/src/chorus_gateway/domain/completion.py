@@ -71,7 +71,7 @@ class Completion(Interruptible):
         return answer
 
     async def _run(self) -> tuple[Answer | None, Ending]:
-        fallback = Fallback(self._pool, self.call.route)
+        fallback = Fallback(self._pool, self.call.route, request_id=self.call.request_id)
         try:
             outcome = await fallback.first(self._send)
             await self.close_interrupts()

@@ -15,12 +15,19 @@ other, which :class:`Fallback` does for both:
   (:func:`failure_error`); when no provider may be tried at all (every circuit open) the
   pool's 503 is.
 
+What a provider says when it fails — its error body, the connection error with its host
+and port — is logged with the request id (``attempt on <provider> failed (<kind>): …``)
+and never relayed: the client is told in the gateway's own words. Only a refusal of the
+request itself reaches the client as the provider worded it, and only as OpenAI's error
+object, since it is about what the client sent.
+
 The attempt under way is :attr:`Fallback.current`, so a caller that is cancelled mid-way
 (the client left) can release its provider's half-open probe and bill what was sent.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -36,6 +43,8 @@ from chorus_gateway.metrics import FALLBACKS, NO_PROVIDER, UPSTREAM_ERRORS
 __all__ = ["Answered", "Fallback", "Refusal", "client_error", "failure_error"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("chorus.gateway.fallback")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +66,10 @@ class Refusal:
 class Fallback:
     """Tries ``route``'s providers in order until one answers."""
 
-    def __init__(self, pool: ProviderPool, route: ModelRoute) -> None:
+    def __init__(self, pool: ProviderPool, route: ModelRoute, *, request_id: str = "") -> None:
         self._pool = pool
         self._route = route
+        self._request_id = request_id
         #: The attempt under way (after the loop: the last one made), or None.
         self.current: Attempt | None = None
 
@@ -80,6 +90,13 @@ class Fallback:
                     result = await attempt_one(attempt)
                 except UpstreamFailure as exc:
                     UPSTREAM_ERRORS.labels(attempt.provider, exc.kind).inc()
+                    logger.warning(
+                        "attempt on %s failed (%s): %s",
+                        attempt.provider,
+                        exc.kind,
+                        exc.message,
+                        extra={"usage_request_id": self._request_id, "provider": attempt.provider},
+                    )
                     if exc.client_error:
                         attempt.breaker.success()
                         return Refusal(client_error(exc), attempt.provider)
@@ -94,11 +111,12 @@ class Fallback:
 
 
 def failure_error(failure: UpstreamFailure | None, model: str) -> GatewayError:
-    """What the client is told when no attempt succeeded."""
+    """What the client is told when no attempt succeeded: our words, never the provider's
+    (those were logged when the attempt failed)."""
     if failure is None:
         return bad_gateway(f"No provider could serve `{model}`.")
     if failure.timeout:
-        return gateway_timeout(f"The provider did not answer in time: {failure.message}.")
+        return gateway_timeout(f"No provider of `{model}` answered in time.")
     if failure.status == 429:
         seconds = failure.retry_after or "1"
         return GatewayError(
@@ -108,11 +126,15 @@ def failure_error(failure: UpstreamFailure | None, model: str) -> GatewayError:
             code="rate_limit_exceeded",
             headers={"retry-after": seconds},
         )
-    return bad_gateway(f"The provider failed: {failure.message}.")
+    return bad_gateway(f"The provider of `{model}` failed; try again later.")
 
 
 def client_error(failure: UpstreamFailure) -> GatewayError:
-    """The provider's refusal of the request itself, relayed in OpenAI's shape."""
+    """The provider's refusal of the request itself, relayed in OpenAI's shape.
+
+    Only OpenAI's error object is relayed; any other body (an HTML page of some proxy in
+    front of the provider) is replaced by our own words.
+    """
     try:
         body = orjson.loads(failure.body or b"")
         inner = body["error"]
@@ -125,5 +147,7 @@ def client_error(failure: UpstreamFailure) -> GatewayError:
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return GatewayError(
-            failure.status or 400, failure.message, error_type="invalid_request_error"
+            failure.status or 400,
+            "The provider refused the request as invalid.",
+            error_type="invalid_request_error",
         )

@@ -79,12 +79,14 @@ class Gateway:
         principal.check_model(request.model)
         request_id = os.urandom(16).hex()
         cost = request.reservation(self.options.default_max_tokens)
+        # A service key calling for someone: that person's share of the key counts too.
+        end_user = None if principal.is_user else request.end_user
         admission: Admission | None = None
         admitting: asyncio.Task[Admission] | None = None
-        if request.stream and self.limiter.headroom(principal, cost):
-            admitting = asyncio.create_task(self._admit(principal, cost, request_id))
+        if request.stream and end_user is None and self.limiter.headroom(principal, cost):
+            admitting = asyncio.create_task(self._admit(principal, cost, request_id, None))
         else:
-            admission = await self._admit(principal, cost, request_id)
+            admission = await self._admit(principal, cost, request_id, end_user)
         return Call(
             request_id=request_id,
             principal=principal,
@@ -97,9 +99,11 @@ class Gateway:
             admitting=admitting,
         )
 
-    async def _admit(self, principal: Principal, cost: int, member: str) -> Admission:
+    async def _admit(
+        self, principal: Principal, cost: int, member: str, end_user: str | None
+    ) -> Admission:
         try:
-            return await self.limiter.admit(principal, cost=cost, member=member)
+            return await self.limiter.admit(principal, cost=cost, member=member, end_user=end_user)
         except RateLimited as exc:
             RATELIMIT_REJECTIONS.labels(exc.limit).inc()
             raise

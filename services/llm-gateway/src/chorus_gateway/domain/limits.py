@@ -17,6 +17,13 @@ the last tokens.
 A rejection is OpenAI's 429 (``rate_limit_exceeded``) with ``retry-after`` and the
 ``x-ratelimit-*`` headers, which every response also carries.
 
+**End users of a service key.** A service calling for someone — the worker answering
+``@assistant`` for a room member — names that person in OpenAI's ``user`` field. Such a
+call is admitted against the key's limits *and* against that end user's own share of the
+key (the per-user defaults, or the key's ``end_user_*`` overrides), in the same script and
+the same Redis slot: one member of a room cannot spend the whole key, and the assistant
+asked by many people cannot exceed the key either.
+
 **Headroom** (:meth:`Limiter.headroom`): every admission answer also tells this replica
 how much of each limit a subject had left. While the last answer (at most
 ``HEADROOM_SECONDS`` old, minus what this replica has admitted on it since) still covers
@@ -74,66 +81,94 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 )
 
-# KEYS: requests bucket, tokens bucket, leases. ARGV: rpm, tpm, concurrency, cost, lease
-# member, lease ms. Returns {admitted, limit, retry ms, requests left, tokens left,
-# requests reset ms, tokens reset ms, slots left}.
+# KEYS: per subject, its requests bucket, tokens bucket and leases. ARGV: cost, lease
+# member, lease ms, then per subject rpm, tpm, concurrency. Every subject must have room
+# before any is charged. Returns {admitted, refusing subject (1-based; 0 when admitted),
+# limit, retry ms, then per subject: requests left, tokens left, requests reset ms,
+# tokens reset ms, slots left}.
 _ADMIT_LUA = (
     _LEVEL_LUA
     + """
-local rpm, tpm, slots = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local cost, lease = tonumber(ARGV[4]), tonumber(ARGV[6])
-local req = rpm > 0 and level(KEYS[1], rpm, now) or 0
-local tok = tpm > 0 and level(KEYS[2], tpm, now) or 0
-local active = 0
-if slots > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  active = redis.call('ZCARD', KEYS[3])
+local cost, lease = tonumber(ARGV[1]), tonumber(ARGV[3])
+local n = #KEYS / 3
+local state = {}
+for s = 1, n do
+  local k, a = (s - 1) * 3, 3 + (s - 1) * 3
+  local rpm, tpm, slots = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local req = rpm > 0 and level(KEYS[k + 1], rpm, now) or 0
+  local tok = tpm > 0 and level(KEYS[k + 2], tpm, now) or 0
+  local active = 0
+  if slots > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now)
+    active = redis.call('ZCARD', KEYS[k + 3])
+  end
+  state[s] = {rpm, tpm, slots, req, tok, active}
 end
-local function answer(ok, which, retry)
-  return {ok, which, retry, math.floor(req), math.floor(tok), reset_ms(req, rpm),
-          reset_ms(tok, tpm), slots - active}
+local function answer(ok, who, which, retry)
+  local out = {ok, who, which, retry}
+  for s = 1, n do
+    local rpm, tpm, slots, req, tok, active = unpack(state[s])
+    table.insert(out, math.floor(req))
+    table.insert(out, math.floor(tok))
+    table.insert(out, reset_ms(req, rpm))
+    table.insert(out, reset_ms(tok, tpm))
+    table.insert(out, slots - active)
+  end
+  return out
 end
-if rpm > 0 and req < 1 then
-  return answer(0, 'requests', math.ceil((1 - req) * WINDOW / rpm))
+for s = 1, n do
+  local rpm, tpm, slots, req, tok, active = unpack(state[s])
+  if rpm > 0 and req < 1 then
+    return answer(0, s, 'requests', math.ceil((1 - req) * WINDOW / rpm))
+  end
+  if tpm > 0 and cost > tpm then
+    return answer(0, s, 'tokens_too_large', 0)
+  end
+  if tpm > 0 and tok < cost then
+    return answer(0, s, 'tokens', math.ceil((cost - tok) * WINDOW / tpm))
+  end
+  if slots > 0 and active >= slots then
+    return answer(0, s, 'concurrency', 1000)
+  end
 end
-if tpm > 0 and cost > tpm then
-  return answer(0, 'tokens_too_large', 0)
+for s = 1, n do
+  local k = (s - 1) * 3
+  local rpm, tpm, slots, req, tok, active = unpack(state[s])
+  if rpm > 0 then
+    req = req - 1
+    store(KEYS[k + 1], req, rpm, now)
+  end
+  if tpm > 0 then
+    tok = tok - cost
+    store(KEYS[k + 2], tok, tpm, now)
+  end
+  if slots > 0 then
+    redis.call('ZADD', KEYS[k + 3], now + lease, ARGV[2])
+    redis.call('PEXPIRE', KEYS[k + 3], lease + 1000)
+    active = active + 1
+  end
+  state[s] = {rpm, tpm, slots, req, tok, active}
 end
-if tpm > 0 and tok < cost then
-  return answer(0, 'tokens', math.ceil((cost - tok) * WINDOW / tpm))
-end
-if slots > 0 and active >= slots then
-  return answer(0, 'concurrency', 1000)
-end
-if rpm > 0 then
-  req = req - 1
-  store(KEYS[1], req, rpm, now)
-end
-if tpm > 0 then
-  tok = tok - cost
-  store(KEYS[2], tok, tpm, now)
-end
-if slots > 0 then
-  redis.call('ZADD', KEYS[3], now + lease, ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], lease + 1000)
-  active = active + 1
-end
-return answer(1, 'ok', 0)
+return answer(1, 0, 'ok', 0)
 """
 )
 
-# KEYS: tokens bucket, leases. ARGV: tpm, tokens to give back (negative: to charge),
-# lease member. Replaces a reservation by what was used and frees the slot.
+# KEYS: per subject, its tokens bucket and leases. ARGV: tokens to give back (negative:
+# to charge), lease member, then per subject tpm. Replaces a reservation by what was used
+# and frees the slots.
 _SETTLE_LUA = (
     _LEVEL_LUA
     + """
-local tpm, back = tonumber(ARGV[1]), tonumber(ARGV[2])
-if tpm > 0 and back ~= 0 then
-  local l = level(KEYS[1], tpm, now) + back
-  if l > tpm then l = tpm end
-  store(KEYS[1], l, tpm, now)
+local back = tonumber(ARGV[1])
+for s = 1, #KEYS / 2 do
+  local tpm = tonumber(ARGV[2 + s])
+  if tpm > 0 and back ~= 0 then
+    local l = level(KEYS[2 * s - 1], tpm, now) + back
+    if l > tpm then l = tpm end
+    store(KEYS[2 * s - 1], l, tpm, now)
+  end
+  redis.call('ZREM', KEYS[2 * s], ARGV[2])
 end
-redis.call('ZREM', KEYS[2], ARGV[3])
 return 1
 """
 )
@@ -162,10 +197,24 @@ def format_duration(ms: int) -> str:
     return f"{secs}s"
 
 
-def _keys(subject: str) -> tuple[str, str, str]:
-    # The hash tag keeps a subject's keys in one slot, as Redis Cluster requires.
+def _keys(subject: str, end_user: str | None = None) -> tuple[str, str, str]:
+    # The hash tag keeps a subject's keys in one slot, as Redis Cluster requires; an end
+    # user's keys share their key's slot, so one script can check both.
     base = f"chorus:gw:rl:{{{subject}}}"
+    if end_user is not None:
+        base += f":end:{end_user}"
     return f"{base}:req", f"{base}:tok", f"{base}:conc"
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    """One set of limits checked for a request: its name in messages, keys and limits."""
+
+    name: str
+    keys: tuple[str, str, str]
+    limits: Limits
+    #: The metric's ``limit`` label prefix: "" for a caller, ``end_user_`` for an end user.
+    label: str = ""
 
 
 @dataclass(slots=True)
@@ -178,10 +227,13 @@ class Admission:
     reserved: int
     headers: dict[str, str]
     settled: bool = field(default=False)
+    #: Every set of limits the request was admitted against (the caller's, an end user's).
+    buckets: tuple[_Bucket, ...] = ()
 
 
 class RateLimited(GatewayError):
-    """A 429 from the gateway's own limits; ``limit`` is requests, tokens or concurrency."""
+    """A 429 from the gateway's own limits; ``limit`` is requests, tokens or concurrency
+    (``end_user_…`` when it was the end user's share of a service key that ran out)."""
 
     def __init__(self, limit: str, message: str, *, error_type: str, headers: dict[str, str]):
         super().__init__(
@@ -190,16 +242,21 @@ class RateLimited(GatewayError):
         self.limit = limit
 
 
-def _headers(limits: Limits, answer: list[object]) -> dict[str, str]:
+#: Numbers the admission script returns per set of limits, after its four leading ones.
+_PER_BUCKET = 5
+
+
+def _headers(limits: Limits, answer: list[object], index: int = 0) -> dict[str, str]:
+    at = 4 + _PER_BUCKET * index
     headers: dict[str, str] = {}
     if limits.requests_per_minute:
         headers["x-ratelimit-limit-requests"] = str(limits.requests_per_minute)
-        headers["x-ratelimit-remaining-requests"] = str(max(0, _int(answer[3])))
-        headers["x-ratelimit-reset-requests"] = format_duration(_int(answer[5]))
+        headers["x-ratelimit-remaining-requests"] = str(max(0, _int(answer[at])))
+        headers["x-ratelimit-reset-requests"] = format_duration(_int(answer[at + 2]))
     if limits.tokens_per_minute:
         headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, _int(answer[4])))
-        headers["x-ratelimit-reset-tokens"] = format_duration(_int(answer[6]))
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, _int(answer[at + 1])))
+        headers["x-ratelimit-reset-tokens"] = format_duration(_int(answer[at + 3]))
     return headers
 
 
@@ -209,17 +266,17 @@ def _int(value: object) -> int:
 
 
 def _rejection(
-    principal: Principal, which: str, retry_ms: int, cost: int, headers: dict[str, str]
+    bucket: _Bucket, which: str, retry_ms: int, cost: int, headers: dict[str, str]
 ) -> RateLimited:
-    limits = principal.limits
+    limits, subject = bucket.limits, bucket.name
     retry_s = max(1, math.ceil(retry_ms / 1000))
     if which == "tokens_too_large":
         message = (
-            f"Request too large for {principal.subject} on tokens per min (TPM): "
+            f"Request too large for {subject} on tokens per min (TPM): "
             f"Limit {limits.tokens_per_minute}, Requested {cost}. Lower max_tokens or "
             "shorten the messages."
         )
-        return RateLimited("tokens", message, error_type="tokens", headers=headers)
+        return RateLimited(bucket.label + "tokens", message, error_type="tokens", headers=headers)
     if which == "requests":
         what = f"requests per min (RPM): Limit {limits.requests_per_minute}, Requested 1"
         error_type = "requests"
@@ -232,9 +289,8 @@ def _rejection(
         error_type = "requests"
     headers = {**headers, "retry-after": str(retry_s), "retry-after-ms": str(retry_ms)}
     return RateLimited(
-        which,
-        f"Rate limit reached for {principal.subject} on {what}. "
-        f"Please try again in {retry_ms / 1000:g}s.",
+        bucket.label + which,
+        f"Rate limit reached for {subject} on {what}. Please try again in {retry_ms / 1000:g}s.",
         error_type=error_type,
         headers=headers,
     )
@@ -249,7 +305,8 @@ class Limiter:
         self._admit = redis.register_script(_ADMIT_LUA)
         self._settle = redis.register_script(_SETTLE_LUA)
         self._renew = redis.register_script(_RENEW_LUA)
-        self._live: dict[str, str] = {}
+        #: lease member -> the lease sets it holds a slot in.
+        self._live: dict[str, list[str]] = {}
         self._renewer: asyncio.Task[None] | None = None
         #: subject -> [monotonic time, requests, tokens, slots left] after its last answer.
         self._headroom: dict[str, list[float]] = {}
@@ -278,48 +335,78 @@ class Limiter:
     def _note_headroom(self, subject: str, answer: list[object]) -> None:
         if len(self._headroom) >= _HEADROOM_SUBJECTS and subject not in self._headroom:
             self._headroom.clear()
-        left = [float(_int(answer[3])), float(_int(answer[4])), float(_int(answer[7]))]
+        left = [float(_int(answer[4])), float(_int(answer[5])), float(_int(answer[8]))]
         if answer[0] != 1:
             left = [0.0, 0.0, 0.0]
         self._headroom[subject] = [time.monotonic(), *left]
 
-    async def admit(self, principal: Principal, *, cost: int, member: str) -> Admission:
-        """Reserve a request, ``cost`` tokens and a slot, or raise the 429 to answer."""
-        limits = principal.limits
-        keys = _keys(principal.subject)
-        answer = await self._admit(
-            keys=list(keys),
-            args=[
+    async def admit(
+        self, principal: Principal, *, cost: int, member: str, end_user: str | None = None
+    ) -> Admission:
+        """Reserve a request, ``cost`` tokens and a slot, or raise the 429 to answer.
+
+        ``end_user`` (a service key's call made for someone, OpenAI's ``user``) is also
+        admitted against that person's share of the key (``Principal.end_user_limits``),
+        in the same script: both have room, or neither is charged.
+        """
+        buckets = [_Bucket(principal.subject, _keys(principal.subject), principal.limits)]
+        share = principal.end_user_limits if end_user is not None else None
+        if share is not None and end_user is not None:
+            buckets.append(
+                _Bucket(
+                    f"{principal.subject} (user {end_user})",
+                    _keys(principal.subject, end_user),
+                    share,
+                    "end_user_",
+                )
+            )
+        args: list[str | int | float] = [cost, member, self._lease_ms]
+        for bucket in buckets:
+            limits = bucket.limits
+            args += [
                 limits.requests_per_minute,
                 limits.tokens_per_minute,
                 limits.concurrent_streams,
-                cost,
-                member,
-                self._lease_ms,
-            ],
-        )
-        headers = _headers(limits, answer)
-        self._note_headroom(principal.subject, answer)
+            ]
+        answer = await self._admit(keys=[k for b in buckets for k in b.keys], args=args)
+        if len(buckets) == 1:
+            self._note_headroom(principal.subject, answer)
         if answer[0] != 1:
-            which = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
-            raise _rejection(principal, which, _int(answer[2]), cost, headers)
-        if limits.concurrent_streams:
-            self._live[member] = keys[2]
-        return Admission(principal.subject, member, limits, cost, headers)
+            index = _int(answer[1]) - 1
+            refusing = buckets[index]
+            which = answer[2].decode() if isinstance(answer[2], bytes) else str(answer[2])
+            headers = _headers(refusing.limits, answer, index)
+            raise _rejection(refusing, which, _int(answer[3]), cost, headers)
+        # The tighter share speaks for the request in the headers: what it can do next.
+        index = len(buckets) - 1
+        headers = _headers(buckets[index].limits, answer, index)
+        leases = [b.keys[2] for b in buckets if b.limits.concurrent_streams]
+        if leases:
+            self._live[member] = leases
+        return Admission(
+            principal.subject, member, principal.limits, cost, headers, buckets=tuple(buckets)
+        )
 
     async def settle(self, admission: Admission, *, used_tokens: int) -> None:
-        """Replace the reservation by ``used_tokens`` and free the slot (once)."""
+        """Replace the reservation by ``used_tokens`` and free the slots (once)."""
         if admission.settled:
             return
         admission.settled = True
         self._live.pop(admission.member, None)
-        limits = admission.limits
-        if not limits.tokens_per_minute and not limits.concurrent_streams:
+        buckets = [
+            b
+            for b in admission.buckets
+            if b.limits.tokens_per_minute or b.limits.concurrent_streams
+        ]
+        if not buckets:
             return
-        _, tok, conc = _keys(admission.subject)
         await self._settle(
-            keys=[tok, conc],
-            args=[limits.tokens_per_minute, admission.reserved - used_tokens, admission.member],
+            keys=[k for b in buckets for k in (b.keys[1], b.keys[2])],
+            args=[
+                admission.reserved - used_tokens,
+                admission.member,
+                *(b.limits.tokens_per_minute for b in buckets),
+            ],
         )
 
     def start(self) -> None:
@@ -337,7 +424,7 @@ class Limiter:
         interval = self._lease_ms / 3000
         while True:
             await asyncio.sleep(interval)
-            live = list(self._live.items())
+            live = [(member, key) for member, keys in self._live.items() for key in keys]
             if not live:
                 continue
             try:

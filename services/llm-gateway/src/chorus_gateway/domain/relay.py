@@ -14,6 +14,12 @@ are watched by a lazy timer; a client disconnect interrupts the read and closes 
 upstream connection in the same loop turn. A failure now can no longer be hidden: the
 client gets ``data: {"error": …}`` then ``data: [DONE]``.
 
+What a provider says when it fails — its error body, its error event mid-stream, the
+connection error — is logged with the request id, never relayed: clients get the
+gateway's own message and code (``upstream_error``, ``upstream_timeout``). Only a refusal
+of the request itself (a provider's 400/413/422 with OpenAI's error object) reaches the
+client as the provider worded it, since it is about what the client sent.
+
 ``x-chorus-overhead-ms`` on a stream is the gateway's share of the time to first byte:
 time from the request's arrival to the headers, minus the time spent waiting on
 providers (every attempt's request-to-first-chunk). Headers forced out early by a
@@ -154,7 +160,7 @@ class StreamRelay(Interruptible):
             await self._accounting.finish(self.call, ending)
 
     async def _run(self) -> Ending:
-        fallback = Fallback(self._pool, self.call.route)
+        fallback = Fallback(self._pool, self.call.route, request_id=self.call.request_id)
         try:
             outcome = await fallback.first(self._open_afresh)
             if isinstance(outcome, Refusal):
@@ -323,12 +329,25 @@ class StreamRelay(Interruptible):
         if finished and scanner.error is None:
             await self.client.end(b"" if scanner.done else DONE)
             return self._ending(200, COMPLETED, provider, streaming)
-        if finished:  # the provider sent an error event (already forwarded) and stopped
+        if finished:  # the provider sent an error event (already told, our way) and stopped
             kind, status = "stream_error", 502
             tail = DONE
+            logger.warning(
+                "%s sent an error event mid-stream: %s",
+                provider,
+                scanner.error,
+                extra={"usage_request_id": self.call.request_id, "provider": provider},
+            )
         elif broken is not None:
             kind, status = "dropped", 502
-            tail = scanner.error_event(bad_gateway(f"The provider {broken}.")) + DONE
+            logger.warning(
+                "%s: %s",
+                provider,
+                broken,
+                extra={"usage_request_id": self.call.request_id, "provider": provider},
+            )
+            error = bad_gateway("The provider's stream broke off; the answer is incomplete.")
+            tail = scanner.error_event(error) + DONE
         elif self.reason == CLIENT_DISCONNECTED:
             return self._ending(CLIENT_CLOSED, CUT_OFF, provider, streaming)
         else:

@@ -13,7 +13,9 @@ Two scanners:
 - :class:`OpenAIPassThrough` (``/v1``): forwards events unchanged, except that when the
   client did not ask for ``include_usage`` the usage chunk is dropped and the
   ``"usage":null`` the provider then adds to every chunk is removed — the client gets
-  exactly what it would have got from the provider directly.
+  exactly what it would have got from the provider directly. An error event is the one
+  exception: the provider's words stay with us (the relay logs them) and the client gets
+  the gateway's ``upstream_error`` event in its place.
 - :class:`TextDeltas` (``/chat/stream``): turns each chunk into ``data: <text>`` lines.
 
 Both remember what was delivered, so a stream that ends without usage (cut off, dropped,
@@ -26,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from chorus_gateway.domain.errors import GatewayError
+from chorus_gateway.domain.errors import GatewayError, bad_gateway
 
 __all__ = ["DONE", "KEEPALIVE", "OpenAIPassThrough", "StreamScanner", "TextDeltas"]
 
@@ -38,6 +40,8 @@ _NULL_USAGE = b'"usage":null'
 _NULL_USAGE_FIELD = b',"usage":null'
 _ERROR = b'"error"'
 _DONE_MARK = b"[DONE]"
+#: What a client is told of a provider's error event (the event itself is logged).
+_STREAM_ERROR = bad_gateway("The provider failed while answering; the answer is incomplete.")
 
 
 def _payload(event: bytes) -> bytes | None:
@@ -176,6 +180,9 @@ class OpenAIPassThrough(StreamScanner):
                 self.data_before_error = True
             if not self._wants_usage and chunk is not None and _is_usage_chunk(chunk):
                 continue
+            if chunk is not None and isinstance(chunk.get("error"), dict):
+                kept.append(_STREAM_ERROR.sse_event()[:-2])  # the provider's words stay here
+                continue
             kept.append(event)
         if not kept:
             return None
@@ -211,7 +218,7 @@ class TextDeltas(StreamScanner):
             if chunk is None:
                 continue
             if "error" in chunk:
-                out.append(_text_error(chunk["error"]))
+                out.append(_text_error(_STREAM_ERROR.payload()))
                 continue
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") if isinstance(choice, dict) else None

@@ -4,6 +4,13 @@ The message itself is published like any other; its stream id becomes the job's
 ``message_id`` and part of its deterministic job id, ``assistant:<room>:<message id>``, so
 a message is answered at most once however often the enqueue is retried. The enqueuer
 records ``chorus:job-owner:<job id>`` = the user, for ``GET /api/jobs/{id}``.
+
+**One user cannot flood the queue.** Each user may have ``ASSISTANT_MAX_PENDING_PER_USER``
+questions waiting for an answer, across all connections and replicas: the job ids sit in
+``chorus:assistant:pending:<user>``, a sorted set scored by when they expire
+(:data:`PENDING_SECONDS`, longer than an answer's every try); the worker removes a job
+from it when the answer is done. A question over the cap is still posted (it is a chat
+message) but not enqueued, and the sender gets an ``error`` frame (``assistant_busy``).
 """
 
 from __future__ import annotations
@@ -12,12 +19,27 @@ from typing import Final
 
 from arq.connections import ArqRedis
 
-__all__ = ["JOB_FUNCTION", "Assistant", "job_id"]
+__all__ = ["JOB_FUNCTION", "PENDING_SECONDS", "Assistant", "job_id", "pending_key"]
 
 JOB_FUNCTION: Final = "answer_in_room"
 JOB_OWNER_PREFIX: Final = "chorus:job-owner:"
 JOB_OWNER_TTL: Final = 7 * 86_400
+#: A pending question stops counting after this long, answered or not (a lost job).
+PENDING_SECONDS: Final = 600
 _SEPARATORS = " \t\n,:;"
+
+# KEYS: the user's pending set. ARGV: job id, cap, lifetime ms. Returns 1 if the job may
+# be enqueued (now counted as pending), 0 if the user already has ``cap`` pending.
+_RESERVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
 
 
 def job_id(room: str, message_id: str) -> str:
@@ -25,13 +47,22 @@ def job_id(room: str, message_id: str) -> str:
     return f"assistant:{room}:{message_id}"
 
 
+def pending_key(user_id: str) -> str:
+    """The questions of ``user_id`` waiting for an answer (the worker removes answered ones)."""
+    return f"chorus:assistant:pending:{user_id}"
+
+
 class Assistant:
     """Recognises mentions and enqueues answers."""
 
-    def __init__(self, arq: ArqRedis, *, mention: str, queue_name: str) -> None:
+    def __init__(
+        self, arq: ArqRedis, *, mention: str, queue_name: str, max_pending: int = 3
+    ) -> None:
         self.arq = arq
         self.mention = mention
         self.queue_name = queue_name
+        self.max_pending = max_pending
+        self._reserve = arq.register_script(_RESERVE_LUA)
 
     def prompt(self, text: str) -> str | None:
         """The prompt of a message addressed to the assistant, else None.
@@ -48,9 +79,15 @@ class Assistant:
         prompt = rest.lstrip(_SEPARATORS).strip()
         return prompt or None
 
-    async def ask(self, *, room: str, message_id: str, prompt: str, user_id: str) -> str:
-        """Enqueue ``answer_in_room`` for a published message; returns the job id."""
+    async def ask(self, *, room: str, message_id: str, prompt: str, user_id: str) -> str | None:
+        """Enqueue ``answer_in_room`` for a published message; the job id, or None when the
+        user already has ``max_pending`` questions waiting."""
         job = job_id(room, message_id)
+        reserved = await self._reserve(
+            keys=[pending_key(user_id)], args=[job, self.max_pending, PENDING_SECONDS * 1000]
+        )
+        if int(reserved) != 1:
+            return None
         await self.arq.set(JOB_OWNER_PREFIX + job, user_id, ex=JOB_OWNER_TTL)
         await self.arq.enqueue_job(
             JOB_FUNCTION,

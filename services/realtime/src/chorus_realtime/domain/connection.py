@@ -15,6 +15,12 @@ that check reaches this connection live, as an access event the hub hands to the
 guard, which calls :meth:`Connection.revoke` — before this connection gets that event or
 anything after it. A subscription revoked while it replays is abandoned.
 
+The replay counts against the send queue's bounds like live events: what a resume would
+replay is measured in Redis first (``EventBus.history(max_bytes=…)``), and a backlog that
+would not fit the room left in the queue is not read at all — the client gets
+``recovered: false`` and refetches history over HTTP, page by page. So a client that
+resumes from an old id and never reads costs a replica no more than a full send queue.
+
 The writer side is :meth:`Connection.frames`: the transport iterates it and writes.
 """
 
@@ -39,6 +45,8 @@ logger = logging.getLogger("chorus.realtime.connection")
 
 Transport = Literal["ws", "sse"]
 _ids = count(1)
+#: Room kept in the send queue for the ``subscribed`` frame ahead of a replay.
+_SUBSCRIBED_ROOM: Final = 1024
 
 
 class CloseCode:
@@ -242,7 +250,9 @@ class Connection:
             )
         )
         for frame in replay:
-            self.send(frame)
+            if not self.outbox.put(frame):
+                self._overflow()
+                break
         held, cursor.held = cursor.held or [], None
         self._holding -= 1
         for frame in held:
@@ -264,11 +274,18 @@ class Connection:
             position = await self.bus.position(channel)
             resume = Resume(channel, False, False, 0, position.last_id, position.epoch)
             return resume, []
-        history = await self.bus.history(channel, since, limit=self.replay_max)
-        if not history.recovered or history.more:
-            # Part of what the client missed is gone (or too much to replay): say so and
-            # send nothing old; the client refetches state and continues live from here.
-            RECOVERIES.labels("miss").inc()
+        outbox = self.outbox
+        history = await self.bus.history(
+            channel,
+            since,
+            limit=max(1, min(self.replay_max, outbox.max_frames - len(outbox) - 1)),
+            max_bytes=outbox.max_bytes - outbox.size - _SUBSCRIBED_ROOM,
+        )
+        if not history.recovered or history.more or history.too_large:
+            # Part of what the client missed is gone (or too much to replay, or to hold in
+            # its send queue): say so and send nothing old; the client refetches state and
+            # continues live from here.
+            RECOVERIES.labels("too_large" if history.too_large else "miss").inc()
             position = await self.bus.position(channel)
             return Resume(channel, True, False, 0, position.last_id, position.epoch), []
         RECOVERIES.labels("hit").inc()

@@ -16,6 +16,7 @@ import orjson
 
 from chorus_common.events import InvalidStreamIdError, parse_stream_id, utc_timestamp
 from chorus_common.rooms import ACCESS_EVENT_TYPES
+from chorus_common.text import unstorable
 
 __all__ = [
     "ClientFrame",
@@ -134,14 +135,19 @@ class OutFrame:
         return self._websocket
 
 
-def error_frame(code: str, message: str, *, channel: str | None = None) -> OutFrame:
-    """An ``error`` event for one connection, in the envelope shape (``id`` null)."""
+def error_frame(
+    code: str, message: str, *, channel: str | None = None, **details: object
+) -> OutFrame:
+    """An ``error`` event for one connection, in the envelope shape (``id`` null).
+
+    ``details`` join ``code`` and ``message`` in ``data`` (``ref``, ``retry_after``).
+    """
     return OutFrame.control(
         {
             "id": None,
             "channel": channel,
             "type": "error",
-            "data": {"code": code, "message": message},
+            "data": {"code": code, "message": message, **details},
             "ts": utc_timestamp(),
             "from": SERVER_SENDER,
         },
@@ -150,17 +156,20 @@ def error_frame(code: str, message: str, *, channel: str | None = None) -> OutFr
 
 
 class FrameError(ValueError):
-    """A client frame we cannot act on; ``code`` goes into the error frame."""
+    """A client frame we cannot act on; ``code`` (and ``details``) go into the error frame."""
 
-    def __init__(self, code: str, message: str, *, channel: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, channel: str | None = None, **details: object
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.channel = channel
+        self.details = details
 
     def frame(self) -> OutFrame:
         """The ``error`` frame telling the client."""
-        return error_frame(self.code, self.message, channel=self.channel)
+        return error_frame(self.code, self.message, channel=self.channel, **self.details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +233,13 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
         text = body.get("message")
         if not isinstance(text, str) or not text.strip():
             raise FrameError("invalid_message", "'message' must be a non-empty string")
-        return SendMessage(text, _optional_str(body, "channel"), _optional_str(body, "ref"))
+        ref = _optional_str(body, "ref")
+        reason = unstorable(text)
+        if reason is not None:
+            # Nothing downstream could keep it (room history is Postgres): refuse it here.
+            details = {"ref": ref} if ref is not None and unstorable(ref) is None else {}
+            raise FrameError("invalid_text", f"'message' {reason}", **details)
+        return SendMessage(text, _optional_str(body, "channel"), ref)
     if kind == "typing":
         return Typing(_optional_str(body, "channel"))
     if kind == "ping":

@@ -53,6 +53,11 @@ class Outbox:
         return len(self._frames)
 
     @property
+    def size(self) -> int:
+        """Characters queued (what ``max_bytes`` bounds)."""
+        return self._bytes
+
+    @property
     def closed(self) -> bool:
         """True once closed: nothing more is accepted and the writer stops."""
         return self._closed

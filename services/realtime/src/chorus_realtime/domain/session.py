@@ -19,6 +19,10 @@ another.
 **People, not numbers.** What the session publishes carries the user's display name
 (``data.name``, from the token), and a message in a direct-message room also tells the
 other person on their ``user:`` channel (``dm.message``).
+
+What a user sends is charged to their quotas (``quotas.py``) before anything is stored:
+the bytes of each message, and each room that did not exist yet. An ``@assistant``
+question also needs a free place among the user's pending questions (``assistant.py``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from chorus_realtime.domain.frames import (
     parse_client_frame,
 )
 from chorus_realtime.domain.presence import Presence
+from chorus_realtime.domain.quotas import QuotaExceeded, Quotas
 from chorus_realtime.domain.ratelimit import TokenBucket
 from chorus_realtime.metrics import MESSAGES_IN, REJECTED, ROOM_REFUSALS
 
@@ -105,6 +110,7 @@ class Session:
         "limits",
         "name",
         "presence",
+        "quotas",
         "room_channel",
         "user",
     )
@@ -120,6 +126,7 @@ class Session:
         assistant: Assistant | None,
         limits: SessionLimits,
         name: str | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.connection = connection
         self.user = connection.user
@@ -130,6 +137,7 @@ class Session:
         self.guard = guard
         self.assistant = assistant
         self.limits = limits
+        self.quotas = quotas
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
         #: Rooms this session counts in presence (a tuple: it rarely changes).
         self._rooms: tuple[str, ...] = ()
@@ -139,7 +147,8 @@ class Session:
     async def open(self, since: str | None) -> Resume:
         """Subscribe to the path's room (resuming from ``since``) and join it.
 
-        Refused: close 4403 (1013 when access cannot be checked).
+        Refused: close 4403 (1013 when access cannot be checked); a new room over the
+        user's quota: close 1008.
         """
         try:
             return await self._subscribe(self.room_channel, since, action="join")
@@ -147,7 +156,9 @@ class Session:
             self.connection.send(exc.frame())
             if exc.code == "unavailable":
                 raise CloseConnection(CloseCode.TRY_AGAIN, UNAVAILABLE_MESSAGE) from None
-            raise CloseConnection(CloseCode.FORBIDDEN, FORBIDDEN_MESSAGE) from None
+            if exc.code == "forbidden":
+                raise CloseConnection(CloseCode.FORBIDDEN, FORBIDDEN_MESSAGE) from None
+            raise CloseConnection(CloseCode.POLICY, exc.message[:120]) from None
 
     async def handle(self, raw: str) -> None:
         """Act on one client frame."""
@@ -236,6 +247,18 @@ class Session:
         )
 
     async def _say(self, text: str, channel: str, ref: str | None) -> None:
+        details = {"ref": ref} if ref is not None else {}
+        if self.quotas is not None:
+            try:
+                await self.quotas.charge_bytes(self.user, len(text.encode()))
+            except QuotaExceeded as exc:
+                REJECTED.labels("user_bytes").inc()
+                raise FrameError(
+                    "quota_exceeded",
+                    f"you are sending too much; retry in {exc.retry_after:g}s",
+                    retry_after=exc.retry_after,
+                    **details,
+                ) from None
         message_id = await self._publish(
             channel, "message", self._person(message=text), durable=True, action="message"
         )
@@ -250,9 +273,18 @@ class Session:
         if self.assistant is not None:
             prompt = self.assistant.prompt(text)
             if prompt is not None:
-                await self.assistant.ask(
+                asked = await self.assistant.ask(
                     room=room, message_id=message_id, prompt=prompt, user_id=self.user
                 )
+                if asked is None:
+                    REJECTED.labels("assistant_busy").inc()
+                    raise FrameError(
+                        "assistant_busy",
+                        f"you have {self.assistant.max_pending} questions waiting for the "
+                        "assistant; ask again once one is answered",
+                        id=message_id,
+                        **details,
+                    )
 
     async def _tell_peer(self, peer: str, room: str, message_id: str, text: str) -> None:
         """``dm.message`` on the other person's channel (unread counts, a notification)."""
@@ -283,9 +315,20 @@ class Session:
         async def admit() -> None:
             await self._check(room, channel, action)
 
-        # Checked before subscribing (an outsider costs no subscription) and once the
-        # subscription is live, before history is read: nothing can slip in between.
+        # Checked before subscribing (an outsider costs no subscription, nor quota) and once
+        # the subscription is live, before history is read: nothing can slip in between.
         await admit()
+        if self.quotas is not None:
+            try:
+                await self.quotas.enter_room(self.user, channel)
+            except QuotaExceeded as exc:
+                REJECTED.labels("user_rooms").inc()
+                raise FrameError(
+                    "room_quota",
+                    f"too many new rooms; retry in {exc.retry_after:g}s",
+                    channel=channel,
+                    retry_after=exc.retry_after,
+                ) from None
         try:
             resume = await self.connection.subscribe(channel, since, admit=admit)
         except RevokedError:

@@ -139,6 +139,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
             max_channels=settings.max_channels_per_connection,
         ),
         name=claims.name,
+        quotas=rt.quotas,
     )
     writer = SocketWriter(connection, transport, send, flusher)
     rt.registry.add(connection)

@@ -4,6 +4,13 @@ A row holds the job's function, its arguments as JSON (``{"args": [...], "kwargs
 the error with its traceback, and how many tries were spent. :func:`replay` enqueues the
 same call again under a new job id and remembers that it did, so one dead letter is not
 replayed twice by accident (``force`` says it is on purpose).
+
+Two kinds of row record *data* rather than a call, and cannot be replayed: a stream entry
+``persist_messages`` could not store (``{"room", "entry_id", "entry"}``), and a payload on
+the queue that was not a JSON job (``unreadable_payload``, ``{"payload": <a preview>}``).
+
+A dead letter is often about input a store refused, so it must not be refused in turn:
+text that Postgres cannot hold (NUL, lone surrogates) is kept spelled out (``\\x00``).
 """
 
 from __future__ import annotations
@@ -17,19 +24,25 @@ from arq.connections import ArqRedis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chorus_common.text import escape_unstorable
 from chorus_schema.models import FailedJob
 
 __all__ = [
+    "UNREADABLE_PAYLOAD",
     "DeadLetterNotFoundError",
     "ReplayRefusedError",
+    "add_dead_letter",
     "encode_arguments",
     "list_dead_letters",
     "record_dead_letter",
     "replay",
+    "storable",
 ]
 
 #: Longest error text kept (the head says what failed, the tail of the traceback where).
 MAX_ERROR_CHARS = 8000
+#: ``function`` of the dead letter of a queue payload that was not a JSON job.
+UNREADABLE_PAYLOAD = "unreadable_payload"
 
 
 class DeadLetterNotFoundError(LookupError):
@@ -40,9 +53,21 @@ class ReplayRefusedError(Exception):
     """The dead letter was replayed already (pass ``force`` to replay it again)."""
 
 
+def storable(value: Any) -> Any:
+    """``value`` with the text Postgres would refuse spelled out (in strings and keys)."""
+    if isinstance(value, str):
+        return escape_unstorable(value)
+    if isinstance(value, dict):
+        return {escape_unstorable(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
+
+
 def encode_arguments(args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The job's arguments as JSON; a value JSON cannot hold is kept as its ``repr``."""
-    encoded = orjson.loads(orjson.dumps({"args": list(args), "kwargs": kwargs}, default=repr))
+    plain = orjson.dumps(storable({"args": list(args), "kwargs": kwargs}), default=repr)
+    encoded = orjson.loads(plain)
     assert isinstance(encoded, dict)
     return encoded
 
@@ -56,22 +81,47 @@ async def record_dead_letter(
     kwargs: dict[str, Any],
     error: str,
     tries: int,
+    record: dict[str, Any] | None = None,
 ) -> int:
-    """Write one dead letter; returns its id."""
-    if len(error) > MAX_ERROR_CHARS:
-        half = MAX_ERROR_CHARS // 2
-        error = f"{error[:half]}\n[…]\n{error[-half:]}"
+    """Write one dead letter; returns its id.
+
+    ``record`` replaces the call's arguments for a dead letter of data, not of a call.
+    """
     async with sessions.begin() as session:
-        row = FailedJob(
-            job_id=job_id[:128],
-            function=function[:128],
-            args=encode_arguments(args, kwargs),
+        return await add_dead_letter(
+            session,
+            job_id=job_id,
+            function=function,
+            args=record if record is not None else encode_arguments(args, kwargs),
             error=error,
             tries=tries,
         )
-        session.add(row)
-        await session.flush()
-        return row.id
+
+
+async def add_dead_letter(
+    session: AsyncSession,
+    *,
+    job_id: str,
+    function: str,
+    args: dict[str, Any],
+    error: str,
+    tries: int,
+) -> int:
+    """Add one dead letter in ``session``'s transaction (``args`` as stored); its id."""
+    error = escape_unstorable(error)
+    if len(error) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2
+        error = f"{error[:half]}\n[…]\n{error[-half:]}"
+    row = FailedJob(
+        job_id=escape_unstorable(job_id)[:128],
+        function=function[:128],
+        args=storable(args),
+        error=error,
+        tries=tries,
+    )
+    session.add(row)
+    await session.flush()
+    return row.id
 
 
 async def list_dead_letters(
@@ -111,6 +161,12 @@ async def replay(
         if row is None:
             msg = f"no dead letter #{dead_letter_id}"
             raise DeadLetterNotFoundError(msg)
+        if not _is_call(row.args):
+            msg = (
+                f"dead letter #{row.id} ({row.function}) records data that could not be "
+                "stored or read, not a call: there is nothing to run again"
+            )
+            raise ReplayRefusedError(msg)
         if row.replayed_at is not None and not force:
             msg = (
                 f"dead letter #{row.id} was replayed at {row.replayed_at.isoformat()} "
@@ -129,3 +185,7 @@ async def replay(
         row.replayed_at = await session.scalar(select(func.now()))
         row.replay_job_id = job_id
     return job_id
+
+
+def _is_call(args: dict[str, Any]) -> bool:
+    return isinstance(args.get("args"), list) and isinstance(args.get("kwargs"), dict)

@@ -19,6 +19,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy.dialects.postgresql import insert
 
+from chorus_common.text import find_unstorable
 from chorus_schema.models import AnalyticsDaily, AnalyticsEvent
 from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.errors import PermanentJobError
@@ -46,6 +47,10 @@ def _validated(event: Any, properties: Any) -> tuple[str, dict[str, Any]]:
         raise PermanentJobError(msg) from exc
     if len(encoded) > MAX_PROPERTIES_BYTES:
         msg = f"properties are {len(encoded)} bytes of JSON; the limit is {MAX_PROPERTIES_BYTES}"
+        raise PermanentJobError(msg)
+    bad = find_unstorable(properties)
+    if bad is not None:
+        msg = f"properties.{bad[0]} {bad[1]}: Postgres cannot store it"
         raise PermanentJobError(msg)
     decoded = orjson.loads(encoded)  # plain JSON types only, keys as strings
     assert isinstance(decoded, dict)

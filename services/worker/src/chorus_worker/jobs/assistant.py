@@ -13,7 +13,16 @@ into ``room:<room>``, from ``assistant``:
   so far and ``"error": {"code", "message"}``, so the room is never left waiting.
 
 Gateway errors are answered, not retried: the gateway already retries and falls back
-before the first token, and people are watching. **Idempotency**: after ``ai.done`` the
+before the first token, and people are watching. What the room sees of an error is a code
+and a sentence of ours; what the gateway or a provider said (status, message, the
+connection error) goes to the log only — a room is read by everyone in it.
+
+Each asking user is limited twice: the gateway applies per-user sub-limits under the
+worker's key (the request names the asker in OpenAI's ``user`` field), and realtime lets a
+user have only a few answers pending at once (``chorus:assistant:pending:<user>``, a sorted
+set of job ids by expiry); a finished answer removes its job from there.
+
+**Idempotency**: after ``ai.done`` the
 job sets ``chorus:assistant:done:<room>:<message_id>`` (7 days); a redelivery that finds
 it does nothing. A job interrupted mid-answer (worker killed or shut down) starts over on
 redelivery — its deltas restart at ``index`` 0. The one window left is between publishing
@@ -41,10 +50,12 @@ from chorus_worker.domain.deltas import ASSISTANT_SENDER, DeltaPublisher
 from chorus_worker.domain.errors import PermanentJobError
 from chorus_worker.metrics import ASSISTANT_REPLIES
 
-__all__ = ["answer_in_room", "done_key"]
+__all__ = ["JOB_ID_PREFIX", "answer_in_room", "done_key", "pending_key"]
 
 logger = logging.getLogger("chorus.worker.assistant")
 
+#: Realtime enqueues every answer as ``assistant:<room>:<message id>``.
+JOB_ID_PREFIX: Final = "assistant:"
 _MENTION: Final = re.compile(r"^\s*@assistant\b[\s,:]*", re.IGNORECASE)
 _DONE_TTL_SECONDS: Final = 7 * 86_400
 _MAX_ERROR_CHARS: Final = 300
@@ -53,6 +64,11 @@ _MAX_ERROR_CHARS: Final = 300
 def done_key(room: str, message_id: str) -> str:
     """Set once a message has its ``ai.done``."""
     return f"chorus:assistant:done:{room}:{message_id}"
+
+
+def pending_key(user_id: str) -> str:
+    """The answers a user waits for (realtime adds, the finished job removes)."""
+    return f"chorus:assistant:pending:{user_id}"
 
 
 def _question(prompt: str, limit: int) -> str:
@@ -64,15 +80,18 @@ def _error(code: str, message: str) -> dict[str, str]:
 
 
 def _gateway_error(exc: openai.APIError) -> dict[str, str]:
+    """What the room is told: a code and our own words, never the gateway's or a provider's."""
     if isinstance(exc, openai.APITimeoutError):
         return _error("gateway_timeout", "The assistant stopped answering.")
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 429:
-            return _error("rate_limited", "The assistant is busy; try again in a moment.")
-        return _error("gateway_error", f"The assistant failed ({exc.status_code}): {exc.message}")
+            return _error(
+                "rate_limited", "The assistant is busy or you asked a lot; try again in a moment."
+            )
+        return _error("gateway_error", "The assistant could not answer this time.")
     if isinstance(exc, openai.APIConnectionError):
         return _error("gateway_unreachable", "The assistant cannot be reached right now.")
-    return _error("gateway_error", f"The assistant failed: {exc}")
+    return _error("gateway_error", "The assistant could not answer this time.")
 
 
 async def answer_in_room(
@@ -110,7 +129,16 @@ async def answer_in_room(
                     "timeout", f"No complete answer within {settings.assistant_timeout:g}s."
                 )
             except openai.APIError as exc:
-                logger.warning("assistant call failed: %s", exc, extra={"room": room})
+                status = getattr(exc, "status_code", None)
+                cause = exc.__cause__
+                logger.warning(
+                    "assistant call failed: %s%s: %s%s",
+                    type(exc).__name__,
+                    f" {status}" if status is not None else "",
+                    exc.message,
+                    f" ({type(cause).__name__}: {cause})" if cause is not None else "",
+                    extra={"room": room, "message_id": message_id},
+                )
                 error = _gateway_error(exc)
         await publisher.close()
     finally:
@@ -120,7 +148,10 @@ async def answer_in_room(
     if error is not None:
         data["error"] = error
     done = await found.bus.publish(channel, "ai.done", data, sender=ASSISTANT_SENDER)
-    await found.redis.set(marker, done.id, ex=_DONE_TTL_SECONDS)
+    async with found.redis.pipeline(transaction=False) as pipe:
+        pipe.set(marker, done.id, ex=_DONE_TTL_SECONDS)
+        pipe.zrem(pending_key(str(user_id)), ctx["job_id"])
+        await pipe.execute()
     ASSISTANT_REPLIES.labels("error" if error else "completed").inc()
     result: dict[str, Any] = {
         "status": "failed" if error else "answered",

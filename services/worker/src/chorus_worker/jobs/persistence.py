@@ -16,6 +16,18 @@ every entry is stored once, unless the stream was trimmed past it before any run
 it (``MAXLEN ~`` history, or the stream's TTL after a long outage) — that is logged and
 counted in ``chorus_worker_persist_gaps_total``.
 
+**One bad entry never stalls the rest.** The services refuse text Postgres cannot hold
+before it is published, but anything can be written straight into a stream. An entry
+that cannot be read, or holds such text, is set aside before the insert; and if Postgres
+still refuses the batch (any data or constraint error), the run rolls back and inserts
+again with each half of the batch in a savepoint, halving a failing half until the
+refused rows stand alone — ``k`` bad rows among ``n`` cost ``O(k log n)`` savepoints, a
+clean batch none. Every entry set aside becomes a dead letter (``failed_jobs``,
+``function = persist_messages``, ``args = {"room", "entry_id", "entry"}``, ``error`` = why),
+in the same transaction as the good rows, is counted in
+``chorus_worker_dead_letters_total{function="persist_messages"}`` and logged; progress
+then moves past it like any other entry.
+
 **Finding rooms with SCAN** costs one round trip per ~1000 keys of the whole keyspace,
 each run. It needs nobody's cooperation, and stays in the low milliseconds up to ~100k
 keys; past that, the publish script could ``SADD`` each room to a set (a change to
@@ -35,13 +47,23 @@ import orjson
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chorus_common.events import ENTRY_FIELD, STREAM_PREFIX, parse_stream_id
-from chorus_schema.models import RoomMessage, User
+from chorus_common.events import (
+    ENTRY_FIELD,
+    STREAM_PREFIX,
+    InvalidChannelError,
+    parse_stream_id,
+    room_channel,
+)
+from chorus_common.text import find_unstorable
+from chorus_schema.models import FailedJob, RoomMessage, User
 from chorus_worker.deps import JobContext, resources
+from chorus_worker.domain.dead_letters import add_dead_letter
+from chorus_worker.domain.errors import refused_by_postgres
 from chorus_worker.domain.locks import redis_lock
-from chorus_worker.metrics import MESSAGES_PERSISTED, PERSIST_GAPS
+from chorus_worker.metrics import DEAD_LETTERS, MESSAGES_PERSISTED, PERSIST_GAPS
 
 __all__ = ["LOCK_KEY", "PERSISTED_TYPES", "persist_messages", "progress_key"]
 
@@ -58,11 +80,24 @@ _PROGRESS_TTL_SECONDS: Final = 7 * 86_400
 _MAX_PAGES: Final = 10
 _SCAN_COUNT: Final = 1000
 _MAX_USER_ID_DIGITS: Final = 18  # fits a BIGINT
+_JOB = "persist_messages"
+#: Key of a row dict carrying its stream entry (id, bytes); never inserted.
+_ENTRY = "_entry"
 
 
 def progress_key(room: str) -> str:
     """Where the id of a room's last handled stream entry is kept."""
     return _PROGRESS_PREFIX + room
+
+
+@dataclass(frozen=True, slots=True)
+class _SetAside:
+    """A stream entry that will not be stored, and why."""
+
+    room: str
+    entry_id: str
+    body: bytes
+    reason: str
 
 
 @dataclass(slots=True)
@@ -72,7 +107,12 @@ class _Page:
     room: str
     last_id: str | None
     rows: list[dict[str, Any]]
+    set_aside: list[_SetAside]
     full: bool
+
+
+class _Unusable(ValueError):
+    """A stream entry that cannot become a row (the message says why)."""
 
 
 async def _rooms(redis: Redis) -> list[str]:
@@ -80,8 +120,15 @@ async def _rooms(redis: Redis) -> list[str]:
     async for key in redis.scan_iter(
         match=ROOM_STREAM_PREFIX + "*", count=_SCAN_COUNT, _type="stream"
     ):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        rooms.append(name.removeprefix(ROOM_STREAM_PREFIX))
+        raw = key if isinstance(key, bytes) else str(key).encode()
+        name = raw.decode(errors="replace").removeprefix(ROOM_STREAM_PREFIX)
+        try:
+            room_channel(name)
+        except InvalidChannelError:
+            # No service publishes there (room names are checked); someone wrote it by hand.
+            logger.warning("ignoring stream %r: not a room's history", raw)
+            continue
+        rooms.append(name)
     return sorted(rooms)
 
 
@@ -101,7 +148,10 @@ def _text(value: bytes | str) -> str:
 
 
 def _row(room: str, entry_id: str, body: bytes) -> dict[str, Any] | None:
-    """The ``room_messages`` row for a stream entry, or None if it is not kept."""
+    """The ``room_messages`` row for a stream entry, None if it is not kept.
+
+    Raises :class:`_Unusable` for an entry that should be kept but cannot be.
+    """
     try:
         event = orjson.loads(body)
         kind = event["type"]
@@ -112,9 +162,9 @@ def _row(room: str, entry_id: str, body: bytes) -> dict[str, Any] | None:
         data = event.get("data")
         created = _timestamp(event.get("ts"), ms)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        logger.warning("skipping unreadable entry %s of room %s: %s", entry_id, room, exc)
-        return None
-    return {
+        msg = f"unreadable entry: {type(exc).__name__}: {exc}"
+        raise _Unusable(msg) from None
+    row = {
         "room": room,
         "stream_ms": ms,
         "stream_seq": seq,
@@ -123,6 +173,11 @@ def _row(room: str, entry_id: str, body: bytes) -> dict[str, Any] | None:
         "data": data if isinstance(data, dict) else {"value": data},
         "created_at": created,
     }
+    bad = find_unstorable({"from": sender, "data": row["data"]})
+    if bad is not None:
+        msg = f"{bad[0]} {bad[1]}: Postgres cannot store it"
+        raise _Unusable(msg)
+    return row
 
 
 def _timestamp(value: object, stream_ms: int) -> datetime:
@@ -166,15 +221,22 @@ async def _read(
                     since,
                 )
         rows = []
+        set_aside = []
         for raw_id, fields in entries:
             body = fields.get(ENTRY_FIELD)
             if body is None:
                 continue
-            row = _row(room, _text(raw_id), body)
+            entry_id = _text(raw_id)
+            try:
+                row = _row(room, entry_id, body)
+            except _Unusable as exc:
+                set_aside.append(_SetAside(room, entry_id, body, str(exc)))
+                continue
             if row is not None:
+                row[_ENTRY] = (entry_id, body)  # for a dead letter, should Postgres refuse it
                 rows.append(row)
         last_id = _text(entries[-1][0]) if entries else None
-        pages.append(_Page(room, last_id, rows, full=len(entries) == batch))
+        pages.append(_Page(room, last_id, rows, set_aside, full=len(entries) == batch))
     return pages
 
 
@@ -182,6 +244,7 @@ async def _store(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
     """Insert new rows (conflicts are entries stored before); returns how many were new."""
     if not rows:
         return 0
+    rows = [{k: v for k, v in row.items() if k != _ENTRY} for row in rows]
     candidates = {
         int(r["sender"])
         for r in rows
@@ -201,6 +264,84 @@ async def _store(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
         rows,
     )
     return len(result.all())
+
+
+async def _store_isolating(
+    session: AsyncSession, rows: list[dict[str, Any]]
+) -> tuple[int, list[_SetAside]]:
+    """Insert what Postgres accepts, halving failing batches in savepoints down to the
+    rows it refuses; returns how many rows were new, and the refused ones."""
+    try:
+        async with session.begin_nested():
+            return await _store(session, rows), []
+    except DBAPIError as exc:
+        if not refused_by_postgres(exc):
+            raise
+        if len(rows) == 1:
+            entry_id, body = rows[0][_ENTRY]
+            reason = f"Postgres refused it: {_first_line(exc)}"
+            return 0, [_SetAside(rows[0]["room"], entry_id, body, reason)]
+    middle = len(rows) // 2
+    stored_a, refused_a = await _store_isolating(session, rows[:middle])
+    stored_b, refused_b = await _store_isolating(session, rows[middle:])
+    return stored_a + stored_b, refused_a + refused_b
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+
+
+async def _write_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    rows: list[dict[str, Any]],
+    set_aside: list[_SetAside],
+) -> int:
+    """Store ``rows`` and dead-letter ``set_aside`` (plus whatever Postgres refuses) in one
+    transaction; returns how many rows were new."""
+    if not set_aside:
+        try:
+            async with sessions.begin() as session:
+                return await _store(session, rows)
+        except DBAPIError as exc:
+            if not refused_by_postgres(exc):
+                raise
+            logger.warning("a batch of room history was refused (%s); isolating", exc.orig)
+    async with sessions.begin() as session:
+        stored, refused = await _store_isolating(session, rows) if rows else (0, [])
+        written = [(item, await _dead_letter(session, item)) for item in [*set_aside, *refused]]
+    for item, row_id in written:
+        if row_id is None:
+            continue  # dead-lettered by an earlier run that died before saving progress
+        DEAD_LETTERS.labels(_JOB).inc()
+        logger.error(
+            "entry %s of room %s dead-lettered as #%d: %s",
+            item.entry_id,
+            item.room,
+            row_id,
+            item.reason,
+            extra={"dead_letter_id": row_id, "room": item.room},
+        )
+    return stored
+
+
+async def _dead_letter(session: AsyncSession, item: _SetAside) -> int | None:
+    """Add the dead letter of ``item`` unless it has one; its id (None if it had)."""
+    job_id = f"persist:{item.room}:{item.entry_id}"
+    if await session.scalar(select(FailedJob.id).where(FailedJob.job_id == job_id).limit(1)):
+        return None
+    return await add_dead_letter(
+        session,
+        job_id=job_id,
+        function=_JOB,
+        args={
+            "room": item.room,
+            "entry_id": item.entry_id,
+            "entry": item.body.decode("utf-8", errors="backslashreplace"),
+        },
+        error=item.reason,
+        tries=1,
+    )
 
 
 async def _save_progress(redis: Redis, positions: dict[str, str]) -> None:
@@ -243,8 +384,8 @@ async def _persist(ctx: JobContext) -> dict[str, Any]:
     for _ in range(_MAX_PAGES):
         pages = await _read(redis, pending, progress, found.settings.persist_batch)
         rows = [row for page in pages for row in page.rows]
-        async with found.sessions.begin() as session:
-            persisted += await _store(session, rows)
+        set_aside = [item for page in pages for item in page.set_aside]
+        persisted += await _write_batch(found.sessions, rows, set_aside)
         # Committed: now, and only now, the progress may move past these entries.
         moved = {page.room: page.last_id for page in pages if page.last_id is not None}
         await _save_progress(redis, moved)

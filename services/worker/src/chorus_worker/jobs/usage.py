@@ -16,11 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from chorus_common.text import unstorable
 from chorus_schema.models import LlmUsageDaily, LlmUsageEvent, User
 from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.errors import PermanentJobError
 
 __all__ = ["Usage", "record_llm_usage"]
+
+#: The token columns are Postgres ``integer``s.
+_INT4_MAX = 2**31 - 1
 
 
 class Usage(BaseModel):
@@ -33,11 +37,20 @@ class Usage(BaseModel):
     user_id: int | None = Field(default=None, ge=1)
     model: str = Field(min_length=1, max_length=128)
     provider: str = Field(min_length=1, max_length=64)
-    prompt_tokens: int = Field(ge=0)
-    completion_tokens: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0, le=_INT4_MAX)
+    completion_tokens: int = Field(ge=0, le=_INT4_MAX)
     estimated: bool = False
     outcome: Literal["completed", "cut_off", "error"]
     created_at: datetime | None = None
+
+    @field_validator("request_id", "subject", "model", "provider")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        reason = unstorable(value)
+        if reason is not None:
+            msg = f"{reason}: Postgres cannot store it"
+            raise ValueError(msg)
+        return value
 
     @field_validator("created_at")
     @classmethod

@@ -6,7 +6,9 @@ and :func:`arq_function` / :func:`arq_cron` register it with arq (this module an
 
 - the lag from when the job became due to now, and the attempt's duration, are observed;
 - the job runs under its timeout;
-- success → counted. :class:`PermanentJobError` → a dead letter now, no retry;
+- success → counted. :class:`PermanentJobError`, or Postgres refusing the job's data
+  (a data or constraint error: a NUL character, a value out of range — the same input
+  fails the same way every time) → a dead letter now, no retry;
 - anything else (:class:`TemporaryJobError`, a timeout, an unexpected exception) → arq
   ``Retry`` with capped exponential backoff and jitter, until ``max_tries`` is spent, then
   a dead letter. A job may also raise arq's ``Retry`` itself to pick its own delay;
@@ -37,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.dead_letters import record_dead_letter
-from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError
+from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError, refused_by_postgres
 from chorus_worker.metrics import (
     DEAD_LETTERS,
     JOB_DURATION,
@@ -164,7 +166,7 @@ class _Attempt:
             JOBS_RETRIED.labels(self.spec.name).inc()
             raise
         except Exception as exc:
-            if self.job_try >= self.spec.max_tries:
+            if self.job_try >= self.spec.max_tries or refused_by_postgres(exc):
                 await self._give_up(exc)
             delay = self._backoff()
             JOBS_RETRIED.labels(self.spec.name).inc()
@@ -291,12 +293,23 @@ def arq_function(spec: JobSpec, settings: WorkerServiceSettings) -> Function:
     )
 
 
-def arq_cron(spec: JobSpec, settings: WorkerServiceSettings, *, every: int) -> CronJob:
-    """A job the worker schedules itself every ``every`` seconds (a divisor of 60)."""
+def arq_cron(
+    spec: JobSpec,
+    settings: WorkerServiceSettings,
+    *,
+    every: int = 1,
+    every_minutes: int | None = None,
+) -> CronJob:
+    """A job the worker schedules itself: every ``every`` seconds (a divisor of 60), or,
+    with ``every_minutes`` (a divisor of 60), at second 30 of every such minute."""
+    if every_minutes is None:
+        schedule: dict[str, Any] = {"second": set(range(0, 60, every))}
+    else:
+        schedule = {"minute": set(range(0, 60, every_minutes)), "second": 30}
     return cron(
         cast("WorkerCoroutine", instrument(spec, settings)),
         name=spec.name,
-        second=set(range(0, 60, every)),
+        **schedule,
         microsecond=0,
         run_at_startup=True,
         timeout=spec.timeout + ARQ_TIMEOUT_MARGIN,

@@ -8,6 +8,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chorus_common.queue import JOB_CODEC
 from chorus_worker.settings import WorkerServiceSettings
 
 __all__ = ["create_queue_redis"]
@@ -37,4 +38,7 @@ def create_queue_redis(settings: WorkerServiceSettings) -> ArqRedis:
         decode_responses=False,
     )
     redis.default_queue_name = settings.arq_queue_name
+    # from_url hands keyword arguments to the connection pool, not to ArqRedis itself.
+    redis.job_serializer = JOB_CODEC["job_serializer"]
+    redis.job_deserializer = JOB_CODEC["job_deserializer"]
     return redis

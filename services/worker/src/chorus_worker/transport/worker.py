@@ -11,7 +11,14 @@ edge (and ``policy.py``); jobs are plain functions in ``chorus_worker.jobs``.
 - **a heartbeat** the loop updates each turn, for ``/readyz``; Redis errors in the loop are
   logged and retried rather than ending the process;
 - **a drain**: stop taking jobs at once, give running ones ``JOB_COMPLETION_WAIT`` seconds,
-  cancel what is left (arq puts cancelled jobs back in the queue for another worker).
+  cancel what is left (arq puts cancelled jobs back in the queue for another worker);
+- **slots the assistant cannot take**: at most ``ASSISTANT_MAX_JOBS`` assistant answers
+  run at once, so a flood of ``@assistant`` leaves the other slots to welcome mails, usage
+  and history. Assistant jobs over that cap stay queued, and the loop reads past a page
+  full of them (arq's read offset) to find the other jobs behind;
+- **JSON jobs only**: jobs are read with ``chorus_common.queue``'s codec; a payload that is
+  not a JSON job (a pickle written straight into Redis) is never run — arq fails it, and
+  this worker also dead-letters it (``unreadable_payload``), logs and counts it.
 """
 
 from __future__ import annotations
@@ -22,10 +29,17 @@ import logging
 import time
 from typing import Any, Final
 
+import orjson
+from arq.constants import job_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from chorus_worker.metrics import QUEUE_DEPTH, declare_functions
+from chorus_common.queue import UnreadableJobError, deserialize_job
+from chorus_worker.deps import resources
+from chorus_worker.domain.dead_letters import UNREADABLE_PAYLOAD, record_dead_letter
+from chorus_worker.jobs.assistant import JOB_ID_PREFIX as ASSISTANT_JOB_PREFIX
+from chorus_worker.metrics import DEAD_LETTERS, QUEUE_DEPTH, UNREADABLE_JOBS, declare_functions
+from chorus_worker.resources import RESOURCES_KEY
 from chorus_worker.settings import WorkerServiceSettings
 from chorus_worker.transport.policy import ARQ_TIMEOUT_MARGIN
 from chorus_worker.transport.wakeup import QueueWakeup
@@ -44,6 +58,8 @@ _REDIS_ERROR_PAUSE: Final = 1.0
 _TURN_TIMEOUT: Final = 10.0
 #: Time arq gets to put cancelled jobs back in the queue.
 _REQUEUE_SECONDS: Final = 5.0
+#: How much of an unreadable payload its dead letter shows.
+_PREVIEW_BYTES: Final = 300
 
 
 class ChorusWorker(Worker):
@@ -54,7 +70,7 @@ class ChorusWorker(Worker):
         self.idle_poll_delay = float(kwargs.pop("poll_delay", settings.poll_delay))
         # arq's loop must not sleep on its own: each turn of ours waits for a reason to poll.
         super().__init__(poll_delay=0, **kwargs)
-        declare_functions(self.functions)
+        declare_functions([*self.functions, UNREADABLE_PAYLOAD])
         # The longest job timeout of ours (arq's sit ARQ_TIMEOUT_MARGIN behind them).
         longest = max(
             (f.timeout_s for f in self.functions.values() if f.timeout_s is not None),
@@ -63,6 +79,8 @@ class ChorusWorker(Worker):
         self.in_progress_timeout_s = longest - ARQ_TIMEOUT_MARGIN + _IN_PROGRESS_MARGIN
         self._wake = asyncio.Event()
         self._saturated = False
+        #: Assistant jobs were left queued because their slots were taken.
+        self._assistant_capped = False
         self._more_due = False
         self._next_depth_refresh = 0.0
         #: True while the loop's last turn could not reach Redis.
@@ -123,24 +141,85 @@ class ChorusWorker(Worker):
         """Start due jobs one by one, stopping as soon as a drain begins or slots run out.
 
         Jobs this worker is running are still in the queue (arq removes them when they
-        end); they are skipped here rather than re-checked in Redis on every turn.
+        end); they are skipped here rather than re-checked in Redis on every turn. So are
+        assistant jobs once ``ASSISTANT_MAX_JOBS`` of them run: when a whole page was such
+        jobs, the next turn reads the page after it (arq's read offset), so the jobs queued
+        behind a flood of questions still start.
         """
-        for job_id in job_ids:
+        assistants = sum(
+            1
+            for job_id, task in self.tasks.items()
+            if job_id.startswith(ASSISTANT_JOB_PREFIX) and not task.done()
+        )
+        capped = False
+        for raw in job_ids:
             if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
                 break
-            if job_id.decode() in self.tasks:
+            job_id = raw.decode()
+            if job_id in self.tasks:
                 continue
-            await super().start_jobs([job_id])
+            if job_id.startswith(ASSISTANT_JOB_PREFIX):
+                if assistants >= self.settings.assistant_slots:
+                    capped = True
+                    continue
+                assistants += 1
+            await super().start_jobs([raw])
         self._saturated = self.job_counter >= self.max_jobs
+        self._assistant_capped = capped
         # A full page of due jobs: more are probably waiting behind it.
         self._more_due = len(job_ids) >= self.queue_read_limit
+        if capped and self._more_due and not self._saturated:
+            self._queue_read_offset += len(job_ids)
+        else:
+            self._queue_read_offset = 0
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
-        if self._saturated:
+        if self._saturated or self._assistant_capped:
             # Due jobs may be waiting for exactly this slot.
-            self._saturated = False
+            self._saturated = self._assistant_capped = False
             self._wake.set()
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq's end of a job that did not run; an unreadable payload is also dead-lettered."""
+        if _unreadable(result_data):
+            await self._refuse_payload(job_id)
+        await super().finish_failed_job(job_id, result_data)
+
+    async def _refuse_payload(self, job_id: str) -> None:
+        """Log, count and dead-letter a payload that is not a JSON job (it was not run)."""
+        raw = await self.pool.get(job_key_prefix + job_id) or b""
+        try:
+            deserialize_job(raw)
+        except UnreadableJobError as exc:
+            reason = str(exc)
+        else:
+            reason = "not an arq job: keys f, a, k, t, et expected"
+        UNREADABLE_JOBS.inc()
+        logger.error("refused job %s without running it: %s", job_id, reason)
+        if RESOURCES_KEY not in self.ctx:
+            return
+        try:
+            row_id = await record_dead_letter(
+                resources(self.ctx).sessions,
+                job_id=job_id,
+                function=UNREADABLE_PAYLOAD,
+                args=(),
+                kwargs={},
+                error=f"refused unread: {reason}",
+                tries=1,
+                record={"payload": repr(raw[:_PREVIEW_BYTES])},
+            )
+        except Exception:
+            logger.exception("could not dead-letter the refused job %s", job_id)
+            return
+        DEAD_LETTERS.labels(UNREADABLE_PAYLOAD).inc()
+        logger.error(
+            "refused job %s dead-lettered as #%d",
+            job_id,
+            row_id,
+            extra={"job_id": job_id, "dead_letter_id": row_id},
+        )
 
     async def _next_delay(self) -> float:
         if self._saturated or not self.allow_pick_jobs:
@@ -230,6 +309,22 @@ class ChorusWorker(Worker):
             )
             await _cancel_all(list(self.job_tasks.values()), grace=_REQUEUE_SECONDS)
             await asyncio.wait(pending, timeout=_REQUEUE_SECONDS)
+
+
+def _unreadable(result_data: bytes | None) -> bool:
+    """True for the result arq writes when a job's payload could not be deserialized."""
+    if result_data is None:
+        return False
+    try:
+        result = orjson.loads(result_data)
+    except orjson.JSONDecodeError:
+        return False
+    error = result.get("r") if isinstance(result, dict) else None
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("error"), dict)
+        and error["error"].get("type") == "DeserializationError"
+    )
 
 
 def _cancel_requested() -> bool:
