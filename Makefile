@@ -79,10 +79,10 @@ lint: venv ## Lint (ruff) and type-check (mypy --strict: every package, bench/, 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(MYPY_PACKAGES)
-	MYPYPATH=bench $(VENV)/bin/mypy bench
+	MYPYPATH=bench:bench/peers $(VENV)/bin/mypy bench
 	@for tests in $(MYPY_TESTS); do echo "mypy $$tests"; $(VENV)/bin/mypy $$tests || exit 1; done
 
-.PHONY: system-deps-up system-deps-test system-deps-unit system-deps-chart
+.PHONY: system-deps-up system-deps-test system-deps-unit system-deps-chart system-deps-bench
 system-deps-up:
 	@$(SYSTEM_DEPS) nginx
 system-deps-test:
@@ -92,6 +92,8 @@ system-deps-unit:
 # nss_wrapper: the postgres image's entrypoint uses it to run initdb as the chart's user.
 system-deps-chart:
 	@$(SYSTEM_DEPS) nginx libnss_wrapper ip
+system-deps-bench:
+	@$(SYSTEM_DEPS) wrk node npm
 
 ##@ Test
 
@@ -150,8 +152,10 @@ deploy-sync: venv ## Copy the dashboard and rules into the chart; regenerate the
 
 # `make bench ONLY=worker_jobs` (or ONLY=api_users,api_dashboard) runs a subset;
 # BENCH_ARGS passes more options to bench/run.py (--timeout SECONDS, --render-only).
+# It bootstraps itself like `make test`: the venv, wrk and Node (apt, as root on Debian);
+# Redis is the devstack's, and each peer is installed into bench/.venvs/ on first use.
 ONLY ?=
 BENCH_ARGS ?=
 .PHONY: bench
-bench: venv ## Benchmarks against peers, side by side (ONLY=name): bench/results/latest.md + plots
-	$(PY) bench/run.py $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)
+bench: venv system-deps-bench ## Benchmarks against peers, side by side (ONLY=name): bench/results/latest.md + plots
+	UV="$(UV)" $(PY) bench/run.py $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)

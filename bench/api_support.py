@@ -41,7 +41,7 @@ from chorus_schema.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256!!"
-WRK = shutil.which("wrk") or "/usr/bin/wrk"
+WRK = shutil.which("wrk") or "/usr/bin/wrk"  # `make bench` installs it (apt, as root)
 TASKSET = shutil.which("taskset")
 
 _CPUS = sorted(os.sched_getaffinity(0))
@@ -220,6 +220,9 @@ class Load:
 
 def wrk(url: str, *, token: str, seconds: int, connections: int, threads: int = 1) -> Load:
     """Drive ``url`` with ``wrk`` (pinned to :data:`LOAD_CPUS`) for ``seconds``."""
+    if not Path(WRK).exists():
+        msg = "wrk is not installed (`make bench` installs it with apt-get when run as root)"
+        raise SystemExit(msg)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT)
     argv = [

@@ -1,47 +1,55 @@
-"""LLM gateway benchmark: direct-to-mock vs the Chorus gateway vs the LiteLLM proxy.
+"""LLM gateway benchmark: direct-to-mock vs the Chorus gateway, the LiteLLM proxy and Portkey.
 
     .venv/bin/python bench/gateway_llm.py [--runs 3] [--json-out PATH] [--skip-litellm]
+                                          [--skip-portkey]
 
-One run starts the mock OpenAI upstream, Redis, the Chorus gateway (``python -m
-chorus_gateway``, limits on) and the LiteLLM proxy (``litellm[proxy]`` from PyPI,
-installed by this script into ``bench/.venvs/litellm`` with ``uv``, never into the
-workspace lock), all pointed at the same mock, and measures through each:
+One run starts the mock OpenAI upstream, Redis (the devstack's), the Chorus gateway
+(``python -m chorus_gateway``, limits on), the LiteLLM proxy (``litellm[proxy]`` from PyPI,
+installed by this script into ``bench/.venvs/litellm`` with uv) and Portkey's gateway
+(``@portkey-ai/gateway`` from npm, installed into ``bench/.venvs/portkey``, run by the
+machine's Node), all pointed at the same mock, and measures through each:
 
 - **TTFT**: time from sending a streamed request to its first ``data: {`` event,
   sequential, one keep-alive connection, p50 and p90 over ``--requests`` requests
-  (mock TTFT 0, 16 tokens). Overhead = p50(target) - p50(direct).
+  (mock TTFT 0, 16 tokens; fewer when they take over ``--max-seconds``: LiteLLM).
+  Overhead = p50(target) - p50(direct).
+- **Non-streamed latency**: the same requests with ``"stream": false``, sequential,
+  to the end of the JSON body; overhead p50 and p99 over direct.
 - **Throughput**: ``--streams`` concurrent keep-alive connections streaming back to back
   for ``--seconds`` (mock ``--stream-tokens`` 50 per stream, no delays): SSE events/s delivered, and
   events/s per core of the target's own process (its CPU time from psutil).
 
-Each of ``--runs`` runs (default 3) measures the three targets in turn; the summary is the
-median over runs with its [min, max] spread, and ``--json-out`` writes it in the bench
-result contract (rows for the TTFT overhead vs direct and vs LiteLLM, and throughput per
-core vs LiteLLM; every TTFT sample as distributions for the plots). The default run
-takes under 2 minutes on 2 cores once the LiteLLM venv exists (its start included).
+**Portkey** runs twice, its code untouched. As shipped, its streaming path fails on Node 20
+(``TypeError: immutable``: ``@hono/node-server`` swaps the global ``Response`` for a
+lightweight one that, given a fetch ``Response`` as its init, keeps that response's
+immutable headers, and Portkey then appends its own headers to them). So the non-streamed
+figures come from Portkey as shipped, and the streamed ones from a second Portkey process
+started with ``peers/portkey/native_response.mjs`` preloaded (``node --import``), which keeps
+Node's own ``Request``/``Response``. Both get ``peers/portkey/loopback.mjs``, which binds
+its listening socket to 127.0.0.1 (it would listen on every interface).
 
-The load generator is a raw asyncio HTTP/1.1 client on uvloop in its own process (a
-few bytes of parsing per read), so it costs the system under test as little as it can.
-The machine has 2 cores shared with other work: numbers are noisy; compare ratios
-measured in the same run, not absolute figures across runs.
+Each of ``--runs`` runs (default 3) measures the targets in turn; the summary is the
+median over runs with its [min, max] spread, and ``--json-out`` writes it in the bench
+result contract. The load generator is ``peers/llmload.py``, a raw asyncio HTTP/1.1
+client on uvloop in its own process. The machine has 2 cores shared with other work:
+numbers are noisy; compare ratios measured in the same run, not absolute figures across
+runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,21 +57,28 @@ from typing import Any
 import httpx
 import psutil
 
+from chorus_bench.peers import node_prefix, python_venv
+from chorus_devstack.ports import free_port
+from chorus_devstack.servers import RunningRedis
+
 ROOT = Path(__file__).resolve().parent.parent
-VENVS = ROOT / "bench" / ".venvs"
+PEERS = ROOT / "bench" / "peers"
 RESULTS = ROOT / "bench" / "results" / "raw"
 BENCH_KEY = "bench-key-0123456789"
 LITELLM_KEY = "sk-bench-master-key"
-TARGETS = ("direct", "gateway", "litellm")
+MOCK_KEY = "sk-mock"
+LITELLM_PACKAGES = ["litellm[proxy]"]
+PORTKEY_PACKAGES = ["@portkey-ai/gateway@1.15.2"]
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET_RATIO = 3.0
 MAX_SAMPLES = 5000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+LABELS = {
+    "direct": "direct to mock",
+    "gateway": "chorus gateway",
+    "litellm": "LiteLLM proxy",
+    "portkey": "Portkey gateway (as shipped)",
+    "portkey-native": "Portkey gateway (Node's own Response)",
+}
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -83,14 +98,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.
 
 @contextlib.contextmanager
 def spawn(
-    argv: list[str], ready_url: str, env: dict[str, str], log: Path
+    argv: list[str], ready_url: str, env: dict[str, str], log: Path, *, timeout: float = 120.0
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
         try:
-            wait_ready(ready_url, process)
+            wait_ready(ready_url, process, timeout)
             yield process
         finally:
             process.send_signal(signal.SIGINT)
@@ -101,22 +116,6 @@ def spawn(
                 process.wait()
 
 
-def litellm_python() -> Path:
-    """The LiteLLM proxy's own venv (created on first use)."""
-    venv = VENVS / "litellm"
-    python = venv / "bin" / "python"
-    VENVS.mkdir(parents=True, exist_ok=True)
-    (VENVS / ".gitignore").write_text("*\n")
-    if not (venv / "bin" / "litellm").exists():
-        uv = shutil.which("uv") or "uv"
-        print("installing litellm[proxy] into bench/.venvs/litellm (first run only)…")
-        subprocess.run([uv, "venv", str(venv), "-p", "3.11", "-q"], check=True)
-        subprocess.run(
-            [uv, "pip", "install", "-q", "--python", str(python), "litellm[proxy]"], check=True
-        )
-    return python
-
-
 def litellm_config(path: Path, mock_url: str) -> Path:
     path.write_text(
         "model_list:\n"
@@ -124,7 +123,7 @@ def litellm_config(path: Path, mock_url: str) -> Path:
         "    litellm_params:\n"
         "      model: openai/mock-gpt\n"
         f"      api_base: {mock_url}/v1\n"
-        "      api_key: sk-mock\n"
+        f"      api_key: {MOCK_KEY}\n"
         "litellm_settings:\n"
         "  telemetry: false\n"
         "  drop_params: true\n"
@@ -133,6 +132,16 @@ def litellm_config(path: Path, mock_url: str) -> Path:
         "  disable_spend_logs: true\n"
     )
     return path
+
+
+def portkey_argv(prefix: Path, port: int, *, native_response: bool) -> list[str]:
+    """Portkey's own start script under the machine's Node, with the preloads it needs."""
+    shims = PEERS / "portkey"
+    preload = ["--import", (shims / "loopback.mjs").as_uri()]
+    if native_response:
+        preload += ["--import", (shims / "native_response.mjs").as_uri()]
+    script = prefix / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    return ["node", *preload, str(script), f"--port={port}", "--headless"]
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -154,269 +163,149 @@ def wait_idle(process: psutil.Process, within: float = 90.0) -> None:
             return
 
 
-# -- load generator (runs in its own process) ----------------------------------------------------
+# -- the run -------------------------------------------------------------------------------------
 
 
-def request_bytes(port: int, key: str, tokens: int) -> bytes:
-    body = json.dumps(
-        {
-            "model": "mock-gpt",
-            "messages": [{"role": "user", "content": f"bench [mock tokens={tokens}]"}],
-            "stream": True,
-        }
-    ).encode()
-    return (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+@dataclass
+class Target:
+    """A system to send requests through, and what to measure on it."""
+
+    name: str
+    port: int
+    key: str
+    process: subprocess.Popen[bytes]
+    headers: list[str] = field(default_factory=list)
+    streamed: bool = True
+    complete: bool = True
 
 
-async def one_stream(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    request: bytes,
-    counter: dict[str, int] | None = None,
-) -> tuple[float, int]:
-    """Send one request on a kept-alive connection; (seconds to first event, events).
-
-    ``counter["events"]`` (if given) counts events as they arrive.
-    """
-    start = time.perf_counter()
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(head[:200].decode(errors="replace"))
-    first = 0.0
-    events = 0
-    carry = b""
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            break
-        data = carry + (await reader.readexactly(size + 2))[:-2]
-        found = data.count(b"data: {")
-        if found and not first:
-            first = time.perf_counter() - start
-        events += found
-        if counter is not None:
-            counter["events"] += found
-        carry = data[-6:]
-    return first, events
-
-
-async def ttft_run(port: int, key: str, count: int, warmup: int) -> list[float]:
-    connection = Connection(port)
-    request = request_bytes(port, key, 16)
-    samples = []
-    for i in range(warmup + count):
-        first, _ = await connection.stream(request)
-        if i >= warmup:
-            samples.append(first)
-    connection.close()
-    return samples
-
-
-class Connection:
-    """A kept-alive connection that reconnects when the server closed it while idle."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def stream(
-        self, request: bytes, counter: dict[str, int] | None = None
-    ) -> tuple[float, int]:
-        for attempt in (1, 2):
-            if self.writer is None or self.writer.is_closing():
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-            assert self.reader is not None
-            try:
-                return await one_stream(self.reader, self.writer, request, counter)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                self.writer.close()
-                self.writer = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-async def throughput_run(
-    port: int, key: str, streams: int, seconds: float, tokens: int
-) -> dict[str, Any]:
-    """Streams back to back on every connection; events counted for exactly ``seconds``."""
-    request = request_bytes(port, key, tokens)
-    connections = [Connection(port) for _ in range(streams)]
-    warmup = request_bytes(port, key, 1)
-    await asyncio.gather(*(c.stream(warmup) for c in connections))  # connect and warm up
-    print("READY", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    totals = {"events": 0, "streams": 0}
-
-    async def worker(connection: Connection) -> None:
-        while True:
-            await connection.stream(request, totals)
-            totals["streams"] += 1
-
-    started = time.perf_counter()
-    tasks = [asyncio.create_task(worker(c)) for c in connections]
-    done, _ = await asyncio.wait(tasks, timeout=seconds)
-    elapsed = time.perf_counter() - started
-    result = {**totals, "seconds": elapsed}
-    for task in done:
-        task.result()  # a failed stream fails the run loudly
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for connection in connections:
-        connection.close()
-    return result
-
-
-def loadgen_main(args: argparse.Namespace) -> None:
-    import uvloop  # noqa: PLC0415 - only the load generator needs it
-
-    if args.mode == "ttft":
-        result: Any = uvloop.run(ttft_run(args.port, args.key, args.requests, args.warmup))
-    else:
-        result = uvloop.run(
-            throughput_run(args.port, args.key, args.streams, args.seconds, args.stream_tokens)
-        )
-    print(json.dumps(result), flush=True)
-
-
-def run_loadgen(
-    mode: str, port: int, key: str, args: argparse.Namespace, target: psutil.Process
-) -> tuple[Any, float, float]:
-    """Run the load generator; returns (result, target CPU seconds, loadgen CPU seconds)."""
-    argv = [
-        sys.executable,
-        __file__,
-        "--loadgen",
-        mode,
-        "--port",
-        str(port),
-        "--key",
-        key,
-        "--requests",
-        str(args.requests),
-        "--warmup",
-        str(args.warmup),
-        "--streams",
-        str(args.streams),
-        "--seconds",
-        str(args.seconds),
-        "--stream-tokens",
-        str(args.stream_tokens),
-    ]
+def run_loadgen(mode: str, target: Target, args: argparse.Namespace) -> tuple[Any, float, float]:
+    """Run ``peers/llmload.py``; returns (its result, target CPU seconds, its own CPU seconds)."""
+    argv = [sys.executable, str(PEERS / "llmload.py"), mode, "--port", str(target.port)]
+    argv += ["--key", target.key, "--requests", str(args.requests), "--warmup", str(args.warmup)]
+    argv += ["--streams", str(args.streams), "--seconds", str(args.seconds)]
+    argv += ["--stream-tokens", str(args.stream_tokens), "--max-seconds", str(args.max_seconds)]
+    for header in target.headers:
+        argv += ["--header", header]
+    proxy = psutil.Process(target.process.pid)
     child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None
     assert child.stdout is not None
-    before = cpu_seconds(target)
+    before = cpu_seconds(proxy)
+    gen_before = 0.0
     if mode == "throughput":
         line = child.stdout.readline()
         if line.strip() != "READY":
             raise RuntimeError(f"load generator: {line}")
-        before = cpu_seconds(target)
+        before = cpu_seconds(proxy)
         gen_before = cpu_seconds(psutil.Process(child.pid))
         child.stdin.write("go\n")
         child.stdin.flush()
-    else:
-        gen_before = 0.0
     out = child.stdout.readline()
     gen_cpu = cpu_seconds(psutil.Process(child.pid)) - gen_before
-    used = cpu_seconds(target) - before
-    child.wait()
+    used = cpu_seconds(proxy) - before
+    if child.wait() != 0 or not out:
+        raise RuntimeError(f"load generator failed against {target.name} ({mode})")
     return json.loads(out), used, gen_cpu
 
 
-# -- the run -------------------------------------------------------------------------------------
+def _quantile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(
-    name: str, port: int, key: str, process: psutil.Process, args: argparse.Namespace
-) -> dict[str, Any]:
-    samples, _, _ = run_loadgen("ttft", port, key, args, process)
-    result, cpu, gen_cpu = run_loadgen("throughput", port, key, args, process)
-    rate = result["events"] / result["seconds"]
-    row = {
-        "target": name,
-        "ttft_p50_ms": statistics.median(samples) * 1000,
-        "ttft_samples_ms": [s * 1000 for s in samples],
-        "ttft_p90_ms": statistics.quantiles(samples, n=10)[-1] * 1000,
-        "events_per_s": rate,
-        "cpu_s": cpu,
-        "events_per_cpu_s": result["events"] / cpu if cpu > 0 else 0.0,
-        "streams_done": result["streams"],
-        "loadgen_cpu_s": gen_cpu,
-        "seconds": result["seconds"],
-    }
-    print(
-        f"  {name:8s} ttft p50 {row['ttft_p50_ms']:.3f} ms p90 {row['ttft_p90_ms']:.3f} ms | "
-        f"{rate:,.0f} events/s, {row['events_per_cpu_s']:,.0f} events/s per core "
-        f"(target cpu {cpu:.1f}s, loadgen cpu {gen_cpu:.1f}s)",
-        flush=True,
-    )
+def measure(target: Target, args: argparse.Namespace, *, throughput: bool) -> dict[str, Any]:
+    """The sequential figures, then (if asked) the throughput: a proxy left draining the
+    streams the load generator cut at its deadline must not slow the sequential ones."""
+    row: dict[str, Any] = {"target": target.name}
+    shown = f"  {target.name:14s}"
+    started = time.monotonic()
+    if target.streamed:
+        samples, _, _ = run_loadgen("ttft", target, args)
+        row |= {
+            "ttft_p50_ms": statistics.median(samples) * 1000,
+            "ttft_samples_ms": [s * 1000 for s in samples],
+            "ttft_p90_ms": statistics.quantiles(samples, n=10)[-1] * 1000,
+        }
+        shown += f" ttft p50 {row['ttft_p50_ms']:.3f} ms p90 {row['ttft_p90_ms']:.3f} ms"
+    if target.complete:
+        samples, _, _ = run_loadgen("complete", target, args)
+        row |= {
+            "complete_p50_ms": statistics.median(samples) * 1000,
+            "complete_p99_ms": _quantile(samples, 0.99) * 1000,
+            "complete_samples_ms": [s * 1000 for s in samples],
+        }
+        shown += (
+            f" | non-streamed p50 {row['complete_p50_ms']:.3f} ms "
+            f"p99 {row['complete_p99_ms']:.3f} ms"
+        )
+    if target.streamed and throughput:
+        result, cpu, gen_cpu = run_loadgen("throughput", target, args)
+        rate = result["events"] / result["seconds"]
+        row |= {
+            "events_per_s": rate,
+            "cpu_s": cpu,
+            "events_per_cpu_s": result["events"] / cpu if cpu > 0 else 0.0,
+            "streams_done": result["streams"],
+            "loadgen_cpu_s": gen_cpu,
+            "seconds": result["seconds"],
+        }
+        shown += (
+            f" | {rate:,.0f} events/s, {row['events_per_cpu_s']:,.0f} events/s per core "
+            f"(target cpu {cpu:.1f}s, loadgen cpu {gen_cpu:.1f}s)"
+        )
+    print(f"{shown} [{time.monotonic() - started:.0f} s]", flush=True)
     return row
 
 
-def main(args: argparse.Namespace) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    with_litellm = not args.skip_litellm
-    python = litellm_python() if with_litellm else None
-    mock_port, redis_port, gw_port, lite_port = (free_port() for _ in range(4))
-    mock_url = f"http://127.0.0.1:{mock_port}"
-    redis_bin = shutil.which("redis-server") or "redis-server"
+def gateway_env(port: int, redis_url: str, mock_url: str) -> dict[str, str]:
     providers = {
         "providers": [
             {
                 "name": "mock",
                 "base_url": f"{mock_url}/v1",
-                "api_key": "sk-mock",
+                "api_key": MOCK_KEY,
                 "models": ["mock-gpt"],
             }
         ],
         "aliases": {"assistant": "mock-gpt"},
     }
     big = 10**9
-    keys = json.dumps(
-        [
-            {
-                "name": "bench",
-                "key": BENCH_KEY,
-                "requests_per_minute": big,
-                "tokens_per_minute": big,
-                "concurrent_streams": 100_000,
-            }
-        ]
-    )
-    gateway_env = {
+    keys = [
+        {
+            "name": "bench",
+            "key": BENCH_KEY,
+            "requests_per_minute": big,
+            "tokens_per_minute": big,
+            "concurrent_streams": 100_000,
+        }
+    ]
+    return {
         "ENV": "dev",
         "HOST": "127.0.0.1",
-        "PORT": str(gw_port),
+        "PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "ACCESS_LOG": "false",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "REDIS_URL": redis_url,
         "LLM_PROVIDERS": json.dumps(providers),
-        "GATEWAY_API_KEYS": keys,
+        "GATEWAY_API_KEYS": json.dumps(keys),
     }
+
+
+def main(args: argparse.Namespace) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    python = None if args.skip_litellm else python_venv(ROOT, "litellm", LITELLM_PACKAGES)
+    portkey = None if args.skip_portkey else node_prefix(ROOT, "portkey", PORTKEY_PACKAGES)
+    mock_port, gw_port, lite_port, pk_port, pk_native_port = (free_port() for _ in range(5))
+    mock_url = f"http://127.0.0.1:{mock_port}"
+    portkey_headers = ["x-portkey-provider: openai", f"x-portkey-custom-host: {mock_url}/v1"]
     rows: dict[str, dict[str, Any]] = {}
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
-        redis = subprocess.Popen(
-            [redis_bin, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        stack.callback(redis.wait)
-        stack.callback(redis.terminate)
+        redis = RunningRedis(work / "redis")
+        redis.start()
+        stack.callback(redis.stop)
         mock = stack.enter_context(
             spawn(
                 [sys.executable, "-m", "chorus_mock_openai", "--port", str(mock_port)],
@@ -429,11 +318,14 @@ def main(args: argparse.Namespace) -> None:
             spawn(
                 [sys.executable, "-m", "chorus_gateway"],
                 f"http://127.0.0.1:{gw_port}/readyz",
-                gateway_env,
+                gateway_env(gw_port, redis.url, mock_url),
                 work / "gateway.log",
             )
         )
-        litellm = None
+        plan = [
+            Target("direct", mock_port, MOCK_KEY, mock),
+            Target("gateway", gw_port, BENCH_KEY, gateway),
+        ]
         if python is not None:
             config = litellm_config(work / "litellm.yaml", mock_url)
             litellm = stack.enter_context(
@@ -452,32 +344,73 @@ def main(args: argparse.Namespace) -> None:
                     f"http://127.0.0.1:{lite_port}/health/liveliness",
                     {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
                     work / "litellm.log",
+                    timeout=300.0,  # a large proxy: ~20 s on 2 quiet cores, minutes on busy ones
+                )
+            )
+            plan.append(Target("litellm", lite_port, LITELLM_KEY, litellm))
+        if portkey is not None:
+            node_env = {"NODE_ENV": "production"}
+            shipped = stack.enter_context(
+                spawn(
+                    portkey_argv(portkey, pk_port, native_response=False),
+                    f"http://127.0.0.1:{pk_port}/",
+                    node_env,
+                    work / "portkey.log",
+                )
+            )
+            native = stack.enter_context(
+                spawn(
+                    portkey_argv(portkey, pk_native_port, native_response=True),
+                    f"http://127.0.0.1:{pk_native_port}/",
+                    node_env,
+                    work / "portkey-native.log",
+                )
+            )
+            plan.append(
+                Target("portkey", pk_port, MOCK_KEY, shipped, portkey_headers, streamed=False)
+            )
+            plan.append(
+                Target(
+                    "portkey-native",
+                    pk_native_port,
+                    MOCK_KEY,
+                    native,
+                    portkey_headers,
+                    complete=False,
                 )
             )
         print(
-            f"TTFT: {args.requests} sequential streams; throughput: {args.streams} "
-            f"concurrent streams for {args.seconds:g}s; {args.runs} runs, targets interleaved "
-            f"(2 shared cores: noisy; load average {load_before[0]:.1f})",
+            f"TTFT and non-streamed: {args.requests} sequential requests each; throughput: "
+            f"{args.streams} concurrent streams for {args.seconds:g}s; {args.runs} runs, "
+            f"targets interleaved (2 shared cores: noisy; load average {load_before[0]:.1f})",
             flush=True,
         )
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}", flush=True)
-            plan = [("direct", mock_port, "sk", mock), ("gateway", gw_port, BENCH_KEY, gateway)]
-            if litellm is not None:
-                plan.append(("litellm", lite_port, LITELLM_KEY, litellm))
-            for name, port, key, proc in plan:
-                row = measure(name, port, key, psutil.Process(proc.pid), args)
-                rows.setdefault(name, {"runs": []})["runs"].append(row)
-                # The load generator cut its streams at the deadline; LiteLLM keeps reading
-                # them from the mock. Start nothing until every target is idle again.
-                for process in (mock, proc):
+            for target in plan:
+                # The slow peers' throughput (LiteLLM: ~200 chunks/s against the gateway's
+                # ~45,000) is measured in the first --peer-throughput-runs runs only: each
+                # leaves them draining the cut streams for most of a minute.
+                throughput = target.name in ("direct", "gateway") or run < args.peer_throughput_runs
+                row = measure(target, args, throughput=throughput)
+                rows.setdefault(target.name, {"runs": []})["runs"].append(row)
+                # The load generator cut its streams at the deadline; a proxy may keep
+                # reading them from the mock. Start nothing until every target is idle again.
+                started = time.monotonic()
+                for process in (mock, target.process):
                     wait_idle(psutil.Process(process.pid))
+                if time.monotonic() - started > 1:
+                    print(f"  (waited {time.monotonic() - started:.0f} s for idle)", flush=True)
     load = (load_before[0], os.getloadavg()[0])
     report(rows, load, args)
 
 
+# -- the result ----------------------------------------------------------------------------------
+
+
 def _values(rows: dict[str, dict[str, Any]], name: str, field: str) -> list[float]:
-    return [float(r[field]) for r in rows[name]["runs"]] if name in rows else []
+    """``field`` of each of ``name``'s runs that measured it."""
+    return [float(r[field]) for r in rows[name]["runs"] if field in r] if name in rows else []
 
 
 def _median(values: list[float]) -> float | None:
@@ -488,96 +421,182 @@ def _spread(values: list[float]) -> list[float] | None:
     return [min(values), max(values)] if values else None
 
 
-def _overheads(rows: dict[str, dict[str, Any]], name: str) -> list[float]:
-    """Per run: p50 TTFT of ``name`` minus p50 TTFT direct to the mock in the same run."""
-    direct = _values(rows, "direct", "ttft_p50_ms")
-    return [t - d for t, d in zip(_values(rows, name, "ttft_p50_ms"), direct, strict=True)]
+def _overheads(rows: dict[str, dict[str, Any]], name: str, field: str) -> list[float]:
+    """Per run: ``field`` of ``name`` minus the same of direct to the mock in the same run."""
+    if name not in rows:
+        return []
+    direct = _values(rows, "direct", field)
+    return [t - d for t, d in zip(_values(rows, name, field), direct, strict=True)]
 
 
 def _ratio(chorus: float | None, peer: float | None) -> float | None:
     return chorus / peer if chorus is not None and peer else None
 
 
+def _row(
+    figure: str,
+    peer: str,
+    peer_values: list[float],
+    chorus_values: list[float],
+    unit: str,
+    target: str,
+    met: Any,
+    note: str,
+    *,
+    ratio: bool = True,
+) -> dict[str, Any]:
+    """One contract row from per-run values; ``met(chorus, ratio)`` decides the verdict."""
+    chorus, peer_value = _median(chorus_values), _median(peer_values)
+    value_ratio = _ratio(chorus, peer_value) if ratio else None
+    measured = chorus is not None and (value_ratio is not None or not ratio)
+    verdict = bool(met(chorus, value_ratio)) if measured and met is not None else None
+    return {
+        "figure": figure,
+        "peer": peer,
+        "peer_value": peer_value,
+        "peer_spread": _spread(peer_values),
+        "chorus": chorus,
+        "chorus_spread": _spread(chorus_values),
+        "unit": unit,
+        "ratio": value_ratio,
+        "target": target,
+        "met": verdict,
+        "note": note,
+    }
+
+
 def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of the bench result contract (median over runs, [min, max] spread)."""
-    gw_over = _overheads(rows, "gateway")
-    lite_over = _overheads(rows, "litellm") if "litellm" in rows else []
-    direct = _values(rows, "direct", "ttft_p50_ms")
-    gw_over_med, lite_over_med = _median(gw_over), _median(lite_over)
-    over_ratio = _ratio(gw_over_med, lite_over_med)
+    ttft_gw = _overheads(rows, "gateway", "ttft_p50_ms")
     # A run whose window saw no chunk at all has no figure (not a zero).
     gw_tput = [v for v in _values(rows, "gateway", "events_per_cpu_s") if v > 0]
-    lite_tput = [v for v in _values(rows, "litellm", "events_per_cpu_s") if v > 0]
-    tput_ratio = _ratio(_median(gw_tput), _median(lite_tput))
     gw_wall = [v for v in _values(rows, "gateway", "events_per_s") if v > 0]
-    lite_wall = [v for v in _values(rows, "litellm", "events_per_s") if v > 0]
-    return [
-        {
-            "figure": "Gateway TTFT overhead p50, sequential streams (vs direct to the mock)",
-            "peer": "direct to mock (its TTFT p50)",
-            "peer_value": _median(direct),
-            "peer_spread": _spread(direct),
-            "chorus": gw_over_med,
-            "chorus_spread": _spread(gw_over),
-            "unit": "ms",
-            "ratio": None,
-            "target": f"<= {TTFT_TARGET_MS:g} ms",
-            "met": gw_over_med <= TTFT_TARGET_MS if gw_over_med is not None else None,
-            "note": "overhead = p50 TTFT through the gateway - p50 TTFT direct, same run; "
+    result = [
+        _row(
+            "Gateway TTFT overhead p50, sequential streams (vs direct to the mock)",
+            "direct to mock (its TTFT p50)",
+            _values(rows, "direct", "ttft_p50_ms"),
+            ttft_gw,
+            "ms",
+            f"<= {TTFT_TARGET_MS:g} ms",
+            lambda chorus, _: chorus <= TTFT_TARGET_MS,
+            "overhead = p50 TTFT through the gateway - p50 TTFT direct, same run; "
             "gateway with limits on (Redis) and usage jobs",
-        },
-        {
-            "figure": "Gateway TTFT overhead p50, sequential streams (vs LiteLLM's overhead)",
-            "peer": "LiteLLM proxy",
-            "peer_value": lite_over_med,
-            "peer_spread": _spread(lite_over),
-            "chorus": gw_over_med,
-            "chorus_spread": _spread(gw_over),
-            "unit": "ms",
-            "ratio": over_ratio,
-            "target": "<= 0.333x",
-            "met": over_ratio <= 1 / 3 if over_ratio is not None else None,
-            "note": "ratio = gateway overhead / LiteLLM overhead (lower is better)",
-        },
-        {
-            "figure": "Gateway streaming throughput, chunks/s per core (200 concurrent streams)",
-            "peer": "LiteLLM proxy",
-            "peer_value": _median(lite_tput),
-            "peer_spread": _spread(lite_tput),
-            "chorus": _median(gw_tput),
-            "chorus_spread": _spread(gw_tput),
-            "unit": "chunks/s per core",
-            "ratio": tput_ratio,
-            "target": f">= {THROUGHPUT_TARGET_RATIO:g}x",
-            "met": tput_ratio >= THROUGHPUT_TARGET_RATIO if tput_ratio is not None else None,
-            "note": "SSE events delivered / CPU seconds of the proxy process (psutil)",
-        },
-        {
-            "figure": "Gateway streaming throughput, chunks/s wall (200 concurrent streams)",
-            "peer": "LiteLLM proxy",
-            "peer_value": _median(lite_wall),
-            "peer_spread": _spread(lite_wall),
-            "chorus": _median(gw_wall),
-            "chorus_spread": _spread(gw_wall),
-            "unit": "chunks/s",
-            "ratio": _ratio(_median(gw_wall), _median(lite_wall)),
-            "target": "info",
-            "met": None,
-            "note": "bounded by the shared 2 cores (load generator and mock on them too)",
-        },
+            ratio=False,
+        )
     ]
+    streamed_peers = (
+        ("litellm", "LiteLLM proxy", "<= 0.333x", 1 / 3),
+        ("portkey-native", "Portkey gateway (Node's own Response)", "<= 1x", 1.0),
+    )
+    for name, label, target, bound in streamed_peers:
+        if name not in rows:
+            continue
+        result.append(
+            _row(
+                f"Gateway TTFT overhead p50, sequential streams (vs {label}'s overhead)",
+                label,
+                _overheads(rows, name, "ttft_p50_ms"),
+                ttft_gw,
+                "ms",
+                target,
+                lambda _, ratio, bound=bound: ratio <= bound,
+                "ratio = gateway overhead / peer overhead (lower is better)",
+            )
+        )
+    for name, label, target, bound in (
+        ("litellm", "LiteLLM proxy", f">= {THROUGHPUT_TARGET_RATIO:g}x", THROUGHPUT_TARGET_RATIO),
+        ("portkey-native", "Portkey gateway (Node's own Response)", ">= 1x", 1.0),
+    ):
+        if name not in rows:
+            continue
+        result.append(
+            _row(
+                "Gateway streaming throughput, chunks/s per core (200 concurrent streams)",
+                label,
+                [v for v in _values(rows, name, "events_per_cpu_s") if v > 0],
+                gw_tput,
+                "chunks/s per core",
+                target,
+                lambda _, ratio, bound=bound: ratio >= bound,
+                "SSE events delivered / CPU seconds of the proxy process (psutil), over "
+                "--seconds or, for a proxy that answered fewer events than streams by then, "
+                "until it did (at most 5x as long); the peer's in its first run only (each "
+                "run leaves it draining the cut streams)",
+            )
+        )
+    if "litellm" in rows:
+        result.append(
+            _row(
+                "Gateway streaming throughput, chunks/s wall (200 concurrent streams)",
+                "LiteLLM proxy",
+                [v for v in _values(rows, "litellm", "events_per_s") if v > 0],
+                gw_wall,
+                "chunks/s",
+                "info",
+                None,
+                "bounded by the shared 2 cores (load generator and mock on them too)",
+            )
+        )
+    result += complete_rows(rows)
+    return result
+
+
+def complete_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Non-streamed completions: overhead p50 and p99 over direct, against each peer's."""
+    out: list[dict[str, Any]] = []
+    quantiles = (("p50", "complete_p50_ms", 1.0), ("p99", "complete_p99_ms", 2.0))
+    for quantile, key, bound_ms in quantiles:
+        mine = _overheads(rows, "gateway", key)
+        out.append(
+            _row(
+                f"Non-streamed completion overhead {quantile}, sequential (vs direct to the mock)",
+                f"direct to mock (its {quantile})",
+                _values(rows, "direct", key),
+                mine,
+                "ms",
+                f"<= {bound_ms:g} ms",
+                lambda chorus, _, bound_ms=bound_ms: chorus <= bound_ms,
+                f"overhead = {quantile} through the gateway - {quantile} direct, same run",
+                ratio=False,
+            )
+        )
+        for name, target, bound in (("litellm", "<= 0.333x", 1 / 3), ("portkey", "<= 1x", 1.0)):
+            if name not in rows:
+                continue
+            out.append(
+                _row(
+                    f"Non-streamed completion overhead {quantile}, sequential "
+                    f"(vs {LABELS[name]}'s overhead)",
+                    LABELS[name],
+                    _overheads(rows, name, key),
+                    mine,
+                    "ms",
+                    target,
+                    lambda _, ratio, bound=bound: ratio <= bound,
+                    "ratio = gateway overhead / peer overhead (lower is better); "
+                    f"{quantile} of each run's sequential requests",
+                )
+            )
+    return out
 
 
 def distributions(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """TTFT samples of every system (all runs; at most 5,000 each)."""
-    labels = {"direct": "direct to mock", "gateway": "chorus gateway", "litellm": "LiteLLM proxy"}
-    series: dict[str, list[float]] = {}
-    for name, label in labels.items():
-        if name in rows:
-            samples = [s for r in rows[name]["runs"] for s in r["ttft_samples_ms"]]
-            step = max(1, -(-len(samples) // MAX_SAMPLES))
-            series[label] = [round(s, 4) for s in samples[::step]]
-    return [{"title": "Time to first token, sequential streams", "unit": "ms", "series": series}]
+    """TTFT and non-streamed latency samples of every system (all runs; at most 5,000 each)."""
+    out = []
+    for title, key in (
+        ("Time to first token, sequential streams", "ttft_samples_ms"),
+        ("Non-streamed completion latency, sequential requests", "complete_samples_ms"),
+    ):
+        series: dict[str, list[float]] = {}
+        for name, label in LABELS.items():
+            samples = [s for r in rows.get(name, {"runs": []})["runs"] for s in r.get(key, [])]
+            if samples:
+                step = max(1, -(-len(samples) // MAX_SAMPLES))
+                series[label] = [round(s, 4) for s in samples[::step]]
+        if series:
+            out.append({"title": title, "unit": "ms", "series": series})
+    return out
 
 
 def report(
@@ -595,20 +614,17 @@ def report(
             f"{row['unit']}; {row['peer']} {peer} {_fmt(row['peer_spread'])}{ratio} "
             f"(target {row['target']}, met {row['met']})"
         )
-    for name in rows:
-        print(
-            f"  {name}: TTFT p50 {_median(_values(rows, name, 'ttft_p50_ms')):.3f} ms "
-            f"{_fmt(_spread(_values(rows, name, 'ttft_p50_ms')))}"
-        )
     result = {
         "bench": "gateway_llm",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_split": (
-            "not pinned: the proxy under test (gateway or LiteLLM, 1 process), its Redis, "
-            "the mock upstream and the uvloop load generator (own process) share the "
-            f"machine's {os.cpu_count()} CPUs with other work (load average "
+            "not pinned: the proxy under test (gateway, LiteLLM or Portkey, 1 process), "
+            "its Redis, the mock upstream and the uvloop load generator (own process) share "
+            f"the machine's {os.cpu_count()} CPUs with other work (load average "
             f"{load[0]:.1f} before, {load[1]:.1f} after); per-core figures use the proxy's "
-            "own CPU time"
+            "own CPU time. Portkey: non-streamed as shipped; streamed with Node's own "
+            "Request/Response preloaded (as shipped its streaming fails on Node "
+            f"{_node_version()} with TypeError: immutable)"
         ),
         "rows": table,
         "distributions": distributions(rows),
@@ -622,37 +638,50 @@ def report(
         print(f"result: {args.json_out}")
 
 
+def _node_version() -> str:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+        return done.stdout.strip().removeprefix("v")
+    return "(unknown)"
+
+
 def _fmt(spread: list[float] | None) -> str:
     return f"[{spread[0]:,.3f}, {spread[1]:,.3f}]" if spread else ""
 
 
 def _strip(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    samples = {"ttft_samples_ms", "complete_samples_ms"}
     return {
-        name: [{k: v for k, v in r.items() if k != "ttft_samples_ms"} for r in data["runs"]]
+        name: [{k: v for k, v in r.items() if k not in samples} for r in data["runs"]]
         for name, data in rows.items()
     }
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=200, help="sequential TTFT streams")
+    parser.add_argument("--requests", type=int, default=200, help="sequential requests")
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=4.0,
+        help="cap on each sequential phase per target (a slow peer gets fewer samples)",
+    )
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
     parser.add_argument("--seconds", type=float, default=3.0, help="throughput phase length")
     parser.add_argument("--stream-tokens", type=int, default=50, help="tokens per stream")
     parser.add_argument("--runs", type=int, default=3, help="repeats; medians are reported")
+    parser.add_argument(
+        "--peer-throughput-runs",
+        type=int,
+        default=1,
+        help="runs in which the peers' throughput is measured (the gateway's: every run)",
+    )
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-portkey", action="store_true")
     parser.add_argument("--json-out", type=Path, help="write the bench result contract here")
-    parser.add_argument("--loadgen", choices=["ttft", "throughput"], help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--key", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 if __name__ == "__main__":
-    arguments = parse()
-    if arguments.loadgen:
-        arguments.mode = arguments.loadgen
-        loadgen_main(arguments)
-    else:
-        main(arguments)
+    main(parse())

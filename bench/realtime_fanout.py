@@ -39,371 +39,53 @@ import argparse
 import asyncio
 import json
 import os
-import resource
-import shutil
-import signal
-import socket
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
-from websockets.asyncio.client import connect
+from realtime_support import (
+    BIG_QUEUE,
+    PEERS,
+    ROOT,
+    SECRET,
+    SETTLE_S,
+    ChorusPublisher,
+    Load,
+    ManagerPublisher,
+    PipePublisher,
+    Procs,
+    Profiler,
+    Publisher,
+    ServerLatency,
+    Split,
+    bench_main,
+    chorus_targets,
+    cpu_seconds,
+    cpu_split_seconds,
+    median,
+    peer_python,
+    pooled,
+    processes,
+    raise_fd_limit,
+    redis_pid,
+    row,
+    rss,
+    settled_rss,
+    spread,
+    start_chorus,
+    start_peer,
+    wait_delivered,
+)
 
-from chorus_common.events import EventBus, room_channel
+from chorus_common.events import EventBus
 from chorus_common.redis_client import create_redis
-from chorus_common.rooms import RoomDirectory
 from chorus_common.tokens import TokenService
-from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningRedis
-
-ROOT = Path(__file__).resolve().parent
-PEERS = ROOT / "peers"
-VENV = ROOT / ".venvs" / "realtime-peers"
-SECRET = "bench-secret-that-is-long-enough-for-hs256-keys"
-PEER_PACKAGES = ["python-socketio>=5.11", "redis>=5", "uvicorn[standard]>=0.30", "orjson"]
-
-Procs = list[subprocess.Popen[bytes]]
-
-
-# -- CPU pinning -----------------------------------------------------------------------------
-
-
-class Split:
-    """Which CPUs the systems under test get, and which the load side gets."""
-
-    def __init__(self, server: set[int], load: set[int]) -> None:
-        self.server, self.load = server, load
-
-    @classmethod
-    def parse(cls, server: str | None, load: str | None) -> Split:
-        available = sorted(os.sched_getaffinity(0))
-        if server is None and load is None and len(available) < 2:
-            return cls(set(available), set(available))
-
-        def cpus(spec: str) -> set[int]:
-            return {int(c) for c in spec.split(",")}
-
-        return cls(
-            cpus(server) if server else {available[0]},
-            cpus(load) if load else set(available[1:]),
-        )
-
-    def pin_server(self, pid: int) -> None:
-        os.sched_setaffinity(pid, self.server)
-
-    def pin_load(self, pid: int) -> None:
-        os.sched_setaffinity(pid, self.load)
-
-    def describe(self) -> str:
-        def fmt(cpus: set[int]) -> str:
-            return ",".join(map(str, sorted(cpus)))
-
-        if self.server == self.load:
-            return f"no pinning possible: everything shares CPU(s) {fmt(self.server)}"
-        return (
-            f"servers + Redis on CPU {fmt(self.server)}; load generator, publishers and the "
-            f"harness on CPU {fmt(self.load)} (sched_setaffinity); other users of the machine "
-            "are not pinned"
-        )
-
-
-# -- processes -------------------------------------------------------------------------------
-
-
-def peer_python() -> str:
-    """The peers' interpreter, creating their venv on first use (a fresh clone has none)."""
-    python = VENV / "bin" / "python"
-    done = VENV / ".installed"  # written last: an interrupted install is redone
-    if not done.exists():
-        uv = [shutil.which("uv") or "uv"]
-        if shutil.which("uv") is None:  # `make venv` may have installed it as a module
-            uv = [sys.executable, "-m", "uv"]
-        print("installing python-socketio into bench/.venvs/realtime-peers (first run only)")
-        subprocess.run(
-            [*uv, "venv", "-q", "--clear", "--python", sys.executable, str(VENV)], check=True
-        )
-        subprocess.run(
-            [*uv, "pip", "install", "-q", "--python", str(python), *PEER_PACKAGES], check=True
-        )
-        done.write_text(" ".join(PEER_PACKAGES) + "\n")
-    return str(python)
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(url)
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(port)
-
-
-@contextmanager
-def processes() -> Iterator[Procs]:
-    started: Procs = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            proc.terminate()
-        for proc in started:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def start_chorus(
-    started: Procs, split: Split, redis_url: str, name: str, log: Path, **env: str
-) -> tuple[int, subprocess.Popen[bytes]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chorus_realtime"],
-        env={
-            **os.environ,
-            "ENV": "test",
-            "JWT_SECRET": SECRET,
-            "REDIS_URL": redis_url,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "INSTANCE_ID": name,
-            "ACCESS_LOG": "false",
-            "LOG_LEVEL": "WARNING",
-            **env,
-        },
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    started.append(proc)
-    split.pin_server(proc.pid)
-    wait_http(f"http://127.0.0.1:{port}/readyz")
-    return port, proc
-
-
-def start_peer(
-    started: Procs,
-    split: Split,
-    script: str,
-    log: Path,
-    *args: str,
-    python: str | None = None,
-    **env: str,
-) -> tuple[int, subprocess.Popen[bytes]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [python or sys.executable, str(PEERS / script), str(port), *args],
-        env={**os.environ, **env},
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    started.append(proc)
-    split.pin_server(proc.pid)
-    wait_port(port)
-    return port, proc
-
-
-class Load:
-    """A wsload process (pinned to the load CPUs)."""
-
-    def __init__(self, job: dict[str, Any], started: Procs, split: Split) -> None:
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump(job, fh)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(PEERS / "wsload.py"), fh.name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        started.append(self.proc)
-        split.pin_load(self.proc.pid)
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        if command:
-            self.proc.stdin.write((command + "\n").encode())
-            self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            msg = f"load generator exited ({self.proc.poll()})"
-            raise RuntimeError(msg)
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def ready(self) -> int:
-        return int(self.ask("")["ready"])
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
-
-
-def rss(proc: subprocess.Popen[bytes]) -> int:
-    return int(psutil.Process(proc.pid).memory_info().rss)
-
-
-async def settled_rss(proc: subprocess.Popen[bytes], most: float = 5.0) -> int:
-    """RSS once it stops moving (two readings 0.5 s apart within 0.5%), or after ``most`` s."""
-    deadline = time.monotonic() + most
-    last = rss(proc)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-        now = rss(proc)
-        if abs(now - last) <= 0.005 * last:
-            return now
-        last = now
-    return last
-
-
-async def wait_delivered(load: Load, expected: int, *, quiet: float = 3.0) -> None:
-    last_count, last_change = -1, time.monotonic()
-    while True:
-        await asyncio.sleep(0.1)
-        count = (await asyncio.to_thread(load.ask, "peek"))["messages"]
-        if count >= expected:
-            return
-        if count != last_count:
-            last_count, last_change = count, time.monotonic()
-        elif time.monotonic() - last_change > quiet:
-            return
-
-
-# -- publishers ------------------------------------------------------------------------------
-
-
-class Publisher:
-    """Publishes ``{"message", "n", "t"}`` through each system's own publishing path."""
-
-    async def burst(self, count: int) -> None:
-        raise NotImplementedError
-
-    async def rate(self, per_second: float, seconds: float) -> None:
-        raise NotImplementedError
-
-
-async def paced(one: Any, per_second: float, seconds: float) -> None:
-    """Call ``one()`` ``per_second`` times a second for ``seconds``, on a fixed schedule."""
-    start = time.time()
-    for i in range(int(per_second * seconds)):
-        delay = start + i / per_second - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await one()
-
-
-class ChorusPublisher(Publisher):
-    def __init__(self, bus: EventBus, room: str) -> None:
-        self.bus, self.channel, self.n = bus, room_channel(room), 0
-
-    def _one(self) -> Any:
-        self.n += 1
-        data = {"message": "x" * 64, "n": self.n, "t": time.time()}
-        return self.bus.publish(self.channel, "message", data, sender="bench")
-
-    async def burst(self, count: int) -> None:
-        for start in range(0, count, 16):
-            await asyncio.gather(*(self._one() for _ in range(min(16, count - start))))
-
-    async def rate(self, per_second: float, seconds: float) -> None:
-        await paced(self._one, per_second, seconds)
-
-
-class PipePublisher(Publisher):
-    """The socket.io publisher process (peer venv)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-
-    async def _ask(self, command: str) -> None:
-        def run() -> None:
-            assert self.proc.stdin is not None
-            assert self.proc.stdout is not None
-            self.proc.stdin.write((command + "\n").encode())
-            self.proc.stdin.flush()
-            self.proc.stdout.readline()
-
-        await asyncio.to_thread(run)
-
-    async def burst(self, count: int) -> None:
-        await self._ask(f"burst {count}")
-
-    async def rate(self, per_second: float, seconds: float) -> None:
-        await self._ask(f"rate {per_second} {seconds}")
-
-
-class SeedPublisher(Publisher):
-    """A WebSocket client of the ConnectionManager: whatever it sends is broadcast."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.n, self.ws = url, 0, None
-
-    async def open(self) -> None:
-        self.ws = await connect(self.url, max_queue=None, ping_interval=None)  # type: ignore[assignment]
-
-    async def _one(self) -> None:
-        self.n += 1
-        await self.ws.send(json.dumps({"message": "x" * 64, "n": self.n, "t": time.time()}))  # type: ignore[attr-defined]
-
-    async def burst(self, count: int) -> None:
-        for _ in range(count):
-            await self._one()
-
-    async def rate(self, per_second: float, seconds: float) -> None:
-        await paced(self._one, per_second, seconds)
-
-
-# -- measurements ----------------------------------------------------------------------------
-
-
-#: Pause before each measured run: the previous run's tail (and its GC) settles.
-SETTLE_S = 0.5
-
-
-def pooled(runs: Sequence[Sequence[float]], limit: int = 5000) -> list[float]:
-    """Samples of every run together, at most ``limit`` (evenly spread, sorted)."""
-    everything = sorted(v for run in runs for v in run)
-    if len(everything) <= limit:
-        return everything
-    return [everything[i * len(everything) // limit] for i in range(limit)]
-
-
-def spread(values: Sequence[float | None]) -> dict[str, Any]:
-    """Median, min and max of repeated runs (and the runs themselves)."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"median": None, "min": None, "max": None, "runs": list(values)}
-    return {
-        "median": statistics.median(present),
-        "min": min(present),
-        "max": max(present),
-        "runs": list(values),
-    }
 
 
 async def one_burst(
@@ -427,38 +109,6 @@ async def one_burst(
         "p50_ms": full["p50_ms"],
         "p99_ms": full["p99_ms"],
     }
-
-
-class ServerLatency:
-    """Chorus's own fan-out histogram (publish ts -> write), summed over its replicas.
-
-    A cross-check of the client-side figures that excludes the load generator: the
-    quantiles are bucket upper bounds (1, 2.5, 5, 10, 25, 50, 100 ms...).
-    """
-
-    NAME = "chorus_realtime_fanout_latency_seconds_bucket"
-
-    def __init__(self, ports: Sequence[int]) -> None:
-        self.urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
-
-    def snapshot(self) -> dict[float, float]:
-        buckets: dict[float, float] = {}
-        for url in self.urls:
-            for line in httpx.get(url, timeout=5).text.splitlines():
-                if line.startswith(self.NAME):
-                    le = line.split('le="', 1)[1].split('"', 1)[0]
-                    bound = float("inf") if le == "+Inf" else float(le)
-                    buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
-        return buckets
-
-    @staticmethod
-    def quantile_ms(before: dict[float, float], after: dict[float, float], q: float) -> float:
-        bounds = sorted(after)
-        total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
-        for bound in bounds:
-            if after[bound] - before.get(bound, 0.0) >= q * total:
-                return bound * 1000
-        return float("inf")
 
 
 #: Latencies kept per paced run (evenly spread over its sorted distribution), for the plots.
@@ -505,34 +155,110 @@ async def one_rate(
     }
 
 
-class Profiler:
-    """``py-spy record`` of some processes for a while (``--py-spy``), as collapsed stacks."""
+#: Longest wait for one message to reach every subscriber in a windowed run (else: lost).
+WINDOW_PATIENCE_S = 10.0
 
-    def __init__(self, py_spy: str | None, directory: Path) -> None:
-        self.py_spy, self.directory = py_spy, directory
-        self.running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, pids: Sequence[int]) -> None:
-        if self.py_spy is None:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for pid in pids:
-            out = self.directory / f"{name}-{pid}.txt"
-            argv = [self.py_spy, "record", "--pid", str(pid), "--format", "raw", "-o", str(out)]
-            self.running.append(
-                subprocess.Popen(
-                    [*argv, "--rate", "250", "--nonblocking"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+async def one_window(
+    load: Load,
+    publisher: Publisher,
+    window: int,
+    seconds: float,
+    servers: Sequence[int],
+    infrastructure: Sequence[int],
+) -> dict[str, Any]:
+    """``window`` messages in flight for ``seconds``: the next is published the moment the
+    last subscriber got an earlier one (the load generator says so on its notify pipe).
+
+    CPU per delivery counts the servers and what they need (Redis): the cost of a delivery.
+    """
+    await asyncio.sleep(SETTLE_S)
+    load.ask("report")
+    load.ask("track")
+    everything = [*servers, *infrastructure]
+    cpu0, t0 = cpu_seconds(everything), time.monotonic()
+    user0, sys0 = cpu_split_seconds(servers)
+    deadline = t0 + seconds
+    published = completed = 0
+    while published < window:
+        await publisher.one()
+        published += 1
+    lost = False
+    while completed < published:
+        try:
+            completed = await load.completed(WINDOW_PATIENCE_S)
+        except TimeoutError:
+            lost = True
+            break
+        if time.monotonic() < deadline:
+            await publisher.one()
+            published += 1
+    cpu1, t1 = cpu_seconds(everything), time.monotonic()
+    user1, sys1 = cpu_split_seconds(servers)
+    report = load.ask(f"report {SAMPLES_PER_RUN}")
+    delivered = max(1, report["messages"])
+    return {
+        "window": window,
+        "published": published,
+        "completed": completed,
+        "lost": lost,
+        "delivered": report["messages"],
+        "deliveries_per_s": report["messages"] / (t1 - t0),
+        "cpu_us_per_delivery": (cpu1 - cpu0) / delivered * 1e6,
+        "server_cpu_us_per_delivery": (user1 - user0 + sys1 - sys0) / delivered * 1e6,
+        "server_user_us_per_delivery": (user1 - user0) / delivered * 1e6,
+        "server_system_us_per_delivery": (sys1 - sys0) / delivered * 1e6,
+        "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "frames_per_read": report["frames"] / max(1, report["reads"]),
+        "p50_ms": report["p50_ms"],
+        "p99_ms": report["p99_ms"],
+        "samples_ms": report["samples_ms"],
+    }
+
+
+async def windowed(
+    name: str,
+    load: Load,
+    publisher: Publisher,
+    servers: Sequence[int],
+    infrastructure: Sequence[int],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Windowed runs (``--windows``), ``--runs`` each, window sizes alternating run by run."""
+    profiler = Profiler(args.py_spy, args.profile_dir, native=args.native)
+    if args.profile_window:
+        profiler.start(f"{name.split(maxsplit=1)[0]}-window", [*servers, *infrastructure])
+    runs: dict[int, list[dict[str, Any]]] = {w: [] for w in args.windows}
+    for i in range(args.runs):
+        for w in args.windows if i % 2 == 0 else args.windows[::-1]:
+            runs[w].append(
+                await one_window(load, publisher, w, args.window_seconds, servers, infrastructure)
             )
-
-    def stop(self) -> None:
-        for proc in self.running:
-            proc.send_signal(signal.SIGINT)
-        for proc in self.running:
-            proc.wait(30)
-        self.running.clear()
+    profiler.stop()
+    result: dict[str, Any] = {}
+    for w, measured in runs.items():
+        result[str(w)] = {
+            "deliveries_per_s": spread([r["deliveries_per_s"] for r in measured]),
+            "cpu_us_per_delivery": spread([r["cpu_us_per_delivery"] for r in measured]),
+            **{
+                key: spread([r[key] for r in measured])
+                for key in (
+                    "server_cpu_us_per_delivery",
+                    "server_user_us_per_delivery",
+                    "server_system_us_per_delivery",
+                )
+            },
+            "cpu_share": spread([r["cpu_share"] for r in measured]),
+            "frames_per_read": spread([r["frames_per_read"] for r in measured]),
+            "p50_ms": spread([r["p50_ms"] for r in measured]),
+            "p99_ms": spread([r["p99_ms"] for r in measured]),
+            "samples_ms": pooled([r["samples_ms"] for r in measured]),
+            "lost_runs": sum(r["lost"] for r in measured),
+            "runs": [{k: v for k, v in r.items() if k != "samples_ms"} for r in measured],
+        }
+        shown = {k: v for k, v in result[str(w)].items() if k not in {"samples_ms", "runs"}}
+        print(json.dumps({"system": name, "window": w, **shown}), flush=True)
+    return result
 
 
 #: ``extra(stalled)``: one more client in the room for one paced run, reading or not.
@@ -549,21 +275,25 @@ async def fanout(
     *,
     burst: int,
     extra: Extra | None = None,
+    infrastructure: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Bursts (max rate), then paced runs at half the median max rate.
+    """Bursts (max rate), paced runs at half the median max rate, then windowed runs.
 
     With ``extra``, each paced run is followed by two more with one extra client in the
     room: one where it has stopped reading (stalled), one where it reads (the control: same
     clients, same join and leave), in alternating order so drift in the machine's load
-    hits both alike.
+    hits both alike. ``infrastructure`` (Redis) counts in the windowed runs' CPU.
     """
     n = args.subscribers
     started = time.monotonic()
     await asyncio.sleep(SETTLE_S)  # let join/connect chatter settle
+    if "window" in args.only:  # the windowed runs alone
+        windows = await windowed(name, load, publisher, servers, infrastructure, args)
+        return {"system": name, "burst": burst, "windows": windows}
     bursts = [await one_burst(load, publisher, servers, burst, n) for _ in range(args.runs)]
     rate = spread([b["deliveries_per_s"] for b in bursts])
     half = rate["median"] / n / 2
-    profiler = Profiler(args.py_spy, args.profile_dir)
+    profiler = Profiler(None if args.profile_window else args.py_spy, args.profile_dir)
     profiler.start(name.split(maxsplit=1)[0], [*servers, load.proc.pid])
     halves: list[dict[str, Any]] = []
     with_extra: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
@@ -587,6 +317,7 @@ async def fanout(
         }
         for rate in (args.curve if histogram else ())
     ]
+    windows = await windowed(name, load, publisher, servers, infrastructure, args)
     result = {
         "system": name,
         "burst": burst,
@@ -606,6 +337,7 @@ async def fanout(
         "bursts": bursts,
         "halves": halves,
         "curve": curve,
+        "windows": windows,
         "seconds": time.monotonic() - started,
     }
     if extra is not None:
@@ -624,36 +356,15 @@ async def fanout(
     return result
 
 
-def chorus_targets(
-    ports: list[int], room: str, users: list[str], tokens: TokenService
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "host": "127.0.0.1",
-            "port": ports[i % len(ports)],
-            "path": f"/ws/{room}",
-            "headers": [f"Sec-WebSocket-Protocol: chorus.v1, bearer.{tokens.issue(user)}"],
-        }
-        for i, user in enumerate(users)
-    ]
-
-
-BIG_QUEUE = {
-    "SEND_QUEUE_MAX_MESSAGES": "100000",
-    "SEND_QUEUE_MAX_BYTES": "100000000",
-    "MAX_CONNECTIONS_PER_USER": "100000",
-}
-
-
 async def bench_chorus(
-    args: argparse.Namespace, split: Split, redis_url: str, bus: EventBus, work: Path
+    args: argparse.Namespace, split: Split, redis: RunningRedis, bus: EventBus, work: Path
 ) -> dict[str, Any]:
     tokens = TokenService(secret=SECRET, issuer="chorus")
     n = args.subscribers
     results: dict[str, Any] = {}
     with processes() as started:
-        p1, s1 = start_chorus(started, split, redis_url, "bench-1", work / "c1.log", **BIG_QUEUE)
-        p2, s2 = start_chorus(started, split, redis_url, "bench-2", work / "c2.log", **BIG_QUEUE)
+        p1, s1 = start_chorus(started, split, redis.url, "bench-1", work / "c1.log", **BIG_QUEUE)
+        p2, s2 = start_chorus(started, split, redis.url, "bench-2", work / "c2.log", **BIG_QUEUE)
         users = [str(10_000 + i) for i in range(n)]
         load = Load(
             {
@@ -663,6 +374,7 @@ async def bench_chorus(
             },
             started,
             split,
+            notify=True,
         )
         load.ready()
         publisher = ChorusPublisher(bus, "fan")
@@ -689,17 +401,25 @@ async def bench_chorus(
                 client.proc.wait()
 
         results["chorus"] = await fanout(
-            "chorus", load, publisher, servers, args, histogram, burst=args.burst, extra=extra
+            "chorus",
+            load,
+            publisher,
+            servers,
+            args,
+            histogram,
+            burst=args.burst,
+            extra=extra,
+            infrastructure=[redis_pid(redis)],
         )
     return results
 
 
 async def bench_socketio(
-    args: argparse.Namespace, split: Split, redis_url: str, python: str, work: Path
+    args: argparse.Namespace, split: Split, redis: RunningRedis, python: str, work: Path
 ) -> dict[str, Any]:
     n = args.subscribers
     with processes() as started:
-        env = {"REDIS_URL": redis_url}
+        env = {"REDIS_URL": redis.url}
         q1, t1 = start_peer(
             started, split, "socketio_server.py", work / "sio-1.log", python=python, **env
         )
@@ -718,6 +438,7 @@ async def bench_socketio(
             {"dialect": "socketio", "targets": targets, "sample_every": args.sample_every},
             started,
             split,
+            notify=True,
         )
         load.ready()
         pub = subprocess.Popen(
@@ -735,6 +456,7 @@ async def bench_socketio(
             [t1.pid, t2.pid],
             args,
             burst=args.socketio_burst,
+            infrastructure=[redis_pid(redis)],
         )
 
 
@@ -747,9 +469,10 @@ async def bench_manager(args: argparse.Namespace, split: Split, work: Path) -> d
             {"dialect": "manager", "targets": targets, "sample_every": args.sample_every},
             started,
             split,
+            notify=True,
         )
         load.ready()
-        publisher = SeedPublisher(f"ws://127.0.0.1:{port}/ws/0")
+        publisher = ManagerPublisher(f"ws://127.0.0.1:{port}/ws/0")
         await publisher.open()
         return await fanout(
             "in-process ConnectionManager",
@@ -784,7 +507,7 @@ async def idle_memory(
             before = rss(server)
             load = Load({"dialect": dialect, "targets": targets(port)}, started, anywhere)
             await asyncio.to_thread(load.ready)
-            return (await settled_rss(server) - before) / idle
+            return float(await settled_rss(server) - before) / idle
 
     def chorus_server(run: int) -> Callable[[Procs], tuple[int, subprocess.Popen[bytes]]]:
         return lambda started: start_chorus(
@@ -838,8 +561,7 @@ async def idle_memory(
 
 
 async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     split.pin_load(os.getpid())
     python = peer_python()
     work = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
@@ -848,6 +570,8 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
         "subscribers": args.subscribers,
         "burst": args.burst,
         "half_seconds": args.half_seconds,
+        "windows": args.windows,
+        "window_seconds": args.window_seconds,
         "runs": args.runs,
         "latency_sampled_every": args.sample_every,
         "cpu_split": split.describe(),
@@ -864,14 +588,12 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
         split.pin_server(redis_server.process.pid)
     redis = create_redis(redis_server.url, client_name="bench")
     bus = EventBus(redis, history_size=1000, history_ttl=86_400)
-    # What the api does at startup: the room access lists are in Redis (there are none
-    # here), so realtime lets sockets into rooms that exist by name.
-    await RoomDirectory(redis).mark_loaded()
+    peers = bool({"fanout", "window"} & set(args.only)) and "chorus" not in args.only
     try:
-        if "fanout" in args.only or "chorus" in args.only:
-            results |= await bench_chorus(args, split, redis_server.url, bus, work)
-        if "fanout" in args.only:
-            results["socketio"] = await bench_socketio(args, split, redis_server.url, python, work)
+        if {"fanout", "chorus", "window"} & set(args.only):
+            results |= await bench_chorus(args, split, redis_server, bus, work)
+        if peers:
+            results["socketio"] = await bench_socketio(args, split, redis_server, python, work)
             results["manager"] = await bench_manager(args, split, work)
         if "memory" in args.only:
             results["memory"] = await idle_memory(args, split, redis_server.url, python, work)
@@ -885,43 +607,111 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
 # -- the result (bench JSON contract) -------------------------------------------------------
 
 
-def median(stat: dict[str, Any] | None) -> float | None:
-    return None if not stat or stat.get("median") is None else float(stat["median"])
+#: Why the quarter-of-the-ConnectionManager target at one message in flight is out of reach.
+SEND_FLOOR = (
+    "; at one message in flight every delivery is a send(2) of its own, and py-spy --native "
+    "puts ~77% of the replicas' samples in write(2) (the loopback send, which also runs the "
+    "receiver's side) and the Python delivery path at ~1 us: a bare uvloop loop writing the "
+    "same frame costs ~8 us per write here, half the ConnectionManager's whole cost "
+    "(services/realtime/README.md, Paced load)"
+)
 
 
-def minmax(stat: dict[str, Any] | None, scale: float = 1.0) -> list[float] | None:
-    if not stat or stat.get("min") is None:
-        return None
-    return [float(stat["min"]) / scale, float(stat["max"]) / scale]
+#: The windowed figures' peers: (label, key in the results).
+WINDOW_PEERS = (
+    ("python-socketio + AsyncRedisManager (2 processes)", "socketio"),
+    ("in-process ConnectionManager (1 process)", "manager"),
+)
 
 
-def row(
-    figure: str,
-    peer: str,
-    peer_stat: dict[str, Any] | None,
-    chorus_stat: dict[str, Any] | None,
-    unit: str,
-    target: str,
-    met: bool | None,
-    *,
-    scale: float = 1.0,
-    note: str = "",
-) -> dict[str, Any]:
-    """One row of the contract: medians with min-max, Chorus/peer ratio."""
-    pv, cv = median(peer_stat), median(chorus_stat)
-    return {
-        "figure": figure,
-        "peer": peer,
-        "peer_value": None if pv is None else pv / scale,
-        "peer_spread": minmax(peer_stat, scale),
-        "chorus": None if cv is None else cv / scale,
-        "chorus_spread": minmax(chorus_stat, scale),
-        "unit": unit,
-        "ratio": cv / pv if cv is not None and pv else None,
-        "target": target,
-        "met": met,
-        "note": note,
-    }
+def stat_ratio(mine: dict[str, Any], theirs: dict[str, Any] | None, field: str) -> float | None:
+    """Chorus's median over the peer's, for one field of two result dicts."""
+    mine_value = median(mine[field])
+    peer_value = median(theirs[field]) if theirs else None
+    return mine_value / peer_value if mine_value and peer_value else None
+
+
+def window_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the windowed runs: rate, CPU per delivery, p50 and p99, per window size."""
+    c = r.get("chorus")
+    rows: list[dict[str, Any]] = []
+    if c is None:
+        return rows
+    subs = f"1 room x {r['subscribers']:,} subscribers"
+    runs = f"median (min-max) of {r['runs']} run(s) of {r['window_seconds']:g} s"
+    for w in r.get("windows", []):
+        mine = c["windows"].get(str(w))
+        if mine is None:
+            continue
+        label = f"{w} message{'s' if w > 1 else ''} in flight"
+        for peer, key in WINDOW_PEERS:
+            theirs = (r.get(key) or {}).get("windows", {}).get(str(w))
+            is_manager = key == "manager"
+            cpu_ratio = stat_ratio(mine, theirs, "cpu_us_per_delivery")
+            split = (
+                f"Chorus {median(mine['server_user_us_per_delivery']) or 0:.1f} us user + "
+                f"{median(mine['server_system_us_per_delivery']) or 0:.1f} us system in its "
+                "replicas, the rest Redis"
+            )
+            if theirs:
+                split += (
+                    f"; peer {median(theirs['server_user_us_per_delivery']) or 0:.1f} us user + "
+                    f"{median(theirs['server_system_us_per_delivery']) or 0:.1f} us system"
+                )
+            if is_manager:
+                cpu_target = "<= 0.25x" if w == 1 else "(reference)"
+                cpu_met = (cpu_ratio is not None and cpu_ratio <= 0.25) if w == 1 else None
+            else:
+                cpu_target, cpu_met = "<= 0.5x", cpu_ratio is not None and cpu_ratio <= 0.5
+            p99 = median(mine["p99_ms"])
+            rows += [
+                row(
+                    f"Fan-out deliveries/s, {subs}, {label}",
+                    peer,
+                    theirs["deliveries_per_s"] if theirs else None,
+                    mine["deliveries_per_s"],
+                    "deliveries/s",
+                    "(reference)",
+                    None,
+                    note=f"the next message published the moment the last subscriber got "
+                    "one, so the rate is one round trip through Redis, the servers, the load "
+                    f"generator and the publisher per message (or {w}); wall clock; {runs}",
+                ),
+                row(
+                    f"Server CPU per delivery, {subs}, {label}",
+                    peer,
+                    theirs["cpu_us_per_delivery"] if theirs else None,
+                    mine["cpu_us_per_delivery"],
+                    "us",
+                    cpu_target,
+                    cpu_met,
+                    note="user + system CPU of the servers and Redis / deliveries; "
+                    f"{split}; frames per read at the client: Chorus "
+                    f"{median(mine['frames_per_read']) or 0:.2f}; {runs}"
+                    + (SEND_FLOOR if is_manager and w == 1 else ""),
+                ),
+                row(
+                    f"Publish->deliver p50, {subs}, {label}",
+                    peer,
+                    theirs["p50_ms"] if theirs else None,
+                    mine["p50_ms"],
+                    "ms",
+                    "info",
+                    None,
+                    note=f"every {r['latency_sampled_every']}th subscriber timed; {runs}",
+                ),
+                row(
+                    f"Publish->deliver p99, {subs}, {label}",
+                    peer,
+                    theirs["p99_ms"] if theirs else None,
+                    mine["p99_ms"],
+                    "ms",
+                    "<= 50 ms",
+                    p99 is not None and p99 <= 50,
+                    note=f"every {r['latency_sampled_every']}th subscriber timed; {runs}",
+                ),
+            ]
+    return rows
 
 
 def contract(r: dict[str, Any]) -> dict[str, Any]:
@@ -932,8 +722,9 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     peers = [("python-socketio + AsyncRedisManager (2 processes)", s)]
     peers.append(("in-process ConnectionManager (1 process)", manager))
+    bursts = c is not None and "deliveries_per_s" in c  # not with --only window
     for peer, p in peers:
-        if c is None or p is None:
+        if c is None or p is None or not bursts:
             continue
         ratio = (median(c["deliveries_per_s"]) or 0) / (median(p["deliveries_per_s"]) or 1)
         is_socketio = p is s
@@ -950,7 +741,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                 f"wall clock first to last delivery; {runs}",
             )
         )
-    if c is not None:
+    if c is not None and bursts:
         per_core = median(c["deliveries_per_cpu_s"])
         rows.append(
             row(
@@ -971,7 +762,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                 row(
                     "Publish->deliver p99 at half of each system's max rate",
                     peer,
-                    p["half_p99_ms"] if p else None,
+                    p.get("half_p99_ms") if p else None,
                     c["half_p99_ms"],
                     "ms",
                     "<= 50 ms",
@@ -981,7 +772,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                     + (
                         f", peer at {p['half_rate_msgs_per_s']:,.0f} msgs/s "
                         f"({p['half_rate_msgs_per_s'] * r['subscribers']:,.0f} deliveries/s)"
-                        if p
+                        if p and "half_rate_msgs_per_s" in p
                         else ""
                     )
                     + f"; Chorus server-side p99 <= {median(c['half_server_p99_ms_le'])} ms "
@@ -1006,6 +797,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                     f"{median(c['half_p99_ms']) or 0:.1f} ms",
                 )
             )
+    rows += window_rows(r)
     if mem:
         kib = (median(mem["chorus_bytes_per_conn"]) or 0) / 1024
         rows.append(
@@ -1037,6 +829,25 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                 "series": series,
             }
         )
+    for w in r.get("windows", []):
+        by_system = {
+            name: system["windows"][str(w)]["samples_ms"]
+            for name, system in (
+                ("Chorus", c),
+                ("python-socketio", s),
+                ("ConnectionManager", manager),
+            )
+            if system is not None and str(w) in system.get("windows", {})
+        }
+        if by_system:
+            distributions.append(
+                {
+                    "title": f"Publish->deliver latency, {w} message(s) in flight "
+                    "(the next published when the last subscriber got one)",
+                    "unit": "ms",
+                    "series": by_system,
+                }
+            )
     if c is not None and c.get("stalled") and c.get("reading"):
         distributions.append(
             {
@@ -1057,39 +868,6 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
         "rows": rows,
         "distributions": distributions,
     }
-
-
-def number(value: float | None, unit: str) -> str:
-    if value is None:
-        return ""
-    return f"{value:,.1f}" if unit in {"ms", "KiB"} else f"{value:,.0f}"
-
-
-def summary(result: dict[str, Any]) -> str:
-    """The rows as a Markdown table."""
-    lines = [
-        f"CPU split: {result['cpu_split']}.",
-        "",
-        "| figure | peer | peer value | Chorus | ratio | target | met? | note |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["rows"]:
-        unit = r["unit"]
-
-        def cell(value: float | None, spread: list[float] | None, unit: str = unit) -> str:
-            text = number(value, unit)
-            if text and spread:
-                text += f" ({number(spread[0], unit)}-{number(spread[1], unit)})"
-            return f"{text} {unit}" if text else ""
-
-        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-        met = "" if r["met"] is None else ("yes" if r["met"] else "no")
-        lines.append(
-            f"| {r['figure']} | {r['peer']} | {cell(r['peer_value'], r['peer_spread'])} | "
-            f"{cell(r['chorus'], r['chorus_spread'])} | {ratio} | {r['target']} | {met} | "
-            f"{r['note']} |"
-        )
-    return "\n".join(lines)
 
 
 #: ``--long``: the figures as measured before the 2-minute budget (about 6 minutes).
@@ -1119,6 +897,23 @@ def main() -> None:
         "--manager-burst", type=int, default=100, help="messages per ConnectionManager burst"
     )
     parser.add_argument("--half-seconds", type=float, default=2.0, help="length of a paced run")
+    parser.add_argument(
+        "--windows",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[1, 5],
+        help="messages in flight in the windowed runs (comma-separated; empty: none)",
+    )
+    parser.add_argument(
+        "--window-seconds", type=float, default=2.0, help="length of a windowed run"
+    )
+    parser.add_argument(
+        "--native", action="store_true", help="with --py-spy: native frames too (py-spy --native)"
+    )
+    parser.add_argument(
+        "--profile-window",
+        action="store_true",
+        help="with --py-spy: profile the windowed runs (servers and Redis), not the paced ones",
+    )
     parser.add_argument("--runs", type=int, default=3, help="repetitions per fan-out figure")
     parser.add_argument(
         "--sample-every",
@@ -1139,9 +934,9 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["fanout", "chorus", "memory"],
+        choices=["fanout", "chorus", "window", "memory"],
         default=["fanout", "memory"],
-        help="chorus: Chorus's fan-out figures alone (no peers)",
+        help="chorus: Chorus's figures alone (no peers); window: the windowed runs alone",
     )
     parser.add_argument(
         "--curve",
@@ -1166,20 +961,7 @@ def main() -> None:
     if args.long:
         for name, value in LONG.items():
             setattr(args, name, value)
-    split = Split.parse(args.server_cpus, args.load_cpus)
-    started = time.monotonic()
-    results = asyncio.run(run(args, split))
-    results["seconds"] = time.monotonic() - started
-    result = contract(results)
-    text = summary(result)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results | {"summary": text}, indent=1))
-    print(text)
-    print(f"({results['seconds']:.0f} s)")
+    bench_main(args, run, contract)
 
 
 if __name__ == "__main__":

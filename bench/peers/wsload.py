@@ -7,13 +7,25 @@ under test. Speaks three dialects:
 
 - ``chorus``: ``/ws/<room>`` frames are envelopes; published messages carry ``data.t``;
 - ``socketio``: engine.io v4 over WebSocket (``40`` connect, ``2``/``3`` ping-pong,
-  events ``42["message",{...}]``);
+  events ``42["message",{...}]``); a target with ``"join": room`` joins that room
+  (``420["join",room]``, acknowledged) before it counts as up;
 - ``manager``: the FastAPI-docs ConnectionManager, which broadcasts the raw text it got.
 
 Reads a JSON job from the file argv[1]; prints ``ready`` once every connection is up, then on each
 ``report`` line on stdin prints a JSON report (counts, latency percentiles) and resets.
 Frames are walked in place (no copy per frame); with ``"sample_every": k`` only every k-th
 connection parses its messages for latency, so the generator's cost per frame stays low.
+
+With ``"notify_fd": fd``, after a ``track`` command (which resets, like ``report``; the next
+``report`` ends it), the generator writes ``<k>\n`` to that pipe the moment the k-th
+message since then has reached every (non-stalled) connection: the signal a windowed
+publisher waits for ("publish the next when the last subscriber got the
+previous one"). Each connection receives a room's messages in order, so the k-th message a
+connection counts is the k-th published; no frame needs parsing for it.
+
+After a ``verify`` command (a reset; the next ``report`` ends it) every connection parses
+every message and checks its number in the room (``data.n``: 1, 2, 3...): the report's
+``missing`` and ``duplicates`` count what a connection did not get, or got twice.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import resource
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 try:
@@ -39,9 +51,21 @@ except ImportError:  # pragma: no cover
 
 class Stats:
     def __init__(self) -> None:
+        self.generation = 0
+        #: ``notify_fd``: where completed message numbers go, and how many must see each.
+        self.notify_fd: int | None = None
+        self.tracked = 0
+        self.tracking = False
+        self.verifying = False
         self.reset()
 
     def reset(self) -> None:
+        self.generation += 1
+        #: ``reached[k - 1]``: connections that have counted k messages since the reset.
+        self.reached: list[int] = []
+        #: ``verify``: messages a connection missed or got twice (by their number ``n``).
+        self.missing = 0
+        self.duplicates = 0
         self.frames = 0
         self.reads = 0  # data_received calls: frames / reads ~ frames per server write
         self.messages = 0
@@ -58,6 +82,8 @@ class Stats:
             return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else None
 
         return {
+            "missing": self.missing,
+            "duplicates": self.duplicates,
             "frames": self.frames,
             "reads": self.reads,
             "messages": self.messages,
@@ -74,6 +100,30 @@ class Stats:
 
 
 STATS = Stats()
+
+
+def next_frame(buf: bytearray, pos: int) -> tuple[int, int, int] | None:
+    """The server frame at ``buf[pos:]`` as (opcode, payload start, payload end), or None
+    while it is incomplete (server frames are unmasked: RFC 6455 5.2)."""
+    size = len(buf)
+    if size - pos < 2:
+        return None
+    length = buf[pos + 1] & 0x7F
+    start = pos + 2
+    if length == 126:
+        if size - pos < 4:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        start = pos + 4
+    elif length == 127:
+        if size - pos < 10:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        start = pos + 10
+    end = start + length
+    if end > size:
+        return None
+    return buf[pos] & 0x0F, start, end
 
 
 def _mask(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -98,6 +148,7 @@ class Client(asyncio.Protocol):
         ready: asyncio.Future[None],
         stall: bool,
         sampled: bool = True,
+        join: str | None = None,
     ):
         self.dialect = dialect
         #: Latencies are parsed on sampled connections only (all frames are counted).
@@ -107,6 +158,14 @@ class Client(asyncio.Protocol):
         self.stall = stall
         self.buf = bytearray()
         self.upgraded = False
+        #: Messages counted since the reset of ``generation`` (the window's tracking).
+        self.generation = 0
+        self.count = 0
+        #: The room's last message number seen since ``verified_generation`` (``verify``).
+        self.verified_generation = 0
+        self.last_n = 0
+        #: socket.io: the room to join (``join`` event, acknowledged) before being ready.
+        self.join = join
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,15 +185,13 @@ class Client(asyncio.Protocol):
         buf = self.buf
         buf += data
         if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            status = take_status(buf)
+            if status is None:
                 return
-            status = bytes(buf[:end]).split(b"\r\n", 1)[0]
             if b" 101 " not in status:
                 if not self.ready.done():
                     self.ready.set_exception(ConnectionError(status.decode()))
                 return
-            del buf[: end + 4]
             self.upgraded = True
             if self.stall:
                 self.transport.pause_reading()  # type: ignore[union-attr]
@@ -143,62 +200,86 @@ class Client(asyncio.Protocol):
             if self.dialect != "socketio":
                 self.ready.set_result(None)
         now = time.time()
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                start = pos + 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                start = pos + 10
-            end = start + length
-            if end > size:
-                break
-            opcode = buf[pos] & 0x0F
-            pos = end
+        pos = 0
+        while (frame := next_frame(buf, pos)) is not None:
+            opcode, start, pos = frame
             if opcode == 0x1:
-                self.on_text(buf, start, end, now)
+                self.on_text(buf, start, pos, now)
             elif opcode == 0x8:
                 self.transport.close()  # type: ignore[union-attr]
                 return
             elif opcode == 0x9:  # answer protocol pings, or the server drops us after a while
-                self.transport.write(_mask(bytes(buf[start:end]), 0xA))  # type: ignore[union-attr]
+                self.transport.write(_mask(bytes(buf[start:pos]), 0xA))  # type: ignore[union-attr]
         del buf[:pos]
 
     def on_text(self, buf: bytearray, start: int, end: int, now: float) -> None:
-        """One text frame in ``buf[start:end]`` (parsed only on latency-sampled sockets)."""
+        """One text frame in ``buf[start:end]`` (parsed only on latency-sampled sockets,
+        or on every socket while verifying)."""
         STATS.frames += 1
+        parse = self.sampled or STATS.verifying
         if self.dialect == "chorus":
             if buf.find(b'"type":"message"', start, end) < 0:
                 return
-            t = loads(bytes(buf[start:end]))["data"].get("t") if self.sampled else None
+            data = loads(bytes(buf[start:end]))["data"] if parse else None
         elif self.dialect == "socketio":
             if buf.startswith(b"42", start, end):
-                t = loads(bytes(buf[start + 2 : end]))[1].get("t") if self.sampled else None
+                data = loads(bytes(buf[start + 2 : end]))[1] if parse else None
             else:
-                payload = bytes(buf[start:end])
-                if payload == b"2":
-                    self.send_text("3")
-                elif payload.startswith(b"40"):
-                    if not self.ready.done():
-                        self.ready.set_result(None)
-                elif payload.startswith(b"0"):
-                    self.send_text("40")
+                self.on_engine_io(bytes(buf[start:end]))
                 return
         else:
-            t = loads(bytes(buf[start:end])).get("t") if self.sampled else None
+            data = loads(bytes(buf[start:end])) if parse else None
         STATS.messages += 1
+        if STATS.tracking and not self.stall:
+            self.track()
         if not STATS.first:
             STATS.first = now
         STATS.last = now
-        if t is not None:
-            STATS.latencies.append(now - t)
+        if data is not None:
+            if self.sampled and data.get("t") is not None:
+                STATS.latencies.append(now - data["t"])
+            if STATS.verifying:
+                self.verify(data.get("n"))
+
+    def on_engine_io(self, payload: bytes) -> None:
+        """socket.io's own packets: ping, connect, and the ack of our ``join``."""
+        if payload == b"2":
+            self.send_text("3")
+        elif payload.startswith(b"40"):
+            if self.join is not None:
+                self.send_text(f'420["join",{json.dumps(self.join)}]')
+            elif not self.ready.done():
+                self.ready.set_result(None)
+        elif payload.startswith(b"430"):
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif payload.startswith(b"0"):
+            self.send_text("40")
+
+    def verify(self, n: int | None) -> None:
+        """A room's messages arrive numbered 1, 2, 3...: count what is missing or repeated."""
+        if n is None:
+            return
+        if self.verified_generation != STATS.generation:
+            self.verified_generation, self.last_n = STATS.generation, n
+            return
+        if n <= self.last_n:
+            STATS.duplicates += 1
+            return
+        STATS.missing += n - self.last_n - 1
+        self.last_n = n
+
+    def track(self) -> None:
+        """Count one message; tell the publisher when it was the last to get that one."""
+        if self.generation != STATS.generation:
+            self.generation, self.count = STATS.generation, 0
+        self.count += 1
+        reached = STATS.reached
+        if self.count > len(reached):
+            reached.append(0)
+        reached[self.count - 1] += 1
+        if reached[self.count - 1] == STATS.tracked:
+            os.write(STATS.notify_fd, b"%d\n" % self.count)  # type: ignore[arg-type]
 
 
 def _request(host: str, port: int, path: str, headers: list[str]) -> bytes:
@@ -215,11 +296,47 @@ def _request(host: str, port: int, path: str, headers: list[str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-async def main() -> None:
-    with open(sys.argv[1]) as fh:
-        job = json.load(fh)
+def take_status(buf: bytearray) -> bytes | None:
+    """The status line of the upgrade response at the start of ``buf`` (its head is then
+    dropped from ``buf``), or None while the head is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    status = bytes(buf[:end]).split(b"\r\n", 1)[0]
+    del buf[: end + 4]
+    return status
+
+
+def messages(buf: bytearray, transport: asyncio.Transport) -> Iterator[tuple[int, bytes]]:
+    """The complete text (0x1) and close (0x8) frames in ``buf`` as (opcode, payload);
+    answers pings itself, and drops what it walked from ``buf`` when done or closed.
+
+    For clients that parse every frame anyway (a generator step per frame is too dear for
+    the fan-out clients above, which walk frames inline)."""
+    pos = 0
+    try:
+        while (frame := next_frame(buf, pos)) is not None:
+            opcode, start, pos = frame
+            if opcode == 0x9:
+                transport.write(_mask(bytes(buf[start:pos]), 0xA))
+            elif opcode in (0x1, 0x8):
+                yield opcode, bytes(buf[start:pos])
+    finally:
+        del buf[:pos]
+
+
+def read_job() -> dict[str, Any]:
+    """The JSON job in the file argv[1]; raises this process's file descriptor limit to
+    its hard limit on the way (one per connection)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with open(sys.argv[1]) as fh:
+        job: dict[str, Any] = json.load(fh)
+    return job
+
+
+async def main() -> None:
+    job = read_job()
     loop = asyncio.get_running_loop()
     clients: list[Client] = []
     targets = job["targets"]  # [{"host", "port", "path", "headers": [...]}]
@@ -236,7 +353,14 @@ async def main() -> None:
             )
 
             def factory() -> Client:
-                return Client(job["dialect"], request, ready, stalled, index % sample == 0)
+                return Client(
+                    job["dialect"],
+                    request,
+                    ready,
+                    stalled,
+                    index % sample == 0,
+                    target.get("join"),
+                )
 
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if stalled:
@@ -248,6 +372,9 @@ async def main() -> None:
             clients.append(proto)
 
     await asyncio.gather(*(open_one(i, t, i < stall) for i, t in enumerate(targets)))
+    if job.get("notify_fd") is not None:
+        STATS.notify_fd = int(job["notify_fd"])
+        STATS.tracked = len(clients) - min(stall, len(clients))
     print(json.dumps({"ready": len(clients)}), flush=True)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -261,6 +388,15 @@ async def main() -> None:
             samples = int(line[6:] or 0)
             print(json.dumps(STATS.report(samples)), flush=True)
             STATS.reset()
+            STATS.tracking = STATS.verifying = False
+        elif line == "verify":  # reset, and check every message's number until the report
+            STATS.reset()
+            STATS.verifying = True
+            print(json.dumps({"verifying": len(clients)}), flush=True)
+        elif line == "track" and STATS.notify_fd is not None:
+            STATS.reset()
+            STATS.tracking = True
+            print(json.dumps({"tracking": STATS.tracked}), flush=True)
         elif line.startswith("send "):
             # "send <text>": the first client sends a frame (the manager's publisher path).
             clients[0].send_text(line[5:])

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the system programs Chorus runs against, when they are missing.
-#   system-deps.sh nginx [prometheus] [chromium] [wrk] [libnss_wrapper] [ip]
+#   system-deps.sh nginx [prometheus] [chromium] [wrk] [node] [npm] [libnss_wrapper] [ip]
 # Uses apt-get when running as root on Debian/Ubuntu; otherwise says what is missing and
 # carries on (the devstack runs without nginx; tests that need a program fail naming it).
 set -euo pipefail
 
-declare -A PACKAGE=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [wrk]=wrk [redis-server]=redis-server [libnss_wrapper]=libnss-wrapper [ip]=iproute2)
-declare -A BINARY=([nginx]=/usr/sbin/nginx [prometheus]=/usr/bin/prometheus [promtool]=/usr/bin/promtool [chromium]=/usr/bin/chromium [wrk]=/usr/bin/wrk [redis-server]=/usr/bin/redis-server [libnss_wrapper]=/usr/lib/x86_64-linux-gnu/libnss_wrapper.so [ip]=/usr/sbin/ip)
+declare -A PACKAGE=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [wrk]=wrk [redis-server]=redis-server [node]=nodejs [npm]=npm [libnss_wrapper]=libnss-wrapper [ip]=iproute2)
+declare -A BINARY=([nginx]=/usr/sbin/nginx [prometheus]=/usr/bin/prometheus [promtool]=/usr/bin/promtool [chromium]=/usr/bin/chromium [wrk]=/usr/bin/wrk [redis-server]=/usr/bin/redis-server [node]=/usr/bin/node [npm]=/usr/bin/npm [libnss_wrapper]=/usr/lib/x86_64-linux-gnu/libnss_wrapper.so [ip]=/usr/sbin/ip)
 
 missing=()
 for program in "$@"; do

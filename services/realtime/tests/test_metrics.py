@@ -14,14 +14,16 @@ def test_deliveries_export_a_counter_and_a_cumulative_histogram() -> None:
     registry = CollectorRegistry()
     registry.register(deliveries)
     now = time.time()
-    # Two live events and a replayed one (counted, not timed) written to one client.
-    deliveries.delivered_all([now - 0.05, now - 5.0, None], 3)
+    # Two live events and a replayed one (counted, not timed) written to one client...
+    deliveries.delivered([now - 0.05, now - 5.0, None])
+    # ...and one live event written to 100 clients at once: 100 deliveries.
+    deliveries.delivered([now - 0.005], sockets=100)
     text = generate_latest(registry).decode()
-    assert "chorus_realtime_messages_out_total 3.0" in text
-    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.01"} 0.0' in text
-    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.1"} 1.0' in text
-    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="+Inf"} 2.0' in text
-    assert "chorus_realtime_fanout_latency_seconds_count 2.0" in text
+    assert "chorus_realtime_messages_out_total 103.0" in text
+    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.01"} 100.0' in text
+    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="0.1"} 101.0' in text
+    assert 'chorus_realtime_fanout_latency_seconds_bucket{le="+Inf"} 102.0' in text
+    assert "chorus_realtime_fanout_latency_seconds_count 102.0" in text
 
 
 def test_labelled_series_exist_at_zero_before_their_first_event() -> None:

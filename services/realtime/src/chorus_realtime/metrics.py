@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 
 from prometheus_client import REGISTRY, Counter, Gauge
@@ -49,9 +49,9 @@ class Deliveries(Collector):
 
     A delivery happens per socket per event — hundreds of thousands a second — where
     prometheus_client's Counter and Histogram would take a lock and make several calls
-    each. Here a delivery is an integer increment and a bucket increment; the counter and
-    the histogram are built from those numbers when scraped (the event loop does both, so
-    no lock is needed).
+    each. Here the events written to many sockets at once are counted once, with their
+    number of sockets as the weight; the counter and the histogram are built from those
+    numbers when scraped (the event loop does both, so no lock is needed).
     """
 
     def __init__(self, buckets: Iterable[float]) -> None:
@@ -60,16 +60,16 @@ class Deliveries(Collector):
         self._sum = 0.0
         self.count = 0
 
-    def delivered_all(self, published: Iterable[float | None], count: int) -> None:
-        """``count`` events written to one client at once (their ``ts``, None for replays)."""
-        self.count += count
+    def delivered(self, published: Sequence[float | None], sockets: int = 1) -> None:
+        """Events written to ``sockets`` clients, by now (their ``ts``; None for replays)."""
+        self.count += len(published) * sockets
         now = time.time()
         bounds, counts = self._bounds, self._counts
         for published_at in published:
             if published_at is not None:
                 latency = now - published_at
-                counts[bisect_left(bounds, latency)] += 1
-                self._sum += latency
+                counts[bisect_left(bounds, latency)] += sockets
+                self._sum += latency * sockets
 
     def collect(self) -> Iterator[Metric]:
         """The counter and the histogram, as Prometheus families."""

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import sys
+import time
 
 import orjson
-import pytest
 
 from chorus_common.events import EventBus, pubsub_channel, room_channel
-from chorus_common.redis_client import create_redis
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
-from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.hub import Batch, Hub
 
 
 class Collector:
     """A sink that records frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stall: float = 0.0) -> None:
         self.frames: list[OutFrame] = []
         self.changed = asyncio.Event()
+        self.interruptions = 0
+        #: Seconds each frame holds up the event loop (a replica far behind its Redis).
+        self.stall = stall
 
-    def deliver(self, frame: OutFrame) -> None:
-        self.frames.append(frame)
+    def deliver(self, batch: Batch) -> bool:
+        self.frames.extend(batch.frames)
+        if self.stall:
+            time.sleep(self.stall * len(batch.frames))
+        self.changed.set()
+        return False
+
+    def interrupted(self) -> None:
+        self.interruptions += 1
         self.changed.set()
 
     def texts(self) -> list[str]:
@@ -35,21 +44,6 @@ class Collector:
             while len(self.frames) < count:
                 self.changed.clear()
                 await self.changed.wait()
-
-
-@pytest.fixture
-async def bus(redis_url: str) -> AsyncIterator[EventBus]:
-    redis = create_redis(redis_url, client_name="hub-tests")
-    yield EventBus(redis, history_size=1000, history_ttl=86_400)
-    await redis.aclose()
-
-
-@pytest.fixture
-async def hub(redis_url: str, bus: EventBus) -> AsyncIterator[Hub]:
-    hub = Hub(redis_url=redis_url, bus=bus, client_name="hub-test")
-    await hub.start()
-    yield hub
-    await hub.stop()
 
 
 def _channel() -> str:
@@ -122,3 +116,100 @@ async def test_a_deaf_connection_is_noticed_rebuilt_and_the_gap_replayed(
         assert sink.texts()[-1] == "live"
     finally:
         await canary.stop()
+
+
+async def test_a_gap_longer_than_the_replay_limit_interrupts_instead_of_skipping(
+    redis_url: str, bus: EventBus
+) -> None:
+    hub = Hub(redis_url=redis_url, bus=bus, client_name="hub-test", replay_limit=3)
+    await hub.start()
+    try:
+        channel, sink = _channel(), Collector()
+        await hub.subscribe(channel, sink)
+        first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
+        await sink.until(1)
+        hub.note_position(channel, first.id)
+        conn = hub._conn
+        assert conn is not None
+        conn.unsubscribe(pubsub_channel(channel).encode())  # deaf to the channel
+        for n in range(1, 6):  # five events missed: more than the hub may replay
+            await bus.publish(channel, "message", {"message": f"m{n}"}, sender="t")
+        hub.rebuild("test")
+        async with asyncio.timeout(10):
+            while not sink.interruptions:
+                sink.changed.clear()
+                await sink.changed.wait()
+        # Nothing of the gap was handed on: the subscriber resumes from m0 on its own.
+        assert sink.texts() == ["m0"]
+        assert sink.interruptions == 1
+    finally:
+        await hub.stop()
+
+
+#: Publishes N numbered events in one pipeline, from a process of its own (argv: url, channel, N).
+_PUBLISHER = """
+import sys
+from redis import Redis
+from chorus_common.events import EventBus, pubsub_channel
+url, channel, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = Redis.from_url(url)
+with client.pipeline(transaction=False) as pipe:
+    for n in range(count):
+        body = EventBus.encode(channel, "message", {"message": f"b{n}", "pad": "x" * 200}, "t")
+        pipe.publish(pubsub_channel(channel), b'{"id":"%d-0",' % (n + 1) + body[1:])
+    pipe.execute()
+"""
+
+
+async def test_a_canary_stuck_behind_a_moving_backlog_does_not_rebuild(
+    hub: Hub, bus: EventBus, redis_url: str
+) -> None:
+    channel = _channel()
+    # 0.3 ms of blocked loop per event: 10,000 events (~3 MB, many reads) take the hub
+    # ~3 s, and a canary published meanwhile waits behind them well past its timeout.
+    sink = Collector(stall=0.0003)
+    canary = Canary(hub=hub, bus=bus, instance="busy-test", interval=0.05, timeout=1.0)
+    await canary.start()
+    try:
+        await hub.subscribe(channel, sink)
+        async with asyncio.timeout(5):
+            while not canary.healthy:
+                await asyncio.sleep(0.05)
+        rebuilds = hub.rebuilds
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PUBLISHER, redis_url, channel, "10000"
+        )
+        await sink.until(10_000, timeout=30)
+        assert await publisher.wait() == 0
+        assert sink.texts() == [f"b{n}" for n in range(10_000)]
+        assert hub.rebuilds == rebuilds  # late canaries, but never a rebuild
+        async with asyncio.timeout(5):
+            while not canary.healthy:
+                await asyncio.sleep(0.05)
+    finally:
+        await canary.stop()
+
+
+async def test_a_history_read_ahead_of_pub_sub_does_not_hide_live_events_from_others(
+    hub: Hub, bus: EventBus
+) -> None:
+    channel = _channel()
+    live, joining = Collector(), Collector()
+    await hub.subscribe(channel, live)
+    await hub.subscribe(channel, joining)
+    # The joining subscriber read history up to an id whose pub/sub message has not been
+    # dispatched yet (its read ran ahead of the connection): that event is still the
+    # others' to receive when it arrives.
+    conn = hub._conn
+    assert conn is not None
+    assert conn._transport is not None
+    conn._transport.pause_reading()  # the pub/sub connection lags behind the history read
+    try:
+        ahead = await bus.publish(channel, "message", {"message": "racing"}, sender="t")
+        hub.note_position(channel, ahead.id)
+    finally:
+        conn._transport.resume_reading()
+    await live.until(1)
+    await bus.publish(channel, "message", {"message": "next"}, sender="t")
+    await live.until(2)
+    assert live.texts() == ["racing", "next"]

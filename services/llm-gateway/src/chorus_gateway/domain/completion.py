@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
 import orjson
 
 from chorus_gateway.domain.call import (
@@ -99,17 +98,17 @@ class Completion(Interruptible):
         sent = time.perf_counter()
         try:
             async with asyncio.timeout(config.timeouts.total):
-                response = await attempt.upstream.send(body)
+                content = await attempt.upstream.send(body)
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout_total",
                 f"{attempt.provider} did not answer within {config.timeouts.total:g}s",
             ) from None
-        except (httpx2.HTTPError, OSError) as exc:
+        except OSError as exc:
             raise UpstreamFailure("dropped", f"response broken: {type(exc).__name__}") from None
         finally:
             self._upstream_wait += time.perf_counter() - sent
-        return response.content
+        return content
 
     def _answer(self, attempt: Attempt, body: bytes) -> tuple[Answer, Ending]:
         ending = Ending(status=200, outcome=COMPLETED, provider=attempt.provider, engaged=True)

@@ -1,33 +1,25 @@
-"""One provider's client: the ``openai`` SDK for plain calls, a lean HTTP/1.1 pool for streams.
+"""One provider's client: the request the ``openai`` SDK would send, on a lean HTTP/1.1 pool.
 
-The SDK's ``AsyncOpenAI`` holds the provider's configuration (base URL, auth, its
-headers) and sends the non-streamed calls: ``AsyncOpenAI.post`` with ``cast_to`` the raw
-response, so the body is relayed, never parsed into models, over the SDK's HTTP pool
-(httpx2 on aiohttp, whose C parser reads several times faster than h11). Streams do not
-go through the SDK: they are sent on a pool of our own (``transport/http1.Http1Pool``,
-httptools) with the headers the SDK computes (auth, its identification) encoded once,
-skipping the SDK's per-call machinery, and their bytes are relayed as they arrive. The
-SDK's own retries are off: the gateway retries and falls back itself, and only before the
-first byte.
+The SDK (``openai.AsyncOpenAI``) resolves the provider's configuration — base URL, auth,
+its identification headers — once; every call, streamed or not, is then sent through
+:class:`~chorus_gateway.transport.http1.Http1Pool` with those headers encoded once,
+skipping the SDK's per-call machinery and the general HTTP clients under it (for a
+non-streamed completion those cost ~3 ms at the median in ``bench/gateway_llm.py``; for a
+stream, most of the time-to-first-token budget). Bodies are relayed as they are, never
+parsed into models and re-encoded. Nothing retries here: the gateway retries and falls
+back itself, and only before the first byte.
 
-Both pools hold ``max_connections`` connections, all kept alive (a burst of 200 streams
-would otherwise reconnect 100 of them every time); connecting (and, for the SDK, the
-pool wait and writes) is bounded by the provider's ``connect`` timeout; reads are not:
-the relay enforces the time-to-first-token, idle and total timeouts itself, each with its
+Pool: ``max_connections`` connections, all kept alive (a burst of 200 streams would
+otherwise reconnect 100 of them every time); connecting and waiting for a free connection
+are bounded by the provider's ``connect`` timeout; there is no read timeout because the
+callers enforce the time-to-first-token, idle and total timeouts themselves, each with its
 own error.
 """
 
 from __future__ import annotations
 
-import httpx2
 import orjson
-from openai import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AsyncOpenAI,
-    DefaultAioHttpClient,
-)
+from openai import AsyncOpenAI
 
 from chorus_gateway.domain.providers import ProviderConfig
 from chorus_gateway.transport.http1 import ConnectError, Http1Pool, StreamResponse
@@ -80,11 +72,6 @@ def _failure(status: int, body: bytes, retry_after: str | None) -> UpstreamFailu
     )
 
 
-def _status_failure(error: APIStatusError) -> UpstreamFailure:
-    response = error.response
-    return _failure(response.status_code, response.content, response.headers.get("retry-after"))
-
-
 class Upstream:
     """Sends chat completion requests to one provider."""
 
@@ -92,38 +79,23 @@ class Upstream:
         self.config = config
         self.name = config.name
         timeouts = config.timeouts
-        timeout = httpx2.Timeout(
-            connect=timeouts.connect, read=None, write=timeouts.connect, pool=timeouts.connect
-        )
-        self.http = DefaultAioHttpClient(
-            timeout=timeout,
-            limits=httpx2.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-                keepalive_expiry=_KEEPALIVE_EXPIRY,
-            ),
-        )
         self.client = AsyncOpenAI(
             base_url=config.base_url,
             api_key=api_key,
             organization=None,
             project=None,
             max_retries=0,
-            timeout=timeout,
-            http_client=self.http,
             default_headers=config.headers or None,
         )
-
-        # Streams go through a lean HTTP/1.1 pool (``http1``) with the headers the SDK
-        # computes (auth, its identification) encoded once: profiling showed the SDK's
-        # per-call option copying at ~0.25 ms and the general HTTP clients under it at
-        # ~0.35 ms more, most of the gateway's time-to-first-token budget.
+        # The headers the SDK computes (auth, its identification), encoded once: profiling
+        # showed the SDK's per-call option copying at ~0.25 ms and the general HTTP clients
+        # under it at ~0.35 ms more, most of the gateway's time-to-first-token budget.
         headers = {
             k: v
             for k, v in {**self.client.default_headers, **self.client.auth_headers}.items()
             if isinstance(v, str)
         }
-        self._streams = Http1Pool(
+        self._pool = Http1Pool(
             str(self.client.base_url).rstrip("/") + "/chat/completions",
             headers,
             max_connections=config.max_connections,
@@ -131,25 +103,18 @@ class Upstream:
             keepalive_expiry=_KEEPALIVE_EXPIRY,
         )
 
-    async def send(self, body: bytes) -> httpx2.Response:
-        """POST ``/chat/completions`` (not streamed); the response, or a failure."""
+    async def send(self, body: bytes) -> bytes:
+        """POST a non-streamed ``/chat/completions``; the response's body, or a failure."""
+        response = await self.send_stream(body)
         try:
-            return await self.client.post(
-                "/chat/completions", cast_to=httpx2.Response, content=body, stream=False
-            )
-        except APIStatusError as error:
-            raise _status_failure(error) from None
-        except APITimeoutError:
-            raise UpstreamFailure("connect", "timed out connecting to the provider") from None
-        except APIConnectionError as error:
-            cause = error.__cause__
-            detail = f"{type(cause).__name__}: {cause}" if cause else str(error)
-            raise UpstreamFailure("connect", f"connection failed ({detail})") from None
+            return await response.aread()
+        finally:
+            await response.aclose()
 
     async def send_stream(self, body: bytes) -> StreamResponse:
-        """POST a streamed ``/chat/completions``; the response (body unread), or a failure."""
+        """POST ``/chat/completions``; the response (body unread), or a failure."""
         try:
-            response = await self._streams.post(body)
+            response = await self._pool.post(body)
         except ConnectError as error:
             raise UpstreamFailure("connect", f"connection failed ({error})") from None
         except OSError as error:
@@ -166,5 +131,5 @@ class Upstream:
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        await self._streams.aclose()
+        await self._pool.aclose()
         await self.client.close()

@@ -7,6 +7,12 @@ failover that lost it. Every ``interval`` seconds the canary publishes to
 to come back through the hub's connection. If it does not within ``timeout``, the
 replica stops looking ready and the hub rebuilds the connection; readiness returns with
 the first canary that comes back.
+
+A connection that is late but busy is not deaf: under a burst the canary waits behind
+thousands of events, and rebuilding then would throw that backlog away and add a replay
+of every channel to the load. So while events keep arriving the canary waits on, up to
+``PATIENCE`` timeouts; only a connection that received nothing for a whole ``timeout``
+(or a canary that is still missing after that) counts as deaf.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from chorus_realtime.metrics import CANARY_FAILURES, CANARY_LAG
 __all__ = ["Canary"]
 
 logger = logging.getLogger("chorus.realtime.canary")
+
+#: A canary stuck behind a backlog that keeps moving is waited for up to this many timeouts.
+PATIENCE = 10
 
 
 class Canary:
@@ -73,21 +82,38 @@ class Canary:
         if seq == self._expect:
             self._returned.set()
 
-    async def probe(self) -> bool:
-        """Send one canary and wait for it; True when it came back in time."""
+    async def probe(self) -> bool | None:
+        """Send one canary and wait for it: True when it came back in time, False when it
+        did not, None when the connection was replaced meanwhile (nothing to judge)."""
         self._seq += 1
         seq = self._expect = self._seq
         self._returned.clear()
         self._sent = {seq: time.monotonic()}
+        generation = self.hub.generation
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that races the awaited result, and then stop() would wait for ever.
         try:
-            await asyncio.wait_for(
-                self.bus.publish_ephemeral(
+            async with asyncio.timeout(self.timeout):
+                await self.bus.publish_ephemeral(
                     self.channel, "canary", {"seq": seq}, sender=self.instance
-                ),
-                self.timeout,
-            )
-            await asyncio.wait_for(self._returned.wait(), self.timeout)
-        except Exception as exc:  # Redis down, or the canary is late: both are failures.
+                )
+            for waited in range(1, PATIENCE + 1):
+                received = self.hub.received
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        await self._returned.wait()
+                    break
+                except TimeoutError:
+                    if self.hub.generation != generation:
+                        return None
+                    if waited == PATIENCE or self.hub.received == received:
+                        raise
+                    logger.info(
+                        "canary %d late behind %d events; waiting on",
+                        seq,
+                        self.hub.received - received,
+                    )
+        except Exception as exc:  # Redis down, or the canary is lost: both are failures.
             logger.warning("canary %d failed: %s", seq, type(exc).__name__)
             return False
         return True
@@ -99,6 +125,8 @@ class Canary:
                 await asyncio.sleep(min(self.interval, 0.2))
                 continue
             ok = await self.probe()
+            if ok is None:
+                continue
             if ok:
                 if not self.healthy:
                     logger.info("canary back (lag %.1f ms)", (self.last_lag or 0) * 1000)

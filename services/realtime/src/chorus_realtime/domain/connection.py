@@ -21,7 +21,13 @@ would not fit the room left in the queue is not read at all — the client gets
 ``recovered: false`` and refetches history over HTTP, page by page. So a client that
 resumes from an old id and never reads costs a replica no more than a full send queue.
 
-The writer side is :meth:`Connection.frames`: the transport iterates it and writes.
+Live events take the shortest path there is: when nothing is queued for the client and
+its socket takes data, :meth:`Connection.deliver` writes them at once through
+:attr:`Connection.direct` (the WebSocket writer's), in the bytes the hub built once for
+every socket. Anything else — a subscription still replaying, a client reading slowly, a
+transport without a direct path (SSE) — goes through the bounded send queue, which the
+transport drains: :meth:`Connection.take_all` (WebSocket) or :meth:`Connection.frames`
+(SSE).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Final, Literal
 
 from chorus_common.events import EventBus, InvalidStreamIdError, parse_stream_id
 from chorus_realtime.domain.frames import OutFrame
-from chorus_realtime.domain.hub import Hub
+from chorus_realtime.domain.hub import Batch, Hub
 from chorus_realtime.domain.outbox import Outbox
 from chorus_realtime.metrics import DELIVERIES, RECOVERIES, SLOW_CLIENT_DISCONNECTS
 
@@ -106,13 +112,13 @@ class Connection:
         "bus",
         "close_code",
         "close_reason",
+        "direct",
         "expires_at",
         "hub",
         "id",
         "on_revoke",
         "outbox",
         "replay_max",
-        "sent",
         "token_version",
         "transport",
         "user",
@@ -150,9 +156,11 @@ class Connection:
         self._left: dict[str, str] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
-        self.sent = 0
         #: Told (channel, reason) after :meth:`revoke` (the session leaves or closes).
         self.on_revoke: Callable[[str, str], None] | None = None
+        #: Writes WebSocket bytes to the client now and says True, or says False when its
+        #: socket is not taking data (set by the WebSocket writer; None once closing).
+        self.direct: Callable[[bytes], bool] | None = None
 
     def __hash__(self) -> int:
         return self.id
@@ -181,8 +189,30 @@ class Connection:
 
     # -- receiving from the hub --------------------------------------------------------------
 
-    def deliver(self, frame: OutFrame) -> None:
-        """Queue a live event (from the hub; never blocks)."""
+    def deliver(self, batch: Batch) -> bool:
+        """Live events from the hub (never blocks); True when all were written at once.
+
+        Written at once only if that keeps the order and sends each event once: nothing is
+        queued or replaying, and the batch is newer than what the client got on its channel
+        (the hub's batches ascend, so its first stream id says it). Otherwise queued, and
+        :meth:`take_all` counts them when they leave.
+        """
+        direct = self.direct
+        if direct is not None and not self._holding and not self.outbox:
+            cursor = self._channels.get(batch.channel)
+            if cursor is not None:
+                first, known = batch.first_key, cursor.last_key
+                if (first is None or known is None or first > known) and direct(batch.wire):
+                    if batch.last_key is not None:
+                        cursor.last_key, cursor.last_id = batch.last_key, batch.last_id
+                    return True
+        for frame in batch.frames:
+            if not self._queue(frame):
+                break
+        return False
+
+    def _queue(self, frame: OutFrame) -> bool:
+        """Hold (while its channel replays) or queue a live frame; False on overflow."""
         if self._holding:
             cursor = self._channels.get(frame.channel)  # type: ignore[arg-type]
             held = None if cursor is None else cursor.held
@@ -190,9 +220,17 @@ class Connection:
                 held.append(frame)
                 if len(held) > self.outbox.max_frames:
                     self._overflow()
-                return
+                    return False
+                return True
         if not self.outbox.put(frame):
             self._overflow()
+            return False
+        return True
+
+    def interrupted(self) -> None:
+        """The hub lost events of a channel of ours (a pub/sub reconnect whose gap it could
+        not replay): close, so that the client resumes from its own last id (1013)."""
+        self.close(CloseCode.TRY_AGAIN, "events missed while resubscribing; resume")
 
     def send(self, frame: OutFrame) -> None:
         """Queue a reply to this client (control frames, errors), outside the bounds."""
@@ -352,8 +390,7 @@ class Connection:
                     cursor.last_key = key
                     cursor.last_id = frame.id
             kept.append(frame)
-        self.sent += len(kept)
-        DELIVERIES.delivered_all([frame.published_at for frame in kept], len(kept))
+        DELIVERIES.delivered([frame.published_at for frame in kept])
         return kept
 
     def farewell(self) -> OutFrame | None:
@@ -383,6 +420,7 @@ class Connection:
             return
         self.close_code = code
         self.close_reason = reason
+        self.direct = None  # from now on the writer sends what is queued, then closes
         if not flush:
             self.outbox.clear()
         self.outbox.close()

@@ -5,7 +5,9 @@ during the gap are lost without anyone knowing, which is how "deaf listeners" ha
 This connection does the opposite. It is a bare RESP protocol (hiredis parses) whose
 loss is reported at once, so :mod:`hub` can rebuild it, resubscribe every channel and
 replay what the gap swallowed from the streams. Pushes are handed to callbacks from
-``data_received`` — no task switch between the socket and the send queues — and
+``data_received`` — no task switch between the socket and the clients' sockets; the
+messages of one read go together, in order, so a burst fans out as one write per client —
+and
 ``SUBSCRIBE``/``UNSUBSCRIBE`` are written synchronously, so their order on the wire is
 the order in which the hub decided them.
 """
@@ -23,8 +25,8 @@ import hiredis
 
 __all__ = ["PubSubConnection", "RedisAddress", "open_pubsub"]
 
-#: ``(channel, payload)`` of a published message.
-MessageHandler = Callable[[bytes, bytes], None]
+#: The ``(channel, payload)`` of each message of one read, in order (never empty).
+MessagesHandler = Callable[[list[tuple[bytes, bytes]]], None]
 #: ``(channel, subscribed)``: the server confirmed a SUBSCRIBE (True) or UNSUBSCRIBE.
 AckHandler = Callable[[bytes, bool], None]
 #: The connection is gone (with the error, if any).
@@ -73,9 +75,9 @@ class PubSubConnection(asyncio.Protocol):
     """A RESP2 connection in subscriber mode."""
 
     def __init__(
-        self, *, on_message: MessageHandler, on_ack: AckHandler, on_lost: LostHandler
+        self, *, on_messages: MessagesHandler, on_ack: AckHandler, on_lost: LostHandler
     ) -> None:
-        self._on_message = on_message
+        self._on_messages = on_messages
         self._on_ack = on_ack
         self._on_lost = on_lost
         self._reader = hiredis.Reader()
@@ -104,32 +106,44 @@ class PubSubConnection(asyncio.Protocol):
         return self._handshake
 
     def data_received(self, data: bytes) -> None:
-        """Parse every complete reply and hand it on."""
+        """Parse every complete reply and hand it on: messages together, acks in between."""
         reader = self._reader
         reader.feed(data)
+        messages: list[tuple[bytes, bytes]] = []
         while True:
             reply = reader.gets()
             if reply is False:
-                return
+                break
             if self._handshake_left:
-                self._handshake_left -= 1
-                if isinstance(reply, hiredis.ReplyError):
-                    if not self._handshake.done():
-                        self._handshake.set_exception(ConnectionError(str(reply)))
-                    self.abort()
+                if not self._handshake_reply(reply):
                     return
-                if self._handshake_left == 0 and not self._handshake.done():
-                    self._handshake.set_result(None)
                 continue
             if not isinstance(reply, list) or len(reply) < 3:
                 continue
             kind = reply[0]
             if kind == b"message":
-                self._on_message(reply[1], reply[2])
-            elif kind == b"subscribe":
-                self._on_ack(reply[1], True)
-            elif kind == b"unsubscribe":
-                self._on_ack(reply[1], False)
+                messages.append((reply[1], reply[2]))
+                continue
+            if kind not in (b"subscribe", b"unsubscribe"):
+                continue
+            if messages:  # what came before an ack is handed on before it
+                self._on_messages(messages)
+                messages = []
+            self._on_ack(reply[1], kind == b"subscribe")
+        if messages:
+            self._on_messages(messages)
+
+    def _handshake_reply(self, reply: object) -> bool:
+        """One reply to AUTH / CLIENT SETNAME; False (and the connection dropped) on an error."""
+        self._handshake_left -= 1
+        if isinstance(reply, hiredis.ReplyError):
+            if not self._handshake.done():
+                self._handshake.set_exception(ConnectionError(str(reply)))
+            self.abort()
+            return False
+        if self._handshake_left == 0 and not self._handshake.done():
+            self._handshake.set_result(None)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Report the loss once."""
@@ -165,7 +179,7 @@ async def open_pubsub(
     *,
     client_name: str,
     connect_timeout: float,
-    on_message: MessageHandler,
+    on_messages: MessagesHandler,
     on_ack: AckHandler,
     on_lost: LostHandler,
 ) -> PubSubConnection:
@@ -173,7 +187,7 @@ async def open_pubsub(
     loop = asyncio.get_running_loop()
 
     def factory() -> PubSubConnection:
-        return PubSubConnection(on_message=on_message, on_ack=on_ack, on_lost=on_lost)
+        return PubSubConnection(on_messages=on_messages, on_ack=on_ack, on_lost=on_lost)
 
     async def connect() -> PubSubConnection:
         if address.path is not None:

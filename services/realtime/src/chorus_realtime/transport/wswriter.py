@@ -1,14 +1,16 @@
 """The writers of WebSocket connections: their frames, in order, then their close frame.
 
-Most of the time a socket takes whatever is written to it, so a writer has no task. When
-frames arrive in an empty outbox the writer asks the :class:`Flusher` for a turn; once per
-event-loop iteration the flusher lets every such writer take all its queued frames and
-write them to its socket in one go — a burst of events that arrived in one read from Redis
-leaves in one write per socket, and one event costs one ``send`` per socket, with no task
-switch. Only when a socket pushes back (the client reads slower than events arrive), or
-when the connection closes, does its writer run as a task: it waits for the socket to
-drain, keeps writing, and — once the outbox is closed and empty — sends the farewell frame
-and the close frame.
+Most of the time a socket takes whatever is written to it, and nothing is queued for it:
+then the hub's live events are written by :meth:`SocketWriter.write_now`, the
+connection's direct path, at once — one ``send`` per socket per read from Redis, whether
+that read held one event or a burst, with no queue, no callback and no task in between.
+
+What is queued (replies, a replay, events that came while the socket pushed back) is
+written by the :class:`Flusher`: once per event-loop iteration it lets every writer that
+got frames take them all and write them in one go. Only when a socket pushes back (the
+client reads slower than events arrive), or when the connection closes, does its writer run
+as a task: it waits for the socket to drain, keeps writing, and — once the outbox is closed
+and empty — sends the farewell frame and the close frame.
 
 So an idle connection costs no task, no coroutine frame and no future for writing.
 """
@@ -66,6 +68,19 @@ class SocketWriter:
         self._scheduled = False
         self._task: asyncio.Task[None] | None = None
         connection.outbox.on_ready = self.wake
+        connection.direct = self.write_now
+
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` (encoded frames) at once if the socket takes it; else False.
+
+        The connection asks only when nothing of its own is queued; a writer task means a
+        backlog is still draining, so the answer is no until it caught up.
+        """
+        transport = self._transport
+        if self._task is None and transport.can_write:
+            transport.write_frames(data)
+            return True
+        return False
 
     def wake(self) -> None:
         """Frames were queued, or the connection closed: write at the next flush."""
