@@ -12,7 +12,10 @@ machine's Node), all pointed at the same mock, and measures through each:
 - **TTFT**: time from sending a streamed request to its first ``data: {`` event,
   sequential, one keep-alive connection, p50 and p90 over ``--requests`` requests
   (mock TTFT 0, 16 tokens; fewer when they take over ``--max-seconds``: LiteLLM).
-  Overhead = p50(target) - p50(direct).
+  Overhead = p50(target) - p50(direct). The gateway is measured twice in each run: with a
+  service key (``GATEWAY_API_KEYS``) and with a virtual key carrying a monthly spend budget
+  (written to Redis as the api writes it), whose admission also reserves the worst-case
+  cost, before the first upstream request.
 - **Non-streamed latency**: the same requests with ``"stream": false``, sequential,
   to the end of the JSON body; overhead p50 and p99 over direct.
 - **Throughput**: ``--streams`` concurrent keep-alive connections streaming back to back
@@ -56,8 +59,10 @@ from typing import Any
 
 import httpx
 import psutil
+import redis as redis_sync
 
 from chorus_bench.peers import node_prefix, python_venv
+from chorus_common.virtual_keys import Budget, KeyRecord, directory_key, new_secret, secret_digest
 from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningRedis
 
@@ -72,9 +77,12 @@ PORTKEY_PACKAGES = ["@portkey-ai/gateway@1.15.2"]
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET_RATIO = 3.0
 MAX_SAMPLES = 5000
+#: A budgeted virtual key may add at most this to the service key's TTFT overhead.
+VKEY_EXTRA_TARGET_MS = 0.2
 LABELS = {
     "direct": "direct to mock",
     "gateway": "chorus gateway",
+    "gateway-vkey": "chorus gateway, budgeted virtual key",
     "litellm": "LiteLLM proxy",
     "portkey": "Portkey gateway (as shipped)",
     "portkey-native": "Portkey gateway (Node's own Response)",
@@ -266,6 +274,7 @@ def gateway_env(port: int, redis_url: str, mock_url: str) -> dict[str, str]:
                 "base_url": f"{mock_url}/v1",
                 "api_key": MOCK_KEY,
                 "models": ["mock-gpt"],
+                "prices": {"mock-gpt": {"input": 2.5, "output": 10.0}},
             }
         ],
         "aliases": {"assistant": "mock-gpt"},
@@ -289,7 +298,30 @@ def gateway_env(port: int, redis_url: str, mock_url: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "LLM_PROVIDERS": json.dumps(providers),
         "GATEWAY_API_KEYS": json.dumps(keys),
+        # The defaults bound a virtual key and its owner: as generous as the service key's.
+        "GATEWAY_REQUESTS_PER_MINUTE": str(big),
+        "GATEWAY_TOKENS_PER_MINUTE": str(big),
+        "GATEWAY_CONCURRENT_STREAMS": "100000",
     }
+
+
+def budgeted_key(redis_url: str) -> str:
+    """A virtual key with generous limits and a monthly budget, as the api writes it."""
+    secret = new_secret()
+    record = KeyRecord(
+        id=1,
+        name="bench",
+        owner="user:1",
+        user_id=1,
+        team_id=None,
+        requests_per_minute=10**9,
+        tokens_per_minute=10**9,
+        concurrent_streams=100_000,
+        budgets=(Budget("vkey:1", 10**15, "month"),),
+    )
+    with redis_sync.Redis.from_url(redis_url) as client:
+        client.set(directory_key(secret_digest(secret)), record.to_json())
+    return secret
 
 
 def main(args: argparse.Namespace) -> None:
@@ -325,6 +357,7 @@ def main(args: argparse.Namespace) -> None:
         plan = [
             Target("direct", mock_port, MOCK_KEY, mock),
             Target("gateway", gw_port, BENCH_KEY, gateway),
+            Target("gateway-vkey", gw_port, budgeted_key(redis.url), gateway, complete=False),
         ]
         if python is not None:
             config = litellm_config(work / "litellm.yaml", mock_url)
@@ -391,7 +424,9 @@ def main(args: argparse.Namespace) -> None:
                 # The slow peers' throughput (LiteLLM: ~200 chunks/s against the gateway's
                 # ~45,000) is measured in the first --peer-throughput-runs runs only: each
                 # leaves them draining the cut streams for most of a minute.
-                throughput = target.name in ("direct", "gateway") or run < args.peer_throughput_runs
+                throughput = target.name in ("direct", "gateway") or (
+                    target.name != "gateway-vkey" and run < args.peer_throughput_runs
+                )
                 row = measure(target, args, throughput=throughput)
                 rows.setdefault(target.name, {"runs": []})["runs"].append(row)
                 # The load generator cut its streams at the deadline; a proxy may keep
@@ -485,6 +520,25 @@ def contract_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             ratio=False,
         )
     ]
+    if "gateway-vkey" in rows:
+        ttft_vkey = _overheads(rows, "gateway-vkey", "ttft_p50_ms")
+        extra = [v - g for v, g in zip(ttft_vkey, ttft_gw, strict=True)]
+        extra_med = _median(extra)
+        result.append(
+            _row(
+                "Gateway TTFT overhead p50 with a budgeted virtual key (vs a service key)",
+                "same gateway, service key (its overhead)",
+                ttft_gw,
+                ttft_vkey,
+                "ms",
+                f"<= +{VKEY_EXTRA_TARGET_MS:g} ms",
+                lambda _c, _r: extra_med is not None and extra_med <= VKEY_EXTRA_TARGET_MS,
+                "per run: virtual-key overhead minus service-key overhead, median "
+                f"{extra_med if extra_med is not None else float('nan'):+.3f} ms; the "
+                "budget is reserved in the admission script, before any upstream call",
+                ratio=False,
+            )
+        )
     streamed_peers = (
         ("litellm", "LiteLLM proxy", "<= 0.333x", 1 / 3),
         ("portkey-native", "Portkey gateway (Node's own Response)", "<= 1x", 1.0),

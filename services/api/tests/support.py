@@ -24,6 +24,7 @@ def make_settings(**overrides: Any) -> ApiSettings:
         # Revocations reach the api within a second, and Redis is repaired as often.
         "token_version_cache_seconds": 1.0,
         "token_resync_seconds": 1.0,
+        "key_resync_seconds": 1.0,
         # The suite registers from many addresses at once; the global limit has its test.
         "signup_max_per_minute": 100_000,
         # Room limits small enough for a test to reach; Redis's copy repaired every second.

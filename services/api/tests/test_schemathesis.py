@@ -112,6 +112,17 @@ def api_schema(threaded_api: str, bearer_token: str) -> Any:
             "continue-on-failure": True,
             "operations": [
                 {
+                    # What one may do to keys and teams depends on roles (administrator,
+                    # team admin, member) and on bounds (keys per owner): 403 and 409 are
+                    # answers to schema-valid requests there.
+                    "include-path-regex": "^/api/(keys|teams)",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "401", "403", "404", "409"]
+                        }
+                    },
+                },
+                {
                     # The password policy has rules JSON Schema cannot state (character
                     # classes, "not the e-mail"), so a schema-valid body may rightly be a
                     # 422 weak_password here — and only here; and every request comes from
@@ -141,6 +152,16 @@ def api_schema(threaded_api: str, bearer_token: str) -> Any:
                     # api issued are valid — anything else is a 422 invalid_cursor.
                     "include-path": ["/api/orders"],
                     "include-method": "GET",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "401", "404", "422"]
+                        }
+                    },
+                },
+                {
+                    # A usage window is from <= to, a year at most, and names one of a
+                    # key, a team or a user: relations JSON Schema cannot state.
+                    "include-path": ["/api/usage"],
                     "checks": {
                         "positive_data_acceptance": {
                             "expected-statuses": ["2xx", "401", "404", "422"]

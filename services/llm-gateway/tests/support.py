@@ -14,6 +14,13 @@ import redis
 from arq.jobs import deserialize_job
 
 from chorus_common.queue import JOB_CODEC
+from chorus_common.virtual_keys import (
+    INVALIDATION_CHANNEL,
+    KeyRecord,
+    directory_key,
+    new_secret,
+    secret_digest,
+)
 from chorus_devstack.testing import base_url, serve_app
 from chorus_gateway.main import create_app
 from chorus_gateway.settings import GatewaySettings
@@ -116,3 +123,19 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not await asyncio.to_thread(condition):
         assert time.monotonic() < deadline, "condition never held"
         await asyncio.sleep(0.01)
+
+
+def issue_virtual_key(client: redis.Redis, record: KeyRecord, *, ttl_ms: int | None = None) -> str:
+    """Write a virtual key's record as the api does; returns the secret."""
+    secret = new_secret()
+    key = directory_key(secret_digest(secret))
+    client.set(key, record.to_json(), px=ttl_ms)
+    client.publish(INVALIDATION_CHANNEL, secret_digest(secret))
+    return secret
+
+
+def revoke_virtual_key(client: redis.Redis, secret: str) -> None:
+    """Remove a virtual key as the api does: delete its record, publish its digest."""
+    digest = secret_digest(secret)
+    client.delete(directory_key(digest))
+    client.publish(INVALIDATION_CHANNEL, digest)

@@ -15,12 +15,12 @@ async def test_health(http: httpx.AsyncClient, path: str) -> None:
 
 
 async def test_unknown_route_is_openai_404(http: httpx.AsyncClient) -> None:
-    response = await http.post("/v1/embeddings", json={})
+    response = await http.post("/v1/audio/speech", json={})
 
     assert response.status_code == 404
     assert response.json() == {
         "error": {
-            "message": "Invalid URL (POST /v1/embeddings)",
+            "message": "Invalid URL (POST /v1/audio/speech)",
             "type": "invalid_request_error",
             "param": None,
             "code": None,

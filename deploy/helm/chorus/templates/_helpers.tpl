@@ -165,6 +165,10 @@ DB_STATEMENT_TIMEOUT_MS: {{ $v.database.statementTimeoutMs | quote }}
 DB_READ_POOL_SIZE: {{ $v.database.readPoolSize | quote }}
 ACCESS_TOKEN_TTL_SECONDS: {{ $own.auth.accessTokenTtlSeconds | quote }}
 TOKEN_RESYNC_SECONDS: {{ $own.auth.tokenResyncSeconds | quote }}
+ADMIN_EMAILS: {{ $own.auth.adminEmails | quote }}
+KEY_RESYNC_SECONDS: {{ $own.auth.keyResyncSeconds | quote }}
+KEYS_MAX_PER_OWNER: {{ $own.auth.keysMaxPerOwner | quote }}
+TEAMS_MAX_PER_USER: {{ $own.auth.teamsMaxPerUser | quote }}
 LOGIN_WINDOW_SECONDS: {{ $own.auth.loginWindowSeconds | quote }}
 LOGIN_FREE_FAILURES: {{ $own.auth.loginFreeFailures | quote }}
 LOGIN_MAX_FAILURES_PER_ACCOUNT: {{ $own.auth.loginMaxFailuresPerAccount | quote }}
@@ -178,6 +182,7 @@ SIGNUP_MAX_PER_MINUTE: {{ $own.auth.signupMaxPerMinute | quote }}
 {{- if eq .key "llmGateway" }}
 LLM_PROVIDERS: "/etc/chorus/llm-providers/llm-providers.yaml"
 GATEWAY_USER_MODELS: {{ $own.userModels | quote }}
+GATEWAY_KEY_CACHE_SECONDS: {{ $own.keyCacheSeconds | quote }}
 {{- end }}
 {{- if eq .key "realtime" }}
 USER_BYTES_PER_SECOND: {{ $own.userQuotas.bytesPerSecond | quote }}

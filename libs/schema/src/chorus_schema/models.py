@@ -14,7 +14,9 @@ Who writes what:
 - ``analytics_events`` / ``analytics_daily``: ``record_analytics`` (the raw event keyed by
   its job id makes a redelivered job a no-op; the rollup moves in the same transaction);
 - ``failed_jobs``: the worker's dead letters;
-- ``llm_usage_events`` / ``llm_usage_daily``: the gateway's usage, flushed by a worker job.
+- ``llm_usage_events`` / ``llm_usage_daily``: the gateway's usage, flushed by a worker job;
+- ``teams``, ``team_members``, ``virtual_keys``: the api (keys are copied to Redis, where
+  the gateway resolves them; only each secret's SHA-256 is stored).
 
 Every query the services run has an index here; the migrations are generated from these.
 """
@@ -62,8 +64,11 @@ __all__ = [
     "RoomInvitation",
     "RoomMember",
     "RoomMessage",
+    "Team",
+    "TeamMember",
     "TokenRevocation",
     "User",
+    "VirtualKey",
 ]
 
 # Deterministic constraint names, so migrations can refer to (and drop) them.
@@ -363,7 +368,13 @@ class LlmUsageEvent(Base):
     """Tokens used by one gateway request (completed or cut off), keyed by its request id."""
 
     __tablename__ = "llm_usage_events"
-    __table_args__ = (Index("ix_llm_usage_events_subject_created_at", "subject", "created_at"),)
+    __table_args__ = (
+        Index("ix_llm_usage_events_subject_created_at", "subject", "created_at"),
+        # GET /api/usage: per key, per team, per user, by day.
+        Index("ix_llm_usage_events_key_id_created_at", "key_id", "created_at"),
+        Index("ix_llm_usage_events_team_id_created_at", "team_id", "created_at"),
+        Index("ix_llm_usage_events_user_id_created_at", "user_id", "created_at"),
+    )
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: Who is billed: ``user:<id>`` or ``key:<name>``.
@@ -380,6 +391,12 @@ class LlmUsageEvent(Base):
     #: completed | cut_off | error
     outcome: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = _now()
+    #: The virtual key used, and its team (no foreign keys: usage outlives what it names).
+    key_id: Mapped[int | None] = mapped_column(BigInteger)
+    team_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: What the call cost, in micro-units of currency (0 when its model has no price).
+    cost_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cached_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class LlmUsageDaily(Base):
@@ -393,3 +410,93 @@ class LlmUsageDaily(Base):
     requests: Mapped[int] = mapped_column(BigInteger, server_default="0")
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     completion_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_micros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+BUDGET_PERIODS = ("day", "month", "total")
+_PERIOD_KNOWN = "budget_period IN ('day', 'month', 'total')"
+
+
+class Team(Base):
+    """A group of users sharing keys and, optionally, one spend budget over all of them."""
+
+    __tablename__ = "teams"
+    __table_args__ = (
+        CheckConstraint(_PERIOD_KNOWN, name="budget_period_known"),
+        CheckConstraint(
+            "(budget_micros IS NULL) = (budget_period IS NULL)", name="budget_complete"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = _now()
+
+
+class TeamMember(Base):
+    """A user's membership of a team; an ``admin`` of the team manages its keys and members."""
+
+    __tablename__ = "team_members"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'member')", name="role_known"),
+        Index("ix_team_members_user_id", "user_id"),
+    )
+
+    team_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), server_default="member")
+    created_at: Mapped[datetime] = _now()
+
+
+class VirtualKey(Base):
+    """A gateway key handed to a user or a team: its limits, budget and lifecycle.
+
+    ``digest`` is the SHA-256 (hex) of the secret, which is shown once and never stored.
+    Rotating keeps the old digest valid until ``previous_valid_until``. A revoked key
+    keeps its row (usage refers to it) with ``revoked_at`` set.
+    """
+
+    __tablename__ = "virtual_keys"
+    __table_args__ = (
+        CheckConstraint("(user_id IS NULL) <> (team_id IS NULL)", name="one_owner"),
+        CheckConstraint(_PERIOD_KNOWN, name="budget_period_known"),
+        CheckConstraint(
+            "(budget_micros IS NULL) = (budget_period IS NULL)", name="budget_complete"
+        ),
+        Index("ix_virtual_keys_user_id", "user_id"),
+        Index("ix_virtual_keys_team_id", "team_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The secret's first characters, to recognise it in a list.
+    prefix: Mapped[str] = mapped_column(String(16))
+    previous_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE")
+    )
+    team_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    created_by: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    #: Models (or aliases) the key may call; NULL for every model.
+    models: Mapped[list[str] | None] = mapped_column(JSONB)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    concurrent_streams: Mapped[int | None] = mapped_column(Integer)
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str | None] = mapped_column(String(8))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_api.domain.credentials import Client, Credentials
 from chorus_api.domain.devices import COOKIE_NAME
+from chorus_api.domain.key_directory import KeyDirectory
 from chorus_api.domain.revocations import Revocations
 from chorus_api.domain.rooms import RoomServices
 from chorus_api.domain.signup_limits import SignupLimiter
@@ -41,6 +42,7 @@ __all__ = [
     "ClientDep",
     "CredentialsDep",
     "CurrentUserId",
+    "KeyDirectoryDep",
     "OpenSessionDep",
     "ReadSessionDep",
     "ReaderDep",
@@ -119,6 +121,10 @@ async def _revocations(resources: ResourcesDep) -> Revocations:
     return resources.revocations
 
 
+async def _key_directory(resources: ResourcesDep) -> KeyDirectory:
+    return resources.key_directory
+
+
 async def _settings(resources: ResourcesDep) -> ApiSettings:
     return resources.settings
 
@@ -136,6 +142,7 @@ RevocationsDep = Annotated[Revocations, Depends(_revocations)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 #: Room changes: the access lists in Redis, the bus, the queue, quotas and limits.
 RoomsDep = Annotated[RoomServices, Depends(_rooms)]
+KeyDirectoryDep = Annotated[KeyDirectory, Depends(_key_directory)]
 
 
 def _unauthorized(code: str, message: str) -> HTTPException:

@@ -17,9 +17,12 @@ from chorus_api.routes import (
     dms,
     invitations,
     jobs,
+    keys,
     members,
     orders,
     rooms,
+    teams,
+    usage,
     users,
 )
 from chorus_api.routes.apidocs import install_api_docs
@@ -47,6 +50,9 @@ TAGS = [
         ),
     },
     {"name": "jobs", "description": "Background jobs enqueued on your behalf."},
+    {"name": "keys", "description": "Virtual keys for the LLM gateway, with limits and budgets."},
+    {"name": "teams", "description": "Teams sharing keys and a budget."},
+    {"name": "usage", "description": "LLM spend and tokens per day and model."},
 ]
 
 DESCRIPTION = """\
@@ -88,6 +94,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             invitations.router,
             dms.router,
             jobs.router,
+            keys.router,
+            teams.router,
+            usage.router,
         ],
         docs_prefix="/api",
         openapi_tags=TAGS,

@@ -39,6 +39,7 @@ __all__ = [
     "DB_POOL_OVERFLOW",
     "JOBS_DEDUPLICATED",
     "JOBS_ENQUEUED",
+    "KEY_DIRECTORY_SYNC_FAILURES",
     "LOGIN_FAILURES",
     "LOGIN_FAILURE_REASONS",
     "ROOM_ACL_SYNC_FAILURES",
@@ -95,6 +96,10 @@ TOKEN_REVOCATIONS = Counter(
 )
 for _reason in ("password_changed", "account_deleted"):
     TOKEN_REVOCATIONS.labels(_reason)
+KEY_DIRECTORY_SYNC_FAILURES = Counter(
+    "chorus_api_key_directory_sync_failures_total",
+    "Virtual key changes that could not be copied to Redis (the periodic resync retries).",
+)
 TOKEN_REVOCATION_SYNC_FAILURES = Counter(
     "chorus_api_token_revocation_sync_failures_total",
     "Token revocations that could not be copied to Redis (the periodic resync retries).",

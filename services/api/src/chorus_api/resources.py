@@ -6,8 +6,8 @@ reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
 client whose connection pool the arq client and the event bus share; the token service
 and its verifier (signature, then revocation), the password hasher behind the login
 limits, the sign-up limits, the room services (access lists in Redis, quotas), and the
-tasks that keep Redis's copies of token revocations and room access lists in step with
-Postgres. Routes reach them through the ``Annotated`` dependencies of
+tasks that keep Redis's copies of token revocations, room access lists and virtual keys in
+step with Postgres. Routes reach them through the ``Annotated`` dependencies of
 :mod:`chorus_api.deps`.
 """
 
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_api.domain.credentials import Credentials
 from chorus_api.domain.devices import DeviceCookies
+from chorus_api.domain.key_directory import KeyDirectory
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
 from chorus_api.domain.quotas import Quotas
@@ -72,6 +73,8 @@ class Resources:
     #: Bearer auth on every request: signature and claims (remembered), then revocation.
     token_verifier: TokenVerifier
     revocations: Revocations
+    #: Virtual keys' copy in Redis, for the gateways.
+    key_directory: KeyDirectory
     credentials: Credentials
     signup_limiter: SignupLimiter
     rooms: RoomServices
@@ -124,6 +127,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         RoomAclSync(directory).run(open_session, interval=settings.room_acl_resync_seconds),
         name="room-acl-resync",
     )
+    key_directory = KeyDirectory(redis)
+    key_resync = asyncio.create_task(
+        key_directory.run(open_session, interval=settings.key_resync_seconds),
+        name="virtual-key-resync",
+    )
     try:
         yield Resources(
             settings=settings,
@@ -143,6 +151,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             tokens=tokens,
             token_verifier=TokenVerifier(tokens, versions),
             revocations=revocations,
+            key_directory=key_directory,
             credentials=Credentials(
                 hasher=PasswordHasher(concurrency=settings.password_hash_concurrency),
                 limiter=LoginLimiter(
@@ -183,7 +192,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             ),
         )
     finally:
-        for task in (resync, room_sync):
+        for task in (resync, room_sync, key_resync):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

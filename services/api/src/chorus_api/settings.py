@@ -51,6 +51,28 @@ class ApiSettings(
         gt=0,
         description="seconds between copies of recent token revocations from Postgres to Redis",
     )
+    key_resync_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds between copies of every live virtual key from Postgres to Redis",
+    )
+    admin_emails: str = Field(
+        default="",
+        description="comma-separated e-mail addresses of the accounts that administer every "
+        "virtual key, team and budget",
+    )
+    keys_max_per_owner: int = Field(
+        default=50, ge=1, le=10_000, description="live virtual keys a user or a team may hold"
+    )
+    teams_max_per_user: int = Field(
+        default=20, ge=1, le=10_000, description="teams one user may belong to"
+    )
+
+    @property
+    def admins(self) -> frozenset[str]:
+        """``ADMIN_EMAILS``, lower-cased."""
+        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
+
     login_window_seconds: int = Field(
         default=900, ge=1, description="window over which failed logins are counted"
     )

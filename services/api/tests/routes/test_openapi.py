@@ -82,6 +82,18 @@ async def test_every_operation_documents_its_errors(client: httpx.AsyncClient) -
         ("post", "/api/dms"),
         ("get", "/api/dms"),
         ("get", "/api/jobs/{job_id}"),
+        ("post", "/api/keys"),
+        ("get", "/api/keys"),
+        ("get", "/api/keys/{key_id}"),
+        ("post", "/api/keys/{key_id}/rotate"),
+        ("delete", "/api/keys/{key_id}"),
+        ("post", "/api/teams"),
+        ("get", "/api/teams"),
+        ("get", "/api/teams/{team_id}"),
+        ("post", "/api/teams/{team_id}/members"),
+        ("delete", "/api/teams/{team_id}/members/{member_id}"),
+        ("put", "/api/teams/{team_id}/budget"),
+        ("get", "/api/usage"),
     }
     operations = {
         (method, path): op for path, item in schema["paths"].items() for method, op in item.items()

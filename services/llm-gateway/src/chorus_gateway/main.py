@@ -24,6 +24,11 @@ from chorus_common.tokens import TokenService
 from chorus_gateway import __version__
 from chorus_gateway.domain.api_keys import ApiKeys, parse_api_keys
 from chorus_gateway.domain.auth import Limits
+from chorus_gateway.domain.chat_request import (
+    parse_completions_request,
+    parse_embeddings_request,
+    parse_responses_request,
+)
 from chorus_gateway.domain.providers import Catalog, load_providers, resolve_api_key
 from chorus_gateway.metrics import declare_series
 from chorus_gateway.resources import open_resources
@@ -55,6 +60,12 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
             logger.warning(
                 "GATEWAY_USER_MODELS names models no provider serves: %s", ", ".join(unknown)
             )
+    unpriced = catalog.unpriced()
+    if unpriced:
+        # Budgets cannot count what has no price: such calls cost nothing against them.
+        logger.warning(
+            "models served without a price (free against budgets): %s", ", ".join(unpriced)
+        )
     tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
     defaults = Limits(
         requests_per_minute=settings.gateway_requests_per_minute,
@@ -98,6 +109,26 @@ def create_app(settings: GatewaySettings, *, environ: Mapping[str, str] | None =
             ChatCompletions(max_body_bytes=body_limit),
             methods=["POST"],
             name="chat_completions",
+        ),
+        Route(
+            "/v1/completions",
+            ChatCompletions(max_body_bytes=body_limit, parse=parse_completions_request),
+            methods=["POST"],
+            name="completions",
+        ),
+        Route(
+            "/v1/embeddings",
+            ChatCompletions(max_body_bytes=body_limit, parse=parse_embeddings_request),
+            methods=["POST"],
+            name="embeddings",
+        ),
+        Route(
+            "/v1/responses",
+            ChatCompletions(
+                max_body_bytes=body_limit, parse=parse_responses_request, responses_stream=True
+            ),
+            methods=["POST"],
+            name="responses",
         ),
         Route(
             "/chat/stream",

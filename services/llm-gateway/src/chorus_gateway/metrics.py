@@ -20,12 +20,14 @@ __all__ = [
     "PROVIDER_CIRCUIT_OPEN",
     "RATELIMIT_REJECTIONS",
     "REQUESTS",
+    "SPEND",
     "STREAMS_IN_FLIGHT",
     "TIME_PER_OUTPUT_TOKEN",
     "TOKENS",
     "TTFT",
     "UPSTREAM_ERRORS",
     "USAGE_DROPPED",
+    "VIRTUAL_KEY_LOOKUPS",
     "declare_series",
 ]
 
@@ -88,6 +90,16 @@ USAGE_DROPPED = Counter(
     "chorus_gateway_usage_records_dropped_total",
     "Usage records that could not be enqueued (logged in full for manual replay).",
 )
+VIRTUAL_KEY_LOOKUPS = Counter(
+    "chorus_gateway_virtual_key_lookups_total",
+    "Virtual key resolutions by where the answer came from (cache|redis).",
+    ["source"],
+)
+SPEND = Counter(
+    "chorus_gateway_spend_micros_total",
+    "Settled spend in micro-units of currency (1 USD = 1e6) by model label and provider.",
+    ["model", "provider"],
+)
 
 #: ``kind`` values of UPSTREAM_ERRORS and ``limit`` values of RATELIMIT_REJECTIONS.
 UPSTREAM_ERROR_KINDS = (
@@ -108,6 +120,10 @@ LIMITS = (
     "end_user_requests",
     "end_user_tokens",
     "end_user_concurrency",
+    "owner_requests",
+    "owner_tokens",
+    "owner_concurrency",
+    "budget",
 )
 
 
@@ -124,6 +140,7 @@ def declare_series(served: Mapping[str, Collection[str]]) -> None:
         for direction in ("prompt", "completion"):
             TOKENS.labels(direction, model)
         for provider in serving:
+            SPEND.labels(model, provider)
             TTFT.labels(model, provider)
             TIME_PER_OUTPUT_TOKEN.labels(model, provider)
     for provider in providers:
@@ -133,3 +150,5 @@ def declare_series(served: Mapping[str, Collection[str]]) -> None:
             FALLBACKS.labels(provider, other)
     for limit in LIMITS:
         RATELIMIT_REJECTIONS.labels(limit)
+    for source in ("cache", "redis"):
+        VIRTUAL_KEY_LOOKUPS.labels(source)

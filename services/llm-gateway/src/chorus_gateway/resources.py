@@ -1,8 +1,9 @@
 """Everything the gateway holds open while it runs, opened and closed by the lifespan.
 
-One Redis client (the limits, the accounts' token versions and the arq queue of usage
-jobs share its pool), the limiter and its lease renewer, the usage recorder, one upstream
-client per provider, the authenticator (whose token check reads Redis), and the
+One Redis client (the limits, the accounts' token versions, the virtual keys and the arq
+queue of usage jobs share its pool), the limiter and its lease renewer, the usage
+recorder, one upstream client per provider, the authenticator (whose token check reads
+Redis), the virtual keys' resolver and its invalidation listener, and the
 :class:`~chorus_gateway.domain.gateway.Gateway` facade the routes call. What needs no
 running loop — the provider configuration, the catalogue, the API keys — is read by
 ``create_app`` before the process serves, so a bad configuration stops it at once.
@@ -31,6 +32,7 @@ from chorus_gateway.domain.providers import Catalog, ProvidersConfig
 from chorus_gateway.domain.routing import ProviderPool
 from chorus_gateway.domain.upstream import Upstream
 from chorus_gateway.domain.usage import UsageRecorder
+from chorus_gateway.domain.virtual_keys import KeyResolver
 from chorus_gateway.settings import GatewaySettings
 
 __all__ = ["Resources", "open_resources"]
@@ -69,11 +71,15 @@ async def open_resources(
     )
     limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
     versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
+    virtual_keys = KeyResolver(
+        redis, redis_url=settings.redis_url, cache_seconds=settings.gateway_key_cache_seconds
+    )
     authenticator = Authenticator(
         tokens=TokenVerifier(tokens, versions),
         api_keys=service_keys,
         defaults=limits,
         user_models=settings.user_models,
+        virtual_keys=virtual_keys,
     )
     recorder = UsageRecorder(
         ArqRedis(connection_pool=redis.connection_pool, **JOB_CODEC),
@@ -99,9 +105,11 @@ async def open_resources(
     )
     limiter.start()
     recorder.start()
+    virtual_keys.start()
     try:
         yield Resources(settings=settings, redis=redis, gateway=gateway)
     finally:
+        await virtual_keys.stop()
         await limiter.stop()
         await recorder.stop()
         await pool.aclose()

@@ -77,6 +77,14 @@ class GatewaySettings(QueueSettings, BodyLimitSettings, RedisSettings, ServiceSe
         names = {name.strip() for name in self.gateway_user_models.split(",") if name.strip()}
         return None if "*" in names else frozenset(names)
 
+    gateway_key_cache_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a replica trusts a virtual key it read from Redis when no "
+        "invalidation reached it (revocations are published and apply within a second).",
+    )
+
     gateway_usage_buffer: int = Field(
         default=10_000, ge=1, description="Usage records held while Redis is slow or away."
     )

@@ -102,11 +102,11 @@ async def test_invalid_bodies_are_400(
 
 async def test_unknown_v1_urls_and_methods(gateway_url: str) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
-        missing = await http.get(f"{gateway_url}/v1/embeddings")
+        missing = await http.get(f"{gateway_url}/v1/audio/speech")
         wrong_method = await http.get(f"{gateway_url}/v1/chat/completions")
         elsewhere = await http.get(f"{gateway_url}/nowhere")
     assert missing.status_code == 404
-    assert missing.json()["error"]["message"] == "Invalid URL (GET /v1/embeddings)"
+    assert missing.json()["error"]["message"] == "Invalid URL (GET /v1/audio/speech)"
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["type"] == "invalid_request_error"
     assert elsewhere.json()["error"]["code"] == "not_found"  # Chorus's shape off /v1

@@ -34,7 +34,16 @@ async def test_usage_is_recorded_once_and_summed_per_day(harness: Harness) -> No
     settings = harness.settings.model_copy(update={"keep_result": 0})
     async with running_worker(settings):
         first = _usage("req-1", user_id=str(user.id), subject=f"user:{user.id}")
-        for usage in (first, first, _usage("req-2", subject=f"user:{user.id}", outcome="cut_off")):
+        second = _usage(
+            "req-2",
+            subject=f"user:{user.id}",
+            outcome="cut_off",
+            key_id=7,
+            team_id=3,
+            cost_micros=40,
+            cached_tokens=2,
+        )
+        for usage in (first, first, second):
             job = await harness.enqueue(
                 "record_llm_usage", usage, _job_id=f"usage:{usage['request_id']}"
             )
@@ -50,11 +59,13 @@ async def test_usage_is_recorded_once_and_summed_per_day(harness: Harness) -> No
     assert set(events) == {"req-1", "req-2", "req-3"}
     assert events["req-1"].user_id == user.id
     assert events["req-2"].outcome == "cut_off"
+    req2 = events["req-2"]
+    assert (req2.key_id, req2.team_id, req2.cost_micros, req2.cached_tokens) == (7, 3, 40, 2)
     assert events["req-3"].user_id is None
-    assert [(d.subject, d.requests, d.prompt_tokens, d.completion_tokens) for d in daily] == [
-        (f"user:{user.id}", 2, 20, 10),
-        ("user:987654", 1, 10, 5),
+    totals = [
+        (d.subject, d.requests, d.prompt_tokens, d.completion_tokens, d.cost_micros) for d in daily
     ]
+    assert totals == [(f"user:{user.id}", 2, 20, 10, 40), ("user:987654", 1, 10, 5, 0)]
 
 
 async def test_malformed_usage_is_a_dead_letter(harness: Harness) -> None:

@@ -184,6 +184,11 @@ class Stack:
                         "base_url": f"{self.url('mock-openai')}/v1",
                         "api_key": "mock-key",
                         "models": ["mock-gpt", "mock-gpt-mini"],
+                        # Per 1M tokens, so virtual keys' budgets and spend have numbers.
+                        "prices": {
+                            "mock-gpt": {"input": 2.5, "output": 10.0, "cached_input": 1.25},
+                            "mock-gpt-mini": {"input": 0.15, "output": 0.6},
+                        },
                     }
                 ],
                 # The worker asks for ``assistant`` (ASSISTANT_MODEL); this says who answers.

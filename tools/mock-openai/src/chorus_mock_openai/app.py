@@ -16,6 +16,7 @@ from chorus_mock_openai.auth import has_bearer_token
 from chorus_mock_openai.chat import ChatCompletions
 from chorus_mock_openai.config import MockConfig
 from chorus_mock_openai.control import apply_config, requests_body, state_body
+from chorus_mock_openai.endpoints import Completions, Embeddings, Responses
 from chorus_mock_openai.errors import (
     OpenAIError,
     method_not_allowed,
@@ -42,6 +43,9 @@ class MockOpenAI:
         chat = ChatCompletions(self.state)
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": chat},
+            "/v1/embeddings": {"POST": Embeddings(self.state)},
+            "/v1/responses": {"POST": Responses(self.state)},
+            "/v1/completions": {"POST": Completions(self.state)},
             "/v1/models": {"GET": self._list_models},
             "/healthz": {"GET": self._healthy},
             "/readyz": {"GET": self._healthy},

@@ -6,6 +6,7 @@ __all__ = [
     "ConflictError",
     "DomainError",
     "DuplicateEmailError",
+    "DuplicateNameError",
     "ForbiddenError",
     "ForbiddenTransitionError",
     "InvalidCredentialsError",
@@ -83,9 +84,12 @@ class InvalidCursorError(DomainError):
 
 
 class ForbiddenError(DomainError):
-    """You may see the thing, but not do this to it (your role does not allow it)."""
+    """The actor may see the thing but not do this to it; the message says why.
 
-    def __init__(self, code: str, message: str) -> None:
+    ``code`` is the error code the HTTP answer carries (``forbidden`` unless told).
+    """
+
+    def __init__(self, message: str, *, code: str = "forbidden") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -101,10 +105,17 @@ class ConflictError(DomainError):
 
 
 class LimitReachedError(DomainError):
-    """A count limit (rooms per owner, members per room…) would be exceeded."""
+    """A per-user, per-team or per-room bound (keys, teams, rooms, members) is reached.
 
-    def __init__(self, limit: str, maximum: int, message: str) -> None:
+    ``limit`` and ``maximum`` name the bound, when the answer should carry them.
+    """
+
+    def __init__(self, message: str, *, limit: str | None = None, maximum: int = 0) -> None:
         super().__init__(message)
         self.limit = limit
         self.maximum = maximum
         self.message = message
+
+
+class DuplicateNameError(DomainError):
+    """Another team already has this name."""

@@ -143,7 +143,7 @@ async def invite(
         raise ConflictError("dm_fixed", "Direct-message rooms keep their two members.")
     require_role(actor_role, ADMIN_ROLES, "invite")
     if role == "admin" and actor_role != "owner":
-        raise refuse("role", ForbiddenError("forbidden", "Only the owner may invite admins."))
+        raise refuse("role", ForbiddenError("Only the owner may invite admins."))
     address = normalize_email(email) if email is not None else None
     recipient: int | None = None
     if user_id is not None:
@@ -181,7 +181,9 @@ async def invite(
         raise refuse(
             "pending_invitations",
             LimitReachedError(
-                "pending_invitations", maximum, f"The room has {maximum} pending invitations."
+                f"The room has {maximum} pending invitations.",
+                limit="pending_invitations",
+                maximum=maximum,
             ),
         )
     try:

@@ -114,7 +114,9 @@ async def _check_capacity(session: AsyncSession, services: RoomServices, room: R
     if int(count or 0) >= maximum:
         raise refuse(
             "members_per_room",
-            LimitReachedError("members_per_room", maximum, f"The room has {maximum} members."),
+            LimitReachedError(
+                f"The room has {maximum} members.", limit="members_per_room", maximum=maximum
+            ),
         )
 
 
@@ -245,7 +247,7 @@ async def remove_member(
     if target == "owner" or (actor_role == "admin" and target == "admin"):
         raise refuse(
             "role",
-            ForbiddenError("forbidden", "Only the owner may remove admins; nobody the owner."),
+            ForbiddenError("Only the owner may remove admins; nobody the owner."),
         )
     await _take_out(session, services, room, user_id, "removed")
     ROOM_CHANGES.labels("member_removed").inc()

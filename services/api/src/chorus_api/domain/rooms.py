@@ -155,7 +155,7 @@ def require_role(role: str | None, allowed: frozenset[str], action: str) -> None
     """Raise :class:`ForbiddenError` unless ``role`` is one of ``allowed``."""
     if role not in allowed:
         who = " or ".join(sorted(allowed))
-        raise refuse("role", ForbiddenError("forbidden", f"Only the room's {who} may {action}."))
+        raise refuse("role", ForbiddenError(f"Only the room's {who} may {action}."))
 
 
 async def room_view(session: AsyncSession, room: Room, role: str | None) -> RoomView:
@@ -204,7 +204,9 @@ async def create_room(
         raise refuse(
             "rooms_per_owner",
             LimitReachedError(
-                "rooms_per_owner", maximum, f"You own {maximum} rooms already; delete one first."
+                f"You own {maximum} rooms already; delete one first.",
+                limit="rooms_per_owner",
+                maximum=maximum,
             ),
         )
     if await _name_in_use(session, services.bus, name):

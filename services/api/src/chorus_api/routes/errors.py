@@ -76,13 +76,9 @@ def room_errors() -> Iterator[None]:
     except ForbiddenError as exc:
         raise HTTPException(403, {"code": exc.code, "message": exc.message}) from None
     except LimitReachedError as exc:
+        details = [{"limit": exc.limit, "maximum": exc.maximum}] if exc.limit else []
         raise HTTPException(
-            409,
-            {
-                "code": "limit_reached",
-                "message": exc.message,
-                "details": [{"limit": exc.limit, "maximum": exc.maximum}],
-            },
+            409, {"code": "limit_reached", "message": exc.message, "details": details}
         ) from None
     except ConflictError as exc:
         status = 422 if exc.code == "reserved_name" else 409

@@ -1,4 +1,4 @@
-// Chorus in the browser: sign in, then rooms, notifications, orders and the playground.
+// Chorus in the browser: sign in, then rooms, notifications, orders, the playground and keys.
 //
 // The access token lives in memory and in sessionStorage (this tab only, gone when it
 // closes); it is sent in Authorization headers and the WebSocket subprotocol, never in
@@ -7,6 +7,7 @@
 import { Api, ApiError, explain } from "./api.js";
 import { ChatView } from "./chat.js";
 import { byId } from "./dom.js";
+import { KeysView } from "./keys.js";
 import { MembersPanel } from "./members.js";
 import { NotificationsView } from "./notifications.js";
 import { OrdersView } from "./orders.js";
@@ -26,6 +27,7 @@ const chat = new ChatView(api, () => ({ id: myId(), token: session.token }), peo
 const notifications = new NotificationsView();
 const orders = new OrdersView(api);
 new PlaygroundView(api);
+const keys = new KeysView(api);
 
 rooms.addEventListener("open", (event) => chat.join(event.detail.room, event.detail));
 chat.addEventListener("joined", (event) => {
@@ -57,11 +59,13 @@ async function signIn(token) {
   await notifications.start(token);
   const [dashboard] = await Promise.all([orders.refresh(), rooms.refresh()]);
   notifications.addStored(dashboard.notifications);
+  await keys.refresh();
 }
 
 function signOut(message = "") {
   chat.leave();
   notifications.stop();
+  keys.clear();
   session.token = null;
   session.user = null;
   sessionStorage.removeItem(TOKEN_KEY);

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from chorus_gateway.domain.auth import Principal
 from chorus_gateway.domain.chat_request import ChatRequest
 from chorus_gateway.domain.limits import Admission, Limiter
+from chorus_gateway.domain.pricing import cost_micros
 from chorus_gateway.domain.providers import ModelRoute
 from chorus_gateway.domain.usage import UsageRecord, UsageRecorder
-from chorus_gateway.metrics import NO_PROVIDER, REQUESTS, TIME_PER_OUTPUT_TOKEN, TOKENS
+from chorus_gateway.metrics import NO_PROVIDER, REQUESTS, SPEND, TIME_PER_OUTPUT_TOKEN, TOKENS
 
-__all__ = ["Accounting", "Call", "Ending", "Headers", "response_headers"]
+__all__ = ["Accounting", "Call", "Ending", "Headers", "response_headers", "usage_counts"]
 
 #: Response headers as ASGI carries them.
 Headers = list[tuple[bytes, bytes]]
@@ -63,6 +64,21 @@ class Call:
         return self.admission
 
 
+def usage_counts(usage: dict[str, object]) -> tuple[int, int, int]:
+    """``(prompt, completion, cached prompt)`` tokens of a provider's ``usage`` object —
+    chat's and legacy completions' ``prompt_tokens``/``completion_tokens``, embeddings'
+    ``prompt_tokens`` alone, or responses' ``input_tokens``/``output_tokens``."""
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return _count(prompt), _count(completion), _count(cached)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def response_headers(call: Call, extra: dict[str, str]) -> Headers:
     """The rate-limit headers of ``call`` plus ``extra``, encoded."""
     limits = call.admission.headers if call.admission is not None else {}
@@ -81,6 +97,8 @@ class Ending:
     engaged: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Prompt tokens the provider served from its cache (priced at the cached price).
+    cached_tokens: int = 0
     estimated: bool = False
     #: Seconds from the first chunk to the end, for time-per-output-token.
     streaming_seconds: float | None = None
@@ -97,8 +115,20 @@ class Accounting:
     async def finish(self, call: Call, ending: Ending) -> None:
         """Book ``ending`` of ``call`` (never raises: the client's answer is already out)."""
         used = ending.prompt_tokens + ending.completion_tokens
+        micros = 0
         REQUESTS.labels(call.label, ending.provider, str(ending.status)).inc()
         if ending.engaged:
+            price = next(
+                (t.price for t in call.route.targets if t.provider == ending.provider), None
+            )
+            micros = cost_micros(
+                price,
+                prompt_tokens=ending.prompt_tokens,
+                completion_tokens=ending.completion_tokens,
+                cached_tokens=ending.cached_tokens,
+            )
+            if micros:
+                SPEND.labels(call.label, ending.provider).inc(micros)
             TOKENS.labels("prompt", call.label).inc(ending.prompt_tokens)
             TOKENS.labels("completion", call.label).inc(ending.completion_tokens)
             if ending.streaming_seconds is not None and ending.completion_tokens > 1:
@@ -116,6 +146,10 @@ class Accounting:
                     completion_tokens=ending.completion_tokens,
                     estimated=ending.estimated,
                     outcome=ending.outcome,
+                    key_id=call.principal.key_id,
+                    team_id=call.principal.team_id,
+                    cost_micros=micros,
+                    cached_tokens=ending.cached_tokens,
                 )
             )
         try:
@@ -126,7 +160,7 @@ class Accounting:
             admission = None  # refused or failed: nothing was reserved
         try:
             if admission is not None:
-                await self._limiter.settle(admission, used_tokens=used)
+                await self._limiter.settle(admission, used_tokens=used, used_micros=micros)
         except Exception:
             logger.exception("settling the rate-limit reservation of %s failed", call.request_id)
         logger.debug(

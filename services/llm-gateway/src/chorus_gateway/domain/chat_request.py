@@ -1,4 +1,7 @@
-"""A chat completion request: checked enough to route, limit and bill it, otherwise opaque.
+"""A request to an OpenAI endpoint: checked enough to route, limit and bill it, otherwise
+opaque. Chat completions, and the same for ``/v1/completions`` (legacy), ``/v1/embeddings``
+and ``/v1/responses``: each parser checks its endpoint's prompt field and sets how the body
+is adapted upstream (``path``, whether it generates tokens, its cap's field name).
 
 The gateway validates what it relies on — ``model``, ``messages``, ``stream``,
 ``stream_options``, ``max_tokens``/``max_completion_tokens``, ``n`` — with OpenAI's
@@ -21,14 +24,23 @@ import orjson
 
 from chorus_common.text import find_unstorable, unstorable
 from chorus_gateway.domain.errors import invalid_request
-from chorus_gateway.domain.token_estimate import estimate_prompt_tokens
+from chorus_gateway.domain.token_estimate import estimate_input_tokens, estimate_prompt_tokens
 
-__all__ = ["ChatRequest", "parse_chat_request", "parse_playground_request"]
+__all__ = [
+    "ChatRequest",
+    "parse_chat_request",
+    "parse_completions_request",
+    "parse_embeddings_request",
+    "parse_playground_request",
+    "parse_responses_request",
+]
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _MAX_N = 16
 #: OpenAI's ``user`` names an end user; it keys their limits, so it stays short.
 _MAX_END_USER = 256
+#: ``/v1/completions``' default ``max_tokens`` (OpenAI documents 16).
+_LEGACY_MAX_TOKENS = 16
 
 
 @dataclass(slots=True)
@@ -46,10 +58,20 @@ class ChatRequest:
     prompt_estimate: int
     #: OpenAI's ``user`` field: the end user a service calls for (billing, not identity).
     end_user: str | None = None
+    #: The provider's endpoint, under its base URL.
+    path: str = "/chat/completions"
+    #: False for embeddings: no completion tokens, no cap sent.
+    generates: bool = True
+    #: Whether a stream asks for ``stream_options.include_usage`` (responses always report).
+    usage_option: bool = True
+    #: The cap's field for this endpoint (None: the provider's ``max_tokens_field``).
+    max_field: str | None = None
     _encoded: dict[tuple[str, str, int], bytes] = field(default_factory=dict, repr=False)
 
     def completion_cap(self, default: int) -> int:
         """Completion tokens reserved per choice."""
+        if not self.generates:
+            return 0
         return self.max_tokens if self.max_tokens is not None else default
 
     def reservation(self, default_max_tokens: int) -> int:
@@ -64,11 +86,11 @@ class ChatRequest:
             return cached
         body = dict(self.body)
         body["model"] = upstream_model
-        if self.stream:
+        if self.stream and self.usage_option:
             options = body.get("stream_options") or {}
             body["stream_options"] = {**options, "include_usage": True}
-        if self.max_tokens is None:
-            body[max_tokens_field] = default
+        if self.generates and self.max_tokens is None:
+            body[self.max_field or max_tokens_field] = default
         encoded = orjson.dumps(body)
         self._encoded[key] = encoded
         return encoded
@@ -131,8 +153,8 @@ def _text(body: dict[str, Any], name: str, *, limit: int) -> str | None:
     return value
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Parse and check a body; :class:`GatewayError` (400) with OpenAI's wording if invalid."""
+def _load(raw: bytes) -> tuple[dict[str, Any], str]:
+    """The JSON object of a body and its ``model``; OpenAI's 400s otherwise."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -147,7 +169,86 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     if not isinstance(model, str) or not model:
         raise invalid_request("You must provide a model parameter.", param="model")
     _text(body, "model", limit=256)
-    messages = _check_messages(body.get("messages"))
+    return body, model
+
+
+def _stream_flag(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise invalid_request("Invalid type for 'stream': expected a boolean.", param="stream")
+    return stream
+
+
+def _input(body: dict[str, Any], name: str) -> Any:
+    """A prompt/input field: a string or an array, storable."""
+    value = body.get(name)
+    if not isinstance(value, str | list) or not value:
+        raise invalid_request(f"Missing required parameter: '{name}'.", param=name)
+    bad = find_unstorable({name: value})
+    if bad is not None:
+        raise invalid_request(f"Invalid value for '{bad[0]}': it {bad[1]}.", param=name)
+    return value
+
+
+def parse_completions_request(raw: bytes) -> ChatRequest:
+    """``POST /v1/completions`` (legacy): ``prompt``, ``max_tokens`` (16 if unset, as
+    OpenAI's default), ``n``, ``stream``; usage as chat completions have it."""
+    return _parse_chat_like(raw, messages_field=None)
+
+
+def parse_embeddings_request(raw: bytes) -> ChatRequest:
+    """``POST /v1/embeddings``: ``input`` (text, texts or token ids); never streamed."""
+    body, model = _load(raw)
+    given = _input(body, "input")
+    return ChatRequest(
+        body=body,
+        model=model,
+        stream=False,
+        wants_usage=False,
+        max_tokens=None,
+        n=1,
+        prompt_estimate=estimate_input_tokens(given),
+        end_user=_text(body, "user", limit=_MAX_END_USER) or None,
+        path="/embeddings",
+        generates=False,
+        usage_option=False,
+    )
+
+
+def parse_responses_request(raw: bytes) -> ChatRequest:
+    """``POST /v1/responses``: ``input`` (+ ``instructions``), ``max_output_tokens``,
+    ``stream``; the provider reports usage in ``response.completed``."""
+    body, model = _load(raw)
+    given = _input(body, "input")
+    instructions = _text(body, "instructions", limit=10_000_000) or ""
+    return ChatRequest(
+        body=body,
+        model=model,
+        stream=_stream_flag(body),
+        wants_usage=True,
+        max_tokens=_positive_int(body, "max_output_tokens"),
+        n=1,
+        prompt_estimate=estimate_input_tokens(given) + estimate_input_tokens(instructions),
+        end_user=_text(body, "user", limit=_MAX_END_USER) or None,
+        path="/responses",
+        usage_option=False,
+        max_field="max_output_tokens",
+    )
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Parse and check a body; :class:`GatewayError` (400) with OpenAI's wording if invalid."""
+    return _parse_chat_like(raw, messages_field="messages")
+
+
+def _parse_chat_like(raw: bytes, *, messages_field: str | None) -> ChatRequest:
+    body, model = _load(raw)
+    if messages_field is not None:
+        prompt_estimate = estimate_prompt_tokens(_check_messages(body.get(messages_field)))
+    else:
+        prompt_estimate = estimate_input_tokens(_input(body, "prompt"))
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -174,6 +275,11 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     n = _positive_int(body, "n") or 1
     if n > _MAX_N:
         raise invalid_request(f"Invalid 'n': at most {_MAX_N}.", param="n")
+    if messages_field is None and not caps:
+        # The legacy endpoint's own default, said out loud to the provider: reserved and
+        # produced alike, whatever a provider's own default would be.
+        caps = [_LEGACY_MAX_TOKENS]
+        body["max_tokens"] = _LEGACY_MAX_TOKENS
     return ChatRequest(
         body=body,
         model=model,
@@ -181,8 +287,10 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         wants_usage=wants_usage,
         max_tokens=min(caps) if caps else None,
         n=n,
-        prompt_estimate=estimate_prompt_tokens(messages),
+        prompt_estimate=prompt_estimate,
         end_user=_text(body, "user", limit=_MAX_END_USER) or None,
+        path="/chat/completions" if messages_field is not None else "/completions",
+        max_field=None if messages_field is not None else "max_tokens",
     )
 
 

@@ -27,6 +27,7 @@ from chorus_gateway.domain.call import (
     Call,
     Ending,
     response_headers,
+    usage_counts,
 )
 from chorus_gateway.domain.errors import GatewayError
 from chorus_gateway.domain.fallback import Fallback, Refusal
@@ -98,7 +99,7 @@ class Completion(Interruptible):
         sent = time.perf_counter()
         try:
             async with asyncio.timeout(config.timeouts.total):
-                content = await attempt.upstream.send(body)
+                content = await attempt.upstream.send(body, self.call.request.path)
         except TimeoutError:
             raise UpstreamFailure(
                 "timeout_total",
@@ -114,8 +115,9 @@ class Completion(Interruptible):
         ending = Ending(status=200, outcome=COMPLETED, provider=attempt.provider, engaged=True)
         usage, text_length = _read(body)
         if usage is not None:
-            ending.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            ending.completion_tokens = int(usage.get("completion_tokens") or 0)
+            ending.prompt_tokens, ending.completion_tokens, ending.cached_tokens = usage_counts(
+                usage
+            )
         else:
             ending.prompt_tokens = self.call.request.prompt_estimate
             ending.completion_tokens = estimate_completion_tokens(text_length, 0)

@@ -21,6 +21,7 @@ from chorus_gateway.domain.chat_request import ChatRequest
 from chorus_gateway.domain.completion import Completion
 from chorus_gateway.domain.errors import model_not_found
 from chorus_gateway.domain.limits import Admission, Limiter, RateLimited
+from chorus_gateway.domain.pricing import worst_case_micros
 from chorus_gateway.domain.providers import Catalog
 from chorus_gateway.domain.relay import ClientStream, StreamRelay
 from chorus_gateway.domain.routing import ProviderPool
@@ -81,12 +82,25 @@ class Gateway:
         cost = request.reservation(self.options.default_max_tokens)
         # A service key calling for someone: that person's share of the key counts too.
         end_user = None if principal.is_user else request.end_user
+        micros = 0
+        if principal.budgets:
+            micros = worst_case_micros(
+                route,
+                prompt_tokens=request.prompt_estimate,
+                completion_tokens=cost - request.prompt_estimate,
+            )
         admission: Admission | None = None
         admitting: asyncio.Task[Admission] | None = None
-        if request.stream and end_user is None and self.limiter.headroom(principal, cost):
-            admitting = asyncio.create_task(self._admit(principal, cost, request_id, None))
+        # A budget is answered before any upstream call: no headroom shortcut for it.
+        if (
+            request.stream
+            and end_user is None
+            and not principal.budgets
+            and self.limiter.headroom(principal, cost)
+        ):
+            admitting = asyncio.create_task(self._admit(principal, cost, request_id, None, 0))
         else:
-            admission = await self._admit(principal, cost, request_id, end_user)
+            admission = await self._admit(principal, cost, request_id, end_user, micros)
         return Call(
             request_id=request_id,
             principal=principal,
@@ -100,10 +114,12 @@ class Gateway:
         )
 
     async def _admit(
-        self, principal: Principal, cost: int, member: str, end_user: str | None
+        self, principal: Principal, cost: int, member: str, end_user: str | None, micros: int
     ) -> Admission:
         try:
-            return await self.limiter.admit(principal, cost=cost, member=member, end_user=end_user)
+            return await self.limiter.admit(
+                principal, cost=cost, member=member, end_user=end_user, micros=micros
+            )
         except RateLimited as exc:
             RATELIMIT_REJECTIONS.labels(exc.limit).inc()
             raise

@@ -40,9 +40,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from chorus_common.virtual_keys import Budget, spend_counter
 from chorus_gateway.domain.auth import Limits, Principal
 from chorus_gateway.domain.errors import GatewayError
 
@@ -81,19 +83,28 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 )
 
-# KEYS: per subject, its requests bucket, tokens bucket and leases. ARGV: cost, lease
-# member, lease ms, then per subject rpm, tpm, concurrency. Every subject must have room
-# before any is charged. Returns {admitted, refusing subject (1-based; 0 when admitted),
-# limit, retry ms, then per subject: requests left, tokens left, requests reset ms,
-# tokens reset ms, slots left}.
+# KEYS: per subject, its requests bucket, tokens bucket and leases; then one spend
+# counter per budget. ARGV: cost, lease member, lease ms, number of subjects, then per
+# subject rpm, tpm, concurrency; then the cost in micros and per budget its limit and the
+# counter's expiry (ms from now; 0: none). Every subject and budget must have room before
+# any is charged. Returns {admitted, refusing subject or budget (1-based, budgets after
+# subjects; 0 when admitted), limit, retry ms, then per subject: requests left, tokens
+# left, requests reset ms, tokens reset ms, slots left; then per budget: micros left}.
 _ADMIT_LUA = (
     _LEVEL_LUA
     + """
 local cost, lease = tonumber(ARGV[1]), tonumber(ARGV[3])
-local n = #KEYS / 3
+local n = tonumber(ARGV[4])
+local micros_at = 5 + n * 3
+local micros = tonumber(ARGV[micros_at])
+local m = #KEYS - n * 3
 local state = {}
+local spent = {}
+for b = 1, m do
+  spent[b] = tonumber(redis.call('GET', KEYS[n * 3 + b]) or '0')
+end
 for s = 1, n do
-  local k, a = (s - 1) * 3, 3 + (s - 1) * 3
+  local k, a = (s - 1) * 3, 4 + (s - 1) * 3
   local rpm, tpm, slots = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local req = rpm > 0 and level(KEYS[k + 1], rpm, now) or 0
   local tok = tpm > 0 and level(KEYS[k + 2], tpm, now) or 0
@@ -114,6 +125,9 @@ local function answer(ok, who, which, retry)
     table.insert(out, reset_ms(tok, tpm))
     table.insert(out, slots - active)
   end
+  for b = 1, m do
+    table.insert(out, tonumber(ARGV[micros_at + 2 * b - 1]) - spent[b])
+  end
   return out
 end
 for s = 1, n do
@@ -130,6 +144,17 @@ for s = 1, n do
   if slots > 0 and active >= slots then
     return answer(0, s, 'concurrency', 1000)
   end
+end
+for b = 1, m do
+  local limit, ttl = tonumber(ARGV[micros_at + 2 * b - 1]), tonumber(ARGV[micros_at + 2 * b])
+  if spent[b] + micros > limit then
+    return answer(0, n + b, 'budget', ttl)
+  end
+end
+for b = 1, m do
+  local ttl = tonumber(ARGV[micros_at + 2 * b])
+  spent[b] = redis.call('INCRBY', KEYS[n * 3 + b], micros)
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[n * 3 + b], ttl) end
 end
 for s = 1, n do
   local k = (s - 1) * 3
@@ -153,15 +178,23 @@ return answer(1, 0, 'ok', 0)
 """
 )
 
-# KEYS: per subject, its tokens bucket and leases. ARGV: tokens to give back (negative:
-# to charge), lease member, then per subject tpm. Replaces a reservation by what was used
-# and frees the slots.
+# KEYS: per subject, its tokens bucket and leases; then the budgets' spend counters.
+# ARGV: tokens to give back (negative: to charge), lease member, number of subjects, then
+# per subject tpm, then micros to give back. Replaces a reservation by what was used and
+# frees the slots. A counter that expired meanwhile (its period is over) stays gone.
 _SETTLE_LUA = (
     _LEVEL_LUA
     + """
 local back = tonumber(ARGV[1])
-for s = 1, #KEYS / 2 do
-  local tpm = tonumber(ARGV[2 + s])
+local n = tonumber(ARGV[3])
+local micros = tonumber(ARGV[4 + n])
+for b = n * 2 + 1, #KEYS do
+  if micros ~= 0 and redis.call('EXISTS', KEYS[b]) == 1 then
+    redis.call('DECRBY', KEYS[b], micros)
+  end
+end
+for s = 1, n do
+  local tpm = tonumber(ARGV[3 + s])
   if tpm > 0 and back ~= 0 then
     local l = level(KEYS[2 * s - 1], tpm, now) + back
     if l > tpm then l = tpm end
@@ -197,10 +230,13 @@ def format_duration(ms: int) -> str:
     return f"{secs}s"
 
 
-def _keys(subject: str, end_user: str | None = None) -> tuple[str, str, str]:
+def _keys(subject: str, end_user: str | None = None, tag: str = "") -> tuple[str, str, str]:
     # The hash tag keeps a subject's keys in one slot, as Redis Cluster requires; an end
-    # user's keys share their key's slot, so one script can check both.
+    # user's keys share their key's slot, so one script can check both. A virtual key's
+    # counters are tagged with its owner, as are the budgets that apply to it.
     base = f"chorus:gw:rl:{{{subject}}}"
+    if tag and tag != subject:
+        base = f"chorus:gw:rl:{{{tag}}}:{subject}"
     if end_user is not None:
         base += f":end:{end_user}"
     return f"{base}:req", f"{base}:tok", f"{base}:conc"
@@ -229,17 +265,42 @@ class Admission:
     settled: bool = field(default=False)
     #: Every set of limits the request was admitted against (the caller's, an end user's).
     buckets: tuple[_Bucket, ...] = ()
+    #: The spend counters charged (one per budget) and the micros reserved on each.
+    spend_keys: tuple[str, ...] = ()
+    reserved_micros: int = 0
 
 
 class RateLimited(GatewayError):
     """A 429 from the gateway's own limits; ``limit`` is requests, tokens or concurrency
     (``end_user_…`` when it was the end user's share of a service key that ran out)."""
 
-    def __init__(self, limit: str, message: str, *, error_type: str, headers: dict[str, str]):
-        super().__init__(
-            429, message, error_type=error_type, code="rate_limit_exceeded", headers=headers
-        )
+    def __init__(
+        self,
+        limit: str,
+        message: str,
+        *,
+        error_type: str,
+        headers: dict[str, str],
+        code: str = "rate_limit_exceeded",
+    ):
+        super().__init__(429, message, error_type=error_type, code=code, headers=headers)
         self.limit = limit
+
+
+def _budget_refusal(budget: Budget, micros: int, left: int, retry_s: int) -> RateLimited:
+    what = {"day": "today", "month": "this month", "total": "in total"}[budget.period]
+    message = (
+        f"Budget exceeded for {budget.scope}: {max(left, 0) / 1e6:.6f} left {what} of "
+        f"{budget.limit_micros / 1e6:.6f}, this request may cost up to {micros / 1e6:.6f} "
+        "(its prompt and max_tokens at the model's price). Lower max_tokens, or raise the "
+        "budget."
+    )
+    headers = {}
+    if retry_s:
+        headers = {"retry-after": str(retry_s), "retry-after-ms": str(retry_s * 1000)}
+    return RateLimited(
+        "budget", message, error_type="insufficient_quota", headers=headers, code="budget_exceeded"
+    )
 
 
 #: Numbers the admission script returns per set of limits, after its four leading ones.
@@ -341,26 +402,41 @@ class Limiter:
         self._headroom[subject] = [time.monotonic(), *left]
 
     async def admit(
-        self, principal: Principal, *, cost: int, member: str, end_user: str | None = None
+        self,
+        principal: Principal,
+        *,
+        cost: int,
+        member: str,
+        end_user: str | None = None,
+        micros: int = 0,
     ) -> Admission:
-        """Reserve a request, ``cost`` tokens and a slot, or raise the 429 to answer.
+        """Reserve a request, ``cost`` tokens, a slot and ``micros`` of every budget of the
+        caller, or raise the 429 to answer.
 
         ``end_user`` (a service key's call made for someone, OpenAI's ``user``) is also
         admitted against that person's share of the key (``Principal.end_user_limits``),
-        in the same script: both have room, or neither is charged.
+        in the same script: both have room, or neither is charged. So are the budgets: a
+        request that would take any of them past its limit is refused before anything is
+        charged (429 ``budget_exceeded``).
         """
-        buckets = [_Bucket(principal.subject, _keys(principal.subject), principal.limits)]
+        tag = principal.tag
+        buckets = [_Bucket(principal.subject, _keys(principal.subject, tag=tag), principal.limits)]
+        if principal.owner is not None and principal.owner_limits is not None:
+            # Every key of one owner (and a user's own token) share the owner's limits.
+            buckets.append(
+                _Bucket(principal.owner, _keys(principal.owner), principal.owner_limits, "owner_")
+            )
         share = principal.end_user_limits if end_user is not None else None
         if share is not None and end_user is not None:
             buckets.append(
                 _Bucket(
                     f"{principal.subject} (user {end_user})",
-                    _keys(principal.subject, end_user),
+                    _keys(principal.subject, end_user, tag),
                     share,
                     "end_user_",
                 )
             )
-        args: list[str | int | float] = [cost, member, self._lease_ms]
+        args: list[str | int | float] = [cost, member, self._lease_ms, len(buckets)]
         for bucket in buckets:
             limits = bucket.limits
             args += [
@@ -368,27 +444,53 @@ class Limiter:
                 limits.tokens_per_minute,
                 limits.concurrent_streams,
             ]
-        answer = await self._admit(keys=[k for b in buckets for k in b.keys], args=args)
-        if len(buckets) == 1:
+        keys = [k for b in buckets for k in b.keys]
+        spend_keys: list[str] = []
+        periods: list[int] = []
+        if principal.budgets:
+            args.append(micros)
+            now = datetime.now(UTC)
+            for budget in principal.budgets:
+                key, ttl_ms, period_left = spend_counter(tag, budget, now)
+                spend_keys.append(key)
+                periods.append(period_left)
+                args += [budget.limit_micros, ttl_ms]
+        else:
+            args.append(0)
+        answer = await self._admit(keys=keys + spend_keys, args=args)
+        if len(buckets) == 1 and not spend_keys:
             self._note_headroom(principal.subject, answer)
         if answer[0] != 1:
             index = _int(answer[1]) - 1
+            if index >= len(buckets):
+                b = index - len(buckets)
+                left = _int(answer[4 + _PER_BUCKET * len(buckets) + b])
+                raise _budget_refusal(principal.budgets[b], micros, left, periods[b])
             refusing = buckets[index]
             which = answer[2].decode() if isinstance(answer[2], bytes) else str(answer[2])
             headers = _headers(refusing.limits, answer, index)
             raise _rejection(refusing, which, _int(answer[3]), cost, headers)
-        # The tighter share speaks for the request in the headers: what it can do next.
-        index = len(buckets) - 1
+        # The tighter share speaks for the request in the headers: what it can do next (a
+        # virtual key's own limits are at most its owner's).
+        index = 0 if principal.owner is not None else len(buckets) - 1
         headers = _headers(buckets[index].limits, answer, index)
         leases = [b.keys[2] for b in buckets if b.limits.concurrent_streams]
         if leases:
             self._live[member] = leases
         return Admission(
-            principal.subject, member, principal.limits, cost, headers, buckets=tuple(buckets)
+            principal.subject,
+            member,
+            principal.limits,
+            cost,
+            headers,
+            buckets=tuple(buckets),
+            spend_keys=tuple(spend_keys),
+            reserved_micros=micros if spend_keys else 0,
         )
 
-    async def settle(self, admission: Admission, *, used_tokens: int) -> None:
-        """Replace the reservation by ``used_tokens`` and free the slots (once)."""
+    async def settle(self, admission: Admission, *, used_tokens: int, used_micros: int = 0) -> None:
+        """Replace the reservation by ``used_tokens`` and ``used_micros`` (what the call
+        really cost) and free the slots (once)."""
         if admission.settled:
             return
         admission.settled = True
@@ -398,14 +500,16 @@ class Limiter:
             for b in admission.buckets
             if b.limits.tokens_per_minute or b.limits.concurrent_streams
         ]
-        if not buckets:
+        if not buckets and not admission.spend_keys:
             return
         await self._settle(
-            keys=[k for b in buckets for k in (b.keys[1], b.keys[2])],
+            keys=[k for b in buckets for k in (b.keys[1], b.keys[2])] + list(admission.spend_keys),
             args=[
                 admission.reserved - used_tokens,
                 admission.member,
+                len(buckets),
                 *(b.limits.tokens_per_minute for b in buckets),
+                admission.reserved_micros - used_micros,
             ],
         )
 

@@ -14,6 +14,8 @@ A provider::
     max_connections: 1000              # HTTP pool towards this provider
     max_tokens_field: max_tokens       # or max_completion_tokens (OpenAI o-series)
     headers: {}                        # extra request headers (e.g. OpenRouter's)
+    prices:                            # per public model, currency units per 1M tokens
+      gpt-4o-mini: {input: 0.15, output: 0.60, cached_input: 0.075}
 
 An alias names a public model (``assistant`` → ``mock-gpt``): the worker asks for
 ``assistant`` and operators choose what answers it.
@@ -39,6 +41,7 @@ __all__ = [
     "OTHER_MODEL",
     "Catalog",
     "ModelRoute",
+    "Price",
     "ProviderConfig",
     "ProvidersConfig",
     "ProvidersConfigError",
@@ -71,6 +74,20 @@ class Timeouts(BaseModel):
     total: float = Field(default=600.0, gt=0)
 
 
+class Price(BaseModel):
+    """What a model costs at one provider, in currency units (e.g. USD) per 1M tokens.
+
+    ``cached_input`` applies to the prompt tokens the provider reports as served from
+    its cache (``prompt_tokens_details.cached_tokens``); it defaults to ``input``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0, le=1_000_000)
+    output: float = Field(ge=0, le=1_000_000)
+    cached_input: float | None = Field(default=None, ge=0, le=1_000_000)
+
+
 class ProviderConfig(BaseModel):
     """One OpenAI-compatible upstream."""
 
@@ -87,6 +104,7 @@ class ProviderConfig(BaseModel):
     max_connections: int = Field(default=1000, ge=1)
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     headers: dict[str, str] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -106,6 +124,10 @@ class ProviderConfig(BaseModel):
             raise ValueError(msg)
         if self.api_key is not None and self.api_key_env is not None:
             msg = f"provider {self.name!r}: set api_key or api_key_env, not both"
+            raise ValueError(msg)
+        unknown = sorted(set(self.prices) - set(self.models))
+        if unknown:
+            msg = f"provider {self.name!r}: prices for models it does not serve: {unknown}"
             raise ValueError(msg)
         return self
 
@@ -190,6 +212,8 @@ class Target:
     upstream_model: str
     weight: float
     priority: int
+    #: None when the configuration gives no price (the call then costs nothing).
+    price: Price | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,13 +250,23 @@ class Catalog:
         for p in config.providers:
             for public, upstream in p.models.items():
                 targets.setdefault(public, []).append(
-                    Target(p.name, upstream, p.weight, p.priority)
+                    Target(p.name, upstream, p.weight, p.priority, p.prices.get(public))
                 )
         self._routes: dict[str, ModelRoute] = {
             name: ModelRoute(name, name, tuple(ts)) for name, ts in targets.items()
         }
         for alias, model in config.aliases.items():
             self._routes[alias] = ModelRoute(alias, model, self._routes[model].targets)
+
+    def unpriced(self) -> list[str]:
+        """``model@provider`` of every model served without a price."""
+        return sorted(
+            f"{name}@{t.provider}"
+            for name, route in self._routes.items()
+            if route.model == name
+            for t in route.targets
+            if t.price is None
+        )
 
     def resolve(self, requested: str) -> ModelRoute | None:
         """The route of a model or alias; None when nobody serves it."""

@@ -49,6 +49,7 @@ from chorus_gateway.domain.call import (
     Ending,
     Headers,
     response_headers,
+    usage_counts,
 )
 from chorus_gateway.domain.errors import (
     GatewayError,
@@ -73,7 +74,7 @@ from chorus_gateway.metrics import (
     UPSTREAM_ERRORS,
 )
 from chorus_gateway.transport.http1 import StreamResponse
-from chorus_gateway.transport.sse import DONE, KEEPALIVE, StreamScanner
+from chorus_gateway.transport.sse import KEEPALIVE, StreamScanner
 
 __all__ = ["ClientStream", "StreamRelay"]
 
@@ -242,7 +243,7 @@ class StreamRelay(Interruptible):
 
     async def _first_chunk(self, attempt: Attempt, body: bytes) -> _Opened:
         sent = self._loop.time()
-        response = await attempt.upstream.send_stream(body)
+        response = await attempt.upstream.send_stream(body, self.call.request.path)
         chunks = response.aiter_raw()
         scanner = self._scanner
         opened = False
@@ -327,11 +328,11 @@ class StreamRelay(Interruptible):
     ) -> Ending:
         provider, scanner = attempt.provider, self._scanner
         if finished and scanner.error is None:
-            await self.client.end(b"" if scanner.done else DONE)
+            await self.client.end(b"" if scanner.done else scanner.terminator)
             return self._ending(200, COMPLETED, provider, streaming)
         if finished:  # the provider sent an error event (already told, our way) and stopped
             kind, status = "stream_error", 502
-            tail = DONE
+            tail = scanner.terminator
             logger.warning(
                 "%s sent an error event mid-stream: %s",
                 provider,
@@ -347,7 +348,7 @@ class StreamRelay(Interruptible):
                 extra={"usage_request_id": self.call.request_id, "provider": provider},
             )
             error = bad_gateway("The provider's stream broke off; the answer is incomplete.")
-            tail = scanner.error_event(error) + DONE
+            tail = scanner.error_event(error) + scanner.terminator
         elif self.reason == CLIENT_DISCONNECTED:
             return self._ending(CLIENT_CLOSED, CUT_OFF, provider, streaming)
         else:
@@ -357,7 +358,7 @@ class StreamRelay(Interruptible):
             what = "sent nothing" if reason == TIMEOUT_IDLE else "did not finish"
             kind, status = reason, 504
             error = gateway_timeout(f"The provider {what} within {seconds:g}s.")
-            tail = scanner.error_event(error) + DONE
+            tail = scanner.error_event(error) + scanner.terminator
         UPSTREAM_ERRORS.labels(provider, kind).inc()
         attempt.breaker.failure()
         await self.client.end(tail)
@@ -368,8 +369,9 @@ class StreamRelay(Interruptible):
         usage = scanner.usage
         ending = Ending(status=status, outcome=outcome, provider=provider, engaged=True)
         if usage is not None:
-            ending.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            ending.completion_tokens = int(usage.get("completion_tokens") or 0)
+            ending.prompt_tokens, ending.completion_tokens, ending.cached_tokens = usage_counts(
+                usage
+            )
         else:
             chars, chunks = scanner.delivered()
             ending.prompt_tokens = self.call.request.prompt_estimate
@@ -385,7 +387,7 @@ class StreamRelay(Interruptible):
         # A client reading the whole answer would otherwise "disconnect" into our bookkeeping.
         await self.close_interrupts()
         if self._headers_sent:
-            await self.client.end(self._scanner.error_event(error) + DONE)
+            await self.client.end(self._scanner.error_event(error) + self._scanner.terminator)
         else:
             headers = [_JSON, *response_headers(self.call, error.headers)]
             await self.client.start(error.status, headers)

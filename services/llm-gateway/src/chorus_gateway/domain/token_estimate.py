@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["estimate_completion_tokens", "estimate_prompt_tokens", "estimate_text_tokens"]
+__all__ = [
+    "estimate_completion_tokens",
+    "estimate_input_tokens",
+    "estimate_prompt_tokens",
+    "estimate_text_tokens",
+]
 
 _CHARS_PER_TOKEN = 4
 _PRIMING = 3
@@ -51,6 +56,20 @@ def estimate_prompt_tokens(messages: list[Any]) -> int:
         if isinstance(message, dict):
             total += _PER_MESSAGE + estimate_text_tokens(_text_length(message.get("content")))
     return total
+
+
+def estimate_input_tokens(value: Any) -> int:
+    """Tokens of a prompt or input that is not chat messages (legacy ``prompt``, embeddings'
+    and responses' ``input``): ⌈characters / 4⌉ per text, one per token id given."""
+    if isinstance(value, str):
+        return estimate_text_tokens(len(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1
+    if isinstance(value, list):
+        return sum(estimate_input_tokens(item) for item in value)
+    if isinstance(value, dict):
+        return sum(estimate_input_tokens(v) for k, v in value.items() if k in ("text", "content"))
+    return 0
 
 
 def estimate_completion_tokens(text_length: int, content_chunks: int) -> int:

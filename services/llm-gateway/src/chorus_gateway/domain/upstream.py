@@ -78,7 +78,6 @@ class Upstream:
     def __init__(self, config: ProviderConfig, api_key: str) -> None:
         self.config = config
         self.name = config.name
-        timeouts = config.timeouts
         self.client = AsyncOpenAI(
             base_url=config.base_url,
             api_key=api_key,
@@ -95,26 +94,36 @@ class Upstream:
             for k, v in {**self.client.default_headers, **self.client.auth_headers}.items()
             if isinstance(v, str)
         }
-        self._pool = Http1Pool(
-            str(self.client.base_url).rstrip("/") + "/chat/completions",
-            headers,
-            max_connections=config.max_connections,
-            connect_timeout=timeouts.connect,
-            keepalive_expiry=_KEEPALIVE_EXPIRY,
-        )
+        self._headers = headers
+        self._pools: dict[str, Http1Pool] = {}
+        self._pool_for("/chat/completions")
 
-    async def send(self, body: bytes) -> bytes:
-        """POST a non-streamed ``/chat/completions``; the response's body, or a failure."""
-        response = await self.send_stream(body)
+    def _pool_for(self, path: str) -> Http1Pool:
+        """The pool of one endpoint (its request head is encoded once)."""
+        pool = self._pools.get(path)
+        if pool is None:
+            config = self.config
+            pool = self._pools[path] = Http1Pool(
+                str(self.client.base_url).rstrip("/") + path,
+                self._headers,
+                max_connections=config.max_connections,
+                connect_timeout=config.timeouts.connect,
+                keepalive_expiry=_KEEPALIVE_EXPIRY,
+            )
+        return pool
+
+    async def send(self, body: bytes, path: str = "/chat/completions") -> bytes:
+        """POST a non-streamed ``path``; the response's body, or a failure."""
+        response = await self.send_stream(body, path)
         try:
             return await response.aread()
         finally:
             await response.aclose()
 
-    async def send_stream(self, body: bytes) -> StreamResponse:
-        """POST ``/chat/completions``; the response (body unread), or a failure."""
+    async def send_stream(self, body: bytes, path: str = "/chat/completions") -> StreamResponse:
+        """POST ``path``; the response (body unread), or a failure."""
         try:
-            response = await self._pool.post(body)
+            response = await self._pool_for(path).post(body)
         except ConnectError as error:
             raise UpstreamFailure("connect", f"connection failed ({error})") from None
         except OSError as error:
@@ -131,5 +140,6 @@ class Upstream:
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        await self._pool.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
         await self.client.close()

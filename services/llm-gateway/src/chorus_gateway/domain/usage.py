@@ -66,6 +66,12 @@ class UsageRecord:
     estimated: bool
     #: completed | cut_off | error
     outcome: str
+    #: The virtual key and its team, when a virtual key was used.
+    key_id: int | None = None
+    team_id: int | None = None
+    #: What the call cost, in micro-units of currency (0 when the model has no price).
+    cost_micros: int = 0
+    cached_tokens: int = 0
 
     def as_job_argument(self) -> dict[str, Any]:
         """The ``usage`` dict the job receives."""

@@ -1,4 +1,9 @@
-"""``POST /v1/chat/completions``: OpenAI's endpoint, streamed or not, on a raw ASGI path.
+"""``POST /v1/chat/completions`` — and ``/v1/completions``, ``/v1/embeddings``,
+``/v1/responses`` — OpenAI's endpoints, streamed or not, on raw ASGI paths.
+
+One class serves them all: each differs only in how its body is parsed (its prompt field,
+its cap, its upstream path: ``domain.chat_request``) and how its stream is read
+(``transport.sse``). Auth, limits, budgets, fallback, usage and metrics are the same.
 
 Validate (401 → 400 → 403/404 → 429, as OpenAI orders them) → call the domain → write.
 Errors before the response starts are OpenAI's JSON with the right status; a stream's
@@ -20,7 +25,7 @@ from chorus_gateway.transport.asgi import (
     run_interruptible,
     send_json,
 )
-from chorus_gateway.transport.sse import OpenAIPassThrough, StreamScanner
+from chorus_gateway.transport.sse import OpenAIPassThrough, ResponsesPassThrough, StreamScanner
 
 __all__ = ["ChatCompletions"]
 
@@ -28,8 +33,16 @@ __all__ = ["ChatCompletions"]
 class ChatCompletions:
     """The ASGI endpoint (mounted as a Starlette ``Route``)."""
 
-    def __init__(self, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int,
+        parse: Callable[[bytes], ChatRequest] = parse_chat_request,
+        responses_stream: bool = False,
+    ) -> None:
         self._max_body = max_body_bytes
+        self._parse = parse
+        self._responses_stream = responses_stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
@@ -38,14 +51,17 @@ class ChatCompletions:
             receive,
             send,
             max_body=self._max_body,
-            parse=parse_chat_request,
+            parse=self._parse,
             error_body=_openai_shape,
         )
         if admitted is None:
             return
         gateway, call = admitted
         if call.request.stream:
-            relay = gateway.relay(call, AsgiClientStream(send), _scanner(call.request))
+            scanner: Callable[[], StreamScanner] = (
+                ResponsesPassThrough if self._responses_stream else _scanner(call.request)
+            )
+            relay = gateway.relay(call, AsgiClientStream(send), scanner)
             await run_interruptible(relay, relay.run(), receive)
             return
         completion = gateway.completion(call)

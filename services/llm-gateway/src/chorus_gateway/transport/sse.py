@@ -16,6 +16,9 @@ Two scanners:
   exactly what it would have got from the provider directly. An error event is the one
   exception: the provider's words stay with us (the relay logs them) and the client gets
   the gateway's ``upstream_error`` event in its place.
+- :class:`ResponsesPassThrough` (``/v1/responses``): forwards OpenAI's ``response.*``
+  events unchanged; usage is read from ``response.completed`` (or ``.incomplete`` /
+  ``.failed``), which also ends the stream — the Responses API sends no ``[DONE]``.
 - :class:`TextDeltas` (``/chat/stream``): turns each chunk into ``data: <text>`` lines.
 
 Both remember what was delivered, so a stream that ends without usage (cut off, dropped,
@@ -30,7 +33,14 @@ import orjson
 
 from chorus_gateway.domain.errors import GatewayError, bad_gateway
 
-__all__ = ["DONE", "KEEPALIVE", "OpenAIPassThrough", "StreamScanner", "TextDeltas"]
+__all__ = [
+    "DONE",
+    "KEEPALIVE",
+    "OpenAIPassThrough",
+    "ResponsesPassThrough",
+    "StreamScanner",
+    "TextDeltas",
+]
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -59,10 +69,24 @@ def _payload(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    """An event's data as a JSON object, or None if it is not one."""
+    if not payload.startswith(b"{"):
+        return None
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 class StreamScanner:
     """Cuts upstream bytes into complete events and notes usage, errors and ``[DONE]``."""
 
     content_type = b"text/event-stream; charset=utf-8"
+    #: What ends a stream the gateway has to end itself (after an error, or a provider
+    #: that stopped without saying so).
+    terminator = DONE
 
     def __init__(self) -> None:
         self._pending = b""
@@ -107,13 +131,8 @@ class StreamScanner:
         if payload == _DONE_MARK:
             self.done = True
             return None
-        if not payload.startswith(b"{"):
-            return None
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(chunk, dict):
+        chunk = _json_object(payload)
+        if chunk is None:
             return None
         error = chunk.get("error")
         if isinstance(error, dict) and self.error is None:
@@ -135,13 +154,23 @@ class StreamScanner:
                     chunk = orjson.loads(payload)
                 except orjson.JSONDecodeError:
                     continue
-                for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") if isinstance(choice, dict) else None
-                    content = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(content, str) and content:
-                        chars += len(content)
+                for text in self._texts(chunk):
+                    if text:
+                        chars += len(text)
                         chunks += 1
         return chars, chunks
+
+    def _texts(self, chunk: dict[str, Any]) -> list[str]:
+        """The generated text of one event (chat's delta content, legacy ``text``)."""
+        found = []
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if isinstance(content, str):
+                found.append(content)
+        return found
 
     def error_event(self, error: GatewayError) -> bytes:
         """How an error after the headers reaches the client."""
@@ -190,6 +219,67 @@ class OpenAIPassThrough(StreamScanner):
         if not self._wants_usage and usages:
             out = out.replace(_NULL_USAGE_FIELD, b"")
         return out
+
+
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesPassThrough(StreamScanner):
+    """OpenAI's Responses stream to the client byte for byte; usage from its last event."""
+
+    terminator = b""
+
+    def _convert(self, block: bytes) -> bytes | None:
+        if _USAGE not in block and b'"error"' not in block and b"response.failed" not in block:
+            if self.error is None:
+                self.data_before_error = True
+            return block
+        kept: list[bytes] = []
+        for event in block.split(b"\n\n")[:-1]:
+            payload = _payload(event)
+            chunk = self._note(payload) if payload is not None else None
+            if payload is not None and self.error is None:
+                self.data_before_error = True
+            if chunk is not None and chunk.get("type") == "error":
+                kept.append(self.error_event(_STREAM_ERROR)[:-2])  # its words stay here
+                continue
+            kept.append(event)
+        return b"\n\n".join(kept) + b"\n\n" if kept else None
+
+    def _note(self, payload: bytes) -> dict[str, Any] | None:
+        event = _json_object(payload)
+        if event is None:
+            return None
+        kind = event.get("type")
+        if kind == "error" and self.error is None:
+            self.error = {"message": event.get("message"), "code": event.get("code")}
+        response = event.get("response")
+        if kind in _FINAL_EVENTS and isinstance(response, dict):
+            self.done = True
+            usage = response.get("usage")
+            if isinstance(usage, dict):
+                self.usage = usage
+            if kind == "response.failed" and self.error is None:
+                self.error = response.get("error") or {"message": "response failed"}
+        return event
+
+    def _texts(self, chunk: dict[str, Any]) -> list[str]:
+        delta = chunk.get("delta")
+        if chunk.get("type") == "response.output_text.delta" and isinstance(delta, str):
+            return [delta]
+        return []
+
+    def error_event(self, error: GatewayError) -> bytes:
+        """OpenAI's Responses ``error`` event."""
+        payload = error.payload()
+        event = {
+            "type": "error",
+            "code": payload.get("code"),
+            "message": payload.get("message"),
+            "param": payload.get("param"),
+            "sequence_number": 0,
+        }
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def _is_usage_chunk(chunk: dict[str, Any]) -> bool:

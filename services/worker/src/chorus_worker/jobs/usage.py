@@ -1,7 +1,8 @@
 """``record_llm_usage(usage)``: the gateway's per-request token usage, and daily totals.
 
 The gateway enqueues one job per request (``usage:<request_id>``) with a dict whose keys
-are the columns of ``llm_usage_events``. The row is keyed by ``request_id``, so a
+are the columns of ``llm_usage_events`` (a virtual key's calls also carry ``key_id``,
+``team_id``; every call its ``cost_micros``). The row is keyed by ``request_id``, so a
 redelivered job changes nothing; the per-(day, subject, model) totals move in the same
 transaction as the row, only when the row is new. A ``user_id`` that names no user
 (deleted since) is stored as NULL rather than failing the job.
@@ -42,6 +43,10 @@ class Usage(BaseModel):
     estimated: bool = False
     outcome: Literal["completed", "cut_off", "error"]
     created_at: datetime | None = None
+    key_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    team_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    cost_micros: int = Field(default=0, ge=0, le=2**63 - 1)
+    cached_tokens: int = Field(default=0, ge=0, le=_INT4_MAX)
 
     @field_validator("request_id", "subject", "model", "provider")
     @classmethod
@@ -88,6 +93,10 @@ async def record_llm_usage(ctx: JobContext, usage: dict[str, Any]) -> dict[str, 
                 estimated=record.estimated,
                 outcome=record.outcome,
                 created_at=created_at,
+                key_id=record.key_id,
+                team_id=record.team_id,
+                cost_micros=record.cost_micros,
+                cached_tokens=record.cached_tokens,
             )
             .on_conflict_do_nothing(index_elements=[LlmUsageEvent.request_id])
             .returning(LlmUsageEvent.request_id)
@@ -101,6 +110,7 @@ async def record_llm_usage(ctx: JobContext, usage: dict[str, Any]) -> dict[str, 
             requests=1,
             prompt_tokens=record.prompt_tokens,
             completion_tokens=record.completion_tokens,
+            cost_micros=record.cost_micros,
         )
         await session.execute(
             daily.on_conflict_do_update(
@@ -110,6 +120,7 @@ async def record_llm_usage(ctx: JobContext, usage: dict[str, Any]) -> dict[str, 
                     "prompt_tokens": LlmUsageDaily.prompt_tokens + daily.excluded.prompt_tokens,
                     "completion_tokens": LlmUsageDaily.completion_tokens
                     + daily.excluded.completion_tokens,
+                    "cost_micros": LlmUsageDaily.cost_micros + daily.excluded.cost_micros,
                 },
             )
         )
