@@ -19,7 +19,7 @@ def create_private_room(page: Page, name: str) -> None:
     page.locator("#create-room summary").click()
     page.locator("#new-room-name").fill(name)
     page.get_by_label("Members only (private)").first.check()
-    page.get_by_role("button", name="Create").click()
+    page.get_by_role("button", name="Create", exact=True).click()
     expect(page.locator("#room-title")).to_have_text(f"#{name}")
     page.locator("#room-connection[data-state=live]").wait_for()
 
