@@ -33,7 +33,7 @@ rooms.addEventListener("open", (event) => chat.join(event.detail.room, event.det
 chat.addEventListener("joined", (event) => {
   rooms.current = event.detail.room;
 });
-chat.addEventListener("ended", () => rooms.loadRooms().catch(() => {}));
+chat.addEventListener("ended", (event) => rooms.forget(event.detail.room));
 chat.isMember = (room) => rooms.isMember(room);
 members.addEventListener("message", (event) => {
   rooms.startDm(event.detail.userId).catch((error) => chat.notice(explain(error), "error"));

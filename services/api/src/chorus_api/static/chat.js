@@ -220,6 +220,7 @@ export class ChatView extends EventTarget {
   /** The room took our access away: say so; the socket is closing and nothing more comes. */
   endAccess(reason) {
     this.ended = reason;
+    clearTimeout(this.readTimer);
     this.notice(ENDED[reason] || "Your access to this room ended.", "error");
     this.elements.room.dataset.ended = reason;
     this.members.hide();
@@ -235,6 +236,7 @@ export class ChatView extends EventTarget {
     clearTimeout(this.readTimer);
     const room = this.room;
     this.readTimer = setTimeout(() => {
+      if (this.ended || room !== this.room) return; // access gone: the mark would be refused
       this.api.post(`/api/rooms/${encodeURIComponent(room)}/read`, { id: this.newestSeen }).catch(() => {});
     }, READ_MARK_DELAY_MS);
   }

@@ -70,6 +70,12 @@ export class RoomsNav extends EventTarget {
     this.open(name, `#${name}`, "room", true);
   }
 
+  /** Drop a room that took our access away (the api may not have committed that yet). */
+  forget(room) {
+    this.mine.delete(room);
+    this.elements.mine.querySelector(`li[data-room="${CSS.escape(room)}"]`)?.remove();
+  }
+
   async loadRooms() {
     const page = await this.api.get("/api/rooms?kind=room&limit=100");
     this.mine = new Set(page.items.map((room) => room.name));
