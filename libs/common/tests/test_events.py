@@ -5,26 +5,35 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
+import hiredis
 import orjson
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from chorus_common.events import (
+    CLUSTER,
     FROM_START,
+    PLAIN,
     Envelope,
     EventBus,
+    EventRedis,
     InvalidChannelError,
     InvalidStreamIdError,
+    KeyLayout,
     parse_stream_id,
     pubsub_channel,
     room_channel,
     stream_key,
     user_channel,
 )
-from chorus_common.redis_client import create_redis
-from chorus_devstack.servers import RunningRedis
+from chorus_common.redis_client import create_cluster, create_redis
+from chorus_common.settings import parse_cluster_seeds
+from chorus_devstack.servers import RunningRedis, RunningRedisCluster
 
 
 @pytest.fixture
@@ -32,6 +41,66 @@ async def redis(redis_server: RunningRedis) -> AsyncIterator[Redis]:
     client = create_redis(redis_server.url, client_name="test-events", socket_timeout=None)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def cluster(redis_cluster: RunningRedisCluster) -> AsyncIterator[RedisCluster]:
+    seeds = parse_cluster_seeds(redis_cluster.seeds)
+    assert seeds is not None
+    client = create_cluster(seeds, client_name="test-events")
+    yield client
+    await client.aclose()
+
+
+@dataclass
+class Store:
+    """Where channels live, for tests that hold on one Redis and on a cluster alike."""
+
+    client: EventRedis
+    layout: KeyLayout
+
+    def bus(self, *, history_size: int = 1000, history_ttl: int = 86_400) -> EventBus:
+        return EventBus(
+            self.client, history_size=history_size, history_ttl=history_ttl, layout=self.layout
+        )
+
+
+@pytest.fixture(params=["one redis", "cluster"])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "cluster":
+        return Store(request.getfixturevalue("cluster"), CLUSTER)
+    return Store(request.getfixturevalue("redis"), PLAIN)
+
+
+class ShardSubscriber:
+    """A bare SSUBSCRIBE on the node serving a shard channel (redis-py's asyncio client
+    has no sharded pub/sub)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.parser = hiredis.Reader()
+
+    @classmethod
+    async def open(cls, cluster: RedisCluster, name: str) -> ShardSubscriber:
+        await cluster.initialize()
+        node = cluster.get_node_from_key(name)
+        reader, writer = await asyncio.open_connection(node.host, node.port)
+        subscriber = cls(reader, writer)
+        writer.write(f"*2\r\n$10\r\nSSUBSCRIBE\r\n${len(name)}\r\n{name}\r\n".encode())
+        assert (await subscriber.next())[0] == b"ssubscribe"
+        return subscriber
+
+    async def next(self) -> list[bytes]:
+        while True:
+            reply = self.parser.gets()
+            if reply is not False:
+                assert isinstance(reply, list), reply
+                return reply
+            self.parser.feed(await asyncio.wait_for(self.reader.read(65536), 5))
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 @pytest.fixture
@@ -163,8 +232,8 @@ async def test_publish_is_atomic_history_never_lags_delivery(
         await reader.aclose()
 
 
-async def test_history_since_an_offset(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+async def test_history_since_an_offset(store: Store, channel: str) -> None:
+    bus = store.bus()
     ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(10)]
     history = await bus.history(channel, ids[3])
     assert history.recovered is True
@@ -177,8 +246,8 @@ async def test_history_since_an_offset(redis: Redis, channel: str) -> None:
     assert caught_up.events == []
 
 
-async def test_history_pages(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+async def test_history_pages(store: Store, channel: str) -> None:
+    bus = store.bus()
     ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(7)]
     page = await bus.history(channel, ids[0], limit=3)
     assert page.more is True
@@ -188,9 +257,9 @@ async def test_history_pages(redis: Redis, channel: str) -> None:
 
 
 async def test_history_with_a_size_bound_returns_the_same_or_nothing(
-    redis: Redis, channel: str
+    store: Store, channel: str
 ) -> None:
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+    bus = store.bus()
     ids = [
         (await bus.publish(channel, "message", {"n": n, "pad": "x" * 100}, sender="t")).id
         for n in range(10)
@@ -209,11 +278,11 @@ async def test_history_with_a_size_bound_returns_the_same_or_nothing(
     assert gone.recovered is False
 
 
-async def test_trimmed_offset_is_not_recovered(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis, history_size=5, history_ttl=86_400)
+async def test_trimmed_offset_is_not_recovered(store: Store, channel: str) -> None:
+    bus = store.bus(history_size=5)
     ids = [(await bus.publish(channel, "message", {"n": n}, sender="t")).id for n in range(300)]
     # MAXLEN ~ trims whole radix-tree nodes, so the length is approximate but bounded.
-    assert await redis.xlen(stream_key(channel)) < 300
+    assert await store.client.xlen(store.layout.stream(channel)) < 300
     history = await bus.history(channel, ids[0])
     assert history.recovered is False
     # What is still there is returned, oldest first, so the client can show something.
@@ -248,15 +317,15 @@ async def test_ephemeral_events_skip_history(redis: Redis, channel: str) -> None
     assert await redis.exists(stream_key(channel)) == 0
 
 
-async def test_history_expires_with_the_channel(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis, history_size=1000, history_ttl=60)
+async def test_history_expires_with_the_channel(store: Store, channel: str) -> None:
+    bus = store.bus(history_ttl=60)
     await bus.publish(channel, "message", {}, sender="t")
-    assert 0 < await redis.ttl(stream_key(channel)) <= 60
-    assert 0 < await redis.ttl(f"chorus:epoch:{channel}") <= 60
+    assert 0 < await store.client.ttl(store.layout.stream(channel)) <= 60
+    assert 0 < await store.client.ttl(store.layout.epoch(channel)) <= 60
 
 
-async def test_position_is_the_newest_id_and_the_epoch(redis: Redis, channel: str) -> None:
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+async def test_position_is_the_newest_id_and_the_epoch(store: Store, channel: str) -> None:
+    bus = store.bus()
     empty = await bus.position(channel)
     assert (empty.last_id, empty.epoch) == (None, None)
     first = await bus.publish(channel, "message", {"n": 1}, sender="t")
@@ -285,3 +354,44 @@ async def test_history_from_the_start_while_the_stream_holds_its_first_event(
     for n in range(300):
         await bus.publish(channel, "message", {"n": n}, sender="1")
     assert (await bus.history(channel, FROM_START)).recovered is False
+
+
+def test_key_layouts_put_a_channel_in_one_hash_slot_on_a_cluster() -> None:
+    assert stream_key("room:lobby") == PLAIN.stream("room:lobby") == "chorus:stream:room:lobby"
+    assert CLUSTER.stream("room:lobby") == "chorus:stream:{room:lobby}"
+    assert CLUSTER.epoch("room:lobby") == "chorus:epoch:{room:lobby}"
+    assert CLUSTER.pubsub("room:lobby") == "chorus:pub:{room:lobby}"
+    assert CLUSTER.channel_of("chorus:pub:{room:lobby}") == "room:lobby"
+    assert PLAIN.channel_of("chorus:pub:room:lobby") == "room:lobby"
+    assert CLUSTER.pattern("chorus:stream:", "room:") == "chorus:stream:{room:*}"
+    slots = {key_slot(k.encode()) for k in (CLUSTER.stream("room:a"), CLUSTER.pubsub("room:a"))}
+    assert len(slots) == 1
+    assert (PLAIN.publish_command, CLUSTER.publish_command) == ("PUBLISH", "SPUBLISH")
+
+
+async def test_a_bus_refuses_a_layout_that_does_not_fit_its_client(
+    redis: Redis, cluster: RedisCluster
+) -> None:
+    with pytest.raises(ValueError, match="CLUSTER"):
+        EventBus(cluster, history_size=10, history_ttl=0)
+    with pytest.raises(ValueError, match="PLAIN"):
+        EventBus(redis, history_size=10, history_ttl=0, layout=CLUSTER)
+
+
+async def test_on_a_cluster_a_publish_is_one_script_on_the_channels_node_and_spublished(
+    cluster: RedisCluster, channel: str
+) -> None:
+    bus = EventBus(cluster, history_size=1000, history_ttl=600, layout=CLUSTER)
+    subscriber = await ShardSubscriber.open(cluster, CLUSTER.pubsub(channel))
+    try:
+        first = await bus.publish(channel, "message", {"n": 1}, sender="7")
+        kind, name, live = await subscriber.next()
+        assert (kind, name.decode(), live) == (b"smessage", CLUSTER.pubsub(channel), first.payload)
+        typing = await bus.publish_ephemeral(channel, "typing", {}, sender="7")
+        assert (await subscriber.next())[2] == typing
+    finally:
+        subscriber.close()
+    # The stream and its epoch are hash-tagged keys on the node that owns the slot.
+    assert await bus.latest(channel, count=5) == [first.payload]
+    assert await cluster.get(CLUSTER.epoch(channel)) == first.id.encode()
+    assert await cluster.exists(stream_key(channel)) == 0

@@ -16,6 +16,7 @@ from chorus_common.settings import (
     QueueSettings,
     RedisSettings,
     ServiceSettings,
+    parse_cluster_seeds,
 )
 
 
@@ -162,6 +163,52 @@ def test_mixins_keep_the_base_configuration_in_any_order(monkeypatch: pytest.Mon
         settings = settings_class(env="dev", unknown="ignored")  # type: ignore[call-arg]
         with pytest.raises(ValidationError, match="frozen"):
             settings.arq_queue_name = "changed"  # type: ignore[misc]
+
+
+def test_sentinels_and_a_cluster_are_read_from_their_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "REDIS_SENTINELS": "s1:26379, s2:26380,[::1]:26381",
+        "REDIS_SENTINEL_MASTER": "chorus",
+        "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+        "REDIS_PASSWORD": "",
+        "REALTIME_REDIS_CLUSTER": "redis://:pw@c1:7000,c2:7001",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = EveryShared(env="dev")
+    assert settings.sentinel_addresses == (("s1", 26379), ("s2", 26380), ("::1", 26381))
+    assert settings.redis_sentinel_master == "chorus"
+    assert settings.redis_sentinel_password is not None
+    assert settings.redis_sentinel_password.get_secret_value() == "sentinel-secret"
+    assert settings.redis_password is None  # a blank Secret key means no password
+    assert "sentinel-secret" not in repr(settings)
+    seeds = settings.cluster_seeds
+    assert seeds is not None
+    assert seeds.nodes == (("c1", 7000), ("c2", 7001))
+    assert (seeds.password, seeds.tls) == ("pw", False)
+    assert "pw" not in repr(seeds)
+
+
+def test_without_sentinels_or_a_cluster_one_redis_holds_everything() -> None:
+    settings = EveryShared(env="dev")
+    assert settings.sentinel_addresses == ()
+    assert settings.cluster_seeds is None
+    assert parse_cluster_seeds("rediss://c:6380").tls  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"redis_sentinels": "no-port"},
+        {"redis_sentinels": "host:99999"},
+        {"realtime_redis_cluster": "c1:x"},
+        {"realtime_redis_cluster": "http://c1:7000"},
+    ],
+)
+def test_redis_addresses_are_validated(values: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match=r"host:port|redis://"):
+        EveryShared(env="dev", **values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

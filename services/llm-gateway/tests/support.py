@@ -16,10 +16,13 @@ from arq.jobs import deserialize_job
 from chorus_common.queue import JOB_CODEC
 from chorus_common.virtual_keys import (
     INVALIDATION_CHANNEL,
+    Budget,
     KeyRecord,
     directory_key,
     new_secret,
     secret_digest,
+    user_budget_key,
+    user_budget_subject,
 )
 from chorus_devstack.testing import base_url, serve_app
 from chorus_gateway.main import create_app
@@ -132,6 +135,15 @@ def issue_virtual_key(client: redis.Redis, record: KeyRecord, *, ttl_ms: int | N
     client.set(key, record.to_json(), px=ttl_ms)
     client.publish(INVALIDATION_CHANNEL, secret_digest(secret))
     return secret
+
+
+def set_user_budget(client: redis.Redis, user_id: int, budget: Budget | None) -> None:
+    """Set (None: remove) a user's own budget as the api does, and tell every replica."""
+    if budget is None:
+        client.delete(user_budget_key(user_id))
+    else:
+        client.set(user_budget_key(user_id), budget.to_json())
+    client.publish(INVALIDATION_CHANNEL, user_budget_subject(user_id))
 
 
 def revoke_virtual_key(client: redis.Redis, secret: str) -> None:

@@ -29,6 +29,7 @@ from chorus_devstack.nginx import nginx_binary
 from chorus_devstack.prometheus import prometheus_binary
 from chorus_devstack.stack import Ports, Stack, StackOptions
 from chorus_e2e.prometheus import RULES
+from chorus_e2e.system import REALTIME_ENV, SHARED_ENV, WORKER_ENV
 
 #: Modules in the order they run; tests within a module keep their file order.
 ORDER = (
@@ -80,23 +81,6 @@ def llm_providers(mock_url: str) -> str:
             "aliases": {"assistant": "mock-gpt"},
         }
     )
-
-
-#: The shared settings, set once for every service: channels keep 100 events (the chat
-#: journey outgrows it) for an hour, and jobs travel on a queue of their own — so every
-#: journey shows the api, realtime, the gateway and the worker agreeing on both.
-SHARED_ENV = {"HISTORY_SIZE": "100", "HISTORY_TTL": "3600", "ARQ_QUEUE_NAME": "chorus:e2e:jobs"}
-#: Realtime replicas drain for 2 s.
-REALTIME_ENV = {"DRAIN_SECONDS": "2", "GRACEFUL_TIMEOUT": "2"}
-#: Short job timeouts: a killed worker's job is redelivered once its claim expires
-#: (longest timeout + 5 s), and the assistant gives up on a silent gateway after 3 s.
-WORKER_ENV = {
-    "JOB_TIMEOUT": "4",
-    "SMTP_TIMEOUT": "3",
-    "ASSISTANT_TIMEOUT": "6",
-    "ASSISTANT_IDLE_TIMEOUT": "3",
-    "JOB_COMPLETION_WAIT": "3",
-}
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ import pytest
 from chorus_client import Backoff, RoomClient
 from chorus_devstack.stack import Stack
 from chorus_e2e.accounts import Account, sign_up
-from chorus_e2e.chat import acknowledged, assert_exactly_once, chatter, has_messages, received_all
+from chorus_e2e.chat import assert_exactly_once, under_load
 
 
 @pytest.fixture
@@ -42,30 +42,6 @@ async def busy_room(ingress: str, room_users: list[Account]) -> AsyncIterator[li
     finally:
         for client in clients:
             await client.stop()
-
-
-async def under_load(
-    clients: list[RoomClient], fault: Callable[[], Awaitable[None]]
-) -> tuple[list[str], set[str]]:
-    """Run ``fault`` while every client chats; then settle and return (sent, acked)."""
-    stop = asyncio.Event()
-    senders = [asyncio.create_task(chatter(c, f"u{i}", stop)) for i, c in enumerate(clients)]
-    # The load is flowing everywhere before the fault strikes.
-    for client in clients:
-        await client.wait_for(has_messages(client, 15), timeout=20)
-    await fault()
-    # And it keeps flowing after: everyone receives a fresh batch.
-    marks = [len(c.messages()) for c in clients]
-    for client, mark in zip(clients, marks, strict=True):
-        await client.wait_for(has_messages(client, mark + 15), timeout=30)
-    stop.set()
-    sent = [text for batch in await asyncio.gather(*senders) for text in batch]
-    # Settle: a last acknowledged message, seen by all, closes the comparison.
-    await clients[0].say("final", ref="final")
-    for client in clients:
-        await client.wait_for(received_all(client, ["final"]), timeout=20)
-    acked = set().union(*(acknowledged(c) for c in clients))
-    return [*sent, "final"], acked
 
 
 async def test_sigkill_of_a_replica_loses_and_repeats_nothing(

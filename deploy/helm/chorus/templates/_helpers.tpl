@@ -121,6 +121,46 @@ else the one given, else a random one. Args: {root, secret, key, given, length}.
 {{- include "chorus.persistentSecret" (dict "root" . "secret" (printf "%s-redis" (include "chorus.fullname" .)) "key" "REDIS_PASSWORD" "given" .Values.redis.password "length" 32) }}
 {{- end }}
 
+{{/* REDIS_SENTINELS: the bundled group's Service, or redis.external.sentinels ("" for
+one Redis at REDIS_URL). */}}
+{{- define "chorus.redisSentinels" -}}
+{{- if and .Values.redis.enabled (eq .Values.redis.mode "sentinel") -}}
+{{- printf "%s-redis-sentinel:26379" (include "chorus.fullname" .) -}}
+{{- else if not .Values.redis.enabled -}}
+{{- .Values.redis.external.sentinels -}}
+{{- end -}}
+{{- end }}
+
+{{/* REDIS_SENTINEL_MASTER that goes with chorus.redisSentinels. */}}
+{{- define "chorus.redisSentinelMaster" -}}
+{{- if .Values.redis.enabled -}}
+{{- .Values.redis.sentinel.masterName -}}
+{{- else -}}
+{{- .Values.redis.external.sentinelMaster -}}
+{{- end -}}
+{{- end }}
+
+{{/* The environment of the bundled Sentinel group's containers. */}}
+{{- define "chorus.redisPodEnv" -}}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "chorus.fullname" . }}-redis
+      key: REDIS_PASSWORD
+# redis-cli (probes, discovery) reads the password from here.
+- name: REDISCLI_AUTH
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "chorus.fullname" . }}-redis
+      key: REDIS_PASSWORD
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: MASTER
+  value: {{ .Values.redis.sentinel.masterName | quote }}
+{{- end }}
+
 {{/*
 The environment variables of a service that are not secret, as a YAML map (its ConfigMap).
 Args: {root, key}.
@@ -140,6 +180,10 @@ FORWARDED_ALLOW_IPS: {{ $v.config.forwardedAllowIps | quote }}
 JWT_ISSUER: {{ $v.config.jwtIssuer | quote }}
 TOKEN_VERSION_CACHE_SECONDS: {{ $v.config.tokenVersionCacheSeconds | quote }}
 REDIS_MAX_CONNECTIONS: {{ $v.config.redisMaxConnections | quote }}
+{{- with include "chorus.redisSentinels" $root }}
+REDIS_SENTINELS: {{ . | quote }}
+REDIS_SENTINEL_MASTER: {{ include "chorus.redisSentinelMaster" $root | quote }}
+{{- end }}
 READY_CHECK_TIMEOUT: {{ $v.config.readyCheckTimeout | quote }}
 ARQ_QUEUE_NAME: {{ $v.config.queueName | quote }}
 {{- if $svc.events }}
@@ -230,7 +274,8 @@ the first HTTPRoute hostname (https: Gateways terminate TLS); empty when neither
 {{- define "chorus.secretEnv" -}}
 {{- $secret := include "chorus.secretName" .root }}
 {{- $svc := get (include "chorus.services" .root | fromYaml) .key }}
-{{- $names := list "REDIS_URL" "JWT_SECRET" }}
+{{- $sentinels := include "chorus.redisSentinels" .root }}
+{{- $names := list (ternary "REDIS_PASSWORD" "REDIS_URL" (ne $sentinels "")) "JWT_SECRET" }}
 {{- if $svc.database }}
 {{- $names = prepend $names "DATABASE_URL" }}
 {{- end }}
@@ -246,6 +291,22 @@ the first HTTPRoute hostname (https: Gateways terminate TLS); empty when neither
     secretKeyRef:
       name: {{ $secret }}
       key: {{ . }}
+{{- end }}
+{{- /* Optional: an existingSecret without them means no Sentinel password, no cluster. */}}
+{{- $optional := list }}
+{{- if $sentinels }}
+{{- $optional = append $optional "REDIS_SENTINEL_PASSWORD" }}
+{{- end }}
+{{- if $svc.events }}
+{{- $optional = append $optional "REALTIME_REDIS_CLUSTER" }}
+{{- end }}
+{{- range $optional }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+      optional: true
 {{- end }}
 {{- if eq .key "worker" }}
 {{- range list "SMTP_USERNAME" "SMTP_PASSWORD" }}

@@ -14,12 +14,34 @@ podSelector:
   ports:
     - port: 6379
       protocol: TCP
+    {{- if eq .Values.redis.mode "sentinel" }}
+    - port: 26379
+      protocol: TCP
+    {{- end }}
 {{- else }}
 - to:
     {{- toYaml .Values.networkPolicy.externalRedis.to | nindent 4 }}
   ports:
     - port: {{ .Values.networkPolicy.externalRedis.port }}
       protocol: TCP
+{{- if .Values.redis.external.sentinels }}
+- to:
+    {{- toYaml .Values.networkPolicy.externalSentinels.to | nindent 4 }}
+  ports:
+    - port: {{ .Values.networkPolicy.externalSentinels.port }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "chorus.np.clusterEgress" -}}
+{{- if .Values.networkPolicy.redisCluster.enabled }}
+- to:
+    {{- toYaml .Values.networkPolicy.redisCluster.to | nindent 4 }}
+  ports:
+    {{- range .Values.networkPolicy.redisCluster.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
 {{- end }}
 {{- end }}
 {{- define "chorus.np.postgresEgress" -}}

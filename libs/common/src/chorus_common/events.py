@@ -17,6 +17,16 @@ This module is the one way anything is published in Chorus (``docs/design.md``):
   before a reset, is answered with ``recovered: false``. (Stream ids are milliseconds, so
   a reset stream could only reuse an id if Redis restarted within the same millisecond.)
 
+**Key layouts** (:class:`KeyLayout`). On one Redis (or a Sentinel group) the keys are
+plain (:data:`PLAIN`: ``chorus:stream:room:lobby``) and live events go out with
+``PUBLISH``. On a Redis Cluster (``REALTIME_REDIS_CLUSTER``, :data:`CLUSTER`) every key of
+a channel carries the channel as its hash tag — ``chorus:stream:{room:lobby}``,
+``chorus:epoch:{room:lobby}``, realtime's ``chorus:presence:{room:lobby}`` and the shard
+channel ``chorus:pub:{room:lobby}`` — so they share one hash slot, the publish script stays
+atomic on the node that owns it, and live events go out with ``SPUBLISH`` to the
+subscribers of that node alone. :meth:`EventBus.from_settings` picks the layout from the
+settings, so every publisher writes where realtime reads.
+
 The envelope is serialised once, by the publisher; the stored entry and the published
 message are the same bytes except for the id, which the script splices in.
 """
@@ -31,22 +41,29 @@ from typing import Any, Final
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from chorus_common.settings import EventHistorySettings
 
 __all__ = [
+    "CLUSTER",
     "EPOCH_PREFIX",
     "FROM_START",
+    "PLAIN",
     "PUBLISH_FUNCTION_LUA",
     "Envelope",
     "EventBus",
+    "EventRedis",
     "History",
     "InvalidChannelError",
     "InvalidStreamIdError",
+    "KeyLayout",
     "Position",
     "Published",
     "parse_stream_id",
     "pubsub_channel",
+    "register_script",
     "room_channel",
     "stream_key",
     "user_channel",
@@ -64,10 +81,14 @@ _ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _USER_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 
+#: The client the channels live on: the main Redis, or the cluster's client.
+EventRedis = Redis | RedisCluster
+
 #: The durable publish as a Lua function, for this module's script and for scripts that
 #: publish after checks of their own (``chorus_common.rooms``): stream key, epoch key, pub/sub
 #: channel, body (a JSON object without "id"), approximate max length, ttl seconds (0 =
-#: none). Returns the new stream id.
+#: none). Returns the new stream id. ``{publish}`` is PUBLISH, or SPUBLISH on a cluster (the
+#: shard channel shares the keys' slot): the layout's ``publish_command`` fills it in.
 PUBLISH_FUNCTION_LUA = """
 local function chorus_publish(stream, epoch, channel, body, maxlen, ttl)
   local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
@@ -77,7 +98,7 @@ local function chorus_publish(stream, epoch, channel, body, maxlen, ttl)
     redis.call('EXPIRE', stream, seconds)
     redis.call('EXPIRE', epoch, seconds)
   end
-  redis.call('PUBLISH', channel, '{"id":"' .. id .. '",' .. string.sub(body, 2))
+  redis.call('{publish}', channel, '{"id":"' .. id .. '",' .. string.sub(body, 2))
   return id
 end
 """
@@ -89,20 +110,46 @@ _PUBLISH_LUA = (
     + "return chorus_publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
 )
 
+# Whether the offset ARGV[1] is still in the stream KEYS[1] whose epoch is ``epoch``: from
+# FROM_START (0-0), while the stream still holds its first event.
+_FOUND_LUA = """
+local function offset_found(epoch)
+  if ARGV[1] == '0-0' then
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+    return (#first == 0 or first[1][1] == epoch) and 1 or 0
+  end
+  return #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
+end
+"""
+
+# KEYS: stream, epoch. ARGV: offset, most entries. Returns {offset found (0|1), the entries
+# after it, the epoch}: read together, as one atomic step.
+_HISTORY_LUA = (
+    _FOUND_LUA
+    + """
+local epoch = redis.call('GET', KEYS[2])
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+return {offset_found(epoch), entries, epoch}
+"""
+)
+
+# KEYS: stream, epoch. Returns {the newest entry's id or false, the epoch}.
+_POSITION_LUA = """
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = false
+if #newest > 0 then id = newest[1][1] end
+return {id, redis.call('GET', KEYS[2])}
+"""
+
 # KEYS: stream, epoch. ARGV: offset, most entries, most bytes. Returns {offset found (0|1),
 # epoch, entries after the offset, their bytes, the entries — or, over the bytes, the
-# last id only}: the size is measured in Redis, so a page too large is never sent. From
-# FROM_START the offset counts as found while the stream still holds its first event.
-_HISTORY_LUA = """
+# last id only}: the size is measured in Redis, so a page too large is never sent.
+_BOUNDED_HISTORY_LUA = (
+    _FOUND_LUA
+    + """
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 local epoch = redis.call('GET', KEYS[2])
-local found
-if ARGV[1] == '0-0' then
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-  found = (#first == 0 or first[1][1] == epoch) and 1 or 0
-else
-  found = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
-end
+local found = offset_found(epoch)
 local size = 0
 for i = 1, #entries do
   local fields = entries[i][2]
@@ -113,6 +160,7 @@ if size > tonumber(ARGV[3]) then
 end
 return {found, epoch, #entries, size, entries}
 """
+)
 
 
 class InvalidChannelError(ValueError):
@@ -140,14 +188,59 @@ def user_channel(user_id: int | str) -> str:
     return f"user:{text}"
 
 
-def stream_key(channel: str) -> str:
+class KeyLayout:
+    """Where a channel's keys and live events are: plain names, or hash-tagged for a cluster."""
+
+    __slots__ = ("publish_command", "tagged")
+
+    def __init__(self, *, tagged: bool) -> None:
+        self.tagged = tagged
+        #: The command that delivers live events: sharded on a cluster.
+        self.publish_command = "SPUBLISH" if tagged else "PUBLISH"
+
+    def __repr__(self) -> str:
+        return "CLUSTER" if self.tagged else "PLAIN"
+
+    def key(self, prefix: str, channel: str) -> str:
+        """``prefix`` + ``channel``: ``chorus:x:room:a``, or ``chorus:x:{room:a}`` tagged."""
+        return f"{prefix}{{{channel}}}" if self.tagged else prefix + channel
+
+    def stream(self, channel: str) -> str:
+        """The Redis stream holding ``channel``'s history."""
+        return self.key(STREAM_PREFIX, channel)
+
+    def epoch(self, channel: str) -> str:
+        """The key holding the first id of ``channel``'s current history."""
+        return self.key(EPOCH_PREFIX, channel)
+
+    def pubsub(self, channel: str) -> str:
+        """The (shard) channel carrying ``channel``'s live events."""
+        return self.key(PUBSUB_PREFIX, channel)
+
+    def channel_of(self, name: str, prefix: str = PUBSUB_PREFIX) -> str:
+        """The Chorus channel of a key or pub/sub channel (:meth:`key`'s inverse)."""
+        rest = name.removeprefix(prefix)
+        return rest[1:-1] if self.tagged else rest
+
+    def pattern(self, prefix: str, channel_prefix: str) -> str:
+        """A ``SCAN MATCH`` pattern for the keys of every channel starting ``channel_prefix``."""
+        return f"{prefix}{{{channel_prefix}*}}" if self.tagged else f"{prefix}{channel_prefix}*"
+
+
+#: Keys of a single Redis (or a Sentinel group): ``chorus:stream:room:lobby``, PUBLISH.
+PLAIN: Final = KeyLayout(tagged=False)
+#: Keys of a Redis Cluster: ``chorus:stream:{room:lobby}``, one slot per channel, SPUBLISH.
+CLUSTER: Final = KeyLayout(tagged=True)
+
+
+def stream_key(channel: str, layout: KeyLayout = PLAIN) -> str:
     """The Redis stream holding ``channel``'s history."""
-    return STREAM_PREFIX + channel
+    return layout.stream(channel)
 
 
-def pubsub_channel(channel: str) -> str:
+def pubsub_channel(channel: str, layout: KeyLayout = PLAIN) -> str:
     """The Redis pub/sub channel carrying ``channel``'s live events."""
-    return PUBSUB_PREFIX + channel
+    return layout.pubsub(channel)
 
 
 def parse_stream_id(value: str) -> tuple[int, int]:
@@ -237,22 +330,46 @@ def _field(fields: list[bytes]) -> bytes:
 
 
 class EventBus:
-    """Publishes events and reads their history, on one Redis."""
+    """Publishes events and reads their history, on the Redis the channels live on."""
 
-    def __init__(self, redis: Redis, *, history_size: int, history_ttl: int) -> None:
+    def __init__(
+        self,
+        redis: EventRedis,
+        *,
+        history_size: int,
+        history_ttl: int,
+        layout: KeyLayout = PLAIN,
+    ) -> None:
         if history_size < 1:
             msg = "history_size must be at least 1"
             raise ValueError(msg)
+        if isinstance(redis, RedisCluster) != layout.tagged:
+            wanted = "CLUSTER" if isinstance(redis, RedisCluster) else "PLAIN"
+            msg = f"a {type(redis).__name__} client needs the {wanted} key layout"
+            raise ValueError(msg)
         self.redis = redis
+        self.layout = layout
         self.history_size = history_size
         self.history_ttl = history_ttl
-        self._publish = redis.register_script(_PUBLISH_LUA)
-        self._history = redis.register_script(_HISTORY_LUA)
+        self._publish = register_script(
+            redis, _PUBLISH_LUA.replace("{publish}", layout.publish_command)
+        )
+        self._history = register_script(redis, _HISTORY_LUA)
+        self._position = register_script(redis, _POSITION_LUA)
+        self._bounded_history = register_script(redis, _BOUNDED_HISTORY_LUA)
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: EventHistorySettings) -> EventBus:
-        """The bus of a service: ``HISTORY_SIZE`` and ``HISTORY_TTL`` as configured."""
-        return cls(redis, history_size=settings.history_size, history_ttl=settings.history_ttl)
+    def from_settings(cls, redis: EventRedis, settings: EventHistorySettings) -> EventBus:
+        """The bus of a service: ``HISTORY_SIZE``, ``HISTORY_TTL``, and the layout of where
+        the channels live (``redis`` is the cluster's client when ``REALTIME_REDIS_CLUSTER``
+        is set, else the main Redis)."""
+        layout = CLUSTER if settings.cluster_seeds is not None else PLAIN
+        return cls(
+            redis,
+            history_size=settings.history_size,
+            history_ttl=settings.history_ttl,
+            layout=layout,
+        )
 
     @staticmethod
     def encode(channel: str, type_: str, data: dict[str, Any], sender: str) -> bytes:
@@ -266,9 +383,10 @@ class EventBus:
     ) -> Published:
         """Append to the channel's history and deliver live, atomically; returns the id."""
         body = self.encode(channel, type_, data, sender)
+        layout = self.layout
         raw_id = await self._publish(
-            keys=[stream_key(channel), EPOCH_PREFIX + channel],
-            args=[pubsub_channel(channel), body, self.history_size, self.history_ttl],
+            keys=[layout.stream(channel), layout.epoch(channel)],
+            args=[layout.pubsub(channel), body, self.history_size, self.history_ttl],
         )
         entry_id = raw_id if isinstance(raw_id, bytes) else str(raw_id).encode()
         return Published(entry_id.decode(), _entry_envelope(entry_id, body))
@@ -278,32 +396,30 @@ class EventBus:
     ) -> bytes:
         """Deliver live only (typing indicators): no history, ``id`` is null."""
         payload = b'{"id":null,' + self.encode(channel, type_, data, sender)[1:]
-        await self.redis.publish(pubsub_channel(channel), payload)
+        await self.redis.execute_command(
+            self.layout.publish_command, self.layout.pubsub(channel), payload
+        )
         return payload
 
     async def epoch(self, channel: str) -> str | None:
         """The first stream id of the channel's current history, or None if it has none."""
-        raw = await self.redis.get(EPOCH_PREFIX + channel)
+        raw = await self.redis.get(self.layout.epoch(channel))
         return raw.decode() if isinstance(raw, bytes) else raw
 
     async def position(self, channel: str) -> Position:
         """The channel's newest stream id and epoch, read together."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xrevrange(stream_key(channel), count=1)
-            pipe.get(EPOCH_PREFIX + channel)
-            newest, epoch = await pipe.execute()
-        return Position(
-            last_id=newest[0][0].decode() if newest else None,
-            epoch=epoch.decode() if isinstance(epoch, bytes) else epoch,
+        newest, epoch = await self._position(
+            keys=[self.layout.stream(channel), self.layout.epoch(channel)]
         )
+        return Position(last_id=_text(newest), epoch=_text(epoch))
 
     async def history(
         self, channel: str, since: str, *, limit: int = 1000, max_bytes: int | None = None
     ) -> History:
         """Events published after ``since``, and whether nothing in between was lost.
 
-        The offset's own entry is looked up in the same transaction as the page: if it is
-        still in the stream, every later entry is too (trimming removes from the head).
+        The offset's own entry is looked up in the same script as the page: if it is still
+        in the stream, every later entry is too (trimming removes from the head).
         :data:`FROM_START` (``0-0``) asks for the whole history: recovered while the stream
         still holds its first event (its epoch) — a room younger than its history window,
         which a client that has nothing yet can read in full. With ``max_bytes``, a page
@@ -311,35 +427,22 @@ class EventBus:
         measures it, so the caller never holds more than it asked.
         """
         parse_stream_id(since)
-        key = stream_key(channel)
+        keys = [self.layout.stream(channel), self.layout.epoch(channel)]
         if max_bytes is not None:
-            return await self._bounded_history(key, channel, since, limit, max_bytes)
-        from_start = since == FROM_START
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if from_start:
-                pipe.xrange(key, min="-", max="+", count=1)
-            else:
-                pipe.xrange(key, min=since, max=since, count=1)
-            pipe.xrange(key, min=f"({since}", max="+", count=limit)
-            pipe.get(EPOCH_PREFIX + channel)
-            anchor, entries, epoch = await pipe.execute()
-        events = [_entry_envelope(entry_id, fields[ENTRY_FIELD]) for entry_id, fields in entries]
-        recovered = bool(anchor)
-        if from_start:
-            recovered = not anchor or anchor[0][0] == epoch
+            return await self._bounded(keys, since, limit, max_bytes)
+        found, entries, epoch = await self._history(keys=keys, args=[since, limit])
+        events = [_entry_envelope(entry_id, _field(fields)) for entry_id, fields in entries]
         return History(
-            recovered=recovered,
+            recovered=bool(found),
             events=events,
             last_id=entries[-1][0].decode() if entries else None,
-            epoch=epoch.decode() if isinstance(epoch, bytes) else epoch,
+            epoch=_text(epoch),
             more=len(entries) == limit,
         )
 
-    async def _bounded_history(
-        self, key: str, channel: str, since: str, limit: int, max_bytes: int
-    ) -> History:
-        found, raw_epoch, count, size, page = await self._history(
-            keys=[key, EPOCH_PREFIX + channel], args=[since, limit, max(0, max_bytes)]
+    async def _bounded(self, keys: list[str], since: str, limit: int, max_bytes: int) -> History:
+        found, raw_epoch, count, size, page = await self._bounded_history(
+            keys=keys, args=[since, limit, max(0, max_bytes)]
         )
         epoch = raw_epoch.decode() if isinstance(raw_epoch, bytes) else None
         if size > max_bytes:
@@ -356,5 +459,15 @@ class EventBus:
 
     async def latest(self, channel: str, *, count: int) -> list[bytes]:
         """The newest ``count`` events, oldest first (a new subscriber's backlog)."""
-        entries = await self.redis.xrevrange(stream_key(channel), count=count)
+        entries = await self.redis.xrevrange(self.layout.stream(channel), count=count)
         return [_entry_envelope(i, fields[ENTRY_FIELD]) for i, fields in reversed(entries)]
+
+
+def register_script(redis: EventRedis, script: str) -> AsyncScript:
+    """``redis.register_script(script)`` for either client (redis-py types it for ``Redis``
+    only; ``RedisCluster`` has the same method, routing by the script's keys)."""
+    return redis.register_script(script)  # type: ignore[misc]
+
+
+def _text(value: object) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None

@@ -32,6 +32,12 @@ few seconds too, which bounds what a missed event could cost.
 **Writes from clients** go through :meth:`RoomDirectory.publish`, which checks the rule and
 publishes in one script: a message from someone removed a millisecond ago is refused by
 Redis itself, whatever a replica has processed by then.
+
+**One Redis, not a cluster.** Those scripts touch a room's access list, the marker and
+the room's stream in one step, so all of them live on the main Redis (one server or a
+Sentinel group). With channels on a Redis Cluster (``REALTIME_REDIS_CLUSTER``) they would
+span hash slots, so there rooms are open by name only: realtime starts only with
+``PRIVATE_ROOMS=false`` and then checks nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from redis.asyncio import Redis
 
 from chorus_common.events import (
     EPOCH_PREFIX,
+    PLAIN,
     PUBLISH_FUNCTION_LUA,
     EventBus,
     Published,
@@ -60,6 +67,7 @@ __all__ = [
     "LOADED_KEY",
     "Access",
     "DirectoryUnavailableError",
+    "OpenRooms",
     "Revocation",
     "RoomAcl",
     "RoomDirectory",
@@ -78,6 +86,9 @@ ROOM_PREFIX: Final = "chorus:room:"
 LOADED_KEY: Final = "chorus:rooms:loaded"
 #: Names of direct-message rooms start with this (room names cannot otherwise be reserved).
 DM_PREFIX: Final = "dm."
+#: The durable publish of :mod:`chorus_common.events` with ``PUBLISH``: the access lists, the
+#: marker and the channels' streams share one Redis (or Sentinel group), never a cluster.
+_PUBLISH_FUNCTION: Final = PUBLISH_FUNCTION_LUA.replace("{publish}", PLAIN.publish_command)
 #: Room events that take access away from someone (realtime acts on them in stream order).
 ACCESS_EVENT_TYPES: Final = frozenset({"member.removed", "room.updated", "room.deleted"})
 
@@ -186,7 +197,7 @@ return out
 # max length, ttl, durable (1|0). Publishes only if the user may; returns {verdict, id}.
 _PUBLISH_LUA = (
     ACCESS_FUNCTION_LUA
-    + PUBLISH_FUNCTION_LUA
+    + _PUBLISH_FUNCTION
     + """
 local verdict = room_access(KEYS[1], KEYS[2], ARGV[1], ARGV[3], ARGV[2])
 if verdict == 'denied' or verdict == 'unavailable' then return {verdict, ''} end
@@ -204,7 +215,7 @@ return {verdict, ''}
 # event; members go in by HSETs of 200 (Lua's unpack has a limit). Returns {applied (1|0),
 # the version now held, the event's id or ''}.
 _WRITE_LUA = (
-    PUBLISH_FUNCTION_LUA
+    _PUBLISH_FUNCTION
     + """
 local version = tonumber(ARGV[1])
 local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -360,6 +371,62 @@ class RoomDirectory:
     async def mark_loaded(self) -> None:
         """Say every room's access list is here (after a complete copy)."""
         await self.redis.set(LOADED_KEY, "1")
+
+
+class OpenRooms(RoomDirectory):
+    """Every room open to everyone signed in: no access lists are read (``PRIVATE_ROOMS=false``).
+
+    For channels on a Redis Cluster, where the lists (on the main Redis) and a room's stream
+    cannot be touched by one script. Publishing goes straight to the bus.
+    """
+
+    def __init__(self) -> None:  # no scripts: nothing here reads Redis
+        pass
+
+    async def check_many(self, room: str, users: Sequence[str]) -> tuple[int, dict[str, Verdict]]:
+        """Everyone may enter."""
+        return 0, dict.fromkeys(users, Verdict.OPEN)
+
+    async def versions(self, rooms: Iterable[str]) -> dict[str, int]:
+        """No room ever changes access."""
+        return dict.fromkeys(rooms, 0)
+
+    async def publish(
+        self,
+        bus: EventBus,
+        room: str,
+        *,
+        user: str,
+        type_: str,
+        data: dict[str, Any],
+        durable: bool = True,
+    ) -> Published | None:
+        """Publish ``user``'s event into ``room`` (an ephemeral one without an id)."""
+        channel = room_channel(room)
+        if durable:
+            return await bus.publish(channel, type_, data, sender=user)
+        return Published("", await bus.publish_ephemeral(channel, type_, data, sender=user))
+
+    async def loaded(self) -> bool:
+        """Always: there is nothing to load."""
+        return True
+
+    async def mark_loaded(self) -> None:
+        """Nothing to mark."""
+
+    async def write(
+        self,
+        room: str,
+        acl: RoomAcl,
+        *,
+        force: bool = False,
+        event: tuple[str, dict[str, Any]] | None = None,
+        bus: EventBus | None = None,
+        sender: str = "api",
+    ) -> str | None:
+        """Refused: open rooms keep no access lists."""
+        msg = "open rooms keep no access lists"
+        raise NotImplementedError(msg)
 
 
 # -- events that take access away ------------------------------------------------------------

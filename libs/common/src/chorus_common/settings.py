@@ -6,13 +6,16 @@ settings class mixes in what it reads:
 
 - :class:`ServiceSettings` — every process: ``ENV``, ``LOG_LEVEL``, ``LOG_FORMAT``,
   ``JWT_SECRET``, ``JWT_ISSUER``, ``HOST``, ``PORT`` and the shutdown budget;
-- :class:`RedisSettings` — ``REDIS_URL``, ``REDIS_MAX_CONNECTIONS``;
+- :class:`RedisSettings` — ``REDIS_URL``, ``REDIS_MAX_CONNECTIONS``, or a Sentinel group
+  (``REDIS_SENTINELS``, ``REDIS_SENTINEL_MASTER`` and the passwords) in ``REDIS_URL``'s place;
 - :class:`PostgresSettings` — ``DATABASE_URL`` and the ``DB_*`` pool settings;
 - :class:`QueueSettings` — ``ARQ_QUEUE_NAME``, the arq queue every producer enqueues on
   and the worker runs: one value moves them all together;
 - :class:`EventHistorySettings` — ``HISTORY_SIZE``, ``HISTORY_TTL``: every publisher
   trims and expires a channel's history with them (the publish script does both on
-  every event, so publishers that disagreed would undo each other);
+  every event, so publishers that disagreed would undo each other); and
+  ``REALTIME_REDIS_CLUSTER``, the Redis Cluster the channels live on when set (every
+  publisher must write where realtime reads, with the same key layout);
 - :class:`BodyLimitSettings` — ``MAX_BODY_BYTES``, the largest request body.
 
 A renamed setting keeps its old name for one release: the old name is a later choice of
@@ -26,8 +29,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Any, Literal, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -43,12 +49,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "INSECURE_JWT_SECRET",
     "BodyLimitSettings",
+    "ClusterSeeds",
     "Environment",
     "EventHistorySettings",
     "PostgresSettings",
     "QueueSettings",
     "RedisSettings",
     "ServiceSettings",
+    "parse_addresses",
+    "parse_cluster_seeds",
     "renamed",
 ]
 
@@ -210,12 +219,65 @@ class ServiceSettings(BaseSettings):
 
 
 class RedisSettings(BaseSettings):
-    """Where Redis is, for every service that talks to it."""
+    """Where Redis is, for every service that talks to it: one server, or a Sentinel group.
+
+    With ``REDIS_SENTINELS`` set, ``REDIS_URL`` is not used: the services ask the
+    Sentinels which server is the primary of ``REDIS_SENTINEL_MASTER`` (database 0, with
+    ``REDIS_PASSWORD``), and ask again whenever a connection to it fails.
+    """
 
     model_config = _CONFIG
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(default=64, ge=1)
+    redis_sentinels: str = Field(
+        default="",
+        description=(
+            "host:port of each Redis Sentinel, comma-separated; when set, the primary of "
+            "REDIS_SENTINEL_MASTER is used instead of REDIS_URL"
+        ),
+    )
+    redis_sentinel_master: str = Field(
+        default="mymaster", min_length=1, description="the name the Sentinels monitor"
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="password of the Sentinels themselves (sentinel requirepass)"
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="password of the Redis servers behind the Sentinels (a URL carries its own)",
+    )
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        parse_addresses(value, "REDIS_SENTINELS")
+        return value
+
+    @field_validator("redis_sentinel_password", "redis_password", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        # A Secret key present but empty (a chart value left blank) means "no password".
+        return None if value == "" else value
+
+    @property
+    def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        """``REDIS_SENTINELS`` as ``(host, port)`` pairs (empty: use ``REDIS_URL``)."""
+        return parse_addresses(self.redis_sentinels, "REDIS_SENTINELS")
+
+
+def parse_addresses(value: str, name: str) -> tuple[tuple[str, int], ...]:
+    """``"a:26379, b:26379"`` → ``(("a", 26379), ("b", 26379))``; raises naming ``name``."""
+    addresses = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            msg = f"{name} entries are host:port, comma-separated (got {item[:60]!r})"
+            raise ValueError(msg)
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
 
 
 class PostgresSettings(ServiceSettings):
@@ -257,7 +319,13 @@ class QueueSettings(BaseSettings):
 
 
 class EventHistorySettings(BaseSettings):
-    """How much history every channel keeps, for every service that publishes events."""
+    """Where channels live and how much history each keeps, for every service that publishes.
+
+    ``REALTIME_REDIS_CLUSTER`` moves the channels — their streams, epochs, presence and
+    pub/sub — to a Redis Cluster, with hash-tagged keys (``chorus:stream:{room:lobby}``)
+    and sharded pub/sub; the queue, limits and locks stay on ``REDIS_URL``. Every
+    publisher (api, realtime, worker) must be given the same value.
+    """
 
     model_config = _CONFIG
 
@@ -267,6 +335,64 @@ class EventHistorySettings(BaseSettings):
     history_ttl: int = Field(
         default=86_400, ge=0, description="seconds a quiet channel's history lives; 0 = forever"
     )
+    realtime_redis_cluster: str = Field(
+        default="",
+        description=(
+            "seed nodes of the Redis Cluster the channels live on: host:port, comma-separated, "
+            "or redis://[:password@]host:port (rediss:// for TLS); empty: channels on REDIS_URL"
+        ),
+    )
+
+    @field_validator("realtime_redis_cluster")
+    @classmethod
+    def _seeds(cls, value: str) -> str:
+        parse_cluster_seeds(value)
+        return value
+
+    @property
+    def cluster_seeds(self) -> ClusterSeeds | None:
+        """``REALTIME_REDIS_CLUSTER`` parsed, or None when the channels live on ``REDIS_URL``."""
+        return parse_cluster_seeds(self.realtime_redis_cluster)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSeeds:
+    """Where to find a Redis Cluster, and how to log in to its nodes."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = dataclass_field(default=None, repr=False)
+    tls: bool = False
+
+
+def parse_cluster_seeds(value: str) -> ClusterSeeds | None:
+    """``REALTIME_REDIS_CLUSTER`` → :class:`ClusterSeeds` (None when empty); raises on garbage.
+
+    Entries are ``host:port`` or ``redis://[user:password@]host:port`` (``rediss://``: TLS);
+    the credentials and scheme of the first URL apply to every node.
+    """
+    entries = [part.strip() for part in value.split(",") if part.strip()]
+    if not entries:
+        return None
+    nodes: list[tuple[str, int]] = []
+    username = password = None
+    tls = False
+    scheme_seen = False
+    for entry in entries:
+        if "://" in entry:
+            parsed = urlsplit(entry)
+            if parsed.scheme not in {"redis", "rediss"} or not parsed.hostname:
+                msg = f"REALTIME_REDIS_CLUSTER: not a redis:// or rediss:// URL: {entry[:60]!r}"
+                raise ValueError(msg)
+            if not scheme_seen:
+                scheme_seen = True
+                tls = parsed.scheme == "rediss"
+                username = unquote(parsed.username) if parsed.username else None
+                password = unquote(parsed.password) if parsed.password else None
+            nodes.append((parsed.hostname, parsed.port or 6379))
+        else:
+            nodes += parse_addresses(entry, "REALTIME_REDIS_CLUSTER")
+    return ClusterSeeds(tuple(nodes), username=username, password=password, tls=tls)
 
 
 #: Body limits: the api's JSON bodies are small; the gateway's prompts can be large.

@@ -10,6 +10,14 @@ published, and never trusts an entry longer than its cache TTL — the bound for
 message. The api re-copies every live key at startup and periodically, so a Redis that
 lost its data is repaired.
 
+A user's own spend budget (set by an administrator) applies to every call of that user:
+through each of their virtual keys and through their access token. Their keys' records
+carry it; for the token, the api copies it as ``chorus:vkey:user:<id>`` → a JSON
+:class:`Budget` (absent: no budget) and publishes ``user:<id>`` on the same channel, so
+the gateways cache and forget it exactly like a key. Its spend counter lives in the
+user's slot, the one their keys' and token's counters share, so one admission script
+reserves it with everything else.
+
 Secrets look like ``sk-chorus-<43 url-safe characters>`` (256 random bits): never a JWT
 (no dots), so the gateway can tell them from access tokens and service keys at a glance.
 """
@@ -37,6 +45,8 @@ __all__ = [
     "new_secret",
     "secret_digest",
     "spend_counter",
+    "user_budget_key",
+    "user_budget_subject",
 ]
 
 SECRET_PREFIX: Final = "sk-chorus-"  # noqa: S105 - a prefix, not a secret
@@ -68,6 +78,16 @@ def directory_key(digest: str) -> str:
     return f"chorus:vkey:{digest}"
 
 
+def user_budget_subject(user_id: int) -> str:
+    """What the invalidation channel carries when a user's budget changes."""
+    return f"user:{user_id}"
+
+
+def user_budget_key(user_id: int) -> str:
+    """The Redis key of a user's own budget (a JSON :class:`Budget`; absent: none)."""
+    return directory_key(user_budget_subject(user_id))
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """A spend budget in micro-units of currency (1 USD = 1 000 000) per period.
@@ -79,6 +99,15 @@ class Budget:
     scope: str
     limit_micros: int
     period: BudgetPeriod
+
+    def to_json(self) -> str:
+        """The Redis value of a user's budget."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Budget:
+        """Parse a Redis value (``ValueError`` / ``KeyError`` / ``TypeError`` if malformed)."""
+        return _budget(json.loads(raw))
 
 
 #: Spend counters outlive their period by this much, so a call begun in it still settles.
@@ -147,11 +176,12 @@ class KeyRecord:
             tokens_per_minute=_optional_int(data.get("tokens_per_minute")),
             concurrent_streams=_optional_int(data.get("concurrent_streams")),
             expires_at=float(data["expires_at"]) if data.get("expires_at") is not None else None,
-            budgets=tuple(
-                Budget(str(b["scope"]), int(b["limit_micros"]), budget_period(b["period"]))
-                for b in data.get("budgets") or ()
-            ),
+            budgets=tuple(_budget(b) for b in data.get("budgets") or ()),
         )
+
+
+def _budget(data: dict[str, Any]) -> Budget:
+    return Budget(str(data["scope"]), int(data["limit_micros"]), budget_period(data["period"]))
 
 
 def _optional_int(value: object) -> int | None:

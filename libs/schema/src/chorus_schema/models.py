@@ -97,10 +97,23 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSONB}
 
 
+_PERIOD_KNOWN = "budget_period IN ('day', 'month', 'total')"
+
+
 class User(Base):
-    """A person who can log in. ``email`` is stored lower-cased."""
+    """A person who can log in. ``email`` is stored lower-cased.
+
+    ``budget_micros`` per ``budget_period`` caps the spend of every LLM call the user makes
+    (through their own virtual keys and their access token); set by an administrator.
+    """
 
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_PERIOD_KNOWN, name="budget_period_known"),
+        CheckConstraint(
+            "(budget_micros IS NULL) = (budget_period IS NULL)", name="budget_complete"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -115,6 +128,8 @@ class User(Base):
     #: Carried by every token issued (``ver``); raised when the password changes, which
     #: revokes every token issued before (see ``token_revocations``).
     token_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str | None] = mapped_column(String(8))
 
     orders: Mapped[list[Order]] = relationship(
         back_populates="user",
@@ -414,7 +429,6 @@ class LlmUsageDaily(Base):
 
 
 BUDGET_PERIODS = ("day", "month", "total")
-_PERIOD_KNOWN = "budget_period IN ('day', 'month', 'total')"
 
 
 class Team(Base):

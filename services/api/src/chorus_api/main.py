@@ -23,6 +23,7 @@ from chorus_api.routes import (
     rooms,
     teams,
     usage,
+    user_budgets,
     users,
 )
 from chorus_api.routes.apidocs import install_api_docs
@@ -96,6 +97,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             jobs.router,
             keys.router,
             teams.router,
+            user_budgets.router,
             usage.router,
         ],
         docs_prefix="/api",

@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_api.domain.credentials import Credentials
@@ -47,7 +48,7 @@ from chorus_api.transport.reader import Reader, close_read_pool, create_read_poo
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_channel_cluster, create_redis
 from chorus_common.rooms import RoomDirectory
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 
@@ -68,6 +69,8 @@ class Resources:
     reader: Reader
     redis: Redis
     arq: ArqRedis
+    #: The cluster's client when the channels live on one (``REALTIME_REDIS_CLUSTER``).
+    cluster: RedisCluster | None
     bus: EventBus
     tokens: TokenService
     #: Bearer auth on every request: signature and claims (remembered), then revocation.
@@ -91,9 +94,12 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     discard_closed_connections(engine)
     read_pool = await create_read_pool(engine, settings, size=settings.db_read_pool_size)
     redis = create_redis(
-        settings.redis_url,
+        RedisEndpoint.from_settings(settings),
         client_name="chorus-api",
         max_connections=settings.redis_max_connections,
+    )
+    cluster = create_channel_cluster(
+        settings, client_name="chorus-api", max_connections=settings.redis_max_connections
     )
     # arq's create_pool() would open a second pool and insist on connecting at startup;
     # its client is a redis.asyncio.Redis subclass, so it can share ours instead.
@@ -121,7 +127,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         revocations.run(open_session, interval=settings.token_resync_seconds),
         name="token-revocation-resync",
     )
-    bus = EventBus.from_settings(redis, settings)
+    bus = EventBus.from_settings(redis if cluster is None else cluster, settings)
     directory = RoomDirectory(redis)
     room_sync = asyncio.create_task(
         RoomAclSync(directory).run(open_session, interval=settings.room_acl_resync_seconds),
@@ -147,6 +153,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             ),
             redis=redis,
             arq=arq,
+            cluster=cluster,
             bus=bus,
             tokens=tokens,
             token_verifier=TokenVerifier(tokens, versions),
@@ -199,5 +206,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         untrack_pool()
         await arq.aclose()
         await redis.aclose()
+        if cluster is not None:
+            await cluster.aclose()
         await close_read_pool(read_pool, grace=settings.graceful_timeout)
         await engine.dispose()

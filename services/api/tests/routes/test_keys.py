@@ -18,9 +18,11 @@ from chorus_api.main import create_app
 from chorus_api.settings import ApiSettings
 from chorus_common.virtual_keys import (
     INVALIDATION_CHANNEL,
+    Budget,
     KeyRecord,
     directory_key,
     secret_digest,
+    user_budget_key,
 )
 from chorus_devstack.testing import base_url, serve_app
 from chorus_schema.models import LlmUsageEvent
@@ -226,6 +228,64 @@ async def test_teams_share_keys_and_a_budget_only_an_administrator_sets(
     left = await api.delete(f"/api/teams/{team_id}/members/{member.id}", headers=member.headers)
     assert left.status_code == 204
     assert (await api.get(f"/api/keys/{key_id}", headers=member.headers)).status_code == 404
+
+
+async def test_a_user_budget_only_an_administrator_sets_is_copied_for_the_gateways(
+    api: httpx.AsyncClient, redis: aioredis.Redis, admin: Account
+) -> None:
+    me, stranger = [await new_account(api, p) for p in ("capped", "other")]
+    url = f"/api/users/{me.id}/budget"
+    budget = {"budget": {"amount_micros": 3_000_000, "period": "month"}}
+    # Not by the user themselves, nor anyone else but an administrator.
+    for who in (me, stranger):
+        refused = await api.put(url, json=budget, headers=who.headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "forbidden"
+    assert (await api.get(url, headers=me.headers)).json() == {"user_id": me.id, "budget": None}
+    for bad in (
+        {"budget": {"amount_micros": -1, "period": "day"}},
+        {"budget": {"amount_micros": 1, "period": "week"}},
+        {"budget": {"amount_micros": "1", "period": "day"}},
+        {"budget": {"amount_micros": 10**16, "period": "day"}},
+        {"budget": {"amount_micros": 1, "period": "day", "extra": 1}},
+        {},
+        [],
+    ):
+        invalid = await api.put(url, json=bad, headers=admin.headers)
+        assert invalid.status_code == 422, (bad, invalid.text)
+    zero = await api.put("/api/users/0/budget", json=budget, headers=admin.headers)
+    assert zero.status_code == 422
+    missing = await api.put(f"/api/users/{2**62}/budget", json=budget, headers=admin.headers)
+    assert missing.status_code == 404
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(INVALIDATION_CHANNEL)
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        set_ = await api.put(url, json=budget, headers=admin.headers)
+        assert set_.status_code == 200, set_.text
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+    assert message is not None
+    assert message["data"].decode() == f"user:{me.id}"
+    expected = {"amount_micros": 3_000_000, "period": "month", "spent_micros": 0}
+    assert set_.json() == {"user_id": me.id, "budget": expected}
+    raw = await redis.get(user_budget_key(me.id))
+    assert raw is not None
+    assert Budget.from_json(raw) == Budget(f"user:{me.id}", 3_000_000, "month")
+    # The user reads their own; nobody else but an administrator does.
+    assert (await api.get(url, headers=me.headers)).json()["budget"] == expected
+    assert (await api.get(url, headers=stranger.headers)).status_code == 404
+    assert (await api.get(url, headers=admin.headers)).json()["budget"] == expected
+    # A Redis that lost it gets it back at the next resync (every second in the tests).
+    await redis.delete(user_budget_key(me.id))
+    for _ in range(100):
+        if await redis.get(user_budget_key(me.id)) is not None:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the budget was never copied back")
+    # Removed: the gateways' copy goes too.
+    cleared = await api.put(url, json={"budget": None}, headers=admin.headers)
+    assert cleared.json() == {"user_id": me.id, "budget": None}
+    assert await redis.get(user_budget_key(me.id)) is None
 
 
 async def test_usage_is_read_per_key_team_and_user_by_those_allowed(

@@ -93,6 +93,8 @@ async def test_every_operation_documents_its_errors(client: httpx.AsyncClient) -
         ("post", "/api/teams/{team_id}/members"),
         ("delete", "/api/teams/{team_id}/members/{member_id}"),
         ("put", "/api/teams/{team_id}/budget"),
+        ("get", "/api/users/{user_id}/budget"),
+        ("put", "/api/users/{user_id}/budget"),
         ("get", "/api/usage"),
     }
     operations = {

@@ -21,7 +21,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from chorus_common.queue import JOB_CODEC
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_gateway.domain.api_keys import ApiKeys
 from chorus_gateway.domain.auth import Authenticator, Limits
@@ -64,15 +64,19 @@ async def open_resources(
     default per-caller limits; ``api_keys`` maps each provider's name to the key it is
     called with.
     """
+    endpoint = RedisEndpoint.from_settings(settings)
     redis = create_redis(
-        settings.redis_url,
+        endpoint,
         client_name="chorus-gateway",
         max_connections=settings.redis_max_connections,
     )
     limiter = Limiter(redis, lease_seconds=settings.gateway_lease_seconds)
     versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
     virtual_keys = KeyResolver(
-        redis, redis_url=settings.redis_url, cache_seconds=settings.gateway_key_cache_seconds
+        # Its invalidation listener follows the primary behind Sentinels like every client.
+        redis,
+        redis_url=endpoint,
+        cache_seconds=settings.gateway_key_cache_seconds,
     )
     authenticator = Authenticator(
         tokens=TokenVerifier(tokens, versions),

@@ -14,6 +14,7 @@ import pytest
 import redis
 from openai import AsyncOpenAI, RateLimitError
 
+from chorus_common.tokens import TokenService
 from chorus_common.virtual_keys import Budget, KeyRecord
 from chorus_devstack.servers import RunningRedis
 from chorus_gateway.domain.token_estimate import estimate_prompt_tokens
@@ -25,6 +26,7 @@ from ..support import (
     provider,
     revoke_virtual_key,
     running_gateway,
+    set_user_budget,
     settings_for,
 )
 
@@ -251,6 +253,72 @@ async def test_a_team_budget_is_shared_by_all_of_the_teams_keys(
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_a_user_budget_holds_over_their_keys_and_their_token_across_two_replicas(
+    listening: tuple[str, str], redis_sync: redis.Redis, tokens: TokenService
+) -> None:
+    user = secrets.randbelow(10**9) + 1
+    budget = FITS * WORST + WORST - 1  # room for FITS, not for one more
+    mine = Budget(f"user:{user}", budget, "day")
+    await asyncio.to_thread(set_user_budget, redis_sync, user, mine)
+    # Two of the user's keys, each with a budget of its own far above the user's.
+    keys = [
+        record(
+            id=(key_id := secrets.randbelow(10**9) + 1),
+            owner=f"user:{user}",
+            user_id=user,
+            budgets=(Budget(f"vkey:{key_id}", 10**9, "day"),),
+        )
+        for _ in range(2)
+    ]
+    credentials = [issue_virtual_key(redis_sync, k) for k in keys] + [tokens.issue(user)]
+    subjects = [f"vkey:{k.id}" for k in keys] + [f"user:{user}"]
+    body = chat(PROMPT, max_tokens=MAX_TOKENS, stream=True)
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as http:
+
+        async def one(i: int) -> tuple[int, dict[str, Any] | None]:
+            headers = {"authorization": f"Bearer {credentials[i % 3]}"}
+            url = f"{listening[i % 2]}/v1/chat/completions"
+            async with http.stream("POST", url, json=body, headers=headers) as response:
+                await response.aread()
+                error = response.json()["error"] if response.status_code != 200 else None
+                return response.status_code, error
+
+        results = await asyncio.gather(*(one(i) for i in range(60)))
+        statuses = [status for status, _ in results]
+        assert statuses.count(200) == FITS, statuses
+        assert statuses.count(429) == 60 - FITS
+        errors = [e for s, e in results if s == 429 and e is not None]
+        assert {e["code"] for e in errors} == {"budget_exceeded"}
+        assert all(f"user:{user}" in e["message"] for e in errors)
+        # What the key and the token spent is settled into the one counter, never above.
+        jobs = [job for s in subjects for job in UsageJobs(redis_sync, subject=s).now()]
+        deadline = time.monotonic() + 5
+        while len(jobs) < FITS:
+            assert time.monotonic() < deadline, jobs
+            await asyncio.sleep(0.02)
+            jobs = [job for s in subjects for job in UsageJobs(redis_sync, subject=s).now()]
+        assert len(jobs) == FITS
+        spent = sum(job["cost_micros"] for job in jobs)
+        (counter,) = redis_sync.keys(f"chorus:gw:spend:{{user:{user}}}:user:{user}:d*")
+        while int(redis_sync.get(counter) or 0) != spent:
+            assert time.monotonic() < deadline, (redis_sync.get(counter), spent)
+            await asyncio.sleep(0.02)
+        assert spent <= budget
+        # Removing the budget applies on both replicas within a second, though they
+        # cache it for a minute: the api's message makes them forget it.
+        await asyncio.to_thread(set_user_budget, redis_sync, user, None)
+        removed_at = time.monotonic()
+
+        async def quick(i: int) -> int:
+            headers = {"authorization": f"Bearer {credentials[i % 3]}"}
+            url = f"{listening[i % 2]}/v1/chat/completions"
+            response = await http.post(url, json=chat(max_tokens=1), headers=headers)
+            return response.status_code
+
+        while (statuses := await asyncio.gather(*(quick(i) for i in range(6)))) != [200] * 6:
+            assert time.monotonic() - removed_at < 1.0, f"still refused after 1 s: {statuses}"
 
 
 async def test_responses_and_embeddings_are_priced_and_held_to_the_budget(

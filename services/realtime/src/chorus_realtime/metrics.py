@@ -16,9 +16,12 @@ __all__ = [
     "CANARY_FAILURES",
     "CANARY_LAG",
     "CHANNELS",
+    "CHANNEL_MOVES",
     "CONNECTIONS",
     "DELIVERIES",
+    "GAP_REPLAYS",
     "MESSAGES_IN",
+    "PUBSUB_CONNECTIONS",
     "PUBSUB_RECONNECTS",
     "RECOVERIES",
     "REJECTED",
@@ -116,8 +119,21 @@ CANARY_FAILURES = Counter(
 )
 PUBSUB_RECONNECTS = Counter(
     "chorus_realtime_pubsub_reconnects_total",
-    "Times the pub/sub connection was (re)built, by reason (start|error|canary).",
+    "Times a pub/sub connection was (re)built, by reason (start|error|canary|moved: a "
+    "cluster node now serving channels whose slots moved).",
     ["reason"],
+)
+PUBSUB_CONNECTIONS = Gauge(
+    "chorus_realtime_pubsub_connections",
+    "Pub/sub connections open: 1 on one Redis, one per cluster node serving subscribed slots.",
+)
+CHANNEL_MOVES = Counter(
+    "chorus_realtime_channel_moves_total",
+    "Channels resubscribed on another cluster node (failover, slot migration, MOVED).",
+)
+GAP_REPLAYS = Counter(
+    "chorus_realtime_gap_replayed_events_total",
+    "Events replayed from the streams to close a gap after a pub/sub rebuild or a move.",
 )
 REJECTED = Counter(
     "chorus_realtime_rejected_total",
@@ -170,7 +186,7 @@ def _declare_series() -> None:
         RECOVERIES.labels(result)
     for transport in ("ws", "sse"):
         CONNECTIONS.labels(transport)
-    for reason in ("start", "error", "canary"):
+    for reason in ("start", "error", "canary", "moved"):
         PUBSUB_RECONNECTS.labels(reason)
     for reason in ("expired", "revoked"):
         TOKEN_CLOSES.labels(reason)

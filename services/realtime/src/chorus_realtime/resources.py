@@ -1,7 +1,9 @@
 """Everything one replica holds open while it runs, opened and closed by the lifespan.
 
-:func:`open_resources` builds the parts — one Redis client (commands, presence, the arq
-queue), the event bus with the configured history, the hub and its pub/sub connection,
+:func:`open_resources` builds the parts — one client of the main Redis (commands,
+connection counts, the arq queue; ``REDIS_URL`` or a Sentinel group), the client of the
+Redis Cluster the channels live on when ``REALTIME_REDIS_CLUSTER`` is set, the event bus
+with the configured history and key layout, the hub and its pub/sub connections,
 presence, the canary, the registry of this replica's connections, the token verifier (with
 the accounts' token versions), the token watch that closes connections whose token expired
 or was revoked, the room guard (who may enter a room, and who loses access inside), the
@@ -22,11 +24,12 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC
-from chorus_common.redis_client import create_redis
-from chorus_common.rooms import RoomDirectory
+from chorus_common.redis_client import RedisEndpoint, create_cluster, create_redis
+from chorus_common.rooms import OpenRooms, RoomDirectory
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 from chorus_realtime.domain.access import RoomGuard
 from chorus_realtime.domain.assistant import Assistant
@@ -37,6 +40,7 @@ from chorus_realtime.domain.quotas import Quotas, QuotaSettings
 from chorus_realtime.domain.registry import Registry
 from chorus_realtime.domain.token_watch import TokenWatch
 from chorus_realtime.settings import RealtimeSettings
+from chorus_realtime.transport.topology import ClusterTopology, SingleTopology, Topology
 
 __all__ = ["Resources", "open_resources", "replica_name"]
 
@@ -53,6 +57,8 @@ class Resources:
     """The replica's parts."""
 
     redis: Redis
+    #: The cluster's client when the channels live on one (else None: ``redis``).
+    cluster: RedisCluster | None
     bus: EventBus
     hub: Hub
     presence: Presence
@@ -109,25 +115,44 @@ class Resources:
 async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]:
     """Build and start the replica's parts (none needs Redis up yet); stop them on exit."""
     replica = replica_name(settings.instance_id)
+    endpoint = RedisEndpoint.from_settings(settings)
     redis = create_redis(
-        settings.redis_url,
+        endpoint,
         client_name=f"chorus-realtime:{replica}",
         max_connections=settings.redis_max_connections,
     )
-    bus = EventBus.from_settings(redis, settings)
-    hub = Hub(
-        redis_url=settings.redis_url,
-        bus=bus,
-        client_name=f"chorus-realtime-pubsub:{replica}",
-        replay_limit=settings.replay_max,
+    seeds = settings.cluster_seeds
+    cluster = (
+        None
+        if seeds is None
+        else create_cluster(
+            seeds,
+            client_name=f"chorus-realtime:{replica}",
+            max_connections=settings.redis_max_connections,
+        )
     )
+    bus = EventBus.from_settings(redis if cluster is None else cluster, settings)
+    pubsub_name = f"chorus-realtime-pubsub:{replica}"
+    topology: Topology = (
+        SingleTopology(endpoint, client_name=pubsub_name)
+        if seeds is None
+        else ClusterTopology(seeds, client_name=pubsub_name)
+    )
+    hub = Hub(topology=topology, bus=bus, client_name=pubsub_name, replay_limit=settings.replay_max)
     registry = Registry()
     versions = TokenVersions(redis, cache_seconds=settings.token_version_cache_seconds)
     resources = Resources(
         redis=redis,
+        cluster=cluster,
         bus=bus,
         hub=hub,
-        presence=Presence(redis, replica=replica, ttl=settings.presence_ttl),
+        presence=Presence(
+            redis,
+            replica=replica,
+            ttl=settings.presence_ttl,
+            events=bus.redis,
+            layout=bus.layout,
+        ),
         canary=Canary(
             hub=hub,
             bus=bus,
@@ -142,7 +167,10 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
         ),
         token_watch=TokenWatch(registry, versions, interval=settings.token_version_cache_seconds),
         guard=RoomGuard(
-            RoomDirectory(redis), hub, registry, interval=settings.room_access_recheck_seconds
+            RoomDirectory(redis) if settings.private_rooms else OpenRooms(),
+            hub,
+            registry,
+            interval=settings.room_access_recheck_seconds,
         ),
         assistant=Assistant(
             ArqRedis(
@@ -159,6 +187,7 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
                 bytes_burst=settings.user_bytes_burst,
                 new_rooms_per_minute=settings.user_new_rooms_per_minute,
             ),
+            bus=bus,
         ),
     )
     await resources.start()
@@ -167,3 +196,5 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
     finally:
         await resources.stop()
         await redis.aclose()
+        if cluster is not None:
+            await cluster.aclose()

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chorus_common.events import EventBus
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_realtime.domain.hub import Hub
+from chorus_realtime.transport.topology import SingleTopology
 
 
 @pytest.fixture
@@ -22,7 +23,8 @@ async def bus(redis_url: str) -> AsyncIterator[EventBus]:
 @pytest.fixture
 async def hub(redis_url: str, bus: EventBus) -> AsyncIterator[Hub]:
     """A started hub (its pub/sub connection comes up in the background)."""
-    hub = Hub(redis_url=redis_url, bus=bus, client_name="domain-test")
+    topology = SingleTopology(RedisEndpoint(url=redis_url), client_name="domain-test")
+    hub = Hub(topology=topology, bus=bus, client_name="domain-test")
     await hub.start()
     yield hub
     await hub.stop()

@@ -10,9 +10,11 @@ import time
 import orjson
 
 from chorus_common.events import EventBus, pubsub_channel, room_channel
+from chorus_common.redis_client import RedisEndpoint
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
 from chorus_realtime.domain.hub import Batch, Hub
+from chorus_realtime.transport.topology import SINGLE, SingleTopology
 
 
 class Collector:
@@ -100,11 +102,12 @@ async def test_a_deaf_connection_is_noticed_rebuilt_and_the_gap_replayed(
         async with asyncio.timeout(5):
             while not canary.healthy:
                 await asyncio.sleep(0.05)
-        # Make the connection deaf behind the hub's back: Redis drops its subscriptions
-        # while the socket stays open and error-free.
-        conn = hub._conn
+        # Make the connection deaf behind the hub's back, as a half-open socket is: it
+        # stays open and error-free, and nothing arrives on it any more.
+        conn = hub._links[SINGLE].conn
         assert conn is not None
-        conn.unsubscribe(pubsub_channel(channel).encode(), pubsub_channel(canary.channel).encode())
+        assert conn._transport is not None
+        conn._transport.pause_reading()
         for n in range(1, 6):
             await bus.publish(channel, "message", {"message": f"m{n}"}, sender="t")
         # The canary fails, the hub rebuilds, and what it did not hear is replayed.
@@ -121,7 +124,8 @@ async def test_a_deaf_connection_is_noticed_rebuilt_and_the_gap_replayed(
 async def test_a_gap_longer_than_the_replay_limit_interrupts_instead_of_skipping(
     redis_url: str, bus: EventBus
 ) -> None:
-    hub = Hub(redis_url=redis_url, bus=bus, client_name="hub-test", replay_limit=3)
+    topology = SingleTopology(RedisEndpoint(url=redis_url), client_name="hub-test")
+    hub = Hub(topology=topology, bus=bus, client_name="hub-test", replay_limit=3)
     await hub.start()
     try:
         channel, sink = _channel(), Collector()
@@ -129,7 +133,7 @@ async def test_a_gap_longer_than_the_replay_limit_interrupts_instead_of_skipping
         first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
         await sink.until(1)
         hub.note_position(channel, first.id)
-        conn = hub._conn
+        conn = hub._links[SINGLE].conn
         assert conn is not None
         conn.unsubscribe(pubsub_channel(channel).encode())  # deaf to the channel
         for n in range(1, 6):  # five events missed: more than the hub may replay
@@ -200,7 +204,7 @@ async def test_a_history_read_ahead_of_pub_sub_does_not_hide_live_events_from_ot
     # The joining subscriber read history up to an id whose pub/sub message has not been
     # dispatched yet (its read ran ahead of the connection): that event is still the
     # others' to receive when it arrives.
-    conn = hub._conn
+    conn = hub._links[SINGLE].conn
     assert conn is not None
     assert conn._transport is not None
     conn._transport.pause_reading()  # the pub/sub connection lags behind the history read

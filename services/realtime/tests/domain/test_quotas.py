@@ -7,7 +7,10 @@ import os
 import pytest
 from redis.asyncio import Redis
 
-from chorus_common.events import EventBus, room_channel
+from chorus_common.events import CLUSTER, EventBus, room_channel
+from chorus_common.redis_client import create_cluster
+from chorus_common.settings import parse_cluster_seeds
+from chorus_devstack.servers import RunningRedisCluster
 from chorus_realtime.domain.quotas import QuotaExceeded, Quotas, QuotaSettings
 
 SETTINGS = QuotaSettings(bytes_per_second=100, bytes_burst=1000, new_rooms_per_minute=2)
@@ -43,3 +46,27 @@ async def test_only_rooms_without_history_cost_a_room(redis: Redis) -> None:
     assert refused.value.quota == "rooms"
     assert 0 < refused.value.retry_after <= 30  # one room back every 30 s
     await two.enter_room(user, existing)
+
+
+async def test_with_the_channels_on_a_cluster_only_new_rooms_cost_a_room(
+    redis: Redis, redis_cluster: RunningRedisCluster
+) -> None:
+    # The buckets stay on the main Redis; whether a room exists is asked where it lives.
+    seeds = parse_cluster_seeds(redis_cluster.seeds)
+    assert seeds is not None
+    cluster = create_cluster(seeds, client_name="test-quotas")
+    try:
+        bus = EventBus(cluster, history_size=1000, history_ttl=600, layout=CLUSTER)
+        quotas = Quotas(redis, SETTINGS, bus=bus)
+        user = f"u{os.urandom(4).hex()}"
+        existing = room_channel(f"busy-{os.urandom(3).hex()}")
+        await bus.publish(existing, "message", {"message": "hi"}, sender="x")
+        for _ in range(5):
+            await quotas.enter_room(user, existing)
+        await quotas.enter_room(user, room_channel(f"new-{os.urandom(3).hex()}"))
+        await quotas.enter_room(user, room_channel(f"new-{os.urandom(3).hex()}"))
+        with pytest.raises(QuotaExceeded):
+            await quotas.enter_room(user, room_channel(f"new-{os.urandom(3).hex()}"))
+        await quotas.enter_room(user, existing)
+    finally:
+        await cluster.aclose()

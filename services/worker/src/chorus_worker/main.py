@@ -41,7 +41,7 @@ from fastapi import FastAPI
 from chorus_common.app import create_service_app
 from chorus_common.database import DatabaseCheck, create_engine
 from chorus_common.queue import JOB_CODEC
-from chorus_common.redis_client import create_redis, redis_check
+from chorus_common.redis_client import RedisEndpoint, create_redis, redis_check
 from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_worker import __version__
 from chorus_worker.jobs.account_exists import send_account_exists_email
@@ -181,7 +181,9 @@ def create_app(settings: WorkerServiceSettings, *, worker: ChorusWorker | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Clients of their own: readiness must test the way there, not a busy pool.
         redis = create_redis(
-            settings.redis_url, client_name="chorus-worker-health", max_connections=4
+            RedisEndpoint.from_settings(settings),
+            client_name="chorus-worker-health",
+            max_connections=4,
         )
         engine = create_engine(settings.model_copy(update={"db_pool_size": 1}))
         app.state.health.add_check("redis", redis_check(redis))

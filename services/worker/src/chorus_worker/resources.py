@@ -2,8 +2,9 @@
 
 arq hands every job the worker's ``ctx`` dict; ours carries the settings (put there when
 the worker is built) and, after startup, one :class:`Resources` holding the Postgres
-engine and sessions, the Redis client arq itself uses (with the event bus on top), the
-SMTP mailer and the ``openai`` client for the gateway. Jobs reach them through
+engine and sessions, the Redis client arq itself uses, the event bus (on that client, or
+on the cluster's when the channels live on one), the SMTP mailer and the ``openai``
+client for the gateway. Jobs reach them through
 :mod:`chorus_worker.deps`, which keeps the dict's ``Any`` at that edge.
 """
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
+from chorus_common.redis_client import create_channel_cluster
 from chorus_worker.domain.mail import Mailer
 from chorus_worker.settings import WorkerServiceSettings
 
@@ -56,10 +58,13 @@ class Resources:
             max_retries=0,
             timeout=Timeout(settings.assistant_idle_timeout, connect=_GATEWAY_CONNECT_TIMEOUT),
         )
+        cluster = create_channel_cluster(
+            settings, client_name="chorus-worker", max_connections=settings.redis_max_connections
+        )
         return cls(
             settings=settings,
             redis=redis,
-            bus=EventBus.from_settings(redis, settings),
+            bus=EventBus.from_settings(redis if cluster is None else cluster, settings),
             engine=engine,
             sessions=create_sessionmaker(engine),
             mailer=Mailer.from_settings(settings),
@@ -70,6 +75,8 @@ class Resources:
         """Close what :meth:`open` created (the Redis client belongs to arq)."""
         await self.llm.close()
         await self.engine.dispose()
+        if self.bus.redis is not self.redis:
+            await self.bus.redis.aclose()
 
 
 async def on_startup(ctx: JobContext) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ __all__ = [
     "received_all",
     "send_paced",
     "stream_key",
+    "under_load",
 ]
 
 #: Below realtime's per-connection rate (20/s, burst 40): a steady, legitimate sender.
@@ -149,3 +150,27 @@ def assert_exactly_once(clients: list[RoomClient], sent: list[str], acked: set[s
         assert acked <= set(seen), f"acknowledged but never delivered: {sorted(acked - set(seen))}"
         assert set(seen) <= set(sent), "delivered but never sent"
     assert all(t == texts[0] for t in texts), "clients disagree on the room's messages"
+
+
+async def under_load(
+    clients: list[RoomClient], fault: Callable[[], Awaitable[None]]
+) -> tuple[list[str], set[str]]:
+    """Run ``fault`` while every client chats; then settle and return (sent, acked)."""
+    stop = asyncio.Event()
+    senders = [asyncio.create_task(chatter(c, f"u{i}", stop)) for i, c in enumerate(clients)]
+    # The load is flowing everywhere before the fault strikes.
+    for client in clients:
+        await client.wait_for(has_messages(client, 15), timeout=20)
+    await fault()
+    # And it keeps flowing after: everyone receives a fresh batch.
+    marks = [len(c.messages()) for c in clients]
+    for client, mark in zip(clients, marks, strict=True):
+        await client.wait_for(has_messages(client, mark + 15), timeout=30)
+    stop.set()
+    sent = [text for batch in await asyncio.gather(*senders) for text in batch]
+    # Settle: a last acknowledged message, seen by all, closes the comparison.
+    await clients[0].say("final", ref="final")
+    for client in clients:
+        await client.wait_for(received_all(client, ["final"]), timeout=20)
+    acked = set().union(*(acknowledged(c) for c in clients))
+    return [*sent, "final"], acked

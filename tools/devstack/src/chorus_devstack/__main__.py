@@ -13,7 +13,8 @@ from pathlib import Path
 
 from chorus_devstack.ports import port_is_free
 from chorus_devstack.process import LogFollower, ProcessDiedError, pid_alive
-from chorus_devstack.stack import Ports, Stack, StackOptions
+from chorus_devstack.redis_sentinel import MASTER_NAME
+from chorus_devstack.stack import REDIS_MODES, Ports, Stack, StackOptions
 
 STATE_DIR = Path(".devstack")
 
@@ -40,11 +41,27 @@ def _banner(stack: Stack) -> str:
     rows += [
         ("mail", f"smtp://127.0.0.1:{ports.smtp}   inbox {stack.url('smtp-sink')}/messages"),
         ("postgres", stack.database_url.replace("+asyncpg", "")),
-        ("redis", stack.redis_url),
+        *_redis_rows(stack),
     ]
     lines = ["", "Chorus is up.", *(f"  {name:<12} {url}" for name, url in rows)]
     lines += [f"  logs         {stack.log_dir}/", "  stop         Ctrl-C, or `make down`", ""]
     return "\n".join(lines)
+
+
+def _redis_rows(stack: Stack) -> list[tuple[str, str]]:
+    if stack.sentinel is not None:
+        return [
+            ("redis", f"sentinel {stack.sentinel.sentinels} (master {MASTER_NAME})"),
+            (
+                "",
+                f"primary 127.0.0.1:{stack.sentinel.primary_port}  "
+                f"replica 127.0.0.1:{stack.sentinel.replica_port}",
+            ),
+        ]
+    rows = [("redis", stack.redis_url)]
+    if stack.cluster is not None:
+        rows.append(("redis-cluster", stack.cluster.seeds.replace(",", " ")))
+    return rows
 
 
 def _check_ports(ports: Ports, options: StackOptions) -> None:
@@ -60,6 +77,13 @@ def _check_ports(ports: Ports, options: StackOptions) -> None:
         wanted["postgres"] = ports.postgres
     if not options.redis_url:
         wanted["redis"] = ports.redis
+        if options.redis_mode == "sentinel":
+            wanted["redis-replica"] = ports.redis_replica
+            wanted.update({f"sentinel-{i + 1}": p for i, p in enumerate(ports.sentinels)})
+    if options.redis_mode == "cluster":
+        for i, (port, bus) in enumerate(zip(ports.cluster, ports.cluster_bus, strict=True)):
+            wanted[f"redis-cluster-{i + 1}"] = port
+            wanted[f"redis-cluster-{i + 1} bus"] = bus
     busy = [f"{name} ({port})" for name, port in wanted.items() if not port_is_free(port)]
     if busy:
         sys.exit(f"ports in use: {', '.join(busy)} — is a stack already up? (`make down`)")
@@ -71,6 +95,7 @@ def up(args: argparse.Namespace) -> None:
         state_dir=STATE_DIR,
         database_url=os.environ.get("DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
+        redis_mode=args.redis_mode,
         llm_providers=os.environ.get("LLM_PROVIDERS") or None,
         gateway_replicas=args.gateway_replicas,
         jwt_secret=os.environ.get("JWT_SECRET") or StackOptions(STATE_DIR).jwt_secret,
@@ -162,6 +187,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="run the whole system in the foreground")
     up_parser.add_argument("--gateway-replicas", type=int, default=1)
+    up_parser.add_argument(
+        "--redis-mode",
+        choices=REDIS_MODES,
+        default="standalone",
+        help="one Redis; a Sentinel group; or a Redis Cluster for the channels",
+    )
     up_parser.set_defaults(func=up)
     sub.add_parser("down", help="stop a running stack").set_defaults(func=down)
     sub.add_parser("status", help="show the stack's processes").set_defaults(func=status)

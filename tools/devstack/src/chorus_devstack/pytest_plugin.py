@@ -1,4 +1,5 @@
-"""pytest fixtures that start real servers: Redis, Postgres, the SMTP sink, the mock upstream.
+"""pytest fixtures that start real servers: Redis (alone, a Sentinel group, a Cluster),
+Postgres, the SMTP sink, the mock upstream.
 
 Registered through the ``pytest11`` entry point, so every test directory of the workspace
 gets them. Session-scoped servers are shared by a whole run (on fresh ports and data
@@ -18,6 +19,8 @@ from chorus_devstack.servers import (
     RunningMockOpenAI,
     RunningPostgres,
     RunningRedis,
+    RunningRedisCluster,
+    RunningSentinelGroup,
     RunningSmtpSink,
 )
 from chorus_devstack.stack import Stack
@@ -29,6 +32,8 @@ __all__ = [
     "private_postgres",
     "private_redis",
     "pytest_runtest_makereport",
+    "redis_cluster",
+    "redis_sentinel",
     "redis_server",
     "smtp_sink",
 ]
@@ -56,6 +61,32 @@ def private_redis(tmp_path: Path) -> Iterator[RunningRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(devstack_dir: Path) -> Iterator[RunningSentinelGroup]:
+    """A Sentinel group (primary, replica, three Sentinels) shared by the session.
+
+    A test may kill the primary (the group fails over) but must start it again; which
+    server is the primary is whatever the Sentinels say.
+    """
+    group = RunningSentinelGroup(devstack_dir / "sentinel")
+    group.start()
+    yield group
+    group.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(devstack_dir: Path) -> Iterator[RunningRedisCluster]:
+    """A Redis Cluster (three primaries, three replicas) shared by the session.
+
+    A test may kill a node or move slots, but must leave all six running and every slot
+    served (:meth:`RedisClusterGroup.wait_healthy`).
+    """
+    cluster = RunningRedisCluster(devstack_dir / "redis-cluster")
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

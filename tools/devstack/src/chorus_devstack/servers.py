@@ -1,6 +1,7 @@
-"""Single local servers for service tests: Redis, Postgres, the SMTP sink, the mock upstream.
+"""Local servers for service tests: Redis (alone, as a Sentinel group, as a Cluster),
+Postgres, the SMTP sink, the mock upstream.
 
-Each wraps a :class:`ManagedProcess` with what a test needs: its URL and ``stop``,
+Each wraps :class:`ManagedProcess` es with what a test needs: its URL and ``stop``,
 ``start`` and ``kill`` on the same port and data, so a test can take a dependency away and
 give it back. The pytest plugin hands them out as fixtures.
 """
@@ -16,9 +17,20 @@ import httpx
 from chorus_devstack.ports import free_port
 from chorus_devstack.postgres import EmbeddedPostgres
 from chorus_devstack.process import ManagedProcess, ProcessSpec
+from chorus_devstack.redis_cluster import RedisClusterGroup
+from chorus_devstack.redis_sentinel import MASTER_NAME, SentinelGroup
 from chorus_devstack.redis_server import RedisServer
 
-__all__ = ["LocalServer", "RunningMockOpenAI", "RunningPostgres", "RunningRedis", "RunningSmtpSink"]
+__all__ = [
+    "LocalServer",
+    "RunningGroup",
+    "RunningMockOpenAI",
+    "RunningPostgres",
+    "RunningRedis",
+    "RunningRedisCluster",
+    "RunningSentinelGroup",
+    "RunningSmtpSink",
+]
 
 
 def smtp_sink_spec(
@@ -90,6 +102,90 @@ class RunningRedis(LocalServer):
         self.server = RedisServer(directory / "data", port or free_port())
         super().__init__(self.server.spec(), directory)
         self.url = self.server.url
+
+
+class RunningGroup:
+    """Several server processes started and stopped together; any one can be killed."""
+
+    def __init__(self, specs: list[ProcessSpec], log_dir: Path) -> None:
+        self.processes = {spec.name: ManagedProcess(spec, log_dir) for spec in specs}
+
+    def start(self) -> None:
+        """Start every process and wait until each is ready."""
+        for process in self.processes.values():
+            process.start()
+        try:
+            for process in self.processes.values():
+                process.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every process."""
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process, as a crash would."""
+        self.processes[name].kill()
+
+    def start_again(self, name: str) -> None:
+        """Start a stopped or killed process again on its port and data; wait until ready
+        (a process still running is left alone)."""
+        process = self.processes[name]
+        if not process.running():
+            process.start()
+        process.wait_ready()
+
+
+class RunningSentinelGroup(RunningGroup):
+    """A primary, a replica and three Sentinels on free ports (``REDIS_SENTINELS``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.group = SentinelGroup(
+            directory,
+            primary_port=free_port(),
+            replica_port=free_port(),
+            sentinel_ports=(free_port(), free_port(), free_port()),
+        )
+        super().__init__(self.group.specs(), directory)
+        self.sentinels = self.group.sentinels
+        self.master = MASTER_NAME
+
+    def start_again(self, name: str) -> None:
+        """Start a killed process again; a data server rejoins as the primary's replica."""
+        super().start_again(name)
+        if name in self.group.servers:
+            self.group.rejoin(name)
+        self.group.wait_healthy()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The services' settings for this group."""
+        return {"REDIS_SENTINELS": self.sentinels, "REDIS_SENTINEL_MASTER": self.master}
+
+
+class RunningRedisCluster(RunningGroup):
+    """Three primaries and three replicas on free ports (``REALTIME_REDIS_CLUSTER``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.group = RedisClusterGroup(
+            directory,
+            ports=tuple(free_port() for _ in range(6)),
+            bus_ports=tuple(free_port() for _ in range(6)),
+        )
+        super().__init__(self.group.specs(), directory)
+        self.seeds = self.group.seeds
+
+    def start(self) -> None:
+        """Start the nodes and form the cluster (once)."""
+        super().start()
+        try:
+            self.group.form()
+        except BaseException:
+            self.stop()
+            raise
 
 
 class RunningPostgres(LocalServer):

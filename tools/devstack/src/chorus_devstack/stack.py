@@ -5,6 +5,12 @@ upstream (in parallel); the schema migration; the four services (realtime and, i
 the gateway as several replicas); nginx as the ingress; Prometheus when asked. Every
 process is waited on through its readiness probe; :meth:`Stack.stop` stops them in
 reverse order and nothing outlives the stack.
+
+Redis runs in one of three modes (``StackOptions.redis_mode``, ``make up REDIS_MODE=…``):
+``standalone`` (one server, the default), ``sentinel`` (a primary, a replica and three
+Sentinels: the services get ``REDIS_SENTINELS``) or ``cluster`` (one server for the queue,
+limits and locks, and a Redis Cluster of three primaries and three replicas for the
+channels: ``REALTIME_REDIS_CLUSTER``).
 """
 
 from __future__ import annotations
@@ -24,16 +30,20 @@ from chorus_devstack.ports import free_port
 from chorus_devstack.postgres import EmbeddedPostgres
 from chorus_devstack.process import ManagedProcess, ProcessDiedError, ProcessSpec
 from chorus_devstack.prometheus import prometheus_spec, render_prometheus_config
+from chorus_devstack.redis_cluster import RedisClusterGroup
+from chorus_devstack.redis_sentinel import MASTER_NAME, SentinelGroup
 from chorus_devstack.redis_server import RedisServer
 from chorus_devstack.routes import load_routes, repo_root
 from chorus_devstack.servers import mock_openai_spec, smtp_sink_spec
 
-__all__ = ["GATEWAY_API_KEY", "Ports", "Stack", "StackOptions"]
+__all__ = ["GATEWAY_API_KEY", "REDIS_MODES", "Ports", "Stack", "StackOptions"]
 
 logger = logging.getLogger("chorus.devstack")
 
 #: The key the worker presents to the gateway in the devstack (a service credential).
 GATEWAY_API_KEY = "chorus-dev-worker-key"
+#: How Redis runs (see the module).
+REDIS_MODES = ("standalone", "sentinel", "cluster")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,12 @@ class Ports:
     prometheus: int = 9090
     postgres: int = 15432
     redis: int = 16379
+    #: The Sentinel group's replica and Sentinels (redis_mode "sentinel").
+    redis_replica: int = 16380
+    sentinels: tuple[int, int, int] = (16479, 16480, 16481)
+    #: The Redis Cluster's nodes and their cluster-bus ports (redis_mode "cluster").
+    cluster: tuple[int, ...] = (17001, 17002, 17003, 17004, 17005, 17006)
+    cluster_bus: tuple[int, ...] = (18001, 18002, 18003, 18004, 18005, 18006)
 
     @classmethod
     def free(cls) -> Ports:
@@ -67,6 +83,10 @@ class Ports:
             prometheus=free_port(),
             postgres=free_port(),
             redis=free_port(),
+            redis_replica=free_port(),
+            sentinels=(free_port(), free_port(), free_port()),
+            cluster=tuple(free_port() for _ in range(6)),
+            cluster_bus=tuple(free_port() for _ in range(6)),
         )
 
 
@@ -84,6 +104,8 @@ class StackOptions:
     #: External servers: when set, no local Postgres / Redis is started.
     database_url: str | None = None
     redis_url: str | None = None
+    #: ``standalone``, ``sentinel`` or ``cluster`` (see the module); local servers only.
+    redis_mode: str = "standalone"
     #: A real ``LLM_PROVIDERS`` value; when set, the mock upstream is not started.
     llm_providers: str | None = None
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
@@ -114,8 +136,33 @@ class Stack:
             if options.database_url
             else EmbeddedPostgres(self.state_dir / "postgres", ports.postgres)
         )
+        if options.redis_mode not in REDIS_MODES:
+            msg = f"redis_mode is one of {', '.join(REDIS_MODES)}, not {options.redis_mode!r}"
+            raise ValueError(msg)
+        sentinel = options.redis_mode == "sentinel" and not options.redis_url
         self.redis = (
-            None if options.redis_url else RedisServer(self.state_dir / "redis", ports.redis)
+            None
+            if options.redis_url or sentinel
+            else RedisServer(self.state_dir / "redis", ports.redis)
+        )
+        #: The Sentinel group (redis_mode "sentinel").
+        self.sentinel = (
+            SentinelGroup(
+                self.state_dir / "sentinel",
+                primary_port=ports.redis,
+                replica_port=ports.redis_replica,
+                sentinel_ports=ports.sentinels,
+            )
+            if sentinel
+            else None
+        )
+        #: The Redis Cluster the channels live on (redis_mode "cluster").
+        self.cluster = (
+            RedisClusterGroup(
+                self.state_dir / "cluster", ports=ports.cluster, bus_ports=ports.cluster_bus
+            )
+            if options.redis_mode == "cluster"
+            else None
         )
         self.with_nginx = options.nginx if options.nginx is not None else bool(nginx_binary())
 
@@ -131,11 +178,25 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
-        """The ``REDIS_URL`` every service gets."""
+        """The ``REDIS_URL`` every service gets (in sentinel mode: the first primary's)."""
         if self.options.redis_url:
             return self.options.redis_url
+        if self.sentinel is not None:
+            return f"redis://127.0.0.1:{self.sentinel.primary_port}/0"
         assert self.redis is not None
         return self.redis.url
+
+    def redis_env(self) -> dict[str, str]:
+        """Where Redis is, in the services' setting names, for this stack's mode."""
+        if self.sentinel is not None:
+            env = {"REDIS_SENTINELS": self.sentinel.sentinels, "REDIS_SENTINEL_MASTER": MASTER_NAME}
+        else:
+            env = {"REDIS_URL": self.redis_url}
+        if self.cluster is not None:
+            env["REALTIME_REDIS_CLUSTER"] = self.cluster.seeds
+            # Rooms' access lists need one Redis: on a cluster every room is open.
+            env["PRIVATE_ROOMS"] = "false"
+        return env
 
     def url(self, name: str) -> str:
         """Base URL of a process by name (``api``, ``realtime-1``, ``ingress``...)."""
@@ -207,7 +268,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "HOST": "127.0.0.1",
             "PORT": port,
-            "REDIS_URL": self.redis_url,
+            **self.redis_env(),
             "JWT_SECRET": self.options.jwt_secret,
             "JWT_ISSUER": "chorus",
             **self.options.shared_env,
@@ -256,6 +317,10 @@ class Stack:
             specs.append(self.postgres.spec(durable=not self.options.fast_storage))
         if self.redis is not None:
             specs.append(self.redis.spec())
+        if self.sentinel is not None:
+            specs += self.sentinel.specs()
+        if self.cluster is not None:
+            specs += self.cluster.specs()
         specs.append(smtp_sink_spec(ports.smtp, ports.smtp_http, self.state_dir / "mail"))
         if not self.options.llm_providers:
             specs.append(mock_openai_spec(ports.mock_openai))
@@ -338,6 +403,8 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._launch(self._infra_specs())
+            if self.cluster is not None:
+                self.cluster.form()
             if self.postgres is not None:
                 self.postgres.create_database()
             self.migrate()

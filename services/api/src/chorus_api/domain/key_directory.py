@@ -9,8 +9,9 @@ invalidation channel so each gateway replica drops its cached copy at once.
 
 If Redis refused a write, or lost its data, :meth:`KeyDirectory.resync` (at startup and
 every ``KEY_RESYNC_SECONDS``) re-copies every live key and deletes again those revoked in
-the last week. The spend counters a budget is
-reserved against live in Redis too; :meth:`KeyDirectory.spend` reads the current period's.
+the last week. A user's own budget is copied the same way (:meth:`KeyDirectory.publish_budget`,
+and again at each resync). The spend counters a budget is reserved against live in Redis
+too; :meth:`KeyDirectory.spend` reads the current period's.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from chorus_common.virtual_keys import (
     budget_period,
     directory_key,
     spend_counter,
+    user_budget_key,
+    user_budget_subject,
 )
-from chorus_schema.models import Team, VirtualKey
+from chorus_schema.models import Team, User, VirtualKey
 
-__all__ = ["KeyDirectory", "budgets_of", "record_of"]
+__all__ = ["KeyDirectory", "budgets_of", "record_of", "user_budget_of"]
 
 logger = logging.getLogger("chorus.api.keys")
 
@@ -57,6 +60,14 @@ def budgets_of(key: VirtualKey, team: Team | None) -> tuple[Budget, ...]:
             Budget(f"team:{team.id}", team.budget_micros, budget_period(team.budget_period))
         )
     return tuple(budgets)
+
+
+def user_budget_of(user: User) -> Budget | None:
+    """The budget every call of ``user`` is reserved against (their keys' and token's)."""
+    if user.budget_micros is None or user.budget_period is None:
+        return None
+    scope = user_budget_subject(user.id)
+    return Budget(scope, user.budget_micros, budget_period(user.budget_period))
 
 
 def owner_of(key: VirtualKey) -> str:
@@ -144,6 +155,29 @@ class KeyDirectory:
             return False
         return True
 
+    async def publish_budget(self, user: User, *, announce: bool = True) -> bool:
+        """Make ``user``'s own budget (or its absence) visible to every gateway; False if
+        Redis refused."""
+        budget = user_budget_of(user)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if budget is None:
+                    pipe.delete(user_budget_key(user.id))
+                else:
+                    pipe.set(user_budget_key(user.id), budget.to_json())
+                if announce:
+                    pipe.publish(INVALIDATION_CHANNEL, user_budget_subject(user.id))
+                await pipe.execute()
+        except RedisError as exc:
+            KEY_DIRECTORY_SYNC_FAILURES.inc()
+            logger.warning(
+                "could not copy a user's budget to Redis (the next resync retries): %s",
+                exc,
+                extra={"user_id": user.id},
+            )
+            return False
+        return True
+
     async def spend(self, keys: Sequence[tuple[VirtualKey, Team | None]]) -> list[int | None]:
         """The current period's spend (micros) of each key's own budget (None: no budget)."""
         now = datetime.now(UTC)
@@ -161,14 +195,32 @@ class KeyDirectory:
         if team.budget_micros is None or team.budget_period is None:
             return None
         budget = Budget(f"team:{team.id}", team.budget_micros, budget_period(team.budget_period))
-        raw = await self._redis.get(spend_counter(f"team:{team.id}", budget, datetime.now(UTC))[0])
+        return await self._spent(budget.scope, budget)
+
+    async def user_spend(self, user: User) -> int | None:
+        """The current period's spend (micros) of a user's own budget (None: no budget)."""
+        budget = user_budget_of(user)
+        if budget is None:
+            return None
+        return await self._spent(budget.scope, budget)
+
+    async def _spent(self, tag: str, budget: Budget) -> int:
+        """The current period's spend of ``budget``, counted in the slot ``tag``."""
+        raw = await self._redis.get(spend_counter(tag, budget, datetime.now(UTC))[0])
         return max(0, int(raw or 0))
 
     async def resync(self, open_session: SessionFactory) -> int:
-        """Re-copy every live key (and re-delete recently revoked ones); how many."""
+        """Re-copy every live key (and re-delete recently revoked ones) and every user's
+        budget; how many keys."""
         now = datetime.now(UTC)
         async with open_session() as session:
             rows = await _live_keys(session, now)
+            budgeted = list(
+                (await session.scalars(select(User).where(User.budget_micros.is_not(None)))).all()
+            )
+        for start in range(0, len(budgeted), _RESYNC_BATCH):
+            users = budgeted[start : start + _RESYNC_BATCH]
+            await asyncio.gather(*(self.publish_budget(u, announce=False) for u in users))
         copied = 0
         for start in range(0, len(rows), _RESYNC_BATCH):
             batch = rows[start : start + _RESYNC_BATCH]

@@ -42,7 +42,7 @@ from chorus_api.domain.pages import Page
 from chorus_api.domain.quotas import Quotas
 from chorus_api.domain.room_acl import AclWriter, acl_of, bump_version
 from chorus_api.metrics import ROOM_CHANGES, ROOM_REFUSALS
-from chorus_common.events import EPOCH_PREFIX, EventBus, room_channel, stream_key
+from chorus_common.events import EventBus, room_channel
 from chorus_common.rooms import (
     DM_PREFIX,
     RoomDirectory,
@@ -173,7 +173,7 @@ async def _name_in_use(session: AsyncSession, bus: EventBus, name: str) -> bool:
     """True when ``name`` is registered, or was used as a room by name (history exists)."""
     if await session.scalar(select(Room.id).where(Room.name == name)) is not None:
         return True
-    if await bus.redis.exists(stream_key(room_channel(name))):
+    if await bus.redis.exists(bus.layout.stream(room_channel(name))):
         return True
     stored = await session.scalar(select(RoomMessage.id).where(RoomMessage.room == name).limit(1))
     return stored is not None
@@ -319,7 +319,8 @@ async def delete_room(
     await session.commit()
     channel = room_channel(room.name)
     try:
-        await services.bus.redis.delete(stream_key(channel), EPOCH_PREFIX + channel)
+        layout = services.bus.layout
+        await services.bus.redis.delete(layout.stream(channel), layout.epoch(channel))
     except (RedisError, OSError):
         logger.warning("could not wipe a deleted room's stream", extra={"room": room.name})
     ROOM_CHANGES.labels("deleted").inc()

@@ -28,9 +28,9 @@ from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.keys import (
     BudgetOut,
+    BudgetSetIn,
     MemberIn,
     MemberOut,
-    TeamBudgetIn,
     TeamCreateIn,
     TeamDetailOut,
     TeamOut,
@@ -188,7 +188,7 @@ async def remove(
 async def set_budget(
     *,
     team_id: TeamId,
-    body: TeamBudgetIn,
+    body: BudgetSetIn,
     user_id: CurrentUserId,
     session: SessionDep,
     settings: SettingsDep,

@@ -17,18 +17,19 @@ __all__ = [
     "BudgetIn",
     "BudgetOut",
     "BudgetPeriod",
+    "BudgetSetIn",
     "KeyCreateIn",
     "KeyCreatedOut",
     "KeyOut",
     "MemberIn",
     "MemberOut",
     "RotateIn",
-    "TeamBudgetIn",
     "TeamCreateIn",
     "TeamDetailOut",
     "TeamOut",
     "UsageOut",
     "UsageRow",
+    "UserBudgetOut",
 ]
 
 BudgetPeriod = Literal["day", "month", "total"]
@@ -139,12 +140,20 @@ class TeamCreateIn(BaseModel):
     name: Name
 
 
-class TeamBudgetIn(BaseModel):
-    """The team's budget over all its keys; null removes it."""
+class BudgetSetIn(BaseModel):
+    """The budget to set (a team's over all its keys, a user's over all their calls); null
+    removes it."""
 
     model_config = ConfigDict(extra="forbid")
 
     budget: BudgetIn | None
+
+
+class UserBudgetOut(BaseModel):
+    """A user's own budget over every LLM call they make (null: none)."""
+
+    user_id: int
+    budget: BudgetOut | None = None
 
 
 class TeamOut(BaseModel):

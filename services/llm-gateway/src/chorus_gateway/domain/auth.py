@@ -14,6 +14,7 @@ list it). A service key may call every model unless its entry lists ``models`` (
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,7 +61,8 @@ class Principal:
     #: and tokens share (the defaults): more keys never mean more capacity.
     owner: str | None = None
     owner_limits: Limits | None = None
-    #: Spend budgets every call is reserved against (a virtual key's, its team's).
+    #: Spend budgets every call is reserved against (a virtual key's, its team's, and
+    #: the user's own — for their keys and their token alike).
     budgets: tuple[Budget, ...] = ()
     #: The Redis slot (hash tag) of every counter of this caller: a virtual key's owner,
     #: so one script can check the key's limits and every budget that applies.
@@ -136,7 +138,7 @@ class Authenticator:
                 raise invalid_api_key(credential, "no such key, or revoked")
             if record.expires_at is not None and record.expires_at <= time.time():
                 raise invalid_api_key(credential, "the key has expired")
-            return self._virtual_principal(record)
+            return await self._with_user_budget(self._virtual_principal(record))
         key = self._keys.find(credential)
         if key is None:
             raise invalid_api_key(credential)
@@ -181,9 +183,23 @@ class Authenticator:
         except InvalidTokenError as exc:
             raise _token_error(token, str(exc)) from None
         user_id = int(claims.subject) if claims.subject.isdigit() else None
-        return Principal(
-            f"{USER_PREFIX}{claims.subject}", user_id, self._defaults, self._user_models
+        return await self._with_user_budget(
+            Principal(f"{USER_PREFIX}{claims.subject}", user_id, self._defaults, self._user_models)
         )
+
+    async def _with_user_budget(self, principal: Principal) -> Principal:
+        """``principal`` also held to its user's own budget, if they have one.
+
+        A user's token and their own keys all keep their counters in the slot
+        ``user:<id>`` (a team's key has no user: the team's budget applies instead), so the
+        budget's spend counter is one key that every such call reserves against.
+        """
+        if self._virtual is None or principal.user_id is None:
+            return principal
+        budget = await self._virtual.user_budget(principal.user_id)
+        if budget is None:
+            return principal
+        return dataclasses.replace(principal, budgets=(*principal.budgets, budget))
 
 
 def _narrow(own: int | None, default: int) -> int:

@@ -9,6 +9,9 @@ while the listener is not subscribed (starting, or reconnecting after Redis went
 nothing is served from the cache at all — every lookup reads Redis — so a revocation is
 never missed in the gap. Unknown keys are remembered too (a flood of guesses costs Redis
 one read per guess per TTL at most), bounded by ``max_entries``.
+
+A user's own budget is resolved the same way (:meth:`KeyResolver.user_budget`): read
+once, cached, dropped when the api publishes ``user:<id>``.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_common.virtual_keys import (
     INVALIDATE_ALL,
     INVALIDATION_CHANNEL,
+    Budget,
     KeyRecord,
     directory_key,
     secret_digest,
+    user_budget_subject,
 )
 from chorus_gateway.metrics import VIRTUAL_KEY_LOOKUPS
 
@@ -38,6 +44,8 @@ logger = logging.getLogger("chorus.gateway.virtual_keys")
 
 _MAX_BACKOFF = 5.0
 
+_T = TypeVar("_T")
+
 
 class KeyResolver:
     """Finds the record of a presented virtual key: cache, then Redis."""
@@ -46,7 +54,7 @@ class KeyResolver:
         self,
         redis: Redis,
         *,
-        redis_url: str,
+        redis_url: str | RedisEndpoint,
         cache_seconds: float,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
@@ -56,8 +64,9 @@ class KeyResolver:
         self._cache_seconds = cache_seconds
         self._max_entries = max_entries
         self._clock = clock
-        #: digest -> (monotonic expiry, record or None for "no such key").
-        self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        #: digest (or ``user:<id>``) -> (monotonic expiry, the key's record or the user's
+        #: budget; None for "none").
+        self._cache: dict[str, tuple[float, object]] = {}
         #: Only while subscribed is a cached entry trusted.
         self.listening = False
         #: Bumped by every invalidation: a read that raced one is not cached.
@@ -66,31 +75,39 @@ class KeyResolver:
 
     async def find(self, secret: str) -> KeyRecord | None:
         """The record of ``secret``, or None if no live key has it. Redis errors propagate."""
-        digest = secret_digest(secret)
-        now = self._clock()
-        if self.listening:
-            entry = self._cache.get(digest)
-            if entry is not None and entry[0] > now:
-                VIRTUAL_KEY_LOOKUPS.labels("cache").inc()
-                return entry[1]
-        VIRTUAL_KEY_LOOKUPS.labels("redis").inc()
-        generation = self._generation
-        raw = await self._redis.get(directory_key(digest))
-        record: KeyRecord | None = None
-        if raw is not None:
-            try:
-                record = KeyRecord.from_json(raw)
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.error("unreadable virtual key record %s…: %s", digest[:12], exc)
-        if self.listening and generation == self._generation:
-            cache = self._cache
-            if digest not in cache and len(cache) >= self._max_entries:
-                del cache[next(iter(cache))]
-            cache[digest] = (now + self._cache_seconds, record)
+        record, cached = await self._read(secret_digest(secret), KeyRecord.from_json)
+        VIRTUAL_KEY_LOOKUPS.labels("cache" if cached else "redis").inc()
         return record
 
+    async def user_budget(self, user_id: int) -> Budget | None:
+        """The user's own budget, or None. Redis errors propagate."""
+        budget, _cached = await self._read(user_budget_subject(user_id), Budget.from_json)
+        return budget
+
+    async def _read(self, name: str, parse: Callable[[bytes], _T]) -> tuple[_T | None, bool]:
+        """What ``chorus:vkey:<name>`` holds (None: nothing), and whether from the cache."""
+        now = self._clock()
+        if self.listening:
+            entry = self._cache.get(name)
+            if entry is not None and entry[0] > now:
+                return cast("_T | None", entry[1]), True
+        generation = self._generation
+        raw = await self._redis.get(directory_key(name))
+        value: _T | None = None
+        if raw is not None:
+            try:
+                value = parse(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error("unreadable record chorus:vkey:%s…: %s", name[:12], exc)
+        if self.listening and generation == self._generation:
+            cache = self._cache
+            if name not in cache and len(cache) >= self._max_entries:
+                del cache[next(iter(cache))]
+            cache[name] = (now + self._cache_seconds, value)
+        return value, False
+
     def forget(self, digest: str) -> None:
-        """Drop one key's entry (``*``: every entry)."""
+        """Drop one key's (or ``user:<id>``'s budget) entry (``*``: every entry)."""
         self._generation += 1
         if digest == INVALIDATE_ALL:
             self._cache.clear()

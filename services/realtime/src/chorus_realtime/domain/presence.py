@@ -5,16 +5,23 @@ Model (all in Redis, so any replica answers the same):
 - ``chorus:presence:<channel>`` is a hash whose fields are ``<replica>|<user id>`` and
   whose values are that user's connection count on that replica; beside it,
   ``chorus:presence-names:<channel>`` holds each present user's display name (from their
-  token at join), so presence shows people, not numbers.
-- ``chorus:conns:<user id>`` is a hash ``<replica>`` → connections (the per-user limit).
-- ``chorus:replica:<replica>`` exists while the replica lives: every replica refreshes its
-  key (``SET … EX presence_ttl``) and the TTL of the hashes it has members in, every
-  third of ``presence_ttl``. ``<replica>`` is ``INSTANCE_ID`` plus a per-boot suffix, so a
-  restarted pod with the same name is a different replica.
+  token at join), so presence shows people, not numbers. Both live where the channel's
+  events do (:class:`~chorus_common.events.KeyLayout`): on a Redis Cluster they are
+  ``chorus:presence:{<channel>}`` and ``chorus:presence-names:{<channel>}``, in the
+  channel's hash slot.
+- ``chorus:alive:<channel>:<replica>`` (``chorus:alive:{<channel>}:<replica>``) exists
+  while the replica lives and has members in the channel — in the same hash slot as the
+  hash, so the scripts can check it on a cluster node.
+- ``chorus:conns:<user id>`` is a hash ``<replica>`` → connections (the per-user limit),
+  on the main Redis with the other limits, and ``chorus:replica:<replica>`` exists while
+  the replica lives.
+- Every third of ``presence_ttl`` a replica refreshes its keys (``SET … EX presence_ttl``)
+  and the TTL of the hashes it has members in. ``<replica>`` is ``INSTANCE_ID`` plus a
+  per-boot suffix, so a restarted pod with the same name is a different replica.
 
-Fields of a replica whose key has expired are ignored and deleted by whichever script
-meets them next: a replica that dies without cleaning up drops out of presence within
-``presence_ttl`` seconds. Each change is one Lua script that updates the counter and
+Fields of a replica whose liveness key has expired are ignored and deleted by whichever
+script meets them next: a replica that dies without cleaning up drops out of presence
+within ``presence_ttl`` seconds. Each change is one Lua script that updates the counter and
 returns the aggregate over live replicas, so "first connection of this user in the room"
 (→ a ``join`` event) is decided atomically across replicas.
 """
@@ -31,19 +38,24 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from chorus_common.events import PLAIN, EventRedis, KeyLayout, register_script
+
 __all__ = ["Change", "Presence", "Present"]
 
 logger = logging.getLogger("chorus.realtime.presence")
 
 PRESENCE_PREFIX: Final = "chorus:presence:"
 NAMES_PREFIX: Final = "chorus:presence-names:"
+ALIVE_PREFIX: Final = "chorus:alive:"
 CONNS_PREFIX: Final = "chorus:conns:"
 REPLICA_PREFIX: Final = "chorus:replica:"
 
 # Shared by the scripts: walk a hash of "<replica>|<user>" (or "<replica>") fields, drop
-# those of dead replicas, and aggregate per user over the live ones.
+# those of dead replicas, and aggregate per user over the live ones. A replica lives while
+# prefix .. replica exists — or, when fallback is not empty, fallback .. replica (on one
+# Redis: a replica of the release before per-channel liveness keys).
 _AGGREGATE = """
-local function aggregate(key, self_replica, prefix, with_user)
+local function aggregate(key, self_replica, prefix, with_user, fallback)
   local all = redis.call('HGETALL', key)
   local alive = {}
   local per_user = {}
@@ -59,6 +71,9 @@ local function aggregate(key, self_replica, prefix, with_user)
     local ok = alive[replica]
     if ok == nil then
       ok = replica == self_replica or redis.call('EXISTS', prefix .. replica) == 1
+      if not ok and fallback and fallback ~= '' then
+        ok = redis.call('EXISTS', fallback .. replica) == 1
+      end
       alive[replica] = ok
     end
     if ok then
@@ -76,7 +91,8 @@ local function aggregate(key, self_replica, prefix, with_user)
 end
 """
 
-# KEYS: presence hash, names hash. ARGV: replica, user, delta, ttl, replica key prefix,
+# KEYS: presence hash, this replica's liveness key in the channel, names hash. ARGV:
+# replica, user, delta, ttl, liveness key prefix, fallback replica key prefix ('' for none),
 # display name ('' for none). Returns {this user's connections in the room, distinct members}.
 _CHANGE_LUA = (
     _AGGREGATE
@@ -84,23 +100,24 @@ _CHANGE_LUA = (
 local field = ARGV[1] .. '|' .. ARGV[2]
 local n = redis.call('HINCRBY', KEYS[1], field, tonumber(ARGV[3]))
 if n <= 0 then redis.call('HDEL', KEYS[1], field) end
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[6]) end
-local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[5], true)
-if (per_user[ARGV[2]] or 0) == 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[4]))
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[7]) end
+local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[5], true, ARGV[6])
+if (per_user[ARGV[2]] or 0) == 0 then redis.call('HDEL', KEYS[3], ARGV[2]) end
 if #users > 0 then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
 end
 return {per_user[ARGV[2]] or 0, #users}
 """
 )
 
-# KEYS: presence hash, names hash. ARGV: replica, replica key prefix.
-# Returns {user, count, name ('' if unknown), ...}.
+# KEYS: presence hash, names hash. ARGV: replica, liveness key prefix, fallback replica key
+# prefix. Returns {user, count, name ('' if unknown), ...}.
 _MEMBERS_LUA = (
     _AGGREGATE
     + """
-local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[2], true)
+local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[2], true, ARGV[3])
 local out = {}
 for _, user in ipairs(users) do
   table.insert(out, user)
@@ -117,7 +134,7 @@ _ACQUIRE_LUA = (
     _AGGREGATE
     + """
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-local per_user = aggregate(KEYS[1], ARGV[1], ARGV[4], false)
+local per_user = aggregate(KEYS[1], ARGV[1], ARGV[4], false, '')
 if (per_user[''] or 0) > tonumber(ARGV[2]) then
   if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
   return 0
@@ -155,17 +172,34 @@ def _text(raw: object) -> str:
 
 
 class Presence:
-    """This replica's view of, and contribution to, presence and connection counts."""
+    """This replica's view of, and contribution to, presence and connection counts.
 
-    def __init__(self, redis: Redis, *, replica: str, ttl: float) -> None:
+    ``redis`` is the main Redis (connection counts, the replica's key); ``events`` and
+    ``layout`` are where the channels live (the room hashes), the same client on one Redis.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        replica: str,
+        ttl: float,
+        events: EventRedis | None = None,
+        layout: KeyLayout = PLAIN,
+    ) -> None:
         if "|" in replica:
             msg = "replica names cannot contain '|'"
             raise ValueError(msg)
         self.redis = redis
+        self.events = redis if events is None else events
+        self.layout = layout
         self.replica = replica
         self.ttl = max(1, math.ceil(ttl))
-        self._change = redis.register_script(_CHANGE_LUA)
-        self._members = redis.register_script(_MEMBERS_LUA)
+        # On one Redis a replica of the previous release (no liveness keys per channel)
+        # still counts while its global key lives; a cluster has no such replicas.
+        self._fallback = "" if layout.tagged else REPLICA_PREFIX
+        self._change = register_script(self.events, _CHANGE_LUA)
+        self._members = register_script(self.events, _MEMBERS_LUA)
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
         #: Local connections per channel and user, and per user: what the heartbeat keeps.
@@ -191,19 +225,26 @@ class Presence:
                 del self._rooms[channel]
         return await self._apply(channel, user, -1)
 
+    def _keys(self, channel: str) -> tuple[str, str, str]:
+        """The room's hash, the prefix of its liveness keys, its names (one hash slot)."""
+        return (
+            self.layout.key(PRESENCE_PREFIX, channel),
+            self.layout.key(ALIVE_PREFIX, channel) + ":",
+            self.layout.key(NAMES_PREFIX, channel),
+        )
+
     async def _apply(self, channel: str, user: str, delta: int, name: str | None = None) -> Change:
+        room, alive, names = self._keys(channel)
         raw = await self._change(
-            keys=[PRESENCE_PREFIX + channel, NAMES_PREFIX + channel],
-            args=[self.replica, user, delta, self.ttl, REPLICA_PREFIX, name or ""],
+            keys=[room, alive + self.replica, names],
+            args=[self.replica, user, delta, self.ttl, alive, self._fallback, name or ""],
         )
         return Change(int(raw[0]), int(raw[1]))
 
     async def members(self, channel: str) -> dict[str, Present]:
         """Users present in ``channel`` on any live replica: connections and display names."""
-        raw = await self._members(
-            keys=[PRESENCE_PREFIX + channel, NAMES_PREFIX + channel],
-            args=[self.replica, REPLICA_PREFIX],
-        )
+        room, alive, names = self._keys(channel)
+        raw = await self._members(keys=[room, names], args=[self.replica, alive, self._fallback])
         return {
             _text(raw[i]): Present(int(raw[i + 1]), _text(raw[i + 2]) or None)
             for i in range(0, len(raw), 3)
@@ -234,12 +275,18 @@ class Presence:
         """Say this replica lives, and keep its rooms' and users' hashes from expiring."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(REPLICA_PREFIX + self.replica, "1", ex=self.ttl)
-            for channel in list(self._rooms):
-                pipe.expire(PRESENCE_PREFIX + channel, self.ttl)
-                pipe.expire(NAMES_PREFIX + channel, self.ttl)
             for user in list(self._users):
                 pipe.expire(CONNS_PREFIX + user, self.ttl)
             await pipe.execute()
+        rooms = list(self._rooms)
+        if rooms:
+            async with self.events.pipeline(transaction=False) as pipe:
+                for channel in rooms:
+                    room, alive, names = self._keys(channel)
+                    pipe.set(alive + self.replica, "1", ex=self.ttl)
+                    pipe.expire(room, self.ttl)
+                    pipe.expire(names, self.ttl)
+                await pipe.execute()
 
     async def start(self) -> None:
         """Announce the replica and keep announcing it."""
@@ -263,3 +310,8 @@ class Presence:
                 await self._task
         with contextlib.suppress(Exception):
             await self.redis.delete(REPLICA_PREFIX + self.replica)
+        with contextlib.suppress(Exception):
+            async with self.events.pipeline(transaction=False) as pipe:
+                for channel in list(self._rooms):
+                    pipe.delete(self._keys(channel)[1] + self.replica)
+                await pipe.execute()

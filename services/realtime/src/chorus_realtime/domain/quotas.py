@@ -15,6 +15,10 @@ These quotas bound the account itself:
 
 Each check is one Lua script on Redis, with Redis's clock, so every replica draws from the
 same bucket: whatever the number of connections or replicas, the user gets the quota once.
+The buckets live on the main Redis. When the channels live there too, whether a room is
+new is asked in the same script; when they live on a Redis Cluster
+(``REALTIME_REDIS_CLUSTER``), the room's stream is looked up there first (a room created
+between the two steps costs its creator one charge, no more).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from chorus_common.events import stream_key
+from chorus_common.events import EventBus, stream_key
 
 __all__ = ["QuotaExceeded", "QuotaSettings", "Quotas"]
 
@@ -77,9 +81,13 @@ class QuotaExceeded(Exception):
 class Quotas:
     """Charges users' actions against their buckets in Redis."""
 
-    def __init__(self, redis: Redis, settings: QuotaSettings) -> None:
+    def __init__(
+        self, redis: Redis, settings: QuotaSettings, *, bus: EventBus | None = None
+    ) -> None:
         self.settings = settings
         self._take = redis.register_script(_TAKE_LUA)
+        #: Where the channels live when not on ``redis`` (a cluster), else None.
+        self._channels = bus if bus is not None and bus.redis is not redis else None
 
     async def charge_bytes(self, user: str, size: int) -> None:
         """Charge ``size`` bytes of sent text; :class:`QuotaExceeded` when over."""
@@ -95,9 +103,15 @@ class Quotas:
     async def enter_room(self, user: str, channel: str) -> None:
         """Charge a new room when ``channel`` has no history yet; existing rooms are free."""
         per_minute = self.settings.new_rooms_per_minute
+        bucket = f"{_PREFIX}rooms:{user}"
+        free_if = stream_key(channel)
+        if self._channels is not None:
+            if await self._channels.redis.exists(self._channels.layout.stream(channel)):
+                return
+            free_if = bucket  # the script's "free" key: none
         await self._charge(
             "rooms",
-            (f"{_PREFIX}rooms:{user}", stream_key(channel)),
+            (bucket, free_if),
             rate=per_minute / 60,
             capacity=per_minute,
             cost=1,

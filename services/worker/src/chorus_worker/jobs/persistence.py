@@ -2,7 +2,8 @@
 
 A cron job (every ``PERSIST_INTERVAL`` seconds, on one worker at a time). Each run:
 
-1. finds the rooms: ``SCAN MATCH chorus:stream:room:* TYPE stream``;
+1. finds the rooms: ``SCAN MATCH chorus:stream:room:* TYPE stream`` where the channels
+   live (on a Redis Cluster: ``chorus:stream:{room:*}`` on every primary);
 2. reads each room's progress — the id of the last stream entry already handled, kept in
    ``chorus:persist:progress:<room>`` (and, if Redis lost it, the newest position in
    ``room_messages``) — and the entries after it, ``PERSIST_BATCH`` per room and page;
@@ -33,7 +34,8 @@ each run. It needs nobody's cooperation, and stays in the low milliseconds up to
 keys; past that, the publish script could ``SADD`` each room to a set (a change to
 ``chorus_common.events`` for its owners), making discovery O(active rooms). A Redis lock
 (``chorus:persist:lock``) keeps runs on different workers from overlapping: overlapping
-runs would be correct, only wasteful.
+runs would be correct, only wasteful. The lock and the progress stay on the main Redis
+with the queue; the streams are read where the channels live (``found.bus``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chorus_common.events import (
     ENTRY_FIELD,
     STREAM_PREFIX,
+    EventBus,
     InvalidChannelError,
     parse_stream_id,
     room_channel,
@@ -71,7 +74,7 @@ logger = logging.getLogger("chorus.worker.persistence")
 
 #: Room events kept in Postgres; the rest (deltas, joins, typing) live only in Redis.
 PERSISTED_TYPES: Final = frozenset({"message", "ai.done"})
-ROOM_STREAM_PREFIX: Final = STREAM_PREFIX + "room:"
+ROOM_PREFIX: Final = "room:"
 LOCK_KEY: Final = "chorus:persist:lock"
 _PROGRESS_PREFIX: Final = "chorus:persist:progress:"
 #: Longer than the streams' own TTL (a day): progress outlives the history it points into.
@@ -115,13 +118,15 @@ class _Unusable(ValueError):
     """A stream entry that cannot become a row (the message says why)."""
 
 
-async def _rooms(redis: Redis) -> list[str]:
+async def _rooms(bus: EventBus) -> list[str]:
+    layout = bus.layout
     rooms = []
-    async for key in redis.scan_iter(
-        match=ROOM_STREAM_PREFIX + "*", count=_SCAN_COUNT, _type="stream"
+    async for key in bus.redis.scan_iter(
+        match=layout.pattern(STREAM_PREFIX, ROOM_PREFIX), count=_SCAN_COUNT, _type="stream"
     ):
         raw = key if isinstance(key, bytes) else str(key).encode()
-        name = raw.decode(errors="replace").removeprefix(ROOM_STREAM_PREFIX)
+        stream = raw.decode(errors="replace")
+        name = layout.channel_of(stream, STREAM_PREFIX).removeprefix(ROOM_PREFIX)
         try:
             room_channel(name)
         except InvalidChannelError:
@@ -192,12 +197,12 @@ def _timestamp(value: object, stream_ms: int) -> datetime:
 
 
 async def _read(
-    redis: Redis, rooms: list[str], progress: dict[str, str | None], batch: int
+    bus: EventBus, rooms: list[str], progress: dict[str, str | None], batch: int
 ) -> list[_Page]:
     """One page of new entries per room, pipelined; notes rooms trimmed past their progress."""
-    async with redis.pipeline(transaction=False) as pipe:
+    async with bus.redis.pipeline(transaction=False) as pipe:
         for room in rooms:
-            key = ROOM_STREAM_PREFIX + room
+            key = bus.layout.stream(ROOM_PREFIX + room)
             since = progress[room]
             if since is None:
                 pipe.xrange(key, min="-", max="+", count=batch)
@@ -366,7 +371,7 @@ async def _persist(ctx: JobContext) -> dict[str, Any]:
     """One locked run: every room, page by page."""
     found = resources(ctx)
     redis = found.redis
-    rooms = await _rooms(redis)
+    rooms = await _rooms(found.bus)
     if not rooms:
         return {"status": "ok", "rooms": 0, "persisted": 0}
     stored = await redis.mget([progress_key(r) for r in rooms])
@@ -382,7 +387,7 @@ async def _persist(ctx: JobContext) -> dict[str, Any]:
     persisted = 0
     pending = rooms
     for _ in range(_MAX_PAGES):
-        pages = await _read(redis, pending, progress, found.settings.persist_batch)
+        pages = await _read(found.bus, pending, progress, found.settings.persist_batch)
         rows = [row for page in pages for row in page.rows]
         set_aside = [item for page in pages for item in page.set_aside]
         persisted += await _write_batch(found.sessions, rows, set_aside)

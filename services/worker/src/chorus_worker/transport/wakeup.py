@@ -13,7 +13,9 @@ loop keeps polling (slowly while they flow, every ``POLL_DELAY`` while they do n
 polls once after every (re)subscription. :class:`QueueWakeup` turns the flags on itself
 when allowed (``CONFIG SET``, adding to what is there), and treats the notifications as
 flowing only when ``CONFIG GET`` shows them on or one has been seen; it checks the flags
-again every minute, since a restarted Redis forgets a ``CONFIG SET``.
+again every minute, since a restarted Redis forgets a ``CONFIG SET``. Behind Sentinels the
+listener reconnects to whichever server is primary, and turns the flags on there too (a
+replica promoted by a failover has only its own configuration).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, ResponseError
 
-from chorus_common.redis_client import create_redis
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_worker.metrics import QUEUE_WAKEUPS_ACTIVE
 
 __all__ = ["QueueWakeup", "keyspace_channel"]
@@ -58,14 +60,14 @@ class QueueWakeup:
 
     def __init__(
         self,
-        redis_url: str,
+        endpoint: RedisEndpoint,
         *,
         queue: str,
         db: int,
         wake: Callable[[], None],
         enable_events: bool,
     ) -> None:
-        self.redis_url = redis_url
+        self.endpoint = endpoint
         self.channel = keyspace_channel(db, queue)
         self.wake = wake
         self.enable_events = enable_events
@@ -136,7 +138,7 @@ class QueueWakeup:
         while True:
             started = loop.time()
             client = create_redis(
-                self.redis_url,
+                self.endpoint,
                 client_name="chorus-worker-wakeup",
                 max_connections=4,
                 socket_timeout=None,

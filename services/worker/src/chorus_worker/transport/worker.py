@@ -35,6 +35,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from chorus_common.queue import UnreadableJobError, deserialize_job
+from chorus_common.redis_client import RedisEndpoint
 from chorus_worker.deps import resources
 from chorus_worker.domain.dead_letters import UNREADABLE_PAYLOAD, record_dead_letter
 from chorus_worker.jobs.assistant import JOB_ID_PREFIX as ASSISTANT_JOB_PREFIX
@@ -96,7 +97,7 @@ class ChorusWorker(Worker):
         if self.settings.queue_wakeup == "keyspace":
             db = int(self.pool.connection_pool.connection_kwargs.get("db", 0))
             self.wakeup = QueueWakeup(
-                self.settings.redis_url,
+                RedisEndpoint.from_settings(self.settings),
                 queue=self.queue_name,
                 db=db,
                 wake=self._wake.set,
