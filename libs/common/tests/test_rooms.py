@@ -10,11 +10,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from chorus_common.events import EventBus, pubsub_channel, room_channel, stream_key
-from chorus_common.redis_client import create_redis
+from chorus_common.events import CLUSTER, EventBus, pubsub_channel, room_channel, stream_key
+from chorus_common.redis_client import create_cluster, create_redis
 from chorus_common.rooms import (
     Access,
     DirectoryUnavailableError,
+    OpenRooms,
     Revocation,
     RoomAcl,
     RoomDirectory,
@@ -27,7 +28,8 @@ from chorus_common.rooms import (
     room_deleted_event,
     room_updated_event,
 )
-from chorus_devstack.servers import RunningRedis
+from chorus_common.settings import parse_cluster_seeds
+from chorus_devstack.servers import RunningRedis, RunningRedisCluster
 
 
 @pytest.fixture
@@ -216,3 +218,30 @@ def test_who_loses_access_with_each_event() -> None:
     assert deleted.reason == "deleted"
     assert revocation("member.removed", {"user_id": 5, "private": True}) is None
     assert revocation("message", {"message": "hi"}) is None
+
+
+async def test_open_rooms_let_everyone_in_and_publish_on_the_cluster(
+    redis_cluster: RunningRedisCluster,
+) -> None:
+    seeds = parse_cluster_seeds(redis_cluster.seeds)
+    assert seeds is not None
+    cluster = create_cluster(seeds, client_name="test-open-rooms")
+    try:
+        bus = EventBus(cluster, history_size=100, history_ttl=60, layout=CLUSTER)
+        rooms = OpenRooms()
+        room = f"open-{os.urandom(3).hex()}"
+        assert await rooms.check(room, "7") == Access(Verdict.OPEN, 0)
+        assert await rooms.check(dm_room(1, 2), "7") == Access(Verdict.OPEN, 0)
+        assert await rooms.loaded()
+        assert await rooms.versions([room]) == {room: 0}
+        published = await rooms.publish(bus, room, user="7", type_="message", data={"t": "hi"})
+        assert published is not None
+        # Into the room's hash-tagged stream on the cluster, where realtime reads it.
+        assert await bus.latest(room_channel(room), count=5) == [published.payload]
+        typing = await rooms.publish(bus, room, user="7", type_="typing", data={}, durable=False)
+        assert typing is not None
+        assert (typing.id, typing.payload[:10]) == ("", b'{"id":null')
+        with pytest.raises(NotImplementedError):
+            await rooms.write(room, RoomAcl(RoomState.PRIVATE, 1, {"7": "owner"}))
+    finally:
+        await cluster.aclose()
