@@ -195,6 +195,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
                         settings.room_invitation_mails_per_address_per_day
                     ),
                     dms_per_hour=settings.dm_opens_per_hour,
+                    private_rooms=settings.cluster_seeds is None,
                 ),
             ),
         )

@@ -28,7 +28,14 @@ from chorus_api.domain.cursors import decode_id_cursor, encode_cursor
 from chorus_api.domain.errors import NotFoundError, RateLimitedError
 from chorus_api.domain.pages import Page
 from chorus_api.domain.room_acl import acl_of
-from chorus_api.domain.rooms import RoomServices, RoomView, load_room, refuse, room_view
+from chorus_api.domain.rooms import (
+    RoomServices,
+    RoomView,
+    load_room,
+    refuse,
+    require_private_rooms,
+    room_view,
+)
 from chorus_api.metrics import ROOM_CHANGES
 from chorus_common.rooms import dm_room
 from chorus_schema.models import Room, RoomMember, RoomMessage, User
@@ -58,6 +65,7 @@ async def open_dm(
     session: AsyncSession, services: RoomServices, *, user_id: int, peer_id: int
 ) -> tuple[RoomView, bool]:
     """The direct-message room of the two users, made if needed; and whether it is new."""
+    require_private_rooms(services)
     if await session.scalar(select(User.id).where(User.id == peer_id)) is None:
         raise NotFoundError("No such user.")
     name = dm_room(user_id, peer_id)

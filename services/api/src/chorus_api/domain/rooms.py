@@ -63,6 +63,7 @@ __all__ = [
     "my_rooms",
     "public_rooms",
     "refuse",
+    "require_private_rooms",
     "require_role",
     "room_view",
     "update_room",
@@ -88,6 +89,19 @@ class RoomLimits:
     invitations_per_hour: int
     invitation_mails_per_address_per_day: int
     dms_per_hour: int
+    #: False when the channels live on a Redis Cluster, where realtime cannot enforce
+    #: access lists (it runs every room open): no private room, no direct message.
+    private_rooms: bool = True
+
+
+def require_private_rooms(services: RoomServices) -> None:
+    """409 ``private_rooms_unavailable`` where realtime runs every room open (a cluster)."""
+    if not services.limits.private_rooms:
+        raise ConflictError(
+            "private_rooms_unavailable",
+            "This deployment keeps its channels on a Redis Cluster, where every room is "
+            "public: private rooms and direct messages are not available.",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +203,8 @@ async def create_room(
     topic: str | None,
 ) -> RoomView:
     """Register ``name`` with its creator as owner; 409 ``room_name_taken`` if it is used."""
+    if visibility == "private":
+        require_private_rooms(services)
     if name.startswith(DM_PREFIX):
         raise ConflictError("reserved_name", "Names starting with 'dm.' are direct messages.")
     # One creation at a time per owner, so the count below cannot be overtaken.
@@ -258,6 +274,8 @@ async def update_room(
     new_topic = None if clear_topic else (topic if topic is not None else room.topic)
     widened = None
     if visibility is not None and visibility != room.visibility:
+        if visibility == "private":
+            require_private_rooms(services)
         room.topic = new_topic
         room.visibility = visibility
         await session.flush()

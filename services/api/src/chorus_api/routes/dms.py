@@ -35,7 +35,18 @@ def _out(view: DmView) -> DmOut:
     status_code=201,
     responses={
         200: {"model": RoomOut, "description": "The conversation existed already."},
-        **error_responses(400, 401, 404, 413, 422, 429, 503, s429="too_many_conversations"),
+        **error_responses(
+            400,
+            401,
+            404,
+            409,
+            413,
+            422,
+            429,
+            503,
+            s409="private_rooms_unavailable",
+            s429="too_many_conversations",
+        ),
     },
 )
 async def open_conversation(
