@@ -29,10 +29,17 @@ help: ## Show this help
 
 # `make up REDIS_MODE=sentinel` (a primary, a replica, three Sentinels) or REDIS_MODE=cluster
 # (a Redis Cluster of 3 primaries and 3 replicas for the channels); the default is one Redis.
+# `make up TRACING=1` exports every service's spans to a local OTLP receiver (`make traces`
+# reads them); TRACING=0.1 samples a tenth of the traces.
 REDIS_MODE ?= standalone
+TRACING ?=
 .PHONY: up
-up: venv system-deps-up ## Run the whole system locally (Ctrl-C stops it; REDIS_MODE=sentinel|cluster); prints the URLs
-	$(PY) -m chorus_devstack up --redis-mode $(REDIS_MODE)
+up: venv system-deps-up ## Run the whole system locally (Ctrl-C stops it; REDIS_MODE=sentinel|cluster, TRACING=1); prints the URLs
+	$(PY) -m chorus_devstack up --redis-mode $(REDIS_MODE) $(if $(TRACING),--tracing --tracing-ratio $(TRACING))
+
+.PHONY: traces
+traces: venv ## List the traces of `make up TRACING=1` (TRACE=<id> draws one; SLOWEST=1 sorts by duration)
+	$(PY) -m chorus_devstack traces $(TRACE) $(if $(SLOWEST),--slowest)
 
 .PHONY: down
 down: ## Stop a system started with `make up` in another terminal

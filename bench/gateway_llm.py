@@ -21,6 +21,13 @@ machine's Node), all pointed at the same mock, and measures through each:
 - **Throughput**: ``--streams`` concurrent keep-alive connections streaming back to back
   for ``--seconds`` (mock ``--stream-tokens`` 50 per stream, no delays): SSE events/s delivered, and
   events/s per core of the target's own process (its CPU time from psutil).
+- **Cancellation**: a client leaves a slow stream after three events; the figure is the
+  time from its close to the mock noticing its own request end (the mock's record of
+  when it saw the disconnect; ``time.monotonic`` is one clock for every process of the
+  host), ``--cancels`` times per target after the runs (direct, the gateway, LiteLLM).
+  Direct to the mock, it is the mock's own detection; through a proxy, how long the
+  provider keeps generating for a client that is gone. The tests check that the
+  cancellation happens; this is its budget.
 
 **Portkey** runs twice, its code untouched. As shipped, its streaming path fails on Node 20
 (``TypeError: immutable``: ``@hono/node-server`` swaps the global ``Response`` for a
@@ -42,10 +49,12 @@ runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -76,6 +85,11 @@ LITELLM_PACKAGES = ["litellm[proxy]"]
 PORTKEY_PACKAGES = ["@portkey-ai/gateway@1.15.2"]
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET_RATIO = 3.0
+#: Disconnect → upstream cancel, p99: the provider stops within this of the client leaving.
+CANCEL_TARGET_MS = 100.0
+#: A stream the client leaves: 10 s long if nobody cancels it.
+CANCEL_TOKENS = 100
+CANCEL_INTER_TOKEN_MS = 100
 MAX_SAMPLES = 5000
 #: A budgeted virtual key may add at most this to the service key's TTFT overhead.
 VKEY_EXTRA_TARGET_MS = 0.2
@@ -266,6 +280,58 @@ def measure(target: Target, args: argparse.Namespace, *, throughput: bool) -> di
     return row
 
 
+async def cancel_latency(port: int, key: str, mock: httpx.AsyncClient, tag: str) -> float | None:
+    """Open a slow stream, leave after three events; ms until the mock saw it end (None:
+    the upstream request was never cancelled)."""
+    directive = f"[mock tokens={CANCEL_TOKENS} inter_token_ms={CANCEL_INTER_TOKEN_MS} tag={tag}]"
+    body = json.dumps(
+        {
+            "model": "mock-gpt",
+            "messages": [{"role": "user", "content": f"bench {directive}"}],
+            "stream": True,
+        }
+    ).encode()
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head[:200].decode(errors="replace"))
+    seen = b""
+    while seen.count(b"data: {") < 3:
+        seen += await reader.read(65536)
+    closed_at = time.monotonic()
+    # The client is gone, as a closed tab or a killed app is: the FIN leaves now, not when
+    # the event loop next gets to the transport's close.
+    writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+    writer.transport.abort()
+    response = await mock.get("/_mock/requests", params={"tag": tag, "wait_ms": 20_000})
+    [record] = response.json()["data"]
+    if record["outcome"] != "client_disconnected":
+        return None
+    return (float(record["disconnected_monotonic"]) - closed_at) * 1000
+
+
+async def cancel_run(
+    port: int, key: str, mock_url: str, count: int, label: str
+) -> tuple[list[float], int]:
+    """``count`` cancellations one after the other: (latencies in ms, never cancelled)."""
+    samples: list[float] = []
+    missed = 0
+    async with httpx.AsyncClient(base_url=mock_url, timeout=30) as mock:
+        for n in range(count):
+            latency = await cancel_latency(port, key, mock, f"cancel-{label}-{n}")
+            if latency is None:
+                missed += 1
+            else:
+                samples.append(latency)
+    return samples, missed
+
+
 def gateway_env(port: int, redis_url: str, mock_url: str) -> dict[str, str]:
     providers = {
         "providers": [
@@ -436,8 +502,24 @@ def main(args: argparse.Namespace) -> None:
                     wait_idle(psutil.Process(process.pid))
                 if time.monotonic() - started > 1:
                     print(f"  (waited {time.monotonic() - started:.0f} s for idle)", flush=True)
+        cancels: dict[str, tuple[list[float], int]] = {}
+        for target in plan:
+            if target.name not in ("direct", "gateway", "litellm"):
+                continue
+            # LiteLLM may let a left stream run to its end (10 s each): fewer samples.
+            count = args.cancels if target.name != "litellm" else max(1, args.cancels // 10)
+            cancels[target.name] = asyncio.run(
+                cancel_run(target.port, target.key, mock_url, count, target.name)
+            )
+            samples, _ = cancels[target.name]
+            print(
+                f"  {target.name:8s} disconnect → upstream cancel: {len(samples)} of {count} "
+                f"cancelled, p50 {_fmt_ms(_nearest_rank(samples, 0.5))} "
+                f"p99 {_fmt_ms(_nearest_rank(samples, 0.99))}",
+                flush=True,
+            )
     load = (load_before[0], os.getloadavg()[0])
-    report(rows, load, args)
+    report(rows, cancels, load, args)
 
 
 # -- the result ----------------------------------------------------------------------------------
@@ -462,6 +544,49 @@ def _overheads(rows: dict[str, dict[str, Any]], name: str, field: str) -> list[f
         return []
     direct = _values(rows, "direct", field)
     return [t - d for t, d in zip(_values(rows, name, field), direct, strict=True)]
+
+
+def _nearest_rank(samples: list[float], q: float) -> float | None:
+    """The ``q`` quantile of ``samples`` (nearest rank), None without samples."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def cancel_rows(cancels: dict[str, tuple[list[float], int]]) -> list[dict[str, Any]]:
+    """The disconnect → upstream cancel row: the gateway's p99 against LiteLLM's."""
+    if "gateway" not in cancels:
+        return []
+    gateway, gw_missed = cancels["gateway"]
+    lite, lite_missed = cancels.get("litellm", ([], 0))
+    direct, _ = cancels.get("direct", ([], 0))
+    gw_p99, lite_p99 = _nearest_rank(gateway, 0.99), _nearest_rank(lite, 0.99)
+    direct_p99 = _nearest_rank(direct, 0.99)
+    note = (
+        f"close of a client mid-stream → the mock sees its request end; p99 of "
+        f"{len(gateway)} (gateway), {len(lite)} (LiteLLM); direct to the mock "
+        f"{direct_p99:.2f} ms"
+        if direct_p99 is not None
+        else "close of a client mid-stream → the mock sees its request end"
+    )
+    if gw_missed or lite_missed:
+        note += f"; never cancelled: gateway {gw_missed}, LiteLLM {lite_missed}"
+    return [
+        {
+            "figure": "Disconnect → upstream cancel p99 (client leaves mid-stream)",
+            "peer": "LiteLLM proxy",
+            "peer_value": lite_p99,
+            "peer_spread": _spread(lite),
+            "chorus": gw_p99,
+            "chorus_spread": _spread(gateway),
+            "unit": "ms",
+            "ratio": _ratio(gw_p99, lite_p99),
+            "target": f"<= {CANCEL_TARGET_MS:g} ms, every stream cancelled",
+            "met": (gw_p99 <= CANCEL_TARGET_MS and not gw_missed) if gw_p99 is not None else None,
+            "note": note,
+        }
+    ]
 
 
 def _ratio(chorus: float | None, peer: float | None) -> float | None:
@@ -635,8 +760,10 @@ def complete_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def distributions(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """TTFT and non-streamed latency samples of every system (all runs; at most 5,000 each)."""
+def distributions(
+    rows: dict[str, dict[str, Any]], cancels: dict[str, tuple[list[float], int]]
+) -> list[dict[str, Any]]:
+    """TTFT, non-streamed latency and cancel latency samples (at most 5,000 each)."""
     out = []
     for title, key in (
         ("Time to first token, sequential streams", "ttft_samples_ms"),
@@ -650,13 +777,23 @@ def distributions(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 series[label] = [round(s, 4) for s in samples[::step]]
         if series:
             out.append({"title": title, "unit": "ms", "series": series})
+    cancelled = {
+        LABELS[name]: [round(s, 4) for s in samples[:MAX_SAMPLES]]
+        for name, (samples, _) in cancels.items()
+        if samples
+    }
+    if cancelled:
+        out.append({"title": "Disconnect → upstream cancel", "unit": "ms", "series": cancelled})
     return out
 
 
 def report(
-    rows: dict[str, dict[str, Any]], load: tuple[float, float], args: argparse.Namespace
+    rows: dict[str, dict[str, Any]],
+    cancels: dict[str, tuple[list[float], int]],
+    load: tuple[float, float],
+    args: argparse.Namespace,
 ) -> None:
-    table = contract_rows(rows)
+    table = contract_rows(rows) + cancel_rows(cancels)
     print(f"\nmedian over {args.runs} runs [min, max] (load average {load[0]:.1f} → {load[1]:.1f})")
     for row in table:
         if row["chorus"] is None:
@@ -681,10 +818,19 @@ def report(
             f"{_node_version()} with TypeError: immutable)"
         ),
         "rows": table,
-        "distributions": distributions(rows),
+        "distributions": distributions(rows, cancels),
     }
     raw = RESULTS / "gateway_llm.json"
-    raw.write_text(json.dumps({"result": result, "runs": _strip(rows)}, indent=2))
+    raw.write_text(
+        json.dumps(
+            {
+                "result": result,
+                "runs": _strip(rows),
+                "cancels": {n: {"ms": c[0], "never": c[1]} for n, c in cancels.items()},
+            },
+            indent=2,
+        )
+    )
     print(f"raw results: {raw.relative_to(ROOT)}")
     if args.json_out is not None:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -697,6 +843,10 @@ def _node_version() -> str:
         done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
         return done.stdout.strip().removeprefix("v")
     return "(unknown)"
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} ms"
 
 
 def _fmt(spread: list[float] | None) -> str:
@@ -730,6 +880,9 @@ def parse() -> argparse.Namespace:
         type=int,
         default=1,
         help="runs in which the peers' throughput is measured (the gateway's: every run)",
+    )
+    parser.add_argument(
+        "--cancels", type=int, default=30, help="disconnect → upstream cancel samples per target"
     )
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--skip-portkey", action="store_true")

@@ -10,6 +10,7 @@ import helm_python as helm
 import pytest
 import yaml
 from deploycheck.chart import CHART, KUBE_VERSIONS, SCENARIOS, Rendered, lint, load_scenario, render
+from deploycheck.contracts import MINIMAL_SETTINGS, env_violations, settings_classes
 
 SERVICES = ("api", "realtime", "llm-gateway", "worker")
 
@@ -366,6 +367,27 @@ def test_runbook_urls_come_from_a_value() -> None:
     assert [link["url"] for link in dashboard["links"] if link["title"] == "Runbook"] == [base]
 
 
+def test_an_alerts_for_duration_comes_from_a_value_when_given() -> None:
+    overrides = {"ChorusWorkerQueueLag": "30m", "ChorusTargetDown": "15s"}
+    rendered = render({"metrics": {"prometheusRule": {"enabled": True, "forOverrides": overrides}}})
+    source = yaml.safe_load((CHART.parents[1] / "prometheus" / "chorus.rules.yaml").read_text())
+    expected = {r["alert"]: r["for"] for g in source["groups"] for r in g["rules"]}
+    expected.update(overrides)
+    rules = rendered.get("PrometheusRule", "chorus")["spec"]["groups"]
+    assert {r["alert"]: r["for"] for g in rules for r in g["rules"]} == expected
+    # A name that is no alert is a mistake to say out loud, not a setting to ignore.
+    with pytest.raises(helm.HelmError, match="no alert named ChorusNoSuchAlert"):
+        render(
+            {
+                "metrics": {
+                    "prometheusRule": {"enabled": True, "forOverrides": {"ChorusNoSuchAlert": "1m"}}
+                }
+            }
+        )
+    with pytest.raises(helm.HelmError, match="forOverrides"):
+        render({"metrics": {"prometheusRule": {"forOverrides": {"ChorusTargetDown": "soon"}}}})
+
+
 def test_dashboard_configmap_is_labelled_for_grafana(default: Rendered) -> None:
     configmap = default.get("ConfigMap", "chorus-dashboard")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -373,6 +395,75 @@ def test_dashboard_configmap_is_labelled_for_grafana(default: Rendered) -> None:
         configmap["data"]["chorus.json"]
         == (CHART.parents[1] / "grafana" / "chorus.json").read_text()
     )
+
+
+TRACING = {
+    "endpoint": "http://otel-collector.observability:4318",
+    "sampler": "parentbased_traceidratio",
+    "samplerRatio": 0.25,
+    "resourceAttributes": "k8s.cluster.name=eu-1",
+    "headersSecret": "otlp-auth",
+}
+
+
+def test_tracing_is_off_unless_an_endpoint_is_set(scenarios: dict[str, Rendered]) -> None:
+    for rendered in scenarios.values():
+        for service in SERVICES:
+            config = rendered.get("ConfigMap", f"chorus-{service}")["data"]
+            assert not [name for name in config if name.startswith("OTEL_")]
+
+
+def test_tracing_values_reach_every_service_alike() -> None:
+    rendered = render({"tracing": TRACING})
+    assert env_violations(rendered, settings_classes()) == []
+    classes = settings_classes()
+    for service in SERVICES:
+        config = rendered.get("ConfigMap", f"chorus-{service}")["data"]
+        assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == TRACING["endpoint"]
+        assert config["OTEL_SERVICE_NAME"] == f"chorus-{service}"
+        # One sampler for all: a trace is sampled in every service or in none.
+        assert config["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert config["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+        assert (
+            config["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.namespace.name=chorus,k8s.cluster.name=eu-1"
+        )
+        (container,) = rendered.get("Deployment", f"chorus-{service}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"] == {
+            "secretKeyRef": {"name": "otlp-auth", "key": "headers"}
+        }
+        # The service reads them as tracing on, with that sampler.
+        settings = classes[service].model_validate(
+            {k.lower(): v for k, v in config.items() if k.startswith("OTEL_")}
+            | {"env": "dev", **MINIMAL_SETTINGS.get(service, {})}
+        )
+        assert settings.tracing_enabled  # type: ignore[attr-defined]
+        assert settings.otel_traces_sampler_arg == 0.25  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("endpoint", ["otel-collector:4317", "grpc://otel-collector:4317"])
+def test_a_tracing_endpoint_that_is_not_an_http_url_refuses_to_render(endpoint: str) -> None:
+    with pytest.raises(helm.HelmError):
+        render({"tracing": {"endpoint": endpoint}})
+
+
+def test_with_network_policies_every_service_may_reach_the_collector_only_when_tracing() -> None:
+    isolated = {"networkPolicy": {"enabled": True}}
+    untraced, traced = render(isolated), render(isolated | {"tracing": TRACING})
+
+    def collector_egress(rendered: Rendered, service: str) -> list[Any]:
+        policy = rendered.get("NetworkPolicy", f"chorus-{service}")["spec"]
+        collector = {"port": 4318, "protocol": "TCP"}
+        return [rule for rule in policy["egress"] if collector in rule["ports"]]
+
+    for service in SERVICES:
+        assert collector_egress(untraced, service) == []
+        [rule] = collector_egress(traced, service)
+        assert rule["to"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}
+        ]
 
 
 def _env(rendered: Rendered, service: str) -> dict[str, Any]:

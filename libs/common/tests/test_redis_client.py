@@ -30,11 +30,24 @@ async def test_more_concurrent_commands_than_connections_wait_for_one(
         await client.aclose()
 
 
-async def test_aclose_releases_the_pool(redis_server: RunningRedis) -> None:
-    client = create_redis(redis_server.url, client_name="t")
-    await client.ping()
-    await client.aclose()
-    assert client.connection_pool._in_use_connections == set()  # type: ignore[attr-defined]
+async def test_aclose_closes_the_pools_connections(redis_server: RunningRedis) -> None:
+    # Seen from the server: the client's connections are open while it is, gone after aclose.
+    name = f"aclose-{os.urandom(4).hex()}"
+    observer = create_redis(redis_server.url, client_name="observer")
+
+    async def connections() -> int:
+        return sum(1 for c in await observer.client_list() if c["name"] == name)
+
+    client = create_redis(redis_server.url, client_name=name, max_connections=4)
+    try:
+        await asyncio.gather(*(client.blpop([f"test:none:{i}"], timeout=0.05) for i in range(3)))
+        assert await connections() == 3  # a pooled connection each, kept open for reuse
+        await client.aclose()
+        async with asyncio.timeout(10):
+            while await connections():
+                await asyncio.sleep(0.02)
+    finally:
+        await observer.aclose()
 
 
 def test_an_endpoint_from_settings_describes_itself_without_secrets() -> None:

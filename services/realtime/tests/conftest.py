@@ -169,6 +169,25 @@ def pair(redis_server: RunningRedis, module_tmp: Path) -> Iterator[tuple[Replica
     two.stop()
 
 
+#: The limits of the ``limited`` replica: small enough for a test to push past each one.
+LIMITS_ENV = {
+    "REPLAY_MAX": "5",
+    "MAX_CHANNELS_PER_CONNECTION": "2",
+    "MAX_CONNECTIONS_PER_USER": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def limited(
+    redis_server: RunningRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replica]:
+    """One replica with tight limits (``LIMITS_ENV``), shared by the tests that push on them."""
+    logs = tmp_path_factory.mktemp("limited") / "logs"
+    replica = Replica("limited", redis_server.url, logs, dict(LIMITS_ENV)).start()
+    yield replica
+    replica.stop()
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     """A client of the session's Redis."""

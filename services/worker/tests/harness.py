@@ -193,7 +193,17 @@ async def running_worker(settings: WorkerServiceSettings) -> AsyncIterator[Choru
     finally:
         await worker.drain(0)
         await worker.close()
-        await asyncio.gather(task, return_exceptions=True)
+        await ended_cleanly(task)
+
+
+async def ended_cleanly(task: asyncio.Task[Any]) -> None:
+    """Wait for a worker's run to end; raise what ended it, unless that was our close().
+
+    A job loop that crashed during the test must fail it, not vanish in the teardown.
+    """
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
 
 
 class WorkerProcess:

@@ -1,15 +1,20 @@
-"""The worker's HTTP port: liveness, readiness that includes the job loop, metrics."""
+"""The worker process: its HTTP port (liveness, readiness that includes the job loop,
+metrics) and its lifecycle when the job loop dies."""
 
 from __future__ import annotations
 
 import asyncio
 
 import httpx
+import pytest
 
+from chorus_devstack.ports import free_port
 from chorus_devstack.testing import base_url, serve_app
-from chorus_worker.main import create_app
+from chorus_worker.main import create_app, serve
+from chorus_worker.resources import JobContext
+from chorus_worker.transport.policy import JobSpec
 
-from .harness import Harness, running_worker
+from .harness import Harness, eventually, jobs_with_noop, running_worker
 
 CONTRACT_METRICS = (
     "chorus_worker_jobs_started_total",
@@ -49,7 +54,8 @@ async def test_ready_while_the_loop_turns_and_not_when_it_dies_or_drains(
             # refresh a faked heartbeat here before the request is served).
             assert worker.main_task is not None
             worker.main_task.cancel()
-            await asyncio.gather(worker.main_task, return_exceptions=True)
+            await asyncio.wait([worker.main_task])
+            assert worker.main_task.cancelled()
             dead = await client.get("/readyz")
             assert dead.status_code == 503
             assert dead.json()["checks"]["job_loop"]["ok"] is False
@@ -76,3 +82,40 @@ async def test_unreachable_postgres_is_not_ready(harness: Harness) -> None:
     assert ready.status_code == 503
     assert ready.json()["checks"]["postgres"]["ok"] is False
     assert ready.json()["checks"]["redis"]["ok"] is True
+
+
+class LoopKiller(BaseException):
+    """What no job should raise: it passes every ``except Exception``, arq's own included."""
+
+
+async def escapes(ctx: JobContext) -> None:
+    """A job that lets a BaseException out: arq's loop re-raises it when it reaps the job."""
+    msg = "a job let a BaseException out"
+    raise LoopKiller(msg)
+
+
+async def test_the_process_exits_1_when_its_job_loop_dies(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # serve() is what `python -m chorus_worker` runs and exits with; its loop dies for real.
+    port = free_port()
+    settings = harness.settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    jobs = [*jobs_with_noop(settings), JobSpec(escapes, max_tries=1, timeout=5)]
+    serving = asyncio.create_task(serve(settings, jobs=jobs))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+        async def ready() -> bool:
+            if serving.done():
+                serving.result()
+            try:
+                return (await client.get("/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, timeout=30, what="the worker to be ready")
+        await harness.enqueue("escapes")
+        status = await asyncio.wait_for(serving, 30)
+    assert status == 1
+    assert any(
+        "jobs ended on its own: LoopKiller" in record.getMessage() for record in caplog.records
+    )

@@ -27,6 +27,10 @@ async def _held(smtp: RunningSmtpSink) -> bool:
     return smtp.held() == 1
 
 
+async def _not_ready(worker: WorkerProcess) -> bool:
+    return await worker.ready_status() == 503
+
+
 async def _mails(smtp: RunningSmtpSink, count: int) -> list[dict[str, object]]:
     async def arrived() -> list[dict[str, object]] | None:
         messages = smtp.messages()
@@ -46,10 +50,7 @@ async def test_sigterm_lets_the_running_job_finish_starts_no_other_and_exits_0(
 
         worker.process.signal(signal.SIGTERM)
 
-        async def draining() -> bool:
-            return await worker.ready_status() == 503
-
-        await eventually(draining, what="readiness to turn 503")
+        await eventually(lambda: _not_ready(worker), what="readiness to turn 503")
         later = await harness.enqueue("record_analytics", "after.sigterm", {})
         smtp.release()
         assert await worker.exit_status() == 0, worker.log()
@@ -63,6 +64,34 @@ async def test_sigterm_lets_the_running_job_finish_starts_no_other_and_exits_0(
     async with harness.sessions() as session:
         assert (await session.scalars(select(AnalyticsEvent))).all() == []
     assert "no new jobs" in worker.log()
+
+
+async def test_a_second_sigterm_cancels_the_running_job_and_puts_it_back(
+    harness: Harness, smtp: RunningSmtpSink, tmp_path: Path
+) -> None:
+    # Running jobs would get ten minutes and the mail stays held: only the second signal's
+    # cancellation can let the process end within the test.
+    worker = WorkerProcess(harness, tmp_path, JOB_COMPLETION_WAIT="600").start()
+    try:
+        smtp.hold("rcpt", seconds=600)
+        user = await harness.register_user("twice@example.com", "Twice")
+        await eventually(lambda: _held(smtp), what="the mail to be mid-conversation")
+
+        worker.process.signal(signal.SIGTERM)
+
+        await eventually(lambda: _not_ready(worker), what="readiness to turn 503")
+        worker.process.signal(signal.SIGTERM)
+        assert await worker.exit_status(timeout=30) == 0, worker.log()
+    finally:
+        smtp.release()
+        worker.process.stop()
+
+    assert "second signal: cancelling running jobs now" in worker.log()
+    job_id = f"welcome:{user.id}"
+    assert await harness.status(job_id) is JobStatus.queued  # for the next worker, unclaimed
+    assert not await harness.queue.exists(f"arq:in-progress:{job_id}")
+    assert smtp.messages() == []
+    assert (await harness.user(user.id)).welcome_sent_at is None
 
 
 async def test_a_worker_killed_mid_mail_delivers_it_once_after_restart(

@@ -1,7 +1,8 @@
 """The end-to-end suite's system: every process of Chorus, started once per run.
 
-The stack runs as in a cluster — two realtime and two gateway replicas behind nginx, and
-Prometheus scraping everything with the chart's alert rules — and tests reach the services
+The stack runs as in a cluster — two realtime and two gateway replicas behind nginx,
+Prometheus scraping everything with the chart's alert rules, and every service exporting
+its spans (all of them) to an OTLP receiver — and tests reach the services
 only through the ingress. Test-only tools (the SMTP sink's inbox, the mock upstream's
 control API, Prometheus, a read-only look at Postgres for what no API shows) stand where an
 operator would look. When a test fails, the tail of every process's log is attached to its
@@ -9,7 +10,13 @@ report.
 
 Tests run in a fixed order (``ORDER``): the happy-path journeys, then the check that no alert
 fired during them, then the faults (each restores what it broke), then the operator's check
-that every dashboard query has data over the whole run.
+that every dashboard query has data over the whole run. Each test also runs alone
+(``pytest tests/e2e -k name``): the operator's checks produce the everyday traffic they
+read (``everyday_traffic``) instead of relying on the journeys before them.
+
+Prometheus evaluates the chart's alert rules as the chart renders them, with one value
+changed: every alert's ``for:`` is ``ALERT_FOR`` (``metrics.prometheusRule.forOverrides``),
+so a condition that holds for longer than that fires during the run.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from redis.asyncio import Redis
 from chorus_devstack.nginx import nginx_binary
 from chorus_devstack.prometheus import prometheus_binary
 from chorus_devstack.stack import Ports, Stack, StackOptions
-from chorus_e2e.prometheus import RULES
+from chorus_e2e.prometheus import ALERT_FOR, Prometheus, chart_rules
 from chorus_e2e.system import REALTIME_ENV, SHARED_ENV, WORKER_ENV
+from chorus_e2e.traffic import everyday_use, scraped
 
 #: Modules in the order they run; tests within a module keep their file order.
 ORDER = (
@@ -39,6 +47,7 @@ ORDER = (
     "test_private_rooms",
     "test_assistant",
     "test_llm",
+    "test_tracing",
     "test_orders",
     "test_shared_settings",
     "test_alerts",
@@ -103,7 +112,8 @@ def stack() -> Iterator[Stack]:
             gateway_replicas=2,
             nginx=True,
             prometheus=True,
-            rule_files=(RULES,),
+            rule_files=(chart_rules(state_dir / "rules", alert_for=ALERT_FOR),),
+            tracing=True,
             shared_env=SHARED_ENV,
             extra_env={
                 "realtime": REALTIME_ENV,
@@ -124,6 +134,17 @@ def stack() -> Iterator[Stack]:
     finally:
         system.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def everyday_traffic(stack: Stack) -> None:
+    """Everyday use of the system, twice, seen by Prometheus growing (once a run)."""
+    async with httpx.AsyncClient(trust_env=False, timeout=15.0) as client:
+        prometheus = Prometheus(client, stack.url("prometheus"))
+        await everyday_use(stack.url("ingress"))
+        await scraped(prometheus, rising=False)
+        await everyday_use(stack.url("ingress"))
+        await scraped(prometheus, rising=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,14 @@
 """Journey 6, second half (runs last): every query of the Grafana dashboard has data.
 
 The dashboard's ``$__rate_interval`` becomes a window covering the whole run, as an
-operator looking at the last hour would see it, after the journeys and the faults.
+operator looking at the last hour would see it — after the journeys and the faults in a
+full run, or after everyday use alone (``everyday_traffic``) when this test runs by itself.
 """
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from chorus_devstack.stack import Stack
 from chorus_e2e.prometheus import (
@@ -18,6 +20,7 @@ from chorus_e2e.prometheus import (
 )
 
 
+@pytest.mark.usefixtures("everyday_traffic")
 async def test_every_dashboard_query_returns_data(stack: Stack, ops: httpx.AsyncClient) -> None:
     prometheus = Prometheus(ops, stack.url("prometheus"))
     await every_target_up(prometheus)  # the faults' restarts are all back

@@ -12,7 +12,10 @@ from chorus_devstack.stack import Ports, Stack, StackOptions
 
 
 def test_every_process_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
-    stack = Stack(StackOptions(state_dir=tmp_path, ports=Ports.free()))
+    # nginx is part of the system under test (make test-unit installs it): asked for, not
+    # used only when present.
+    assert nginx_binary() is not None, "nginx is not installed: run `make test-unit`"
+    stack = Stack(StackOptions(state_dir=tmp_path, ports=Ports.free(), nginx=True))
     with stack:
         pids = [p.pid for p in stack.processes.values() if p.pid is not None]
         with httpx.Client(trust_env=False, timeout=10) as client:
@@ -21,10 +24,9 @@ def test_every_process_becomes_ready_and_stops_cleanly(tmp_path: Path) -> None:
                 response = client.get(f"{stack.url(name)}/readyz")
                 assert response.status_code == 200, (name, response.text)
                 assert response.headers["x-request-id"]
-            if nginx_binary():
-                spec = client.get(f"{stack.url('ingress')}/api/openapi.json")
-                assert spec.status_code == 200
-                assert spec.json()["info"]["title"] == "Chorus API"
+            spec = client.get(f"{stack.url('ingress')}/api/openapi.json")
+            assert spec.status_code == 200
+            assert spec.json()["info"]["title"] == "Chorus API"
             assert client.get(f"{stack.url('mock-openai')}/readyz").status_code == 200
             assert client.get(f"{stack.url('smtp-sink')}/messages").json()["items"] == []
         assert not list(stack.died())

@@ -186,6 +186,15 @@ REDIS_SENTINEL_MASTER: {{ include "chorus.redisSentinelMaster" $root | quote }}
 {{- end }}
 READY_CHECK_TIMEOUT: {{ $v.config.readyCheckTimeout | quote }}
 ARQ_QUEUE_NAME: {{ $v.config.queueName | quote }}
+{{- with $v.tracing }}
+{{- if .endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .endpoint | quote }}
+OTEL_SERVICE_NAME: {{ printf "chorus-%s" $svc.name | quote }}
+OTEL_TRACES_SAMPLER: {{ .sampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ .samplerRatio | quote }}
+OTEL_RESOURCE_ATTRIBUTES: {{ printf "k8s.namespace.name=%s,%s" $root.Release.Namespace .resourceAttributes | trimSuffix "," | quote }}
+{{- end }}
+{{- end }}
 {{- if $svc.events }}
 HISTORY_SIZE: {{ $v.events.historySize | quote }}
 HISTORY_TTL: {{ $v.events.historyTtl | quote }}

@@ -1,7 +1,8 @@
 """The app factory helper: what every Chorus HTTP service has, wired the same way.
 
 ``create_service_app`` builds a FastAPI app with logging configured (and a warning for
-each setting given by a deprecated name), the lifecycle and
+each setting given by a deprecated name), tracing set up from the ``OTEL_*`` variables
+(nothing at all when no endpoint is set; spans flushed when the app stops), the lifecycle and
 health registry on ``app.state``, ``/healthz`` ``/readyz`` ``/metrics``, the JSON error
 handlers and the pure-ASGI middleware. A service passes its own lifespan (which creates
 pools and clients and registers readiness checks) and its routers, so each service's
@@ -10,6 +11,7 @@ pools and clients and registers readiness checks) and its routers, so each servi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,6 +26,7 @@ from chorus_common.lifecycle import Lifecycle
 from chorus_common.logs import configure_logging
 from chorus_common.request_context import RequestContextMiddleware
 from chorus_common.settings import ServiceSettings
+from chorus_common.tracing import configure_tracing, shutdown_tracing
 
 __all__ = ["ServiceLifespan", "create_service_app"]
 
@@ -58,15 +61,20 @@ def create_service_app(
     )
     for warning in settings.deprecations():
         logger.warning(warning)
+    configure_tracing(settings, service=settings.service_name, version=version)
 
     @asynccontextmanager
     async def chorus_lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("starting %s", settings.service_name, extra={"env": settings.env.value})
-        if lifespan is None:
-            yield
-        else:
-            async with lifespan(app):
+        try:
+            if lifespan is None:
                 yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            # In a thread: the exporter's last POST must not stall the event loop.
+            await asyncio.to_thread(shutdown_tracing)
         logger.info("stopped %s", settings.service_name)
 
     app = FastAPI(
@@ -78,6 +86,9 @@ def create_service_app(
         redoc_url=None,
         openapi_url=f"{docs_prefix}/openapi.json" if docs_prefix is not None else None,
         openapi_tags=openapi_tags,
+        # FastAPI's own OpenTelemetry would make a second server span per request (and
+        # one per WebSocket, for hours): ours (request_context) is the one, on every path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     lifecycle = Lifecycle()
     app.state.settings = settings

@@ -2,7 +2,9 @@
 
 This module is the one way anything is published in Chorus (``docs/design.md``):
 
-- every event is the JSON envelope ``{"id", "channel", "type", "data", "ts", "from"}``;
+- every event is the JSON envelope ``{"id", "channel", "type", "data", "ts", "from"}``,
+  plus ``traceparent`` (W3C) when it was published inside a traced operation — always
+  the envelope's last key, so a subscriber finds it without parsing the event again;
 - channels are ``room:<name>`` and ``user:<id>``;
 - a durable publish is one Lua script: ``XADD chorus:stream:<channel> MAXLEN ~ <history>``
   then ``PUBLISH chorus:pub:<channel>`` with the envelope carrying the new stream id — so a
@@ -29,6 +31,10 @@ settings, so every publisher writes where realtime reads.
 
 The envelope is serialised once, by the publisher; the stored entry and the published
 message are the same bytes except for the id, which the script splices in.
+
+With tracing on, a durable publish is a producer span ``publish <type>`` and the
+envelope's ``traceparent`` names it, so whoever delivers the event (realtime) continues
+the publisher's trace.
 """
 
 from __future__ import annotations
@@ -39,19 +45,22 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from chorus_common.settings import EventHistorySettings
+from chorus_common.trace_context import current_traceparent
+from chorus_common.tracing import child_tracer
 
 __all__ = [
     "CLUSTER",
     "EPOCH_PREFIX",
     "FROM_START",
     "PLAIN",
-    "PUBLISH_FUNCTION_LUA",
+    "PUBLISH_LUA_FUNCTION",
     "Envelope",
     "EventBus",
     "EventRedis",
@@ -84,30 +93,31 @@ _STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 #: The client the channels live on: the main Redis, or the cluster's client.
 EventRedis = Redis | RedisCluster
 
-#: The durable publish as a Lua function, for this module's script and for scripts that
-#: publish after checks of their own (``chorus_common.rooms``): stream key, epoch key, pub/sub
-#: channel, body (a JSON object without "id"), approximate max length, ttl seconds (0 =
-#: none). Returns the new stream id. ``{publish}`` is PUBLISH, or SPUBLISH on a cluster (the
-#: shard channel shares the keys' slot): the layout's ``publish_command`` fills it in.
-PUBLISH_FUNCTION_LUA = """
-local function chorus_publish(stream, epoch, channel, body, maxlen, ttl)
+#: Lua defining ``publish(stream, epoch, pubsub, body, maxlen, ttl)`` → the new stream id:
+#: the durable publish, for any script that must change state of its own and publish in the
+#: same atomic step (presence publishes ``join``/``leave`` with the count it just computed;
+#: ``chorus_common.rooms`` publishes after its access check). ``stream`` and ``epoch`` must
+#: be among the script's KEYS (:meth:`EventBus.keys`), and ``{publish}`` replaced by the
+#: layout's command (:meth:`EventBus.script`): PUBLISH, or SPUBLISH on a cluster (the shard
+#: channel shares the keys' slot).
+PUBLISH_LUA_FUNCTION: Final = """
+local function publish(stream, epoch, pubsub, body, maxlen, ttl)
   local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
   redis.call('SET', epoch, id, 'NX')
-  local seconds = tonumber(ttl)
-  if seconds > 0 then
-    redis.call('EXPIRE', stream, seconds)
-    redis.call('EXPIRE', epoch, seconds)
+  if ttl > 0 then
+    redis.call('EXPIRE', stream, ttl)
+    redis.call('EXPIRE', epoch, ttl)
   end
-  redis.call('{publish}', channel, '{"id":"' .. id .. '",' .. string.sub(body, 2))
+  redis.call('{publish}', pubsub, '{"id":"' .. id .. '",' .. string.sub(body, 2))
   return id
 end
 """
 
-# KEYS: stream, epoch. ARGV: pub/sub channel, body, approximate max length, ttl seconds.
-# Returns the new stream id.
+# KEYS: stream, epoch. ARGV: pub/sub channel, body (a JSON object without "id"),
+# approximate max length, ttl seconds (0 = none). Returns the new stream id.
 _PUBLISH_LUA = (
-    PUBLISH_FUNCTION_LUA
-    + "return chorus_publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+    PUBLISH_LUA_FUNCTION
+    + "return publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))\n"
 )
 
 # Whether the offset ARGV[1] is still in the stream KEYS[1] whose epoch is ``epoch``: from
@@ -268,6 +278,8 @@ class Envelope(BaseModel):
     data: dict[str, Any]
     ts: str
     from_: str = Field(alias="from")
+    #: The publisher's span (W3C ``traceparent``), when it published inside a trace.
+    traceparent: str | None = None
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
@@ -275,8 +287,11 @@ class Envelope(BaseModel):
         return cls.model_validate(orjson.loads(raw))
 
     def to_json(self) -> bytes:
-        """The wire form, with ``from`` spelled as on the wire."""
-        return orjson.dumps(self.model_dump(by_alias=True))
+        """The wire form, with ``from`` spelled as on the wire (no null ``traceparent``)."""
+        body = self.model_dump(by_alias=True)
+        if body["traceparent"] is None:
+            del body["traceparent"]
+        return orjson.dumps(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,9 +366,7 @@ class EventBus:
         self.layout = layout
         self.history_size = history_size
         self.history_ttl = history_ttl
-        self._publish = register_script(
-            redis, _PUBLISH_LUA.replace("{publish}", layout.publish_command)
-        )
+        self._publish = self.script(_PUBLISH_LUA)
         self._history = register_script(redis, _HISTORY_LUA)
         self._position = register_script(redis, _POSITION_LUA)
         self._bounded_history = register_script(redis, _BOUNDED_HISTORY_LUA)
@@ -372,20 +385,78 @@ class EventBus:
         )
 
     @staticmethod
-    def encode(channel: str, type_: str, data: dict[str, Any], sender: str) -> bytes:
+    def encode(
+        channel: str,
+        type_: str,
+        data: dict[str, Any],
+        sender: str,
+        traceparent: str | None = None,
+    ) -> bytes:
         """The envelope without its id: a JSON object the script completes."""
-        return orjson.dumps(
-            {"channel": channel, "type": type_, "data": data, "ts": utc_timestamp(), "from": sender}
-        )
+        envelope = {
+            "channel": channel,
+            "type": type_,
+            "data": data,
+            "ts": utc_timestamp(),
+            "from": sender,
+        }
+        if traceparent is not None:
+            envelope["traceparent"] = traceparent  # last: see the module's docstring
+        return orjson.dumps(envelope)
+
+    def keys(self, channel: str) -> list[str]:
+        """The keys a script passes to ``publish`` (:data:`PUBLISH_LUA_FUNCTION`), in order."""
+        return [self.layout.stream(channel), self.layout.epoch(channel)]
+
+    def script(self, source: str) -> AsyncScript:
+        """A script including :data:`PUBLISH_LUA_FUNCTION`, registered on the bus's Redis
+        with the layout's publish command."""
+        return register_script(self.redis, source.replace("{publish}", self.layout.publish_command))
+
+    @staticmethod
+    def encode_around(
+        channel: str, type_: str, data: dict[str, Any], *, sender: str, blank: str
+    ) -> tuple[bytes, bytes]:
+        """The envelope without its id, split where the integer ``data[blank]`` goes.
+
+        A script publishing a number it computes itself joins ``head .. n .. tail``. The
+        blank comes first in ``data``, so ``"data":{"<blank>":`` occurs once: a string
+        value cannot hold an unescaped quote.
+        """
+        body = EventBus.encode(channel, type_, {blank: 0, **data}, sender)
+        marker = b'"data":{' + orjson.dumps(blank) + b":"
+        head, found, tail = body.partition(marker + b"0")
+        if not found:
+            msg = f"data[{blank!r}] did not encode as the integer blank"
+            raise ValueError(msg)
+        return head + marker, tail
 
     async def publish(
         self, channel: str, type_: str, data: dict[str, Any], *, sender: str
     ) -> Published:
         """Append to the channel's history and deliver live, atomically; returns the id."""
-        body = self.encode(channel, type_, data, sender)
+        tracing = child_tracer()
+        if tracing is None:  # off, or in an unsampled trace: no span, no traceparent
+            return await self._publish_body(channel, self.encode(channel, type_, data, sender))
+        attributes = {
+            "messaging.system": "redis",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": channel,
+            "chorus.event.type": type_,
+        }
+        with tracing.start_as_current_span(
+            f"publish {type_}", kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            body = self.encode(channel, type_, data, sender, current_traceparent())
+            published = await self._publish_body(channel, body)
+            span.set_attribute("messaging.message.id", published.id)
+            return published
+
+    async def _publish_body(self, channel: str, body: bytes) -> Published:
         layout = self.layout
         raw_id = await self._publish(
-            keys=[layout.stream(channel), layout.epoch(channel)],
+            keys=self.keys(channel),
             args=[layout.pubsub(channel), body, self.history_size, self.history_ttl],
         )
         entry_id = raw_id if isinstance(raw_id, bytes) else str(raw_id).encode()

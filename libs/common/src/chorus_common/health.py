@@ -3,7 +3,9 @@
 ``/healthz`` answers while the process serves (never touches a dependency: a Redis outage
 must not make Kubernetes restart every pod). ``/readyz`` runs every registered check
 concurrently, each with a timeout, and answers 503 naming the failing checks — or naming
-``draining`` once shutdown has begun. ``/metrics`` is the Prometheus text exposition.
+``draining`` once shutdown has begun. ``/metrics`` is the Prometheus text exposition, or
+OpenMetrics when the scraper asks for it (``Accept: application/openmetrics-text``, as
+Prometheus does) — the format that carries histograms' exemplars (trace ids).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from chorus_common.lifecycle import Lifecycle
 
@@ -109,7 +112,12 @@ def health_router() -> APIRouter:
         )
 
     @router.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if "application/openmetrics-text" in request.headers.get("accept", ""):
+            return Response(
+                openmetrics.generate_latest(REGISTRY),  # type: ignore[no-untyped-call]
+                media_type=openmetrics.CONTENT_TYPE_LATEST,
+            )
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -2,7 +2,8 @@
 
 Labels stay bounded: the route *template* (``/api/orders/{order_id}``), never the raw path;
 unmatched paths share one label; unknown methods collapse to ``OTHER``. Latency is measured
-until the response body has been sent, so a long stream is recorded as long.
+until the response body has been sent, so a long stream is recorded as long. With tracing
+on, a latency observation of a sampled request carries its trace id as an exemplar.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chorus_common.tracing import exemplar
 
 __all__ = ["HTTP_IN_FLIGHT", "HTTP_LATENCY", "HTTP_REQUESTS", "HttpMetricsMiddleware"]
 
@@ -73,4 +76,4 @@ class HttpMetricsMiddleware:
             HTTP_IN_FLIGHT.dec()
             route = route_template(scope)
             HTTP_REQUESTS.labels(method, route, str(status or CLIENT_CLOSED)).inc()
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - start)
+            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - start, exemplar())

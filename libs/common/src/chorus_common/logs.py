@@ -1,7 +1,9 @@
 """Logging: JSON lines in production, readable console lines in dev.
 
 Every line carries the current request id (set by ``request_context``), so one request can
-be followed across log lines and, through ``X-Request-ID``, across services.
+be followed across log lines and, through ``X-Request-ID``, across services. With tracing
+on, a line written inside a span also carries its ``trace_id`` and ``span_id``: from a log
+line to its trace, and from a trace to every line it wrote.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from contextvars import ContextVar
 from typing import Any, Literal
 
 import orjson
+
+from chorus_common.tracing import current_ids
 
 __all__ = ["ConsoleFormatter", "JsonFormatter", "configure_logging", "request_id_var"]
 
@@ -33,7 +37,7 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with ``ts``, ``level``, ``logger``, ``msg``, ``request_id``."""
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, request and trace ids."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -51,6 +55,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             line["request_id"] = request_id
+        ids = current_ids()
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
         line.update(_extras(record))
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
@@ -64,6 +71,9 @@ class ConsoleFormatter(logging.Formatter):
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         request_id = request_id_var.get()
         rid = f" [{request_id[:8]}]" if request_id else ""
+        ids = current_ids()
+        if ids is not None:
+            rid += f" trace={ids[0]} span={ids[1]}"
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         text = f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}{rid}: "
         text += record.getMessage() + (f"  {extras}" if extras else "")

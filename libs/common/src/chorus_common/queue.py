@@ -22,6 +22,8 @@ from typing import Any, Final, TypedDict
 
 import orjson
 
+from chorus_common.job_tracing import traced_deserializer, traced_serializer
+
 __all__ = ["JOB_CODEC", "JobCodec", "UnreadableJobError", "deserialize_job", "serialize_job"]
 
 #: The first byte of every pickle of protocol 2 or later (arq's default encoding).
@@ -69,8 +71,10 @@ class JobCodec(TypedDict):
     job_deserializer: Callable[[bytes], dict[str, Any]]
 
 
-#: Keyword arguments for ``ArqRedis`` and arq's ``Worker``: the one encoding of jobs.
+#: Keyword arguments for ``ArqRedis`` and arq's ``Worker``: the one encoding of jobs. A
+#: job enqueued inside a trace also carries the trace to the worker
+#: (``chorus_common.job_tracing``).
 JOB_CODEC: Final[JobCodec] = {
-    "job_serializer": serialize_job,
-    "job_deserializer": deserialize_job,
+    "job_serializer": traced_serializer(serialize_job),
+    "job_deserializer": traced_deserializer(deserialize_job),
 }

@@ -4,6 +4,15 @@ Written against raw ASGI rather than ``BaseHTTPMiddleware``, which buffers strea
 responses through a memory stream and hides client disconnects from the endpoint. Here
 ``receive`` is passed through untouched and ``send`` only decorates the response start.
 An unexpected exception becomes the standard JSON 500, still carrying the request id.
+
+With tracing on (``chorus_common.tracing``) every HTTP request is also a server span,
+continuing the caller's trace when it sent a ``traceparent`` header, named
+``<METHOD> <route template>`` once the route is known, with the HTTP semantic
+conventions' attributes and ``chorus.request_id``. Being the outermost layer, and the one
+the fast paths keep, it covers every route of every service. WebSocket connections live
+for hours, so they are not spans themselves: what happens on them is (realtime). Probes
+and scrapes (``/healthz``, ``/readyz``, ``/metrics``, every few seconds from Kubernetes
+and Prometheus) are not traced.
 """
 
 from __future__ import annotations
@@ -13,10 +22,15 @@ import os
 import re
 import time
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chorus_common.errors import error_response
+from chorus_common.http_metrics import UNMATCHED, route_template
 from chorus_common.logs import request_id_var
+from chorus_common.trace_context import context_from_headers
+from chorus_common.tracing import context_with, record_failure, tracer
 
 __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware"]
 
@@ -24,6 +38,8 @@ REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 # A client-supplied id ends up in every log line: accept only short, inert tokens.
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+#: Paths never traced: probes and scrapes.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 access_logger = logging.getLogger("chorus.access")
 
@@ -58,6 +74,12 @@ class RequestContextMiddleware:
 
         start = time.perf_counter()
         status = 0
+        tracing = tracer()
+        span: Span | None = None
+        attached: object = None
+        if tracing is not None and scope["path"] not in UNTRACED_PATHS:
+            span = _server_span(tracing, scope, request_id)
+            attached = otel_context.attach(context_with(span))
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -72,8 +94,10 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
+        except Exception as exc:
             access_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if span is not None:
+                record_failure(span, exc)
             if status:  # headers already went out; all we can do is drop the connection
                 raise
             response = error_response(
@@ -89,4 +113,41 @@ class RequestContextMiddleware:
                     status,
                     (time.perf_counter() - start) * 1000,
                 )
+            if span is not None:
+                _end_server_span(span, scope, status)
+                otel_context.detach(attached)  # type: ignore[arg-type]
             request_id_var.reset(token)
+
+
+def _server_span(tracing: Tracer, scope: Scope, request_id: str) -> Span:
+    """The request's server span, child of the caller's ``traceparent`` if it sent one."""
+    attributes: dict[str, str | int] = {
+        "http.request.method": scope["method"],
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+        "chorus.request_id": request_id,
+    }
+    client = scope.get("client")
+    if client:
+        attributes["client.address"] = client[0]
+    server = scope.get("server")
+    if server and server[1] is not None:
+        attributes["server.port"] = server[1]
+    return tracing.start_span(
+        scope["method"],
+        context=context_from_headers(scope["headers"]),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    )
+
+
+def _end_server_span(span: Span, scope: Scope, status: int) -> None:
+    route = route_template(scope)
+    if route != UNMATCHED:
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attribute("http.route", route)
+    if status:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(StatusCode.ERROR)
+    span.end()

@@ -52,7 +52,7 @@ from redis.asyncio import Redis
 from chorus_common.events import (
     EPOCH_PREFIX,
     PLAIN,
-    PUBLISH_FUNCTION_LUA,
+    PUBLISH_LUA_FUNCTION,
     EventBus,
     Published,
     pubsub_channel,
@@ -88,7 +88,7 @@ LOADED_KEY: Final = "chorus:rooms:loaded"
 DM_PREFIX: Final = "dm."
 #: The durable publish of :mod:`chorus_common.events` with ``PUBLISH``: the access lists, the
 #: marker and the channels' streams share one Redis (or Sentinel group), never a cluster.
-_PUBLISH_FUNCTION: Final = PUBLISH_FUNCTION_LUA.replace("{publish}", PLAIN.publish_command)
+_PUBLISH_FUNCTION: Final = PUBLISH_LUA_FUNCTION.replace("{publish}", PLAIN.publish_command)
 #: Room events that take access away from someone (realtime acts on them in stream order).
 ACCESS_EVENT_TYPES: Final = frozenset({"member.removed", "room.updated", "room.deleted"})
 
@@ -202,7 +202,7 @@ _PUBLISH_LUA = (
 local verdict = room_access(KEYS[1], KEYS[2], ARGV[1], ARGV[3], ARGV[2])
 if verdict == 'denied' or verdict == 'unavailable' then return {verdict, ''} end
 if ARGV[8] == '1' then
-  return {verdict, chorus_publish(KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], ARGV[7])}
+  return {verdict, publish(KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))}
 end
 redis.call('PUBLISH', ARGV[4], '{"id":null,' .. string.sub(ARGV[5], 2))
 return {verdict, ''}
@@ -236,7 +236,9 @@ if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
 local at = 5 + 2 * count
 local id = ''
 if ARGV[at] == '1' then
-  id = chorus_publish(KEYS[2], KEYS[3], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4])
+  id = publish(
+    KEYS[2], KEYS[3], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], tonumber(ARGV[at + 4])
+  )
 end
 return {1, version, id}
 """

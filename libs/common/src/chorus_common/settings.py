@@ -16,7 +16,9 @@ settings class mixes in what it reads:
   every event, so publishers that disagreed would undo each other); and
   ``REALTIME_REDIS_CLUSTER``, the Redis Cluster the channels live on when set (every
   publisher must write where realtime reads, with the same key layout);
-- :class:`BodyLimitSettings` — ``MAX_BODY_BYTES``, the largest request body.
+- :class:`BodyLimitSettings` — ``MAX_BODY_BYTES``, the largest request body;
+- :class:`TracingSettings` (in the base) — the standard ``OTEL_*`` variables tracing reads
+  (``chorus_common.tracing``): off unless an OTLP endpoint is set.
 
 A renamed setting keeps its old name for one release: the old name is a later choice of
 the field's :class:`~pydantic.AliasChoices` (see :func:`renamed`), and
@@ -56,6 +58,7 @@ __all__ = [
     "QueueSettings",
     "RedisSettings",
     "ServiceSettings",
+    "TracingSettings",
     "parse_addresses",
     "parse_cluster_seeds",
     "renamed",
@@ -99,7 +102,84 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-class ServiceSettings(BaseSettings):
+#: The samplers of the OpenTelemetry specification (``OTEL_TRACES_SAMPLER``).
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+
+
+class TracingSettings(BaseSettings):
+    """The standard OpenTelemetry variables, by their standard names (every process).
+
+    Tracing is on only when an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and ``OTEL_SDK_DISABLED`` is not true. The
+    SDK itself reads the rest of the standard variables, as the specification says
+    (``OTEL_EXPORTER_OTLP_HEADERS``, ``…_TIMEOUT``, ``…_COMPRESSION``, ``OTEL_BSP_*``,
+    ``OTEL_RESOURCE_ATTRIBUTES``); the two the chart sets are declared here too.
+    """
+
+    model_config = _CONFIG
+
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP base URL (…:4318); unset (and no traces endpoint) = off",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL, used as is (…:4318/v1/traces)"
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices(
+            "otel_exporter_otlp_traces_protocol", "otel_exporter_otlp_protocol"
+        ),
+        description="only OTLP over HTTP with protobuf is exported (a collector's port 4318)",
+    )
+    otel_sdk_disabled: bool = Field(default=False, description="true turns tracing off")
+    otel_traces_exporter: Literal["otlp", "none"] = Field(
+        default="otlp", description="none turns tracing off"
+    )
+    otel_service_name: str | None = Field(
+        default=None, description="service.name of the spans; default chorus-<service>"
+    )
+    otel_resource_attributes: str | None = Field(
+        default=None, description="extra resource attributes, key=value,… (read by the SDK)"
+    )
+    otel_exporter_otlp_headers: SecretStr | None = Field(
+        default=None, description="headers of every export, key=value,… (read by the SDK)"
+    )
+    otel_traces_sampler: TraceSampler = "parentbased_always_on"
+    otel_traces_sampler_arg: float | None = Field(
+        default=None, ge=0, le=1, description="the ratio of the *traceidratio samplers (1.0)"
+    )
+
+    @field_validator("otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            msg = "OTLP endpoints are http:// or https:// URLs (OTLP over HTTP, port 4318)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("otel_traces_sampler", mode="before")
+    @classmethod
+    def _lower_sampler(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """True when spans are to be exported: an endpoint is set and nothing turns it off."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled and self.otel_traces_exporter != "none"
+
+
+class ServiceSettings(TracingSettings):
     """Settings every Chorus process has. Subclass per service; never instantiate at import."""
 
     model_config = _CONFIG

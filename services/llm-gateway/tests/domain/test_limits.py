@@ -72,17 +72,32 @@ async def test_a_lease_of_a_dead_process_lapses(redis_client: Redis) -> None:
 
 async def test_running_requests_keep_their_lease(redis_client: Redis) -> None:
     who = principal("user:t4", slots=1)
-    limiter = Limiter(redis_client, lease_seconds=0.3)
+    limiter = Limiter(redis_client, lease_seconds=3)
     limiter.start()
     try:
         admission = await limiter.admit(who, cost=1, member="long")
-        await asyncio.sleep(0.9)  # three lease lengths: only renewal keeps the slot
-        with pytest.raises(RateLimited):
+        leases = "chorus:gw:rl:{user:t4}:conc"
+        first_expiry = await redis_client.zscore(leases, "long")
+        assert first_expiry is not None
+        # Wait (by Redis's clock, the one leases are judged by) until the first lease is
+        # over: only a renewal can still hold the slot then.
+        while await _redis_ms(redis_client) <= first_expiry:
+            await asyncio.sleep(0.1)
+        renewed = await redis_client.zscore(leases, "long")
+        assert renewed is not None
+        assert renewed > first_expiry
+        with pytest.raises(RateLimited) as refused:
             await limiter.admit(who, cost=1, member="other")
+        assert refused.value.limit == "concurrency"
         await limiter.settle(admission, used_tokens=1)
         await limiter.admit(who, cost=1, member="other")
     finally:
         await limiter.stop()
+
+
+async def _redis_ms(redis_client: Redis) -> float:
+    seconds, micros = await redis_client.time()
+    return seconds * 1000 + micros / 1000
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ checks what that client, the provider (the mock's request log) and the billing (
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -21,7 +20,15 @@ from chorus_gateway.settings import GatewaySettings
 from chorus_mock_openai import completion_text
 from chorus_mock_openai.testing import MockServer
 
-from ..support import WORKER_KEY, UsageJobs, running_gateway, settings_for, settled, until
+from ..support import (
+    WORKER_KEY,
+    UsageJobs,
+    provider,
+    running_gateway,
+    settings_for,
+    settled,
+    until,
+)
 
 
 def chat(text: str = "hello", **extra: Any) -> dict[str, Any]:
@@ -81,7 +88,9 @@ async def test_non_streamed_completion_is_the_same_as_direct(
     assert parsed.choices[0].message.content == straight.choices[0].message.content
     assert parsed.usage == straight.usage
     assert via_gateway.headers["x-chorus-provider"] == "primary"
-    assert float(via_gateway.headers["x-chorus-overhead-ms"]) >= 0
+    # The gateway's own share is a part of the time the request spent in the process.
+    overhead_ms = float(via_gateway.headers["x-chorus-overhead-ms"])
+    assert 0 <= overhead_ms <= float(via_gateway.headers["x-process-time"]) * 1000
     assert via_gateway.headers["x-ratelimit-limit-requests"] == "600"
     [job] = await usage_jobs.wait(1)
     assert job["completion_tokens"] == straight.usage.completion_tokens  # type: ignore[union-attr]
@@ -244,10 +253,9 @@ async def test_hanging_primary_times_out_at_ttft_and_falls_back(
     client: AsyncOpenAI, upstream: MockServer, backup: MockServer
 ) -> None:
     upstream.configure(fault={"mode": "hang", "count": 1})
-    started = time.monotonic()
     text, _, _ = await collect(client, **chat("[mock tag=hang]"))
     assert text == completion_text(16)
-    assert time.monotonic() - started < 10
+    # A hanging provider never ends a request itself: the gateway gave up on it.
     [abandoned] = await settled(upstream, tag="hang")
     assert abandoned["outcome"] == "client_disconnected"
 
@@ -268,15 +276,13 @@ async def test_every_provider_hanging_is_a_504_not_a_hang(
     upstream.configure(fault={"mode": "hang"})
     settings = settings_for(gateway_redis.url, providers, gateway_max_attempts=2)
     async with running_gateway(settings) as url:
-        sdk = AsyncOpenAI(base_url=f"{url}/v1", api_key=WORKER_KEY, max_retries=0)
+        # A hang would end in the SDK's own timeout (APITimeoutError), not in this 504.
+        sdk = AsyncOpenAI(base_url=f"{url}/v1", api_key=WORKER_KEY, max_retries=0, timeout=30)
         async with sdk:
-            started = time.monotonic()
             with pytest.raises(InternalServerError) as raised:
                 await sdk.chat.completions.create(stream=True, **chat())
-            elapsed = time.monotonic() - started
     assert raised.value.status_code == 504
     assert raised.value.body["type"] == "timeout"  # type: ignore[index]
-    assert elapsed < 5
     records = await settled(upstream)
     assert [r["outcome"] for r in records] == ["client_disconnected"] * 2
 
@@ -312,16 +318,41 @@ async def test_provider_refusing_the_request_is_relayed_without_fallback(
 
 
 # -- cancellation ------------------------------------------------------------------------------
+#
+# A gateway whose providers have long timeouts: nothing but the client's leaving can end
+# these upstream requests before the test has its answer, so the mock settling at all is
+# the proof that the disconnect reached it. How fast it does is a benchmark figure
+# (bench/gateway_llm.py, "disconnect → upstream cancel").
+
+PATIENT = {"connect": 5.0, "ttft": 60.0, "idle": 60.0, "total": 120.0}
+
+
+@pytest.fixture
+async def patient_url(gateway_redis: Any, upstream: MockServer, backup: MockServer) -> Any:
+    """A replica on the same mocks whose timeouts outlast every test."""
+    providers = {
+        "providers": [
+            provider("primary", upstream, timeouts=PATIENT),
+            provider("backup", backup, priority=1, timeouts=PATIENT),
+        ]
+    }
+    async with running_gateway(settings_for(gateway_redis.url, providers)) as url:
+        yield url
 
 
 async def test_client_disconnect_mid_stream_closes_upstream_and_bills_what_was_sent(
-    gateway_url: str, upstream: MockServer, usage_jobs: UsageJobs, auth: dict[str, str]
+    patient_url: str,
+    upstream: MockServer,
+    backup: MockServer,
+    usage_jobs: UsageJobs,
+    auth: dict[str, str],
 ) -> None:
-    body = chat("[mock tokens=200 inter_token_ms=20 tag=cut]", stream=True)
+    # 1000 tokens 10 ms apart: ten seconds of stream, cut after five.
+    body = chat("[mock tokens=1000 inter_token_ms=10 tag=cut]", stream=True)
     async with (
         httpx.AsyncClient(timeout=10) as http,
         http.stream(
-            "POST", f"{gateway_url}/v1/chat/completions", json=body, headers=auth
+            "POST", f"{patient_url}/v1/chat/completions", json=body, headers=auth
         ) as response,
     ):
         received = b""
@@ -329,55 +360,56 @@ async def test_client_disconnect_mid_stream_closes_upstream_and_bills_what_was_s
             received += piece
             if received.count(b'"content"') >= 5:
                 break
-        closed_at = time.monotonic()
         # leaving the block closes the connection mid-stream
 
     [record] = await settled(upstream, tag="cut")
     assert record["outcome"] == "client_disconnected"
-    assert record["disconnected_monotonic"] - closed_at < 0.1
-    assert record["tokens_sent"] < 200
+    assert record["tokens_sent"] < 1000  # the provider stopped producing: no token is wasted
+    assert await asyncio.to_thread(backup.requests, tag="cut") == []
     [job] = await usage_jobs.wait(1)
     assert (job["outcome"], job["estimated"]) == ("cut_off", True)
-    assert job["completion_tokens"] >= 4
+    assert job["completion_tokens"] >= 4  # at least what reached the client
     assert job["prompt_tokens"] == record["prompt_tokens"]
 
 
 async def test_client_disconnect_before_the_first_token_cancels_upstream(
-    gateway_url: str, upstream: MockServer, usage_jobs: UsageJobs, auth: dict[str, str]
+    patient_url: str,
+    upstream: MockServer,
+    backup: MockServer,
+    usage_jobs: UsageJobs,
+    auth: dict[str, str],
 ) -> None:
-    body = chat("[mock ttft_ms=1000 tag=early]", stream=True)
+    body = chat("[mock ttft_ms=60000 tag=early]", stream=True)
     async with httpx.AsyncClient(timeout=10) as http:
         request = asyncio.create_task(
-            http.post(f"{gateway_url}/v1/chat/completions", json=body, headers=auth)
+            http.post(f"{patient_url}/v1/chat/completions", json=body, headers=auth)
         )
         await until(lambda: upstream.requests(tag="early") != [])
         request.cancel()
-        closed_at = time.monotonic()
         with pytest.raises(asyncio.CancelledError):
             await request
     [record] = await settled(upstream, tag="early")
-    assert record["outcome"] == "client_disconnected"
-    assert record["disconnected_monotonic"] - closed_at < 0.1
+    assert (record["outcome"], record["tokens_sent"]) == ("client_disconnected", 0)
+    assert await asyncio.to_thread(backup.requests, tag="early") == []  # no fallback either
     [job] = await usage_jobs.wait(1)
     assert (job["outcome"], job["completion_tokens"]) == ("cut_off", 0)
 
 
 async def test_client_disconnect_during_a_non_streamed_call_cancels_upstream(
-    gateway_url: str, upstream: MockServer, auth: dict[str, str]
+    patient_url: str, upstream: MockServer, backup: MockServer, auth: dict[str, str]
 ) -> None:
-    body = chat("[mock ttft_ms=300 inter_token_ms=50 tokens=40 tag=whole]")
+    body = chat("[mock ttft_ms=60000 tag=whole]")
     async with httpx.AsyncClient(timeout=10) as http:
         request = asyncio.create_task(
-            http.post(f"{gateway_url}/v1/chat/completions", json=body, headers=auth)
+            http.post(f"{patient_url}/v1/chat/completions", json=body, headers=auth)
         )
         await until(lambda: upstream.requests(tag="whole") != [])
         request.cancel()
-        closed_at = time.monotonic()
         with pytest.raises(asyncio.CancelledError):
             await request
     [record] = await settled(upstream, tag="whole")
     assert record["outcome"] == "client_disconnected"
-    assert record["disconnected_monotonic"] - closed_at < 0.1
+    assert await asyncio.to_thread(backup.requests, tag="whole") == []
 
 
 # -- keep-alive --------------------------------------------------------------------------------

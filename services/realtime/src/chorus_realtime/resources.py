@@ -146,13 +146,7 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
         cluster=cluster,
         bus=bus,
         hub=hub,
-        presence=Presence(
-            redis,
-            replica=replica,
-            ttl=settings.presence_ttl,
-            events=bus.redis,
-            layout=bus.layout,
-        ),
+        presence=Presence(redis, bus, replica=replica, ttl=settings.presence_ttl),
         canary=Canary(
             hub=hub,
             bus=bus,

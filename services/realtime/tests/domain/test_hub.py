@@ -84,6 +84,8 @@ async def test_subscribe_racing_unsubscribe_misses_nothing(hub: Hub, bus: EventB
         # Confirmed means live: an event published right now must arrive.
         await bus.publish(channel, "message", {"message": "now"}, sender="t")
         await second.until(1)
+        assert second.texts() == ["now"]
+        assert first.texts() == []  # unsubscribed before it was confirmed: nothing reaches it
         hub.unsubscribe(channel, second)
 
 

@@ -8,11 +8,19 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from chorus_client import EventStreamClient
+from chorus_client import EventStreamClient, RoomClient
 from chorus_common.events import EventBus, user_channel
 from chorus_common.tokens import TokenService
 
 from ..conftest import Replica, ReplicaFactory
+
+
+def metric_value(text: str, name: str, labels: str) -> float:
+    """A labelled sample's value in a Prometheus exposition (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and labels in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 async def test_another_users_stream_is_403_and_no_token_is_401(
@@ -95,3 +103,42 @@ async def test_sigkill_a_replica_the_sse_client_resumes_losing_nothing(
         assert [e["data"]["n"] for e in client.events] == list(range(1000))
         assert client.connects == 2
         assert client.of_type("subscribed")[1]["recovered"] is True
+
+
+async def test_too_many_connections_is_a_429_and_counts_sockets_too(
+    limited: Replica, tokens: TokenService, http: httpx.AsyncClient, room: str
+) -> None:
+    # MAX_CONNECTIONS_PER_USER is 2 on this replica, WebSocket and SSE together.
+    token = tokens.issue(40)
+    auth = {"Authorization": f"Bearer {token}"}
+    async with (
+        EventStreamClient([limited.url], token) as first,
+        RoomClient([limited.url], room, token) as second,
+    ):
+        await first.wait_for(lambda: bool(first.of_type("subscribed")))
+        await second.wait_subscribed()
+        refused = await http.get(f"{limited.url}/events", headers=auth)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "too_many_connections"
+        metrics = (await http.get(f"{limited.url}/metrics")).text
+        assert metric_value(metrics, "chorus_realtime_rejected_total", 'reason="user_connections"')
+        async with RoomClient([limited.url], room, token, reconnect=False) as third:
+            await third.wait_for(lambda: bool(third.closes))
+        assert third.closes[0].code == 1008
+        assert not first.closes
+        assert not second.closes
+        # Another user is not affected.
+        async with http.stream(
+            "GET", f"{limited.url}/events", headers={"Authorization": f"Bearer {tokens.issue(41)}"}
+        ) as other:
+            assert other.status_code == 200
+    # Closing gives the slots back: the same user streams again.
+
+    async def accepted() -> bool:
+        async with http.stream("GET", f"{limited.url}/events", headers=auth) as response:
+            return response.status_code == 200
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await accepted():
+        assert asyncio.get_running_loop().time() < deadline, "the slots were never released"
+        await asyncio.sleep(0.1)

@@ -18,11 +18,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from chorus_client import RoomClient
-from chorus_common.events import EventBus, room_channel
+from chorus_common.events import EventBus, room_channel, stream_key
 from chorus_common.queue import deserialize_job
 from chorus_common.tokens import TokenService
 
-from ..conftest import Replica, ReplicaFactory
+from ..conftest import LIMITS_ENV, Replica, ReplicaFactory
 
 
 async def _presence(http: httpx.AsyncClient, replica: Replica, room: str, token: str) -> dict:
@@ -32,6 +32,15 @@ async def _presence(http: httpx.AsyncClient, replica: Replica, room: str, token:
     assert response.status_code == 200, response.text
     body: dict = response.json()
     return body
+
+
+def room_stream(room: str) -> str:
+    """The Redis stream holding a room's history."""
+    return stream_key(room_channel(room))
+
+
+async def _status(http: httpx.AsyncClient, url: str, status: int) -> bool:
+    return (await http.get(url)).status_code == status
 
 
 async def _eventually(check: Callable[[], object], *, timeout: float = 10.0) -> None:
@@ -82,6 +91,40 @@ async def test_clients_on_two_replicas_share_a_room(
         assert left()[0]["data"]["count"] == 1
         seen = await _presence(http, two, room, token_a)
         assert [m["user_id"] for m in seen["members"]] == [ua]
+
+
+async def test_users_joining_at_once_on_two_replicas_get_counts_in_order(
+    pair: tuple[Replica, Replica],
+    tokens: TokenService,
+    room: str,
+    user_id: Callable[[], str],
+) -> None:
+    # Presence counts and their join/leave events are one step in Redis: whatever order
+    # thirteen users land in on two replicas, a member sees the room grow 1, 2, … 13 and
+    # shrink back, one user per event.
+    one, two = pair
+    first = user_id()
+    async with RoomClient([one.url], room, tokens.issue(first)) as watcher:
+        await watcher.wait_subscribed()
+        users = [user_id() for _ in range(12)]
+        clients = [
+            RoomClient([(one, two)[n % 2].url], room, tokens.issue(user))
+            for n, user in enumerate(users)
+        ]
+        try:
+            await asyncio.gather(*(client.start() for client in clients))
+            await watcher.wait_for(lambda: len(watcher.of_type("join")) == 13)
+        finally:
+            await asyncio.gather(*(client.stop() for client in clients))
+        await watcher.wait_for(lambda: len(watcher.of_type("leave")) == 12)
+        joins, leaves = watcher.of_type("join"), watcher.of_type("leave")
+
+    # (The watcher's own join may land after the first others': it is recorded just after
+    # its "subscribed" frame goes out.)
+    assert [f["data"]["count"] for f in joins] == list(range(1, 14))
+    assert sorted(f["data"]["user_id"] for f in joins) == sorted([first, *users])
+    assert [f["data"]["count"] for f in leaves] == list(range(12, 0, -1))
+    assert sorted(f["data"]["user_id"] for f in leaves) == sorted(users)
 
 
 @pytest.mark.parametrize("token", ["", "not-a-jwt", "forged"])
@@ -288,9 +331,19 @@ async def test_sigkill_a_replica_mid_stream_the_client_resumes_elsewhere_losing_
         assert received == ids
         assert client.connects == 2
         assert f":{one.port}/" in client.closes[0].url
-        resumed = client.of_type("subscribed")[1]
+        # The resume replayed exactly what the client missed: the events after the last one
+        # it had from the dead replica, up to the position the replay read — and they are
+        # the first events of the new connection, before anything live.
+        frames = list(client.frames)
+        second = [i for i, f in enumerate(frames) if f.get("type") == "subscribed"][1]
+        resumed = frames[second]
         assert resumed["recovered"] is True
-        assert resumed["replayed"] >= 0
+        had = [f["id"] for f in frames[:second] if f in client.events]
+        after = [f["id"] for f in frames[second + 1 :] if f in client.events]
+        replayed = after[: resumed["replayed"]]
+        assert (replayed[-1] if replayed else had[-1]) == resumed["position"]
+        missed = ids[ids.index(had[-1]) + 1 : ids.index(resumed["position"]) + 1]
+        assert [i for i in replayed if i in ids] == missed
 
     # The dead replica's member drops out of presence once its heartbeat expires.
     async def gone() -> bool:
@@ -352,10 +405,15 @@ async def test_drain_closes_1012_with_the_last_id(
     redis: Redis,
     http: httpx.AsyncClient,
 ) -> None:
-    replica = make_replica(redis_url, DRAIN_SECONDS="2")
+    # The process stays up, not ready, for DRAIN_SECONDS: long enough to see /readyz answer
+    # 503 on a loaded machine too.
+    replica = make_replica(redis_url, DRAIN_SECONDS="4")
     bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     async with RoomClient([replica.url], room, tokens.issue(18), reconnect=False) as client:
         await client.wait_subscribed()
+        # Its own join is published after `subscribed`: wait for it, so the last event in the
+        # room is the last message below.
+        await client.wait_for(lambda: bool(client.of_type("join")))
         last = None
         for n in range(5):
             last = (
@@ -363,19 +421,19 @@ async def test_drain_closes_1012_with_the_last_id(
             ).id
         await client.wait_for(lambda: len(client.messages()) == 5)
         replica.terminate()
-        ready = await http.get(f"{replica.url}/readyz")
+        # Not ready from the signal on, for the whole drain window.
+        await _eventually(lambda: _status(http, f"{replica.url}/readyz", 503), timeout=4.0)
         await client.wait_for(lambda: bool(client.closes), timeout=10)
-    assert ready.status_code == 503
     [reconnect] = client.of_type("reconnect")
     assert reconnect["positions"] == {room_channel(room): last}
     assert client.closes[0].code == 1012
     assert client.closes[0].reason.endswith(f"last_id={last}")
-    await asyncio.to_thread(replica.process.popen.wait, 15)  # type: ignore[union-attr]
+    await asyncio.to_thread(replica.process.popen.wait, 30)  # type: ignore[union-attr]
     assert replica.process.returncode() == 0
 
 
 async def test_typing_is_ephemeral(
-    pair: tuple[Replica, Replica], tokens: TokenService, room: str
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
 ) -> None:
     one, two = pair
     async with (
@@ -389,7 +447,116 @@ async def test_typing_is_ephemeral(
         [typing] = b.of_type("typing")
         assert typing["id"] is None
         assert typing["data"] == {"user_id": "19"}
-        assert orjson.dumps(typing)
+        await a.say("after typing", ref="after")
+        await b.wait_for(lambda: "after typing" in b.messages())
+    # Not in history: a client resuming from the start gets the message, never the typing.
+    kinds = [orjson.loads(f[b"e"])["type"] for _, f in await redis.xrange(room_stream(room))]
+    assert "typing" not in kinds
+    assert kinds.count("message") == 1
+
+
+async def test_a_resume_past_replay_max_is_not_recovered_and_replays_nothing(
+    limited: Replica, tokens: TokenService, room: str, redis: Redis
+) -> None:
+    replay_max = int(LIMITS_ENV["REPLAY_MAX"])
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+    channel = room_channel(room)
+
+    async def missed(count: int, prefix: str) -> tuple[str, str]:
+        """Publish an event the client saw, then ``count`` it missed: (first id, last id)."""
+        seen = await bus.publish(channel, "message", {"message": f"{prefix}-seen"}, sender="t")
+        last = seen
+        for n in range(count):
+            last = await bus.publish(channel, "message", {"message": f"{prefix}-{n}"}, sender="t")
+        return seen.id, last.id
+
+    # Exactly REPLAY_MAX missed: all of it is replayed.
+    since, _ = await missed(replay_max, "fits")
+    async with RoomClient([limited.url], room, tokens.issue(30), since=since) as client:
+        subscribed = await client.wait_subscribed()
+        await client.wait_for(lambda: len(client.messages()) == replay_max)
+        assert (subscribed["recovered"], subscribed["replayed"]) == (True, replay_max)
+        assert client.messages() == [f"fits-{n}" for n in range(replay_max)]
+
+    # One more than that: nothing old, "recovered": false, and live from here on.
+    since, last_missed = await missed(replay_max + 1, "over")
+    async with RoomClient([limited.url], room, tokens.issue(30), since=since) as client:
+        subscribed = await client.wait_subscribed()
+        assert (subscribed["recovering"], subscribed["recovered"]) == (True, False)
+        assert subscribed["replayed"] == 0
+        await bus.publish(channel, "message", {"message": "live"}, sender="t")
+        await client.wait_for(lambda: "live" in client.messages())
+        assert client.messages() == ["live"]
+        assert all(_key(e["id"]) > _key(last_missed) for e in client.events)
+
+
+def _key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq)
+
+
+async def test_channels_per_connection_are_limited_and_unsubscribe_frees_one(
+    limited: Replica, tokens: TokenService, room: str, redis: Redis
+) -> None:
+    # MAX_CHANNELS_PER_CONNECTION is 2: the path's room and one more.
+    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
+    second, third = f"room:{room}-2", f"room:{room}-3"
+    async with RoomClient([limited.url], room, tokens.issue(31)) as client:
+        await client.wait_subscribed()
+        await client.send({"type": "subscribe", "channel": second})
+        await client.wait_subscribed(count=2)
+        await client.send({"type": "subscribe", "channel": third})
+        await client.wait_for(lambda: bool(client.of_type("error")))
+        [refused] = client.of_type("error")
+        assert refused["data"]["code"] == "too_many_channels"
+        assert not client.closes  # refused, not disconnected
+
+        await client.send({"type": "unsubscribe", "channel": second})
+        await client.wait_for(lambda: bool(client.of_type("unsubscribed")))
+        assert client.of_type("unsubscribed") == [{"type": "unsubscribed", "channel": second}]
+        await client.send({"type": "subscribe", "channel": third})
+        third_subscribed = await client.wait_subscribed(count=3)
+        assert third_subscribed["channel"] == third
+
+        # Nothing of the channel left arrives any more; the new one is live.
+        await bus.publish(second, "message", {"message": "to the left room"}, sender="t")
+        await bus.publish(third, "message", {"message": "to the new room"}, sender="t")
+        await client.wait_for(lambda: "to the new room" in client.messages())
+        assert "to the left room" not in client.messages()
+        # Unsubscribing from what is not subscribed is an error frame, not a close.
+        await client.send({"type": "unsubscribe", "channel": second})
+        await client.wait_for(lambda: len(client.of_type("error")) == 2)
+        assert client.of_type("error")[1]["data"]["code"] == "not_subscribed"
+        assert not client.closes
+    # Leaving a room by unsubscribing is a leave for everyone in it.
+    kinds = [orjson.loads(f[b"e"])["type"] for _, f in await redis.xrange(stream_key(second))]
+    assert kinds == ["join", "leave", "message"]
+
+
+async def test_a_token_in_the_query_string_never_reaches_the_log(
+    limited: Replica, tokens: TokenService, room: str, http: httpx.AsyncClient
+) -> None:
+    token = tokens.issue(32)
+    log = limited.process.log_path
+    start = log.stat().st_size
+    async with RoomClient([limited.url], room, token, token_in="query") as client:
+        await client.wait_subscribed()
+    async with http.stream("GET", f"{limited.url}/events?token={token}") as response:
+        assert response.status_code == 200
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    url = limited.url.replace("http", "ws") + f"/ws/{room}?token={forged}"
+    async with connect(url, subprotocols=["chorus.v1"]) as ws:  # type: ignore[list-item]
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+
+    async def logged() -> bool:  # the socket's lines are written by now, or soon
+        return "token=[redacted]" in log.read_text()[start:]
+
+    await _eventually(logged)
+    lines = log.read_text()[start:]
+    assert f"/ws/{room}?token=[redacted]" in lines
+    for secret in (token, forged, token.split(".")[2], forged.split(".")[2]):
+        assert secret not in lines
 
 
 async def test_text_no_store_can_hold_gets_an_error_frame_and_is_not_published(

@@ -97,8 +97,20 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
 def cron_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
     """Jobs the worker schedules itself; a failed run is retried by the next one."""
     return [
-        JobSpec(persist_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False),
-        JobSpec(prune_room_messages, max_tries=1, timeout=settings.job_timeout, dead_letter=False),
+        JobSpec(
+            persist_messages,
+            max_tries=1,
+            timeout=settings.job_timeout,
+            dead_letter=False,
+            traced=False,
+        ),
+        JobSpec(
+            prune_room_messages,
+            max_tries=1,
+            timeout=settings.job_timeout,
+            dead_letter=False,
+            traced=False,
+        ),
     ]
 
 

@@ -82,7 +82,8 @@ PERSIST_GAPS = Counter(
 )
 UNREADABLE_JOBS = Counter(
     "chorus_worker_unreadable_jobs_total",
-    "Queue payloads that were not JSON jobs (e.g. pickles written into Redis): never run.",
+    "Queue entries that were not jobs (a job id that is not UTF-8, a payload that is not"
+    " a JSON job, e.g. a pickle written into Redis): never run.",
 )
 ROOM_MESSAGES_PRUNED = Counter(
     "chorus_worker_room_messages_pruned_total",

@@ -75,12 +75,44 @@ async def test_temporary_refusals_are_retried_with_growing_delays(
     assert [r["code"] for r in refusals] == [451, 451, 451]
     [mail] = smtp.messages()
     assert mail["rcpt_to"] == ["grace@example.com"]
-    # Backoff 0.2·2^(n-1) shortened by at most 25%: each wait is longer than the one before.
+    # Backoff 0.2·2^(n-1), shortened by at most 25%: no try came before its delay, and the
+    # delays double (a lower bound each; a loaded machine only makes the gaps longer).
     times = [r["at"] for r in refusals]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[0] < gaps[1]
+    assert gaps[0] >= 0.2 * 0.75
+    assert gaps[1] >= 0.4 * 0.75
+    assert [r["at"] for r in refusals] == sorted(times)
     retried = metric("chorus_worker_jobs_retried_total", function="send_welcome_email")
     assert retried == retried_before + 3
+
+
+async def test_a_replay_racing_a_running_delivery_does_not_mail_twice(
+    harness: Harness, smtp: RunningSmtpSink
+) -> None:
+    # The first delivery is mid-conversation (the server holds it before RCPT) when a second
+    # run for the same user starts — a replay racing a retry. The lock makes the second wait
+    # (a retry) and then find the mail sent.
+    retried = metric("chorus_worker_jobs_retried_total", function="send_welcome_email")
+    smtp.hold("rcpt")
+    async with running_worker(harness.settings):
+        user = await harness.register_user("race@example.com", "Race")
+        await eventually(lambda: _true(smtp.held() == 1), what="the first delivery to be held")
+        replay = await harness.enqueue("send_welcome_email", user.id, _job_id="replay:1:race")
+
+        async def retried_once() -> bool:
+            now = metric("chorus_worker_jobs_retried_total", function="send_welcome_email")
+            return now >= retried + 1
+
+        await eventually(retried_once, what="the replay to meet the lock and retry")
+        assert smtp.held() == 1  # the second run never opened a conversation of its own
+        smtp.release()
+        first = await harness.outcome(harness.job(f"welcome:{user.id}"))
+        second = await harness.outcome(replay)
+
+    assert first["status"] == "sent"
+    assert second == {"status": "already_sent"}
+    [mail] = smtp.messages()
+    assert mail["rcpt_to"] == ["race@example.com"]
 
 
 async def test_a_permanent_refusal_is_dead_lettered_at_once_and_replayed_after_the_fix(
@@ -223,3 +255,7 @@ async def test_a_name_that_could_be_a_link_is_not_mailed_to_a_stranger(
 )
 def test_greeting_names(full_name: str, greeting: str | None) -> None:
     assert greeting_name(full_name) == greeting
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -32,7 +32,7 @@ from chorus_worker.transport.policy import (
 from chorus_worker.transport.queue import create_queue_redis
 from chorus_worker.transport.worker import ChorusWorker
 
-from ..harness import Harness, dead_lettered, eventually, metric
+from ..harness import Harness, dead_lettered, ended_cleanly, eventually, metric
 
 CALLS: Counter[str] = Counter()
 
@@ -106,7 +106,7 @@ async def policy_worker(
     finally:
         await worker.drain(0)
         await worker.close()
-        await asyncio.gather(task, return_exceptions=True)
+        await ended_cleanly(task)
 
 
 async def _alive(worker: ChorusWorker, task: asyncio.Task[None]) -> bool:

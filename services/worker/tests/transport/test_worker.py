@@ -19,11 +19,12 @@ from chorus_schema.models import FailedJob
 from chorus_worker.domain.dead_letters import ReplayRefusedError, replay
 from chorus_worker.main import create_worker, job_specs
 from chorus_worker.settings import WorkerServiceSettings
+from chorus_worker.transport import worker as worker_module
 from chorus_worker.transport.policy import JobSpec
 from chorus_worker.transport.queue import create_queue_redis
 from chorus_worker.transport.worker import ChorusWorker
 
-from ..harness import Harness, eventually, metric, running_worker
+from ..harness import Harness, ended_cleanly, eventually, metric, running_worker
 
 GATES: dict[str, asyncio.Event] = {}
 STARTED: list[str] = []
@@ -58,7 +59,7 @@ async def gated_worker(settings: WorkerServiceSettings) -> AsyncIterator[ChorusW
             gate.set()
         await worker.drain(5)
         await worker.close()
-        await asyncio.gather(task, return_exceptions=True)
+        await ended_cleanly(task)
 
 
 async def never_enqueued(ctx: dict[str, Any]) -> None:
@@ -89,16 +90,43 @@ async def test_every_function_exports_its_series_at_zero_from_the_start(harness:
     )
 
 
-async def test_keyspace_events_are_enabled_and_wake_the_loop(harness: Harness) -> None:
+async def test_keyspace_events_are_enabled_and_wake_the_loop(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await harness.queue.config_set("notify-keyspace-events", "")
-    async with running_worker(harness.settings) as worker:
+    # Between wake-ups the loop would poll only once a minute: within this test, a job can
+    # only start because its enqueue woke the loop.
+    monkeypatch.setattr(worker_module, "SAFETY_POLL_SECONDS", 60.0)
+    settings = harness.settings.model_copy(update={"poll_delay": 60.0})
+    async with running_worker(settings) as worker:
         assert worker.wakeup is not None
         await eventually(lambda: _true(worker.wakeup is not None and worker.wakeup.active))
         flags = (await harness.queue.config_get("notify-keyspace-events"))["notify-keyspace-events"]
         assert "K" in flags
         assert "z" in flags
+        # The first job may meet a poll already under way; once it is done, the loop sleeps.
+        first = await harness.enqueue("noop")
+        assert await harness.outcome(first) is None
+        for _ in range(3):
+            job = await harness.enqueue("noop")
+            assert await harness.outcome(job, timeout=15) is None
+
+
+async def test_an_entry_that_is_no_job_id_is_removed_and_the_loop_goes_on(
+    harness: Harness,
+) -> None:
+    # Anything with access to Redis can write into the queue; bytes that are not even a job
+    # id used to end the loop, and the restarted process met them again at once.
+    queue = harness.settings.arq_queue_name
+    poison = b"\xff\xfe not utf-8"
+    before = REGISTRY.get_sample_value("chorus_worker_unreadable_jobs_total") or 0.0
+    async with running_worker(harness.settings) as worker:
+        await harness.queue.zadd(queue, {poison: 0})
         job = await harness.enqueue("noop")
         assert await harness.outcome(job) is None
+        assert await harness.queue.zscore(queue, poison) is None
+        assert worker.loop_alive()
+    assert REGISTRY.get_sample_value("chorus_worker_unreadable_jobs_total") == before + 1
 
 
 async def test_without_keyspace_events_the_worker_polls(harness: Harness) -> None:

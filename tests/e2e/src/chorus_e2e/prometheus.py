@@ -9,24 +9,73 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import httpx
+import yaml
 
 from chorus_devstack.routes import repo_root
 from chorus_e2e.polling import eventually
 
 __all__ = [
+    "ALERT_FOR",
+    "CHART",
     "DASHBOARD",
     "JOBS",
     "RULES",
     "Prometheus",
+    "alert_names",
+    "chart_rules",
     "dashboard_queries",
     "every_target_up",
     "has_number",
 ]
 
-#: The alert rules and the dashboard the chart ships.
+#: The alert rules and the dashboard the chart ships, and the chart.
 RULES = repo_root() / "deploy/prometheus/chorus.rules.yaml"
 DASHBOARD = repo_root() / "deploy/grafana/chorus.json"
+CHART = repo_root() / "deploy/helm/chorus"
+#: How long an alert's condition must hold before it fires in the test stack (the chart's
+#: forOverrides, for every alert): shorter than a run, so "nothing fired" can fail.
+ALERT_FOR = "10s"
+
+
+def alert_names() -> list[str]:
+    """Every alert of the rules file, in file order."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule["alert"] for group in groups for rule in group["rules"]]
+
+
+def chart_rules(directory: Path, *, alert_for: str) -> Path:
+    """The chart's PrometheusRule as a Prometheus rules file, every alert's ``for:`` set to
+    ``alert_for`` through the chart's ``metrics.prometheusRule.forOverrides`` value.
+
+    A test run lasts minutes; with the production ``for:`` (up to 15 m) "nothing fired"
+    could not fail. Rendered by Helm's own engine, so the stack runs what an install gets.
+    """
+    values: dict[str, Any] = {
+        "metrics": {
+            "prometheusRule": {
+                "enabled": True,
+                "forOverrides": dict.fromkeys(alert_names(), alert_for),
+            }
+        }
+    }
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(chart.merge_values(values))
+        files = chart.render(values=values, name="chorus", namespace="chorus")
+    [rule] = [
+        document
+        for name, text in files.items()
+        if name.endswith("templates/prometheusrule.yaml")
+        for document in yaml.safe_load_all(text)
+        if document
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "chorus.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    return path
+
+
 #: Scrape jobs (named as the chart's ServiceMonitors) and their replica counts in the stack.
 JOBS = {"chorus-api": 1, "chorus-realtime": 2, "chorus-llm-gateway": 2, "chorus-worker": 1}
 

@@ -33,6 +33,7 @@ BENCHES = {
     "api_users": 360.0,
     "api_dashboard": 360.0,
     "worker_jobs": 360.0,
+    "tracing": 480.0,
 }
 
 

@@ -1,4 +1,5 @@
-"""``python -m chorus_devstack up|down|status``: what ``make up`` and ``make down`` run."""
+"""``python -m chorus_devstack up|down|status|traces``: what ``make up``, ``make down`` and
+``make traces`` run."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from chorus_devstack.ports import port_is_free
 from chorus_devstack.process import LogFollower, ProcessDiedError, pid_alive
 from chorus_devstack.redis_sentinel import MASTER_NAME
 from chorus_devstack.stack import REDIS_MODES, Ports, Stack, StackOptions
+from chorus_devstack.trace_view import render_list, render_tree
 
 STATE_DIR = Path(".devstack")
 
@@ -43,6 +47,10 @@ def _banner(stack: Stack) -> str:
         ("postgres", stack.database_url.replace("+asyncpg", "")),
         *_redis_rows(stack),
     ]
+    if stack.options.tracing:
+        spans = stack.state_dir / "spans.jsonl"
+        receiver = stack.url("otlp-receiver")
+        rows.append(("traces", f"OTLP {receiver}   `make traces`, {receiver}/traces, {spans}"))
     lines = ["", "Chorus is up.", *(f"  {name:<12} {url}" for name, url in rows)]
     lines += [f"  logs         {stack.log_dir}/", "  stop         Ctrl-C, or `make down`", ""]
     return "\n".join(lines)
@@ -84,6 +92,8 @@ def _check_ports(ports: Ports, options: StackOptions) -> None:
         for i, (port, bus) in enumerate(zip(ports.cluster, ports.cluster_bus, strict=True)):
             wanted[f"redis-cluster-{i + 1}"] = port
             wanted[f"redis-cluster-{i + 1} bus"] = bus
+    if options.tracing:
+        wanted["otlp-receiver"] = ports.otlp
     busy = [f"{name} ({port})" for name, port in wanted.items() if not port_is_free(port)]
     if busy:
         sys.exit(f"ports in use: {', '.join(busy)} — is a stack already up? (`make down`)")
@@ -100,6 +110,11 @@ def up(args: argparse.Namespace) -> None:
         gateway_replicas=args.gateway_replicas,
         jwt_secret=os.environ.get("JWT_SECRET") or StackOptions(STATE_DIR).jwt_secret,
         fast_storage=False,
+        tracing=args.tracing,
+        tracing_sampler="parentbased_traceidratio"
+        if args.tracing_ratio < 1
+        else "parentbased_always_on",
+        tracing_ratio=args.tracing_ratio if args.tracing_ratio < 1 else None,
     )
     _check_ports(options.ports, options)
     stack = Stack(options)
@@ -181,6 +196,20 @@ def status(args: argparse.Namespace) -> None:
         print(f"{name:<14} {pid:>7}  {'running' if pid_alive(int(pid)) else 'gone'}")
 
 
+def traces(args: argparse.Namespace) -> None:
+    """List the traces the running stack's receiver holds, or draw one."""
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        if args.trace_id:
+            found = httpx.get(f"{base}/spans", params={"trace_id": args.trace_id}, timeout=10)
+            print(render_tree(found.json()["items"]))
+            return
+        params = {"limit": str(args.limit), "slowest": str(args.slowest).lower()}
+        print(render_list(httpx.get(f"{base}/traces", params=params, timeout=10).json()["items"]))
+    except httpx.TransportError:
+        sys.exit(f"no trace receiver on {base}: start the stack with `make up TRACING=1`")
+
+
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m chorus_devstack")
@@ -193,7 +222,19 @@ def main() -> None:
         default="standalone",
         help="one Redis; a Sentinel group; or a Redis Cluster for the channels",
     )
+    up_parser.add_argument(
+        "--tracing", action="store_true", help="every service exports spans to a local receiver"
+    )
+    up_parser.add_argument(
+        "--tracing-ratio", type=float, default=1.0, help="share of traces sampled (default all)"
+    )
     up_parser.set_defaults(func=up)
+    traces_parser = sub.add_parser("traces", help="list the traces of `up --tracing`, or draw one")
+    traces_parser.add_argument("trace_id", nargs="?", help="draw this trace as a tree")
+    traces_parser.add_argument("--slowest", action="store_true", help="slowest first")
+    traces_parser.add_argument("--limit", type=int, default=20)
+    traces_parser.add_argument("--port", type=int, default=Ports().otlp)
+    traces_parser.set_defaults(func=traces)
     sub.add_parser("down", help="stop a running stack").set_defaults(func=down)
     sub.add_parser("status", help="show the stack's processes").set_defaults(func=status)
     args = parser.parse_args()

@@ -65,6 +65,8 @@ def prometheus_spec(directory: Path, config: str, *, port: int) -> ProcessSpec:
             f"--storage.tsdb.path={directory / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
+            # Exemplars (trace ids on histogram buckets), scraped as OpenMetrics.
+            "--enable-feature=exemplar-storage",
             "--log.level=warn",
         ],
         ready_url=f"http://127.0.0.1:{port}/-/ready",

@@ -10,6 +10,8 @@ fixture of the e2e and browser suites) gets every process's log tail in its repo
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -63,6 +65,24 @@ def private_redis(tmp_path: Path) -> Iterator[RunningRedis]:
     server.stop()
 
 
+def _postgres() -> Iterator[RunningPostgres]:
+    """A started PostgreSQL whose data lies outside pytest's temporary tree, removed after.
+
+    As root, PostgreSQL runs as an unprivileged user that must be able to walk to its data
+    directory. Every pytest session that starts on the machine resets
+    ``/tmp/pytest-of-<user>`` to mode 0700, which would cut a running server off from its
+    own files (it panics at its next checkpoint).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="chorus-postgres-"))
+    server = RunningPostgres(directory / "postgres")
+    try:
+        server.start()
+        yield server
+        server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def redis_sentinel(devstack_dir: Path) -> Iterator[RunningSentinelGroup]:
     """A Sentinel group (primary, replica, three Sentinels) shared by the session.
@@ -90,21 +110,15 @@ def redis_cluster(devstack_dir: Path) -> Iterator[RunningRedisCluster]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(devstack_dir: Path) -> Iterator[RunningPostgres]:
+def postgres_server() -> Iterator[RunningPostgres]:
     """A PostgreSQL server shared by the session (use ``create_database`` for isolation)."""
-    server = RunningPostgres(devstack_dir / "postgres")
-    server.start()
-    yield server
-    server.stop()
+    yield from _postgres()
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[RunningPostgres]:
+def private_postgres() -> Iterator[RunningPostgres]:
     """A PostgreSQL server of this test's own, free to stop and restart."""
-    server = RunningPostgres(tmp_path / "postgres")
-    server.start()
-    yield server
-    server.stop()
+    yield from _postgres()
 
 
 @pytest.fixture(scope="session")

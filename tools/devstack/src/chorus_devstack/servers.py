@@ -25,6 +25,7 @@ __all__ = [
     "LocalServer",
     "RunningGroup",
     "RunningMockOpenAI",
+    "RunningOtlpReceiver",
     "RunningPostgres",
     "RunningRedis",
     "RunningRedisCluster",
@@ -63,6 +64,25 @@ def mock_openai_spec(port: int, *args: str, host: str = "127.0.0.1") -> ProcessS
         name="mock-openai",
         argv=[*argv, *args],
         ready_url=f"http://{host}:{port}/readyz",
+    )
+
+
+def otlp_receiver_spec(port: int, out: Path, *, host: str = "127.0.0.1") -> ProcessSpec:
+    """The OTLP/HTTP trace receiver (``chorus_devstack.otlp_receiver``), spans also in ``out``."""
+    return ProcessSpec(
+        name="otlp-receiver",
+        argv=[
+            sys.executable,
+            "-m",
+            "chorus_devstack.otlp_receiver",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--out",
+            str(out),
+        ],
+        ready_url=f"http://{host}:{port}/healthz",
     )
 
 
@@ -265,3 +285,26 @@ class RunningMockOpenAI(LocalServer):
         self.url = f"http://127.0.0.1:{self.port}"
         spec = mock_openai_spec(self.port, *args)
         super().__init__(spec, directory)
+
+
+class RunningOtlpReceiver(LocalServer):
+    """The OTLP/HTTP trace receiver on a free port: ``url`` is an exporter's endpoint."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(otlp_receiver_spec(self.port, directory / "spans.jsonl"), directory)
+
+    def spans(self, **filters: str) -> list[dict[str, Any]]:
+        """The spans received (``trace_id=``, ``name=``, ``service=`` filter them)."""
+        items: list[dict[str, Any]] = httpx.get(f"{self.url}/spans", params=filters).json()["items"]
+        return items
+
+    def stats(self) -> dict[str, int]:
+        """Export requests and spans received since the start."""
+        stats: dict[str, int] = httpx.get(f"{self.url}/stats").json()
+        return stats
+
+    def clear(self) -> None:
+        """Forget the spans received."""
+        httpx.delete(f"{self.url}/spans").raise_for_status()

@@ -1,10 +1,10 @@
 """The whole Chorus system as local processes: what ``make up`` and the e2e tests run.
 
-Start order follows the dependencies: Postgres, Redis, the SMTP sink and the mock OpenAI
-upstream (in parallel); the schema migration; the four services (realtime and, if asked,
-the gateway as several replicas); nginx as the ingress; Prometheus when asked. Every
-process is waited on through its readiness probe; :meth:`Stack.stop` stops them in
-reverse order and nothing outlives the stack.
+Start order follows the dependencies: Postgres, Redis, the SMTP sink, the mock OpenAI
+upstream and, with tracing on, the OTLP receiver (in parallel); the schema migration;
+the four services (realtime and, if asked, the gateway as several replicas); nginx as
+the ingress; Prometheus when asked. Every process is waited on through its readiness
+probe; :meth:`Stack.stop` stops them in reverse order and nothing outlives the stack.
 
 Redis runs in one of three modes (``StackOptions.redis_mode``, ``make up REDIS_MODE=…``):
 ``standalone`` (one server, the default), ``sentinel`` (a primary, a replica and three
@@ -34,7 +34,7 @@ from chorus_devstack.redis_cluster import RedisClusterGroup
 from chorus_devstack.redis_sentinel import MASTER_NAME, SentinelGroup
 from chorus_devstack.redis_server import RedisServer
 from chorus_devstack.routes import load_routes, repo_root
-from chorus_devstack.servers import mock_openai_spec, smtp_sink_spec
+from chorus_devstack.servers import mock_openai_spec, otlp_receiver_spec, smtp_sink_spec
 
 __all__ = ["GATEWAY_API_KEY", "REDIS_MODES", "Ports", "Stack", "StackOptions"]
 
@@ -67,6 +67,7 @@ class Ports:
     #: The Redis Cluster's nodes and their cluster-bus ports (redis_mode "cluster").
     cluster: tuple[int, ...] = (17001, 17002, 17003, 17004, 17005, 17006)
     cluster_bus: tuple[int, ...] = (18001, 18002, 18003, 18004, 18005, 18006)
+    otlp: int = 4318
 
     @classmethod
     def free(cls) -> Ports:
@@ -87,6 +88,7 @@ class Ports:
             sentinels=(free_port(), free_port(), free_port()),
             cluster=tuple(free_port() for _ in range(6)),
             cluster_bus=tuple(free_port() for _ in range(6)),
+            otlp=free_port(),
         )
 
 
@@ -119,6 +121,11 @@ class StackOptions:
     fast_storage: bool = True
     #: Alert rule files Prometheus loads (when ``prometheus`` is on).
     rule_files: tuple[Path, ...] = ()
+    #: Run the OTLP receiver and have every service export its spans to it.
+    tracing: bool = False
+    #: ``OTEL_TRACES_SAMPLER`` and ``…_ARG`` of every service when tracing.
+    tracing_sampler: str = "parentbased_always_on"
+    tracing_ratio: float | None = None
 
 
 class Stack:
@@ -209,6 +216,7 @@ class Stack:
             "mock-openai": ports.mock_openai,
             "smtp-sink": ports.smtp_http,
             "prometheus": ports.prometheus,
+            "otlp-receiver": ports.otlp,
         }
         if name in fixed:
             return f"http://127.0.0.1:{fixed[name]}"
@@ -257,6 +265,19 @@ class Stack:
             }
         )
 
+    def _tracing_env(self) -> dict[str, str]:
+        """The standard OTEL_* variables: spans to the receiver, exported within 0.2 s."""
+        if not self.options.tracing:
+            return {}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.url("otlp-receiver"),
+            "OTEL_TRACES_SAMPLER": self.options.tracing_sampler,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+        if self.options.tracing_ratio is not None:
+            env["OTEL_TRACES_SAMPLER_ARG"] = str(self.options.tracing_ratio)
+        return env
+
     def env_for(self, name: str) -> dict[str, str]:
         """The environment a process gets: the services' setting names, this stack's addresses."""
         service = name.rpartition("-")[0] if name[-1].isdigit() else name
@@ -272,6 +293,7 @@ class Stack:
             "JWT_SECRET": self.options.jwt_secret,
             "JWT_ISSUER": "chorus",
             **self.options.shared_env,
+            **self._tracing_env(),
         }
         gateway = self.url("ingress") if self.with_nginx else self.url("llm-gateway-1")
         per_service: dict[str, dict[str, str]] = {
@@ -324,6 +346,8 @@ class Stack:
         specs.append(smtp_sink_spec(ports.smtp, ports.smtp_http, self.state_dir / "mail"))
         if not self.options.llm_providers:
             specs.append(mock_openai_spec(ports.mock_openai))
+        if self.options.tracing:
+            specs.append(otlp_receiver_spec(ports.otlp, self.state_dir / "spans.jsonl"))
         return specs
 
     def service_specs(self) -> list[ProcessSpec]:

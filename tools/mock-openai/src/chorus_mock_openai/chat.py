@@ -102,6 +102,7 @@ class ChatCompletions:
         """Check auth, body and model; None if the client left while sending the body."""
         authorization, client_request_id, mock_headers = _scan_headers(scope["headers"])
         record.client_request_id = client_request_id
+        record.traceparent = _header(scope["headers"], b"traceparent")
         config = self._state.config
         if config.require_auth and not has_bearer_token(authorization):
             raise missing_api_key()
@@ -282,6 +283,14 @@ class ChatCompletions:
         record.usage_sent = usage is not None
         record.finish_reason = plan.finish_reason
         record.end(Outcome.COMPLETED)
+
+
+def _header(raw: Iterable[tuple[bytes, bytes]], wanted: bytes) -> str | None:
+    """The first value of header ``wanted``, decoded."""
+    for name, value in raw:
+        if name == wanted:
+            return value.decode("latin-1")
+    return None
 
 
 def _scan_headers(

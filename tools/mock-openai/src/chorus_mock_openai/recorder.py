@@ -49,6 +49,8 @@ class RequestRecord:
     tag: str | None = None
     client_request_id: str | None = None
     """The `x-client-request-id` header the client sent, if any."""
+    traceparent: str | None = None
+    """The W3C `traceparent` header the client sent, if any (its trace context)."""
     ttft_ms: float | None = None
     inter_token_ms: float | None = None
     status: int | None = None

@@ -104,6 +104,7 @@ class Credentials:
                 LOGIN_FAILURES.labels("wrong_password").inc()
                 raise InvalidCredentialsError
         except InvalidCredentialsError:
+            await self.limiter.failed(reservation)
             raise
         except BaseException:
             # An outage or a cancelled request judged no password: not a failure.

@@ -19,6 +19,7 @@ from arq.jobs import DeserializationError, Job, JobResult, JobStatus
 
 from chorus_api.domain.errors import NotFoundError
 from chorus_api.metrics import JOBS_DEDUPLICATED, JOBS_ENQUEUED
+from chorus_common.job_tracing import enqueue_span
 
 __all__ = [
     "OWNER_PREFIX",
@@ -69,7 +70,8 @@ async def enqueue(
     """
     if owner_id is not None and job_id is not None:
         await arq.set(OWNER_PREFIX + job_id, str(owner_id), ex=OWNER_TTL_SECONDS)
-    job = await arq.enqueue_job(function, *args, _job_id=job_id)
+    with enqueue_span(function, queue=arq.default_queue_name, job_id=job_id):
+        job = await arq.enqueue_job(function, *args, _job_id=job_id)
     if job is None:
         JOBS_DEDUPLICATED.labels(function).inc()
         return None

@@ -14,7 +14,10 @@ What is counted, for a login (or a profile change that checks the password) of a
   touched by anything below. Guessing from elsewhere never refuses the owner's browser.
 - **A and X together** get ``LOGIN_FREE_FAILURES`` quick attempts, then a progressive
   delay: 1 s, 2 s, 4 s… up to ``LOGIN_WINDOW_SECONDS``, remembered until a window has
-  passed since the delay ended. One guesser at one address is slowed to one guess per
+  passed since the delay ended. The delay holds from the admission (parallel guesses are
+  refused before any is checked) and is armed again when the failure is answered
+  (:meth:`LoginLimiter.failed`), so it counts from the answer: a slow password check
+  does not use it up. One guesser at one address is slowed to one guess per
   window, while the owner at another address is not slowed at all: a third party cannot
   lock an account's owner out from one address.
 - **A, from clients that are not its known devices**: after
@@ -57,6 +60,11 @@ _COMMON_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function count(key) return tonumber(redis.call('GET', key) or '0') end
+-- The pair's delay after its n-th failure: none for the free ones, then 1 s, 2 s, 4 s…
+local function delay_after(n, free, window)
+  if n < free then return 0 end
+  return math.min(1000 * 2 ^ (n - free), window)
+end
 local function decrement(key)
   local n = count(key)
   if n > 1 then redis.call('DECR', key) elseif n == 1 then redis.call('DEL', key) end
@@ -65,9 +73,10 @@ end
 
 # KEYS: pair, account, address, lane, device. ARGV: window ms, free failures, max per
 # account, max per address, lane interval ms, lane max wait ms, max per device, has device.
-# Returns {reserved (0|1), scope, ms, counted}: scope of a refusal (delay, account,
-# address) or of the reservation (device, untrusted); ms = retry-after or the wait for the
-# turn; counted = what the reservation counted ('d' device, 'u' untrusted, 'l' lane turn).
+# Returns {reserved (0|1), scope, ms, counted, failure}: scope of a refusal (delay,
+# account, address) or of the reservation (device, untrusted); ms = retry-after or the wait
+# for the turn; counted = what the reservation counted ('d' device, 'u' untrusted, 'l' lane
+# turn); failure = the pair's failure number this attempt is (0 on a device's budget).
 _RESERVE_LUA = (
     _COMMON_LUA
     + """
@@ -82,30 +91,46 @@ local function remaining(key)
 end
 if ARGV[8] == '1' and count(KEYS[5]) < tonumber(ARGV[7]) then
   bump(KEYS[5])
-  return {1, 'device', 0, 'd'}
+  return {1, 'device', 0, 'd', 0}
 end
 local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
-if now < next_at then return {0, 'delay', next_at - now, ''} end
+if now < next_at then return {0, 'delay', next_at - now, '', 0} end
 local account = count(KEYS[2])
-if account >= tonumber(ARGV[3]) then return {0, 'account', remaining(KEYS[2]), ''} end
+if account >= tonumber(ARGV[3]) then return {0, 'account', remaining(KEYS[2]), '', 0} end
 local wait, counted = 0, 'u'
 if count(KEYS[3]) >= tonumber(ARGV[4]) then
-  if account > 0 then return {0, 'address', remaining(KEYS[3]), ''} end
+  if account > 0 then return {0, 'address', remaining(KEYS[3]), '', 0} end
   local interval, max_wait = tonumber(ARGV[5]), tonumber(ARGV[6])
   local turn = math.max(now, tonumber(redis.call('GET', KEYS[4]) or '0'))
-  if turn - now > max_wait then return {0, 'address', turn - now - max_wait, ''} end
+  if turn - now > max_wait then return {0, 'address', turn - now - max_wait, '', 0} end
   redis.call('SET', KEYS[4], turn + interval, 'PX', turn + interval - now + 1000)
   wait, counted = turn - now, 'ul'
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'f', 1)
-local free = tonumber(ARGV[2])
-local delay = 0
-if failures >= free then delay = math.min(1000 * 2 ^ (failures - free), window) end
+local delay = delay_after(failures, tonumber(ARGV[2]), window)
 redis.call('HSET', KEYS[1], 'next', now + wait + delay)
 redis.call('PEXPIRE', KEYS[1], wait + delay + window)
 bump(KEYS[2])
 bump(KEYS[3])
-return {1, 'untrusted', wait, counted}
+return {1, 'untrusted', wait, counted, failures}
+"""
+)
+
+# KEYS: as above. ARGV: the attempt's failure number, free failures, window ms. Arms the
+# pair's delay again from now, the moment the failure is answered (never shortens it).
+_FAILED_LUA = (
+    _COMMON_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local window = tonumber(ARGV[3])
+local delay = delay_after(tonumber(ARGV[1]), tonumber(ARGV[2]), window)
+if now + delay > tonumber(redis.call('HGET', KEYS[1], 'next') or '0') then
+  redis.call('HSET', KEYS[1], 'next', now + delay)
+end
+if redis.call('PTTL', KEYS[1]) < delay + window then
+  redis.call('PEXPIRE', KEYS[1], delay + window)
+end
+return 1
 """
 )
 
@@ -145,6 +170,8 @@ class Reservation:
     counted: str
     #: Seconds to wait for the turn of a throttled address before checking the password.
     wait: float
+    #: The pair's failure number this attempt counts as (0 on a known device's budget).
+    failure: int = 0
 
 
 def _keys(email: str, address: str, device: str | None) -> tuple[str, str, str, str, str]:
@@ -181,6 +208,7 @@ class LoginLimiter:
         self.turn_ms = max(1, self.window_ms // max_per_address)
         self._reserve = redis.register_script(_RESERVE_LUA)
         self._give_back = redis.register_script(_GIVE_BACK_LUA)
+        self._failed = redis.register_script(_FAILED_LUA)
 
     async def reserve(self, *, email: str, address: str, device: str | None) -> Reservation:
         """Admit one attempt at ``email``'s password, or raise :class:`RateLimitedError`.
@@ -188,7 +216,7 @@ class LoginLimiter:
         ``device`` is the nonce of a valid device cookie of this account (or None).
         """
         keys = _keys(email, address, device)
-        reserved, scope, ms, counted = await self._reserve(
+        reserved, scope, ms, counted, failure = await self._reserve(
             keys=list(keys),
             args=[
                 self.window_ms,
@@ -204,7 +232,7 @@ class LoginLimiter:
         scope_text = bytes(scope).decode()
         if not reserved:
             raise RateLimitedError(scope_text, max(1, math.ceil(int(ms) / 1000)))
-        return Reservation(keys, scope_text, bytes(counted).decode(), int(ms) / 1000)
+        return Reservation(keys, scope_text, bytes(counted).decode(), int(ms) / 1000, int(failure))
 
     async def wait_turn(self, reservation: Reservation) -> None:
         """Sleep until a throttled address's turn comes (at once otherwise)."""
@@ -214,6 +242,20 @@ class LoginLimiter:
     async def succeeded(self, reservation: Reservation) -> None:
         """The password was right: this attempt was no failure (and its pair is cleared)."""
         await self._refund(reservation, success=True)
+
+    async def failed(self, reservation: Reservation) -> None:
+        """The password was wrong: the pair's delay, if this failure earns one, starts now.
+
+        The admission already holds the delay; this only moves its start to the answer,
+        so an outage here leaves the attempt counted and is not raised.
+        """
+        if reservation.failure < self.free_failures:
+            return
+        with contextlib.suppress(Exception):
+            await self._failed(
+                keys=list(reservation.keys),
+                args=[reservation.failure, self.free_failures, self.window_ms],
+            )
 
     async def release(self, reservation: Reservation) -> None:
         """The attempt ended before the password was judged (an outage): uncount it."""

@@ -4,6 +4,10 @@ Whatever happens to a call — completed, cut off by the client, failed before o
 its first byte — :meth:`Accounting.finish` runs exactly once: the limiter's reservation
 is replaced by the tokens used (and the concurrency slot freed), a usage record is
 handed to the recorder when a provider was engaged, and the metrics are counted.
+
+With tracing on, the attempt that served a call is a GenAI span
+(:func:`start_attempt_span`), closed with the call's usage and outcome
+(:func:`end_chat_span`).
 """
 
 from __future__ import annotations
@@ -12,15 +16,28 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import Span, StatusCode, Tracer
+
+from chorus_common.genai_tracing import finished, start_chat_span
 from chorus_gateway.domain.auth import Principal
 from chorus_gateway.domain.chat_request import ChatRequest
 from chorus_gateway.domain.limits import Admission, Limiter
 from chorus_gateway.domain.pricing import cost_micros
 from chorus_gateway.domain.providers import ModelRoute
+from chorus_gateway.domain.routing import Attempt
 from chorus_gateway.domain.usage import UsageRecord, UsageRecorder
 from chorus_gateway.metrics import NO_PROVIDER, REQUESTS, SPEND, TIME_PER_OUTPUT_TOKEN, TOKENS
 
-__all__ = ["Accounting", "Call", "Ending", "Headers", "response_headers", "usage_counts"]
+__all__ = [
+    "Accounting",
+    "Call",
+    "Ending",
+    "Headers",
+    "end_chat_span",
+    "response_headers",
+    "start_attempt_span",
+    "usage_counts",
+]
 
 #: Response headers as ASGI carries them.
 Headers = list[tuple[bytes, bytes]]
@@ -177,3 +194,29 @@ class Accounting:
                 **ending.details,
             },
         )
+
+
+def start_attempt_span(tracing: Tracer, call: Call, attempt: Attempt) -> Span:
+    """The GenAI client span of one attempt of ``call`` at ``attempt``'s provider."""
+    config = attempt.upstream.config
+    span = start_chat_span(
+        tracing,
+        model=attempt.target.upstream_model,
+        provider=attempt.provider,
+        url=config.base_url,
+        max_tokens=call.request.max_tokens,
+        stream=call.request.stream,
+    )
+    span.set_attribute("chorus.gateway.requested_model", call.route.requested)
+    return span
+
+
+def end_chat_span(span: Span, ending: Ending) -> None:
+    """Close the serving attempt's span with the call's usage and outcome."""
+    if ending.engaged:
+        finished(span, input_tokens=ending.prompt_tokens, output_tokens=ending.completion_tokens)
+        span.set_attribute("chorus.gateway.usage_estimated", ending.estimated)
+    span.set_attribute("chorus.gateway.outcome", ending.outcome)
+    if ending.outcome == ERROR:
+        span.set_status(StatusCode.ERROR, f"HTTP {ending.status}")
+    span.end()

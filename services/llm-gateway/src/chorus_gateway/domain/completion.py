@@ -6,7 +6,8 @@ estimate from the returned text stands in when the provider sent none). A client
 disconnects while waiting interrupts the call, which closes the upstream connection.
 
 ``x-chorus-overhead-ms`` is the whole request's time minus the time spent waiting on
-providers: what the gateway itself added.
+providers: what the gateway itself added. With tracing on, each attempt is a GenAI span,
+as for streams (``relay``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
+from chorus_common.tracing import child_tracer, record_failure
 from chorus_gateway.domain.call import (
     CLIENT_CLOSED,
     COMPLETED,
@@ -26,7 +30,9 @@ from chorus_gateway.domain.call import (
     Accounting,
     Call,
     Ending,
+    end_chat_span,
     response_headers,
+    start_attempt_span,
     usage_counts,
 )
 from chorus_gateway.domain.errors import GatewayError
@@ -58,6 +64,7 @@ class Completion(Interruptible):
         self._pool = pool
         self._accounting = accounting
         self._upstream_wait = 0.0
+        self._span: Span | None = None
 
     async def run(self) -> Answer | None:
         """The answer for the client; None when the client went away first."""
@@ -67,6 +74,8 @@ class Completion(Interruptible):
             answer, ending = await self._run()
         finally:
             await self.close_interrupts()
+            if self._span is not None:
+                end_chat_span(self._span, ending)
             await self._accounting.finish(self.call, ending)
         return answer
 
@@ -92,6 +101,20 @@ class Completion(Interruptible):
         return self._answer(outcome.attempt, outcome.result)
 
     async def _send(self, attempt: Attempt) -> bytes:
+        tracing = child_tracer()
+        if tracing is None:
+            return await self._send_once(attempt)
+        span = self._span = start_attempt_span(tracing, self.call, attempt)
+        try:
+            with trace.use_span(span):
+                return await self._send_once(attempt)
+        except BaseException as exc:
+            self._span = None
+            record_failure(span, exc)
+            span.end()
+            raise
+
+    async def _send_once(self, attempt: Attempt) -> bytes:
         config = attempt.upstream.config
         body = self.call.request.upstream_body(
             attempt.target.upstream_model, config.max_tokens_field, self.call.default_max_tokens

@@ -20,6 +20,11 @@ gateway's own message and code (``upstream_error``, ``upstream_timeout``). Only 
 of the request itself (a provider's 400/413/422 with OpenAI's error object) reaches the
 client as the provider worded it, since it is about what the client sent.
 
+With tracing on, each attempt is a GenAI client span ``chat <upstream model>`` (a child
+of the request's server span) whose ``traceparent`` goes to the provider: a failed
+attempt ends with its error, the one that answers gets the time to its first chunk and,
+when the stream ends, the usage and the outcome.
+
 ``x-chorus-overhead-ms`` on a stream is the gateway's share of the time to first byte:
 time from the request's arrival to the headers, minus the time spent waiting on
 providers (every attempt's request-to-first-chunk). Headers forced out early by a
@@ -37,8 +42,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import httpx2
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from redis.exceptions import RedisError
 
+from chorus_common.genai_tracing import first_chunk
+from chorus_common.tracing import child_tracer, exemplar, record_failure
 from chorus_gateway.domain.call import (
     CLIENT_CLOSED,
     COMPLETED,
@@ -48,7 +57,9 @@ from chorus_gateway.domain.call import (
     Call,
     Ending,
     Headers,
+    end_chat_span,
     response_headers,
+    start_attempt_span,
     usage_counts,
 )
 from chorus_gateway.domain.errors import (
@@ -147,6 +158,8 @@ class StreamRelay(Interruptible):
         self._headers_sent = False
         self._upstream_wait = 0.0
         self._first_request_at: float | None = None
+        #: The span of the attempt under way or streaming (tracing on).
+        self._span: Span | None = None
 
     async def run(self) -> None:
         """Serve the stream; returns once the client has its last byte (or left)."""
@@ -158,6 +171,8 @@ class StreamRelay(Interruptible):
         finally:
             STREAMS_IN_FLIGHT.dec()
             await self.close_interrupts()
+            if self._span is not None:
+                end_chat_span(self._span, ending)
             await self._accounting.finish(self.call, ending)
 
     async def _run(self) -> Ending:
@@ -188,7 +203,20 @@ class StreamRelay(Interruptible):
     async def _open_afresh(self, attempt: Attempt) -> _Opened:
         """An attempt: a new scanner (nothing of an earlier attempt's stream counts), open."""
         self._scanner = self._new_scanner()
-        return await self._open(attempt)
+        tracing = child_tracer()
+        if tracing is None:
+            return await self._open(attempt)
+        span = self._span = start_attempt_span(tracing, self.call, attempt)
+        try:
+            with trace.use_span(span):  # the upstream request carries this span
+                opened = await self._open(attempt)
+        except BaseException as exc:
+            self._span = None
+            record_failure(span, exc)
+            span.end()
+            raise
+        first_chunk(span, opened.waited)
+        return opened
 
     async def _open(self, attempt: Attempt) -> _Opened:
         upstream = attempt.upstream
@@ -294,7 +322,7 @@ class StreamRelay(Interruptible):
             elapsed = time.perf_counter() - call.started
             await self._start(200, provider, max(0.0, elapsed - self._upstream_wait))
         first_at = time.perf_counter()
-        TTFT.labels(call.label, provider).observe(first_at - call.started)
+        TTFT.labels(call.label, provider).observe(first_at - call.started, exemplar())
         timeouts = attempt.upstream.config.timeouts
         watchdog = Watchdog(self, idle=timeouts.idle, deadline=self._loop.time() + timeouts.total)
         broken: str | None = None

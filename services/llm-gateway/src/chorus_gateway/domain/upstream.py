@@ -21,6 +21,7 @@ from __future__ import annotations
 import orjson
 from openai import AsyncOpenAI
 
+from chorus_common.trace_context import trace_headers
 from chorus_gateway.domain.providers import ProviderConfig
 from chorus_gateway.transport.http1 import ConnectError, Http1Pool, StreamResponse
 
@@ -121,9 +122,16 @@ class Upstream:
             await response.aclose()
 
     async def send_stream(self, body: bytes, path: str = "/chat/completions") -> StreamResponse:
-        """POST ``path``; the response (body unread), or a failure."""
+        """POST ``path``; the response (body unread), or a failure.
+
+        With tracing on, the request carries the current span's ``traceparent``.
+        """
+        headers = trace_headers()
+        extra = b""
+        if headers:
+            extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
         try:
-            response = await self._pool_for(path).post(body)
+            response = await self._pool_for(path).post(body, extra)
         except ConnectError as error:
             raise UpstreamFailure("connect", f"connection failed ({error})") from None
         except OSError as error:

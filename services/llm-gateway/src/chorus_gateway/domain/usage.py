@@ -15,6 +15,9 @@ job or its result exists, else store the job and add it to the queue) in one rou
 instead of arq's three (WATCH, EXISTS, MULTI/EXEC): on a busy machine every write to
 Redis wakes another process, and these ran while the next request was being served.
 The job bytes are arq's own (``serialize_job``), so the worker reads them as any job.
+
+A record keeps the ``traceparent`` of the request it accounts for, and is enqueued under
+an ``enqueue record_llm_usage`` span in that trace: the worker's job joins it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
+from chorus_common.job_tracing import enqueue_span
+from chorus_common.trace_context import context_from_traceparent, current_traceparent
 from chorus_gateway.metrics import USAGE_DROPPED
 
 __all__ = ["JOB_NAME", "UsageRecord", "UsageRecorder"]
@@ -84,14 +89,15 @@ class UsageRecorder:
     def __init__(self, arq: ArqRedis, *, queue_name: str, buffer: int) -> None:
         self._arq = arq
         self._queue_name = queue_name
-        self._buffer: asyncio.Queue[UsageRecord] = asyncio.Queue(maxsize=buffer)
+        #: Records, each with the traceparent of its request (None with tracing off).
+        self._buffer: asyncio.Queue[tuple[UsageRecord, str | None]] = asyncio.Queue(maxsize=buffer)
         self._workers: list[asyncio.Task[None]] = []
         self._enqueue_script = arq.register_script(_ENQUEUE_LUA)
 
     def record(self, usage: UsageRecord) -> None:
         """Hand a record over; never blocks, never raises."""
         try:
-            self._buffer.put_nowait(usage)
+            self._buffer.put_nowait((usage, current_traceparent()))
         except asyncio.QueueFull:
             self._dropped(usage, "buffer full")
 
@@ -111,13 +117,19 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         while not self._buffer.empty():
-            self._dropped(self._buffer.get_nowait(), "shutdown")
+            self._dropped(self._buffer.get_nowait()[0], "shutdown")
 
     async def _drain(self) -> None:
         while True:
-            usage = await self._buffer.get()
+            usage, traceparent = await self._buffer.get()
             try:
-                await self._enqueue(usage)
+                with enqueue_span(
+                    JOB_NAME,
+                    queue=self._queue_name,
+                    job_id=f"usage:{usage.request_id}",
+                    parent=context_from_traceparent(traceparent),
+                ):
+                    await self._enqueue(usage)
             finally:
                 self._buffer.task_done()
 

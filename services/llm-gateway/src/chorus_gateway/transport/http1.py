@@ -230,9 +230,13 @@ class Http1Pool:
         self._slots = asyncio.Semaphore(max_connections)
         self._open = 0
 
-    async def post(self, body: bytes) -> StreamResponse:
-        """Send ``body``; the response once its headers are in (body unread)."""
-        request = self._head + b"%d\r\n\r\n" % len(body) + body
+    async def post(self, body: bytes, extra_headers: bytes = b"") -> StreamResponse:
+        """Send ``body``; the response once its headers are in (body unread).
+
+        ``extra_headers`` are this request's own header lines (``name: value\r\n`` each),
+        after the pre-encoded ones: the trace context.
+        """
+        request = self._head + b"%d\r\n%b\r\n" % (len(body), extra_headers) + body
         connection = self._reuse()
         if connection is not None:
             try:

@@ -19,6 +19,8 @@ from typing import Final
 
 from arq.connections import ArqRedis
 
+from chorus_common.job_tracing import enqueue_span
+
 __all__ = ["JOB_FUNCTION", "PENDING_SECONDS", "Assistant", "job_id", "pending_key"]
 
 JOB_FUNCTION: Final = "answer_in_room"
@@ -89,13 +91,14 @@ class Assistant:
         if int(reserved) != 1:
             return None
         await self.arq.set(JOB_OWNER_PREFIX + job, user_id, ex=JOB_OWNER_TTL)
-        await self.arq.enqueue_job(
-            JOB_FUNCTION,
-            room=room,
-            message_id=message_id,
-            prompt=prompt,
-            user_id=user_id,
-            _job_id=job,
-            _queue_name=self.queue_name,
-        )
+        with enqueue_span(JOB_FUNCTION, queue=self.queue_name, job_id=job):
+            await self.arq.enqueue_job(
+                JOB_FUNCTION,
+                room=room,
+                message_id=message_id,
+                prompt=prompt,
+                user_id=user_id,
+                _job_id=job,
+                _queue_name=self.queue_name,
+            )
         return job

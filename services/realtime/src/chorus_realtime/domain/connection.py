@@ -313,10 +313,11 @@ class Connection:
             resume = Resume(channel, False, False, 0, position.last_id, position.epoch)
             return resume, []
         outbox = self.outbox
+        # One more than REPLAY_MAX is read: a full page of exactly REPLAY_MAX is replayable.
         history = await self.bus.history(
             channel,
             since,
-            limit=max(1, min(self.replay_max, outbox.max_frames - len(outbox) - 1)),
+            limit=max(1, min(self.replay_max + 1, outbox.max_frames - len(outbox) - 1)),
             max_bytes=outbox.max_bytes - outbox.size - _SUBSCRIBED_ROOM,
         )
         if not history.recovered or history.more or history.too_large:

@@ -174,11 +174,15 @@ class FrameError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:
-    """``{"type": "message", "message": "...", "channel"?, "ref"?}``: say something."""
+    """``{"type": "message", "message": "...", "channel"?, "ref"?, "traceparent"?}``.
+
+    ``traceparent`` (W3C) makes the message part of the client's trace.
+    """
 
     text: str
     channel: str | None
     ref: str | None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +243,9 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
             # Nothing downstream could keep it (room history is Postgres): refuse it here.
             details = {"ref": ref} if ref is not None and unstorable(ref) is None else {}
             raise FrameError("invalid_text", f"'message' {reason}", **details)
-        return SendMessage(text, _optional_str(body, "channel"), ref)
+        return SendMessage(
+            text, _optional_str(body, "channel"), ref, _optional_str(body, "traceparent", limit=512)
+        )
     if kind == "typing":
         return Typing(_optional_str(body, "channel"))
     if kind == "ping":

@@ -29,6 +29,13 @@
   (Redis keeps failing, or it is longer than ``replay_limit`` or left history) interrupts
   the channel's subscribers instead, so that they resume from their own position rather
   than miss events silently.
+- With tracing on, a live event whose envelope carries a *sampled* ``traceparent`` is
+  delivered inside a consumer span ``deliver <type>``, the child of the publisher's
+  span: one per replica and event (not per socket), from the read off Redis until the
+  frames are written to every socket that takes them at once. Such an event goes out as
+  a batch of its own. The ``traceparent`` is the envelope's last key, found with one
+  search of the bytes; an event without one, or unsampled, costs the search and nothing
+  else. With tracing off nothing of this runs.
 """
 
 from __future__ import annotations
@@ -39,9 +46,13 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Tracer
 from redis.crc import key_slot
 
 from chorus_common.events import EventBus, parse_stream_id
+from chorus_common.trace_context import context_from_traceparent, is_sampled
+from chorus_common.tracing import tracer
 from chorus_realtime.domain.frames import OutFrame
 from chorus_realtime.metrics import (
     CHANNEL_MOVES,
@@ -58,6 +69,8 @@ __all__ = ["Batch", "Hub", "HubUnavailableError", "Sink"]
 
 logger = logging.getLogger("chorus.realtime.hub")
 
+_TRACEPARENT = b'"traceparent":"'
+_TYPE = b'"type":"'
 #: Most channels named in one SUBSCRIBE (classic pub/sub; sharded is one per command).
 _SUBSCRIBE_CHUNK = 512
 #: Longest pause between two attempts to reconnect a node.
@@ -189,6 +202,8 @@ class Hub:
         self.rebuilds = 0
         #: Called with (channel, frame) for an access event, before anyone receives it.
         self.on_access: Callable[[str, OutFrame], None] | None = None
+        #: Read once: tracing is set up before the hub is built, and never changes.
+        self._tracer = tracer()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -473,6 +488,7 @@ class Hub:
         run: list[OutFrame] = []
         run_channel = ""
         last, last_text = self._last, self._last_text
+        tracing = self._tracer
         for raw, payload in messages:
             channel = self._name(raw)
             if channel not in self._targets:
@@ -496,6 +512,13 @@ class Hub:
                     continue
                 last[channel] = key
                 last_text[channel] = frame.id  # type: ignore[assignment]
+            if (
+                tracing is not None
+                and not frame.access
+                and self._deliver_traced(tracing, channel, frame, payload, (run_channel, run))
+            ):
+                run = []
+                continue
             if channel != run_channel or frame.access:
                 if run:
                     self._fanout(Batch(run_channel, run), self._targets.get(run_channel, ()))
@@ -507,11 +530,62 @@ class Hub:
         if run:
             self._fanout(Batch(run_channel, run), self._targets.get(run_channel, ()))
 
+    def _deliver_traced(
+        self,
+        tracing: Tracer,
+        channel: str,
+        frame: OutFrame,
+        payload: bytes,
+        pending: tuple[str, list[OutFrame]],
+    ) -> bool:
+        """Deliver a sampled event in its ``deliver`` span, as a batch of its own (after the
+        ``pending`` run); False, doing nothing, for an event not sampled."""
+        span = self._deliver_span(tracing, channel, frame, payload)
+        if span is None:
+            return False
+        run_channel, run = pending
+        if run:
+            self._fanout(Batch(run_channel, run), self._targets.get(run_channel, ()))
+        with trace.use_span(span):
+            self._fanout(Batch(channel, [frame]), self._targets.get(channel, ()))
+        # After the flush the fan-out scheduled: the span covers the writes.
+        asyncio.get_running_loop().call_soon(span.end)
+        return True
+
     def _access(self, channel: str, frame: OutFrame) -> None:
         # Rare (membership changes): the guard unsubscribes whoever lost access, so they
         # receive neither this event nor, since they are gone, any later one.
         if self.on_access is not None:
             self.on_access(channel, frame)
+
+    def _deliver_span(
+        self, tracing: Tracer, channel: str, frame: OutFrame, payload: bytes
+    ) -> Span | None:
+        """A ``deliver`` span for the event if its envelope names a sampled trace, else None."""
+        start = payload.rfind(_TRACEPARENT)
+        if start < 0:
+            return None
+        start += len(_TRACEPARENT)
+        traceparent = payload[start : payload.find(b'"', start)].decode("latin-1")
+        if not is_sampled(traceparent):
+            return None
+        parent = context_from_traceparent(traceparent)
+        if parent is None:
+            return None
+        kind = payload.find(_TYPE) + len(_TYPE)
+        type_ = payload[kind : payload.find(b'"', kind)].decode("latin-1")
+        attributes: dict[str, str | int] = {
+            "messaging.system": "redis",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": channel,
+            "chorus.event.type": type_,
+            "chorus.realtime.subscribers": len(self._targets.get(channel, ())),
+        }
+        if frame.id is not None:
+            attributes["messaging.message.id"] = frame.id
+        return tracing.start_span(
+            f"deliver {type_}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        )
 
     def _fresh(self, channel: str, frame: OutFrame) -> bool:
         """True (and the channel's position moved) unless ``frame`` was dispatched already."""

@@ -21,9 +21,11 @@ Model (all in Redis, so any replica answers the same):
 
 Fields of a replica whose liveness key has expired are ignored and deleted by whichever
 script meets them next: a replica that dies without cleaning up drops out of presence
-within ``presence_ttl`` seconds. Each change is one Lua script that updates the counter and
-returns the aggregate over live replicas, so "first connection of this user in the room"
-(→ a ``join`` event) is decided atomically across replicas.
+within ``presence_ttl`` seconds. Each change is one Lua script that updates the counter,
+takes the aggregate over live replicas and, when the user's first connection joined the
+room (or the last left), publishes the ``join`` (``leave``) event with that count through
+the EventBus's own publish (the room's stream is in the same hash slot) — so the decision
+is atomic across replicas, and the counts of concurrent joins arrive in event order.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from chorus_common.events import PLAIN, EventRedis, KeyLayout, register_script
+from chorus_common.events import PUBLISH_LUA_FUNCTION, EventBus, register_script
 
 __all__ = ["Change", "Presence", "Present"]
 
@@ -91,24 +93,36 @@ local function aggregate(key, self_replica, prefix, with_user, fallback)
 end
 """
 
-# KEYS: presence hash, this replica's liveness key in the channel, names hash. ARGV:
-# replica, user, delta, ttl, liveness key prefix, fallback replica key prefix ('' for none),
-# display name ('' for none). Returns {this user's connections in the room, distinct members}.
+# KEYS: presence hash, this replica's liveness key in the channel, the room's stream, its
+# epoch, the room's names hash. ARGV: replica, user, delta, ttl, liveness key prefix,
+# fallback replica key prefix ('' for none), the user's room connections that are news (1 on
+# join, 0 on leave), then the event: pub/sub channel, envelope head and tail (the member
+# count goes between), history max length, history ttl; then the display name ('' for
+# none). Returns {this user's connections in the room, distinct members, the event's stream
+# id or nil}. The count and the event are one step: events of concurrent joins carry counts
+# in the order of their ids.
 _CHANGE_LUA = (
     _AGGREGATE
+    + PUBLISH_LUA_FUNCTION
     + """
 local field = ARGV[1] .. '|' .. ARGV[2]
 local n = redis.call('HINCRBY', KEYS[1], field, tonumber(ARGV[3]))
 if n <= 0 then redis.call('HDEL', KEYS[1], field) end
 redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[4]))
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[7]) end
 local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[5], true, ARGV[6])
-if (per_user[ARGV[2]] or 0) == 0 then redis.call('HDEL', KEYS[3], ARGV[2]) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[5], ARGV[2], ARGV[13]) end
+local mine = per_user[ARGV[2]] or 0
+if mine == 0 then redis.call('HDEL', KEYS[5], ARGV[2]) end
 if #users > 0 then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[4]))
 end
-return {per_user[ARGV[2]] or 0, #users}
+local id = false
+if mine == tonumber(ARGV[7]) then
+  local body = ARGV[9] .. #users .. ARGV[10]
+  id = publish(KEYS[3], KEYS[4], ARGV[8], body, ARGV[11], tonumber(ARGV[12]))
+end
+return {mine, #users, id}
 """
 )
 
@@ -161,10 +175,15 @@ class Present:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """The outcome of a join or leave: the user's connections left, distinct members."""
+    """The outcome of a join or leave: the user's connections left, distinct members.
+
+    ``event_id`` is the stream id of the ``join``/``leave`` event it published, or None
+    when the user's other connections kept them in (or out of) the room.
+    """
 
     user_connections: int
     members: int
+    event_id: str | None = None
 
 
 def _text(raw: object) -> str:
@@ -174,31 +193,24 @@ def _text(raw: object) -> str:
 class Presence:
     """This replica's view of, and contribution to, presence and connection counts.
 
-    ``redis`` is the main Redis (connection counts, the replica's key); ``events`` and
-    ``layout`` are where the channels live (the room hashes), the same client on one Redis.
+    ``redis`` is the main Redis (connection counts, the replica's key); ``bus`` publishes
+    on the Redis where the channels live (the room hashes), the same client on one Redis.
     """
 
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        replica: str,
-        ttl: float,
-        events: EventRedis | None = None,
-        layout: KeyLayout = PLAIN,
-    ) -> None:
+    def __init__(self, redis: Redis, bus: EventBus, *, replica: str, ttl: float) -> None:
         if "|" in replica:
             msg = "replica names cannot contain '|'"
             raise ValueError(msg)
         self.redis = redis
-        self.events = redis if events is None else events
-        self.layout = layout
+        self.bus = bus
+        self.events = bus.redis
+        self.layout = layout = bus.layout
         self.replica = replica
         self.ttl = max(1, math.ceil(ttl))
         # On one Redis a replica of the previous release (no liveness keys per channel)
         # still counts while its global key lives; a cluster has no such replicas.
         self._fallback = "" if layout.tagged else REPLICA_PREFIX
-        self._change = register_script(self.events, _CHANGE_LUA)
+        self._change = bus.script(_CHANGE_LUA)
         self._members = register_script(self.events, _MEMBERS_LUA)
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
@@ -210,12 +222,12 @@ class Presence:
     # -- membership --------------------------------------------------------------------------
 
     async def join(self, channel: str, user: str, name: str | None = None) -> Change:
-        """Count one more connection of ``user`` (called ``name``) in ``channel``."""
+        """Count one more connection of ``user`` (called ``name``); the first publishes ``join``."""
         self._rooms[channel][user] += 1
-        return await self._apply(channel, user, 1, name)
+        return await self._apply(channel, user, 1, "join", name)
 
-    async def leave(self, channel: str, user: str) -> Change:
-        """Count one connection fewer."""
+    async def leave(self, channel: str, user: str, name: str | None = None) -> Change:
+        """One connection fewer of ``user`` (called ``name``); the last publishes ``leave``."""
         room = self._rooms.get(channel)
         if room is not None:
             room[user] -= 1
@@ -223,7 +235,7 @@ class Presence:
                 del room[user]
             if not room:
                 del self._rooms[channel]
-        return await self._apply(channel, user, -1)
+        return await self._apply(channel, user, -1, "leave", name)
 
     def _keys(self, channel: str) -> tuple[str, str, str]:
         """The room's hash, the prefix of its liveness keys, its names (one hash slot)."""
@@ -233,13 +245,34 @@ class Presence:
             self.layout.key(NAMES_PREFIX, channel),
         )
 
-    async def _apply(self, channel: str, user: str, delta: int, name: str | None = None) -> Change:
+    async def _apply(
+        self, channel: str, user: str, delta: int, event: str, name: str | None = None
+    ) -> Change:
         room, alive, names = self._keys(channel)
+        data: dict[str, object] = {"user_id": user}
+        if name is not None:
+            data["name"] = name
+        head, tail = self.bus.encode_around(channel, event, data, sender=user, blank="count")
         raw = await self._change(
-            keys=[room, alive + self.replica, names],
-            args=[self.replica, user, delta, self.ttl, alive, self._fallback, name or ""],
+            keys=[room, alive + self.replica, *self.bus.keys(channel), names],
+            args=[
+                self.replica,
+                user,
+                delta,
+                self.ttl,
+                alive,
+                self._fallback,
+                1 if delta > 0 else 0,
+                self.layout.pubsub(channel),
+                head,
+                tail,
+                self.bus.history_size,
+                self.bus.history_ttl,
+                name or "",
+            ],
         )
-        return Change(int(raw[0]), int(raw[1]))
+        event_id = raw[2].decode() if isinstance(raw[2], bytes) else None
+        return Change(int(raw[0]), int(raw[1]), event_id)
 
     async def members(self, channel: str) -> dict[str, Present]:
         """Users present in ``channel`` on any live replica: connections and display names."""

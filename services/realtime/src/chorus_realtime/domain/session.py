@@ -4,7 +4,7 @@ The transport (``routes/ws.py``) reads frames and hands them to :meth:`Session.h
 anything that must end the connection raises :class:`CloseConnection` with the code to
 close with. Rooms joined — the path's room and any a ``subscribe`` frame adds — count in
 presence, and a user's first connection to a room publishes ``join`` (its last,
-``leave``), durably, through the EventBus like every other event.
+``leave``), durably, in the same Redis script as the presence change (``presence.py``).
 
 **Who may enter** is the rule of ``chorus_common.rooms``, asked through the room guard
 (``access.py``) before and right after subscribing: the path's room refused is close
@@ -23,6 +23,12 @@ other person on their ``user:`` channel (``dm.message``).
 What a user sends is charged to their quotas (``quotas.py``) before anything is stored:
 the bytes of each message, and each room that did not exist yet. An ``@assistant``
 question also needs a free place among the user's pending questions (``assistant.py``).
+
+With tracing on, each ``message`` frame is a server span ``receive message``: the child
+of the frame's ``traceparent`` when it has one, else the root of a new trace linked to
+the ``traceparent`` the WebSocket upgrade request carried (a socket lives for hours; its
+messages are operations of their own). Publishing the message and enqueueing the
+assistant's answer happen inside it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Final
 
+from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
+
 from chorus_common.events import (
     EventBus,
     InvalidChannelError,
@@ -39,6 +47,8 @@ from chorus_common.events import (
     user_channel,
 )
 from chorus_common.rooms import DirectoryUnavailableError, dm_peer
+from chorus_common.trace_context import context_from_traceparent
+from chorus_common.tracing import current, tracer
 from chorus_realtime.domain.access import ROOM_PREFIX, RoomGuard
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.connection import CloseCode, Connection, Resume, RevokedError
@@ -112,6 +122,7 @@ class Session:
         "presence",
         "quotas",
         "room_channel",
+        "upgrade",
         "user",
     )
 
@@ -127,6 +138,7 @@ class Session:
         limits: SessionLimits,
         name: str | None = None,
         quotas: Quotas | None = None,
+        upgrade: SpanContext | None = None,
     ) -> None:
         self.connection = connection
         self.user = connection.user
@@ -138,6 +150,8 @@ class Session:
         self.assistant = assistant
         self.limits = limits
         self.quotas = quotas
+        #: The trace context of the upgrade request, which messages without one link to.
+        self.upgrade = upgrade
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
         #: Rooms this session counts in presence (a tuple: it rarely changes).
         self._rooms: tuple[str, ...] = ()
@@ -184,9 +198,13 @@ class Session:
 
     async def _dispatch(self, frame: object) -> None:
         match frame:
-            case SendMessage(text=text, channel=channel, ref=ref):
+            case SendMessage(text=text, channel=channel, ref=ref, traceparent=traceparent):
                 MESSAGES_IN.labels("message").inc()
-                await self._say(text, self._room_for(channel), ref)
+                tracing = tracer()
+                if tracing is None:
+                    await self._say(text, self._room_for(channel), ref)
+                else:
+                    await self._say_traced(tracing, text, channel, ref, traceparent)
             case Typing(channel=channel):
                 MESSAGES_IN.labels("typing").inc()
                 await self._typing(self._room_for(channel))
@@ -245,6 +263,31 @@ class Session:
         await self._publish(
             channel, "typing", self._person(user_id=self.user), durable=False, action="typing"
         )
+
+    async def _say_traced(
+        self,
+        tracing: Tracer,
+        text: str,
+        channel: str | None,
+        ref: str | None,
+        traceparent: str | None,
+    ) -> None:
+        parent = context_from_traceparent(traceparent)
+        links = [Link(self.upgrade)] if parent is None and self.upgrade is not None else None
+        span = tracing.start_span(
+            "receive message",
+            context=parent,
+            kind=SpanKind.SERVER,
+            links=links,
+            attributes={
+                "messaging.system": "websocket",
+                "messaging.operation.type": "receive",
+                "messaging.destination.name": channel or self.room_channel,
+                "enduser.id": self.user,
+            },
+        )
+        with current(span):
+            await self._say(text, self._room_for(channel), ref)
 
     async def _say(self, text: str, channel: str, ref: str | None) -> None:
         details = {"ref": ref} if ref is not None else {}
@@ -334,14 +377,7 @@ class Session:
         except RevokedError:
             raise FrameError("forbidden", FORBIDDEN_MESSAGE, channel=channel) from None
         self._rooms = (*self._rooms, channel)
-        change = await self.presence.join(channel, self.user, self.name)
-        if change.user_connections == 1:
-            await self.bus.publish(
-                channel,
-                "join",
-                self._person(user_id=self.user, count=change.members),
-                sender=self.user,
-            )
+        await self.presence.join(channel, self.user, self.name)
         return resume
 
     async def _check(self, room: str, channel: str, action: str) -> None:
@@ -374,14 +410,7 @@ class Session:
         if channel not in self._rooms:
             return
         self._rooms = tuple(room for room in self._rooms if room != channel)
-        change = await self.presence.leave(channel, self.user)
-        if change.user_connections == 0:
-            await self.bus.publish(
-                channel,
-                "leave",
-                self._person(user_id=self.user, count=change.members),
-                sender=self.user,
-            )
+        await self.presence.leave(channel, self.user, self.name)
 
     async def _leave_quietly(self, channel: str) -> None:
         try:

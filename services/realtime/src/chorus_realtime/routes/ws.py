@@ -24,12 +24,15 @@ from collections.abc import Awaitable
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus_common.events import InvalidChannelError, room_channel
 from chorus_common.request_context import RequestContextMiddleware
 from chorus_common.tokens import AccessClaims, InvalidTokenError, RevokedTokenError
+from chorus_common.trace_context import context_from_headers
 from chorus_realtime.domain.connection import CloseCode, Connection
 from chorus_realtime.domain.hub import HubUnavailableError
 from chorus_realtime.domain.session import CloseConnection, Session, SessionLimits
@@ -111,7 +114,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
     opened = await _open(scope, receive, send, rt=rt, settings=settings, room=room)
     if opened is None:
         return
-    claims, since, transport = opened
+    claims, since, transport, upgrade = opened
     user = claims.subject
     connection = Connection(
         user=user,
@@ -140,6 +143,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
         ),
         name=claims.name,
         quotas=rt.quotas,
+        upgrade=upgrade,
     )
     writer = SocketWriter(connection, transport, send, flusher)
     rt.registry.add(connection)
@@ -164,7 +168,7 @@ async def _open(
     rt: Resources,
     settings: RealtimeSettings,
     room: str,
-) -> tuple[AccessClaims, str | None, FrameTransport] | None:
+) -> tuple[AccessClaims, str | None, FrameTransport, SpanContext | None] | None:
     """Accept and admit the socket: its token, resume offset and transport, or None (closed).
 
     What only the handshake needed (headers, the offered subprotocols with the token) is
@@ -184,12 +188,16 @@ async def _open(
         "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None,
     }
     await send(accept)
+    upgrade = context_from_headers(scope["headers"])
     scope["headers"] = ()
     scope["subprotocols"] = ()
     claims = await _admit(
         rt, settings, send, room, query.get("token") or token_from_subprotocols(offered)
     )
-    return None if claims is None else (claims, query.get("since"), transport)
+    if claims is None:
+        return None
+    span = None if upgrade is None else trace.get_current_span(upgrade).get_span_context()
+    return claims, query.get("since"), transport, span
 
 
 async def _admit(

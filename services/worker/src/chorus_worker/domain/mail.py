@@ -99,20 +99,40 @@ class Mailer:
         One connection per message: welcome mails are rare enough that a pooled SMTP session
         would mostly be a stale one.
         """
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.tls,
+            # False, not None: never upgrade opportunistically with unchecked settings.
+            start_tls=False,
+            timeout=self.timeout,
+        )
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                use_tls=self.tls,
-                # False, not None: never upgrade opportunistically with unchecked settings.
-                start_tls=self.starttls,
-                timeout=self.timeout,
-            )
+            async with client:
+                await self._secure_and_log_in(client)
+                await client.send_message(message)
         except (SMTPException, OSError) as exc:
             raise classify(exc) from exc
+
+    async def _secure_and_log_in(self, client: aiosmtplib.SMTP) -> None:
+        """STARTTLS and AUTH as configured; a server that offers neither is refused for good.
+
+        aiosmtplib reports a missing extension as a bare ``SMTPException``, which would read
+        as a passing failure: a server that does not offer STARTTLS or AUTH today will not
+        tomorrow, and credentials are never sent to one that was asked for STARTTLS.
+        """
+        if self.starttls:
+            await client.ehlo()
+            if not client.supports_extension("starttls"):
+                msg = "the SMTP server does not offer STARTTLS (SMTP_STARTTLS is set)"
+                raise DeliveryError(msg, temporary=False)
+            await client.starttls()
+        if self.username is not None and self.password is not None:
+            await client.ehlo()  # after STARTTLS, the server's extensions are new
+            if not client.supports_extension("auth"):
+                msg = "the SMTP server does not offer AUTH (SMTP_USERNAME is set)"
+                raise DeliveryError(msg, temporary=False)
+            await client.login(self.username, self.password)
 
 
 async def send_from_job(mailer: Mailer, message: EmailMessage) -> None:

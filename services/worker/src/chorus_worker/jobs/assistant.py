@@ -28,6 +28,10 @@ it does nothing. A job interrupted mid-answer (worker killed or shut down) start
 redelivery — its deltas restart at ``index`` 0. The one window left is between publishing
 ``ai.done`` and setting the marker (one Redis round trip): a crash exactly there repeats
 the answer.
+
+With tracing on, the call is a GenAI client span ``chat <ASSISTANT_MODEL>`` whose context
+goes to the gateway in the ``traceparent`` header, with the time to the first chunk and
+the usage; each ``ai.delta`` and the ``ai.done`` is a ``publish`` span of the job.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Any, Final
 
 import openai
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from chorus_common.events import (
     InvalidChannelError,
@@ -45,6 +52,9 @@ from chorus_common.events import (
     parse_stream_id,
     room_channel,
 )
+from chorus_common.genai_tracing import finished, first_chunk, start_chat_span
+from chorus_common.trace_context import trace_headers
+from chorus_common.tracing import child_tracer
 from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.deltas import ASSISTANT_SENDER, DeltaPublisher
 from chorus_worker.domain.errors import PermanentJobError
@@ -167,8 +177,30 @@ async def _stream(
     ctx: JobContext, question: str, user_id: str, publisher: DeltaPublisher
 ) -> dict[str, int] | None:
     """Ask the gateway and feed the publisher; returns the usage the stream reported."""
+    tracing = child_tracer()
+    if tracing is None:
+        return await _ask(ctx, question, user_id, publisher, None)
+    settings = resources(ctx).settings
+    span = start_chat_span(
+        tracing,
+        model=settings.assistant_model,
+        provider="chorus",
+        url=settings.llm_gateway_url,
+        max_tokens=settings.assistant_max_tokens,
+    )
+    with trace.use_span(span, end_on_exit=True):
+        return await _ask(ctx, question, user_id, publisher, span)
+
+
+async def _ask(
+    ctx: JobContext, question: str, user_id: str, publisher: DeltaPublisher, span: Span | None
+) -> dict[str, int] | None:
     settings = resources(ctx).settings
     usage: dict[str, int] | None = None
+    sent = time.perf_counter()
+    first = True
+    finish_reasons: list[str] = []
+    model: str | None = None
     stream = await resources(ctx).llm.chat.completions.create(
         model=settings.assistant_model,
         messages=[
@@ -179,9 +211,16 @@ async def _stream(
         stream=True,
         stream_options={"include_usage": True},
         user=user_id,
+        extra_headers=trace_headers(),
     )
     async with stream:
         async for chunk in stream:
+            if span is not None:
+                if first:
+                    first = False
+                    first_chunk(span, time.perf_counter() - sent)
+                model = chunk.model or model
+                finish_reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
             if chunk.usage is not None:
                 usage = {
                     "prompt_tokens": chunk.usage.prompt_tokens,
@@ -191,4 +230,12 @@ async def _stream(
             for choice in chunk.choices:
                 if choice.delta is not None and choice.delta.content:
                     publisher.add(choice.delta.content)
+    if span is not None:
+        finished(
+            span,
+            input_tokens=usage["prompt_tokens"] if usage else None,
+            output_tokens=usage["completion_tokens"] if usage else None,
+            response_model=model,
+            finish_reasons=finish_reasons,
+        )
     return usage

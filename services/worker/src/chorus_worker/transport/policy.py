@@ -19,6 +19,13 @@ and :func:`arq_function` / :func:`arq_cron` register it with arq (this module an
 If Postgres refuses the dead letter, the verdict is parked in Redis and the job retried
 later only to write it (arq is allowed ``DEAD_LETTER_WRITE_TRIES`` more deliveries for
 that): the job itself does not run again.
+
+With tracing on, each attempt is a consumer span ``job <function>``, a child of the span
+that enqueued the job (``chorus_common.job_tracing``): the api request, the realtime
+message or the gateway call the job came from (a job enqueued outside a trace starts
+one). Cron runs, every few seconds, are not traced. A
+failed attempt (retried or dead-lettered) is marked with its error; its duration
+observation carries the trace as an exemplar.
 """
 
 from __future__ import annotations
@@ -35,8 +42,12 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 import orjson
 from arq.cron import CronJob, cron
 from arq.worker import Function, Retry, func
+from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
+from chorus_common.job_tracing import job_traceparent
+from chorus_common.trace_context import context_from_traceparent
+from chorus_common.tracing import current, exemplar, tracer
 from chorus_worker.deps import JobContext, resources
 from chorus_worker.domain.dead_letters import record_dead_letter
 from chorus_worker.domain.errors import DeadLetteredError, PermanentJobError, refused_by_postgres
@@ -90,6 +101,8 @@ class JobSpec:
     timeout: float
     #: False for cron jobs: their next run is the retry, a failure is only counted.
     dead_letter: bool = True
+    #: False for cron jobs: a run every few seconds is not worth a trace each.
+    traced: bool = True
 
     @property
     def name(self) -> str:
@@ -266,7 +279,7 @@ def instrument(spec: JobSpec, settings: WorkerServiceSettings) -> JobFunction:
         JOB_DURATION.labels(name),
     )
 
-    async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
+    async def attempt(ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # arq's score is when the job became due: its enqueue time, or the end of a deferral.
         lag.observe(max(0.0, time.time() - ctx["score"] / 1000))
         started.inc()
@@ -275,8 +288,28 @@ def instrument(spec: JobSpec, settings: WorkerServiceSettings) -> JobFunction:
         try:
             return await _Attempt(spec, settings, ctx, args, kwargs).run()
         finally:
-            duration.observe(time.perf_counter() - begin)
+            duration.observe(time.perf_counter() - begin, exemplar())
             JOBS_IN_PROGRESS.dec()
+
+    async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
+        tracing = tracer() if spec.traced else None
+        if tracing is None:
+            return await attempt(ctx, args, kwargs)
+        span = tracing.start_span(
+            f"job {name}",
+            context=context_from_traceparent(job_traceparent()),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "arq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": settings.arq_queue_name,
+                "messaging.message.id": ctx["job_id"],
+                "chorus.job.function": name,
+                "chorus.job.try": ctx["job_try"],
+            },
+        )
+        with current(span):
+            return await attempt(ctx, args, kwargs)
 
     run.__name__ = run.__qualname__ = name
     run.__doc__ = spec.function.__doc__

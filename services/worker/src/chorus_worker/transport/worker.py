@@ -18,7 +18,10 @@ edge (and ``policy.py``); jobs are plain functions in ``chorus_worker.jobs``.
   full of them (arq's read offset) to find the other jobs behind;
 - **JSON jobs only**: jobs are read with ``chorus_common.queue``'s codec; a payload that is
   not a JSON job (a pickle written straight into Redis) is never run — arq fails it, and
-  this worker also dead-letters it (``unreadable_payload``), logs and counts it.
+  this worker also dead-letters it (``unreadable_payload``), logs and counts it;
+- **no poison in the queue**: an entry that is not even a job id (bytes that are not
+  UTF-8, written by something other than arq) is removed, logged and counted instead of
+  ending the loop — which would restart the process into the same entry, forever.
 """
 
 from __future__ import annotations
@@ -156,7 +159,11 @@ class ChorusWorker(Worker):
         for raw in job_ids:
             if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
                 break
-            job_id = raw.decode()
+            try:
+                job_id = raw.decode()
+            except UnicodeDecodeError:
+                await self._drop_unreadable(raw)
+                continue
             if job_id in self.tasks:
                 continue
             if job_id.startswith(ASSISTANT_JOB_PREFIX):
@@ -173,6 +180,12 @@ class ChorusWorker(Worker):
             self._queue_read_offset += len(job_ids)
         else:
             self._queue_read_offset = 0
+
+    async def _drop_unreadable(self, entry: bytes) -> None:
+        """Remove a queue entry no job can have (arq would fail decoding it on every turn)."""
+        UNREADABLE_JOBS.inc()
+        logger.error("removed a queue entry that is not a job id: %r", entry[:200])
+        await self.pool.zrem(self.queue_name, entry)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
