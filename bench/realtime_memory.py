@@ -33,6 +33,8 @@ from typing import Any
 import psutil
 import uvloop
 
+from chorus_common.redis_client import create_redis
+from chorus_common.rooms import RoomDirectory
 from chorus_common.server import DrainingServer, uvicorn_config
 from chorus_common.tokens import TokenService
 from chorus_devstack.ports import free_port
@@ -124,6 +126,10 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-rtmem-"))
     redis_server = RunningRedis(work / "redis")
     redis_server.start()
+    # The room access lists are loaded (none here), as the api says at startup.
+    marker = create_redis(redis_server.url, client_name="bench-memory")
+    await RoomDirectory(marker).mark_loaded()
+    await marker.aclose()
     port = free_port()
     settings = RealtimeSettings(
         env="test",

@@ -34,10 +34,12 @@ from typing import Any
 
 import httpx
 import psutil
+from redis import Redis
 from websockets.asyncio.client import connect
 
 from chorus_bench.peers import python_venv
 from chorus_common.events import EventBus, room_channel
+from chorus_common.rooms import LOADED_KEY
 from chorus_common.tokens import TokenService
 from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningRedis
@@ -142,6 +144,10 @@ def processes() -> Iterator[Procs]:
 def start_chorus(
     started: Procs, split: Split, redis_url: str, name: str, log: Path, **env: str
 ) -> tuple[int, subprocess.Popen[bytes]]:
+    # What the api does at startup: the rooms' access lists are in Redis (there are none
+    # here), so the replica lets sockets into rooms that exist by name.
+    with Redis.from_url(redis_url) as redis:
+        redis.set(LOADED_KEY, "1")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "chorus_realtime"],

@@ -97,7 +97,9 @@ def test_two_people_chat_across_the_two_replicas(
 
     say(page_a, "hello from Ada")
     expect(page_b.locator("#messages .msg").last).to_contain_text("hello from Ada")
-    expect(page_b.locator("#messages .msg").last).to_contain_text(f"user #{ada.id}")
+    # People, not numbers: the sender's display name, never an id.
+    expect(page_b.locator("#messages .msg").last.locator(".meta")).to_contain_text("Ada")
+    expect(page_b.locator("#presence-list")).to_contain_text("Ada")
     say(page_b, "hi Ada, Bob here")
     expect(page_a.locator("#messages .msg").last).to_contain_text("hi Ada, Bob here")
     mine = page_a.locator("#messages .msg.mine")
@@ -107,7 +109,7 @@ def test_two_people_chat_across_the_two_replicas(
 
     # Typing shows on the other side (an ephemeral event, not a message).
     page_b.get_by_label("Message", exact=True).press_sequentially("typ")
-    expect(page_a.locator("#typing")).to_have_text(f"user #{bob.id} is typing…")
+    expect(page_a.locator("#typing")).to_have_text("Bob is typing…")
     assert messages(page_a) == ["hello from Ada", "hi Ada, Bob here"]
     assert messages(page_b) == ["hello from Ada", "hi Ada, Bob here"]
 
@@ -207,6 +209,7 @@ def test_a_replica_restart_reconnects_and_recovers(
 
 
 def test_history_scrolls_back_to_the_first_message(
+    stack: Stack,
     ingress: str,
     open_page: Callable[..., Page],
     new_account: Callable[[str], Account],
@@ -228,7 +231,20 @@ def test_history_scrolls_back_to_the_first_message(
     token = page_a.evaluate("sessionStorage.getItem('chorus.token')")
     _wait_until_stored(ingress, room, token, 35)
 
-    # Someone joining later sees the newest page, and scrolls back to the first message.
+    # A newcomer to a young room gets everything realtime still holds at once...
+    page_d = open_page(ingress)
+    log_in(page_d, new_account("Dora"))
+    join(page_d, room)
+    expect(page_d.locator("#messages .msg")).to_have_count(35)
+    assert messages(page_d) == sent
+
+    # ...and once the room was quiet longer than realtime keeps it (HISTORY_TTL), someone
+    # joining sees the newest stored page, and scrolls back to the first message.
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        client.delete(f"chorus:stream:room:{room}", f"chorus:epoch:room:{room}")
+    finally:
+        client.close()
     page_c = open_page(ingress)
     log_in(page_c, cleo)
     join(page_c, room)

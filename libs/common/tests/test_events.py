@@ -17,6 +17,7 @@ from redis.crc import key_slot
 
 from chorus_common.events import (
     CLUSTER,
+    FROM_START,
     PLAIN,
     Envelope,
     EventBus,
@@ -337,6 +338,22 @@ async def test_position_is_the_newest_id_and_the_epoch(store: Store, channel: st
     history = await bus.history(channel, position.last_id)
     assert history.recovered is True
     assert history.events == []
+
+
+async def test_history_from_the_start_while_the_stream_holds_its_first_event(
+    redis: Redis, channel: str
+) -> None:
+    bus = EventBus(redis, history_size=10, history_ttl=0)
+    empty = await bus.history(channel, FROM_START)
+    assert (empty.recovered, empty.events) == (True, [])
+    ids = [(await bus.publish(channel, "message", {"n": n}, sender="1")).id for n in range(3)]
+    whole = await bus.history(channel, FROM_START)
+    assert whole.recovered is True
+    assert [orjson.loads(e)["id"] for e in whole.events] == ids
+    # Once the head was trimmed, "everything" is no longer there: not recovered.
+    for n in range(300):
+        await bus.publish(channel, "message", {"n": n}, sender="1")
+    assert (await bus.history(channel, FROM_START)).recovered is False
 
 
 def test_key_layouts_put_a_channel_in_one_hash_slot_on_a_cluster() -> None:

@@ -27,6 +27,14 @@ def make_settings(**overrides: Any) -> ApiSettings:
         "key_resync_seconds": 1.0,
         # The suite registers from many addresses at once; the global limit has its test.
         "signup_max_per_minute": 100_000,
+        # Room limits small enough for a test to reach; Redis's copy repaired every second.
+        "rooms_max_owned": 4,
+        "room_max_members": 4,
+        "room_max_pending_invitations": 4,
+        "room_invitations_per_hour": 6,
+        "room_invitation_mails_per_address_per_day": 2,
+        "dm_opens_per_hour": 4,
+        "room_acl_resync_seconds": 1.0,
     }
     values.update(overrides)
     return ApiSettings(**values)
@@ -124,3 +132,46 @@ def room_message(
         "data": data,
         "created_at": datetime.fromtimestamp(ms / 1000, UTC),
     }
+
+
+def room_name(prefix: str = "room") -> str:
+    """A room name no other test uses."""
+    return f"{prefix}-{os.urandom(4).hex()}"
+
+
+async def create_room(
+    client: httpx.AsyncClient, owner: Account, *, visibility: str = "private", name: str = ""
+) -> str:
+    """Register a room owned by ``owner``; its name."""
+    name = name or room_name()
+    response = await client.post(
+        "/api/rooms", json={"name": name, "visibility": visibility}, headers=owner.headers
+    )
+    assert response.status_code == 201, response.text
+    return name
+
+
+async def add_member(
+    client: httpx.AsyncClient, room: str, owner: Account, member: Account, role: str = "member"
+) -> None:
+    """Invite ``member`` by account and accept as them."""
+    invited = await client.post(
+        f"/api/rooms/{room}/invitations",
+        json={"user_id": member.id, "role": role},
+        headers=owner.headers,
+    )
+    assert invited.status_code == 201, invited.text
+    accepted = await client.post(
+        f"/api/invitations/{invited.json()['id']}/accept", headers=member.headers
+    )
+    assert accepted.status_code == 200, accepted.text
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """A sample of the Prometheus exposition ``text`` (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    series = f"{name}{{{wanted}}}" if wanted else name
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

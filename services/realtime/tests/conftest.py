@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from chorus_common.redis_client import create_redis
+from chorus_common.rooms import LOADED_KEY
 from chorus_common.tokens import TokenService
 from chorus_devstack.ports import free_port
 from chorus_devstack.process import ManagedProcess, ProcessSpec
@@ -30,6 +32,16 @@ FAST_ENV = {
     "DRAIN_SECONDS": "2",
     "GRACEFUL_TIMEOUT": "2",
 }
+
+
+def rooms_loaded(redis_url: str) -> None:
+    """Say the room access lists are in this Redis, as the api does once it copied them
+    (until then, realtime lets nobody into any room)."""
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+        client.set(LOADED_KEY, "1")
+    finally:
+        client.close()
 
 
 @dataclass
@@ -71,6 +83,7 @@ class Replica:
 
     def start(self) -> Replica:
         """Start and wait until ready."""
+        rooms_loaded(self.redis_url)
         self.process.start()
         self.process.wait_ready()
         return self

@@ -44,6 +44,7 @@ ORDER = (
     "test_smoke",
     "test_signup",
     "test_chat",
+    "test_private_rooms",
     "test_assistant",
     "test_llm",
     "test_tracing",

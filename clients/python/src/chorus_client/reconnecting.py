@@ -31,8 +31,9 @@ Frame = dict[str, Any]
 FrameHandler = Callable[[Frame], None]
 
 #: Close codes after which reconnecting cannot help (auth, policy, size; 4401: the token
-#: expired or was revoked — log in again first).
-FINAL_CLOSE_CODES: Final = frozenset({1008, 1009, 4401})
+#: expired or was revoked — log in again first; 4403: the room refused you or took your
+#: access away).
+FINAL_CLOSE_CODES: Final = frozenset({1008, 1009, 4401, 4403})
 
 
 @dataclass(frozen=True)

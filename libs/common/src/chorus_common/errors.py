@@ -9,6 +9,7 @@ a plain-text 500 (``request_context`` answers those).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chorus_common.rooms import DirectoryUnavailableError
 
 __all__ = [
     "ErrorBody",
@@ -99,14 +102,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("redis unavailable: %s", exc)
-    return error_response(
-        503,
-        "unavailable",
-        "A backing service is unavailable; retry shortly.",
-        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
-    )
+ExceptionHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+
+def _unavailable(what: str, message: str) -> ExceptionHandler:
+    """A handler answering 503 ``unavailable`` with ``Retry-After`` (and logging ``what``)."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("%s unavailable: %s", what, exc)
+        return error_response(
+            503, "unavailable", message, headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}
+        )
+
+    return handler
+
+
+_redis_unavailable = _unavailable("redis", "A backing service is unavailable; retry shortly.")
+_rooms_unavailable = _unavailable(
+    "room access lists", "Room access cannot be checked right now; retry shortly."
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -115,5 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+    # Nobody can tell who may enter a room: refuse (never guess) and say when to retry.
+    app.add_exception_handler(DirectoryUnavailableError, _rooms_unavailable)
     # Unexpected exceptions are answered by RequestContextMiddleware, which sits outside
     # Starlette's exception layer and so can still attach X-Request-ID to the 500.

@@ -57,6 +57,8 @@ from chorus_common.tracing import child_tracer
 
 __all__ = [
     "CLUSTER",
+    "EPOCH_PREFIX",
+    "FROM_START",
     "PLAIN",
     "PUBLISH_LUA_FUNCTION",
     "Envelope",
@@ -81,6 +83,8 @@ PUBSUB_PREFIX: Final = "chorus:pub:"
 EPOCH_PREFIX: Final = "chorus:epoch:"
 #: Field of a stream entry that holds the envelope (without its id).
 ENTRY_FIELD: Final = b"e"
+#: The resume offset that means "everything": before any stream id.
+FROM_START: Final = "0-0"
 
 _ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _USER_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -91,10 +95,11 @@ EventRedis = Redis | RedisCluster
 
 #: Lua defining ``publish(stream, epoch, pubsub, body, maxlen, ttl)`` → the new stream id:
 #: the durable publish, for any script that must change state of its own and publish in the
-#: same atomic step (presence publishes ``join``/``leave`` with the count it just computed).
-#: ``stream`` and ``epoch`` must be among the script's KEYS (:meth:`EventBus.keys`), and
-#: ``{publish}`` replaced by the layout's command (:meth:`EventBus.script`): PUBLISH, or
-#: SPUBLISH on a cluster (the shard channel shares the keys' slot).
+#: same atomic step (presence publishes ``join``/``leave`` with the count it just computed;
+#: ``chorus_common.rooms`` publishes after its access check). ``stream`` and ``epoch`` must
+#: be among the script's KEYS (:meth:`EventBus.keys`), and ``{publish}`` replaced by the
+#: layout's command (:meth:`EventBus.script`): PUBLISH, or SPUBLISH on a cluster (the shard
+#: channel shares the keys' slot).
 PUBLISH_LUA_FUNCTION: Final = """
 local function publish(stream, epoch, pubsub, body, maxlen, ttl)
   local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
@@ -115,13 +120,28 @@ _PUBLISH_LUA = (
     + "return publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))\n"
 )
 
-# KEYS: stream, epoch. ARGV: offset, most entries. Returns {the offset's own entry (0 or
-# 1 of them), the entries after it, the epoch}: read together, as one atomic step.
-_HISTORY_LUA = """
-local anchor = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
-local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-return {#anchor, entries, redis.call('GET', KEYS[2])}
+# Whether the offset ARGV[1] is still in the stream KEYS[1] whose epoch is ``epoch``: from
+# FROM_START (0-0), while the stream still holds its first event.
+_FOUND_LUA = """
+local function offset_found(epoch)
+  if ARGV[1] == '0-0' then
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+    return (#first == 0 or first[1][1] == epoch) and 1 or 0
+  end
+  return #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
+end
 """
+
+# KEYS: stream, epoch. ARGV: offset, most entries. Returns {offset found (0|1), the entries
+# after it, the epoch}: read together, as one atomic step.
+_HISTORY_LUA = (
+    _FOUND_LUA
+    + """
+local epoch = redis.call('GET', KEYS[2])
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+return {offset_found(epoch), entries, epoch}
+"""
+)
 
 # KEYS: stream, epoch. Returns {the newest entry's id or false, the epoch}.
 _POSITION_LUA = """
@@ -134,20 +154,23 @@ return {id, redis.call('GET', KEYS[2])}
 # KEYS: stream, epoch. ARGV: offset, most entries, most bytes. Returns {offset found (0|1),
 # epoch, entries after the offset, their bytes, the entries — or, over the bytes, the
 # last id only}: the size is measured in Redis, so a page too large is never sent.
-_BOUNDED_HISTORY_LUA = """
-local anchor = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
+_BOUNDED_HISTORY_LUA = (
+    _FOUND_LUA
+    + """
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 local epoch = redis.call('GET', KEYS[2])
+local found = offset_found(epoch)
 local size = 0
 for i = 1, #entries do
   local fields = entries[i][2]
   for j = 2, #fields, 2 do size = size + #fields[j] end
 end
 if size > tonumber(ARGV[3]) then
-  return {#anchor, epoch, #entries, size, entries[#entries][1]}
+  return {found, epoch, #entries, size, entries[#entries][1]}
 end
-return {#anchor, epoch, #entries, size, entries}
+return {found, epoch, #entries, size, entries}
 """
+)
 
 
 class InvalidChannelError(ValueError):
@@ -467,18 +490,21 @@ class EventBus:
         """Events published after ``since``, and whether nothing in between was lost.
 
         The offset's own entry is looked up in the same script as the page: if it is still
-        in the stream, every later entry is too (trimming removes from the head). With
-        ``max_bytes``, a page whose stored events add up to more is not sent at all
-        (``too_large``): Redis measures it, so the caller never holds more than it asked.
+        in the stream, every later entry is too (trimming removes from the head).
+        :data:`FROM_START` (``0-0``) asks for the whole history: recovered while the stream
+        still holds its first event (its epoch) — a room younger than its history window,
+        which a client that has nothing yet can read in full. With ``max_bytes``, a page
+        whose stored events add up to more is not sent at all (``too_large``): Redis
+        measures it, so the caller never holds more than it asked.
         """
         parse_stream_id(since)
         keys = [self.layout.stream(channel), self.layout.epoch(channel)]
         if max_bytes is not None:
             return await self._bounded(keys, since, limit, max_bytes)
-        anchor, entries, epoch = await self._history(keys=keys, args=[since, limit])
+        found, entries, epoch = await self._history(keys=keys, args=[since, limit])
         events = [_entry_envelope(entry_id, _field(fields)) for entry_id, fields in entries]
         return History(
-            recovered=bool(anchor),
+            recovered=bool(found),
             events=events,
             last_id=entries[-1][0].decode() if entries else None,
             epoch=_text(epoch),

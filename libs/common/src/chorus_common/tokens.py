@@ -1,9 +1,10 @@
 """JWT access tokens: issued by the api, verified — the same way — by all three services.
 
 HS256 with the shared ``JWT_SECRET``; ``sub`` is the user id, ``iss`` the issuer, ``exp``
-mandatory, ``ver`` the account's token version. Verification pins the algorithm list, so a
-token cannot pick its own (``alg: none`` and RSA/HMAC confusion are rejected), and
-requires every claim we rely on.
+mandatory, ``ver`` the account's token version, ``name`` the account's display name when
+the token was issued (its public profile's name: realtime shows it on what the user
+says). Verification pins the algorithm list, so a token cannot pick its own (``alg:
+none`` and RSA/HMAC confusion are rejected), and requires every claim we rely on.
 
 A client sends the same token on every request for its lifetime, and checking it (base64,
 JSON, HMAC, claims) costs more CPU than the rest of a simple authenticated read.
@@ -86,6 +87,8 @@ class AccessClaims:
     token_id: str
     #: The account's token version when the token was issued (1 for tokens without ``ver``).
     version: int = 1
+    #: The account's display name when the token was issued (None in tokens without one).
+    name: str | None = None
 
 
 class TokenService:
@@ -96,7 +99,14 @@ class TokenService:
         self.issuer = issuer
         self.ttl = ttl
 
-    def issue(self, subject: str | int, *, version: int = 1, ttl: timedelta | None = None) -> str:
+    def issue(
+        self,
+        subject: str | int,
+        *,
+        version: int = 1,
+        ttl: timedelta | None = None,
+        name: str | None = None,
+    ) -> str:
         """A signed access token for ``subject`` (the user id) at token ``version``."""
         now = datetime.now(UTC)
         claims = {
@@ -108,6 +118,8 @@ class TokenService:
             "typ": "access",
             "ver": version,
         }
+        if name is not None:
+            claims["name"] = name
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> AccessClaims:
@@ -136,6 +148,7 @@ class TokenService:
             issued_at=datetime.fromtimestamp(claims["iat"], UTC),
             token_id=str(claims.get("jti", "")),
             version=version,
+            name=name if isinstance(name := claims.get("name"), str) and name else None,
         )
 
 

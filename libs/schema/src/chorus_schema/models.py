@@ -6,6 +6,8 @@ Who writes what:
   adds notifications such as "welcome mail sent");
 - ``token_revocations``: the api, when a password changes or an account is deleted (the
   source of truth of token revocation, copied to Redis for every service to read);
+- ``rooms``, ``room_members``, ``room_invitations``: the api (rooms people own, who is in
+  them, who was asked in; each room's access list is copied to Redis for realtime);
 - ``room_messages``: the worker's ``persist_messages`` copies room events from the Redis
   streams, exactly once thanks to the unique stream position; ``prune_room_messages``
   deletes those older than ``ROOM_MESSAGES_RETENTION_DAYS``;
@@ -34,16 +36,22 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Sequence,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "ORDER_STATUSES",
+    "ROOM_ACL_VERSIONS",
+    "ROOM_KINDS",
+    "ROOM_ROLES",
+    "ROOM_VISIBILITIES",
     "AnalyticsDaily",
     "AnalyticsEvent",
     "Base",
@@ -52,6 +60,9 @@ __all__ = [
     "LlmUsageEvent",
     "Notification",
     "Order",
+    "Room",
+    "RoomInvitation",
+    "RoomMember",
     "RoomMessage",
     "Team",
     "TeamMember",
@@ -70,6 +81,9 @@ NAMING_CONVENTION = {
 }
 
 ORDER_STATUSES = ("pending", "paid", "shipped", "cancelled")
+ROOM_VISIBILITIES = ("public", "private")
+ROOM_KINDS = ("room", "dm")
+ROOM_ROLES = ("owner", "admin", "member")
 
 
 def _now() -> Mapped[datetime]:
@@ -184,6 +198,112 @@ class Notification(Base):
     data: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     created_at: Mapped[datetime] = _now()
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+#: Versions of room access lists: one sequence for every room, so a version taken by a
+#: transaction that rolled back is still below any later one (sequences ignore rollbacks).
+ROOM_ACL_VERSIONS = Sequence("room_acl_versions", metadata=Base.metadata)
+
+
+class Room(Base):
+    """A room someone owns (rooms that exist only by name have no row: they are public).
+
+    ``name`` is the realtime channel's name (``room:<name>``) and never changes; it is
+    compared byte by byte (collation ``C``), as Redis and realtime compare it. A direct
+    message room (``kind = 'dm'``) is named ``dm.<low id>.<high id>`` and has no owner; the
+    unique name makes opening it idempotent. ``acl_version`` rises with every change of
+    who may enter (visibility, members, deletion), in the transaction of the change (from
+    :data:`ROOM_ACL_VERSIONS`); the copy in Redis carries it, so an older copy never
+    replaces a newer one. A deleted room keeps its row (``deleted_at``) so its name is never
+    public again.
+    """
+
+    __tablename__ = "rooms"
+    __table_args__ = (
+        CheckConstraint("visibility IN ('public', 'private')", name="visibility_known"),
+        CheckConstraint("kind IN ('room', 'dm')", name="kind_known"),
+        # The directory of public rooms: by lower-cased name (prefix search), then name.
+        Index(
+            "ix_rooms_public_name",
+            func.lower(text("name")),
+            "name",
+            postgresql_where=text("visibility = 'public' AND deleted_at IS NULL"),
+        ),
+        Index("ix_rooms_acl_updated_at", "acl_updated_at"),
+        Index("ix_rooms_owner_id", "owner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64, collation="C"), unique=True)
+    visibility: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(8), server_default="room")
+    topic: Mapped[str | None] = mapped_column(String(200))
+    owner_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    acl_version: Mapped[int] = mapped_column(
+        BigInteger, server_default=ROOM_ACL_VERSIONS.next_value()
+    )
+    acl_updated_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _now()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RoomMember(Base):
+    """A person in a room, with a role: ``owner`` (one per room), ``admin`` or ``member``.
+
+    ``last_read_ms``/``last_read_seq`` is the stream position the member has read up to
+    (unread counts compare it with ``room_messages``).
+    """
+
+    __tablename__ = "room_members"
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'admin', 'member')", name="role_known"),
+        # "My rooms": a user's memberships (the primary key serves a room's member list).
+        Index("ix_room_members_user_id_room_id", "user_id", "room_id"),
+    )
+
+    room_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(8))
+    joined_at: Mapped[datetime] = _now()
+    last_read_ms: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    last_read_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class RoomInvitation(Base):
+    """An invitation into a room, waiting for its invitee to accept or decline it.
+
+    By account (``user_id``) or by e-mail address (``email``, lower-cased, for people who
+    may not have an account yet: it is theirs once they sign up or log in with it). Only
+    one pending invitation per room and person.
+    """
+
+    __tablename__ = "room_invitations"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'member')", name="role_known"),
+        CheckConstraint("user_id IS NOT NULL OR email IS NOT NULL", name="has_invitee"),
+        UniqueConstraint("room_id", "user_id", name="uq_room_invitations_room_id_user_id"),
+        UniqueConstraint("room_id", "email", name="uq_room_invitations_room_id_email"),
+        Index("ix_room_invitations_user_id", "user_id"),
+        Index("ix_room_invitations_email", "email"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    room_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("rooms.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE")
+    )
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(8), server_default="member")
+    invited_by: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _now()
 
 
 class RoomMessage(Base):

@@ -27,6 +27,7 @@ from chorus_api.domain.credentials import Client, Credentials
 from chorus_api.domain.devices import COOKIE_NAME
 from chorus_api.domain.key_directory import KeyDirectory
 from chorus_api.domain.revocations import Revocations
+from chorus_api.domain.rooms import RoomServices
 from chorus_api.domain.signup_limits import SignupLimiter
 from chorus_api.resources import Resources
 from chorus_api.settings import ApiSettings
@@ -46,6 +47,7 @@ __all__ = [
     "ReadSessionDep",
     "ReaderDep",
     "RevocationsDep",
+    "RoomsDep",
     "SessionDep",
     "SettingsDep",
     "SignupLimiterDep",
@@ -127,6 +129,10 @@ async def _settings(resources: ResourcesDep) -> ApiSettings:
     return resources.settings
 
 
+async def _rooms(resources: ResourcesDep) -> RoomServices:
+    return resources.rooms
+
+
 ArqDep = Annotated[ArqRedis, Depends(_arq)]
 BusDep = Annotated[EventBus, Depends(_bus)]
 TokensDep = Annotated[TokenService, Depends(_tokens)]
@@ -134,6 +140,8 @@ CredentialsDep = Annotated[Credentials, Depends(_credentials)]
 SignupLimiterDep = Annotated[SignupLimiter, Depends(_signup_limiter)]
 RevocationsDep = Annotated[Revocations, Depends(_revocations)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
+#: Room changes: the access lists in Redis, the bus, the queue, quotas and limits.
+RoomsDep = Annotated[RoomServices, Depends(_rooms)]
 KeyDirectoryDep = Annotated[KeyDirectory, Depends(_key_directory)]
 
 

@@ -9,12 +9,16 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from chorus_api import __version__
+from chorus_api.domain.room_acl import AclLoadedCheck
 from chorus_api.resources import open_resources
 from chorus_api.routes import (
     auth,
     dashboard,
+    dms,
+    invitations,
     jobs,
     keys,
+    members,
     orders,
     rooms,
     teams,
@@ -39,7 +43,13 @@ TAGS = [
     {"name": "users", "description": "Your account."},
     {"name": "orders", "description": "Your orders: CRUD, keyset pagination, lifecycle."},
     {"name": "dashboard", "description": "Home screen data in one call."},
-    {"name": "rooms", "description": "Stored chat history of rooms."},
+    {
+        "name": "rooms",
+        "description": (
+            "Rooms people own (public or private), their members and roles, invitations, "
+            "direct messages, and stored history."
+        ),
+    },
     {"name": "jobs", "description": "Background jobs enqueued on your behalf."},
     {"name": "keys", "description": "Virtual keys for the LLM gateway, with limits and budgets."},
     {"name": "teams", "description": "Teams sharing keys and a budget."},
@@ -47,7 +57,8 @@ TAGS = [
 ]
 
 DESCRIPTION = """\
-Users, auth, orders, dashboard, room history and job status for Chorus.
+Users, auth, orders, dashboard, rooms (members, invitations, direct messages, history)
+and job status for Chorus.
 
 Authenticate with `POST /api/auth/token` (OAuth2 password form) and send
 `Authorization: Bearer <access_token>`. Errors are always
@@ -65,6 +76,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             app.state.resources = resources
             app.state.health.add_check("postgres", DatabaseCheck(resources.engine))
             app.state.health.add_check("redis", redis_check(resources.redis))
+            app.state.health.add_check("rooms", AclLoadedCheck(resources.rooms.directory))
             yield
 
     app = create_service_app(
@@ -79,6 +91,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             orders.router,
             dashboard.router,
             rooms.router,
+            members.router,
+            invitations.router,
+            dms.router,
             jobs.router,
             keys.router,
             teams.router,

@@ -13,7 +13,18 @@
   ``account_deleted``; ``chorus_api_token_revocation_sync_failures_total``: copies to Redis
   that failed (the periodic resync repairs them);
 - ``chorus_api_jobs_enqueued_total{function}`` and ``chorus_api_jobs_deduplicated_total
-  {function}`` (an enqueue arq refused because a job with that id already exists).
+  {function}`` (an enqueue arq refused because a job with that id already exists);
+- ``chorus_api_room_changes_total{change}``: rooms created, updated, deleted, members
+  added, removed, leaving, roles changed, invitations sent, accepted, declined, revoked,
+  direct-message rooms opened;
+- ``chorus_api_room_refusals_total{reason}``: room requests refused — ``not_member`` (a
+  private room's content or resource asked by an outsider), ``role`` (a member without the
+  role), and the limits: ``rooms_per_owner``, ``members_per_room``,
+  ``pending_invitations``, ``invitations_rate``, ``dms_rate``;
+- ``chorus_api_room_invitation_mails_total{outcome}``: ``queued``, ``suppressed`` (the
+  address had its share of invitation mails today);
+- ``chorus_api_room_acl_sync_failures_total``: copies of access lists Redis refused (the
+  periodic resync repairs them).
 """
 
 from __future__ import annotations
@@ -31,6 +42,10 @@ __all__ = [
     "KEY_DIRECTORY_SYNC_FAILURES",
     "LOGIN_FAILURES",
     "LOGIN_FAILURE_REASONS",
+    "ROOM_ACL_SYNC_FAILURES",
+    "ROOM_CHANGES",
+    "ROOM_INVITATION_MAILS",
+    "ROOM_REFUSALS",
     "SIGNUPS",
     "TOKEN_REVOCATIONS",
     "TOKEN_REVOCATION_SYNC_FAILURES",
@@ -100,9 +115,61 @@ JOBS_DEDUPLICATED = Counter(
     "Enqueues arq refused because a job with the same id was queued, running or kept.",
     ["function"],
 )
-for _function in ("send_welcome_email", "send_account_exists_email", "record_analytics"):
+for _function in (
+    "send_welcome_email",
+    "send_account_exists_email",
+    "send_room_invitation_email",
+    "record_analytics",
+):
     JOBS_ENQUEUED.labels(_function)
     JOBS_DEDUPLICATED.labels(_function)
+
+ROOM_CHANGES = Counter(
+    "chorus_api_room_changes_total",
+    "Changes to rooms and their members, by kind.",
+    ["change"],
+)
+for _change in (
+    "created",
+    "updated",
+    "deleted",
+    "member_added",
+    "member_removed",
+    "member_left",
+    "role_changed",
+    "invited",
+    "invitation_accepted",
+    "invitation_declined",
+    "invitation_revoked",
+    "dm_opened",
+):
+    ROOM_CHANGES.labels(_change)
+ROOM_REFUSALS = Counter(
+    "chorus_api_room_refusals_total",
+    "Room requests refused, by reason (not a member, role, or the limit that refused).",
+    ["reason"],
+)
+for _reason in (
+    "not_member",
+    "role",
+    "rooms_per_owner",
+    "members_per_room",
+    "pending_invitations",
+    "invitations_rate",
+    "dms_rate",
+):
+    ROOM_REFUSALS.labels(_reason)
+ROOM_INVITATION_MAILS = Counter(
+    "chorus_api_room_invitation_mails_total",
+    "Invitation mails, by outcome: queued, or suppressed by the per-address daily limit.",
+    ["outcome"],
+)
+for _outcome in ("queued", "suppressed"):
+    ROOM_INVITATION_MAILS.labels(_outcome)
+ROOM_ACL_SYNC_FAILURES = Counter(
+    "chorus_api_room_acl_sync_failures_total",
+    "Room access lists that could not be copied to Redis (the periodic resync retries).",
+)
 
 
 def track_pool(engine: AsyncEngine) -> None:

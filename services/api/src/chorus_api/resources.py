@@ -5,9 +5,10 @@ One engine and its pool, shared by transactional sessions (writes) and autocommi
 reads; ``DB_READ_POOL_SIZE`` connections, see that module for why); one Redis
 client whose connection pool the arq client and the event bus share; the token service
 and its verifier (signature, then revocation), the password hasher behind the login
-limits, the sign-up limits, and the tasks that keep Redis's copies of token revocations
-and of virtual keys in step with Postgres. Routes reach them through the ``Annotated``
-dependencies of :mod:`chorus_api.deps`.
+limits, the sign-up limits, the room services (access lists in Redis, quotas), and the
+tasks that keep Redis's copies of token revocations, room access lists and virtual keys in
+step with Postgres. Routes reach them through the ``Annotated`` dependencies of
+:mod:`chorus_api.deps`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from chorus_api.domain.devices import DeviceCookies
 from chorus_api.domain.key_directory import KeyDirectory
 from chorus_api.domain.login_limits import LoginLimiter
 from chorus_api.domain.passwords import PasswordHasher
+from chorus_api.domain.quotas import Quotas
 from chorus_api.domain.revocations import Revocations
+from chorus_api.domain.room_acl import AclWriter, RoomAclSync
+from chorus_api.domain.rooms import RoomLimits, RoomServices
 from chorus_api.domain.signup_limits import SignupLimiter
 from chorus_api.metrics import track_pool, track_read_pool, untrack_pool
 from chorus_api.settings import ApiSettings
@@ -45,6 +49,7 @@ from chorus_common.database import create_engine, create_sessionmaker
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import RedisEndpoint, create_channel_cluster, create_redis
+from chorus_common.rooms import RoomDirectory
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
 
 __all__ = ["Resources", "open_resources"]
@@ -75,6 +80,7 @@ class Resources:
     key_directory: KeyDirectory
     credentials: Credentials
     signup_limiter: SignupLimiter
+    rooms: RoomServices
 
 
 @asynccontextmanager
@@ -121,6 +127,12 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         revocations.run(open_session, interval=settings.token_resync_seconds),
         name="token-revocation-resync",
     )
+    bus = EventBus.from_settings(redis if cluster is None else cluster, settings)
+    directory = RoomDirectory(redis)
+    room_sync = asyncio.create_task(
+        RoomAclSync(directory).run(open_session, interval=settings.room_acl_resync_seconds),
+        name="room-acl-resync",
+    )
     key_directory = KeyDirectory(redis)
     key_resync = asyncio.create_task(
         key_directory.run(open_session, interval=settings.key_resync_seconds),
@@ -142,7 +154,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             redis=redis,
             arq=arq,
             cluster=cluster,
-            bus=EventBus.from_settings(redis if cluster is None else cluster, settings),
+            bus=bus,
             tokens=tokens,
             token_verifier=TokenVerifier(tokens, versions),
             revocations=revocations,
@@ -168,9 +180,27 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
                 max_per_address=settings.signup_max_per_address,
                 max_per_minute=settings.signup_max_per_minute,
             ),
+            rooms=RoomServices(
+                writer=AclWriter(directory, bus),
+                directory=directory,
+                bus=bus,
+                arq=arq,
+                quotas=Quotas(redis),
+                limits=RoomLimits(
+                    max_owned=settings.rooms_max_owned,
+                    max_members=settings.room_max_members,
+                    max_pending_invitations=settings.room_max_pending_invitations,
+                    invitations_per_hour=settings.room_invitations_per_hour,
+                    invitation_mails_per_address_per_day=(
+                        settings.room_invitation_mails_per_address_per_day
+                    ),
+                    dms_per_hour=settings.dm_opens_per_hour,
+                    private_rooms=settings.cluster_seeds is None,
+                ),
+            ),
         )
     finally:
-        for task in (resync, key_resync):
+        for task in (resync, room_sync, key_resync):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -2,9 +2,9 @@
 ``docs/design.md`` the ones shared with other services).
 
 Beyond the common and Postgres settings, the api reads its own knobs: token lifetime and
-revocation resync, the login and sign-up limits, device cookies, the request body cap and
-how many password hashes may run at once. Every default works on a plain cluster;
-``docs/security.md`` says what each limit protects.
+revocation resync, the login and sign-up limits, device cookies, the request body cap, how
+many password hashes may run at once, and the rooms' limits and access-list resync. Every
+default works on a plain cluster; ``docs/security.md`` says what each limit protects.
 """
 
 from __future__ import annotations
@@ -105,6 +105,36 @@ class ApiSettings(
     )
     signup_max_per_minute: int = Field(
         default=300, ge=1, description="sign-ups per minute across the deployment before 429"
+    )
+    room_acl_resync_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "seconds between copies of changed room access lists from Postgres to Redis "
+            "(and the check that Redis holds them at all)"
+        ),
+    )
+    rooms_max_owned: int = Field(
+        default=50, ge=1, description="rooms one person may own at once (409 beyond)"
+    )
+    room_max_members: int = Field(
+        default=1000, ge=2, le=10_000, description="members of one room (409 beyond)"
+    )
+    room_max_pending_invitations: int = Field(
+        default=200, ge=1, description="pending invitations of one room (409 beyond)"
+    )
+    room_invitations_per_hour: int = Field(
+        default=30, ge=1, description="invitations one person may send per hour (429 beyond)"
+    )
+    room_invitation_mails_per_address_per_day: int = Field(
+        default=3,
+        ge=1,
+        description="invitation mails one address receives per day (beyond: invited, not mailed)",
+    )
+    dm_opens_per_hour: int = Field(
+        default=30,
+        ge=1,
+        description="new direct-message conversations one person may start per hour (429 beyond)",
     )
     password_hash_concurrency: int = Field(
         default=4,

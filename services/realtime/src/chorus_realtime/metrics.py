@@ -25,6 +25,8 @@ __all__ = [
     "PUBSUB_RECONNECTS",
     "RECOVERIES",
     "REJECTED",
+    "ROOM_REFUSALS",
+    "ROOM_REVOCATIONS",
     "SLOW_CLIENT_DISCONNECTS",
     "TOKEN_CLOSES",
 ]
@@ -138,6 +140,19 @@ REJECTED = Counter(
     "Connections or frames refused, by reason.",
     ["reason"],
 )
+ROOM_REFUSALS = Counter(
+    "chorus_realtime_room_refusals_total",
+    "Room access refused, by action (join|subscribe|message|typing|presence) and reason "
+    "(forbidden: the rule said no; unavailable: it could not be checked).",
+    ["action", "reason"],
+)
+ROOM_REVOCATIONS = Counter(
+    "chorus_realtime_room_revocations_total",
+    "Room subscriptions ended because access was taken away, by reason (removed|left|"
+    "private|deleted: an event in the room; recheck: the periodic re-check; unavailable: "
+    "the access lists were gone from Redis).",
+    ["reason"],
+)
 TOKEN_CLOSES = Counter(
     "chorus_realtime_token_closes_total",
     "Open connections closed because their token expired or was revoked, by reason.",
@@ -175,6 +190,11 @@ def _declare_series() -> None:
         PUBSUB_RECONNECTS.labels(reason)
     for reason in ("expired", "revoked"):
         TOKEN_CLOSES.labels(reason)
+    for action in ("join", "subscribe", "message", "typing", "presence"):
+        for reason in ("forbidden", "unavailable"):
+            ROOM_REFUSALS.labels(action, reason)
+    for reason in ("removed", "left", "private", "deleted", "recheck", "unavailable"):
+        ROOM_REVOCATIONS.labels(reason)
 
 
 _declare_series()

@@ -6,9 +6,10 @@ Redis Cluster the channels live on when ``REALTIME_REDIS_CLUSTER`` is set, the e
 with the configured history and key layout, the hub and its pub/sub connections,
 presence, the canary, the registry of this replica's connections, the token verifier (with
 the accounts' token versions), the token watch that closes connections whose token expired
-or was revoked, the assistant's enqueuer and the per-user quotas — starts them, and stops
-them in reverse order. Routes reach them through :mod:`chorus_realtime.deps` (the
-WebSocket endpoint, plain ASGI, from ``scope["app"].state.resources``).
+or was revoked, the room guard (who may enter a room, and who loses access inside), the
+assistant's enqueuer and the per-user quotas — starts them, and stops them in reverse order.
+Routes reach them through :mod:`chorus_realtime.deps` (the WebSocket endpoint, plain ASGI,
+from ``scope["app"].state.resources``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from redis.asyncio.cluster import RedisCluster
 from chorus_common.events import EventBus
 from chorus_common.queue import JOB_CODEC
 from chorus_common.redis_client import RedisEndpoint, create_cluster, create_redis
+from chorus_common.rooms import OpenRooms, RoomDirectory
 from chorus_common.tokens import TokenService, TokenVerifier, TokenVersions
+from chorus_realtime.domain.access import RoomGuard
 from chorus_realtime.domain.assistant import Assistant
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.hub import Hub
@@ -63,6 +66,7 @@ class Resources:
     registry: Registry
     tokens: TokenVerifier
     token_watch: TokenWatch
+    guard: RoomGuard
     assistant: Assistant | None
     quotas: Quotas | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -79,16 +83,19 @@ class Resources:
             logger.warning("%s failed: %s", task.get_name(), task.exception())
 
     async def start(self) -> None:
-        """Start the hub, presence heartbeats, the canary and the token watch."""
+        """Start the hub, presence heartbeats, the canary, the token watch and room re-checks."""
+        self.hub.on_access = self.guard.on_access_event
         await self.hub.start()
         await self.presence.start()
         await self.canary.start()
         self.token_watch.start()
+        self.guard.start()
 
     async def stop(self) -> None:
         """Stop in reverse order, letting background cleanups finish briefly first."""
         if self._background:
             await asyncio.wait(list(self._background), timeout=2.0)
+        await self.guard.stop()
         await self.token_watch.stop()
         await self.canary.stop()
         await self.presence.stop()
@@ -153,6 +160,12 @@ async def open_resources(settings: RealtimeSettings) -> AsyncIterator[Resources]
             versions,
         ),
         token_watch=TokenWatch(registry, versions, interval=settings.token_version_cache_seconds),
+        guard=RoomGuard(
+            RoomDirectory(redis) if settings.private_rooms else OpenRooms(),
+            hub,
+            registry,
+            interval=settings.room_access_recheck_seconds,
+        ),
         assistant=Assistant(
             ArqRedis(
                 redis.connection_pool, default_queue_name=settings.arq_queue_name, **JOB_CODEC

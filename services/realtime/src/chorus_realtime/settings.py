@@ -73,6 +73,24 @@ class RealtimeSettings(QueueSettings, EventHistorySettings, RedisSettings, Servi
         default=30.0, gt=0, description="seconds a dead replica's members stay listed"
     )
 
+    # -- rooms -------------------------------------------------------------------------------
+    private_rooms: bool = Field(
+        default=True,
+        description=(
+            "enforce rooms' access lists (private rooms, direct messages); false opens every "
+            "room to everyone signed in — required with REALTIME_REDIS_CLUSTER"
+        ),
+    )
+    room_access_recheck_seconds: float = Field(
+        default=5.0,
+        ge=1,
+        le=60,
+        description=(
+            "seconds between re-checks of the access of this replica's room subscribers: the "
+            "longest a missed access event could leave someone in a room"
+        ),
+    )
+
     # -- self-check --------------------------------------------------------------------------
     canary_interval: float = Field(default=5.0, gt=0, description="seconds between canaries")
     canary_timeout: float = Field(
@@ -91,5 +109,20 @@ class RealtimeSettings(QueueSettings, EventHistorySettings, RedisSettings, Servi
     def _a_message_fits_the_bucket(self) -> Self:
         if self.user_bytes_burst < self.max_message_bytes:
             msg = "USER_BYTES_BURST must be at least MAX_MESSAGE_BYTES (or big messages never fit)"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _private_rooms_need_one_redis(self) -> Self:
+        # The rule and the guarded publish are single scripts over a room's access list, the
+        # "lists loaded" marker and the room's stream: on one Redis (or Sentinel group) only.
+        # On a cluster those keys sit in different hash slots, so access could not be
+        # enforced atomically; refuse rather than run with an open door.
+        if self.private_rooms and self.cluster_seeds is not None:
+            msg = (
+                "private rooms are not supported with REALTIME_REDIS_CLUSTER (rooms' access "
+                "lists live on the main Redis, the channels on the cluster): set "
+                "PRIVATE_ROOMS=false to run every room open, or unset REALTIME_REDIS_CLUSTER"
+            )
             raise ValueError(msg)
         return self

@@ -49,6 +49,7 @@ from chorus_worker.jobs.analytics import record_analytics
 from chorus_worker.jobs.assistant import answer_in_room
 from chorus_worker.jobs.persistence import persist_messages
 from chorus_worker.jobs.retention import prune_room_messages
+from chorus_worker.jobs.room_invitation import send_room_invitation_email
 from chorus_worker.jobs.usage import record_llm_usage
 from chorus_worker.jobs.welcome import send_welcome_email
 from chorus_worker.resources import SETTINGS_KEY, JobContext, on_shutdown, on_startup
@@ -78,6 +79,9 @@ def job_specs(settings: WorkerServiceSettings) -> list[JobSpec]:
         JobSpec(send_welcome_email, max_tries=settings.max_tries, timeout=settings.job_timeout),
         JobSpec(
             send_account_exists_email, max_tries=settings.max_tries, timeout=settings.job_timeout
+        ),
+        JobSpec(
+            send_room_invitation_email, max_tries=settings.max_tries, timeout=settings.job_timeout
         ),
         JobSpec(record_analytics, max_tries=settings.max_tries, timeout=settings.job_timeout),
         JobSpec(record_llm_usage, max_tries=settings.max_tries, timeout=settings.job_timeout),

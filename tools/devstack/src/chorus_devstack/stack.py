@@ -201,6 +201,8 @@ class Stack:
             env = {"REDIS_URL": self.redis_url}
         if self.cluster is not None:
             env["REALTIME_REDIS_CLUSTER"] = self.cluster.seeds
+            # Rooms' access lists need one Redis: on a cluster every room is open.
+            env["PRIVATE_ROOMS"] = "false"
         return env
 
     def url(self, name: str) -> str:

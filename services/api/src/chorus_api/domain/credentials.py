@@ -45,6 +45,8 @@ class StoredAccount:
     email: str
     password_hash: str
     token_version: int
+    #: The display name (tokens carry it).
+    full_name: str = ""
 
 
 class Credentials:

@@ -17,7 +17,7 @@ import orjson
 
 from chorus_api.domain.errors import InvalidCursorError
 
-__all__ = ["BIGINT_MAX", "decode_cursor", "encode_cursor"]
+__all__ = ["BIGINT_MAX", "decode_cursor", "decode_id_cursor", "encode_cursor"]
 
 MAX_CURSOR_LENGTH = 200
 #: Keys are Postgres ``bigint`` ids; anything larger could not have been issued by us.
@@ -50,5 +50,14 @@ def decode_cursor(list_name: str, cursor: str) -> int | str:
         raise InvalidCursorError(msg)
     if isinstance(key, int) and not 0 <= key <= BIGINT_MAX:
         msg = "cursor is out of range"
+        raise InvalidCursorError(msg)
+    return key
+
+
+def decode_id_cursor(list_name: str, cursor: str) -> int:
+    """The id inside a cursor of a list keyed by id; :class:`InvalidCursorError` otherwise."""
+    key = decode_cursor(list_name, cursor)
+    if not isinstance(key, int):
+        msg = "cursor is malformed"
         raise InvalidCursorError(msg)
     return key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ConflictError",
     "DomainError",
     "DuplicateEmailError",
     "DuplicateNameError",
@@ -83,11 +84,37 @@ class InvalidCursorError(DomainError):
 
 
 class ForbiddenError(DomainError):
-    """The actor may see the thing but not do this to it; the message says why."""
+    """The actor may see the thing but not do this to it; the message says why.
+
+    ``code`` is the error code the HTTP answer carries (``forbidden`` unless told).
+    """
+
+    def __init__(self, message: str, *, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ConflictError(DomainError):
+    """The request conflicts with the current state (``code`` says how)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class LimitReachedError(DomainError):
-    """A per-user or per-team bound (keys, teams, members) is reached."""
+    """A per-user, per-team or per-room bound (keys, teams, rooms, members) is reached.
+
+    ``limit`` and ``maximum`` name the bound, when the answer should carry them.
+    """
+
+    def __init__(self, message: str, *, limit: str | None = None, maximum: int = 0) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.maximum = maximum
+        self.message = message
 
 
 class DuplicateNameError(DomainError):

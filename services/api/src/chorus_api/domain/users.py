@@ -46,6 +46,7 @@ __all__ = [
     "get_user",
     "get_user_with_orders",
     "normalize_email",
+    "public_profile",
     "register_user",
     "update_user",
 ]
@@ -120,14 +121,14 @@ async def authenticate(
         async with open_session() as session:
             row = (
                 await session.execute(
-                    select(User.id, User.email, User.password_hash, User.token_version).where(
-                        User.email == email
-                    )
+                    select(
+                        User.id, User.email, User.password_hash, User.token_version, User.full_name
+                    ).where(User.email == email)
                 )
             ).one_or_none()
         if row is None:
             return None
-        return StoredAccount(row.id, row.email, row.password_hash, row.token_version)
+        return StoredAccount(row.id, row.email, row.password_hash, row.token_version, row.full_name)
 
     account, new_hash = await credentials.check(
         email=email, password=password, client=client, load=load
@@ -141,6 +142,15 @@ async def authenticate(
             )
             await session.commit()
     return account
+
+
+async def public_profile(session: AsyncSession, *, user_id: int) -> tuple[int, str]:
+    """What anyone signed in may know of an account: its id and display name (never the
+    e-mail address); :class:`NotFoundError` if there is no such account."""
+    name = await session.scalar(select(User.full_name).where(User.id == user_id))
+    if name is None:
+        raise NotFoundError(user_id)
+    return user_id, name
 
 
 async def get_user(session: AsyncSession, *, user_id: int) -> User:

@@ -150,6 +150,8 @@ async def token(
         samesite="strict",
     )
     return TokenOut(
-        access_token=tokens.issue(account.id, version=account.token_version),
+        access_token=tokens.issue(
+            account.id, version=account.token_version, name=account.full_name or None
+        ),
         expires_in=settings.access_token_ttl_seconds,
     )

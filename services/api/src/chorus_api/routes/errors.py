@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from fastapi import HTTPException
 
-from chorus_api.domain.errors import RateLimitedError, WeakPasswordError
+from chorus_api.domain.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidCursorError,
+    LimitReachedError,
+    NotFoundError,
+    RateLimitedError,
+    UserGoneError,
+    WeakPasswordError,
+)
 
-__all__ = ["too_many_attempts", "too_many_signups", "weak_password"]
+__all__ = ["room_errors", "too_many_attempts", "too_many_signups", "weak_password"]
 
 _ATTEMPT_MESSAGES = {
     "delay": "Too many failed logins for this account from this address",
@@ -15,6 +27,10 @@ _ATTEMPT_MESSAGES = {
         "(a device you logged in with before still can)"
     ),
     "address": "Too many failed logins from this address",
+}
+_ROOM_RATES = {
+    "invitations": ("too_many_invitations", "You sent too many invitations this hour"),
+    "dms": ("too_many_conversations", "You started too many conversations this hour"),
 }
 _SIGNUP_MESSAGES = {
     "address": "Too many sign-ups from this address",
@@ -48,3 +64,33 @@ def weak_password(exc: WeakPasswordError) -> HTTPException:
         422,
         {"code": "weak_password", "message": "The password is too weak.", "details": exc.reasons},
     )
+
+
+@contextlib.contextmanager
+def room_errors() -> Iterator[None]:
+    """The HTTP answers of the room routes' domain errors (404, 403, 409, 422, 429, 401)."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise HTTPException(404, {"code": "not_found", "message": str(exc)}) from None
+    except ForbiddenError as exc:
+        raise HTTPException(403, {"code": exc.code, "message": exc.message}) from None
+    except LimitReachedError as exc:
+        details = [{"limit": exc.limit, "maximum": exc.maximum}] if exc.limit else []
+        raise HTTPException(
+            409, {"code": "limit_reached", "message": exc.message, "details": details}
+        ) from None
+    except ConflictError as exc:
+        status = 422 if exc.code == "reserved_name" else 409
+        raise HTTPException(status, {"code": exc.code, "message": exc.message}) from None
+    except RateLimitedError as exc:
+        code, text = _ROOM_RATES.get(exc.scope, ("too_many_requests", "Too many requests"))
+        raise _rate_limited(code, text, exc) from None
+    except InvalidCursorError as exc:
+        raise HTTPException(422, {"code": "invalid_cursor", "message": str(exc)}) from None
+    except UserGoneError:
+        raise HTTPException(
+            401,
+            {"code": "invalid_token", "message": "The token's account no longer exists."},
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from None

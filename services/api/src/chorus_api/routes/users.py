@@ -46,11 +46,13 @@ from chorus_api.domain.users import (
     delete_user,
     get_user,
     get_user_with_orders,
+    public_profile,
     update_user,
 )
 from chorus_api.routes.errors import too_many_attempts, weak_password
 from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
+from chorus_api.schemas.rooms import ProfileOut
 from chorus_api.schemas.users import AccountDeleteIn, UserOut, UserUpdateIn, UserWithOrdersOut
 from chorus_api.transport.reader import Reader
 
@@ -179,6 +181,23 @@ async def read_user(
     answers 404, exactly as for an id that does not exist, so ids cannot be probed.
     """
     return await _user_with_orders(reader, user_id=user_id, current_user_id=current_user_id)
+
+
+@router.get("/{user_id}/profile", responses=error_responses(401, 404, 422, 503))
+async def read_profile(
+    user_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)],
+    _current_user_id: CurrentUserId,
+    session: ReadSessionDep,
+) -> ProfileOut:
+    """Anyone's public profile: the id and display name (the account's name) — no e-mail.
+
+    What rooms show next to what someone says; any signed-in user may ask.
+    """
+    try:
+        found, name = await public_profile(session, user_id=user_id)
+    except NotFoundError:
+        raise HTTPException(404, {"code": "not_found", "message": "No such user."}) from None
+    return ProfileOut(id=found, display_name=name)
 
 
 async def _user_with_orders(reader: Reader, *, user_id: int, current_user_id: int) -> Response:

@@ -8,22 +8,41 @@ import { Api, ApiError, explain } from "./api.js";
 import { ChatView } from "./chat.js";
 import { byId } from "./dom.js";
 import { KeysView } from "./keys.js";
+import { MembersPanel } from "./members.js";
 import { NotificationsView } from "./notifications.js";
 import { OrdersView } from "./orders.js";
+import { People } from "./people.js";
 import { PlaygroundView } from "./playground.js";
+import { RoomsNav } from "./rooms.js";
 
 const TOKEN_KEY = "chorus.token";
 
 const session = { token: sessionStorage.getItem(TOKEN_KEY), user: null };
 const api = new Api(() => session.token);
-const chat = new ChatView(api, () => ({ id: session.user && session.user.id, token: session.token }));
+const myId = () => session.user && session.user.id;
+const people = new People(api, myId);
+const members = new MembersPanel(api, people, myId);
+const rooms = new RoomsNav(api, people);
+const chat = new ChatView(api, () => ({ id: myId(), token: session.token }), people, members);
 const notifications = new NotificationsView();
 const orders = new OrdersView(api);
 new PlaygroundView(api);
 const keys = new KeysView(api);
 
+rooms.addEventListener("open", (event) => chat.join(event.detail.room, event.detail));
+chat.addEventListener("joined", (event) => {
+  rooms.current = event.detail.room;
+});
+chat.addEventListener("ended", (event) => rooms.forget(event.detail.room));
+chat.isMember = (room) => rooms.isMember(room);
+members.addEventListener("message", (event) => {
+  rooms.startDm(event.detail.userId).catch((error) => chat.notice(explain(error), "error"));
+});
 notifications.addEventListener("notification", (event) => {
-  if (event.detail.type.startsWith("order.")) orders.refresh().catch(() => {});
+  const { type, data } = event.detail;
+  if (type.startsWith("order.")) orders.refresh().catch(() => {});
+  if (type === "dm.message") rooms.onDirectMessage(data);
+  if (type === "room.invited") rooms.loadInvitations().catch(() => {});
 });
 api.onUnauthorized = () => signOut("Your session ended: please log in again.");
 
@@ -38,7 +57,7 @@ async function signIn(token) {
   byId("auth-error").textContent = "";
   byId("room-name").focus();
   await notifications.start(token);
-  const dashboard = await orders.refresh();
+  const [dashboard] = await Promise.all([orders.refresh(), rooms.refresh()]);
   notifications.addStored(dashboard.notifications);
   await keys.refresh();
 }
@@ -113,4 +132,6 @@ window.chorus = {
   releaseSocket: () => chat.connection && chat.connection.release(),
   /** How many times the room's socket has been subscribed (1 + reconnections). */
   connections: () => (chat.connection ? chat.connection.connections : 0),
+  /** The stream ids of the room's messages on screen, in order. */
+  messageIds: () => [...document.querySelectorAll("#messages .msg[data-id]")].map((li) => li.dataset.id),
 };

@@ -1,5 +1,6 @@
 // The room view: live messages in stream order, history scroll-back, presence, typing,
-// the assistant's streamed answers, and the connection's state.
+// the assistant's streamed answers, members, and the connection's state — including the
+// room taking our access away (removed, made private, deleted: close 4403).
 
 import { explain } from "./api.js";
 import { byId, clock, h } from "./dom.js";
@@ -8,13 +9,33 @@ import { compareIds, RoomConnection } from "./room.js";
 const TYPING_SHOWN_MS = 4000;
 const TYPING_SENT_EVERY_MS = 2000;
 const HISTORY_PAGE = 30;
+const READ_MARK_DELAY_MS = 1000;
 
-export class ChatView {
-  /** @param {import("./api.js").Api} api  @param {() => {id: number, token: string}} me */
-  constructor(api, me) {
+/** What the page says when a room ends our access (the reason realtime gives). */
+const ENDED = {
+  removed: "You were removed from this room: nothing more of it reaches you.",
+  left: "You left this room.",
+  private: "This room became private and you are not a member: nothing more of it reaches you.",
+  deleted: "This room was deleted.",
+  recheck: "Your access to this room was withdrawn.",
+};
+
+export class ChatView extends EventTarget {
+  /**
+   * @param {import("./api.js").Api} api  @param {() => {id: number, token: string}} me
+   * @param {import("./people.js").People} people
+   * @param {import("./members.js").MembersPanel} members
+   */
+  constructor(api, me, people, members) {
+    super();
     this.api = api;
     this.me = me;
+    this.people = people;
+    this.members = members;
     this.connection = null;
+    this.ended = null;
+    this.readTimer = null;
+    this.newestSeen = null;
     this.items = new Map(); // sort key -> <li>, kept in stream order
     this.answers = new Map(); // reply_to id -> assistant <li>
     this.typing = new Map(); // user id -> timer
@@ -33,9 +54,12 @@ export class ChatView {
       composer: byId("composer"),
       input: byId("message"),
     };
+    /** Whether we are a member of a room (its member list and read marks are ours). */
+    this.isMember = () => false;
     byId("join-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      this.join(byId("room-name").value.trim());
+      const room = byId("room-name").value.trim();
+      this.join(room, { title: `#${room}`, member: this.isMember(room) });
     });
     this.elements.composer.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -45,17 +69,29 @@ export class ChatView {
     this.elements.older.addEventListener("click", () => this.loadOlder());
   }
 
-  join(room) {
+  /**
+   * Open ``room`` (``title``: what to call it — a conversation shows the other person;
+   * ``member``: ours, so its members are shown and read marks kept).
+   */
+  join(room, { title = `#${room}`, member = false } = {}) {
     this.leave();
     this.room = room;
-    const { messages, title } = this.elements;
+    this.ended = null;
+    this.newestSeen = null;
+    this.dispatchEvent(new CustomEvent("joined", { detail: { room } }));
+    const { messages } = this.elements;
     messages.replaceChildren();
     this.items.clear();
     this.answers.clear();
     this.oldestLoaded = null;
     this.historyLoaded = false;
-    title.textContent = `#${room}`;
+    this.joinedAt = null;
+    this.elements.title.textContent = title;
+    this.elements.room.dataset.room = room;
+    delete this.elements.room.dataset.ended;
     this.notice("");
+    if (member) this.members.show(room).catch(() => {});
+    else this.members.hide();
     this.elements.room.hidden = false;
     this.elements.older.hidden = true;
     const connection = new RoomConnection(room, this.me().token);
@@ -71,6 +107,7 @@ export class ChatView {
   leave() {
     if (this.connection) this.connection.close();
     this.connection = null;
+    clearTimeout(this.readTimer);
     for (const timer of this.typing.values()) clearTimeout(timer);
     this.typing.clear();
     this.renderTyping();
@@ -83,21 +120,39 @@ export class ChatView {
       case "subscribed":
         if (!this.historyLoaded) {
           this.historyLoaded = true;
+          // What the first connection replays up to is the room's past: its joins and
+          // leaves are not news.
+          this.joinedAt = frame.position;
           this.loadOlder();
         }
         this.refreshPresence();
         break;
       case "message":
+        this.people.learn(frame.from, frame.data.name);
         this.stopTyping(frame.from);
         this.addMessage(frame);
+        this.markRead(frame.id);
         break;
       case "join":
       case "leave":
-        if (String(frame.data.user_id) !== String(this.me().id)) this.addSystem(frame);
+        this.people.learn(frame.data.user_id, frame.data.name);
+        if (this.isNews(frame) && String(frame.data.user_id) !== String(this.me().id)) this.addSystem(frame);
         this.refreshPresence();
         break;
       case "typing":
+        this.people.learn(frame.from, frame.data.name);
         if (String(frame.from) !== String(this.me().id)) this.startTyping(frame.from);
+        break;
+      case "member.added":
+      case "member.removed":
+      case "member.updated":
+      case "room.updated":
+        this.people.learn(frame.data.user_id, frame.data.name);
+        if (this.isNews(frame)) this.addMembership(frame);
+        this.members.refresh().catch(() => {});
+        break;
+      case "unsubscribed":
+        if (frame.channel === `room:${this.room}` && frame.reason) this.endAccess(frame.reason);
         break;
       case "ai.delta":
         this.onDelta(frame);
@@ -118,6 +173,10 @@ export class ChatView {
       // The token expired or was revoked: the whole session is over, not just this room.
       this.api.onUnauthorized(new Error(reason));
       return;
+    }
+    if (code === 4403 && !this.ended) {
+      // Refused at the door (a private room, a stranger's conversation).
+      this.notice("You may not enter this room: only its members may.", "error");
     }
     const labels = {
       connecting: "connecting…",
@@ -153,6 +212,35 @@ export class ChatView {
     this.notice("Not sent: the room closed the connection; your messages are back in the box.", "error");
   }
 
+  /** An event from after we joined (not the past the first connection replayed). */
+  isNews(frame) {
+    return !this.joinedAt || compareIds(frame.id, this.joinedAt) > 0;
+  }
+
+  /** The room took our access away: say so; the socket is closing and nothing more comes. */
+  endAccess(reason) {
+    this.ended = reason;
+    clearTimeout(this.readTimer);
+    this.notice(ENDED[reason] || "Your access to this room ended.", "error");
+    this.elements.room.dataset.ended = reason;
+    this.members.hide();
+    this.elements.typing.textContent = "";
+    this.dispatchEvent(new CustomEvent("ended", { detail: { room: this.room, reason } }));
+  }
+
+  /** Tell the api what we have read (debounced; only rooms we are a member of keep marks). */
+  markRead(id) {
+    if (!this.newestSeen || compareIds(id, this.newestSeen) > 0) this.newestSeen = id;
+    const info = this.members.info;
+    if (!info || !info.role || this.ended) return;
+    clearTimeout(this.readTimer);
+    const room = this.room;
+    this.readTimer = setTimeout(() => {
+      if (this.ended || room !== this.room) return; // access gone: the mark would be refused
+      this.api.post(`/api/rooms/${encodeURIComponent(room)}/read`, { id: this.newestSeen }).catch(() => {});
+    }, READ_MARK_DELAY_MS);
+  }
+
   notice(text, kind = "") {
     this.elements.notice.textContent = text;
     this.elements.notice.dataset.kind = kind;
@@ -160,10 +248,6 @@ export class ChatView {
 
   // -- rendering -----------------------------------------------------------------------
 
-  author(from) {
-    if (from === "assistant") return "Assistant";
-    return String(from) === String(this.me().id) ? "You" : `user #${from}`;
-  }
 
   /** Put `li` at its place in stream order (key = a stream id); false if already there. */
   place(key, li) {
@@ -189,7 +273,13 @@ export class ChatView {
       h(
         "li",
         { class: `msg${mine ? " mine" : ""}`, dataset: { id: frame.id, from: frame.from } },
-        h("span", { class: "meta" }, h("b", {}, this.author(frame.from)), " ", h("time", { datetime: frame.ts }, clock(frame.ts))),
+        h(
+          "span",
+          { class: "meta" },
+          h("b", {}, this.people.person(frame.from, frame.data.name)),
+          " ",
+          h("time", { datetime: frame.ts }, clock(frame.ts)),
+        ),
         h("span", { class: "text" }, frame.data.message),
       ),
     );
@@ -197,7 +287,24 @@ export class ChatView {
 
   addSystem(frame) {
     const verb = frame.type === "join" ? "joined" : "left";
-    this.place(frame.id, h("li", { class: "system", dataset: { id: frame.id } }, `${this.author(frame.data.user_id)} ${verb}`));
+    this.place(
+      frame.id,
+      h("li", { class: "system", dataset: { id: frame.id } }, this.people.person(frame.data.user_id, frame.data.name), ` ${verb}`),
+    );
+  }
+
+  /** A change of the room's members or settings, as a line in the room. */
+  addMembership(frame) {
+    const data = frame.data;
+    let text;
+    if (frame.type === "member.added") text = " is now a member";
+    else if (frame.type === "member.removed") text = data.reason === "left" ? " left the members" : " was removed";
+    else if (frame.type === "member.updated") text = ` is now ${data.role}`;
+    else {
+      this.place(frame.id, h("li", { class: "system", dataset: { id: frame.id } }, `The room is now ${data.visibility}.`));
+      return;
+    }
+    this.place(frame.id, h("li", { class: "system", dataset: { id: frame.id } }, this.people.person(data.user_id, data.name), text));
   }
 
   answer(replyTo, key) {
@@ -249,6 +356,7 @@ export class ChatView {
       if (room !== this.room) return;
       for (const frame of page.items) {
         if (this.connection) this.connection.remember(frame.id);
+        this.people.learn(frame.from, frame.data.name);
         if (frame.type === "message") this.addMessage(frame);
         else if (frame.type === "ai.done") this.onDone(frame);
         if (!this.oldestLoaded || compareIds(frame.id, this.oldestLoaded) < 0) {
@@ -275,7 +383,12 @@ export class ChatView {
       this.elements.presenceCount.textContent = String(presence.count);
       this.elements.presenceList.replaceChildren(
         ...presence.members.map((m) =>
-          h("li", { dataset: { userId: m.user_id } }, this.author(m.user_id), m.connections > 1 ? ` (${m.connections} connections)` : ""),
+          h(
+            "li",
+            { dataset: { userId: m.user_id } },
+            this.people.person(m.user_id, m.name),
+            m.connections > 1 ? ` (${m.connections} connections)` : "",
+          ),
         ),
       );
     } catch {
@@ -299,7 +412,7 @@ export class ChatView {
   }
 
   renderTyping() {
-    const who = [...this.typing.keys()].map((id) => this.author(id));
+    const who = [...this.typing.keys()].map((id) => this.people.label(id));
     this.elements.typing.textContent = who.length
       ? `${who.join(", ")} ${who.length === 1 ? "is" : "are"} typing…`
       : "";

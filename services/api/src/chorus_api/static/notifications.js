@@ -1,7 +1,11 @@
 // The notification list: the ten newest from the dashboard, then live from /events.
+// Direct messages are counted in the conversation list instead of listed here.
 
 import { byId, clock, h, money } from "./dom.js";
 import { UserEvents } from "./userevents.js";
+
+/** Live events that are not notifications to list (the conversation list shows them). */
+const UNLISTED = new Set(["dm.message"]);
 
 /** A sentence for a notification type and its data. */
 export function describe(type, data) {
@@ -15,6 +19,8 @@ export function describe(type, data) {
       return `Order #${order.id} is now ${order.status}`;
     case "order.deleted":
       return `Order #${data.order_id} deleted`;
+    case "room.invited":
+      return `${data.inviter || "Someone"} invited you to #${data.room}`;
     default:
       return type;
   }
@@ -51,7 +57,7 @@ export class NotificationsView extends EventTarget {
     });
     this.stream.addEventListener("event", (event) => {
       const frame = event.detail;
-      this.add(frame.data.notification_id, frame.type, frame.data, frame.ts);
+      if (!UNLISTED.has(frame.type)) this.add(frame.data.notification_id, frame.type, frame.data, frame.ts);
       this.dispatchEvent(new CustomEvent("notification", { detail: frame }));
     });
     this.stream.start();

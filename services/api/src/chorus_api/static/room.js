@@ -10,10 +10,18 @@ import { Backoff } from "./backoff.js";
 
 /**
  * Close codes after which reconnecting cannot help: bad token or room, flooding, too big,
- * and 4401 — the token expired or was revoked (password changed, account deleted).
+ * 4401 — the token expired or was revoked (password changed, account deleted) — and 4403:
+ * the room refused us or took our access away (removed, made private, deleted).
  */
-const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401]);
+const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401, 4403]);
 const SEEN_LIMIT = 20000;
+/**
+ * The first connection asks for the room's whole recent history ("0-0"): realtime replays
+ * it when its stream still holds the room's first event (a young room), else says it could
+ * not, and the stored history (the api) fills in — either way nothing said just before we
+ * joined is missing while the worker has yet to store it.
+ */
+export const FROM_START = "0-0";
 /** Messages kept while the socket is down; past this the composer keeps the text. */
 const OUTBOX_LIMIT = 20;
 
@@ -37,7 +45,7 @@ export class RoomConnection extends EventTarget {
     this.room = room;
     this.channel = `room:${room}`;
     this.token = token;
-    this.lastId = null;
+    this.lastId = FROM_START;
     this.seen = new Set();
     this.backoff = new Backoff();
     this.ws = null;
@@ -126,11 +134,16 @@ export class RoomConnection extends EventTarget {
       if (frame.channel !== this.channel) return this.emit("frame", frame);
       this.connections += 1;
       this.backoff.reset();
-      if (!this.lastId && frame.position) this.lastId = frame.position;
+      if ((!this.lastId || this.lastId === FROM_START) && frame.position) this.lastId = frame.position;
       this.status("live");
-      if (frame.recovering) this.emit("resumed", frame);
+      if (frame.recovering && this.connections > 1) this.emit("resumed", frame);
       this.emit("frame", frame);
       return this.flush();
+    }
+    if (frame.type === "unsubscribed" && frame.channel === this.channel && frame.reason) {
+      // Access taken away: the socket closes (4403); nothing after this was sent to us.
+      this.refused = true;
+      return this.emit("frame", frame);
     }
     if (frame.type === "reconnect") {
       // The replica is draining: resume from what it says it sent us.

@@ -10,6 +10,11 @@ Subscribing follows the only order that can neither lose nor repeat an event:
    events; the writer drops any event whose stream id is not above the last one it wrote
    for that channel, so the overlap between 2 and 3 is sent once.
 
+A room's door is checked between 1 and 2 too (``admit``): whatever takes access away after
+that check reaches this connection live, as an access event the hub hands to the room
+guard, which calls :meth:`Connection.revoke` — before this connection gets that event or
+anything after it. A subscription revoked while it replays is abandoned.
+
 The replay counts against the send queue's bounds like live events: what a resume would
 replay is measured in Redis first (``EventBus.history(max_bytes=…)``), and a backlog that
 would not fit the room left in the queue is not read at all — the client gets
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, KeysView
+from collections.abc import AsyncIterator, Awaitable, Callable, KeysView
 from dataclasses import dataclass
 from itertools import count
 from typing import Final, Literal
@@ -40,7 +45,7 @@ from chorus_realtime.domain.hub import Batch, Hub
 from chorus_realtime.domain.outbox import Outbox
 from chorus_realtime.metrics import DELIVERIES, RECOVERIES, SLOW_CLIENT_DISCONNECTS
 
-__all__ = ["CloseCode", "Connection", "Resume", "Transport"]
+__all__ = ["CloseCode", "Connection", "Resume", "RevokedError", "Transport"]
 
 logger = logging.getLogger("chorus.realtime.connection")
 
@@ -63,6 +68,12 @@ class CloseCode:
     SLOW_CONSUMER: Final = 4008
     #: The connection's token expired or was revoked: log in again, then reconnect.
     UNAUTHORIZED: Final = 4401
+    #: The room refused the user, or took their access away: do not reconnect to it.
+    FORBIDDEN: Final = 4403
+
+
+class RevokedError(Exception):
+    """Access to the channel was taken away while it was being subscribed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +116,7 @@ class Connection:
         "expires_at",
         "hub",
         "id",
+        "on_revoke",
         "outbox",
         "replay_max",
         "token_version",
@@ -144,6 +156,8 @@ class Connection:
         self._left: dict[str, str] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        #: Told (channel, reason) after :meth:`revoke` (the session leaves or closes).
+        self.on_revoke: Callable[[str, str], None] | None = None
         #: Writes WebSocket bytes to the client now and says True, or says False when its
         #: socket is not taking data (set by the WebSocket writer; None once closing).
         self.direct: Callable[[bytes], bool] | None = None
@@ -234,15 +248,30 @@ class Connection:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    async def subscribe(self, channel: str, since: str | None) -> Resume:
-        """Subscribe (live first, then the replay); queues ``subscribed`` and the replay."""
+    async def subscribe(
+        self,
+        channel: str,
+        since: str | None,
+        *,
+        admit: Callable[[], Awaitable[None]] | None = None,
+    ) -> Resume:
+        """Subscribe (live first, then the replay); queues ``subscribed`` and the replay.
+
+        ``admit`` runs once the subscription is live and before history is read; it
+        raises to refuse. :class:`RevokedError` when access was taken away meanwhile.
+        """
         cursor = self._channels[channel] = _Cursor()
         self._holding += 1
         try:
             await self.hub.subscribe(channel, self)
+            if admit is not None:
+                await admit()
             resume, replay = await self._read_history(cursor, channel, since)
+            if self._channels.get(channel) is not cursor:
+                raise RevokedError(channel)
         except BaseException:
-            self.unsubscribe(channel)
+            if self._channels.get(channel) is cursor:
+                self.unsubscribe(channel)
             raise
         self.send(
             OutFrame.control(
@@ -316,6 +345,20 @@ class Connection:
                     self._left = {}
                 self._left[channel] = cursor.last_id
         self.hub.unsubscribe(channel, self)
+
+    def revoke(self, channel: str, reason: str) -> None:
+        """Access to ``channel`` was taken away: stop at once and say so (the hub calls this
+        before delivering the event that took it, so nothing after it arrives)."""
+        if channel not in self._channels:
+            return
+        self.unsubscribe(channel)
+        self.send(
+            OutFrame.control(
+                {"type": "unsubscribed", "channel": channel, "reason": reason}, channel=channel
+            )
+        )
+        if self.on_revoke is not None:
+            self.on_revoke(channel, reason)
 
     def unsubscribe_all(self) -> None:
         """Leave every channel (the connection is going away)."""

@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 
 from chorus_common.events import InvalidStreamIdError, parse_stream_id, utc_timestamp
+from chorus_common.rooms import ACCESS_EVENT_TYPES
 from chorus_common.text import unstorable
 
 __all__ = [
@@ -66,6 +67,9 @@ class OutFrame:
     published_at: float | None = None
     #: The UTF-8 text as received from Redis, when the frame came from there.
     data: bytes | None = None
+    #: An event that takes access to its room away from someone (``member.removed``…):
+    #: the hub hands it to the room guard before delivering it or anything after it.
+    access: bool = False
     #: Characters of the frame (its weight in a send queue).
     size: int = field(default=0, init=False)
     _sse: bytes | None = field(default=None, init=False)
@@ -105,6 +109,7 @@ class OutFrame:
             key=key,
             published_at=_epoch_seconds(envelope.get("ts")) if live else None,
             data=payload,
+            access=envelope.get("type") in ACCESS_EVENT_TYPES,
         )
 
     @classmethod

@@ -9,6 +9,11 @@
   from Redis go to each subscriber together, from ``data_received``: a run of events of
   one channel is handed to every sink with its WebSocket bytes joined once, so one event
   costs each client socket one write, and a burst costs it one write too.
+- An event that takes access to a room away (``member.removed``…, ``OutFrame.access``)
+  ends the run before it: what came earlier goes to everyone subscribed then, and the event
+  is handed to :attr:`Hub.on_access`, which drops the subscribers it concerns, before it
+  goes to the rest — so they get neither it nor anything published after it, in stream
+  order, live or replayed.
 - There is one connection per *node* (:mod:`~chorus_realtime.transport.topology`): the one
   Redis (or the primary its Sentinels name), or each Redis Cluster primary that owns the
   slot of a subscribed channel — sharded pub/sub, ``SSUBSCRIBE`` there.
@@ -195,6 +200,8 @@ class Hub:
         #: Messages received on the pub/sub connections so far (the canary's sign of life).
         self.received = 0
         self.rebuilds = 0
+        #: Called with (channel, frame) for an access event, before anyone receives it.
+        self.on_access: Callable[[str, OutFrame], None] | None = None
         #: Read once: tracing is set up before the hub is built, and never changes.
         self._tracer = tracer()
 
@@ -281,6 +288,10 @@ class Hub:
     def channel_count(self) -> int:
         """Channels with local subscribers."""
         return len(self._sinks)
+
+    def subscribers(self, channel: str) -> tuple[Sink, ...]:
+        """The local subscribers of ``channel`` (a snapshot)."""
+        return self._targets.get(channel, ())
 
     def node_of(self, channel: str) -> str | None:
         """The node ``channel`` is routed to (None when not subscribed)."""
@@ -501,24 +512,51 @@ class Hub:
                     continue
                 last[channel] = key
                 last_text[channel] = frame.id  # type: ignore[assignment]
-            if tracing is not None:
-                span = self._deliver_span(tracing, channel, frame, payload)
-                if span is not None:  # a sampled event: a batch of its own, in its span
-                    if run:
-                        self._fanout(Batch(run_channel, run), self._targets[run_channel])
-                        run = []
-                    with trace.use_span(span):
-                        self._fanout(Batch(channel, [frame]), self._targets[channel])
-                    # After the flush the fan-out scheduled: the span covers the writes.
-                    asyncio.get_running_loop().call_soon(span.end)
-                    continue
-            if channel != run_channel and run:
-                self._fanout(Batch(run_channel, run), self._targets[run_channel])
+            if (
+                tracing is not None
+                and not frame.access
+                and self._deliver_traced(tracing, channel, frame, payload, (run_channel, run))
+            ):
                 run = []
+                continue
+            if channel != run_channel or frame.access:
+                if run:
+                    self._fanout(Batch(run_channel, run), self._targets.get(run_channel, ()))
+                    run = []
+                if frame.access:  # what came before went out to everyone subscribed then
+                    self._access(channel, frame)
             run_channel = channel
             run.append(frame)
         if run:
-            self._fanout(Batch(run_channel, run), self._targets[run_channel])
+            self._fanout(Batch(run_channel, run), self._targets.get(run_channel, ()))
+
+    def _deliver_traced(
+        self,
+        tracing: Tracer,
+        channel: str,
+        frame: OutFrame,
+        payload: bytes,
+        pending: tuple[str, list[OutFrame]],
+    ) -> bool:
+        """Deliver a sampled event in its ``deliver`` span, as a batch of its own (after the
+        ``pending`` run); False, doing nothing, for an event not sampled."""
+        span = self._deliver_span(tracing, channel, frame, payload)
+        if span is None:
+            return False
+        run_channel, run = pending
+        if run:
+            self._fanout(Batch(run_channel, run), self._targets.get(run_channel, ()))
+        with trace.use_span(span):
+            self._fanout(Batch(channel, [frame]), self._targets.get(channel, ()))
+        # After the flush the fan-out scheduled: the span covers the writes.
+        asyncio.get_running_loop().call_soon(span.end)
+        return True
+
+    def _access(self, channel: str, frame: OutFrame) -> None:
+        # Rare (membership changes): the guard unsubscribes whoever lost access, so they
+        # receive neither this event nor, since they are gone, any later one.
+        if self.on_access is not None:
+            self.on_access(channel, frame)
 
     def _deliver_span(
         self, tracing: Tracer, channel: str, frame: OutFrame, payload: bytes
@@ -541,7 +579,7 @@ class Hub:
             "messaging.operation.type": "process",
             "messaging.destination.name": channel,
             "chorus.event.type": type_,
-            "chorus.realtime.subscribers": len(self._targets[channel]),
+            "chorus.realtime.subscribers": len(self._targets.get(channel, ())),
         }
         if frame.id is not None:
             attributes["messaging.message.id"] = frame.id
@@ -724,8 +762,16 @@ class Hub:
             else:
                 GAP_REPLAYS.inc(len(replayed))
                 fresh = [frame for frame in (*replayed, *held) if self._fresh(channel, frame)]
-                if fresh:
-                    self._fanout(Batch(channel, fresh), targets)
+                start = 0
+                for index, frame in enumerate(fresh):
+                    if frame.access:
+                        if index > start:
+                            batch = Batch(channel, fresh[start:index])
+                            self._fanout(batch, self._targets.get(channel, ()))
+                        self._access(channel, frame)
+                        start = index
+                if start < len(fresh):
+                    self._fanout(Batch(channel, fresh[start:]), self._targets.get(channel, ()))
         self._wake(channel)
 
     async def _read_gap(self, channel: str, since: str | None) -> list[OutFrame] | None:

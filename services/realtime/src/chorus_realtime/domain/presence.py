@@ -3,9 +3,12 @@
 Model (all in Redis, so any replica answers the same):
 
 - ``chorus:presence:<channel>`` is a hash whose fields are ``<replica>|<user id>`` and
-  whose values are that user's connection count on that replica. It lives where the
-  channel's events do (:class:`~chorus_common.events.KeyLayout`): on a Redis Cluster it is
-  ``chorus:presence:{<channel>}``, in the channel's hash slot.
+  whose values are that user's connection count on that replica; beside it,
+  ``chorus:presence-names:<channel>`` holds each present user's display name (from their
+  token at join), so presence shows people, not numbers. Both live where the channel's
+  events do (:class:`~chorus_common.events.KeyLayout`): on a Redis Cluster they are
+  ``chorus:presence:{<channel>}`` and ``chorus:presence-names:{<channel>}``, in the
+  channel's hash slot.
 - ``chorus:alive:<channel>:<replica>`` (``chorus:alive:{<channel>}:<replica>``) exists
   while the replica lives and has members in the channel — in the same hash slot as the
   hash, so the scripts can check it on a cluster node.
@@ -39,11 +42,12 @@ from redis.asyncio import Redis
 
 from chorus_common.events import PUBLISH_LUA_FUNCTION, EventBus, register_script
 
-__all__ = ["Change", "Presence"]
+__all__ = ["Change", "Presence", "Present"]
 
 logger = logging.getLogger("chorus.realtime.presence")
 
 PRESENCE_PREFIX: Final = "chorus:presence:"
+NAMES_PREFIX: Final = "chorus:presence-names:"
 ALIVE_PREFIX: Final = "chorus:alive:"
 CONNS_PREFIX: Final = "chorus:conns:"
 REPLICA_PREFIX: Final = "chorus:replica:"
@@ -90,12 +94,13 @@ end
 """
 
 # KEYS: presence hash, this replica's liveness key in the channel, the room's stream, its
-# epoch. ARGV: replica, user, delta, ttl, liveness key prefix, fallback replica key prefix
-# ('' for none), the user's room connections that are news (1 on join, 0 on leave), then
-# the event: pub/sub channel, envelope head and tail (the member count goes between),
-# history max length, history ttl. Returns {this user's connections in the room, distinct
-# members, the event's stream id or nil}. The count and the event are one step: events of
-# concurrent joins carry counts in the order of their ids.
+# epoch, the room's names hash. ARGV: replica, user, delta, ttl, liveness key prefix,
+# fallback replica key prefix ('' for none), the user's room connections that are news (1 on
+# join, 0 on leave), then the event: pub/sub channel, envelope head and tail (the member
+# count goes between), history max length, history ttl; then the display name ('' for
+# none). Returns {this user's connections in the room, distinct members, the event's stream
+# id or nil}. The count and the event are one step: events of concurrent joins carry counts
+# in the order of their ids.
 _CHANGE_LUA = (
     _AGGREGATE
     + PUBLISH_LUA_FUNCTION
@@ -105,8 +110,13 @@ local n = redis.call('HINCRBY', KEYS[1], field, tonumber(ARGV[3]))
 if n <= 0 then redis.call('HDEL', KEYS[1], field) end
 redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[4]))
 local per_user, users = aggregate(KEYS[1], ARGV[1], ARGV[5], true, ARGV[6])
-if #users > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4])) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[5], ARGV[2], ARGV[13]) end
 local mine = per_user[ARGV[2]] or 0
+if mine == 0 then redis.call('HDEL', KEYS[5], ARGV[2]) end
+if #users > 0 then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[4]))
+end
 local id = false
 if mine == tonumber(ARGV[7]) then
   local body = ARGV[9] .. #users .. ARGV[10]
@@ -116,8 +126,8 @@ return {mine, #users, id}
 """
 )
 
-# KEYS: presence hash. ARGV: replica, liveness key prefix, fallback replica key prefix.
-# Returns {user, count, ...}.
+# KEYS: presence hash, names hash. ARGV: replica, liveness key prefix, fallback replica key
+# prefix. Returns {user, count, name ('' if unknown), ...}.
 _MEMBERS_LUA = (
     _AGGREGATE
     + """
@@ -126,6 +136,7 @@ local out = {}
 for _, user in ipairs(users) do
   table.insert(out, user)
   table.insert(out, per_user[user])
+  table.insert(out, redis.call('HGET', KEYS[2], user) or '')
 end
 return out
 """
@@ -155,6 +166,14 @@ return 1
 
 
 @dataclass(frozen=True, slots=True)
+class Present:
+    """A user present in a room: their connections and display name (None if unknown)."""
+
+    connections: int
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """The outcome of a join or leave: the user's connections left, distinct members.
 
@@ -165,6 +184,10 @@ class Change:
     user_connections: int
     members: int
     event_id: str | None = None
+
+
+def _text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class Presence:
@@ -198,13 +221,13 @@ class Presence:
 
     # -- membership --------------------------------------------------------------------------
 
-    async def join(self, channel: str, user: str) -> Change:
-        """Count one more connection of ``user``; the first publishes ``join``."""
+    async def join(self, channel: str, user: str, name: str | None = None) -> Change:
+        """Count one more connection of ``user`` (called ``name``); the first publishes ``join``."""
         self._rooms[channel][user] += 1
-        return await self._apply(channel, user, 1, "join")
+        return await self._apply(channel, user, 1, "join", name)
 
-    async def leave(self, channel: str, user: str) -> Change:
-        """Count one connection fewer; the last publishes ``leave``."""
+    async def leave(self, channel: str, user: str, name: str | None = None) -> Change:
+        """One connection fewer of ``user`` (called ``name``); the last publishes ``leave``."""
         room = self._rooms.get(channel)
         if room is not None:
             room[user] -= 1
@@ -212,22 +235,26 @@ class Presence:
                 del room[user]
             if not room:
                 del self._rooms[channel]
-        return await self._apply(channel, user, -1, "leave")
+        return await self._apply(channel, user, -1, "leave", name)
 
-    def _keys(self, channel: str) -> tuple[str, str]:
-        """The room's hash, and the prefix of its liveness keys (one hash slot)."""
+    def _keys(self, channel: str) -> tuple[str, str, str]:
+        """The room's hash, the prefix of its liveness keys, its names (one hash slot)."""
         return (
             self.layout.key(PRESENCE_PREFIX, channel),
             self.layout.key(ALIVE_PREFIX, channel) + ":",
+            self.layout.key(NAMES_PREFIX, channel),
         )
 
-    async def _apply(self, channel: str, user: str, delta: int, event: str) -> Change:
-        room, alive = self._keys(channel)
-        head, tail = self.bus.encode_around(
-            channel, event, {"user_id": user}, sender=user, blank="count"
-        )
+    async def _apply(
+        self, channel: str, user: str, delta: int, event: str, name: str | None = None
+    ) -> Change:
+        room, alive, names = self._keys(channel)
+        data: dict[str, object] = {"user_id": user}
+        if name is not None:
+            data["name"] = name
+        head, tail = self.bus.encode_around(channel, event, data, sender=user, blank="count")
         raw = await self._change(
-            keys=[room, alive + self.replica, *self.bus.keys(channel)],
+            keys=[room, alive + self.replica, *self.bus.keys(channel), names],
             args=[
                 self.replica,
                 user,
@@ -241,18 +268,19 @@ class Presence:
                 tail,
                 self.bus.history_size,
                 self.bus.history_ttl,
+                name or "",
             ],
         )
         event_id = raw[2].decode() if isinstance(raw[2], bytes) else None
         return Change(int(raw[0]), int(raw[1]), event_id)
 
-    async def members(self, channel: str) -> dict[str, int]:
-        """Users present in ``channel`` on any live replica, with their connection counts."""
-        room, alive = self._keys(channel)
-        raw = await self._members(keys=[room], args=[self.replica, alive, self._fallback])
+    async def members(self, channel: str) -> dict[str, Present]:
+        """Users present in ``channel`` on any live replica: connections and display names."""
+        room, alive, names = self._keys(channel)
+        raw = await self._members(keys=[room, names], args=[self.replica, alive, self._fallback])
         return {
-            (raw[i].decode() if isinstance(raw[i], bytes) else str(raw[i])): int(raw[i + 1])
-            for i in range(0, len(raw), 2)
+            _text(raw[i]): Present(int(raw[i + 1]), _text(raw[i + 2]) or None)
+            for i in range(0, len(raw), 3)
         }
 
     # -- connection quota --------------------------------------------------------------------
@@ -287,9 +315,10 @@ class Presence:
         if rooms:
             async with self.events.pipeline(transaction=False) as pipe:
                 for channel in rooms:
-                    room, alive = self._keys(channel)
+                    room, alive, names = self._keys(channel)
                     pipe.set(alive + self.replica, "1", ex=self.ttl)
                     pipe.expire(room, self.ttl)
+                    pipe.expire(names, self.ttl)
                 await pipe.execute()
 
     async def start(self) -> None:

@@ -6,6 +6,20 @@ close with. Rooms joined — the path's room and any a ``subscribe`` frame adds 
 presence, and a user's first connection to a room publishes ``join`` (its last,
 ``leave``), durably, in the same Redis script as the presence change (``presence.py``).
 
+**Who may enter** is the rule of ``chorus_common.rooms``, asked through the room guard
+(``access.py``) before and right after subscribing: the path's room refused is close
+**4403**, a ``subscribe`` refused is an ``error`` frame ``forbidden`` (the socket stays);
+when the rule cannot be checked, 1013 / ``unavailable``. **Writing** — messages, typing,
+and with them the ``@assistant`` trigger — goes through one script that applies the same
+rule in Redis as it publishes, so someone removed a moment ago cannot post, whatever this
+replica has processed. Access taken away inside (the guard revokes the subscription) ends
+the socket with 4403 for its own room, or an ``unsubscribed`` frame with the reason for
+another.
+
+**People, not numbers.** What the session publishes carries the user's display name
+(``data.name``, from the token), and a message in a direct-message room also tells the
+other person on their ``user:`` channel (``dm.message``).
+
 What a user sends is charged to their quotas (``quotas.py``) before anything is stored:
 the bytes of each message, and each room that did not exist yet. An ``@assistant``
 question also needs a free place among the user's pending questions (``assistant.py``).
@@ -19,8 +33,10 @@ assistant's answer happen inside it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any, Final
 
 from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
 
@@ -30,10 +46,12 @@ from chorus_common.events import (
     room_channel,
     user_channel,
 )
+from chorus_common.rooms import DirectoryUnavailableError, dm_peer
 from chorus_common.trace_context import context_from_traceparent
 from chorus_common.tracing import current, tracer
+from chorus_realtime.domain.access import ROOM_PREFIX, RoomGuard
 from chorus_realtime.domain.assistant import Assistant
-from chorus_realtime.domain.connection import CloseCode, Connection, Resume
+from chorus_realtime.domain.connection import CloseCode, Connection, Resume, RevokedError
 from chorus_realtime.domain.frames import (
     FrameError,
     OutFrame,
@@ -48,13 +66,25 @@ from chorus_realtime.domain.frames import (
 from chorus_realtime.domain.presence import Presence
 from chorus_realtime.domain.quotas import QuotaExceeded, Quotas
 from chorus_realtime.domain.ratelimit import TokenBucket
-from chorus_realtime.metrics import MESSAGES_IN, REJECTED
+from chorus_realtime.metrics import MESSAGES_IN, REJECTED, ROOM_REFUSALS
 
 __all__ = ["CloseConnection", "Session", "SessionLimits"]
 
 logger = logging.getLogger("chorus.realtime.session")
 
-ROOM_PREFIX = "room:"
+#: Characters of a direct message repeated in the receiver's ``dm.message`` notification.
+DM_PREVIEW_CHARS: Final = 140
+#: What a refused room is told (the same whether it is private, deleted or a stranger's DM).
+FORBIDDEN_MESSAGE: Final = "you may not enter this room"
+UNAVAILABLE_MESSAGE: Final = "room access cannot be checked right now; retry"
+_REVOKED_REASONS: Final = {
+    "removed": "removed from the room",
+    "left": "you left the room",
+    "private": "the room became private",
+    "deleted": "the room was deleted",
+    "recheck": "access to the room was withdrawn",
+    "unavailable": "room access cannot be checked; retry",
+}
 
 
 class CloseConnection(Exception):
@@ -82,10 +112,13 @@ class Session:
     __slots__ = (
         "_bucket",
         "_rooms",
+        "_tasks",
         "assistant",
         "bus",
         "connection",
+        "guard",
         "limits",
+        "name",
         "presence",
         "quotas",
         "room_channel",
@@ -100,16 +133,20 @@ class Session:
         room: str,
         bus: EventBus,
         presence: Presence,
+        guard: RoomGuard,
         assistant: Assistant | None,
         limits: SessionLimits,
+        name: str | None = None,
         quotas: Quotas | None = None,
         upgrade: SpanContext | None = None,
     ) -> None:
         self.connection = connection
         self.user = connection.user
+        self.name = name
         self.room_channel = room_channel(room)
         self.bus = bus
         self.presence = presence
+        self.guard = guard
         self.assistant = assistant
         self.limits = limits
         self.quotas = quotas
@@ -118,14 +155,23 @@ class Session:
         self._bucket = TokenBucket(rate=limits.messages_per_second, burst=limits.burst)
         #: Rooms this session counts in presence (a tuple: it rarely changes).
         self._rooms: tuple[str, ...] = ()
+        self._tasks: set[asyncio.Task[None]] = set()
+        connection.on_revoke = self._revoked
 
     async def open(self, since: str | None) -> Resume:
-        """Subscribe to the path's room (resuming from ``since``) and join it."""
+        """Subscribe to the path's room (resuming from ``since``) and join it.
+
+        Refused: close 4403 (1013 when access cannot be checked); a new room over the
+        user's quota: close 1008.
+        """
         try:
-            return await self._subscribe(self.room_channel, since)
+            return await self._subscribe(self.room_channel, since, action="join")
         except FrameError as exc:
-            # The room itself cannot be entered (a new room over the user's quota).
             self.connection.send(exc.frame())
+            if exc.code == "unavailable":
+                raise CloseConnection(CloseCode.TRY_AGAIN, UNAVAILABLE_MESSAGE) from None
+            if exc.code == "forbidden":
+                raise CloseConnection(CloseCode.FORBIDDEN, FORBIDDEN_MESSAGE) from None
             raise CloseConnection(CloseCode.POLICY, exc.message[:120]) from None
 
     async def handle(self, raw: str) -> None:
@@ -161,28 +207,26 @@ class Session:
                     await self._say_traced(tracing, text, channel, ref, traceparent)
             case Typing(channel=channel):
                 MESSAGES_IN.labels("typing").inc()
-                await self.bus.publish_ephemeral(
-                    self._room_for(channel), "typing", {"user_id": self.user}, sender=self.user
-                )
+                await self._typing(self._room_for(channel))
             case Ping():
                 MESSAGES_IN.labels("ping").inc()
                 self.connection.send(OutFrame.control({"type": "pong"}))
             case Subscribe(channel=channel, since=since):
                 MESSAGES_IN.labels("subscribe").inc()
-                await self._subscribe(self._allowed(channel), since)
+                await self._subscribe(self._allowed(channel), since, action="subscribe")
             case Unsubscribe(channel=channel):
                 MESSAGES_IN.labels("unsubscribe").inc()
                 await self._unsubscribe(channel)
 
     def _room_for(self, channel: str | None) -> str:
         if channel is None:
-            return self.room_channel
+            channel = self.room_channel
         if channel not in self._rooms:
             raise FrameError("not_subscribed", f"subscribe to {channel} before writing to it")
         return channel
 
     def _allowed(self, channel: str) -> str:
-        """Rooms are open to any signed-in user; a user channel only to its user."""
+        """A room (the guard decides which), or the user's own channel."""
         try:
             if channel.startswith(ROOM_PREFIX):
                 return room_channel(channel.removeprefix(ROOM_PREFIX))
@@ -191,6 +235,34 @@ class Session:
         except InvalidChannelError as exc:
             raise FrameError("invalid_channel", str(exc)) from exc
         raise FrameError("forbidden_channel", "only rooms and your own user channel")
+
+    def _person(self, **data: Any) -> dict[str, Any]:
+        """``data`` with the user's display name, when the token carries one."""
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+    async def _publish(
+        self, channel: str, type_: str, data: dict[str, Any], *, durable: bool, action: str
+    ) -> str:
+        """Publish the user's event if the rule lets them (one script); its stream id."""
+        room = channel.removeprefix(ROOM_PREFIX)
+        try:
+            published = await self.guard.directory.publish(
+                self.bus, room, user=self.user, type_=type_, data=data, durable=durable
+            )
+        except DirectoryUnavailableError:
+            ROOM_REFUSALS.labels(action, "unavailable").inc()
+            raise FrameError("unavailable", UNAVAILABLE_MESSAGE, channel=channel) from None
+        if published is None:
+            ROOM_REFUSALS.labels(action, "forbidden").inc()
+            raise FrameError("forbidden", FORBIDDEN_MESSAGE, channel=channel)
+        return published.id
+
+    async def _typing(self, channel: str) -> None:
+        await self._publish(
+            channel, "typing", self._person(user_id=self.user), durable=False, action="typing"
+        )
 
     async def _say_traced(
         self,
@@ -230,19 +302,22 @@ class Session:
                     retry_after=exc.retry_after,
                     **details,
                 ) from None
-        published = await self.bus.publish(channel, "message", {"message": text}, sender=self.user)
+        message_id = await self._publish(
+            channel, "message", self._person(message=text), durable=True, action="message"
+        )
         if ref is not None:
             self.connection.send(
-                OutFrame.control({"type": "ack", "ref": ref, "id": published.id}, channel=channel)
+                OutFrame.control({"type": "ack", "ref": ref, "id": message_id}, channel=channel)
             )
+        room = channel.removeprefix(ROOM_PREFIX)
+        peer = dm_peer(room, self.user)
+        if peer is not None:
+            await self._tell_peer(peer, room, message_id, text)
         if self.assistant is not None:
             prompt = self.assistant.prompt(text)
             if prompt is not None:
                 asked = await self.assistant.ask(
-                    room=channel.removeprefix(ROOM_PREFIX),
-                    message_id=published.id,
-                    prompt=prompt,
-                    user_id=self.user,
+                    room=room, message_id=message_id, prompt=prompt, user_id=self.user
                 )
                 if asked is None:
                     REJECTED.labels("assistant_busy").inc()
@@ -250,16 +325,43 @@ class Session:
                         "assistant_busy",
                         f"you have {self.assistant.max_pending} questions waiting for the "
                         "assistant; ask again once one is answered",
-                        id=published.id,
+                        id=message_id,
                         **details,
                     )
 
-    async def _subscribe(self, channel: str, since: str | None) -> Resume:
+    async def _tell_peer(self, peer: str, room: str, message_id: str, text: str) -> None:
+        """``dm.message`` on the other person's channel (unread counts, a notification)."""
+        try:
+            await self.bus.publish(
+                user_channel(peer),
+                "dm.message",
+                self._person(
+                    room=room,
+                    message_id=message_id,
+                    user_id=self.user,
+                    preview=text[:DM_PREVIEW_CHARS],
+                ),
+                sender=self.user,
+            )
+        except InvalidChannelError:
+            logger.warning("a direct-message room with an odd peer: %s", room)
+
+    async def _subscribe(self, channel: str, since: str | None, *, action: str) -> Resume:
         if channel in self.connection.channels:
             raise FrameError("already_subscribed", f"already subscribed to {channel}")
         if len(self.connection.channels) >= self.limits.max_channels:
             raise FrameError("too_many_channels", "unsubscribe from a channel first")
-        if self.quotas is not None and channel.startswith(ROOM_PREFIX):
+        if not channel.startswith(ROOM_PREFIX):
+            return await self.connection.subscribe(channel, since)
+        room = channel.removeprefix(ROOM_PREFIX)
+
+        async def admit() -> None:
+            await self._check(room, channel, action)
+
+        # Checked before subscribing (an outsider costs no subscription, nor quota) and once
+        # the subscription is live, before history is read: nothing can slip in between.
+        await admit()
+        if self.quotas is not None:
             try:
                 await self.quotas.enter_room(self.user, channel)
             except QuotaExceeded as exc:
@@ -270,11 +372,21 @@ class Session:
                     channel=channel,
                     retry_after=exc.retry_after,
                 ) from None
-        resume = await self.connection.subscribe(channel, since)
-        if channel.startswith(ROOM_PREFIX):
-            self._rooms = (*self._rooms, channel)
-            await self.presence.join(channel, self.user)
+        try:
+            resume = await self.connection.subscribe(channel, since, admit=admit)
+        except RevokedError:
+            raise FrameError("forbidden", FORBIDDEN_MESSAGE, channel=channel) from None
+        self._rooms = (*self._rooms, channel)
+        await self.presence.join(channel, self.user, self.name)
         return resume
+
+    async def _check(self, room: str, channel: str, action: str) -> None:
+        try:
+            access = await self.guard.check(room, self.user, action=action)
+        except DirectoryUnavailableError:
+            raise FrameError("unavailable", UNAVAILABLE_MESSAGE, channel=channel) from None
+        if not access.allowed:
+            raise FrameError("forbidden", FORBIDDEN_MESSAGE, channel=channel)
 
     async def _unsubscribe(self, channel: str) -> None:
         if channel not in self.connection.channels:
@@ -284,15 +396,32 @@ class Session:
         if channel in self._rooms:
             await self._leave(channel)
 
+    def _revoked(self, channel: str, reason: str) -> None:
+        """Access to ``channel`` was taken away (the connection already stopped it)."""
+        if channel == self.room_channel:
+            code = CloseCode.TRY_AGAIN if reason == "unavailable" else CloseCode.FORBIDDEN
+            self.connection.close(code, _REVOKED_REASONS.get(reason, "forbidden"))
+        if channel in self._rooms:
+            task = asyncio.get_running_loop().create_task(self._leave_quietly(channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def _leave(self, channel: str) -> None:
+        if channel not in self._rooms:
+            return
         self._rooms = tuple(room for room in self._rooms if room != channel)
-        await self.presence.leave(channel, self.user)
+        await self.presence.leave(channel, self.user, self.name)
+
+    async def _leave_quietly(self, channel: str) -> None:
+        try:
+            await self._leave(channel)
+        except Exception as exc:
+            logger.warning("could not record leaving %s: %s", channel, exc)
 
     async def close(self) -> None:
         """Leave every room (the connection is gone); Redis errors are logged, not raised."""
         self.connection.unsubscribe_all()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for channel in self._rooms:
-            try:
-                await self._leave(channel)
-            except Exception as exc:
-                logger.warning("could not record leaving %s: %s", channel, exc)
+            await self._leave_quietly(channel)

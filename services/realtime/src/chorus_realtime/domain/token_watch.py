@@ -13,16 +13,13 @@ the old token is a 401. Each check costs no memory per connection beyond two num
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
 from chorus_common.tokens import LEEWAY_SECONDS, TokenVersions
 from chorus_realtime.domain.connection import CloseCode
+from chorus_realtime.domain.periodic import Periodic
 from chorus_realtime.domain.registry import Registry
 from chorus_realtime.metrics import TOKEN_CLOSES
 
@@ -46,7 +43,9 @@ class TokenWatch:
         self.versions = versions
         self.interval = min(30.0, max(1.0, interval))
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            self.sweep, interval=self.interval, name="token-watch", what="check token revocations"
+        )
 
     async def sweep(self) -> int:
         """Close what must be closed now; how many connections were closed."""
@@ -76,24 +75,11 @@ class TokenWatch:
                 closed += 1
         return closed
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sweep()
-            except (RedisError, OSError) as exc:
-                # Expired tokens were handled before the read; revocations wait a turn.
-                logger.warning("could not check token revocations: %s", exc)
-
     def start(self) -> None:
-        """Sweep every ``interval`` seconds in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="token-watch")
+        """Sweep every ``interval`` seconds in the background (a failed read of the token
+        versions waits a turn: expired tokens were closed before it)."""
+        self._periodic.start()
 
     async def stop(self) -> None:
         """Stop sweeping."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

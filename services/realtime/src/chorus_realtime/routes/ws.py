@@ -4,7 +4,9 @@ Authentication happens after the upgrade so that a refusal is a close code the c
 read (1008 with a reason) rather than an opaque failed handshake; nothing is joined or
 subscribed before the token is verified — signature, claims and revocation, as the api
 and the gateway check it (``chorus_common.tokens.TokenVerifier``). Once open, the socket
-is closed with 4401 when its token expires or is revoked (``domain/token_watch.py``).
+is closed with 4401 when its token expires or is revoked (``domain/token_watch.py``), and
+with 4403 when the room refuses the user or takes their access away (``domain/session.py``,
+``domain/access.py``).
 
 The endpoint is plain ASGI, reached through :class:`RoomSockets` ahead of the HTTP
 middleware stack. An idle WebSocket keeps its ASGI call open for as long as it lives, and
@@ -131,6 +133,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
         room=room,
         bus=rt.bus,
         presence=rt.presence,
+        guard=rt.guard,
         assistant=rt.assistant,
         limits=SessionLimits(
             max_message_chars=settings.max_message_bytes,
@@ -138,6 +141,7 @@ async def room_socket(scope: Scope, receive: Receive, send: Send, flusher: Flush
             burst=settings.message_burst,
             max_channels=settings.max_channels_per_connection,
         ),
+        name=claims.name,
         quotas=rt.quotas,
         upgrade=upgrade,
     )

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 from aiosmtplib import (
@@ -24,7 +26,7 @@ from aiosmtplib import (
 from chorus_worker.domain.errors import PermanentJobError, TemporaryJobError
 from chorus_worker.settings import WorkerServiceSettings
 
-__all__ = ["DeliveryError", "Mailer", "classify", "send_from_job"]
+__all__ = ["DeliveryError", "Mailer", "classify", "notice", "send_from_job"]
 
 
 class DeliveryError(Exception):
@@ -142,3 +144,18 @@ async def send_from_job(mailer: Mailer, message: EmailMessage) -> None:
         if exc.temporary:
             raise TemporaryJobError(str(exc)) from exc
         raise PermanentJobError(str(exc)) from exc
+
+
+def notice(settings: WorkerServiceSettings, *, to: str, subject: str, kind: str) -> EmailMessage:
+    """An automatic plain-text mail to ``to`` (the caller sets its content): from
+    ``SMTP_FROM``, a fresh Message-ID naming ``kind``, dated now, ``Auto-Submitted`` (RFC
+    3834: no auto-replies, please)."""
+    domain = settings.sender_address.rpartition("@")[2] or "chorus.localhost"
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(kind, domain=domain)
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Auto-Submitted"] = "auto-generated"
+    return message

@@ -16,9 +16,7 @@ server's 250 and that write sends it twice). A user deleted meanwhile gets nothi
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any, Final
 
 from redis.exceptions import RedisError
@@ -26,7 +24,7 @@ from sqlalchemy import select
 
 from chorus_schema.models import User
 from chorus_worker.deps import JobContext, resources
-from chorus_worker.domain.mail import send_from_job
+from chorus_worker.domain.mail import notice, send_from_job
 from chorus_worker.jobs.arguments import valid_user_id
 from chorus_worker.metrics import EMAILS_SENT
 from chorus_worker.settings import WorkerServiceSettings
@@ -41,14 +39,7 @@ _SENT_TTL_SECONDS: Final = 86_400
 
 def render_account_exists(email: str, settings: WorkerServiceSettings) -> EmailMessage:
     """The mail to the owner of ``email``: fixed text, nothing from the registrant."""
-    domain = settings.sender_address.rpartition("@")[2] or "chorus.localhost"
-    message = EmailMessage()
-    message["From"] = settings.smtp_from
-    message["To"] = email
-    message["Subject"] = SUBJECT
-    message["Message-ID"] = make_msgid("account-exists", domain=domain)
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Auto-Submitted"] = "auto-generated"
+    message = notice(settings, to=email, subject=SUBJECT, kind="account-exists")
     message.set_content(
         "Hi,\n\n"
         "someone just tried to create a Chorus account with this e-mail address. It\n"
