@@ -276,4 +276,7 @@ async def open_pubsub(
             raise
         return proto
 
-    return await asyncio.wait_for(connect(), connect_timeout)
+    # In this task, not in wait_for's inner one: a cancel (the hub stopping) reaches the
+    # connect at once instead of waiting for a second task to notice it.
+    async with asyncio.timeout(connect_timeout):
+        return await connect()
