@@ -160,22 +160,6 @@ class RootFs:
                 continue
             self._mirror(f"/{entry}", f"/{entry}")
 
-    def carry(self, host_path: str) -> None:
-        """Bind ``host_path`` at the same path if it lies in a directory an image has empty.
-
-        The image's own parts (the interpreter, the venv, the sources it was built from) are
-        wherever the machine keeps them; a checkout under ``/tmp`` must not vanish with it.
-        """
-        parts = [p for p in host_path.split("/") if p]
-        if not parts or parts[0] not in _EMPTY_IN_IMAGE or not os.path.isdir(host_path):
-            return
-        target = self.host(host_path)
-        if os.path.lexists(target):
-            return
-        os.makedirs(target, 0o755)
-        mount(host_path, target, None, MS_BIND | MS_REC)
-        self.binds[host_path] = host_path
-
     def _own(self, path: str, only: str | None = None) -> None:
         """Replace bound directory ``path`` by a tmpfs holding its entries (or just ``only``)."""
         child = f"{path.rstrip('/')}/{only}"
@@ -289,8 +273,6 @@ def _build(launch: Launch) -> None:
     os.makedirs(launch.rootfs, exist_ok=True)
     fs = RootFs(launch.rootfs)
     fs.assemble()
-    for path in launch.expose:
-        fs.carry(path)
     if launch.uid not in (None, 0):
         groups = {g for g in (launch.gid, *launch.groups) if g is not None}
         for path in launch.expose:
@@ -306,8 +288,6 @@ def _build(launch: Launch) -> None:
         fs.read_only()
     for item in launch.mounts:
         fs.bind(item)
-    for path in launch.expose:  # again, if a volume (an emptyDir at /tmp) covered it
-        fs.carry(path)
     os.chroot(fs.root)
 
 
