@@ -55,7 +55,7 @@ async def everyday_use(ingress: str) -> None:
     client = AsyncOpenAI(base_url=f"{ingress}/v1", api_key=user.token, max_retries=0)
     async with client:
         stream = await client.chat.completions.create(
-            model="mock-gpt",
+            model="assistant",  # the model users may call (GATEWAY_USER_MODELS)
             messages=[{"role": "user", "content": "hello [mock tokens=8]"}],
             stream=True,
         )
