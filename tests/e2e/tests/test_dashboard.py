@@ -1,6 +1,6 @@
 """Journey 6, second half (runs last): every query of the Grafana dashboard has data.
 
-The dashboard's ``$__rate_interval`` becomes a window covering the whole run, as an
+The dashboard's ``$__rate_interval`` and ``$__range`` become a window covering the whole run, as an
 operator looking at the last hour would see it — after the journeys and the faults in a
 full run, or after everyday use alone (``everyday_traffic``) when this test runs by itself.
 """
@@ -29,7 +29,9 @@ async def test_every_dashboard_query_returns_data(stack: Stack, ops: httpx.Async
     assert len(queries) > 20
     empty = []
     for title, expr in queries:
-        result = await prometheus.query(expr.replace("$__rate_interval", "1h"))
+        result = await prometheus.query(
+            expr.replace("$__rate_interval", "1h").replace("$__range", "1h")
+        )
         if not has_number(result):
             empty.append((title, expr))
     assert not empty, "queries without data:\n" + "\n".join(f"{t}: {e}" for t, e in empty)
