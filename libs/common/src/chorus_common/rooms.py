@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
 from chorus_common.events import (
@@ -59,6 +60,8 @@ from chorus_common.events import (
     room_channel,
     stream_key,
 )
+from chorus_common.trace_context import current_traceparent
+from chorus_common.tracing import child_tracer
 
 __all__ = [
     "ACCESS_EVENT_TYPES",
@@ -305,7 +308,49 @@ class RoomDirectory:
         the rule refused; :class:`DirectoryUnavailableError` when it cannot tell.
         """
         channel = room_channel(room)
-        body = bus.encode(channel, type_, data, user)
+        tracing = child_tracer() if durable else None
+        if tracing is None:  # off, unsampled, or ephemeral: no span, no traceparent
+            return await self._guarded(
+                bus, room, channel=channel, user=user, type_=type_, data=data, durable=durable
+            )
+        with tracing.start_as_current_span(
+            f"publish {type_}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "redis",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "publish",
+                "messaging.destination.name": channel,
+                "chorus.event.type": type_,
+            },
+        ) as span:
+            published = await self._guarded(
+                bus,
+                room,
+                channel=channel,
+                user=user,
+                type_=type_,
+                data=data,
+                durable=durable,
+                traceparent=current_traceparent(),
+            )
+            if published is not None:
+                span.set_attribute("messaging.message.id", published.id)
+            return published
+
+    async def _guarded(
+        self,
+        bus: EventBus,
+        room: str,
+        *,
+        channel: str,
+        user: str,
+        type_: str,
+        data: dict[str, Any],
+        durable: bool,
+        traceparent: str | None = None,
+    ) -> Published | None:
+        body = bus.encode(channel, type_, data, user, traceparent)
         verdict, raw_id = await self._publish(
             keys=[room_key(room), LOADED_KEY, stream_key(channel), EPOCH_PREFIX + channel],
             args=[
