@@ -57,6 +57,7 @@ _NOT_COPIED = frozenset(
 )
 #: Images of a service kept besides the one in use (the previous build, for a running release).
 _KEEP_OTHERS = 1
+_MARKER = shutil.ignore_patterns(".built")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
@@ -200,6 +201,8 @@ class Images:
         self.dockerfile = repo / "deploy" / "docker" / "Dockerfile"
         self._pulled: dict[str, Image] = {}
         self._lock = threading.Lock()
+        #: One lock per reference: different images are made side by side.
+        self._locks: dict[str, threading.Lock] = {}
 
     def pull(self, reference: str) -> Image:
         """The image ``reference`` names (made on first use); ImageError if unknown.
@@ -207,6 +210,8 @@ class Images:
         Thread-safe: pods pull from worker threads so the kubelet's loop never waits.
         """
         with self._lock:
+            lock = self._locks.setdefault(reference, threading.Lock())
+        with lock:
             if reference not in self._pulled:
                 self._pulled[reference] = self._make(reference)
             return self._pulled[reference]
@@ -268,21 +273,35 @@ class Images:
         )
 
     def _build_service(self, reference: str, service: str) -> Path:
-        """The image's venv: built once per content (under a lock shared by every run)."""
+        """The image's venv: built once per content (under a lock every run takes)."""
         images = self.cache / "images"
         images.mkdir(parents=True, exist_ok=True)
         venv = images / f"{service}-{self._source_key(service)}"
         built = venv / ".built"
-        with (images / ".lock").open("w") as lock:
+        with (images / f".{service}.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if built.is_file():
                 built.touch()  # in use: kept by the pruning below
                 return venv
             shutil.rmtree(venv, ignore_errors=True)
+            steps = []
+            home = f"home = {os.path.dirname(_base_python())}\n"
+            previous = [
+                build
+                for build in self._builds(images, service)
+                if home in (build / "pyvenv.cfg").read_text()
+            ]
+            if previous:
+                # From the last build, as a layer cache would: only what changed is installed
+                # again (uv sync is exact: what the lock no longer has is removed).
+                shutil.copytree(previous[0], venv, symlinks=True, ignore=_MARKER)
+            else:
+                steps.append(
+                    ["venv", "--relocatable", "--python", _base_python(), "--quiet", str(venv)]
+                )
             # The workspace packages are rebuilt from the tree, never a wheel uv cached.
             reinstall = [f"--reinstall-package={name}" for name in self._workspace_members()]
-            steps = [
-                ["venv", "--relocatable", "--python", _base_python(), "--quiet", str(venv)],
+            steps.append(
                 [
                     "sync",
                     "--frozen",
@@ -292,8 +311,8 @@ class Images:
                     f"services/{service}",
                     "--quiet",
                     *reinstall,
-                ],
-            ]
+                ]
+            )
             for step in steps:
                 result = subprocess.run(  # noqa: S603 - our own tool, our own arguments
                     [*_uv(), *step],
@@ -313,27 +332,25 @@ class Images:
                     shutil.rmtree(venv, ignore_errors=True)
                     msg = f'failed to build image "{reference}" (uv {step[0]}, services/{service})'
                     raise ImageError(f"{msg}:\n{result.stderr}")
-            (venv / "bin" / "chorus-service").symlink_to(f"chorus-{service}")
+            script = venv / "bin" / "chorus-service"
+            script.unlink(missing_ok=True)
+            script.symlink_to(f"chorus-{service}")
             built.touch()
-            self._prune(images, service, venv)
+            for stale in self._builds(images, service, but=venv)[_KEEP_OTHERS:]:
+                shutil.rmtree(stale, ignore_errors=True)
         return venv
 
     @staticmethod
-    def _prune(images: Path, service: str, current: Path) -> None:
-        """Drop the service's older builds, keeping the most recently used others."""
+    def _builds(images: Path, service: str, but: Path | None = None) -> list[Path]:
+        """The service's complete builds, the most recently used first."""
         pattern = re.compile(rf"{re.escape(service)}-[0-9a-f]{{16}}")
-        others = [
-            path
+        markers = [
+            path / ".built"
             for path in images.iterdir()
-            if path != current and pattern.fullmatch(path.name) and path.is_dir()
+            if path != but and pattern.fullmatch(path.name) and (path / ".built").is_file()
         ]
-
-        def used(path: Path) -> float:
-            marker = path / ".built"
-            return marker.stat().st_mtime if marker.exists() else 0.0
-
-        for stale in sorted(others, key=used, reverse=True)[_KEEP_OTHERS:]:
-            shutil.rmtree(stale, ignore_errors=True)
+        markers.sort(key=lambda marker: marker.stat().st_mtime, reverse=True)
+        return [marker.parent for marker in markers]
 
     def _stand_in(self, name: str, body: str) -> Path:
         path = self.cache / "stand-ins" / name
