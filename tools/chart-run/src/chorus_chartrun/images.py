@@ -299,11 +299,13 @@ class Images:
                 steps.append(
                     ["venv", "--relocatable", "--python", _base_python(), "--quiet", str(venv)]
                 )
-            # The workspace packages are rebuilt from the tree, never a wheel uv cached.
+            # The workspace packages are rebuilt from the tree, never a wheel uv cached; the
+            # rest comes from uv's cache (chart-run's node has no route out: --offline).
             reinstall = [f"--reinstall-package={name}" for name in self._workspace_members()]
             steps.append(
                 [
                     "sync",
+                    "--offline",
                     "--frozen",
                     "--no-dev",
                     "--no-editable",
