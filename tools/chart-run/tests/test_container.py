@@ -122,12 +122,11 @@ def test_the_postgres_image_runs_nothing_of_the_checkouts_venv(
     entrypoint = next(m for m in image.mounts if m.target.endswith("docker-entrypoint.sh"))
     told = [*image.expose, image.env["PATH"], Path(entrypoint.source).read_text().split("\n")[0]]
     assert not [value for value in told if sys.prefix in value]
-    launch = _image_launch(
-        image, ["docker-entrypoint.sh", "pg_ctl", "--version"], sandbox, tmp_path
-    )
-    result = _run(launch, tmp_path)
+    # The chart's probe program: it needs the wheel's libpq, found relative to itself.
+    argv = ["docker-entrypoint.sh", "pg_isready", "--version"]
+    result = _run(_image_launch(image, argv, sandbox, tmp_path), tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"pg_ctl (PostgreSQL) {image.env['PG_MAJOR']}.")
+    assert result.stdout.startswith(f"pg_isready (PostgreSQL) {image.env['PG_MAJOR']}.")
 
 
 def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(

