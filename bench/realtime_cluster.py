@@ -1,9 +1,11 @@
 """Fan-out on one Redis against fan-out on a 3-primary Redis Cluster: when to move to one.
 
 Chorus against itself, in one run on one machine: two replicas whose channels live on one
-Redis (``REDIS_URL``), then two whose channels live on the devstack's Redis Cluster (three
-primaries, three replicas, Redis 7: ``REALTIME_REDIS_CLUSTER``, hash-tagged keys, ``SPUBLISH``
-in the publish script, ``SSUBSCRIBE`` per primary). Each pair carries two loads at once,
+Redis (``REDIS_URL``; the Redis feeds a replica of its own, as behind Sentinel, so that it
+pays for replication as each cluster primary does), then two whose channels live on the
+devstack's Redis Cluster (three primaries, three replicas, Redis 7:
+``REALTIME_REDIS_CLUSTER``, hash-tagged keys, ``SPUBLISH`` in the publish script,
+``SSUBSCRIBE`` per primary). Each pair carries two loads at once,
 from one load generator each (``peers/wsload.py``), members spread over both replicas:
 
 - **many rooms** (``--rooms`` x ``--members``, 1,000 rooms of 4 by default, 2 members on
@@ -110,13 +112,17 @@ async def saturate(
     servers: list[int],
     redis: RedisProcesses,
 ) -> dict[str, Any]:
-    """One burst; deliveries/s, the replicas' and each Redis process's CPU per delivery."""
+    """One burst; deliveries/s, the replicas' and each Redis process's CPU per delivery,
+    and the load side's CPU share (near 100 %: it, not the system, set the pace)."""
     await asyncio.sleep(SETTLE_S)
     load.ask("report")
     server0, redis0, t0 = cpu_seconds(servers), cpu_each(redis), time.monotonic()
+    pub0, load0 = cpu_seconds([pub.proc.pid]), cpu_seconds([load.proc.pid])
     await pub.burst(burst)
+    pub1 = cpu_seconds([pub.proc.pid])
     await wait_delivered(load, burst * members)
     server1, redis1, t1 = cpu_seconds(servers), cpu_each(redis), time.monotonic()
+    load1 = cpu_seconds([load.proc.pid])
     report = load.ask("report")
     span = max(1e-6, report["last"] - report["first"])
     delivered = max(1, report["messages"])
@@ -132,6 +138,8 @@ async def saturate(
         "busiest_redis_cpu_share": per_redis[busiest] / max(1e-6, t1 - t0),
         "redis_us_per_delivery": sum(per_redis.values()) / delivered * 1e6,
         "redis_us_each": {name: cpu / delivered * 1e6 for name, cpu in per_redis.items()},
+        "publisher_cpu_share": (pub1 - pub0) / max(1e-6, t1 - t0),
+        "loadgen_cpu_share": (load1 - load0) / max(1e-6, t1 - t0),
     }
 
 
@@ -182,6 +190,8 @@ async def shape(
         "busiest_redis_cpu_share": spread([b["busiest_redis_cpu_share"] for b in bursts]),
         "busiest_redis": [b["busiest_redis"] for b in bursts],
         "redis_us_per_delivery": spread([b["redis_us_per_delivery"] for b in bursts]),
+        "publisher_cpu_share": spread([b["publisher_cpu_share"] for b in bursts]),
+        "loadgen_cpu_share": spread([b["loadgen_cpu_share"] for b in bursts]),
         "half_rate_msgs_per_s": half,
         "half_p50_ms": spread([h["p50_ms"] for h in halves]),
         "half_p99_ms": spread([h["p99_ms"] for h in halves]),
@@ -201,6 +211,7 @@ async def topology(
     args: argparse.Namespace,
     split: Split,
     main_redis: RunningRedis,
+    replica: RunningRedis,
     cluster: RunningRedisCluster | None,
     work: Path,
 ) -> dict[str, Any]:
@@ -209,7 +220,7 @@ async def topology(
     channels: dict[str, str] = {}
     if cluster is not None:
         channels = {"REALTIME_REDIS_CLUSTER": cluster.seeds, "PRIVATE_ROOMS": "false"}
-    redis_ports = {"redis": main_redis.server.port}
+    redis_ports = {"redis": main_redis.server.port, "its replica": replica.server.port}
     if cluster is not None:
         redis_ports |= {name: node.port for name, node in cluster.group.nodes.items()}
     redis = {name: Redis(port=port) for name, port in redis_ports.items()}
@@ -319,19 +330,29 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     }
     print(f"CPU split: {split.describe()}", flush=True)
     main_redis = RunningRedis(work / "redis")
+    replica = RunningRedis(work / "replica")
     cluster = RunningRedisCluster(work / "cluster")
     main_redis.start()
     try:
+        replica.start()
         cluster.start()
         try:
-            split.pin_server(redis_pid(main_redis))
+            with Redis(port=replica.server.port) as client:
+                client.replicaof("127.0.0.1", main_redis.server.port)
+            for server in (main_redis, replica):
+                split.pin_server(redis_pid(server))
             for process in cluster.processes.values():
                 assert process.pid is not None
                 split.pin_server(process.pid)
-            results["one_redis"] = await topology("one", args, split, main_redis, None, work)
-            results["cluster"] = await topology("cluster", args, split, main_redis, cluster, work)
+            results["one_redis"] = await topology(
+                "one", args, split, main_redis, replica, None, work
+            )
+            results["cluster"] = await topology(
+                "cluster", args, split, main_redis, replica, cluster, work
+            )
         finally:
             cluster.stop()
+            replica.stop()
     finally:
         main_redis.stop()
     results["loadavg_after"] = os.getloadavg()
@@ -340,7 +361,7 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
 
 # -- the result (bench JSON contract) -------------------------------------------------------------
 
-PEER = "Chorus on one Redis"
+PEER = "Chorus on one Redis (with its replica)"
 
 
 def contract(r: dict[str, Any]) -> dict[str, Any]:
@@ -353,8 +374,11 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
     def ratio(key: str, shape: str) -> float:
         return (median(cl[shape][key]) or 0) / (median(one[shape][key]) or 1)
 
+    def pct(s: dict[str, Any], key: str) -> str:
+        return f"{100 * (median(s[key]) or 0):.0f} %"
+
     def share(s: dict[str, Any]) -> str:
-        return f"{100 * (median(s['busiest_redis_cpu_share']) or 0):.0f} %"
+        return pct(s, "busiest_redis_cpu_share")
 
     def exact(shape: str) -> str:
         return (
@@ -400,7 +424,10 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                 ">= 0.9x",
                 ratio("deliveries_per_s", shape) >= 0.9,
                 note=f"{burst_note}; first to last delivery; replicas and every Redis "
-                f"process share one CPU; {exact(shape)}; {runs}",
+                f"process share one CPU; the publisher at {pct(o, 'publisher_cpu_share')} / "
+                f"{pct(c, 'publisher_cpu_share')} of a core, the load generator at "
+                f"{pct(o, 'loadgen_cpu_share')} / {pct(c, 'loadgen_cpu_share')}; "
+                f"{exact(shape)}; {runs}",
             )
         )
         rows.append(
@@ -448,7 +475,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4, help="connections per room")
     parser.add_argument("--subscribers", type=int, default=1000, help="the one room's size")
     parser.add_argument("--burst", type=int, default=6_000, help="messages per many-rooms burst")
-    parser.add_argument("--room-burst", type=int, default=60, help="messages per one-room burst")
+    parser.add_argument("--room-burst", type=int, default=150, help="messages per one-room burst")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.5, help="length of a paced run")
     parser.add_argument("--concurrency", type=int, default=64, help="publishes in flight")
