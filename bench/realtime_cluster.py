@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,16 +46,15 @@ from typing import Any
 
 from realtime_support import (
     BIG_QUEUE,
-    PEERS,
     SECRET,
     SETTLE_S,
     Load,
     PipePublisher,
-    Procs,
     Split,
     bench_main,
     cpu_seconds,
     median,
+    paced,
     pooled,
     processes,
     raise_fd_limit,
@@ -64,6 +62,7 @@ from realtime_support import (
     row,
     spread,
     start_chorus,
+    start_publisher,
     wait_delivered,
 )
 from redis import Redis
@@ -73,20 +72,6 @@ from chorus_devstack.servers import RunningRedis, RunningRedisCluster
 
 #: Latency samples kept per paced run, for the plots.
 SAMPLES_PER_RUN = 1000
-
-
-def publisher(started: Procs, split: Split, env: dict[str, str], *args: str) -> PipePublisher:
-    """A ``peers/chorus_publisher.py`` process on the load CPUs, publishing where ``env``
-    says the channels live."""
-    proc = subprocess.Popen(
-        [sys.executable, str(PEERS / "chorus_publisher.py"), *args],
-        env={**os.environ, **env},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    started.append(proc)
-    split.pin_load(proc.pid)
-    return PipePublisher(proc)
 
 
 #: Each Redis process by name, and a connection to ask it for its CPU.
@@ -143,27 +128,6 @@ async def saturate(
     }
 
 
-async def paced(
-    load: Load, pub: PipePublisher, rate: float, seconds: float, members: int
-) -> dict[str, Any]:
-    """Messages at ``rate`` a second for ``seconds``; publish->deliver latency, and every
-    message's number checked on every connection."""
-    await asyncio.sleep(SETTLE_S)
-    load.ask("verify")
-    await pub.rate(rate, seconds)
-    await wait_delivered(load, int(rate * seconds) * members)
-    report = load.ask(f"report {SAMPLES_PER_RUN}")
-    return {
-        "delivered": report["messages"],
-        "expected": int(rate * seconds) * members,
-        "missing": report["missing"],
-        "duplicates": report["duplicates"],
-        "p50_ms": report["p50_ms"],
-        "p99_ms": report["p99_ms"],
-        "samples_ms": report["samples_ms"],
-    }
-
-
 async def shape(
     name: str,
     args: argparse.Namespace,
@@ -179,7 +143,10 @@ async def shape(
     bursts = [await saturate(load, pub, burst, members, servers, redis) for _ in range(args.runs)]
     rate = spread([b["deliveries_per_s"] for b in bursts])
     half = (rate["median"] or 0) / members / 2
-    halves = [await paced(load, pub, half, args.seconds, members) for _ in range(args.runs)]
+    halves = [
+        await paced(load, pub, half, args.seconds, members, samples=SAMPLES_PER_RUN, verify=True)
+        for _ in range(args.runs)
+    ]
     result = {
         "shape": name,
         "deliveries_per_s": rate,
@@ -278,16 +245,28 @@ async def topology(
         await asyncio.gather(asyncio.to_thread(many.ready), asyncio.to_thread(one.ready))
         connect_s = time.monotonic() - connecting
         env = {"REDIS_URL": main_redis.url, **channels}
-        rooms_pub = publisher(
+        rooms_pub = start_publisher(
             started,
             split,
+            sys.executable,
+            "chorus_publisher.py",
             env,
             "--rooms",
             str(args.rooms),
             "--concurrency",
             str(args.concurrency),
         )
-        room_pub = publisher(started, split, env, "--rooms", "1", "--prefix", "fan-")
+        room_pub = start_publisher(
+            started,
+            split,
+            sys.executable,
+            "chorus_publisher.py",
+            env,
+            "--rooms",
+            "1",
+            "--prefix",
+            "fan-",
+        )
         return {
             "connect_s": connect_s,
             "many": await shape(
