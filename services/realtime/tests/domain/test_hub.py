@@ -238,6 +238,22 @@ async def _live_after_every_replay(hub: Hub, bus: EventBus, channel: str, sink: 
             await asyncio.sleep(0.01)
 
 
+async def _deaf_through(hub: Hub, bus: EventBus, *numbers: int) -> tuple[str, Collector]:
+    """A channel whose subscriber got m0, then missed ``numbers`` on a deaf connection."""
+    channel, sink = await _subscribed_at_m0(hub, bus)
+    await _deafen(hub)
+    await _publish(bus, channel, *numbers)
+    return channel, sink
+
+
+async def _resumes_once_then_live(hub: Hub, bus: EventBus, channel: str, sink: Collector) -> None:
+    """Nothing of the gap was handed on: the subscriber, told once, resumes from m0 on its
+    own; what comes after the gap is live again."""
+    await _live_after_every_replay(hub, bus, channel, sink)
+    assert sink.texts() == ["m0", "live"]
+    assert sink.interruptions == 1
+
+
 async def test_a_gap_longer_than_the_replay_limit_interrupts_instead_of_skipping(
     gated: tuple[Hub, GatedBus, GatedTopology],
 ) -> None:
@@ -251,54 +267,40 @@ async def test_a_gap_longer_than_the_replay_limit_interrupts_instead_of_skipping
     await _publish(bus, channel, 1, 2, 3, 4, 5)  # five events missed: more than it replays
     hub.rebuild("test")
     await _until(sink, lambda: sink.interruptions > 0)
-    await _live_after_every_replay(hub, bus, channel, sink)
-    # Nothing of the gap was handed on: the subscriber resumes from m0 on its own, told
-    # so once; what comes after the gap is live again.
-    assert sink.texts() == ["m0", "live"]
-    assert sink.interruptions == 1
+    await _resumes_once_then_live(hub, bus, channel, sink)
 
 
 async def test_an_interrupted_gap_is_not_reported_again_by_the_next_rebuild(
     gated: tuple[Hub, GatedBus, GatedTopology],
 ) -> None:
     hub, bus, _ = gated
-    channel, sink = await _subscribed_at_m0(hub, bus)
-    await _deafen(hub)
-    await _publish(bus, channel, 1, 2, 3, 4, 5)
+    channel, sink = await _deaf_through(hub, bus, 1, 2, 3, 4, 5)
     hub.rebuild("test")
     await _until(sink, lambda: sink.interruptions > 0)
     # A quiet room: no event moves the channel on before the connection is rebuilt again.
     await _rebuild(hub, "again")
-    await _live_after_every_replay(hub, bus, channel, sink)
-    assert sink.texts() == ["m0", "live"]
-    assert sink.interruptions == 1
+    await _resumes_once_then_live(hub, bus, channel, sink)
 
 
 async def test_a_channel_lost_again_while_its_gap_is_replayed_is_told_once(
     gated: tuple[Hub, GatedBus, GatedTopology],
 ) -> None:
     hub, bus, _ = gated
-    channel, sink = await _subscribed_at_m0(hub, bus)
-    await _deafen(hub)
-    await _publish(bus, channel, 1, 2, 3, 4, 5)
+    channel, sink = await _deaf_through(hub, bus, 1, 2, 3, 4, 5)
     bus.gate.close()
     hub.rebuild("test")
     await bus.gate.arrived.wait()  # the gap's replay is reading
     await _rebuild(hub, "again")  # and the new connection is lost too
     bus.gate.open()
     await _until(sink, lambda: sink.interruptions > 0)
-    await _live_after_every_replay(hub, bus, channel, sink)
-    assert sink.texts() == ["m0", "live"]
-    assert sink.interruptions == 1
+    await _resumes_once_then_live(hub, bus, channel, sink)
 
 
 async def test_a_gap_opened_while_the_last_was_replayed_is_replayed_too(
     gated: tuple[Hub, GatedBus, GatedTopology],
 ) -> None:
     hub, bus, topology = gated
-    channel, sink = await _subscribed_at_m0(hub, bus)
-    await _deafen(hub)
-    await _publish(bus, channel, 1, 2)
+    channel, sink = await _deaf_through(hub, bus, 1, 2)
     bus.gate.close()
     hub.rebuild("test")
     await bus.gate.arrived.wait()  # the first gap's replay is reading...
