@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from chorus_chartrun.container import START_FAILED, Launch, Mount
+from chorus_chartrun.images import Image, Images
+from chorus_devstack.routes import repo_root
 
 
 @pytest.fixture
@@ -49,6 +51,82 @@ def _run(launch: Launch, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=60,
     )
+
+
+@pytest.fixture
+def checkout_in_tmp() -> Iterator[Path]:
+    """What an image build reads of the repository, checked out under /tmp (as CI clones)."""
+    repo = repo_root()
+    directory = Path(tempfile.mkdtemp(prefix="chart-run-checkout-"))
+    assert directory.parts[1] == "tmp"
+    skip = shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", "*_cache", "tests")
+    for name in ("pyproject.toml", "uv.lock", "deploy/docker/Dockerfile"):
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo / name, directory / name)
+    for tree in ("libs", "services"):
+        shutil.copytree(repo / tree, directory / tree, ignore=skip)
+    for manifest in repo.glob("*/*/pyproject.toml"):  # the other workspace members
+        target = directory / manifest.relative_to(repo)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(manifest, target)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def _image_launch(image: Image, argv: list[str], sandbox: int, tmp_path: Path) -> Launch:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o777, exist_ok=True)
+    scratch.chmod(0o777)
+    return Launch(
+        sandbox_pid=sandbox,
+        hostname="pod-0",
+        argv=argv,
+        env=image.env,
+        cwd=image.workdir,
+        rootfs=str(tmp_path / "root"),
+        uid=10001,
+        gid=10001,
+        image_mounts=image.mounts,
+        expose=image.expose,
+        mounts=[Mount("/tmp", str(scratch))],  # an emptyDir at /tmp, as the chart mounts one
+        read_only_root=True,
+        no_new_privs=True,
+    )
+
+
+def test_a_service_image_built_from_a_checkout_under_tmp_runs_in_its_pod(
+    sandbox: int, tmp_path: Path, checkout_in_tmp: Path
+) -> None:
+    image = Images(checkout_in_tmp, checkout_in_tmp / ".chart-run").pull(
+        "ghcr.io/chorus/chorus-api:test"
+    )
+    # Nothing the pod is told names the checkout: /tmp is empty (or an emptyDir) in a pod.
+    told = [*image.expose, *image.env.values(), *image.entrypoint, *image.cmd, image.workdir]
+    assert not [value for value in told if str(checkout_in_tmp) in value]
+    probe = "import chorus_schema, sys; print(chorus_schema.__file__); print(sys.prefix)"
+    script = f'python -c "{probe}" && chorus-service --help'
+    result = _run(_image_launch(image, ["/bin/sh", "-c", script], sandbox, tmp_path), tmp_path)
+    assert result.returncode == 0, result.stderr
+    module, prefix, usage = result.stdout.split("\n")[:3]
+    assert module.startswith("/app/.venv/lib/python3.11/site-packages/chorus_schema/")
+    assert prefix == "/app/.venv"
+    assert usage.startswith("usage: python -m chorus_api")
+
+
+def test_the_postgres_image_runs_nothing_of_the_checkouts_venv(
+    sandbox: int, tmp_path: Path
+) -> None:
+    image = Images(repo_root(), tmp_path / "cache").pull("postgres:18")
+    entrypoint = next(m for m in image.mounts if m.target.endswith("docker-entrypoint.sh"))
+    told = [*image.expose, image.env["PATH"], Path(entrypoint.source).read_text().split("\n")[0]]
+    assert not [value for value in told if sys.prefix in value]
+    # The chart's probe program: it needs the wheel's libpq, found relative to itself.
+    argv = ["docker-entrypoint.sh", "pg_isready", "--version"]
+    result = _run(_image_launch(image, argv, sandbox, tmp_path), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"pg_isready (PostgreSQL) {image.env['PG_MAJOR']}.")
 
 
 def test_the_container_sees_the_chart_paths_read_only_root_and_its_user(
