@@ -45,7 +45,8 @@ def _pod(run: ChartRun, name: str) -> dict[str, Any]:
 def test_a_pod_that_stops_being_ready_stops_getting_traffic(echo: ChartRun) -> None:
     pods = echo.pods("echo-")
     assert len(pods) == 2
-    assert _answers(echo) == set(pods)  # round-robin over both endpoints
+    _until(lambda: all(_pod(echo, p)["ready"] for p in pods))
+    _until(lambda: _answers(echo) == set(pods))  # round-robin over both endpoints
     echo.pod_get(pods[0], 8080, "/unready")
     _until(lambda: not _pod(echo, pods[0])["ready"])
     _until(lambda: _answers(echo) == {pods[1]})
