@@ -503,7 +503,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--streams", type=int, default=32)
     parser.add_argument("--gateway-rate", type=float, default=200.0, help="requests/s")
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument("--events", type=int, default=1200)
     parser.add_argument("--rate", type=float, default=300.0)
