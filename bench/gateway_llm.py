@@ -516,11 +516,6 @@ def main(args: argparse.Namespace) -> None:
                 f"p99 {_fmt_ms(_nearest_rank(samples, 0.99))}",
                 flush=True,
             )
-        # Everything is measured: ask every process to stop at once, so their shutdowns
-        # overlap (a proxy still finishing the cut streams of the cancel runs would hold the
-        # others up); each one's own exit then waits for it.
-        for process in {target.process.pid: target.process for target in plan}.values():
-            process.send_signal(signal.SIGINT)
     load = (load_before[0], os.getloadavg()[0])
     report(rows, cancels, load, args)
 
