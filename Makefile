@@ -104,7 +104,7 @@ system-deps-unit:
 system-deps-chart:
 	@$(SYSTEM_DEPS) nginx libnss_wrapper ip
 system-deps-bench:
-	@$(SYSTEM_DEPS) wrk node npm
+	@$(SYSTEM_DEPS) wrk node npm redis-server
 
 ##@ Test
 

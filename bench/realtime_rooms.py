@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,6 @@ from typing import Any
 
 from realtime_support import (
     BIG_QUEUE,
-    PEERS,
     SECRET,
     SETTLE_S,
     Generator,
@@ -53,6 +51,7 @@ from realtime_support import (
     bench_main,
     cpu_seconds,
     median,
+    paced,
     peer_python,
     pooled,
     processes,
@@ -62,6 +61,7 @@ from realtime_support import (
     spread,
     start_chorus,
     start_peer,
+    start_publisher,
     wait_delivered,
 )
 
@@ -72,21 +72,6 @@ from chorus_devstack.servers import RunningRedis
 SAMPLES_PER_RUN = 1000
 #: Chorus replicas: any number of frames from a client (churners send two per visit).
 CHURN_ENV = {"MESSAGES_PER_SECOND": "100000", "MESSAGE_BURST": "100000"}
-
-
-def publisher(
-    started: Procs, split: Split, python: str, script: str, redis_url: str, *args: str
-) -> PipePublisher:
-    """A ``peers/*_publisher.py`` process on the load CPUs."""
-    proc = subprocess.Popen(
-        [python, str(PEERS / script), *args],
-        env={**os.environ, "REDIS_URL": redis_url},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    started.append(proc)
-    split.pin_load(proc.pid)
-    return PipePublisher(proc)
 
 
 class Churn(Generator):
@@ -128,24 +113,6 @@ async def saturate(
         "deliveries_per_s": report["messages"] / span,
         "cpu_us_per_delivery": (cpu1 - cpu0) / delivered * 1e6,
         "redis_us_per_delivery": (redis1 - redis0) / delivered * 1e6,
-    }
-
-
-async def paced(
-    load: Load, pub: PipePublisher, rate: float, seconds: float, members: int
-) -> dict[str, Any]:
-    """Messages at ``rate`` a second for ``seconds``; publish->deliver latency."""
-    await asyncio.sleep(SETTLE_S)
-    load.ask("report")
-    await pub.rate(rate, seconds)
-    await wait_delivered(load, int(rate * seconds) * members)
-    report = load.ask(f"report {SAMPLES_PER_RUN}")
-    return {
-        "delivered": report["messages"],
-        "expected": int(rate * seconds) * members,
-        "p50_ms": report["p50_ms"],
-        "p99_ms": report["p99_ms"],
-        "samples_ms": report["samples_ms"],
     }
 
 
@@ -212,7 +179,8 @@ async def system(
     rate = spread([s["deliveries_per_s"] for s in saturation])
     msgs_per_s = (rate["median"] or 0) / members
     halves = [
-        await paced(load, pub, msgs_per_s / 2, args.seconds, members) for _ in range(args.runs)
+        await paced(load, pub, msgs_per_s / 2, args.seconds, members, samples=SAMPLES_PER_RUN)
+        for _ in range(args.runs)
     ]
     churned = await churn(
         load,
@@ -312,22 +280,22 @@ async def bench_chorus(
         )
         await asyncio.to_thread(churners.ready)
         common = ["--concurrency", str(args.concurrency)]
-        pub = publisher(
+        pub = start_publisher(
             started,
             split,
             sys.executable,
             "chorus_publisher.py",
-            redis.url,
+            {"REDIS_URL": redis.url},
             "--rooms",
             str(args.rooms),
             *common,
         )
-        churn_pub = publisher(
+        churn_pub = start_publisher(
             started,
             split,
             sys.executable,
             "chorus_publisher.py",
-            redis.url,
+            {"REDIS_URL": redis.url},
             "--rooms",
             str(args.churners),
             "--prefix",
@@ -380,12 +348,12 @@ async def bench_socketio(
             python,
         )
         await asyncio.to_thread(churners.ready)
-        pub = publisher(
+        pub = start_publisher(
             started,
             split,
             python,
             "socketio_publisher.py",
-            redis.url,
+            {"REDIS_URL": redis.url},
             "--rooms",
             str(args.rooms),
             "--concurrency",

@@ -401,6 +401,22 @@ class PipePublisher(Publisher):
         await self._ask(f"rate {per_second} {seconds}")
 
 
+def start_publisher(
+    started: Procs, split: Split, python: str, script: str, env: dict[str, str], *args: str
+) -> PipePublisher:
+    """A ``peers/*_publisher.py`` process on the load CPUs; ``env`` says where it publishes
+    (``REDIS_URL``, and ``REALTIME_REDIS_CLUSTER`` for Chorus on a cluster)."""
+    proc = subprocess.Popen(
+        [python, str(PEERS / script), *args],
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    started.append(proc)
+    split.pin_load(proc.pid)
+    return PipePublisher(proc)
+
+
 class ManagerPublisher(Publisher):
     """A WebSocket client of the ConnectionManager: whatever it sends is broadcast."""
 
@@ -440,6 +456,35 @@ def spread(values: Sequence[float | None]) -> dict[str, Any]:
         "min": min(present),
         "max": max(present),
         "runs": list(values),
+    }
+
+
+async def paced(
+    load: Load,
+    pub: Publisher,
+    rate: float,
+    seconds: float,
+    members: int,
+    *,
+    samples: int = 1000,
+    verify: bool = False,
+) -> dict[str, Any]:
+    """Messages at ``rate`` a second for ``seconds``: publish->deliver latency (``samples``
+    of it kept for the plots); with ``verify``, every message's number is checked on every
+    connection too (``missing``, ``duplicates``)."""
+    await asyncio.sleep(SETTLE_S)
+    load.ask("verify" if verify else "report")
+    await pub.rate(rate, seconds)
+    await wait_delivered(load, int(rate * seconds) * members)
+    report = load.ask(f"report {samples}")
+    checked = {"missing": report["missing"], "duplicates": report["duplicates"]} if verify else {}
+    return {
+        "delivered": report["messages"],
+        "expected": int(rate * seconds) * members,
+        **checked,
+        "p50_ms": report["p50_ms"],
+        "p99_ms": report["p99_ms"],
+        "samples_ms": report["samples_ms"],
     }
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import redis
 from arq.jobs import deserialize_job
 
@@ -126,6 +127,23 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not await asyncio.to_thread(condition):
         assert time.monotonic() < deadline, "condition never held"
         await asyncio.sleep(0.01)
+
+
+async def hang_up_after(
+    url: str, body: dict[str, Any], headers: dict[str, str], *, contents: int = 5
+) -> None:
+    """Stream a completion from the gateway at ``url`` and close the connection mid-stream,
+    once ``contents`` content chunks have arrived."""
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response,
+    ):
+        received = b""
+        async for piece in response.aiter_bytes():
+            received += piece
+            if received.count(b'"content"') >= contents:
+                break
+        # leaving the block closes the connection mid-stream
 
 
 def issue_virtual_key(client: redis.Redis, record: KeyRecord, *, ttl_ms: int | None = None) -> str:

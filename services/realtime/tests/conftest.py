@@ -14,6 +14,7 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from chorus_common.events import EventBus
 from chorus_common.redis_client import create_redis
 from chorus_common.rooms import LOADED_KEY
 from chorus_common.tokens import TokenService
@@ -194,6 +195,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = create_redis(redis_url, client_name="realtime-tests", socket_timeout=None)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def bus(redis: Redis) -> EventBus:
+    """An EventBus on that client: publishes and reads history as the services do."""
+    return EventBus(redis, history_size=1000, history_ttl=86_400)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from chorus_mock_openai.testing import MockServer
 from ..support import (
     WORKER_KEY,
     UsageJobs,
+    hang_up_after,
     provider,
     running_gateway,
     settings_for,
@@ -42,6 +43,24 @@ async def sse_events(response: httpx.Response) -> list[bytes]:
     async for piece in response.aiter_bytes():
         body += piece
     return [e[6:] for e in body.split(b"\n\n") if e.startswith(b"data: ")]
+
+
+async def stream_chat(
+    gateway_url: str, auth: dict[str, str], text: str
+) -> tuple[httpx.Response, list[bytes]]:
+    """Stream a completion of ``text`` through the gateway over plain HTTP: the response
+    (read to its end) and its SSE data payloads."""
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{gateway_url}/v1/chat/completions",
+            json=chat(text, stream=True),
+            headers=auth,
+        ) as response,
+    ):
+        events = await sse_events(response)
+    return response, events
 
 
 async def collect(sdk: AsyncOpenAI, **request: Any) -> tuple[str, Any, list[Any]]:
@@ -99,18 +118,9 @@ async def test_non_streamed_completion_is_the_same_as_direct(
 async def test_usage_chunk_is_stripped_when_the_client_did_not_ask(
     gateway_url: str, upstream: MockServer, auth: dict[str, str]
 ) -> None:
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        http.stream(
-            "POST",
-            f"{gateway_url}/v1/chat/completions",
-            json=chat("no usage please [mock tag=strip]", stream=True),
-            headers=auth,
-        ) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-        events = await sse_events(response)
+    response, events = await stream_chat(gateway_url, auth, "no usage please [mock tag=strip]")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
 
     assert events[-1] == b"[DONE]"
     chunks = [orjson.loads(e) for e in events[:-1]]
@@ -194,17 +204,10 @@ async def test_error_mid_stream_ends_with_an_error_event_and_no_fallback(
     usage_jobs: UsageJobs,
     auth: dict[str, str],
 ) -> None:
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        http.stream(
-            "POST",
-            f"{gateway_url}/v1/chat/completions",
-            json=chat("[mock fault=error_mid_stream fault_after=3 tag=mid]", stream=True),
-            headers=auth,
-        ) as response,
-    ):
-        assert response.status_code == 200
-        events = await sse_events(response)
+    response, events = await stream_chat(
+        gateway_url, auth, "[mock fault=error_mid_stream fault_after=3 tag=mid]"
+    )
+    assert response.status_code == 200
 
     assert events[-1] == b"[DONE]"
     error = orjson.loads(events[-2])["error"]
@@ -235,16 +238,7 @@ async def test_sdk_raises_on_an_error_mid_stream(client: AsyncOpenAI) -> None:
 async def test_dropped_upstream_mid_stream_is_an_error_event(
     gateway_url: str, auth: dict[str, str]
 ) -> None:
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        http.stream(
-            "POST",
-            f"{gateway_url}/v1/chat/completions",
-            json=chat("[mock fault=drop fault_after=2]", stream=True),
-            headers=auth,
-        ) as response,
-    ):
-        events = await sse_events(response)
+    _, events = await stream_chat(gateway_url, auth, "[mock fault=drop fault_after=2]")
     assert events[-1] == b"[DONE]"
     assert orjson.loads(events[-2])["error"]["code"] == "upstream_error"
 
@@ -290,16 +284,9 @@ async def test_every_provider_hanging_is_a_504_not_a_hang(
 async def test_idle_stream_is_ended_with_a_timeout_event(
     gateway_url: str, upstream: MockServer, usage_jobs: UsageJobs, auth: dict[str, str]
 ) -> None:
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        http.stream(
-            "POST",
-            f"{gateway_url}/v1/chat/completions",
-            json=chat("[mock fault=hang_mid_stream fault_after=2 tag=idle]", stream=True),
-            headers=auth,
-        ) as response,
-    ):
-        events = await sse_events(response)
+    _, events = await stream_chat(
+        gateway_url, auth, "[mock fault=hang_mid_stream fault_after=2 tag=idle]"
+    )
     assert events[-1] == b"[DONE]"
     assert orjson.loads(events[-2])["error"]["type"] == "timeout"
     [record] = await settled(upstream, tag="idle")
@@ -349,18 +336,7 @@ async def test_client_disconnect_mid_stream_closes_upstream_and_bills_what_was_s
 ) -> None:
     # 1000 tokens 10 ms apart: ten seconds of stream, cut after five.
     body = chat("[mock tokens=1000 inter_token_ms=10 tag=cut]", stream=True)
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        http.stream(
-            "POST", f"{patient_url}/v1/chat/completions", json=body, headers=auth
-        ) as response,
-    ):
-        received = b""
-        async for piece in response.aiter_bytes():
-            received += piece
-            if received.count(b'"content"') >= 5:
-                break
-        # leaving the block closes the connection mid-stream
+    await hang_up_after(patient_url, body, auth)
 
     [record] = await settled(upstream, tag="cut")
     assert record["outcome"] == "client_disconnected"
@@ -501,16 +477,7 @@ async def test_an_unreachable_provider_does_not_show_where_it_is(
 async def test_a_providers_error_event_mid_stream_is_replaced_by_ours(
     gateway_url: str, auth: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        http.stream(
-            "POST",
-            f"{gateway_url}/v1/chat/completions",
-            json=chat("[mock fault=error_mid_stream fault_after=2]", stream=True),
-            headers=auth,
-        ) as response,
-    ):
-        events = await sse_events(response)
+    _, events = await stream_chat(gateway_url, auth, "[mock fault=error_mid_stream fault_after=2]")
     error = orjson.loads(events[-2])["error"]
     assert error["code"] == "upstream_error"
     assert all(MOCK_500.encode() not in e for e in events)

@@ -22,6 +22,7 @@ from chorus_mock_openai.testing import MockServer
 
 from ..support import (
     UsageJobs,
+    hang_up_after,
     issue_virtual_key,
     provider,
     revoke_virtual_key,
@@ -352,17 +353,7 @@ async def test_a_stream_cut_off_by_its_client_settles_what_was_delivered(
     secret = issue_virtual_key(redis_sync, key)
     body = chat("[mock tokens=200 inter_token_ms=20]", stream=True, max_tokens=200)
     headers = {"authorization": f"Bearer {secret}"}
-    async with (
-        httpx.AsyncClient(timeout=30) as http,
-        http.stream(
-            "POST", f"{listening[0]}/v1/chat/completions", json=body, headers=headers
-        ) as response,
-    ):
-        received = b""
-        async for piece in response.aiter_bytes():
-            received += piece
-            if received.count(b'"content"') >= 5:
-                break
+    await hang_up_after(listening[0], body, headers)
     (job,) = await UsageJobs(redis_sync, subject=f"vkey:{key_id}").wait(1)
     assert (job["outcome"], job["estimated"]) == ("cut_off", True)
     worst = job["prompt_tokens"] * 1 + 200 * 2

@@ -6,14 +6,17 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 
 import orjson
+import pytest
 
-from chorus_common.events import EventBus, pubsub_channel, room_channel
-from chorus_common.redis_client import RedisEndpoint
+from chorus_common.events import EventBus, History, pubsub_channel, room_channel
+from chorus_common.redis_client import RedisEndpoint, create_redis
 from chorus_realtime.domain.canary import Canary
 from chorus_realtime.domain.frames import OutFrame
 from chorus_realtime.domain.hub import Batch, Hub
+from chorus_realtime.transport.pubsub import RedisAddress
 from chorus_realtime.transport.topology import SINGLE, SingleTopology
 
 
@@ -123,33 +126,195 @@ async def test_a_deaf_connection_is_noticed_rebuilt_and_the_gap_replayed(
         await canary.stop()
 
 
-async def test_a_gap_longer_than_the_replay_limit_interrupts_instead_of_skipping(
-    redis_url: str, bus: EventBus
-) -> None:
-    topology = SingleTopology(RedisEndpoint(url=redis_url), client_name="hub-test")
+class Gate:
+    """Holds callers at :meth:`passing` while closed, and says when one arrived."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.arrived = asyncio.Event()
+        self._open = asyncio.Event()
+
+    def close(self) -> None:
+        self.closed, self.arrived = True, asyncio.Event()
+        self._open.clear()
+
+    def open(self) -> None:
+        self.closed = False
+        self._open.set()
+
+    async def passing(self) -> None:
+        if self.closed:
+            self.arrived.set()
+            await self._open.wait()
+
+
+class GatedBus(EventBus):
+    """The real bus, whose history reads (the hub's gap replays) can be held at a gate."""
+
+    gate: Gate
+
+    async def history(
+        self, channel: str, since: str, *, limit: int = 1000, max_bytes: int | None = None
+    ) -> History:
+        await self.gate.passing()
+        return await super().history(channel, since, limit=limit, max_bytes=max_bytes)
+
+
+class GatedTopology(SingleTopology):
+    """One Redis, whose reconnects can be held at a gate before they dial."""
+
+    gate: Gate
+
+    async def address(self, node: str) -> RedisAddress:
+        await self.gate.passing()
+        return await super().address(node)
+
+
+@pytest.fixture
+async def gated(redis_url: str) -> AsyncIterator[tuple[Hub, GatedBus, GatedTopology]]:
+    """A started hub that replays at most 3 events, its bus and topology gated."""
+    redis = create_redis(redis_url, client_name="hub-test")
+    bus = GatedBus(redis, history_size=1000, history_ttl=86_400)
+    bus.gate = Gate()
+    topology = GatedTopology(RedisEndpoint(url=redis_url), client_name="hub-test")
+    topology.gate = Gate()
     hub = Hub(topology=topology, bus=bus, client_name="hub-test", replay_limit=3)
     await hub.start()
-    try:
-        channel, sink = _channel(), Collector()
-        await hub.subscribe(channel, sink)
-        first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
-        await sink.until(1)
-        hub.note_position(channel, first.id)
-        conn = hub._links[SINGLE].conn
-        assert conn is not None
-        conn.unsubscribe(pubsub_channel(channel).encode())  # deaf to the channel
-        for n in range(1, 6):  # five events missed: more than the hub may replay
-            await bus.publish(channel, "message", {"message": f"m{n}"}, sender="t")
-        hub.rebuild("test")
-        async with asyncio.timeout(10):
-            while not sink.interruptions:
-                sink.changed.clear()
-                await sink.changed.wait()
-        # Nothing of the gap was handed on: the subscriber resumes from m0 on its own.
-        assert sink.texts() == ["m0"]
-        assert sink.interruptions == 1
-    finally:
-        await hub.stop()
+    yield hub, bus, topology
+    await hub.stop()
+    await redis.aclose()
+
+
+async def _deafen(hub: Hub) -> None:
+    """Stop the hub's connection reading, behind its back (a half-open socket)."""
+    async with asyncio.timeout(10):
+        while not hub.connected:
+            await asyncio.sleep(0.01)
+    conn = hub._links[SINGLE].conn
+    assert conn is not None
+    assert conn._transport is not None
+    conn._transport.pause_reading()
+
+
+async def _subscribed_at_m0(hub: Hub, bus: EventBus) -> tuple[str, Collector]:
+    """A channel with one subscriber that has received (and noted) its first event, m0."""
+    channel, sink = _channel(), Collector()
+    await hub.subscribe(channel, sink)
+    first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
+    await sink.until(1)
+    hub.note_position(channel, first.id)
+    return channel, sink
+
+
+async def _publish(bus: EventBus, channel: str, *numbers: int) -> None:
+    for n in numbers:
+        await bus.publish(channel, "message", {"message": f"m{n}"}, sender="t")
+
+
+async def _rebuild(hub: Hub, reason: str) -> None:
+    """Rebuild the hub's connection and wait until the new one has every channel back."""
+    generation = hub.generation
+    hub.rebuild(reason)
+    async with asyncio.timeout(10):
+        while hub.generation == generation or not hub.connected:
+            await asyncio.sleep(0.01)
+
+
+async def _until(sink: Collector, done: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not done():
+            sink.changed.clear()
+            await sink.changed.wait()
+
+
+async def _live_after_every_replay(hub: Hub, bus: EventBus, channel: str, sink: Collector) -> None:
+    """Publish "live" and see it arrive (or one more interruption), then wait until no gap
+    replay of the hub is left running: nothing is on its way to ``sink`` any more."""
+    interruptions = sink.interruptions
+    await bus.publish(channel, "message", {"message": "live"}, sender="t")
+    await _until(sink, lambda: "live" in sink.texts() or sink.interruptions > interruptions)
+    async with asyncio.timeout(10):
+        while hub._tasks:
+            await asyncio.sleep(0.01)
+
+
+async def _deaf_through(hub: Hub, bus: EventBus, *numbers: int) -> tuple[str, Collector]:
+    """A channel whose subscriber got m0, then missed ``numbers`` on a deaf connection."""
+    channel, sink = await _subscribed_at_m0(hub, bus)
+    await _deafen(hub)
+    await _publish(bus, channel, *numbers)
+    return channel, sink
+
+
+async def _resumes_once_then_live(hub: Hub, bus: EventBus, channel: str, sink: Collector) -> None:
+    """Nothing of the gap was handed on: the subscriber, told once, resumes from m0 on its
+    own; what comes after the gap is live again."""
+    await _live_after_every_replay(hub, bus, channel, sink)
+    assert sink.texts() == ["m0", "live"]
+    assert sink.interruptions == 1
+
+
+async def test_a_gap_longer_than_the_replay_limit_interrupts_instead_of_skipping(
+    gated: tuple[Hub, GatedBus, GatedTopology],
+) -> None:
+    hub, bus, _ = gated
+    channel, sink = await _subscribed_at_m0(hub, bus)
+    conn = hub._links[SINGLE].conn
+    assert conn is not None
+    # Redis drops the subscription (as a node does when a slot moves away), and the
+    # connection is lost too while that is being repaired: two repairs of one gap.
+    conn.unsubscribe(pubsub_channel(channel).encode())
+    await _publish(bus, channel, 1, 2, 3, 4, 5)  # five events missed: more than it replays
+    hub.rebuild("test")
+    await _until(sink, lambda: sink.interruptions > 0)
+    await _resumes_once_then_live(hub, bus, channel, sink)
+
+
+async def test_an_interrupted_gap_is_not_reported_again_by_the_next_rebuild(
+    gated: tuple[Hub, GatedBus, GatedTopology],
+) -> None:
+    hub, bus, _ = gated
+    channel, sink = await _deaf_through(hub, bus, 1, 2, 3, 4, 5)
+    hub.rebuild("test")
+    await _until(sink, lambda: sink.interruptions > 0)
+    # A quiet room: no event moves the channel on before the connection is rebuilt again.
+    await _rebuild(hub, "again")
+    await _resumes_once_then_live(hub, bus, channel, sink)
+
+
+async def test_a_channel_lost_again_while_its_gap_is_replayed_is_told_once(
+    gated: tuple[Hub, GatedBus, GatedTopology],
+) -> None:
+    hub, bus, _ = gated
+    channel, sink = await _deaf_through(hub, bus, 1, 2, 3, 4, 5)
+    bus.gate.close()
+    hub.rebuild("test")
+    await bus.gate.arrived.wait()  # the gap's replay is reading
+    await _rebuild(hub, "again")  # and the new connection is lost too
+    bus.gate.open()
+    await _until(sink, lambda: sink.interruptions > 0)
+    await _resumes_once_then_live(hub, bus, channel, sink)
+
+
+async def test_a_gap_opened_while_the_last_was_replayed_is_replayed_too(
+    gated: tuple[Hub, GatedBus, GatedTopology],
+) -> None:
+    hub, bus, topology = gated
+    channel, sink = await _deaf_through(hub, bus, 1, 2)
+    bus.gate.close()
+    hub.rebuild("test")
+    await bus.gate.arrived.wait()  # the first gap's replay is reading...
+    topology.gate.close()
+    hub.rebuild("again")  # ...when the connection is lost again, and stays down a while
+    await topology.gate.arrived.wait()
+    bus.gate.open()
+    await sink.until(3)  # the first gap, replayed
+    # Published while nobody listens: the second gap ("live" may fall in it too).
+    await _publish(bus, channel, 3)
+    topology.gate.open()
+    await _live_after_every_replay(hub, bus, channel, sink)
+    assert sink.texts() == ["m0", "m1", "m2", "m3", "live"]
+    assert sink.interruptions == 0
 
 
 #: Publishes N numbered events in one pipeline, from a process of its own (argv: url, channel, N).

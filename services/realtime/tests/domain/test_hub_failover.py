@@ -209,13 +209,19 @@ def _channels_on_two_nodes(redis_cluster: RunningRedisCluster) -> tuple[str, str
             return first, other
 
 
+async def _recorded(hub: Hub, *channels: str) -> dict[str, Recorder]:
+    """A recorder subscribed to each of ``channels``, by channel."""
+    recorders = {channel: Recorder() for channel in channels}
+    for channel, recorder in recorders.items():
+        await hub.subscribe(channel, recorder)
+    return recorders
+
+
 async def test_a_cluster_node_failover_moves_its_channels_and_others_never_notice(
     redis_cluster: RunningRedisCluster, cluster_hub: Hub
 ) -> None:
     victim, bystander = _channels_on_two_nodes(redis_cluster)
-    recorders = {victim: Recorder(), bystander: Recorder()}
-    for channel, recorder in recorders.items():
-        await cluster_hub.subscribe(channel, recorder)
+    recorders = await _recorded(cluster_hub, victim, bystander)
     assert cluster_hub.node_of(victim) != cluster_hub.node_of(bystander)
     bystander_node = cluster_hub.node_of(bystander)
     assert bystander_node is not None
@@ -274,9 +280,7 @@ async def test_a_deaf_cluster_connection_is_rebuilt_alone(
     redis_cluster: RunningRedisCluster, cluster_hub: Hub
 ) -> None:
     deaf, other = _channels_on_two_nodes(redis_cluster)
-    recorders = {deaf: Recorder(), other: Recorder()}
-    for channel, recorder in recorders.items():
-        await cluster_hub.subscribe(channel, recorder)
+    recorders = await _recorded(cluster_hub, deaf, other)
     canary = Canary(
         hub=cluster_hub, bus=cluster_hub.bus, instance="deaf-node", interval=0.2, timeout=0.5
     )

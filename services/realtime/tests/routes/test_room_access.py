@@ -93,7 +93,7 @@ async def test_an_outsider_cannot_join_resume_subscribe_write_or_look(
     people: People,
     room: str,
     http: httpx.AsyncClient,
-    redis: Redis,
+    bus: EventBus,
 ) -> None:
     one, two = replicas
     member, member_token = people.new("Ada")
@@ -138,9 +138,7 @@ async def test_an_outsider_cannot_join_resume_subscribe_write_or_look(
         assert inside_view.json()["members"] == [
             {"user_id": member, "name": "Ada", "connections": 1}
         ]
-    history = await EventBus(redis, history_size=1000, history_ttl=86_400).history(
-        room_channel(room), "0-0"
-    )
+    history = await bus.history(room_channel(room), "0-0")
     assert sum(1 for e in history.events if b'"type":"message"' in e) == 1
     metrics = (await http.get(f"{two.url}/metrics")).text
     assert 'chorus_realtime_room_refusals_total{action="join",reason="forbidden"} 2.0' in metrics
@@ -173,13 +171,12 @@ async def test_a_removed_member_stops_receiving_on_both_replicas_at_once(
     directory: RoomDirectory,
     people: People,
     room: str,
-    redis: Redis,
+    bus: EventBus,
 ) -> None:
     one, two = replicas
     leaving, leaving_token = people.new("Leaving")
     staying, staying_token = people.new("Staying")
     await _private(directory, room, 10, leaving, staying)
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     clients = [
         RoomClient([one.url], room, leaving_token),
@@ -249,12 +246,11 @@ async def test_made_private_and_deleted_rooms_drop_who_they_must(
     directory: RoomDirectory,
     people: People,
     room: str,
-    redis: Redis,
+    bus: EventBus,
 ) -> None:
     one, two = replicas
     member, member_token = people.new("Member")
     visitor, visitor_token = people.new("Visitor")
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     await directory.write(room, RoomAcl(RoomState.PUBLIC, 20, {member: "owner"}))
     lobby = f"{room}-lobby"
     async with (
@@ -306,6 +302,7 @@ async def test_a_missed_event_is_bounded_and_writes_are_refused_in_redis(
     people: People,
     room: str,
     redis: Redis,
+    bus: EventBus,
 ) -> None:
     one, _ = replicas
     member, member_token = people.new("Member")
@@ -323,9 +320,7 @@ async def test_a_missed_event_is_bounded_and_writes_are_refused_in_redis(
         # The re-check (every second here) drops the socket within its bound.
         await client.wait_for(lambda: bool(client.closes), timeout=3)
     assert client.closes[0].code == 4403
-    history = await EventBus(redis, history_size=1000, history_ttl=86_400).history(
-        room_channel(room), "0-0"
-    )
+    history = await bus.history(room_channel(room), "0-0")
     assert not any(b"still here?" in e for e in history.events)
     # Nor was the assistant asked: the trigger follows a write the rule let through.
     assert await redis.keys(f"arq:job:assistant:{room}:*") == []

@@ -6,7 +6,6 @@ import asyncio
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from chorus_client import EventStreamClient, RoomClient
 from chorus_common.events import EventBus, user_channel
@@ -39,10 +38,9 @@ async def test_another_users_stream_is_403_and_no_token_is_401(
 
 
 async def test_stream_headers_ids_and_resume_with_last_event_id(
-    pair: tuple[Replica, Replica], tokens: TokenService, redis: Redis, http: httpx.AsyncClient
+    pair: tuple[Replica, Replica], tokens: TokenService, bus: EventBus, http: httpx.AsyncClient
 ) -> None:
     one, two = pair
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = user_channel(23)
     token = tokens.issue(23)
     async with EventStreamClient([one.url], token, path="/events/23") as client:
@@ -77,11 +75,10 @@ async def test_stream_headers_ids_and_resume_with_last_event_id(
 
 @pytest.mark.slow
 async def test_sigkill_a_replica_the_sse_client_resumes_losing_nothing(
-    make_replica: ReplicaFactory, redis_url: str, tokens: TokenService, redis: Redis
+    make_replica: ReplicaFactory, redis_url: str, tokens: TokenService, bus: EventBus
 ) -> None:
     one = make_replica(redis_url)
     two = make_replica(redis_url)
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = user_channel(24)
 
     async def publish() -> list[str]:

@@ -205,10 +205,9 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays(
 
 
 async def test_resume_with_since_replays_then_goes_live(
-    pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str, bus: EventBus
 ) -> None:
     one, two = pair
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     first = await bus.publish(channel, "message", {"message": "m0"}, sender="t")
     for n in range(1, 5):
@@ -229,11 +228,10 @@ async def test_resume_with_since_replays_then_goes_live(
 
 
 async def test_subscribe_frame_multiplexes_rooms_with_resume(
-    pair: tuple[Replica, Replica], tokens: TokenService, room: str, redis: Redis
+    pair: tuple[Replica, Replica], tokens: TokenService, room: str, bus: EventBus
 ) -> None:
     one, _ = pair
     other = f"{room}-b"
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     anchor = await bus.publish(room_channel(other), "message", {"message": "old"}, sender="t")
     await bus.publish(room_channel(other), "message", {"message": "missed"}, sender="t")
     async with RoomClient([one.url], room, tokens.issue(11)) as client:
@@ -311,12 +309,11 @@ async def test_sigkill_a_replica_mid_stream_the_client_resumes_elsewhere_losing_
     redis_url: str,
     tokens: TokenService,
     room: str,
-    redis: Redis,
+    bus: EventBus,
     http: httpx.AsyncClient,
 ) -> None:
     one = make_replica(redis_url)
     two = make_replica(redis_url)
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     token = tokens.issue(14)
     async with RoomClient([one.url, two.url], room, token) as client:
         await client.wait_subscribed()
@@ -358,11 +355,10 @@ async def test_a_stalled_client_is_disconnected_and_others_get_everything(
     redis_url: str,
     tokens: TokenService,
     room: str,
-    redis: Redis,
+    bus: EventBus,
     http: httpx.AsyncClient,
 ) -> None:
     replica = make_replica(redis_url, SEND_QUEUE_MAX_MESSAGES="50")
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     # A client that stops reading: tiny receive buffer, and nothing ever consumes frames.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -402,13 +398,12 @@ async def test_drain_closes_1012_with_the_last_id(
     redis_url: str,
     tokens: TokenService,
     room: str,
-    redis: Redis,
+    bus: EventBus,
     http: httpx.AsyncClient,
 ) -> None:
     # The process stays up, not ready, for DRAIN_SECONDS: long enough to see /readyz answer
     # 503 on a loaded machine too.
     replica = make_replica(redis_url, DRAIN_SECONDS="4")
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     async with RoomClient([replica.url], room, tokens.issue(18), reconnect=False) as client:
         await client.wait_subscribed()
         # Its own join is published after `subscribed`: wait for it, so the last event in the
@@ -456,10 +451,9 @@ async def test_typing_is_ephemeral(
 
 
 async def test_a_resume_past_replay_max_is_not_recovered_and_replays_nothing(
-    limited: Replica, tokens: TokenService, room: str, redis: Redis
+    limited: Replica, tokens: TokenService, room: str, bus: EventBus
 ) -> None:
     replay_max = int(LIMITS_ENV["REPLAY_MAX"])
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
 
     async def missed(count: int, prefix: str) -> tuple[str, str]:
@@ -496,10 +490,9 @@ def _key(stream_id: str) -> tuple[int, int]:
 
 
 async def test_channels_per_connection_are_limited_and_unsubscribe_frees_one(
-    limited: Replica, tokens: TokenService, room: str, redis: Redis
+    limited: Replica, tokens: TokenService, room: str, redis: Redis, bus: EventBus
 ) -> None:
     # MAX_CHANNELS_PER_CONNECTION is 2: the path's room and one more.
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     second, third = f"room:{room}-2", f"room:{room}-3"
     async with RoomClient([limited.url], room, tokens.issue(31)) as client:
         await client.wait_subscribed()
@@ -638,15 +631,14 @@ async def test_a_users_new_rooms_are_limited_across_replicas(
     room: str,
     user_id: Callable[[], str],
     redis: Redis,
+    bus: EventBus,
     http: httpx.AsyncClient,
 ) -> None:
     one = make_replica(redis_url, USER_NEW_ROOMS_PER_MINUTE="2")
     two = make_replica(redis_url, USER_NEW_ROOMS_PER_MINUTE="2")
     token = tokens.issue(user_id())
     existing = f"{room}-old"
-    await EventBus(redis, history_size=1000, history_ttl=86_400).publish(
-        room_channel(existing), "message", {"message": "hi"}, sender="x"
-    )
+    await bus.publish(room_channel(existing), "message", {"message": "hi"}, sender="x")
     async with (
         RoomClient([one.url], f"{room}-1", token) as a,
         RoomClient([two.url], f"{room}-2", token) as b,
@@ -713,12 +705,11 @@ async def test_a_replay_counts_against_the_send_queue(
     redis_url: str,
     tokens: TokenService,
     room: str,
-    redis: Redis,
+    bus: EventBus,
     http: httpx.AsyncClient,
 ) -> None:
     """What a resume would replay must fit the send queue, or it is not read at all."""
     replica = make_replica(redis_url, SEND_QUEUE_MAX_BYTES="65536")
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     first = await bus.publish(channel, "message", {"message": "start"}, sender="t")
     for n in range(30):
@@ -749,12 +740,11 @@ def _rss_bytes(replica: Replica) -> int:
 
 @pytest.mark.slow
 async def test_resuming_a_large_history_and_never_reading_costs_a_replica_little(
-    make_replica: ReplicaFactory, redis_url: str, tokens: TokenService, room: str, redis: Redis
+    make_replica: ReplicaFactory, redis_url: str, tokens: TokenService, room: str, bus: EventBus
 ) -> None:
     """A client that asks for 9 MB of history and reads nothing: the replica does not fetch
     it, so it holds none of it."""
     replica = make_replica(redis_url)
-    bus = EventBus(redis, history_size=1000, history_ttl=86_400)
     channel = room_channel(room)
     payload = "x" * 15_000
     ids = [

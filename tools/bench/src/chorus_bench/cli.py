@@ -31,6 +31,7 @@ from chorus_bench.runner import Script, run_script
 BENCHES = {
     "realtime_fanout": 420.0,
     "realtime_rooms": 480.0,
+    "realtime_cluster": 300.0,
     "realtime_storm": 420.0,
     "gateway_llm": 600.0,
     "api_users": 360.0,

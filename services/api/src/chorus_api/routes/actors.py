@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chorus_api.domain.errors import DomainError, NotFoundError
 from chorus_api.domain.keys import Actor, load_actor
+from chorus_api.routes.errors import account_gone
 from chorus_api.settings import ApiSettings
 
 __all__ = ["actor_of", "forbidden", "limit_reached", "not_found"]
@@ -17,11 +18,7 @@ async def actor_of(session: AsyncSession, user_id: int, settings: ApiSettings) -
     try:
         return await load_actor(session, user_id, settings.admins)
     except NotFoundError:
-        raise HTTPException(
-            401,
-            {"code": "invalid_token", "message": "The token's account no longer exists."},
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from None
+        raise account_gone() from None
 
 
 def not_found(message: str) -> HTTPException:

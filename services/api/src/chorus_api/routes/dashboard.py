@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
 from chorus_api.deps import CurrentUserId, ReadSessionDep
 from chorus_api.domain.dashboard import load_dashboard
 from chorus_api.domain.errors import UserGoneError
+from chorus_api.routes.errors import account_gone
 from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.dashboard import DashboardOut
 
@@ -26,9 +27,5 @@ async def dashboard(user_id: CurrentUserId, session: ReadSessionDep) -> Dashboar
     try:
         board = await load_dashboard(session, user_id=user_id)
     except UserGoneError:
-        raise HTTPException(
-            401,
-            {"code": "invalid_token", "message": "The token's account no longer exists."},
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from None
+        raise account_gone() from None
     return DashboardOut.model_validate(board, from_attributes=True)

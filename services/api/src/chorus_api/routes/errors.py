@@ -18,7 +18,13 @@ from chorus_api.domain.errors import (
     WeakPasswordError,
 )
 
-__all__ = ["room_errors", "too_many_attempts", "too_many_signups", "weak_password"]
+__all__ = [
+    "account_gone",
+    "room_errors",
+    "too_many_attempts",
+    "too_many_signups",
+    "weak_password",
+]
 
 _ATTEMPT_MESSAGES = {
     "delay": "Too many failed logins for this account from this address",
@@ -58,6 +64,15 @@ def too_many_signups(exc: RateLimitedError) -> HTTPException:
     return _rate_limited("too_many_signups", text, exc)
 
 
+def account_gone() -> HTTPException:
+    """401 ``invalid_token``: the token is valid, but its account was deleted since."""
+    return HTTPException(
+        401,
+        {"code": "invalid_token", "message": "The token's account no longer exists."},
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 def weak_password(exc: WeakPasswordError) -> HTTPException:
     """422 ``weak_password`` listing every broken rule."""
     return HTTPException(
@@ -89,8 +104,4 @@ def room_errors() -> Iterator[None]:
     except InvalidCursorError as exc:
         raise HTTPException(422, {"code": "invalid_cursor", "message": str(exc)}) from None
     except UserGoneError:
-        raise HTTPException(
-            401,
-            {"code": "invalid_token", "message": "The token's account no longer exists."},
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from None
+        raise account_gone() from None

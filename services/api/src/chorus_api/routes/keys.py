@@ -26,7 +26,14 @@ from chorus_api.domain.keys import (
 from chorus_api.routes.actors import actor_of, forbidden, limit_reached, not_found
 from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX, Id
-from chorus_api.schemas.keys import BudgetOut, KeyCreatedOut, KeyCreateIn, KeyOut, RotateIn
+from chorus_api.schemas.keys import (
+    BudgetOut,
+    KeyCreatedOut,
+    KeyCreateIn,
+    KeyOut,
+    RotateIn,
+    budget_columns,
+)
 from chorus_schema.models import Team, VirtualKey
 
 __all__ = ["router"]
@@ -68,8 +75,7 @@ async def create(
         requests_per_minute=body.requests_per_minute,
         tokens_per_minute=body.tokens_per_minute,
         concurrent_streams=body.concurrent_streams,
-        budget_micros=body.budget.amount_micros if body.budget else None,
-        budget_period=body.budget.period if body.budget else None,
+        **budget_columns(body.budget),
         expires_at=body.expires_at,
     )
     try:

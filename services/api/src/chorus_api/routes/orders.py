@@ -24,6 +24,7 @@ from chorus_api.domain.orders import (
     update_order,
 )
 from chorus_api.domain.pages import DEFAULT_PAGE_SIZE
+from chorus_api.routes.errors import account_gone
 from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.orders import OrderCreateIn, OrderOut, OrderStatus, OrderUpdateIn
@@ -38,14 +39,6 @@ OrderId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 def _not_found() -> HTTPException:
     return HTTPException(404, {"code": "not_found", "message": "No such order."})
-
-
-def _user_gone() -> HTTPException:
-    return HTTPException(
-        401,
-        {"code": "invalid_token", "message": "The token's account no longer exists."},
-        headers={"WWW-Authenticate": "Bearer"},
-    )
 
 
 @router.post("", status_code=201, responses=error_responses(400, 401, 413, 422, 503))
@@ -63,7 +56,7 @@ async def create(
             amount_cents=body.amount_cents,
         )
     except UserGoneError:
-        raise _user_gone() from None
+        raise account_gone() from None
     return OrderOut.model_validate(order)
 
 

@@ -34,6 +34,7 @@ from chorus_api.schemas.keys import (
     TeamCreateIn,
     TeamDetailOut,
     TeamOut,
+    budget_columns,
 )
 from chorus_schema.models import Team, TeamMember
 
@@ -201,8 +202,7 @@ async def set_budget(
             session,
             actor,
             team_id,
-            budget_micros=body.budget.amount_micros if body.budget else None,
-            budget_period=body.budget.period if body.budget else None,
+            **budget_columns(body.budget),
         )
     except NotFoundError:
         raise not_found("No such team.") from None

@@ -17,7 +17,7 @@ from chorus_api.domain.user_budgets import get_user_budget, set_user_budget
 from chorus_api.routes.actors import actor_of, forbidden, not_found
 from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
-from chorus_api.schemas.keys import BudgetOut, BudgetSetIn, UserBudgetOut
+from chorus_api.schemas.keys import BudgetOut, BudgetSetIn, UserBudgetOut, budget_columns
 from chorus_schema.models import User
 
 __all__ = ["router"]
@@ -75,8 +75,7 @@ async def set_budget(
             session,
             actor,
             user_id,
-            budget_micros=body.budget.amount_micros if body.budget else None,
-            budget_period=body.budget.period if body.budget else None,
+            **budget_columns(body.budget),
         )
     except NotFoundError:
         raise not_found("No such user.") from None

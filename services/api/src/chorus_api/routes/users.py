@@ -49,7 +49,7 @@ from chorus_api.domain.users import (
     public_profile,
     update_user,
 )
-from chorus_api.routes.errors import too_many_attempts, weak_password
+from chorus_api.routes.errors import account_gone, too_many_attempts, weak_password
 from chorus_api.routes.openapi import error_responses
 from chorus_api.schemas.fields import BIGINT_MAX
 from chorus_api.schemas.rooms import ProfileOut
@@ -61,21 +61,13 @@ __all__ = ["fast_routes", "router"]
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-def _token_gone() -> HTTPException:
-    return HTTPException(
-        401,
-        {"code": "invalid_token", "message": "The token's account no longer exists."},
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
 @contextlib.contextmanager
 def _password_checked() -> Iterator[None]:
     """What a route that checks the account's password answers: 401, 429 or 403."""
     try:
         yield
     except UserGoneError:
-        raise _token_gone() from None
+        raise account_gone() from None
     except RateLimitedError as exc:
         raise too_many_attempts(exc) from None
     except InvalidCredentialsError as exc:
@@ -88,7 +80,7 @@ async def read_me(user_id: CurrentUserId, session: ReadSessionDep) -> UserOut:
     try:
         user = await get_user(session, user_id=user_id)
     except UserGoneError:
-        raise _token_gone() from None
+        raise account_gone() from None
     return UserOut.model_validate(user)
 
 

@@ -7,13 +7,14 @@ what the gateway counts, with no rounding anywhere between.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from chorus_api.schemas.fields import JSON_INTEGER, Text
 
 __all__ = [
+    "BudgetColumns",
     "BudgetIn",
     "BudgetOut",
     "BudgetPeriod",
@@ -30,6 +31,7 @@ __all__ = [
     "UsageOut",
     "UsageRow",
     "UserBudgetOut",
+    "budget_columns",
 ]
 
 BudgetPeriod = Literal["day", "month", "total"]
@@ -50,6 +52,20 @@ class BudgetIn(BaseModel):
 
     amount_micros: Annotated[int, Field(ge=0, le=MAX_MICROS), JSON_INTEGER]
     period: BudgetPeriod
+
+
+class BudgetColumns(TypedDict):
+    """A budget as a key, team or user stores it: amount and period, or neither."""
+
+    budget_micros: int | None
+    budget_period: str | None
+
+
+def budget_columns(budget: BudgetIn | None) -> BudgetColumns:
+    """``budget`` as the columns that store it (both None: no budget)."""
+    if budget is None:
+        return BudgetColumns(budget_micros=None, budget_period=None)
+    return BudgetColumns(budget_micros=budget.amount_micros, budget_period=budget.period)
 
 
 class BudgetOut(BaseModel):

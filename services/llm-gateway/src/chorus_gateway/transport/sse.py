@@ -27,6 +27,7 @@ or a server that ignores ``include_usage``) can be estimated (``token_estimate``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -126,6 +127,17 @@ class StreamScanner:
     def _convert(self, block: bytes) -> bytes | None:
         raise NotImplementedError
 
+    def _events(self, block: bytes) -> Iterator[tuple[bytes, bytes | None, dict[str, Any] | None]]:
+        """Each event of a block of whole events: ``(event, its data payload, the chunk
+        parsed from it)``, noted on the way (a data payload before any error marks
+        :attr:`data_before_error`)."""
+        for event in block.split(b"\n\n")[:-1]:
+            payload = _payload(event)
+            chunk = self._note(payload) if payload is not None else None
+            if payload is not None and self.error is None:
+                self.data_before_error = True
+            yield event, payload, chunk
+
     def _note(self, payload: bytes) -> dict[str, Any] | None:
         """Record what a data payload says; returns the parsed chunk if it was parsed."""
         if payload == _DONE_MARK:
@@ -202,11 +214,7 @@ class OpenAIPassThrough(StreamScanner):
                 return block.replace(_NULL_USAGE_FIELD, b"")
             return block
         kept: list[bytes] = []
-        for event in block.split(b"\n\n")[:-1]:
-            payload = _payload(event)
-            chunk = self._note(payload) if payload is not None else None
-            if payload is not None and self.error is None:
-                self.data_before_error = True
+        for event, _, chunk in self._events(block):
             if not self._wants_usage and chunk is not None and _is_usage_chunk(chunk):
                 continue
             if chunk is not None and isinstance(chunk.get("error"), dict):
@@ -235,11 +243,7 @@ class ResponsesPassThrough(StreamScanner):
                 self.data_before_error = True
             return block
         kept: list[bytes] = []
-        for event in block.split(b"\n\n")[:-1]:
-            payload = _payload(event)
-            chunk = self._note(payload) if payload is not None else None
-            if payload is not None and self.error is None:
-                self.data_before_error = True
+        for event, _, chunk in self._events(block):
             if chunk is not None and chunk.get("type") == "error":
                 kept.append(self.error_event(_STREAM_ERROR)[:-2])  # its words stay here
                 continue
@@ -295,13 +299,9 @@ class TextDeltas(StreamScanner):
 
     def _convert(self, block: bytes) -> bytes | None:
         out: list[bytes] = []
-        for event in block.split(b"\n\n")[:-1]:
-            payload = _payload(event)
+        for _, payload, chunk in self._events(block):
             if payload is None:
                 continue
-            chunk = self._note(payload)
-            if self.error is None:
-                self.data_before_error = True
             if payload == _DONE_MARK:
                 out.append(DONE)
                 continue

@@ -28,7 +28,9 @@
   exhaust its Redis pool at once) and are retried; a gap that cannot be replayed whole
   (Redis keeps failing, or it is longer than ``replay_limit`` or left history) interrupts
   the channel's subscribers instead, so that they resume from their own position rather
-  than miss events silently.
+  than miss events silently — once: the hub's position moves past that gap (to the
+  stream's newest id), so a later rebuild does not report it again. One replay runs per
+  channel; a channel lost again while it reads is read again by that replay.
 - With tracing on, a live event whose envelope carries a *sampled* ``traceparent`` is
   delivered inside a consumer span ``deliver <type>``, the child of the publisher's
   span: one per replica and event (not per socket), from the read off Redis until the
@@ -44,7 +46,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
@@ -125,6 +127,14 @@ class Sink(Protocol):
         """Events of one of the sink's channels were lost in a reconnect (see the module)."""
 
 
+class _Gap(NamedTuple):
+    """What a gap replay read: the events, or None when they cannot all be had, and then
+    the stream's newest id (None when unknown), where the subscribers' own resume ends."""
+
+    events: list[OutFrame] | None
+    tip: str | None = None
+
+
 class HubUnavailableError(RuntimeError):
     """Redis did not confirm a subscription in time."""
 
@@ -189,6 +199,10 @@ class Hub:
         self._noted: dict[str, tuple[tuple[int, int], str]] = {}
         #: Channels replaying a gap after a rebuild: live frames held here meanwhile.
         self._held: dict[str, list[OutFrame]] = {}
+        #: Channels whose gap replay is running (one at a time per channel), and those of
+        #: them lost again meanwhile (their replay reads once more before it ends).
+        self._replaying: set[str] = set()
+        self._relost: set[str] = set()
         #: The connections by node, and the one each channel is routed to.
         self._links: dict[str, _Link] = {}
         self._route: dict[str, _Link] = {}
@@ -338,6 +352,7 @@ class Hub:
         self._last_text.pop(channel, None)
         self._noted.pop(channel, None)
         self._held.pop(channel, None)
+        self._relost.discard(channel)
         if channel not in self._taps:
             self._unwant(channel)
 
@@ -420,6 +435,8 @@ class Hub:
         self._pending.pop(channel, None)
         if channel in self._sinks:
             self._held.setdefault(channel, [])
+            if channel in self._replaying:
+                self._relost.add(channel)
 
     # -- callbacks from the connections ------------------------------------------------------
 
@@ -453,12 +470,12 @@ class Hub:
         if self._route.get(channel) is not link:
             return  # unsubscribed meanwhile
         self._confirmed.add(channel)
-        if channel in self._held:
+        if channel not in self._held:
+            self._wake(channel)
+        elif channel not in self._replaying:  # (a running one reads again: lost meanwhile)
             task = asyncio.create_task(self._replay_gap(channel), name=f"hub-replay:{channel}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        else:
-            self._wake(channel)
 
     def _on_error(self, link: _Link, generation: int, error: str) -> None:
         if generation != link.generation:
@@ -747,37 +764,74 @@ class Hub:
 
     async def _replay_gap(self, channel: str) -> None:
         """After a rebuild or a move: deliver what ``channel`` got while unheard, then the
-        held frames."""
-        noted = self._noted.get(channel)
-        # No position at all: nothing was delivered, and the stream was empty when the
-        # channel was subscribed (its subscribers know where it stood): all of it is new.
-        since = self._last_text.get(channel) or (noted[1] if noted else FROM_START)
-        replayed = await self._read_gap(channel, since)
-        held = self._held.pop(channel, [])
-        targets = self._targets.get(channel)
-        if targets is not None:
-            if replayed is None:
-                for sink in targets:
-                    sink.interrupted()
-            else:
-                GAP_REPLAYS.inc(len(replayed))
-                fresh = [frame for frame in (*replayed, *held) if self._fresh(channel, frame)]
-                start = 0
-                for index, frame in enumerate(fresh):
-                    if frame.access:
-                        if index > start:
-                            batch = Batch(channel, fresh[start:index])
-                            self._fanout(batch, self._targets.get(channel, ()))
-                        self._access(channel, frame)
-                        start = index
-                if start < len(fresh):
-                    self._fanout(Batch(channel, fresh[start:]), self._targets.get(channel, ()))
-        self._wake(channel)
+        held frames.
 
-    async def _read_gap(self, channel: str, since: str | None) -> list[OutFrame] | None:
-        """The events published after ``since``; None when they cannot all be had."""
-        if since is None:
-            return []
+        One replay runs per channel: if the channel is lost again while it reads, it reads
+        once more from where it got to (once resubscribed) before the held frames go out,
+        so a second gap is neither skipped nor reported twice.
+        """
+        self._replaying.add(channel)
+        try:
+            while True:
+                self._relost.discard(channel)
+                noted = self._noted.get(channel)
+                # No position at all: nothing was delivered, and the stream was empty when
+                # the channel was subscribed (its subscribers know where it stood): all new.
+                since = self._last_text.get(channel) or (noted[1] if noted else FROM_START)
+                gap = await self._read_gap(channel, since)
+
+                if channel not in self._held:  # its last subscriber left meanwhile
+                    if channel in self._confirmed:
+                        self._wake(channel)  # whoever subscribed since
+                    return
+                final = channel not in self._relost
+                held = self._held.pop(channel) if final else []
+                if gap.events is None:
+                    self._interrupt(channel, gap.tip, held)
+                else:
+                    GAP_REPLAYS.inc(len(gap.events))
+                    self._deliver_replayed(channel, [*gap.events, *held])
+                if final:
+                    self._wake(channel)
+                    return
+                if channel not in self._confirmed:
+                    return  # its acknowledgement starts the next read
+        finally:
+            self._replaying.discard(channel)
+
+    def _deliver_replayed(self, channel: str, frames: list[OutFrame]) -> None:
+        """Hand on the frames not dispatched yet, an access event ending the run before it."""
+        fresh = [frame for frame in frames if self._fresh(channel, frame)]
+        start = 0
+        for index, frame in enumerate(fresh):
+            if frame.access:
+                if index > start:
+                    self._fanout(Batch(channel, fresh[start:index]), self._targets.get(channel, ()))
+                self._access(channel, frame)
+                start = index
+        if start < len(fresh):
+            self._fanout(Batch(channel, fresh[start:]), self._targets.get(channel, ()))
+
+    def _interrupt(self, channel: str, tip: str | None, held: list[OutFrame]) -> None:
+        """Tell ``channel``'s subscribers to resume on their own, and move the channel's
+        position past the gap: what they resume is theirs, and a later rebuild replays only
+        what comes after it (it would otherwise find the same gap and interrupt again)."""
+        for sink in self._targets.get(channel, ()):
+            sink.interrupted()
+        newest = [(frame.key, frame.id) for frame in held if frame.key is not None]
+        if tip is not None:
+            newest.append((parse_stream_id(tip), tip))
+        if newest:
+            key, stream_id = max(newest)
+            previous = self._last.get(channel)
+            if previous is None or key > previous:
+                self._last[channel] = key
+                assert stream_id is not None
+                self._last_text[channel] = stream_id
+                self._noted.pop(channel, None)
+
+    async def _read_gap(self, channel: str, since: str) -> _Gap:
+        """The events published after ``since``, or why they cannot all be had."""
         delay = 0.05
         for attempt in range(1, REPLAY_ATTEMPTS + 1):
             try:
@@ -790,7 +844,7 @@ class Hub:
                         channel,
                         exc,
                     )
-                    return None
+                    return _Gap(None, await self._tip(channel))
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311
                 delay = min(delay * 2, 2.0)
                 continue
@@ -800,6 +854,15 @@ class Hub:
                     "the gap of %s is not all in history; its subscribers resume themselves",
                     channel,
                 )
-                return None
-            return [OutFrame.event(event) for event in history.events]
-        return None
+                return _Gap(None, await self._tip(channel))
+            return _Gap([OutFrame.event(event) for event in history.events])
+        return _Gap(None)
+
+    async def _tip(self, channel: str) -> str | None:
+        """The channel's newest stream id, or None when Redis cannot tell."""
+        try:
+            async with self._replays:
+                return (await self.bus.position(channel)).last_id
+        except Exception as exc:
+            logger.warning("cannot read where %s stands: %s", channel, exc)
+            return None
