@@ -11,7 +11,7 @@ overflow), on a database with 1,000 users, 20,000 orders, 100,000 room messages 
 core, Postgres, Redis and ``wrk`` on the other (``api_support``); the api's CPU time per
 request is printed next to its throughput.
 
-Run: ``.venv/bin/python bench/api_dashboard.py [--seconds 6] [--rounds 3] [--connections 16]
+Run: ``.venv/bin/python bench/api_dashboard.py [--seconds 4] [--rounds 3] [--connections 16]
 [--json-out PATH]`` (about 70 s; more on a busy machine). ``--json-out`` writes the bench
 result contract: the single statement is "chorus", the three-session variant the "peer",
 the ratio one / three (req/s; target >= 1x, the variant the api serves must not lose),
@@ -193,7 +193,7 @@ def serve(port: int) -> None:
 def main() -> None:
     """Run the benchmark and print both variants and the ratio."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--json-out", type=Path, help="write the bench result contract here")

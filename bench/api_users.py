@@ -21,7 +21,7 @@ time per request is the steadier figure: when the peer does not fill its core (P
 and ``wrk`` share the other one), its req/s is bounded by them, not by itself, and the
 req/s ratio flatters the api; the output says how busy each server's core was.
 
-Run: ``.venv/bin/python bench/api_users.py [--seconds 6] [--rounds 5] [--connections 16]
+Run: ``.venv/bin/python bench/api_users.py [--seconds 4] [--rounds 5] [--connections 16]
 [--json-out PATH]`` (about 90 s). ``--json-out`` writes the bench result contract (rows
 and the latency distributions wrk measured: 1,000 evenly spaced quantiles per run). To see
 where the api's CPU goes, run ``py-spy record -p <api pid>`` during a round. The machine's
@@ -202,7 +202,7 @@ def check_same_body(urls: Mapping[str, str], token: str) -> None:
 def main() -> None:
     """Run the benchmark; print req/s, CPU per request and the ratios; write the JSON."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(

@@ -70,7 +70,7 @@ import httpx
 import psutil
 import redis as redis_sync
 
-from chorus_bench.peers import node_prefix, python_venv
+from chorus_bench.peers import LITELLM, PORTKEY
 from chorus_common.virtual_keys import Budget, KeyRecord, directory_key, new_secret, secret_digest
 from chorus_devstack.ports import free_port
 from chorus_devstack.servers import RunningRedis
@@ -81,8 +81,6 @@ RESULTS = ROOT / "bench" / "results" / "raw"
 BENCH_KEY = "bench-key-0123456789"
 LITELLM_KEY = "sk-bench-master-key"
 MOCK_KEY = "sk-mock"
-LITELLM_PACKAGES = ["litellm[proxy]"]
-PORTKEY_PACKAGES = ["@portkey-ai/gateway@1.15.2"]
 TTFT_TARGET_MS = 1.0
 THROUGHPUT_TARGET_RATIO = 3.0
 #: Disconnect → upstream cancel, p99: the provider stops within this of the client leaving.
@@ -393,8 +391,8 @@ def budgeted_key(redis_url: str) -> str:
 def main(args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    python = None if args.skip_litellm else python_venv(ROOT, "litellm", LITELLM_PACKAGES)
-    portkey = None if args.skip_portkey else node_prefix(ROOT, "portkey", PORTKEY_PACKAGES)
+    python = None if args.skip_litellm else LITELLM.install(ROOT)
+    portkey = None if args.skip_portkey else PORTKEY.install(ROOT)
     mock_port, gw_port, lite_port, pk_port, pk_native_port = (free_port() for _ in range(5))
     mock_url = f"http://127.0.0.1:{mock_port}"
     portkey_headers = ["x-portkey-provider: openai", f"x-portkey-custom-host: {mock_url}/v1"]

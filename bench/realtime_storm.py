@@ -1,4 +1,4 @@
-"""Reconnect storm and idle capacity: a replica dies under 10,000 clients; 50,000 idle sockets.
+"""Reconnect storm and idle capacity: a replica dies under 10,000 clients, once idle sockets.
 
 1. **Reconnect storm.** Two Chorus replicas (A, B) behind one Redis. ``--clients`` room
    clients (``peers/wsstorm.py``: ``chorus_client``'s reconnect behaviour and its own
@@ -14,7 +14,11 @@
 2. **Idle capacity.** One fresh replica, ``--idle`` clients connecting (``--concurrency`` at
    a time, from several 127.0.0.x source addresses: one address has ~28,000 ephemeral
    ports), then sitting idle: accept rate (connections / seconds to connect them all) and
-   memory per connection (the replica's RSS growth / connections).
+   memory per connection (the replica's RSS growth / connections). By default these are
+   the storm's own ``--clients`` connecting to replica A, which is fresh, before any
+   traffic: connecting a second set of idle sockets would double this bench's time for
+   the same two figures. ``--idle N`` connects N more on a replica of their own (up to
+   what one process may hold: the file descriptor limit here allows about 19,800).
 
 The file descriptor limit is raised for every process (as root, up to ``--max-fds``). CPU
 split: servers + Redis on one CPU, load generators, publishers and the harness on the
@@ -107,6 +111,7 @@ async def storm(args: argparse.Namespace, split: Split, work: Path) -> dict[str,
             port_b, replica_b = start_chorus(
                 started, split, redis.url, "storm-b", work / "b.log", **REPLICA_ENV
             )
+            rss0 = rss(replica_a)
             rooms = args.clients // args.members
             connecting = time.monotonic()
             clients = Storm(
@@ -124,8 +129,11 @@ async def storm(args: argparse.Namespace, split: Split, work: Path) -> dict[str,
                 started,
                 split,
             )
-            await asyncio.to_thread(clients.ask, "")
+            connected = int((await asyncio.to_thread(clients.ask, ""))["ready"])
             connect_s = time.monotonic() - connecting
+            # Before any traffic, A's clients are idle sockets on a fresh replica: its accept
+            # rate and memory per connection are the idle-capacity figures of the default run.
+            rss1 = await settled_rss(replica_a)
             others = Load(
                 {
                     "dialect": "chorus",
@@ -194,6 +202,14 @@ async def storm(args: argparse.Namespace, split: Split, work: Path) -> dict[str,
         redis.stop()
     cpu = max(1e-6, cpu1 - cpu0)
     return {
+        "idle": {
+            "asked": args.clients,
+            "connections": connected,
+            "connect_s": connect_s,
+            "accepts_per_s": connected / connect_s,
+            "bytes_per_conn": (rss1 - rss0) / max(1, connected),
+            "storm": True,
+        },
         "clients": report.get("clients", 0),
         "connect_s": connect_s,
         "resumed": report.get("resumed", 0),
@@ -213,6 +229,8 @@ async def storm(args: argparse.Namespace, split: Split, work: Path) -> dict[str,
     }
 
 
+#: Idle sockets on a replica of their own (``--idle`` or ``--only idle``) when not told.
+DEFAULT_IDLE = 10_000
 #: File descriptors a process keeps for itself besides its sockets (logs, pipes, Redis).
 SPARE_FDS = 200
 
@@ -222,7 +240,7 @@ async def idle(args: argparse.Namespace, split: Split, work: Path) -> dict[str, 
     tokens = TokenService(secret=SECRET, issuer="chorus")
     anywhere = Split(split.server | split.load, split.server | split.load)
     per_process = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - SPARE_FDS
-    wanted = min(args.idle, per_process)
+    wanted = min(args.idle or DEFAULT_IDLE, per_process)
     sources = [f"127.0.0.{2 + i}" for i in range(args.sources)]
     redis = RunningRedis(work / "redis-idle")
     redis.start()
@@ -257,7 +275,7 @@ async def idle(args: argparse.Namespace, split: Split, work: Path) -> dict[str, 
     finally:
         redis.stop()
     return {
-        "asked": args.idle,
+        "asked": args.idle or DEFAULT_IDLE,
         "connections": ready,
         "fd_limit": per_process + SPARE_FDS,
         "connect_s": connect_s,
@@ -284,9 +302,11 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     print(f"CPU split: {split.describe()}", flush=True)
     if "storm" in args.only:
         results["storm"] = await storm(args, split, work)
+        results["idle"] = results["storm"].pop("idle")
         print(json.dumps({k: v for k, v in results["storm"].items() if "samples" not in k}))
-    if "idle" in args.only:
+    if args.idle or "storm" not in args.only:  # idle sockets on a replica of their own
         results["idle"] = await idle(args, split, work)
+    if "idle" in results:
         print(json.dumps(results["idle"]), flush=True)
     results["loadavg_after"] = os.getloadavg()
     return results
@@ -385,8 +405,15 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                 "connections/s",
                 ">= 500/s",
                 i["accepts_per_s"] >= 500,
-                note=f"{i['connections']:,} authenticated room sockets (rooms of 100) in "
-                f"{i['connect_s']:.0f} s; one replica, unpinned"
+                note=(
+                    f"the storm's {i['connections']:,} clients connecting to its fresh replica "
+                    f"(rooms of 10, servers pinned as above) in {i['connect_s']:.0f} s, before "
+                    "any traffic; `--idle N` measures N sockets on a replica of their own "
+                    "instead (up to what one process may hold here, about 19,800)"
+                    if i.get("storm")
+                    else f"{i['connections']:,} authenticated room sockets (rooms of 100) in "
+                    f"{i['connect_s']:.0f} s; one replica of their own, unpinned"
+                )
                 + (
                     f"; {i['asked']:,} asked, but one process may hold "
                     f"{i['fd_limit']:,} file descriptors here and the hard limit cannot be "
@@ -404,7 +431,12 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
                 "<= 20 KiB",
                 kib <= 20,
                 scale=1024,
-                note="RSS growth of a fresh replica / connections",
+                note="RSS growth of a fresh replica / connections"
+                + (
+                    ", once the storm's clients are in and before any message"
+                    if i.get("storm")
+                    else ""
+                ),
             ),
         ]
     return {
@@ -428,7 +460,13 @@ def main() -> None:
     parser.add_argument("--other-rate", type=float, default=100.0, help="msgs/s, others' rooms")
     parser.add_argument("--before", type=float, default=3.0, help="seconds measured before")
     parser.add_argument("--patience", type=float, default=90.0, help="longest storm wait")
-    parser.add_argument("--idle", type=int, default=50_000, help="idle connections")
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        help="idle connections on a replica of their own, up to what one process may hold "
+        "(default: none; the storm's clients, before the kill, give the idle figures)",
+    )
     parser.add_argument("--sources", type=int, default=4, help="127.0.0.x source addresses")
     parser.add_argument("--concurrency", type=int, default=200, help="connects in flight")
     parser.add_argument("--max-fds", type=int, default=200_000)

@@ -37,7 +37,7 @@ import psutil
 from redis import Redis
 from websockets.asyncio.client import connect
 
-from chorus_bench.peers import python_venv
+from chorus_bench.peers import REALTIME_PEERS
 from chorus_common.events import EventBus, room_channel
 from chorus_common.rooms import LOADED_KEY
 from chorus_common.tokens import TokenService
@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parent
 PEERS = ROOT / "peers"
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-keys"
-PEER_PACKAGES = ["python-socketio>=5.11", "redis>=5", "uvicorn[standard]>=0.30", "orjson"]
 
 Procs = list[subprocess.Popen[bytes]]
 
@@ -100,7 +99,7 @@ class Split:
 
 def peer_python() -> str:
     """The peers' interpreter, creating their venv on first use (a fresh clone has none)."""
-    return str(python_venv(ROOT.parent, "realtime-peers", PEER_PACKAGES))
+    return str(REALTIME_PEERS.install(ROOT.parent))
 
 
 def wait_http(url: str, timeout: float = 30) -> None:

@@ -1,6 +1,6 @@
 """Worker benchmark: no-op jobs/s and enqueue→start latency, our worker vs bare arq.
 
-    .venv/bin/python bench/worker_jobs.py [--jobs 2500] [--samples 150] [--rounds 5]
+    .venv/bin/python bench/worker_jobs.py [--jobs 2500] [--samples 150] [--rounds 3]
         [--no-pin] [--json-out PATH]
 
 Starts its own Redis, then runs one worker process at a time against it:
@@ -568,7 +568,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--jobs", type=int, default=2_500)
     parser.add_argument("--samples", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--queue", default=QUEUE)
     parser.add_argument("--serve-bare", metavar="REDIS_URL")
     parser.add_argument("--serve-chorus", action="store_true")

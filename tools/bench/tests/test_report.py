@@ -12,6 +12,7 @@ from chorus_bench.report import (
     COLUMNS,
     Machine,
     Outcome,
+    Step,
     fmt_met,
     fmt_number,
     fmt_ratio,
@@ -172,3 +173,24 @@ def test_a_rerendered_report_says_so_and_claims_no_run_time() -> None:
     assert "**Re-rendered** (`--render-only`) from the JSON of an earlier run" in text
     assert f"Not run now. Measured at {result('worker_jobs').date}." in text
     assert "Re-rendered" not in render(MACHINE, [again])
+
+
+def test_the_wall_time_names_every_step_its_share_and_the_total() -> None:
+    steps = [
+        Step("make: workspace venv, wrk and Node", 30.0),
+        Step("peers, installed side by side", 60.0, "litellm 60 s, portkey 20 s"),
+        Step("gateway_llm", 95.0),
+        Step("realtime_fanout", 415.0, "not measured"),
+    ]
+    text = render(MACHINE, outcomes(), steps=steps, total=600.0)
+    budget = text[text.index("## Wall time") : text.index("## Per bench")]
+    lines = [line for line in budget.splitlines() if line.startswith("| ")]
+    assert lines[1:] == [
+        "| make: workspace venv, wrk and Node | 30 | 5% |",
+        "| peers, installed side by side (litellm 60 s, portkey 20 s) | 60 | 10% |",
+        "| gateway_llm | 95 | 16% |",
+        "| realtime_fanout (not measured) | 415 | 69% |",
+        "| **Total** | **600** (10 min 00 s) | — |",
+    ]
+    assert text.index("## Figures") < text.index("## Wall time")
+    assert "## Wall time" not in render(MACHINE, outcomes())

@@ -14,12 +14,15 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from chorus_bench.contract import ContractError, load_result
+from chorus_bench.peers import PEERS, Peer, PeerInstallError
 from chorus_bench.plots import plot_distribution
-from chorus_bench.report import Machine, Outcome, render
+from chorus_bench.report import Machine, Outcome, Step, render
 from chorus_bench.runner import Script, run_script
 
 #: Every bench, in the order they run, with how long each may take (seconds) before it is
@@ -36,6 +39,11 @@ BENCHES = {
     "worker_jobs": 360.0,
     "tracing": 480.0,
 }
+
+
+#: Set by ``make bench`` to the Unix time it started, so the bootstrap before this script
+#: (the workspace venv, wrk and Node from apt) is counted in the run's wall time.
+MAKE_STARTED = "BENCH_MAKE_STARTED"
 
 
 def cpu_model() -> str:
@@ -99,6 +107,43 @@ def reuse(name: str, results: Path) -> Outcome:
         return Outcome(name=name, seconds=None, reason=str(exc))
 
 
+def make_bootstrap(now: float) -> Step | None:
+    """The seconds ``make bench`` spent before this script started, when it said when."""
+    try:
+        started = float(os.environ.get(MAKE_STARTED, ""))
+    except ValueError:
+        return None
+    return Step("make: workspace venv, wrk and Node", max(0.0, now - started))
+
+
+def _timed_install(peer: Peer, root: Path) -> tuple[float, str]:
+    start = time.monotonic()
+    try:
+        peer.install(root)
+    except PeerInstallError as exc:  # the bench that needs it says so again, as its row
+        print(f"bench: installing {peer.name} failed: {exc}", file=sys.stderr, flush=True)
+        return time.monotonic() - start, "failed"
+    return time.monotonic() - start, ""
+
+
+def install_peers(peers: Sequence[Peer], names: Sequence[str], root: Path) -> Step | None:
+    """Install the peers these benches need side by side (downloads and compiles overlap).
+
+    A fresh clone has none; a later run finds each in ``bench/.venvs`` and takes no time.
+    """
+    wanted = [peer for peer in peers if set(peer.benches) & set(names)]
+    if not wanted:
+        return None
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
+        timings = list(pool.map(lambda peer: _timed_install(peer, root), wanted))
+    each = ", ".join(
+        f"{peer.name} {seconds:.0f} s" + (f" {failed}" if failed else "")
+        for peer, (seconds, failed) in zip(wanted, timings, strict=True)
+    )
+    return Step("peers, installed side by side", time.monotonic() - start, each)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -132,8 +177,13 @@ def selected(only: Sequence[str] | None) -> list[str]:
     return [name for name in BENCHES if name in names]
 
 
-def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, root: Path | None = None, peers: Sequence[Peer] = PEERS
+) -> int:
     args = parse_args(argv)
+    started, wall_started = time.monotonic(), time.time()
+    make = make_bootstrap(wall_started)
+    steps = [make] if make else []
     names = selected(args.only)
     root = root or Path.cwd()
     bench_dir = root / "bench"
@@ -143,7 +193,11 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
     commit = git_commit(root)
     load_before = load_average()
 
+    if not args.render_only:
+        installed = install_peers(peers, names, root)
+        steps += [installed] if installed else []
     outcomes: list[Outcome] = []
+    plotting = 0.0
     for name in names:
         if args.render_only:
             outcome = reuse(name, results)
@@ -163,7 +217,12 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             )
             status = "measured" if outcome.result else f"not measured: {outcome.reason}"
             print(f"bench: {name} {status} ({outcome.seconds or 0:.0f} s)", flush=True)
+            steps.append(
+                Step(name, outcome.seconds or 0.0, "" if outcome.result else "not measured")
+            )
+        plot_start = time.monotonic()
         outcomes.append(plot_all(outcome, results))
+        plotting += time.monotonic() - plot_start
 
     machine = Machine(
         date=date,
@@ -174,7 +233,15 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         load_after=load_average(),
         python=f"{platform.python_implementation()} {platform.python_version()}",
     )
-    report = render(machine, outcomes, rerendered=args.render_only)
+    steps.append(Step("plots", plotting))
+    total = time.monotonic() - started + (make.seconds if make else 0.0)
+    report = render(
+        machine,
+        outcomes,
+        rerendered=args.render_only,
+        steps=[] if args.render_only else steps,
+        total=total,
+    )
     latest = results / "latest.md"
     latest.write_text(report, encoding="utf-8")
     print()

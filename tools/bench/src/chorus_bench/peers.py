@@ -15,9 +15,21 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MARKER", "PeerInstallError", "node_prefix", "python_venv", "uv_command"]
+__all__ = [
+    "LITELLM",
+    "MARKER",
+    "PEERS",
+    "PORTKEY",
+    "REALTIME_PEERS",
+    "Peer",
+    "PeerInstallError",
+    "node_prefix",
+    "python_venv",
+    "uv_command",
+]
 
 #: Written into a peer's directory once its install finished: the packages, one a line.
 MARKER = ".installed"
@@ -134,3 +146,34 @@ def node_prefix(root: Path, name: str, packages: Sequence[str]) -> Path:
     )
     (prefix / MARKER).write_text(_wanted(packages), encoding="utf-8")
     return prefix
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer some benches need, installed into ``bench/.venvs/<name>``.
+
+    The package list is the cache key (the marker): pin a version to know what ran, and a
+    changed pin is installed afresh on the next run.
+    """
+
+    name: str
+    packages: tuple[str, ...]
+    benches: tuple[str, ...]
+    node: bool = False
+
+    def install(self, root: Path) -> Path:
+        """The venv's interpreter or the npm prefix; installed on first use, then reused."""
+        if self.node:
+            return node_prefix(root, self.name, self.packages)
+        return python_venv(root, self.name, self.packages)
+
+
+REALTIME_PEERS = Peer(
+    "realtime-peers",
+    ("python-socketio>=5.11", "redis>=5", "uvicorn[standard]>=0.30", "orjson"),
+    ("realtime_fanout", "realtime_rooms"),
+)
+LITELLM = Peer("litellm", ("litellm[proxy]",), ("gateway_llm",))
+PORTKEY = Peer("portkey", ("@portkey-ai/gateway@1.15.2",), ("gateway_llm",), node=True)
+#: Every peer, so that ``bench/run.py`` can install the ones a run needs side by side first.
+PEERS = (REALTIME_PEERS, LITELLM, PORTKEY)

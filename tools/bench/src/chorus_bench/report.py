@@ -45,6 +45,15 @@ class Outcome:
     log: str = ""
 
 
+@dataclass(frozen=True)
+class Step:
+    """Where a run's wall time went: a bootstrap step or a bench script, in seconds."""
+
+    name: str
+    seconds: float
+    note: str = ""
+
+
 def fmt_number(value: float | None) -> str:
     """A figure with as many digits as a noisy benchmark deserves."""
     if value is None:
@@ -195,10 +204,40 @@ def section(outcome: Outcome) -> list[str]:
     return lines
 
 
-def render(machine: Machine, outcomes: Sequence[Outcome], *, rerendered: bool = False) -> str:
-    """The whole ``latest.md``."""
+def wall_time(steps: Sequence[Step], total: float) -> list[str]:
+    """The run's budget: every bootstrap step and bench script with its seconds, and the sum."""
+    lines = [
+        "## Wall time",
+        "",
+        "From `make bench` to this report; the bootstrap is what a fresh clone installs",
+        "(a later run finds it in place and takes about nothing).",
+        "",
+        "| Step | Seconds | Share |",
+        "|---|---|---|",
+    ]
+    for step in steps:
+        name = f"{step.name} ({step.note})" if step.note else step.name
+        share = f"{step.seconds / total:.0%}" if total > 0 else NONE
+        lines.append(table_line([name, f"{step.seconds:,.0f}", share]))
+    minutes, seconds = divmod(round(total), 60)
+    lines.append(table_line(["**Total**", f"**{total:,.0f}** ({minutes} min {seconds:02d} s)", ""]))
+    return lines
+
+
+def render(
+    machine: Machine,
+    outcomes: Sequence[Outcome],
+    *,
+    rerendered: bool = False,
+    steps: Sequence[Step] = (),
+    total: float | None = None,
+) -> str:
+    """The whole ``latest.md``; ``steps`` and ``total`` (seconds) add the wall-time budget."""
     lines = header(machine, rerendered=rerendered)
-    lines += ["", "## Figures", "", *table(outcomes), "", tally(outcomes), "", "## Per bench"]
+    lines += ["", "## Figures", "", *table(outcomes), "", tally(outcomes), ""]
+    if steps and total is not None:
+        lines += [*wall_time(steps, total), ""]
+    lines += ["## Per bench"]
     for outcome in outcomes:
         lines += ["", *section(outcome)]
     return "\n".join(lines) + "\n"
