@@ -4,7 +4,10 @@
 
 One run starts Redis, the mock OpenAI upstream and the devstack's OTLP receiver (a real
 OTLP/HTTP endpoint, decoding every export), then measures each mode in turn — modes
-interleaved, a fresh service process per mode:
+interleaved, a fresh pair of service processes per mode. Both start, connect their load
+and send a traced warm-up before either is measured, so their exporters' first batches
+(``OTEL_BSP_SCHEDULE_DELAY``) are waited for together; the gateway is then measured while
+realtime idles, and realtime while the gateway idles:
 
 - **gateway**: ``--gateway-rate`` requests/s (a fixed rate, the same in every mode) over
   ``--streams`` keep-alive connections stream completions (16 tokens each, mock TTFT 0)
@@ -37,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,6 +113,13 @@ def helper(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
         text=True,
         env=env,
     )
+
+
+def stop_helper(child: subprocess.Popen[str]) -> None:
+    """A helper that has not finished (its measurement failed or never ran): killed."""
+    if child.poll() is None:
+        child.kill()
+        child.wait()
 
 
 def handshake(child: subprocess.Popen[str]) -> None:
@@ -245,10 +255,12 @@ def service_env(
     }
 
 
-def measure_gateway(
+@contextlib.contextmanager
+def gateway_ready(
     mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
-) -> float:
-    """CPU microseconds of the gateway per streamed request in ``mode``."""
+) -> Iterator[Callable[[], float]]:
+    """The gateway in ``mode``, its load generator connected and warmed up; yields the
+    measurement: CPU microseconds of the gateway per streamed request."""
     port = free_port()
     big = 10**9
     env = service_env(mode, receiver, port, redis_url) | {
@@ -283,15 +295,25 @@ def measure_gateway(
             "--gateway-rate", str(args.gateway_rate),
             "--seconds", str(args.seconds), "--traceparent", traceparent,
         )  # fmt: skip
-        handshake(load)
-        wait_for_export(receiver, trace_id, "chorus-llm-gateway")
-        before = cpu_seconds(process)
-        result = finish(load)
-        used = cpu_seconds(process) - before
-    requests = int(result["requests"])
-    per = used / requests * 1e6 if requests else float("nan")
-    print(f"  gateway   {mode:>4}: {requests:6d} requests, {per:7.1f} µs CPU each", flush=True)
-    return per
+        try:
+            handshake(load)
+
+            def measure() -> float:
+                wait_for_export(receiver, trace_id, "chorus-llm-gateway")
+                before = cpu_seconds(process)
+                result = finish(load)
+                used = cpu_seconds(process) - before
+                requests = int(result["requests"])
+                per = used / requests * 1e6 if requests else float("nan")
+                print(
+                    f"  gateway   {mode:>4}: {requests:6d} requests, {per:7.1f} µs CPU each",
+                    flush=True,
+                )
+                return per
+
+            yield measure
+        finally:
+            stop_helper(load)
 
 
 # -- realtime ------------------------------------------------------------------------------------
@@ -364,10 +386,12 @@ async def publish_events(redis_url: str, events: int, rate: float, warm: str) ->
     return {"published": events}
 
 
-def measure_realtime(
+@contextlib.contextmanager
+def realtime_ready(
     mode: str, receiver: RunningOtlpReceiver, redis_url: str, args: Any, work: Path
-) -> float:
-    """CPU nanoseconds of realtime per delivery in ``mode``."""
+) -> Iterator[Callable[[], float]]:
+    """Realtime in ``mode``, its subscribers in the room and the publisher's warm-up event
+    sent; yields the measurement: CPU nanoseconds of realtime per delivery."""
     port = free_port()
     env = service_env(mode, receiver, port, redis_url) | {
         "JWT_SECRET": SECRET,
@@ -379,34 +403,62 @@ def measure_realtime(
     with service("chorus_realtime", port, env, work / f"realtime-{mode}.log") as process:
         load = helper("--loadgen", "realtime", "--port", str(port), "--subscribers",
                       str(args.subscribers))  # fmt: skip
-        handshake(load)
-        traceparent, trace_id = warm_up_trace(mode)
-        publisher = helper(
-            "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
-            "--traceparent", traceparent, env=otel_env(mode, receiver) | {"ENV": "dev"},
-        )  # fmt: skip
-        handshake(publisher)
-        wait_for_export(receiver, trace_id, "chorus-realtime")
-        before = cpu_seconds(process)
-        finish(publisher)
-        expected = args.events * args.subscribers
-        deadline = time.monotonic() + 30
-        # Until realtime has nothing left to write (its CPU goes quiet), then count.
-        last = cpu_seconds(process)
-        while time.monotonic() < deadline:
-            time.sleep(0.3)
-            now = cpu_seconds(process)
-            if now - last < 0.01:
-                break
-            last = now
-        used = cpu_seconds(process) - before
-        received = int(finish(load, "stop")["received"])
-    per = used / received * 1e9 if received else float("nan")
-    print(
-        f"  realtime  {mode:>4}: {received:7d} of {expected} deliveries, {per:7.0f} ns CPU each",
-        flush=True,
-    )
-    return per
+        publisher: subprocess.Popen[str] | None = None
+        try:
+            handshake(load)
+            traceparent, trace_id = warm_up_trace(mode)
+            publisher = helper(
+                "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
+                "--traceparent", traceparent, env=otel_env(mode, receiver) | {"ENV": "dev"},
+            )  # fmt: skip
+            handshake(publisher)
+
+            def measure() -> float:
+                assert publisher is not None
+                wait_for_export(receiver, trace_id, "chorus-realtime")
+                before = cpu_seconds(process)
+                finish(publisher)
+                expected = args.events * args.subscribers
+                deadline = time.monotonic() + 30
+                # Until realtime has nothing left to write (its CPU goes quiet), then count.
+                last = cpu_seconds(process)
+                while time.monotonic() < deadline:
+                    time.sleep(0.3)
+                    now = cpu_seconds(process)
+                    if now - last < 0.01:
+                        break
+                    last = now
+                used = cpu_seconds(process) - before
+                received = int(finish(load, "stop")["received"])
+                per = used / received * 1e9 if received else float("nan")
+                print(
+                    f"  realtime  {mode:>4}: {received:7d} of {expected} deliveries, "
+                    f"{per:7.0f} ns CPU each",
+                    flush=True,
+                )
+                return per
+
+            yield measure
+        finally:
+            for child in (publisher, load):
+                if child is not None:
+                    stop_helper(child)
+
+
+def measure_mode(
+    mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
+) -> tuple[float, float]:
+    """(gateway µs per request, realtime ns per delivery) in ``mode``.
+
+    Both services start, connect their load and send their traced warm-up first, so that
+    the two wait out their exporters' first batch (``OTEL_BSP_SCHEDULE_DELAY``, 5 s) in the
+    same window; then the gateway is measured, then realtime, each while the other idles.
+    """
+    with (
+        gateway_ready(mode, receiver, redis_url, mock_url, args, work) as gateway,
+        realtime_ready(mode, receiver, redis_url, args, work) as realtime,
+    ):
+        return gateway(), realtime()
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -459,10 +511,11 @@ def main(args: argparse.Namespace) -> None:
         for run in range(args.runs):
             print(f"run {run + 1}", flush=True)
             for mode in order:
-                gateway[mode].append(
-                    measure_gateway(mode, receiver, redis.url, mock.url, args, work)
+                per_request, per_delivery = measure_mode(
+                    mode, receiver, redis.url, mock.url, args, work
                 )
-                realtime[mode].append(measure_realtime(mode, receiver, redis.url, args, work))
+                gateway[mode].append(per_request)
+                realtime[mode].append(per_delivery)
             order.reverse()
         exported = receiver.stats()
     load_after = os.getloadavg()
