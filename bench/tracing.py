@@ -5,9 +5,9 @@
 One run starts Redis, the mock OpenAI upstream and the devstack's OTLP receiver (a real
 OTLP/HTTP endpoint, decoding every export), then measures each mode in turn — modes
 interleaved, a fresh pair of service processes per mode. Both start, connect their load
-and send a traced warm-up before either is measured, so their exporters' first batches
-(``OTEL_BSP_SCHEDULE_DELAY``) are waited for together; the gateway is then measured while
-realtime idles, and realtime while the gateway idles:
+and send a traced warm-up before either is measured (start-ups and the exporters' first
+batch, ``OTEL_BSP_SCHEDULE_DELAY``, overlap); the gateway is then measured while realtime
+idles, and realtime while the gateway idles:
 
 - **gateway**: ``--gateway-rate`` requests/s (a fixed rate, the same in every mode) over
   ``--streams`` keep-alive connections stream completions (16 tokens each, mock TTFT 0)
@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,24 +77,15 @@ def otel_env(mode: str, receiver: RunningOtlpReceiver) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def service(module: str, port: int, env: dict[str, str], log: Path) -> Iterator[psutil.Process]:
-    """``python -m module`` on ``port``, ready; stopped (SIGINT) on exit."""
+def service(module: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m module``, started (not yet ready: see ``wait_ready``); stopped (SIGINT)
+    on exit."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{module} exited with {process.returncode}; see {log}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{module} not ready; see {log}")
-                time.sleep(0.1)
-            yield psutil.Process(process.pid)
+            yield process
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -102,6 +93,20 @@ def service(module: str, port: int, env: dict[str, str], log: Path) -> Iterator[
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> psutil.Process:
+    """Until the service on ``port`` answers /readyz."""
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}; see {log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return psutil.Process(process.pid)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.args!r} not ready; see {log}")
+        time.sleep(0.1)
 
 
 def helper(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -116,7 +121,7 @@ def helper(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
 
 
 def stop_helper(child: subprocess.Popen[str]) -> None:
-    """A helper that has not finished (its measurement failed or never ran): killed."""
+    """A helper that has not finished (a measurement failed or never ran): killed."""
     if child.poll() is None:
         child.kill()
         child.wait()
@@ -255,15 +260,11 @@ def service_env(
     }
 
 
-@contextlib.contextmanager
-def gateway_ready(
-    mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
-) -> Iterator[Callable[[], float]]:
-    """The gateway in ``mode``, its load generator connected and warmed up; yields the
-    measurement: CPU microseconds of the gateway per streamed request."""
-    port = free_port()
+def gateway_env(
+    mode: str, receiver: RunningOtlpReceiver, port: int, redis_url: str, mock_url: str
+) -> dict[str, str]:
     big = 10**9
-    env = service_env(mode, receiver, port, redis_url) | {
+    return service_env(mode, receiver, port, redis_url) | {
         "LLM_PROVIDERS": json.dumps(
             {
                 "providers": [
@@ -288,35 +289,17 @@ def gateway_ready(
             ]
         ),
     }
-    traceparent, trace_id = warm_up_trace(mode)
-    with service("chorus_gateway", port, env, work / f"gateway-{mode}.log") as process:
-        load = helper(
-            "--loadgen", "gateway", "--port", str(port), "--streams", str(args.streams),
-            "--gateway-rate", str(args.gateway_rate),
-            "--seconds", str(args.seconds), "--traceparent", traceparent,
-        )  # fmt: skip
-        try:
-            handshake(load)
-
-            def measure() -> float:
-                wait_for_export(receiver, trace_id, "chorus-llm-gateway")
-                before = cpu_seconds(process)
-                result = finish(load)
-                used = cpu_seconds(process) - before
-                requests = int(result["requests"])
-                per = used / requests * 1e6 if requests else float("nan")
-                print(
-                    f"  gateway   {mode:>4}: {requests:6d} requests, {per:7.1f} µs CPU each",
-                    flush=True,
-                )
-                return per
-
-            yield measure
-        finally:
-            stop_helper(load)
 
 
-# -- realtime ------------------------------------------------------------------------------------
+def measure_gateway(mode: str, process: psutil.Process, load: subprocess.Popen[str]) -> float:
+    """CPU microseconds of the gateway per streamed request, its load generator ready."""
+    before = cpu_seconds(process)
+    result = finish(load)
+    used = cpu_seconds(process) - before
+    requests = int(result["requests"])
+    per = used / requests * 1e6 if requests else float("nan")
+    print(f"  gateway   {mode:>4}: {requests:6d} requests, {per:7.1f} µs CPU each", flush=True)
+    return per
 
 
 async def subscribers_load(port: int, count: int) -> dict[str, Any]:
@@ -386,79 +369,93 @@ async def publish_events(redis_url: str, events: int, rate: float, warm: str) ->
     return {"published": events}
 
 
-@contextlib.contextmanager
-def realtime_ready(
-    mode: str, receiver: RunningOtlpReceiver, redis_url: str, args: Any, work: Path
-) -> Iterator[Callable[[], float]]:
-    """Realtime in ``mode``, its subscribers in the room and the publisher's warm-up event
-    sent; yields the measurement: CPU nanoseconds of realtime per delivery."""
-    port = free_port()
-    env = service_env(mode, receiver, port, redis_url) | {
+def realtime_env(
+    mode: str, receiver: RunningOtlpReceiver, port: int, redis_url: str
+) -> dict[str, str]:
+    return service_env(mode, receiver, port, redis_url) | {
         "JWT_SECRET": SECRET,
         "INSTANCE_ID": f"bench-{mode}",
         "MAX_CONNECTIONS_PER_USER": "100000",
         "SEND_QUEUE_MAX_MESSAGES": "100000",
         "SEND_QUEUE_MAX_BYTES": "100000000",
     }
-    with service("chorus_realtime", port, env, work / f"realtime-{mode}.log") as process:
-        load = helper("--loadgen", "realtime", "--port", str(port), "--subscribers",
-                      str(args.subscribers))  # fmt: skip
-        publisher: subprocess.Popen[str] | None = None
-        try:
-            handshake(load)
-            traceparent, trace_id = warm_up_trace(mode)
-            publisher = helper(
-                "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
-                "--traceparent", traceparent, env=otel_env(mode, receiver) | {"ENV": "dev"},
-            )  # fmt: skip
-            handshake(publisher)
 
-            def measure() -> float:
-                assert publisher is not None
-                wait_for_export(receiver, trace_id, "chorus-realtime")
-                before = cpu_seconds(process)
-                finish(publisher)
-                expected = args.events * args.subscribers
-                deadline = time.monotonic() + 30
-                # Until realtime has nothing left to write (its CPU goes quiet), then count.
-                last = cpu_seconds(process)
-                while time.monotonic() < deadline:
-                    time.sleep(0.3)
-                    now = cpu_seconds(process)
-                    if now - last < 0.01:
-                        break
-                    last = now
-                used = cpu_seconds(process) - before
-                received = int(finish(load, "stop")["received"])
-                per = used / received * 1e9 if received else float("nan")
-                print(
-                    f"  realtime  {mode:>4}: {received:7d} of {expected} deliveries, "
-                    f"{per:7.0f} ns CPU each",
-                    flush=True,
-                )
-                return per
 
-            yield measure
-        finally:
-            for child in (publisher, load):
-                if child is not None:
-                    stop_helper(child)
+def measure_realtime(
+    mode: str,
+    process: psutil.Process,
+    load: subprocess.Popen[str],
+    publisher: subprocess.Popen[str],
+    args: Any,
+) -> float:
+    """CPU nanoseconds of realtime per delivery, its subscribers and publisher ready."""
+    before = cpu_seconds(process)
+    finish(publisher)
+    expected = args.events * args.subscribers
+    deadline = time.monotonic() + 30
+    # Until realtime has nothing left to write (its CPU goes quiet), then count.
+    last = cpu_seconds(process)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = cpu_seconds(process)
+        if now - last < 0.01:
+            break
+        last = now
+    used = cpu_seconds(process) - before
+    received = int(finish(load, "stop")["received"])
+    per = used / received * 1e9 if received else float("nan")
+    print(
+        f"  realtime  {mode:>4}: {received:7d} of {expected} deliveries, {per:7.0f} ns CPU each",
+        flush=True,
+    )
+    return per
 
 
 def measure_mode(
     mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
 ) -> tuple[float, float]:
-    """(gateway µs per request, realtime ns per delivery) in ``mode``.
+    """(gateway µs CPU per request, realtime ns CPU per delivery) in ``mode``.
 
-    Both services start, connect their load and send their traced warm-up first, so that
-    the two wait out their exporters' first batch (``OTEL_BSP_SCHEDULE_DELAY``, 5 s) in the
-    same window; then the gateway is measured, then realtime, each while the other idles.
+    Both services start together, then both load generators connect and send their traced
+    warm-up together, and both exporters' first batches are waited for; only then is the
+    gateway measured (realtime idle), then realtime (the gateway idle). Each figure is its
+    own process's CPU time, so the idle one adds none to it.
     """
-    with (
-        gateway_ready(mode, receiver, redis_url, mock_url, args, work) as gateway,
-        realtime_ready(mode, receiver, redis_url, args, work) as realtime,
-    ):
-        return gateway(), realtime()
+    gw_port, rt_port = free_port(), free_port()
+    gw_log, rt_log = work / f"gateway-{mode}.log", work / f"realtime-{mode}.log"
+    gw_trace, gw_trace_id = warm_up_trace(mode)
+    rt_trace, rt_trace_id = warm_up_trace(mode)
+    with contextlib.ExitStack() as stack:
+        gw_env = gateway_env(mode, receiver, gw_port, redis_url, mock_url)
+        gw_popen = stack.enter_context(service("chorus_gateway", gw_env, gw_log))
+        rt_env = realtime_env(mode, receiver, rt_port, redis_url)
+        rt_popen = stack.enter_context(service("chorus_realtime", rt_env, rt_log))
+        gateway = wait_ready(gw_popen, gw_port, gw_log)
+        realtime = wait_ready(rt_popen, rt_port, rt_log)
+        gw_load = helper(
+            "--loadgen", "gateway", "--port", str(gw_port), "--streams", str(args.streams),
+            "--gateway-rate", str(args.gateway_rate),
+            "--seconds", str(args.seconds), "--traceparent", gw_trace,
+        )  # fmt: skip
+        stack.callback(stop_helper, gw_load)
+        rt_load = helper("--loadgen", "realtime", "--port", str(rt_port), "--subscribers",
+                         str(args.subscribers))  # fmt: skip
+        stack.callback(stop_helper, rt_load)
+        handshake(rt_load)
+        # The publisher's warm-up event must find the subscribers in the room.
+        publisher = helper(
+            "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
+            "--traceparent", rt_trace, env=otel_env(mode, receiver) | {"ENV": "dev"},
+        )  # fmt: skip
+        stack.callback(stop_helper, publisher)
+        handshake(gw_load)
+        handshake(publisher)
+        wait_for_export(receiver, gw_trace_id, "chorus-llm-gateway")
+        wait_for_export(receiver, rt_trace_id, "chorus-realtime")
+        return (
+            measure_gateway(mode, gateway, gw_load),
+            measure_realtime(mode, realtime, rt_load, publisher, args),
+        )
 
 
 # -- the run -------------------------------------------------------------------------------------
