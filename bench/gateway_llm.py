@@ -128,12 +128,25 @@ def spawn(
             wait_ready(ready_url, process, timeout)
             yield process
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_all([process])
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
+    """SIGINT every process still running at once, then wait for them together; SIGKILL
+    what is left after ``grace`` seconds. Nothing is measured any more by then: a proxy
+    still streaming a left request to its end (LiteLLM lets one run its 10 s) or draining
+    its connections must not cost the run a shutdown timeout per process, one after the
+    other."""
+    running = list({p.pid: p for p in processes if p.poll() is None}.values())
+    for process in running:
+        process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def litellm_config(path: Path, mock_url: str) -> Path:
@@ -476,6 +489,9 @@ def main(args: argparse.Namespace) -> None:
                     complete=False,
                 )
             )
+        # Runs first on the way out: every process stopped at once (each spawn's own stop
+        # then finds it gone), the mock last among equals rather than after each proxy.
+        stack.callback(stop_all, [target.process for target in plan] + [mock])
         print(
             f"TTFT and non-streamed: {args.requests} sequential requests each; throughput: "
             f"{args.streams} concurrent streams for {args.seconds:g}s; {args.runs} runs, "

@@ -4,7 +4,10 @@
 
 One run starts Redis, the mock OpenAI upstream and the devstack's OTLP receiver (a real
 OTLP/HTTP endpoint, decoding every export), then measures each mode in turn — modes
-interleaved, a fresh service process per mode:
+interleaved, a fresh pair of service processes per mode. Both start, connect their load
+and send a traced warm-up before either is measured (start-ups and the exporters' first
+batch, ``OTEL_BSP_SCHEDULE_DELAY``, overlap); the gateway is then measured while realtime
+idles, and realtime while the gateway idles:
 
 - **gateway**: ``--gateway-rate`` requests/s (a fixed rate, the same in every mode) over
   ``--streams`` keep-alive connections stream completions (16 tokens each, mock TTFT 0)
@@ -74,24 +77,15 @@ def otel_env(mode: str, receiver: RunningOtlpReceiver) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def service(module: str, port: int, env: dict[str, str], log: Path) -> Iterator[psutil.Process]:
-    """``python -m module`` on ``port``, ready; stopped (SIGINT) on exit."""
+def service(module: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m module``, started (not yet ready: see ``wait_ready``); stopped (SIGINT)
+    on exit."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{module} exited with {process.returncode}; see {log}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{module} not ready; see {log}")
-                time.sleep(0.1)
-            yield psutil.Process(process.pid)
+            yield process
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -99,6 +93,20 @@ def service(module: str, port: int, env: dict[str, str], log: Path) -> Iterator[
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> psutil.Process:
+    """Until the service on ``port`` answers /readyz."""
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}; see {log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return psutil.Process(process.pid)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.args!r} not ready; see {log}")
+        time.sleep(0.1)
 
 
 def helper(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -110,6 +118,13 @@ def helper(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
         text=True,
         env=env,
     )
+
+
+def stop_helper(child: subprocess.Popen[str]) -> None:
+    """A helper that has not finished (a measurement failed or never ran): killed."""
+    if child.poll() is None:
+        child.kill()
+        child.wait()
 
 
 def handshake(child: subprocess.Popen[str]) -> None:
@@ -245,13 +260,11 @@ def service_env(
     }
 
 
-def measure_gateway(
-    mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
-) -> float:
-    """CPU microseconds of the gateway per streamed request in ``mode``."""
-    port = free_port()
+def gateway_env(
+    mode: str, receiver: RunningOtlpReceiver, port: int, redis_url: str, mock_url: str
+) -> dict[str, str]:
     big = 10**9
-    env = service_env(mode, receiver, port, redis_url) | {
+    return service_env(mode, receiver, port, redis_url) | {
         "LLM_PROVIDERS": json.dumps(
             {
                 "providers": [
@@ -276,25 +289,17 @@ def measure_gateway(
             ]
         ),
     }
-    traceparent, trace_id = warm_up_trace(mode)
-    with service("chorus_gateway", port, env, work / f"gateway-{mode}.log") as process:
-        load = helper(
-            "--loadgen", "gateway", "--port", str(port), "--streams", str(args.streams),
-            "--gateway-rate", str(args.gateway_rate),
-            "--seconds", str(args.seconds), "--traceparent", traceparent,
-        )  # fmt: skip
-        handshake(load)
-        wait_for_export(receiver, trace_id, "chorus-llm-gateway")
-        before = cpu_seconds(process)
-        result = finish(load)
-        used = cpu_seconds(process) - before
+
+
+def measure_gateway(mode: str, process: psutil.Process, load: subprocess.Popen[str]) -> float:
+    """CPU microseconds of the gateway per streamed request, its load generator ready."""
+    before = cpu_seconds(process)
+    result = finish(load)
+    used = cpu_seconds(process) - before
     requests = int(result["requests"])
     per = used / requests * 1e6 if requests else float("nan")
     print(f"  gateway   {mode:>4}: {requests:6d} requests, {per:7.1f} µs CPU each", flush=True)
     return per
-
-
-# -- realtime ------------------------------------------------------------------------------------
 
 
 async def subscribers_load(port: int, count: int) -> dict[str, Any]:
@@ -364,49 +369,93 @@ async def publish_events(redis_url: str, events: int, rate: float, warm: str) ->
     return {"published": events}
 
 
-def measure_realtime(
-    mode: str, receiver: RunningOtlpReceiver, redis_url: str, args: Any, work: Path
-) -> float:
-    """CPU nanoseconds of realtime per delivery in ``mode``."""
-    port = free_port()
-    env = service_env(mode, receiver, port, redis_url) | {
+def realtime_env(
+    mode: str, receiver: RunningOtlpReceiver, port: int, redis_url: str
+) -> dict[str, str]:
+    return service_env(mode, receiver, port, redis_url) | {
         "JWT_SECRET": SECRET,
         "INSTANCE_ID": f"bench-{mode}",
         "MAX_CONNECTIONS_PER_USER": "100000",
         "SEND_QUEUE_MAX_MESSAGES": "100000",
         "SEND_QUEUE_MAX_BYTES": "100000000",
     }
-    with service("chorus_realtime", port, env, work / f"realtime-{mode}.log") as process:
-        load = helper("--loadgen", "realtime", "--port", str(port), "--subscribers",
-                      str(args.subscribers))  # fmt: skip
-        handshake(load)
-        traceparent, trace_id = warm_up_trace(mode)
-        publisher = helper(
-            "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
-            "--traceparent", traceparent, env=otel_env(mode, receiver) | {"ENV": "dev"},
-        )  # fmt: skip
-        handshake(publisher)
-        wait_for_export(receiver, trace_id, "chorus-realtime")
-        before = cpu_seconds(process)
-        finish(publisher)
-        expected = args.events * args.subscribers
-        deadline = time.monotonic() + 30
-        # Until realtime has nothing left to write (its CPU goes quiet), then count.
-        last = cpu_seconds(process)
-        while time.monotonic() < deadline:
-            time.sleep(0.3)
-            now = cpu_seconds(process)
-            if now - last < 0.01:
-                break
-            last = now
-        used = cpu_seconds(process) - before
-        received = int(finish(load, "stop")["received"])
+
+
+def measure_realtime(
+    mode: str,
+    process: psutil.Process,
+    load: subprocess.Popen[str],
+    publisher: subprocess.Popen[str],
+    args: Any,
+) -> float:
+    """CPU nanoseconds of realtime per delivery, its subscribers and publisher ready."""
+    before = cpu_seconds(process)
+    finish(publisher)
+    expected = args.events * args.subscribers
+    deadline = time.monotonic() + 30
+    # Until realtime has nothing left to write (its CPU goes quiet), then count.
+    last = cpu_seconds(process)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = cpu_seconds(process)
+        if now - last < 0.01:
+            break
+        last = now
+    used = cpu_seconds(process) - before
+    received = int(finish(load, "stop")["received"])
     per = used / received * 1e9 if received else float("nan")
     print(
         f"  realtime  {mode:>4}: {received:7d} of {expected} deliveries, {per:7.0f} ns CPU each",
         flush=True,
     )
     return per
+
+
+def measure_mode(
+    mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
+) -> tuple[float, float]:
+    """(gateway µs CPU per request, realtime ns CPU per delivery) in ``mode``.
+
+    Both services start together, then both load generators connect and send their traced
+    warm-up together, and both exporters' first batches are waited for; only then is the
+    gateway measured (realtime idle), then realtime (the gateway idle). Each figure is its
+    own process's CPU time, so the idle one adds none to it.
+    """
+    gw_port, rt_port = free_port(), free_port()
+    gw_log, rt_log = work / f"gateway-{mode}.log", work / f"realtime-{mode}.log"
+    gw_trace, gw_trace_id = warm_up_trace(mode)
+    rt_trace, rt_trace_id = warm_up_trace(mode)
+    with contextlib.ExitStack() as stack:
+        gw_env = gateway_env(mode, receiver, gw_port, redis_url, mock_url)
+        gw_popen = stack.enter_context(service("chorus_gateway", gw_env, gw_log))
+        rt_env = realtime_env(mode, receiver, rt_port, redis_url)
+        rt_popen = stack.enter_context(service("chorus_realtime", rt_env, rt_log))
+        gateway = wait_ready(gw_popen, gw_port, gw_log)
+        realtime = wait_ready(rt_popen, rt_port, rt_log)
+        gw_load = helper(
+            "--loadgen", "gateway", "--port", str(gw_port), "--streams", str(args.streams),
+            "--gateway-rate", str(args.gateway_rate),
+            "--seconds", str(args.seconds), "--traceparent", gw_trace,
+        )  # fmt: skip
+        stack.callback(stop_helper, gw_load)
+        rt_load = helper("--loadgen", "realtime", "--port", str(rt_port), "--subscribers",
+                         str(args.subscribers))  # fmt: skip
+        stack.callback(stop_helper, rt_load)
+        handshake(rt_load)
+        # The publisher's warm-up event must find the subscribers in the room.
+        publisher = helper(
+            "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
+            "--traceparent", rt_trace, env=otel_env(mode, receiver) | {"ENV": "dev"},
+        )  # fmt: skip
+        stack.callback(stop_helper, publisher)
+        handshake(gw_load)
+        handshake(publisher)
+        wait_for_export(receiver, gw_trace_id, "chorus-llm-gateway")
+        wait_for_export(receiver, rt_trace_id, "chorus-realtime")
+        return (
+            measure_gateway(mode, gateway, gw_load),
+            measure_realtime(mode, realtime, rt_load, publisher, args),
+        )
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -459,10 +508,11 @@ def main(args: argparse.Namespace) -> None:
         for run in range(args.runs):
             print(f"run {run + 1}", flush=True)
             for mode in order:
-                gateway[mode].append(
-                    measure_gateway(mode, receiver, redis.url, mock.url, args, work)
+                per_request, per_delivery = measure_mode(
+                    mode, receiver, redis.url, mock.url, args, work
                 )
-                realtime[mode].append(measure_realtime(mode, receiver, redis.url, args, work))
+                gateway[mode].append(per_request)
+                realtime[mode].append(per_delivery)
             order.reverse()
         exported = receiver.stats()
     load_after = os.getloadavg()

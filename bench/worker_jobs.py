@@ -1,6 +1,6 @@
 """Worker benchmark: no-op jobs/s and enqueue→start latency, our worker vs bare arq.
 
-    .venv/bin/python bench/worker_jobs.py [--jobs 2500] [--samples 150] [--rounds 3]
+    .venv/bin/python bench/worker_jobs.py [--jobs 2500] [--samples 100] [--rounds 3]
         [--no-pin] [--json-out PATH]
 
 Starts its own Redis, then runs one worker process at a time against it:
@@ -21,14 +21,14 @@ to the queue in pipelined batches (arq's own job encoding) while the worker runs
 until none is left. Latency and idle CPU: each worker alone with Redis. Latency: ``--samples``
 jobs enqueued one at a time with ``enqueue_job`` at random 0-50 ms gaps; each job's
 start minus enqueue time comes from arq's stored result (ms resolution). Idle CPU: the
-worker's and Redis' CPU time over 3 s with an empty queue. Every worker logs at WARNING
-(arq's two INFO lines per job would otherwise be what is measured).
+worker's and Redis' CPU time over 1.5 s with an empty queue (printed, not a row). Every
+worker logs at WARNING (arq's two INFO lines per job would otherwise be what is measured).
 
 CPU split: with two or more CPUs, the worker under test is pinned to the last one and
 Redis plus this script (the load generator) to the others (``--no-pin`` leaves placement
 to the scheduler). Default run on a quiet 2-core machine, estimated: ~15 s of throughput
-rounds, ~40 s of latency sampling (arq's 0.5 s poll dominates), ~30 s of idle CPU and
-start-ups: about 1.5 minutes; several times that when the machine is loaded.
+rounds, ~27 s of latency sampling (arq's 0.5 s poll dominates), ~10 s of idle CPU and
+start-ups: about a minute; several times that when the machine is loaded.
 
 ``--json-out PATH`` writes the bench result contract (``make bench`` renders it): the
 throughput row (median of the rounds, spread min to max, ratio = median of the per-round
@@ -198,7 +198,7 @@ async def latency(redis: ArqRedis, samples: int) -> list[float]:
     return lags
 
 
-async def idle_cpu(pid: int, redis_pid: int, seconds: float = 3.0) -> tuple[float, float]:
+async def idle_cpu(pid: int, redis_pid: int, seconds: float = 1.5) -> tuple[float, float]:
     """CPU % of one core used by the worker and by Redis while nothing is queued."""
     before, redis_before = cpu_seconds(pid), cpu_seconds(redis_pid)
     await asyncio.sleep(seconds)
@@ -567,7 +567,7 @@ def contract_result(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--jobs", type=int, default=2_500)
-    parser.add_argument("--samples", type=int, default=150)
+    parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--queue", default=QUEUE)
     parser.add_argument("--serve-bare", metavar="REDIS_URL")
