@@ -682,12 +682,23 @@ async def test_a_user_has_only_a_few_questions_waiting_for_the_assistant(
     ):
         await a.wait_subscribed()
         await b.wait_subscribed()
+        pending = f"chorus:assistant:pending:{user}"
         for n, client in enumerate((a, b, a, b)):
-            await client.say(f"@assistant question {n}", ref=f"q{n}")
-            # This question's own ack (each client already holds an earlier one).
+            ref = f"q{n}"
+            await client.say(f"@assistant question {n}", ref=ref)
+            # This question's own ack (each client already holds an earlier one). The ack
+            # comes when the message is posted, before the question is counted: wait until
+            # it is counted (its job pending) or refused, so the next one comes after it.
             await client.wait_for(
-                lambda c=client, ref=f"q{n}": any(f["ref"] == ref for f in c.of_type("ack"))  # type: ignore[misc]
+                lambda c=client, ref=ref: any(f["ref"] == ref for f in c.of_type("ack"))  # type: ignore[misc]
             )
+            [ack] = [f for f in client.of_type("ack") if f["ref"] == ref]
+            job = f"assistant:{room}:{ack['id']}"
+            async with asyncio.timeout(10):
+                while await redis.zscore(pending, job) is None and not any(
+                    f["data"].get("ref") == ref for f in client.of_type("error")
+                ):
+                    await asyncio.sleep(0.02)
         # Each client's wait wakes on its own frames only: one wait per client.
         await a.wait_for(lambda: len(a.of_type("error")) == 1)
         await b.wait_for(lambda: len(b.of_type("error")) == 1)
@@ -697,7 +708,7 @@ async def test_a_user_has_only_a_few_questions_waiting_for_the_assistant(
     # Their messages are in the room all the same, but only two answers are queued.
     queued = [k async for k in redis.scan_iter(match=f"arq:job:assistant:{room}:*")]
     assert len(queued) == 2
-    assert await redis.zcard(f"chorus:assistant:pending:{user}") == 2
+    assert await redis.zcard(pending) == 2
 
 
 async def test_a_replay_counts_against_the_send_queue(
