@@ -33,7 +33,12 @@ def _answers(run: ChartRun, count: int = 12) -> set[str]:
 
 def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.TransportError:
+            pass  # a connection cut while the pod restarts and endpoints change: not yet
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.2)
 
