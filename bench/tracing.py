@@ -220,10 +220,17 @@ async def gateway_load(
     for reader, writer in connections:
         await stream_once(reader, writer, gateway_request(port, warm))
     print("READY", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    done = 0
-
     loop = asyncio.get_running_loop()
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "refresh":
+        # Connections the gateway closed while they idled (its keep-alive timeout, while the
+        # other modes started and were measured): opened again and warmed up, untraced.
+        for i, (reader, writer) in enumerate(connections):
+            if reader.at_eof():
+                writer.close()
+                connections[i] = await asyncio.open_connection("127.0.0.1", port)
+                await stream_once(*connections[i], request)
+        print("READY", flush=True)
+    done = 0
     start = loop.time()
     interval = streams / rate  # between two requests of one connection
 
@@ -296,6 +303,10 @@ def gateway_env(
 
 def measure_gateway(mode: str, process: psutil.Process, load: subprocess.Popen[str]) -> float:
     """CPU microseconds of the gateway per streamed request, its load generator ready."""
+    assert load.stdin is not None
+    load.stdin.write("refresh\n")
+    load.stdin.flush()
+    handshake(load)
     before = cpu_seconds(process)
     result = finish(load)
     used = cpu_seconds(process) - before
@@ -422,7 +433,6 @@ class Mode:
     """One mode's services and helpers, started; measured later (``measure_mode``)."""
 
     name: str
-    run: int
     gateway: psutil.Process
     realtime: psutil.Process
     gw_load: subprocess.Popen[str]
@@ -431,50 +441,50 @@ class Mode:
 
 
 def start_modes(
-    plan: list[tuple[int, str]],
+    modes: list[str],
     receiver: RunningOtlpReceiver,
     redis_url: str,
     mock_url: str,
     args: Any,
     work: Path,
     stack: contextlib.ExitStack,
+    run: int,
 ) -> list[Mode]:
-    """Every ``(run, mode)`` of ``plan``, started side by side and warmed up, none measured
-    yet; in the plan's order.
+    """Every mode of a run, started side by side and warmed up, none measured yet.
 
-    Each is a fresh pair of processes of its own. All the services start at once, then
-    every load generator connects and sends its traced warm-up, and every exporter's first
-    batch (``OTEL_BSP_SCHEDULE_DELAY`` after the warm-up) is waited for together:
-    start-ups and first exports overlap instead of being waited out mode after mode. Each
-    pair has its own room, so a publisher's events reach only its own realtime. While one
-    is measured the others idle, and each figure is its own process's CPU time, so an idle
-    one adds none to it.
+    All the services start at once, then every load generator connects and sends its
+    traced warm-up, and every exporter's first batch (``OTEL_BSP_SCHEDULE_DELAY`` after the
+    warm-up) is waited for together: start-ups and first exports overlap across the modes
+    instead of being waited out mode after mode. Each mode has its own room, so a
+    publisher's events reach only its own mode's realtime. While one mode is measured the
+    others idle, and each figure is its own process's CPU time, so an idle one adds none
+    to it.
     """
     services: list[subprocess.Popen[bytes]] = []
     stack.callback(stop_services, services)
-    ports: dict[tuple[int, str], tuple[int, int]] = {}
-    for run, mode in plan:
+    ports: dict[str, tuple[int, int]] = {}
+    for mode in modes:
         gw_port, rt_port = free_port(), free_port()
-        ports[run, mode] = gw_port, rt_port
+        ports[mode] = gw_port, rt_port
         tag = f"{mode.rstrip('%')}-{run}"
         gw_env = gateway_env(mode, receiver, gw_port, redis_url, mock_url)
         services.append(start_service("chorus_gateway", gw_env, work / f"gateway-{tag}.log"))
         rt_env = realtime_env(mode, receiver, rt_port, redis_url)
         services.append(start_service("chorus_realtime", rt_env, work / f"realtime-{tag}.log"))
-    helpers: dict[tuple[int, str], tuple[subprocess.Popen[str], subprocess.Popen[str]]] = {}
-    processes: dict[tuple[int, str], tuple[psutil.Process, psutil.Process]] = {}
-    traces: dict[tuple[int, str], tuple[str, str, str, str]] = {}
-    for index, (run, mode) in enumerate(plan):
-        gw_port, rt_port = ports[run, mode]
+    helpers: dict[str, tuple[subprocess.Popen[str], subprocess.Popen[str]]] = {}
+    processes: dict[str, tuple[psutil.Process, psutil.Process]] = {}
+    traces: dict[str, tuple[str, str, str, str]] = {}
+    for index, mode in enumerate(modes):
+        gw_port, rt_port = ports[mode]
         tag = f"{mode.rstrip('%')}-{run}"
         gw_popen, rt_popen = services[2 * index], services[2 * index + 1]
-        processes[run, mode] = (
+        processes[mode] = (
             wait_ready(gw_popen, gw_port, work / f"gateway-{tag}.log"),
             wait_ready(rt_popen, rt_port, work / f"realtime-{tag}.log"),
         )
         gw_trace, gw_trace_id = warm_up_trace(mode)
         rt_trace, rt_trace_id = warm_up_trace(mode)
-        traces[run, mode] = gw_trace, gw_trace_id, rt_trace, rt_trace_id
+        traces[mode] = gw_trace, gw_trace_id, rt_trace, rt_trace_id
         gw_load = helper(
             "--loadgen", "gateway", "--port", str(gw_port), "--streams", str(args.streams),
             "--gateway-rate", str(args.gateway_rate),
@@ -482,35 +492,35 @@ def start_modes(
         )  # fmt: skip
         stack.callback(stop_helper, gw_load)
         rt_load = helper("--loadgen", "realtime", "--port", str(rt_port), "--subscribers",
-                         str(args.subscribers), "--room", room_of(run, mode))  # fmt: skip
+                         str(args.subscribers), "--room", room_of(mode))  # fmt: skip
         stack.callback(stop_helper, rt_load)
-        helpers[run, mode] = gw_load, rt_load
+        helpers[mode] = gw_load, rt_load
     result = []
-    for run, mode in plan:
-        gw_load, rt_load = helpers[run, mode]
-        _, _, rt_trace, _ = traces[run, mode]
+    for mode in modes:
+        gw_load, rt_load = helpers[mode]
+        gw_trace, gw_trace_id, rt_trace, rt_trace_id = traces[mode]
         handshake(rt_load)
         # The publisher's warm-up event must find the subscribers in the room.
         publisher = helper(
-            "--publish", redis_url, "--room", room_of(run, mode), "--events", str(args.events),
+            "--publish", redis_url, "--room", room_of(mode), "--events", str(args.events),
             "--rate", str(args.rate), "--traceparent", rt_trace,
             env=otel_env(mode, receiver) | {"ENV": "dev"},
         )  # fmt: skip
         stack.callback(stop_helper, publisher)
-        result.append(Mode(mode, run, *processes[run, mode], gw_load, rt_load, publisher))
+        result.append(Mode(mode, *processes[mode], gw_load, rt_load, publisher))
     for entry in result:
         handshake(entry.gw_load)
         handshake(entry.publisher)
-    for key in plan:
-        _, gw_trace_id, _, rt_trace_id = traces[key]
+    for mode in modes:
+        _, gw_trace_id, _, rt_trace_id = traces[mode]
         wait_for_export(receiver, gw_trace_id, "chorus-llm-gateway")
         wait_for_export(receiver, rt_trace_id, "chorus-realtime")
     return result
 
 
-def room_of(run: int, mode: str) -> str:
-    """The room of one run's mode."""
-    return f"traced-{run}-{list(MODES).index(mode)}"
+def room_of(mode: str) -> str:
+    """The mode's own room."""
+    return f"traced-{list(MODES).index(mode)}"
 
 
 def measure_mode(entry: Mode, args: Any) -> tuple[float, float]:
@@ -568,21 +578,18 @@ def main(args: argparse.Namespace) -> None:
         # here), so realtime lets the sockets into the bench's room, which exists by name.
         with redis_sync.Redis.from_url(redis.url) as client:
             client.set(LOADED_KEY, "1")
-        # Modes interleaved: each run in the reverse order of the one before.
-        plan = [
-            (run, mode)
-            for run in range(args.runs)
-            for mode in (list(MODES) if run % 2 == 0 else list(reversed(MODES)))
-        ]
-        started = time.monotonic()
-        entries = start_modes(plan, receiver, redis.url, mock.url, args, work, stack)
-        print(f"every run's modes started in {time.monotonic() - started:.0f} s", flush=True)
-        for entry in entries:
-            if entry.name == plan[entry.run * len(MODES)][1]:
-                print(f"run {entry.run + 1}", flush=True)
-            per_request, per_delivery = measure_mode(entry, args)
-            gateway[entry.name].append(per_request)
-            realtime[entry.name].append(per_delivery)
+        order = list(MODES)
+        for run in range(args.runs):
+            print(f"run {run + 1}", flush=True)
+            with contextlib.ExitStack() as modes:
+                started = time.monotonic()
+                entries = start_modes(order, receiver, redis.url, mock.url, args, work, modes, run)
+                print(f"  every mode started in {time.monotonic() - started:.0f} s", flush=True)
+                for entry in entries:
+                    per_request, per_delivery = measure_mode(entry, args)
+                    gateway[entry.name].append(per_request)
+                    realtime[entry.name].append(per_delivery)
+            order.reverse()
         exported = receiver.stats()
     load_after = os.getloadavg()
     rows = []
