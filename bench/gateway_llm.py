@@ -279,13 +279,16 @@ def _quantile(samples: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(target: Target, args: argparse.Namespace, *, throughput: bool) -> dict[str, Any]:
-    """The sequential figures, then (if asked) the throughput: a proxy left draining the
-    streams the load generator cut at its deadline must not slow the sequential ones."""
+def measure(
+    target: Target, args: argparse.Namespace, *, throughput: bool, sequential: bool = True
+) -> dict[str, Any]:
+    """The sequential figures (unless ``sequential`` is false), then (if asked) the
+    throughput: a proxy left draining the streams the load generator cut at its deadline
+    must not slow the sequential ones."""
     row: dict[str, Any] = {"target": target.name}
     shown = f"  {target.name:14s}"
     started = time.monotonic()
-    if target.streamed:
+    if target.streamed and sequential:
         samples, _, _ = run_loadgen("ttft", target, args)
         row |= {
             "ttft_p50_ms": statistics.median(samples) * 1000,
@@ -293,7 +296,7 @@ def measure(target: Target, args: argparse.Namespace, *, throughput: bool) -> di
             "ttft_p90_ms": statistics.quantiles(samples, n=10)[-1] * 1000,
         }
         shown += f" ttft p50 {row['ttft_p50_ms']:.3f} ms p90 {row['ttft_p90_ms']:.3f} ms"
-    if target.complete:
+    if target.complete and sequential:
         samples, _, _ = run_loadgen("complete", target, args)
         row |= {
             "complete_p50_ms": statistics.median(samples) * 1000,
@@ -528,12 +531,9 @@ def main(args: argparse.Namespace) -> None:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}", flush=True)
             for target in plan:
-                # The slow peers' throughput (LiteLLM: ~200 chunks/s against the gateway's
-                # ~45,000) is measured in the first --peer-throughput-runs runs only: each
-                # leaves them draining the cut streams for most of a minute.
-                throughput = target.name in ("direct", "gateway") or (
-                    target.name != "gateway-vkey" and run < args.peer_throughput_runs
-                )
+                # The peers' throughput comes after every run (below); the gateway's and the
+                # mock's own, in every run.
+                throughput = target.name in ("direct", "gateway")
                 row = measure(target, args, throughput=throughput)
                 rows.setdefault(target.name, {"runs": []})["runs"].append(row)
                 settle(mock, target)
@@ -553,6 +553,21 @@ def main(args: argparse.Namespace) -> None:
                 f"p99 {_fmt_ms(_nearest_rank(samples, 0.99))}",
                 flush=True,
             )
+        # The peers' throughput last, in --peer-throughput-runs of the runs, LiteLLM the very
+        # last: a slow peer (LiteLLM: a few hundred chunks/s against the gateway's tens of
+        # thousands) keeps reading the streams the load generator cut at its deadline for
+        # most of a minute, and nothing measured after it has that to wait out.
+        peers = sorted(
+            (t for t in plan if t.streamed and t.name not in ("direct", "gateway", "gateway-vkey")),
+            key=lambda t: t.name == "litellm",
+        )
+        runs = min(args.peer_throughput_runs, args.runs)
+        for run in range(runs):
+            for target in peers:
+                row = measure(target, args, throughput=True, sequential=False)
+                rows[target.name]["runs"][run] |= row
+                if run < runs - 1 or target is not peers[-1]:
+                    settle(mock, target)
     load = (load_before[0], os.getloadavg()[0])
     report(rows, cancels, load, args)
 
