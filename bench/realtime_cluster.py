@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,16 @@ from realtime_support import (
     spread,
     start_chorus,
     start_publisher,
+    start_together,
     wait_delivered,
 )
 from redis import Redis
 
 from chorus_common.tokens import TokenService
 from chorus_devstack.servers import RunningRedis, RunningRedisCluster
+
+#: Connects in flight per load generator while the sockets are set up.
+CONNECTING = 200
 
 #: Latency samples kept per paced run, for the plots.
 SAMPLES_PER_RUN = 1000
@@ -181,8 +186,13 @@ async def topology(
     replica: RunningRedis,
     cluster: RunningRedisCluster | None,
     work: Path,
+    redis_pids: list[int],
 ) -> dict[str, Any]:
-    """Two replicas on this topology, both loads connected, then each shape measured."""
+    """Two replicas on this topology, both loads connected, then each shape measured.
+
+    Connecting is setup, not a figure: meanwhile the replicas and every Redis process
+    (``redis_pids``) may use every CPU, then they are pinned back before any measurement.
+    """
     tokens = TokenService(secret=SECRET, issuer="chorus")
     channels: dict[str, str] = {}
     if cluster is not None:
@@ -194,19 +204,22 @@ async def topology(
     with processes() as started, contextlib.ExitStack() as closing:
         for client in redis.values():
             closing.enter_context(client)
-        ports, servers = [], []
-        for n in (1, 2):
-            port, proc = start_chorus(
-                started,
-                split,
-                main_redis.url,
-                f"{name}-{n}",
-                work / f"{name}-{n}.log",
-                **BIG_QUEUE,
-                **channels,
+        replicas = await start_together(
+            *(
+                partial(
+                    start_chorus,
+                    started,
+                    split,
+                    main_redis.url,
+                    f"{name}-{n}",
+                    work / f"{name}-{n}.log",
+                    **BIG_QUEUE,
+                    **channels,
+                )
+                for n in (1, 2)
             )
-            ports.append(port)
-            servers.append(proc.pid)
+        )
+        ports, servers = [port for port, _ in replicas], [proc.pid for _, proc in replicas]
 
         def target(i: int, path: str) -> dict[str, Any]:
             token = tokens.issue(str(100_000 + i))
@@ -226,6 +239,7 @@ async def topology(
                     for i in range(args.rooms * args.members)
                 ],
                 "sample_every": args.sample_every,
+                "concurrency": CONNECTING,
             },
             started,
             split,
@@ -238,11 +252,13 @@ async def topology(
                     for i in range(args.subscribers)
                 ],
                 "sample_every": args.sample_every,
+                "concurrency": CONNECTING,
             },
             started,
             split,
         )
-        await asyncio.gather(asyncio.to_thread(many.ready), asyncio.to_thread(one.ready))
+        with split.unpinned([*servers, *redis_pids]):
+            await asyncio.gather(asyncio.to_thread(many.ready), asyncio.to_thread(one.ready))
         connect_s = time.monotonic() - connecting
         env = {"REDIS_URL": main_redis.url, **channels}
         rooms_pub = start_publisher(
@@ -313,21 +329,22 @@ async def run(args: argparse.Namespace, split: Split) -> dict[str, Any]:
     cluster = RunningRedisCluster(work / "cluster")
     main_redis.start()
     try:
-        replica.start()
-        cluster.start()
+        # Six cluster nodes take a while to agree on their slots: started beside the rest.
+        await asyncio.gather(asyncio.to_thread(replica.start), asyncio.to_thread(cluster.start))
         try:
             with Redis(port=replica.server.port) as client:
                 client.replicaof("127.0.0.1", main_redis.server.port)
-            for server in (main_redis, replica):
-                split.pin_server(redis_pid(server))
+            redis_pids = [redis_pid(main_redis), redis_pid(replica)]
             for process in cluster.processes.values():
                 assert process.pid is not None
-                split.pin_server(process.pid)
+                redis_pids.append(process.pid)
+            for pid in redis_pids:
+                split.pin_server(pid)
             results["one_redis"] = await topology(
-                "one", args, split, main_redis, replica, None, work
+                "one", args, split, main_redis, replica, None, work, redis_pids
             )
             results["cluster"] = await topology(
-                "cluster", args, split, main_redis, replica, cluster, work
+                "cluster", args, split, main_redis, replica, cluster, work, redis_pids
             )
         finally:
             cluster.stop()
@@ -429,6 +446,7 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
         "date": r["date"],
         "cpu_split": r["cpu_split"]
         + f"; the cluster: 3 primaries + 3 replicas (Redis 7, sharded pub/sub); connecting "
+        "(replicas and Redis free to use every CPU meanwhile, pinned again before measuring) "
         f"took {one['connect_s']:.0f} s / {cl['connect_s']:.0f} s; load average before/after "
         f"{r['loadavg_before'][0]:.2f}/{r['loadavg_after'][0]:.2f} on {r['cpus']} CPUs",
         "rows": rows,

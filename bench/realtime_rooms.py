@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from realtime_support import (
     start_chorus,
     start_peer,
     start_publisher,
+    start_together,
     wait_delivered,
 )
 
@@ -215,19 +217,36 @@ def room_of(index: int, rooms: int, members: int) -> int:
     return (index // members) % rooms
 
 
+#: Connects in flight per load generator while the sockets are set up.
+CONNECTING = 200
+
+
 async def connect(
     dialect: str,
     targets: list[dict[str, Any]],
     args: argparse.Namespace,
     started: Procs,
     split: Split,
+    servers: list[int],
 ) -> tuple[Load, float]:
-    """A load generator with every target connected, and the seconds that took."""
+    """A load generator with every target connected, and the seconds that took.
+
+    Connecting is setup, not a figure: meanwhile the servers and Redis (``servers``) may
+    use every CPU, as in a fresh start, then they are pinned back before any measurement.
+    """
     connecting = time.monotonic()
     load = Load(
-        {"dialect": dialect, "targets": targets, "sample_every": args.sample_every}, started, split
+        {
+            "dialect": dialect,
+            "targets": targets,
+            "sample_every": args.sample_every,
+            "concurrency": CONNECTING,
+        },
+        started,
+        split,
     )
-    await asyncio.to_thread(load.ready)
+    with split.unpinned(servers):
+        await asyncio.to_thread(load.ready)
     return load, time.monotonic() - connecting
 
 
@@ -236,14 +255,18 @@ async def bench_chorus(
 ) -> dict[str, Any]:
     tokens = TokenService(secret=SECRET, issuer="chorus")
     env = {**BIG_QUEUE, **CHURN_ENV}
-    with processes() as started:
-        ports, pids = [], []
-        for n in (1, 2):
-            port, proc = start_chorus(
-                started, split, redis.url, f"rooms-{n}", work / f"c{n}.log", **env
+    # Nothing after it reads its keys in Redis: no graceful drain of 10,000 sockets.
+    with processes(kill=True) as started:
+        replicas = await start_together(
+            *(
+                partial(
+                    start_chorus, started, split, redis.url, f"rooms-{n}", work / f"c{n}.log", **env
+                )
+                for n in (1, 2)
             )
-            ports.append(port)
-            pids.append(proc.pid)
+        )
+        ports, pids = [port for port, _ in replicas], [proc.pid for _, proc in replicas]
+        servers = [*pids, redis_pid(redis)]
         connections = args.rooms * args.members
         targets = [
             {
@@ -256,7 +279,7 @@ async def bench_chorus(
             }
             for i in range(connections)
         ]
-        load, connect_s = await connect("chorus", targets, args, started, split)
+        load, connect_s = await connect("chorus", targets, args, started, split, servers)
         churners = Churn(
             {
                 "dialect": "chorus",
@@ -278,7 +301,8 @@ async def bench_chorus(
             split,
             sys.executable,
         )
-        await asyncio.to_thread(churners.ready)
+        with split.unpinned(servers):
+            await asyncio.to_thread(churners.ready)
         common = ["--concurrency", str(args.concurrency)]
         pub = start_publisher(
             started,
@@ -301,28 +325,31 @@ async def bench_chorus(
             "--prefix",
             "churn-",
         )
-        result = await system(
-            "chorus", args, load, pub, churners, churn_pub, [*pids, redis_pid(redis)]
-        )
+        result = await system("chorus", args, load, pub, churners, churn_pub, servers)
     return {**result, "connect_s": connect_s}
 
 
 async def bench_socketio(
     args: argparse.Namespace, split: Split, redis: RunningRedis, python: str, work: Path
 ) -> dict[str, Any]:
-    with processes() as started:
-        ports, pids = [], []
-        for n in (1, 2):
-            port, proc = start_peer(
-                started,
-                split,
-                "socketio_server.py",
-                work / f"sio-{n}.log",
-                python=python,
-                REDIS_URL=redis.url,
+    # Nothing after it reads its keys in Redis: no graceful drain of 10,000 sockets.
+    with processes(kill=True) as started:
+        peers = await start_together(
+            *(
+                partial(
+                    start_peer,
+                    started,
+                    split,
+                    "socketio_server.py",
+                    work / f"sio-{n}.log",
+                    python=python,
+                    REDIS_URL=redis.url,
+                )
+                for n in (1, 2)
             )
-            ports.append(port)
-            pids.append(proc.pid)
+        )
+        ports, pids = [port for port, _ in peers], [proc.pid for _, proc in peers]
+        servers = [*pids, redis_pid(redis)]
         path = "/socket.io/?EIO=4&transport=websocket"
         connections = args.rooms * args.members
         targets = [
@@ -334,7 +361,7 @@ async def bench_socketio(
             }
             for i in range(connections)
         ]
-        load, connect_s = await connect("socketio", targets, args, started, split)
+        load, connect_s = await connect("socketio", targets, args, started, split, servers)
         churners = Churn(
             {
                 "dialect": "socketio",
@@ -347,7 +374,8 @@ async def bench_socketio(
             split,
             python,
         )
-        await asyncio.to_thread(churners.ready)
+        with split.unpinned(servers):
+            await asyncio.to_thread(churners.ready)
         pub = start_publisher(
             started,
             split,
@@ -359,9 +387,7 @@ async def bench_socketio(
             "--concurrency",
             str(args.concurrency),
         )
-        result = await system(
-            "python-socketio", args, load, pub, churners, None, [*pids, redis_pid(redis)]
-        )
+        result = await system("python-socketio", args, load, pub, churners, None, servers)
     return {**result, "connect_s": connect_s}
 
 
@@ -503,7 +529,8 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
         "bench": "realtime_rooms",
         "date": r["date"],
         "cpu_split": r["cpu_split"]
-        + f"; connecting {r['rooms'] * r['members']:,} sockets took Chorus "
+        + f"; connecting {r['rooms'] * r['members']:,} sockets (servers and Redis free to use "
+        "every CPU meanwhile, pinned again before measuring) took Chorus "
         f"{c['connect_s']:.0f} s"
         + (f", python-socketio {s['connect_s']:.0f} s" if s else "")
         + f"; load average before/after {r['loadavg_before'][0]:.2f}/"
