@@ -41,12 +41,12 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from realtime_support import (
     BIG_QUEUE,
+    CONNECTING,
     SECRET,
     SETTLE_S,
     Load,
@@ -62,18 +62,14 @@ from realtime_support import (
     redis_pid,
     row,
     spread,
-    start_chorus,
     start_publisher,
-    start_together,
+    start_replicas,
     wait_delivered,
 )
 from redis import Redis
 
 from chorus_common.tokens import TokenService
 from chorus_devstack.servers import RunningRedis, RunningRedisCluster
-
-#: Connects in flight per load generator while the sockets are set up.
-CONNECTING = 200
 
 #: Latency samples kept per paced run, for the plots.
 SAMPLES_PER_RUN = 1000
@@ -204,20 +200,14 @@ async def topology(
     with processes() as started, contextlib.ExitStack() as closing:
         for client in redis.values():
             closing.enter_context(client)
-        replicas = await start_together(
-            *(
-                partial(
-                    start_chorus,
-                    started,
-                    split,
-                    main_redis.url,
-                    f"{name}-{n}",
-                    work / f"{name}-{n}.log",
-                    **BIG_QUEUE,
-                    **channels,
-                )
-                for n in (1, 2)
-            )
+        replicas = await start_replicas(
+            started,
+            split,
+            main_redis.url,
+            [f"{name}-1", f"{name}-2"],
+            work,
+            **BIG_QUEUE,
+            **channels,
         )
         ports, servers = [port for port, _ in replicas], [proc.pid for _, proc in replicas]
 

@@ -81,6 +81,7 @@ from realtime_support import (
     spread,
     start_chorus,
     start_peer,
+    start_replicas,
     start_together,
     wait_delivered,
 )
@@ -375,19 +376,8 @@ async def bench_chorus(
     results: dict[str, Any] = {}
     # The peers after it read none of its keys: no graceful drain of its sockets at the end.
     with processes(kill=True) as started:
-        (p1, s1), (p2, s2) = await start_together(
-            *(
-                partial(
-                    start_chorus,
-                    started,
-                    split,
-                    redis.url,
-                    f"bench-{i}",
-                    work / f"c{i}.log",
-                    **BIG_QUEUE,
-                )
-                for i in (1, 2)
-            )
+        (p1, s1), (p2, s2) = await start_replicas(
+            started, split, redis.url, ["bench-1", "bench-2"], work, **BIG_QUEUE
         )
         users = [str(10_000 + i) for i in range(n)]
         load = Load(

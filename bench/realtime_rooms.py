@@ -42,6 +42,7 @@ from typing import Any
 
 from realtime_support import (
     BIG_QUEUE,
+    CONNECTING,
     SECRET,
     SETTLE_S,
     Generator,
@@ -60,9 +61,9 @@ from realtime_support import (
     redis_pid,
     row,
     spread,
-    start_chorus,
     start_peer,
     start_publisher,
+    start_replicas,
     start_together,
     wait_delivered,
 )
@@ -217,10 +218,6 @@ def room_of(index: int, rooms: int, members: int) -> int:
     return (index // members) % rooms
 
 
-#: Connects in flight per load generator while the sockets are set up.
-CONNECTING = 200
-
-
 async def connect(
     dialect: str,
     targets: list[dict[str, Any]],
@@ -257,13 +254,8 @@ async def bench_chorus(
     env = {**BIG_QUEUE, **CHURN_ENV}
     # Nothing after it reads its keys in Redis: no graceful drain of 10,000 sockets.
     with processes(kill=True) as started:
-        replicas = await start_together(
-            *(
-                partial(
-                    start_chorus, started, split, redis.url, f"rooms-{n}", work / f"c{n}.log", **env
-                )
-                for n in (1, 2)
-            )
+        replicas = await start_replicas(
+            started, split, redis.url, ["rooms-1", "rooms-2"], work, **env
         )
         ports, pids = [port for port, _ in replicas], [proc.pid for _, proc in replicas]
         servers = [*pids, redis_pid(redis)]

@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ from realtime_support import (
     rss,
     settled_rss,
     start_chorus,
-    start_together,
+    start_replicas,
 )
 
 from chorus_common.tokens import TokenService
@@ -108,19 +107,8 @@ async def storm(args: argparse.Namespace, split: Split, work: Path) -> dict[str,
     try:
         # The Redis goes with the replicas: no graceful drain of 11,000 sockets at the end.
         with processes(kill=True) as started:
-            (port_a, replica_a), (port_b, replica_b) = await start_together(
-                *(
-                    partial(
-                        start_chorus,
-                        started,
-                        split,
-                        redis.url,
-                        f"storm-{n}",
-                        work / f"{n}.log",
-                        **REPLICA_ENV,
-                    )
-                    for n in ("a", "b")
-                )
+            (port_a, replica_a), (port_b, replica_b) = await start_replicas(
+                started, split, redis.url, ["storm-a", "storm-b"], work, **REPLICA_ENV
             )
             rss0 = rss(replica_a)
             rooms = args.clients // args.members

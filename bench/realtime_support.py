@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,22 @@ async def start_together(*starts: Callable[[], Server]) -> list[Server]:
     """Start servers side by side (each ``start_*`` call waits for its own to be ready):
     a replica's start is mostly Python importing, seconds on a loaded machine."""
     return list(await asyncio.gather(*(asyncio.to_thread(start) for start in starts)))
+
+
+async def start_replicas(
+    started: Procs, split: Split, redis_url: str, names: Sequence[str], work: Path, **env: str
+) -> list[Server]:
+    """Chorus replicas ``names`` side by side (each logs to ``work/<name>.log``)."""
+    return await start_together(
+        *(
+            partial(start_chorus, started, split, redis_url, name, work / f"{name}.log", **env)
+            for name in names
+        )
+    )
+
+
+#: Connects in flight per load generator while sockets are set up (not a measured figure).
+CONNECTING = 200
 
 
 class Generator:
