@@ -46,7 +46,6 @@ from typing import Any
 
 from realtime_support import (
     BIG_QUEUE,
-    CONNECTING,
     SECRET,
     SETTLE_S,
     Load,
@@ -229,7 +228,6 @@ async def topology(
                     for i in range(args.rooms * args.members)
                 ],
                 "sample_every": args.sample_every,
-                "concurrency": CONNECTING,
             },
             started,
             split,
@@ -242,7 +240,6 @@ async def topology(
                     for i in range(args.subscribers)
                 ],
                 "sample_every": args.sample_every,
-                "concurrency": CONNECTING,
             },
             started,
             split,

@@ -42,7 +42,6 @@ from typing import Any
 
 from realtime_support import (
     BIG_QUEUE,
-    CONNECTING,
     SECRET,
     SETTLE_S,
     Generator,
@@ -237,7 +236,6 @@ async def connect(
             "dialect": dialect,
             "targets": targets,
             "sample_every": args.sample_every,
-            "concurrency": CONNECTING,
         },
         started,
         split,

@@ -256,10 +256,6 @@ async def start_replicas(
     )
 
 
-#: Connects in flight per load generator while sockets are set up (not a measured figure).
-CONNECTING = 200
-
-
 class Generator:
     """A load generator in a process of its own (``peers/<script>``, pinned to the load
     CPUs): it reads its job from a JSON file, then answers each command on stdin with one
