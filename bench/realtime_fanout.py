@@ -17,10 +17,9 @@ the spread (min-max):
 4. Memory per idle WebSocket: RSS delta / connections at IDLE connections on one fresh
    Chorus replica (rooms of 100 users) and one fresh python-socketio process.
 
-The default run fits in about 2 minutes on 2 quiet cores (3 runs, 2 s paced runs, 1 s
-windowed runs, one memory run at 5,000 connections); ``--long`` is the slower version (5
-runs, 4 s paced and 2 s windowed runs, bursts of 200 for every system, 2 memory runs at
-10,000 connections). ``--json-out PATH`` writes
+The default run fits in about 2 minutes on 2 quiet cores (3 runs, 2 s paced runs, one
+memory run at 5,000 connections); ``--long`` is the slower version (5 runs, 4 s, bursts of
+200 for every system, 2 memory runs at 10,000 connections). ``--json-out PATH`` writes
 the bench contract (rows: figure, peer, Chorus, ratio, target, met; latency samples for
 the plots); ``--out PATH`` every raw measurement.
 
@@ -906,7 +905,6 @@ def contract(r: dict[str, Any]) -> dict[str, Any]:
 LONG = {
     "runs": 5,
     "half_seconds": 4.0,
-    "window_seconds": 2.0,
     "burst": 200,
     "socketio_burst": 200,
     "manager_burst": 200,
@@ -938,7 +936,7 @@ def main() -> None:
         help="messages in flight in the windowed runs (comma-separated; empty: none)",
     )
     parser.add_argument(
-        "--window-seconds", type=float, default=1.0, help="length of a windowed run"
+        "--window-seconds", type=float, default=2.0, help="length of a windowed run"
     )
     parser.add_argument(
         "--native", action="store_true", help="with --py-spy: native frames too (py-spy --native)"
@@ -962,8 +960,8 @@ def main() -> None:
     parser.add_argument(
         "--long",
         action="store_true",
-        help="the long version: 5 runs of 4 s paced and 2 s windowed runs, bursts of 200 for "
-        "every system, 2 memory runs at 10,000 connections (overrides those flags)",
+        help="the long version: 5 runs of 4 s paced runs, bursts of 200 for every system, "
+        "2 memory runs at 10,000 connections (overrides those flags)",
     )
     parser.add_argument("--server-cpus", help="e.g. 0 (default: the first CPU)")
     parser.add_argument("--load-cpus", help="e.g. 1 (default: the other CPUs)")
