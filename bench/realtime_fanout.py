@@ -45,6 +45,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,8 @@ from realtime_support import (
     spread,
     start_chorus,
     start_peer,
+    start_replicas,
+    start_together,
     wait_delivered,
 )
 
@@ -166,13 +169,18 @@ async def one_window(
     seconds: float,
     servers: Sequence[int],
     infrastructure: Sequence[int],
+    *,
+    settle: bool = True,
 ) -> dict[str, Any]:
     """``window`` messages in flight for ``seconds``: the next is published the moment the
     last subscriber got an earlier one (the load generator says so on its notify pipe).
 
     CPU per delivery counts the servers and what they need (Redis): the cost of a delivery.
+    Without ``settle`` it starts at once: right after a windowed run that lost nothing,
+    every message has reached every subscriber, so no tail is left to settle.
     """
-    await asyncio.sleep(SETTLE_S)
+    if settle:
+        await asyncio.sleep(SETTLE_S)
     load.ask("report")
     load.ask("track")
     everything = [*servers, *infrastructure]
@@ -229,11 +237,14 @@ async def windowed(
     if args.profile_window:
         profiler.start(f"{name.split(maxsplit=1)[0]}-window", [*servers, *infrastructure])
     runs: dict[int, list[dict[str, Any]]] = {w: [] for w in args.windows}
+    settle = True
     for i in range(args.runs):
         for w in args.windows if i % 2 == 0 else args.windows[::-1]:
-            runs[w].append(
-                await one_window(load, publisher, w, args.window_seconds, servers, infrastructure)
+            one = await one_window(
+                load, publisher, w, args.window_seconds, servers, infrastructure, settle=settle
             )
+            runs[w].append(one)
+            settle = one["lost"]
     profiler.stop()
     result: dict[str, Any] = {}
     for w, measured in runs.items():
@@ -362,9 +373,11 @@ async def bench_chorus(
     tokens = TokenService(secret=SECRET, issuer="chorus")
     n = args.subscribers
     results: dict[str, Any] = {}
-    with processes() as started:
-        p1, s1 = start_chorus(started, split, redis.url, "bench-1", work / "c1.log", **BIG_QUEUE)
-        p2, s2 = start_chorus(started, split, redis.url, "bench-2", work / "c2.log", **BIG_QUEUE)
+    # The peers after it read none of its keys: no graceful drain of its sockets at the end.
+    with processes(kill=True) as started:
+        (p1, s1), (p2, s2) = await start_replicas(
+            started, split, redis.url, ["bench-1", "bench-2"], work, **BIG_QUEUE
+        )
         users = [str(10_000 + i) for i in range(n)]
         load = Load(
             {
@@ -376,7 +389,7 @@ async def bench_chorus(
             split,
             notify=True,
         )
-        load.ready()
+        await asyncio.to_thread(load.ready)
         publisher = ChorusPublisher(bus, "fan")
         histogram = ServerLatency([p1, p2])
         servers = [s1.pid, s2.pid]
@@ -420,11 +433,19 @@ async def bench_socketio(
     n = args.subscribers
     with processes() as started:
         env = {"REDIS_URL": redis.url}
-        q1, t1 = start_peer(
-            started, split, "socketio_server.py", work / "sio-1.log", python=python, **env
-        )
-        q2, t2 = start_peer(
-            started, split, "socketio_server.py", work / "sio-2.log", python=python, **env
+        (q1, t1), (q2, t2) = await start_together(
+            *(
+                partial(
+                    start_peer,
+                    started,
+                    split,
+                    "socketio_server.py",
+                    work / f"sio-{i}.log",
+                    python=python,
+                    **env,
+                )
+                for i in (1, 2)
+            )
         )
         targets = [
             {
@@ -440,7 +461,8 @@ async def bench_socketio(
             split,
             notify=True,
         )
-        load.ready()
+        with split.unpinned([t1.pid, t2.pid, redis_pid(redis)]):
+            await asyncio.to_thread(load.ready)
         pub = subprocess.Popen(
             [python, str(PEERS / "socketio_publisher.py")],
             env={**os.environ, **env},
@@ -471,7 +493,8 @@ async def bench_manager(args: argparse.Namespace, split: Split, work: Path) -> d
             split,
             notify=True,
         )
-        load.ready()
+        with split.unpinned([manager.pid]):
+            await asyncio.to_thread(load.ready)
         publisher = ManagerPublisher(f"ws://127.0.0.1:{port}/ws/0")
         await publisher.open()
         return await fanout(

@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,31 @@ class Split:
     def pin_load(self, pid: int) -> None:
         os.sched_setaffinity(pid, self.load)
 
+    @contextmanager
+    def unpinned(self, pids: Sequence[int]) -> Iterator[None]:
+        """Let ``pids`` (every thread) use every CPU meanwhile, then give each thread back
+        its CPUs (a thread started meanwhile gets its process's).
+
+        For connecting thousands of sockets before a measurement: setup, not a figure, and
+        with the servers on one CPU it is most of some scripts' time.
+        """
+        if self.server == self.load:
+            yield
+            return
+        before = {pid: {tid: os.sched_getaffinity(tid) for tid in _threads(pid)} for pid in pids}
+        everywhere = self.server | self.load
+        for threads in before.values():
+            for tid in threads:
+                with suppress(ProcessLookupError):
+                    os.sched_setaffinity(tid, everywhere)
+        try:
+            yield
+        finally:
+            for pid, threads in before.items():
+                for tid in _threads(pid):
+                    with suppress(ProcessLookupError):
+                        os.sched_setaffinity(tid, threads.get(tid, threads[pid]))
+
     def describe(self) -> str:
         def fmt(cpus: set[int]) -> str:
             return ",".join(map(str, sorted(cpus)))
@@ -92,6 +118,14 @@ class Split:
             f"harness on CPU {fmt(self.load)} (sched_setaffinity); other users of the machine "
             "are not pinned"
         )
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid`` (none once it is gone)."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except FileNotFoundError:
+        return []
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -126,13 +160,21 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 @contextmanager
-def processes() -> Iterator[Procs]:
+def processes(*, kill: bool = False) -> Iterator[Procs]:
+    """The processes started inside, stopped at the end (SIGTERM, then SIGKILL after 10 s).
+
+    With ``kill``, SIGKILL at once: for servers whose state goes with the Redis they used,
+    where a replica's graceful drain of 10,000 sockets would only cost seconds.
+    """
     started: Procs = []
     try:
         yield started
     finally:
         for proc in started:
-            proc.terminate()
+            if kill:
+                proc.kill()
+            else:
+                proc.terminate()
         for proc in started:
             try:
                 proc.wait(10)
@@ -191,6 +233,27 @@ def start_peer(
     split.pin_server(proc.pid)
     wait_port(port)
     return port, proc
+
+
+Server = tuple[int, subprocess.Popen[bytes]]
+
+
+async def start_together(*starts: Callable[[], Server]) -> list[Server]:
+    """Start servers side by side (each ``start_*`` call waits for its own to be ready):
+    a replica's start is mostly Python importing, seconds on a loaded machine."""
+    return list(await asyncio.gather(*(asyncio.to_thread(start) for start in starts)))
+
+
+async def start_replicas(
+    started: Procs, split: Split, redis_url: str, names: Sequence[str], work: Path, **env: str
+) -> list[Server]:
+    """Chorus replicas ``names`` side by side (each logs to ``work/<name>.log``)."""
+    return await start_together(
+        *(
+            partial(start_chorus, started, split, redis_url, name, work / f"{name}.log", **env)
+            for name in names
+        )
+    )
 
 
 class Generator:
