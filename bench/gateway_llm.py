@@ -116,19 +116,41 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
+@dataclass
+class Launch:
+    """A process to start: its command, the URL that answers 200 once it is ready, its log."""
+
+    argv: list[str]
+    ready_url: str
+    env: dict[str, str]
+    log: Path
+    timeout: float = 120.0
+
+
 @contextlib.contextmanager
-def spawn(
-    argv: list[str], ready_url: str, env: dict[str, str], log: Path, *, timeout: float = 120.0
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+def spawn_all(launches: Sequence[Launch]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Every process started at once, then each waited for until ready; all stopped together
+    on exit. Nothing is measured before the last is ready, so one's start-up (LiteLLM's
+    ~16 s of imports) overlaps the others' and costs no measurement its CPU."""
+    processes: list[subprocess.Popen[bytes]] = []
+    with contextlib.ExitStack() as logs:
         try:
-            wait_ready(ready_url, process, timeout)
-            yield process
+            for launch in launches:
+                out = logs.enter_context(launch.log.open("wb"))
+                processes.append(
+                    subprocess.Popen(
+                        launch.argv,
+                        env={**os.environ, **launch.env},
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                    )
+                )
+            for launch, process in zip(launches, processes, strict=True):
+                wait_ready(launch.ready_url, process, launch.timeout)
+            yield processes
         finally:
-            stop_all([process])
+            stop_all(processes)
 
 
 def stop_all(processes: Sequence[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
@@ -199,6 +221,16 @@ def wait_idle(process: psutil.Process, within: float = 90.0) -> None:
 # -- the run -------------------------------------------------------------------------------------
 
 
+def settle(mock: subprocess.Popen[bytes], target: Target) -> None:
+    """Until the mock and ``target`` are idle again: the load generator cut its streams at
+    the deadline, and a proxy may keep reading them from the mock."""
+    started = time.monotonic()
+    for process in (mock, target.process):
+        wait_idle(psutil.Process(process.pid))
+    if time.monotonic() - started > 1:
+        print(f"  (waited {time.monotonic() - started:.0f} s for idle)", flush=True)
+
+
 @dataclass
 class Target:
     """A system to send requests through, and what to measure on it."""
@@ -247,13 +279,16 @@ def _quantile(samples: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(target: Target, args: argparse.Namespace, *, throughput: bool) -> dict[str, Any]:
-    """The sequential figures, then (if asked) the throughput: a proxy left draining the
-    streams the load generator cut at its deadline must not slow the sequential ones."""
+def measure(
+    target: Target, args: argparse.Namespace, *, throughput: bool, sequential: bool = True
+) -> dict[str, Any]:
+    """The sequential figures (unless ``sequential`` is false), then (if asked) the
+    throughput: a proxy left draining the streams the load generator cut at its deadline
+    must not slow the sequential ones."""
     row: dict[str, Any] = {"target": target.name}
     shown = f"  {target.name:14s}"
     started = time.monotonic()
-    if target.streamed:
+    if target.streamed and sequential:
         samples, _, _ = run_loadgen("ttft", target, args)
         row |= {
             "ttft_p50_ms": statistics.median(samples) * 1000,
@@ -261,7 +296,7 @@ def measure(target: Target, args: argparse.Namespace, *, throughput: bool) -> di
             "ttft_p90_ms": statistics.quantiles(samples, n=10)[-1] * 1000,
         }
         shown += f" ttft p50 {row['ttft_p50_ms']:.3f} ms p90 {row['ttft_p90_ms']:.3f} ms"
-    if target.complete:
+    if target.complete and sequential:
         samples, _, _ = run_loadgen("complete", target, args)
         row |= {
             "complete_p50_ms": statistics.median(samples) * 1000,
@@ -415,31 +450,24 @@ def main(args: argparse.Namespace) -> None:
         redis = RunningRedis(work / "redis")
         redis.start()
         stack.callback(redis.stop)
-        mock = stack.enter_context(
-            spawn(
+        launches = [
+            Launch(
                 [sys.executable, "-m", "chorus_mock_openai", "--port", str(mock_port)],
                 f"{mock_url}/readyz",
                 {},
                 work / "mock.log",
-            )
-        )
-        gateway = stack.enter_context(
-            spawn(
+            ),
+            Launch(
                 [sys.executable, "-m", "chorus_gateway"],
                 f"http://127.0.0.1:{gw_port}/readyz",
                 gateway_env(gw_port, redis.url, mock_url),
                 work / "gateway.log",
-            )
-        )
-        plan = [
-            Target("direct", mock_port, MOCK_KEY, mock),
-            Target("gateway", gw_port, BENCH_KEY, gateway),
-            Target("gateway-vkey", gw_port, budgeted_key(redis.url), gateway, complete=False),
+            ),
         ]
         if python is not None:
             config = litellm_config(work / "litellm.yaml", mock_url)
-            litellm = stack.enter_context(
-                spawn(
+            launches.append(
+                Launch(
                     [
                         str(python.parent / "litellm"),
                         "--config",
@@ -457,25 +485,30 @@ def main(args: argparse.Namespace) -> None:
                     timeout=300.0,  # a large proxy: ~20 s on 2 quiet cores, minutes on busy ones
                 )
             )
-            plan.append(Target("litellm", lite_port, LITELLM_KEY, litellm))
         if portkey is not None:
             node_env = {"NODE_ENV": "production"}
-            shipped = stack.enter_context(
-                spawn(
-                    portkey_argv(portkey, pk_port, native_response=False),
-                    f"http://127.0.0.1:{pk_port}/",
-                    node_env,
-                    work / "portkey.log",
+            for port, preloaded in ((pk_port, False), (pk_native_port, True)):
+                launches.append(
+                    Launch(
+                        portkey_argv(portkey, port, native_response=preloaded),
+                        f"http://127.0.0.1:{port}/",
+                        node_env,
+                        work / ("portkey-native.log" if preloaded else "portkey.log"),
+                    )
                 )
-            )
-            native = stack.enter_context(
-                spawn(
-                    portkey_argv(portkey, pk_native_port, native_response=True),
-                    f"http://127.0.0.1:{pk_native_port}/",
-                    node_env,
-                    work / "portkey-native.log",
-                )
-            )
+        started = time.monotonic()
+        processes = iter(stack.enter_context(spawn_all(launches)))
+        print(f"every process ready in {time.monotonic() - started:.0f} s", flush=True)
+        mock, gateway = next(processes), next(processes)
+        plan = [
+            Target("direct", mock_port, MOCK_KEY, mock),
+            Target("gateway", gw_port, BENCH_KEY, gateway),
+            Target("gateway-vkey", gw_port, budgeted_key(redis.url), gateway, complete=False),
+        ]
+        if python is not None:
+            plan.append(Target("litellm", lite_port, LITELLM_KEY, next(processes)))
+        if portkey is not None:
+            shipped, native = next(processes), next(processes)
             plan.append(
                 Target("portkey", pk_port, MOCK_KEY, shipped, portkey_headers, streamed=False)
             )
@@ -489,9 +522,6 @@ def main(args: argparse.Namespace) -> None:
                     complete=False,
                 )
             )
-        # Runs first on the way out: every process stopped at once (each spawn's own stop
-        # then finds it gone), the mock last among equals rather than after each proxy.
-        stack.callback(stop_all, [target.process for target in plan] + [mock])
         print(
             f"TTFT and non-streamed: {args.requests} sequential requests each; throughput: "
             f"{args.streams} concurrent streams for {args.seconds:g}s; {args.runs} runs, "
@@ -501,21 +531,12 @@ def main(args: argparse.Namespace) -> None:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}", flush=True)
             for target in plan:
-                # The slow peers' throughput (LiteLLM: ~200 chunks/s against the gateway's
-                # ~45,000) is measured in the first --peer-throughput-runs runs only: each
-                # leaves them draining the cut streams for most of a minute.
-                throughput = target.name in ("direct", "gateway") or (
-                    target.name != "gateway-vkey" and run < args.peer_throughput_runs
-                )
+                # The peers' throughput comes after every run (below); the gateway's and the
+                # mock's own, in every run.
+                throughput = target.name in ("direct", "gateway")
                 row = measure(target, args, throughput=throughput)
                 rows.setdefault(target.name, {"runs": []})["runs"].append(row)
-                # The load generator cut its streams at the deadline; a proxy may keep
-                # reading them from the mock. Start nothing until every target is idle again.
-                started = time.monotonic()
-                for process in (mock, target.process):
-                    wait_idle(psutil.Process(process.pid))
-                if time.monotonic() - started > 1:
-                    print(f"  (waited {time.monotonic() - started:.0f} s for idle)", flush=True)
+                settle(mock, target)
         cancels: dict[str, tuple[list[float], int]] = {}
         for target in plan:
             if target.name not in ("direct", "gateway", "litellm"):
@@ -532,6 +553,21 @@ def main(args: argparse.Namespace) -> None:
                 f"p99 {_fmt_ms(_nearest_rank(samples, 0.99))}",
                 flush=True,
             )
+        # The peers' throughput last, in --peer-throughput-runs of the runs, LiteLLM the very
+        # last: a slow peer (LiteLLM: a few hundred chunks/s against the gateway's tens of
+        # thousands) keeps reading the streams the load generator cut at its deadline for
+        # most of a minute, and nothing measured after it has that to wait out.
+        peers = sorted(
+            (t for t in plan if t.streamed and t.name not in ("direct", "gateway", "gateway-vkey")),
+            key=lambda t: t.name == "litellm",
+        )
+        runs = min(args.peer_throughput_runs, args.runs)
+        for run in range(runs):
+            for target in peers:
+                row = measure(target, args, throughput=True, sequential=False)
+                rows[target.name]["runs"][run] |= row
+                if run < runs - 1 or target is not peers[-1]:
+                    settle(mock, target)
     load = (load_before[0], os.getloadavg()[0])
     report(rows, cancels, load, args)
 

@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,6 @@ from chorus_devstack.servers import RunningMockOpenAI, RunningOtlpReceiver, Runn
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 BENCH_KEY = "bench-key-0123456789"
-ROOM = "traced"
 #: Mode name → the OTEL_* variables of every process in it.
 MODES: dict[str, dict[str, str]] = {
     "off": {},
@@ -76,28 +75,32 @@ def otel_env(mode: str, receiver: RunningOtlpReceiver) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def service(module: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m module``, started (not yet ready: see ``wait_ready``); stopped (SIGINT)
-    on exit."""
+def start_service(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m module``, started (not yet ready: see ``wait_ready``)."""
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
+
+
+def stop_services(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT every service at once, then wait for them together (SIGKILL after 20 s)."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 20
+    for process in running:
         try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> psutil.Process:
-    """Until the service on ``port`` answers /readyz."""
-    deadline = time.monotonic() + 60
+    """Until the service on ``port`` answers /readyz (a run's six start side by side: on a
+    loaded machine that may take a while)."""
+    deadline = time.monotonic() + 180
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args!r} exited with {process.returncode}; see {log}")
@@ -217,10 +220,17 @@ async def gateway_load(
     for reader, writer in connections:
         await stream_once(reader, writer, gateway_request(port, warm))
     print("READY", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    done = 0
-
     loop = asyncio.get_running_loop()
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "refresh":
+        # Connections the gateway closed while they idled (its keep-alive timeout, while the
+        # other modes started and were measured): opened again and warmed up, untraced.
+        for i, (reader, writer) in enumerate(connections):
+            if reader.at_eof():
+                writer.close()
+                connections[i] = await asyncio.open_connection("127.0.0.1", port)
+                await stream_once(*connections[i], request)
+        print("READY", flush=True)
+    done = 0
     start = loop.time()
     interval = streams / rate  # between two requests of one connection
 
@@ -293,6 +303,10 @@ def gateway_env(
 
 def measure_gateway(mode: str, process: psutil.Process, load: subprocess.Popen[str]) -> float:
     """CPU microseconds of the gateway per streamed request, its load generator ready."""
+    assert load.stdin is not None
+    load.stdin.write("refresh\n")
+    load.stdin.flush()
+    handshake(load)
     before = cpu_seconds(process)
     result = finish(load)
     used = cpu_seconds(process) - before
@@ -302,8 +316,8 @@ def measure_gateway(mode: str, process: psutil.Process, load: subprocess.Popen[s
     return per
 
 
-async def subscribers_load(port: int, count: int) -> dict[str, Any]:
-    """``count`` sockets in the room; frames received per socket until told to stop."""
+async def subscribers_load(port: int, count: int, room: str) -> dict[str, Any]:
+    """``count`` sockets in ``room``; frames received per socket until told to stop."""
     from websockets.asyncio.client import connect  # noqa: PLC0415 - the helper's only
 
     tokens = TokenService(secret=SECRET, issuer="chorus")
@@ -311,7 +325,7 @@ async def subscribers_load(port: int, count: int) -> dict[str, Any]:
     sockets = []
     for i in range(count):
         socket = await connect(
-            f"ws://127.0.0.1:{port}/ws/{ROOM}",
+            f"ws://127.0.0.1:{port}/ws/{room}",
             subprotocols=["chorus.v1", f"bearer.{tokens.issue(str(20_000 + i))}"],  # type: ignore[list-item]
             max_queue=None,
         )
@@ -335,8 +349,11 @@ async def subscribers_load(port: int, count: int) -> dict[str, Any]:
     return {"received": received}
 
 
-async def publish_events(redis_url: str, events: int, rate: float, warm: str) -> dict[str, Any]:
-    """Publish ``events`` at ``rate``/s through the EventBus, traced as configured.
+async def publish_events(
+    redis_url: str, room: str, events: int, rate: float, warm: str
+) -> dict[str, Any]:
+    """Publish ``events`` at ``rate``/s into ``room`` through the EventBus, traced as
+    configured.
 
     First one ``warmup`` event (not counted by the clients), in the sampled trace ``warm``
     when tracing is on.
@@ -354,7 +371,7 @@ async def publish_events(redis_url: str, events: int, rate: float, warm: str) ->
     bus = EventBus(redis, history_size=1000, history_ttl=600)
     parent = context_from_traceparent(warm)
     token = context.attach(parent) if parent is not None else None
-    await bus.publish(f"room:{ROOM}", "warmup", {}, sender="bench")
+    await bus.publish(f"room:{room}", "warmup", {}, sender="bench")
     if token is not None:
         context.detach(token)
     print("READY", flush=True)
@@ -363,7 +380,7 @@ async def publish_events(redis_url: str, events: int, rate: float, warm: str) ->
     start = loop.time()
     for i in range(events):
         await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
-        await bus.publish(f"room:{ROOM}", "bench", {"n": i}, sender="bench")
+        await bus.publish(f"room:{room}", "bench", {"n": i}, sender="bench")
     await redis.aclose()
     shutdown_tracing()
     return {"published": events}
@@ -411,27 +428,63 @@ def measure_realtime(
     return per
 
 
-def measure_mode(
-    mode: str, receiver: RunningOtlpReceiver, redis_url: str, mock_url: str, args: Any, work: Path
-) -> tuple[float, float]:
-    """(gateway µs CPU per request, realtime ns CPU per delivery) in ``mode``.
+@dataclass
+class Mode:
+    """One mode's services and helpers, started; measured later (``measure_mode``)."""
 
-    Both services start together, then both load generators connect and send their traced
-    warm-up together, and both exporters' first batches are waited for; only then is the
-    gateway measured (realtime idle), then realtime (the gateway idle). Each figure is its
-    own process's CPU time, so the idle one adds none to it.
+    name: str
+    gateway: psutil.Process
+    realtime: psutil.Process
+    gw_load: subprocess.Popen[str]
+    rt_load: subprocess.Popen[str]
+    publisher: subprocess.Popen[str]
+
+
+def start_modes(
+    modes: list[str],
+    receiver: RunningOtlpReceiver,
+    redis_url: str,
+    mock_url: str,
+    args: Any,
+    work: Path,
+    stack: contextlib.ExitStack,
+    run: int,
+) -> list[Mode]:
+    """Every mode of a run, started side by side and warmed up, none measured yet.
+
+    All the services start at once, then every load generator connects and sends its
+    traced warm-up, and every exporter's first batch (``OTEL_BSP_SCHEDULE_DELAY`` after the
+    warm-up) is waited for together: start-ups and first exports overlap across the modes
+    instead of being waited out mode after mode. Each mode has its own room, so a
+    publisher's events reach only its own mode's realtime. While one mode is measured the
+    others idle, and each figure is its own process's CPU time, so an idle one adds none
+    to it.
     """
-    gw_port, rt_port = free_port(), free_port()
-    gw_log, rt_log = work / f"gateway-{mode}.log", work / f"realtime-{mode}.log"
-    gw_trace, gw_trace_id = warm_up_trace(mode)
-    rt_trace, rt_trace_id = warm_up_trace(mode)
-    with contextlib.ExitStack() as stack:
+    services: list[subprocess.Popen[bytes]] = []
+    stack.callback(stop_services, services)
+    ports: dict[str, tuple[int, int]] = {}
+    for mode in modes:
+        gw_port, rt_port = free_port(), free_port()
+        ports[mode] = gw_port, rt_port
+        tag = f"{mode.rstrip('%')}-{run}"
         gw_env = gateway_env(mode, receiver, gw_port, redis_url, mock_url)
-        gw_popen = stack.enter_context(service("chorus_gateway", gw_env, gw_log))
+        services.append(start_service("chorus_gateway", gw_env, work / f"gateway-{tag}.log"))
         rt_env = realtime_env(mode, receiver, rt_port, redis_url)
-        rt_popen = stack.enter_context(service("chorus_realtime", rt_env, rt_log))
-        gateway = wait_ready(gw_popen, gw_port, gw_log)
-        realtime = wait_ready(rt_popen, rt_port, rt_log)
+        services.append(start_service("chorus_realtime", rt_env, work / f"realtime-{tag}.log"))
+    helpers: dict[str, tuple[subprocess.Popen[str], subprocess.Popen[str]]] = {}
+    processes: dict[str, tuple[psutil.Process, psutil.Process]] = {}
+    traces: dict[str, tuple[str, str, str, str]] = {}
+    for index, mode in enumerate(modes):
+        gw_port, rt_port = ports[mode]
+        tag = f"{mode.rstrip('%')}-{run}"
+        gw_popen, rt_popen = services[2 * index], services[2 * index + 1]
+        processes[mode] = (
+            wait_ready(gw_popen, gw_port, work / f"gateway-{tag}.log"),
+            wait_ready(rt_popen, rt_port, work / f"realtime-{tag}.log"),
+        )
+        gw_trace, gw_trace_id = warm_up_trace(mode)
+        rt_trace, rt_trace_id = warm_up_trace(mode)
+        traces[mode] = gw_trace, gw_trace_id, rt_trace, rt_trace_id
         gw_load = helper(
             "--loadgen", "gateway", "--port", str(gw_port), "--streams", str(args.streams),
             "--gateway-rate", str(args.gateway_rate),
@@ -439,23 +492,44 @@ def measure_mode(
         )  # fmt: skip
         stack.callback(stop_helper, gw_load)
         rt_load = helper("--loadgen", "realtime", "--port", str(rt_port), "--subscribers",
-                         str(args.subscribers))  # fmt: skip
+                         str(args.subscribers), "--room", room_of(mode))  # fmt: skip
         stack.callback(stop_helper, rt_load)
+        helpers[mode] = gw_load, rt_load
+    result = []
+    for mode in modes:
+        gw_load, rt_load = helpers[mode]
+        gw_trace, gw_trace_id, rt_trace, rt_trace_id = traces[mode]
         handshake(rt_load)
         # The publisher's warm-up event must find the subscribers in the room.
         publisher = helper(
-            "--publish", redis_url, "--events", str(args.events), "--rate", str(args.rate),
-            "--traceparent", rt_trace, env=otel_env(mode, receiver) | {"ENV": "dev"},
+            "--publish", redis_url, "--room", room_of(mode), "--events", str(args.events),
+            "--rate", str(args.rate), "--traceparent", rt_trace,
+            env=otel_env(mode, receiver) | {"ENV": "dev"},
         )  # fmt: skip
         stack.callback(stop_helper, publisher)
-        handshake(gw_load)
-        handshake(publisher)
+        result.append(Mode(mode, *processes[mode], gw_load, rt_load, publisher))
+    for entry in result:
+        handshake(entry.gw_load)
+        handshake(entry.publisher)
+    for mode in modes:
+        _, gw_trace_id, _, rt_trace_id = traces[mode]
         wait_for_export(receiver, gw_trace_id, "chorus-llm-gateway")
         wait_for_export(receiver, rt_trace_id, "chorus-realtime")
-        return (
-            measure_gateway(mode, gateway, gw_load),
-            measure_realtime(mode, realtime, rt_load, publisher, args),
-        )
+    return result
+
+
+def room_of(mode: str) -> str:
+    """The mode's own room."""
+    return f"traced-{list(MODES).index(mode)}"
+
+
+def measure_mode(entry: Mode, args: Any) -> tuple[float, float]:
+    """(gateway µs CPU per request, realtime ns CPU per delivery) of a started mode: the
+    gateway first (realtime idle), then realtime (the gateway idle)."""
+    return (
+        measure_gateway(entry.name, entry.gateway, entry.gw_load),
+        measure_realtime(entry.name, entry.realtime, entry.rt_load, entry.publisher, args),
+    )
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -507,12 +581,14 @@ def main(args: argparse.Namespace) -> None:
         order = list(MODES)
         for run in range(args.runs):
             print(f"run {run + 1}", flush=True)
-            for mode in order:
-                per_request, per_delivery = measure_mode(
-                    mode, receiver, redis.url, mock.url, args, work
-                )
-                gateway[mode].append(per_request)
-                realtime[mode].append(per_delivery)
+            with contextlib.ExitStack() as modes:
+                started = time.monotonic()
+                entries = start_modes(order, receiver, redis.url, mock.url, args, work, modes, run)
+                print(f"  every mode started in {time.monotonic() - started:.0f} s", flush=True)
+                for entry in entries:
+                    per_request, per_delivery = measure_mode(entry, args)
+                    gateway[entry.name].append(per_request)
+                    realtime[entry.name].append(per_delivery)
             order.reverse()
         exported = receiver.stats()
     load_after = os.getloadavg()
@@ -568,6 +644,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--loadgen", choices=("gateway", "realtime"), default=None)
     parser.add_argument("--publish", metavar="REDIS_URL", default=None)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--room", default="traced", help="(helpers) the mode's room")
     parser.add_argument("--traceparent", default="", help="(helpers) the warm-up's trace")
     return parser.parse_args()
 
@@ -583,12 +660,18 @@ if __name__ == "__main__":
         )
         print(json.dumps(outcome), flush=True)
     elif arguments.loadgen == "realtime":
-        outcome = asyncio.run(subscribers_load(arguments.port, arguments.subscribers))
+        outcome = asyncio.run(
+            subscribers_load(arguments.port, arguments.subscribers, arguments.room)
+        )
         print(json.dumps(outcome), flush=True)
     elif arguments.publish:
         outcome = asyncio.run(
             publish_events(
-                arguments.publish, arguments.events, arguments.rate, arguments.traceparent
+                arguments.publish,
+                arguments.room,
+                arguments.events,
+                arguments.rate,
+                arguments.traceparent,
             )
         )
         print(json.dumps(outcome), flush=True)

@@ -18,17 +18,22 @@ Starts its own Redis, then runs one worker process at a time against it:
 Throughput: ours and the same-settings arq worker run side by side, each on its own
 queue, and take turns (``--rounds``, median reported): ``--jobs`` no-op jobs are written
 to the queue in pipelined batches (arq's own job encoding) while the worker runs, timed
-until none is left. Latency and idle CPU: each worker alone with Redis. Latency: ``--samples``
-jobs enqueued one at a time with ``enqueue_job`` at random 0-50 ms gaps; each job's
-start minus enqueue time comes from arq's stored result (ms resolution). Idle CPU: the
-worker's and Redis' CPU time over 1.5 s with an empty queue (printed, not a row). Every
-worker logs at WARNING (arq's two INFO lines per job would otherwise be what is measured).
+until none is left.
+
+Latency and idle CPU: each worker alone with Redis. Latency: ``--samples`` jobs enqueued
+one at a time with ``enqueue_job`` at random 0-50 ms gaps (arq's defaults: an eighth of
+them, at least 12 — each costs its 0.5 s poll, and its lag, the poll less the gap, barely
+varies); each job's start minus enqueue time comes from arq's stored result (ms
+resolution). Idle CPU: the worker's and Redis' CPU time over 1.5 s with an empty queue
+(printed, not a row). Every worker logs at WARNING (arq's two INFO lines per job would
+otherwise be what is measured).
 
 CPU split: with two or more CPUs, the worker under test is pinned to the last one and
 Redis plus this script (the load generator) to the others (``--no-pin`` leaves placement
 to the scheduler). Default run on a quiet 2-core machine, estimated: ~15 s of throughput
-rounds, ~27 s of latency sampling (arq's 0.5 s poll dominates), ~10 s of idle CPU and
-start-ups: about a minute; several times that when the machine is loaded.
+rounds (the two workers start side by side), ~20 s of latency sampling (arq's 0.5 s poll
+dominates), ~10 s of idle CPU and start-ups: about a minute; several times that when the
+machine is loaded.
 
 ``--json-out PATH`` writes the bench result contract (``make bench`` renders it): the
 throughput row (median of the rounds, spread min to max, ratio = median of the per-round
@@ -224,13 +229,16 @@ def pin(pid: int, cpus: set[int] | None) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
-async def start(process: ManagedProcess, redis: ArqRedis) -> None:
-    process.start()
-    assert process.pid is not None
+async def start(*workers: tuple[ManagedProcess, ArqRedis]) -> None:
+    """Start the workers at once, each pinned to the worker CPU from the start, and wait
+    until each serves its own queue; then let startup work (the cron's first runs) settle."""
     plan = cpu_plan()
-    pin(process.pid, plan[0] if plan else None)
-    await wait_until_serving(redis)
-    await asyncio.sleep(1)  # let startup work (the cron's first runs) settle
+    for process, _ in workers:
+        process.start()
+        assert process.pid is not None
+        pin(process.pid, plan[0] if plan else None)
+    await asyncio.gather(*(wait_until_serving(redis) for _, redis in workers))
+    await asyncio.sleep(1)
 
 
 async def profile(
@@ -238,7 +246,7 @@ async def profile(
 ) -> Figures:
     """Idle CPU and latency of one worker, alone with Redis."""
     await redis.flushdb()
-    await start(process, redis)
+    await start((process, redis))
     try:
         assert process.pid is not None
         figures.idle_cpu, figures.idle_redis_cpu = await idle_cpu(process.pid, redis_pid)
@@ -263,8 +271,7 @@ async def race(
 ) -> tuple[list[float], list[float]]:
     """Throughput of both workers, each on its own queue, measured in alternation."""
     await ours_queue.flushdb()
-    await start(ours, ours_queue)
-    await start(bare, bare_queue)
+    await start((ours, ours_queue), (bare, bare_queue))  # their start-ups overlap
     mine, theirs = [], []
     try:
         for _ in range(rounds):
@@ -382,7 +389,9 @@ async def main(jobs: int, samples: int, rounds: int, json_out: Path | None) -> N
                 (
                     Figures("arq, defaults (poll 0.5s)"),
                     bare_process(server.url, root, poll_delay=0.5, settings=settings),
-                    max(20, samples // 4),
+                    # Its lag is its 0.5 s poll less the 0-50 ms gap, job after job (a
+                    # spread of a few ms), and each sample costs that half second.
+                    max(12, samples // 8),
                     redis,
                 ),
                 (
