@@ -57,6 +57,8 @@ class Stats:
         self.tracked = 0
         self.tracking = False
         self.verifying = False
+        #: Connections the server closed after they were up (never reset: ``open`` in peek).
+        self.dropped = 0
         self.reset()
 
     def reset(self) -> None:
@@ -175,6 +177,8 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(str(exc)))
+        elif not self.ready.cancelled() and self.ready.exception() is None:
+            STATS.dropped += 1
 
     def send_text(self, text: str) -> None:
         if self.transport is not None:
@@ -383,7 +387,16 @@ async def main() -> None:
         if not line or line == "quit":
             break
         if line == "peek":
-            print(json.dumps({"messages": STATS.messages, "last": STATS.last}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "messages": STATS.messages,
+                        "last": STATS.last,
+                        "open": len(clients) - STATS.dropped,
+                    }
+                ),
+                flush=True,
+            )
         elif line.startswith("report"):  # "report [<samples>]"
             samples = int(line[6:] or 0)
             print(json.dumps(STATS.report(samples)), flush=True)
